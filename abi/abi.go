@@ -1,0 +1,127 @@
+// Package abi is the contract between the presenced host and its wasm
+// event-package modules: export and import names, the ABI version, the
+// operations, and the one codec for the messages that cross. The host
+// (core/extension) and the module SDK (sdk) both import it, so the two sides
+// cannot drift. ABI.md beside this file is the language-neutral spec.
+package abi
+
+import "fmt"
+
+// Version of the ABI this package describes. A breaking change raises Major
+// (and the import module name); an addition (a new op, a new host function)
+// raises Minor. Message fields are added freely under protobuf rules.
+const (
+	Major = 1
+	Minor = 0
+)
+
+// Names a module exports.
+const (
+	// ExportMarker is never called; its presence says which ABI the module
+	// was built against, as "presenced_abi_v<major>_<minor>".
+	ExportMarker = "presenced_abi_v1_0"
+	// ExportInit is called once per instance, after _initialize, with an
+	// InitRequest as input; it returns a status and writes a Manifest.
+	ExportInit = "presenced_init"
+	// ExportHandle is the hot entry point: (op u32, input_len u32) -> i32.
+	// Its input is a Request, its output a Response.
+	ExportHandle = "presenced_handle"
+	// ExportInitialize is the WASI reactor's runtime initialiser.
+	ExportInitialize = "_initialize"
+)
+
+// ImportModule is the module name of the host functions a module imports.
+const ImportModule = "presenced_v1"
+
+// Names of the host functions in ImportModule.
+const (
+	// ImportInputRead (dst ptr, len u32, offset u32) -> i32 copies up to len
+	// bytes of the current call's input, from offset, into guest memory and
+	// returns how many it copied, or a negative Status.
+	ImportInputRead = "input_read"
+	// ImportOutputWrite (src ptr, len u32) -> i32 appends to the current
+	// call's output; it returns StatusOK or a negative Status (for example
+	// when the output would exceed the host's cap).
+	ImportOutputWrite = "output_write"
+	// ImportLog (level u32, ptr, len u32) -> i32 writes one log line.
+	ImportLog = "log"
+)
+
+// Status is what an export or a host function returns. Non-negative is
+// success; a module returning a negative status from an export has failed,
+// and the host answers the SIP request that caused the call with a 500.
+type Status int32
+
+const (
+	StatusOK          Status = 0
+	StatusBadInput    Status = -1 // the input envelope could not be decoded
+	StatusUnsupported Status = -2 // unknown op
+	StatusInternal    Status = -3 // the module failed; it logged why
+	StatusTooLarge    Status = -4 // host: output over the cap
+	StatusBadPointer  Status = -5 // host: pointer or length out of guest memory
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusOK:
+		return "ok"
+	case StatusBadInput:
+		return "bad input"
+	case StatusUnsupported:
+		return "unsupported op"
+	case StatusInternal:
+		return "internal error"
+	case StatusTooLarge:
+		return "output too large"
+	case StatusBadPointer:
+		return "pointer out of range"
+	}
+	return fmt.Sprintf("status %d", int32(s))
+}
+
+// Op says what a Request asks of a module.
+type Op uint32
+
+const (
+	// OpPublish: a publication was added or its body changed
+	// (Request.Publication). The module validates it, returns the new
+	// resource state and a notification for each watcher given.
+	OpPublish Op = 1
+	// OpUnpublish: a publication was removed or expired
+	// (Request.Publication.ID; no body). Same output as OpPublish.
+	OpUnpublish Op = 2
+	// OpRender: render the current state for the watchers given (a new
+	// subscription, a refresh, a final NOTIFY). The state must not change.
+	OpRender Op = 3
+	// Reserved for later minor versions: admin commands, registrar
+	// bindings, XMPP presence.
+	OpCommand Op = 4
+	OpBinding Op = 5
+	OpXMPP    Op = 6
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpPublish:
+		return "publish"
+	case OpUnpublish:
+		return "unpublish"
+	case OpRender:
+		return "render"
+	case OpCommand:
+		return "command"
+	case OpBinding:
+		return "binding"
+	case OpXMPP:
+		return "xmpp"
+	}
+	return fmt.Sprintf("op %d", uint32(o))
+}
+
+// Log levels of ImportLog, spaced like log/slog's.
+const (
+	LogDebug uint32 = 0
+	LogInfo  uint32 = 1
+	LogWarn  uint32 = 2
+	LogError uint32 = 3
+)

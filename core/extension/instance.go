@@ -1,0 +1,182 @@
+package extension
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// instance is one module instance; it serves one call at a time.
+type instance struct {
+	mod      api.Module
+	init     api.Function
+	handleFn api.Function
+	manifest abi.Manifest
+	log      *slog.Logger
+	stderr   *tailBuffer
+}
+
+// callState is what the host functions see of the running call. It travels
+// in the call's context because wazero hands host functions that context.
+type callState struct {
+	input  []byte
+	output []byte
+	failed error
+	log    *slog.Logger
+}
+
+type callKey struct{}
+
+func (in *instance) handle(ctx context.Context, op abi.Op, input []byte) ([]byte, error) {
+	return in.invoke(ctx, in.handleFn, input, uint64(op))
+}
+
+// invoke calls fn(op?, len(input)); init takes only the length.
+func (in *instance) invoke(ctx context.Context, fn api.Function, input []byte, op uint64) ([]byte, error) {
+	cs := &callState{input: input, log: in.log}
+	ctx = context.WithValue(ctx, callKey{}, cs)
+	var stack []uint64
+	if fn == in.handleFn {
+		stack = []uint64{op, uint64(len(input))}
+	} else {
+		stack = []uint64{uint64(len(input))}
+	}
+	if err := fn.CallWithStack(ctx, stack); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("deadline exceeded: %w", err)
+		}
+		return nil, err
+	}
+	if cs.failed != nil {
+		return nil, cs.failed
+	}
+	if st := abi.Status(int32(uint32(stack[0]))); st < 0 {
+		return nil, fmt.Errorf("module returned %s", st)
+	}
+	return cs.output, nil
+}
+
+// hostFunctions are the names this host provides in abi.ImportModule.
+var hostFunctions = map[string]bool{
+	abi.ImportInputRead:   true,
+	abi.ImportOutputWrite: true,
+	abi.ImportLog:         true,
+}
+
+var i32 = api.ValueTypeI32
+
+func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
+	_, err := rt.NewHostModuleBuilder(abi.ImportModule).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(inputRead),
+		[]api.ValueType{i32, i32, i32}, []api.ValueType{i32}).Export(abi.ImportInputRead).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(outputWrite),
+		[]api.ValueType{i32, i32}, []api.ValueType{i32}).Export(abi.ImportOutputWrite).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostLog),
+		[]api.ValueType{i32, i32, i32}, []api.ValueType{i32}).Export(abi.ImportLog).
+		Instantiate(ctx)
+	return err
+}
+
+func status(s abi.Status) uint64 { return uint64(uint32(int32(s))) }
+
+func current(ctx context.Context) *callState {
+	cs, _ := ctx.Value(callKey{}).(*callState)
+	return cs
+}
+
+// inputRead(dst, len, offset) -> n
+func inputRead(ctx context.Context, mod api.Module, stack []uint64) {
+	cs := current(ctx)
+	dst, n, off := uint32(stack[0]), uint32(stack[1]), uint32(stack[2])
+	if cs == nil {
+		stack[0] = status(abi.StatusInternal)
+		return
+	}
+	if int(off) >= len(cs.input) {
+		stack[0] = 0
+		return
+	}
+	chunk := cs.input[off:]
+	if uint32(len(chunk)) > n {
+		chunk = chunk[:n]
+	}
+	if !mod.Memory().Write(dst, chunk) {
+		cs.failed = errors.New("input_read: destination out of guest memory")
+		stack[0] = status(abi.StatusBadPointer)
+		return
+	}
+	stack[0] = uint64(len(chunk))
+}
+
+// outputWrite(src, len) -> status
+func outputWrite(ctx context.Context, mod api.Module, stack []uint64) {
+	cs := current(ctx)
+	src, n := uint32(stack[0]), uint32(stack[1])
+	if cs == nil {
+		stack[0] = status(abi.StatusInternal)
+		return
+	}
+	if len(cs.output)+int(n) > MaxOutput {
+		cs.failed = fmt.Errorf("output_write: output over %d bytes", MaxOutput)
+		stack[0] = status(abi.StatusTooLarge)
+		return
+	}
+	b, ok := mod.Memory().Read(src, n)
+	if !ok {
+		cs.failed = errors.New("output_write: source out of guest memory")
+		stack[0] = status(abi.StatusBadPointer)
+		return
+	}
+	cs.output = append(cs.output, b...)
+	stack[0] = status(abi.StatusOK)
+}
+
+// maxLogLine keeps one module log line from flooding the host's log.
+const maxLogLine = 2048
+
+// hostLog(level, ptr, len) -> status
+func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
+	cs := current(ctx)
+	level, p, n := uint32(stack[0]), uint32(stack[1]), uint32(stack[2])
+	if n > maxLogLine {
+		n = maxLogLine
+	}
+	b, ok := mod.Memory().Read(p, n)
+	if !ok || cs == nil {
+		stack[0] = status(abi.StatusBadPointer)
+		return
+	}
+	cs.log.Log(ctx, slog.Level((int(min(level, abi.LogError))-1)*4), string(b))
+	stack[0] = status(abi.StatusOK)
+}
+
+// tailBuffer keeps the last bytes a guest wrote to stdout/stderr, so a
+// panic message can go into the log line of the failed call.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf.Write(p)
+	if over := t.buf.Len() - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.buf.String()
+}

@@ -1,0 +1,301 @@
+// Package extension runs event-package modules: it compiles a .wasm file
+// once with wazero, keeps a pool of interchangeable instances, and turns
+// one abi.Request into one abi.Response under a memory cap and a deadline.
+// It owns no SIP and no state: callers hand it the state blob each time.
+package extension
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Spec says which module to load and under which limits.
+type Spec struct {
+	Name          string
+	Path          string
+	MemoryLimitMB int
+	CallTimeout   time.Duration
+	Instances     int
+	// Trusted compiles without wazero's termination checks: about 5x faster
+	// for Go guests, but a runaway call can no longer be stopped.
+	Trusted bool
+	Config  map[string]string
+	// CacheDir holds wazero's compilation cache; empty disables it.
+	CacheDir string
+	Logger   *slog.Logger
+}
+
+// MaxOutput caps what one call may write, so a hostile module cannot make
+// the host buffer without bound.
+const MaxOutput = 16 << 20
+
+// Module is a loaded extension. It is safe for concurrent use.
+type Module struct {
+	spec     Spec
+	sha256   string
+	manifest abi.Manifest
+	runtime  wazero.Runtime
+	compiled wazero.CompiledModule
+	pool     *pool
+	log      *slog.Logger
+
+	calls, failures, nanos atomic.Int64
+}
+
+// Load reads, compiles and validates a module, starts one instance (which
+// runs the module's init with its config) and returns it ready for calls.
+func Load(ctx context.Context, spec Spec) (*Module, error) {
+	m, err := load(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("load extension %q from %s: %w", spec.Name, spec.Path, err)
+	}
+	return m, nil
+}
+
+func load(ctx context.Context, spec Spec) (*Module, error) {
+	if spec.Instances < 1 {
+		spec.Instances = 1
+	}
+	if spec.MemoryLimitMB < 1 {
+		spec.MemoryLimitMB = 64
+	}
+	if spec.CallTimeout <= 0 {
+		spec.CallTimeout = time.Second
+	}
+	if spec.Logger == nil {
+		spec.Logger = slog.Default()
+	}
+	code, err := os.ReadFile(spec.Path)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(code)
+	rc := wazero.NewRuntimeConfig().
+		WithMemoryLimitPages(uint32(spec.MemoryLimitMB) * 16). // 64 KiB pages
+		WithCloseOnContextDone(!spec.Trusted)
+	if spec.CacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(spec.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("compilation cache: %w", err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	m := &Module{spec: spec, sha256: hex.EncodeToString(sum[:]), runtime: rt,
+		log: spec.Logger.With("extension", spec.Name)}
+	if err := m.setup(ctx, code); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Module) setup(ctx context.Context, code []byte) error {
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.runtime); err != nil {
+		return fmt.Errorf("wasi: %w", err)
+	}
+	if err := instantiateHost(ctx, m.runtime); err != nil {
+		return fmt.Errorf("host functions: %w", err)
+	}
+	compiled, err := m.runtime.CompileModule(ctx, code)
+	if err != nil {
+		return fmt.Errorf("compile: %w", err)
+	}
+	m.compiled = compiled
+	if err := checkContract(compiled); err != nil {
+		return err
+	}
+	m.pool = newPool(m.spec.Instances, m.newInstance)
+	// One eager instance fails fast on a bad module or a bad config, and
+	// gives us the manifest.
+	in, err := m.pool.get(ctx)
+	if err != nil {
+		return err
+	}
+	m.pool.put(in)
+	m.manifest = in.manifest
+	if len(m.manifest.Packages) == 0 {
+		return errors.New("the module serves no event package")
+	}
+	return nil
+}
+
+// checkContract refuses a module built against another ABI before any of
+// its code runs.
+func checkContract(c wazero.CompiledModule) error {
+	exports := c.ExportedFunctions()
+	var marker string
+	for name := range exports {
+		if strings.HasPrefix(name, "presenced_abi_v") {
+			marker = name
+		}
+	}
+	if marker == "" {
+		return fmt.Errorf("not a presenced module: no %s export", abi.ExportMarker)
+	}
+	major, minor, ok := parseMarker(marker)
+	if !ok {
+		return fmt.Errorf("malformed ABI marker %q", marker)
+	}
+	if major != abi.Major || minor > abi.Minor {
+		return fmt.Errorf("module needs presenced ABI v%d.%d, this host speaks v%d.%d", major, minor, abi.Major, abi.Minor)
+	}
+	for _, name := range []string{abi.ExportInitialize, abi.ExportInit, abi.ExportHandle} {
+		if _, ok := exports[name]; !ok {
+			return fmt.Errorf("missing export %q (build with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared)", name)
+		}
+	}
+	for _, f := range c.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if strings.HasPrefix(mod, "presenced_") && mod != abi.ImportModule {
+			return fmt.Errorf("module imports from %q; this host provides %q", mod, abi.ImportModule)
+		}
+		if mod == abi.ImportModule && !hostFunctions[name] {
+			return fmt.Errorf("module imports %s.%s, which this host (ABI v%d.%d) lacks", mod, name, abi.Major, abi.Minor)
+		}
+	}
+	return nil
+}
+
+func parseMarker(s string) (major, minor int, ok bool) {
+	v, found := strings.CutPrefix(s, "presenced_abi_v")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(v, "_")
+	if !found {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(a)
+	minor, err2 := strconv.Atoi(b)
+	return major, minor, err1 == nil && err2 == nil
+}
+
+// Name is the extension's name from the config.
+func (m *Module) Name() string { return m.spec.Name }
+
+// SHA256 is the hex digest of the loaded .wasm file.
+func (m *Module) SHA256() string { return m.sha256 }
+
+// Manifest is what the module said it serves when it was loaded.
+func (m *Module) Manifest() abi.Manifest { return m.manifest }
+
+// Stats are counters since load.
+type Stats struct {
+	Calls, Failures int64
+	Total           time.Duration
+	Instances       int
+}
+
+// Stats returns the module's counters.
+func (m *Module) Stats() Stats {
+	return Stats{Calls: m.calls.Load(), Failures: m.failures.Load(),
+		Total: time.Duration(m.nanos.Load()), Instances: m.pool.live()}
+}
+
+// Error is a module failure: a trap, a deadline, a negative status, bad
+// output. The instance that failed has been discarded.
+type Error struct {
+	Extension string
+	Op        abi.Op
+	Err       error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("extension %s: %s: %v", e.Extension, e.Op, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Handle runs one request on a pooled instance. A refusal by the module is
+// a Response with a non-zero Code, not an error; an error is always *Error.
+func (m *Module) Handle(ctx context.Context, req *abi.Request) (*abi.Response, error) {
+	start := time.Now()
+	if req.NowUnixNano == 0 {
+		req.NowUnixNano = start.UnixNano()
+	}
+	out, err := m.call(ctx, req)
+	m.calls.Add(1)
+	m.nanos.Add(int64(time.Since(start)))
+	if err != nil {
+		m.failures.Add(1)
+		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: err}
+	}
+	res := &abi.Response{}
+	if err := res.Unmarshal(out); err != nil {
+		m.failures.Add(1)
+		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: fmt.Errorf("malformed response: %w", err)}
+	}
+	return res, nil
+}
+
+func (m *Module) call(ctx context.Context, req *abi.Request) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.spec.CallTimeout)
+	defer cancel()
+	in, err := m.pool.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := in.handle(ctx, req.Op, req.Marshal())
+	if err != nil {
+		// A trap leaves the guest's runtime in an unknown state even though
+		// wazero keeps the instance open (research/wasm.md §3.8): drop it.
+		m.log.Warn("extension call failed, instance discarded", "op", req.Op.String(),
+			"resource", req.Resource, "err", err, "stderr", in.stderr.String())
+		m.pool.discard(in)
+		return nil, err
+	}
+	m.pool.put(in)
+	return out, nil
+}
+
+// Close stops every instance and frees the runtime.
+func (m *Module) Close(ctx context.Context) error {
+	m.pool.close()
+	return m.runtime.Close(ctx)
+}
+
+func (m *Module) newInstance(ctx context.Context) (*instance, error) {
+	in := &instance{stderr: &tailBuffer{max: 4096}}
+	cfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous: many instances of one module per runtime
+		WithStartFunctions(abi.ExportInitialize).
+		// Go guests need real clocks, or their GC falls behind and linear
+		// memory balloons (research/wasm.md §3.9).
+		WithSysNanotime().WithSysWalltime().WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithStderr(in.stderr).WithStdout(in.stderr)
+	mod, err := m.runtime.InstantiateModule(ctx, m.compiled, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	in.mod = mod
+	in.init = mod.ExportedFunction(abi.ExportInit)
+	in.handleFn = mod.ExportedFunction(abi.ExportHandle)
+	in.log = m.log
+	init := abi.InitRequest{Name: m.spec.Name, Config: m.spec.Config}
+	out, err := in.invoke(ctx, in.init, init.Marshal(), 0)
+	if err != nil {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("init: %w (stderr: %s)", err, in.stderr.String())
+	}
+	if err := in.manifest.Unmarshal(out); err != nil {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("init: malformed manifest: %w", err)
+	}
+	return in, nil
+}

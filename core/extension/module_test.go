@@ -1,0 +1,86 @@
+package extension_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/core/extension"
+	"github.com/presenced/presenced/sdk/sdktest"
+)
+
+const echoPkg = "github.com/presenced/presenced/core/extension/testdata/echo"
+
+func publish(body string) *abi.Request {
+	return &abi.Request{Op: abi.OpPublish, Event: "echo", Resource: "sip:a@example.com",
+		Publication: &abi.Publication{ID: "p1", ContentType: "text/plain", Body: []byte(body)},
+		Watchers:    []abi.Watcher{{ID: "w1", URI: "sip:b@example.com"}}}
+}
+
+func TestManifestAndPublish(t *testing.T) {
+	m := sdktest.Load(t, echoPkg, nil)
+	man := m.Manifest()
+	if len(man.Packages) != 1 || man.Packages[0].Event != "echo" || man.Packages[0].DefaultExpires != 60 {
+		t.Fatalf("manifest = %+v", man)
+	}
+	res, err := m.Handle(context.Background(), publish("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.StateChanged || string(res.State) != "hello" || len(res.Notifications) != 1 ||
+		res.Notifications[0].WatcherID != "w1" || string(res.Notifications[0].Body) != "hello" {
+		t.Fatalf("response = %+v", res)
+	}
+}
+
+func TestRejectIsAnAnswerNotAFailure(t *testing.T) {
+	m := sdktest.Load(t, echoPkg, nil)
+	res, err := m.Handle(context.Background(), publish("bad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != 400 || res.Reason != "bad body" {
+		t.Fatalf("response = %+v", res)
+	}
+	if s := m.Stats(); s.Failures != 0 {
+		t.Fatalf("failures = %d", s.Failures)
+	}
+}
+
+// Each failure mode fails its own call with *extension.Error, discards the
+// instance, and leaves the module serving the next call.
+func TestFailuresDiscardTheInstance(t *testing.T) {
+	path := sdktest.Build(t, echoPkg)
+	m, err := extension.Load(context.Background(), extension.Spec{Name: "echo", Path: path,
+		MemoryLimitMB: 64, CallTimeout: 300 * time.Millisecond, Instances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	for _, body := range []string{"panic", "loop", "huge"} {
+		t.Run(body, func(t *testing.T) {
+			_, err := m.Handle(context.Background(), publish(body))
+			var xe *extension.Error
+			if !errors.As(err, &xe) {
+				t.Fatalf("err = %v, want *extension.Error", err)
+			}
+			res, err := m.Handle(context.Background(), publish("after"))
+			if err != nil || string(res.State) != "after" {
+				t.Fatalf("next call: %+v, %v", res, err)
+			}
+		})
+	}
+	if s := m.Stats(); s.Failures != 3 || s.Instances != 1 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+func TestRefusesAForeignFile(t *testing.T) {
+	_, err := extension.Load(context.Background(), extension.Spec{Name: "x", Path: "testdata/echo/main.go"})
+	if err == nil || !strings.Contains(err.Error(), `load extension "x"`) {
+		t.Fatalf("err = %v", err)
+	}
+}

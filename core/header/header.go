@@ -1,0 +1,154 @@
+// Package header parses and builds the SIP headers that sipgo leaves as
+// plain strings: Event, Expires, Accept, Content-Type, SIP-If-Match,
+// Warning. It also maps the compact forms sipgo does not (o, u, k).
+// It owns no state and sends nothing.
+package header
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Event is a parsed Event header (RFC 6665 §8.2.1).
+type Event struct {
+	Package string // lower-cased event type, e.g. "presence"
+	ID      string // the id parameter, "" if absent
+}
+
+// String renders the header value as sent in NOTIFY.
+func (e Event) String() string {
+	if e.ID == "" {
+		return e.Package
+	}
+	return e.Package + ";id=" + e.ID
+}
+
+// ParseEvent parses an Event header value.
+func ParseEvent(v string) (Event, error) {
+	parts := strings.Split(v, ";")
+	pkg := strings.ToLower(strings.TrimSpace(parts[0]))
+	if pkg == "" {
+		return Event{}, errors.New("empty event type")
+	}
+	if !isToken(pkg) {
+		return Event{}, fmt.Errorf("event type %q is not a token", pkg)
+	}
+	var ev Event
+	ev.Package = pkg
+	for _, p := range parts[1:] {
+		name, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(strings.TrimSpace(name), "id") {
+			ev.ID = strings.TrimSpace(val)
+		}
+	}
+	return ev, nil
+}
+
+// isToken reports whether s is an RFC 3261 token.
+func isToken(s string) bool {
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.ContainsRune("-.!%*_+`'~", c):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// MaxExpires bounds what we parse; larger values are clamped by policy
+// anyway, and this keeps arithmetic on them safe.
+const MaxExpires = 1<<31 - 1
+
+// ParseExpires parses a delta-seconds value (Expires, Min-Expires).
+func ParseExpires(v string) (int, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, errors.New("empty value")
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%q is not a number of seconds", v)
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > MaxExpires {
+		return MaxExpires, nil
+	}
+	return int(n), nil
+}
+
+// Expires returns the request's Expires header: ok is false when absent.
+func Expires(req *sip.Request) (secs int, ok bool, err error) {
+	h := req.GetHeader("Expires")
+	if h == nil {
+		return 0, false, nil
+	}
+	secs, err = ParseExpires(h.Value())
+	if err != nil {
+		return 0, true, fmt.Errorf("bad Expires: %w", err)
+	}
+	return secs, true, nil
+}
+
+// MediaType returns the lower-cased type/subtype of a Content-Type or
+// Accept element, without parameters.
+func MediaType(v string) string {
+	t, _, _ := strings.Cut(v, ";")
+	return strings.ToLower(strings.TrimSpace(t))
+}
+
+// Accept returns the media types of every Accept header of req, in order.
+// A request without Accept returns nil.
+func Accept(req *sip.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("Accept") {
+		for _, v := range strings.Split(h.Value(), ",") {
+			if t := MediaType(v); t != "" {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// ContentType returns the media type of the request's body, "" if none.
+func ContentType(req *sip.Request) string {
+	if h := req.ContentType(); h != nil {
+		return MediaType(h.Value())
+	}
+	return ""
+}
+
+// Warning builds a Warning header (RFC 3261 §20.43) with code 399
+// (miscellaneous warning) carrying text, so a client sees why it was
+// refused.
+func Warning(agent, text string) sip.Header {
+	text = strings.NewReplacer(`"`, `'`, "\r", " ", "\n", " ").Replace(text)
+	if len(text) > 200 {
+		text = text[:200]
+	}
+	return sip.NewHeader("Warning", fmt.Sprintf(`399 %s "%s"`, agent, text))
+}
+
+// Parsers returns sipgo's header parsers with the compact forms it lacks
+// mapped to their full names (research/sipgo.md §4 item 8): without this,
+// GetHeader("Event") is nil for "o: presence".
+func Parsers() map[string]sip.HeaderParser {
+	m := map[string]sip.HeaderParser{}
+	for k, v := range sip.DefaultHeadersParser() {
+		m[k] = v // copy: DefaultHeadersParser returns the global map
+	}
+	rename := func(full string) sip.HeaderParser {
+		return func(_ []byte, v string) (sip.Header, error) { return sip.NewHeader(full, v), nil }
+	}
+	m["o"] = rename("Event")
+	m["u"] = rename("Allow-Events")
+	m["k"] = rename("Supported")
+	return m
+}

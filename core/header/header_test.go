@@ -1,0 +1,60 @@
+package header
+
+import "testing"
+
+func TestParseEvent(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		pkg, id string
+		bad     bool
+	}{
+		{"presence", "presence", "", false},
+		{"Presence ; id=7", "presence", "7", false},
+		{"conference;ID=a1;other=x", "conference", "a1", false},
+		{"", "", "", true},
+		{"  ;id=3", "", "", true},
+		{"pres ence", "", "", true},
+	} {
+		ev, err := ParseEvent(c.in)
+		if (err != nil) != c.bad || ev.Package != c.pkg || ev.ID != c.id {
+			t.Errorf("ParseEvent(%q) = %+v, %v", c.in, ev, err)
+		}
+	}
+	if s := (Event{"presence", "7"}).String(); s != "presence;id=7" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+func TestParseExpires(t *testing.T) {
+	for _, c := range []struct {
+		in  string
+		n   int
+		bad bool
+	}{
+		{"3600", 3600, false},
+		{" 0 ", 0, false},
+		{"99999999999999999999", MaxExpires, false},
+		{"-1", 0, true},
+		{"abc", 0, true},
+		{"", 0, true},
+		{"1.5", 0, true},
+	} {
+		n, err := ParseExpires(c.in)
+		if (err != nil) != c.bad || (!c.bad && n != c.n) {
+			t.Errorf("ParseExpires(%q) = %d, %v", c.in, n, err)
+		}
+	}
+}
+
+func TestMediaType(t *testing.T) {
+	if got := MediaType(" Application/PIDF+XML ; charset=utf-8"); got != "application/pidf+xml" {
+		t.Errorf("MediaType = %q", got)
+	}
+}
+
+func TestWarningQuotes(t *testing.T) {
+	h := Warning("presenced", "bad \"x\"\r\nvalue")
+	if h.Value() != `399 presenced "bad 'x'  value"` {
+		t.Errorf("Warning = %q", h.Value())
+	}
+}

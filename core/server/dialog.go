@@ -1,0 +1,243 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/core/store"
+)
+
+// dialog is one subscription, notifier side. rec changes only under
+// res.mu; the NOTIFY queue has its own lock so that sending never holds
+// the resource.
+type dialog struct {
+	rec   store.Subscription
+	res   *resource
+	timer *time.Timer
+	gone  bool // terminated: no longer in res.watchers or Server.dialogs
+
+	qmu     sync.Mutex
+	queue   []*notifyJob
+	sending bool
+	failed  bool
+	cseq    uint32 // last CSeq sent
+}
+
+// notifyJob is one NOTIFY, built when its state change happened; the CSeq
+// is set when it is sent, so CSeq order is send order.
+type notifyJob struct {
+	req   *sip.Request
+	final bool
+}
+
+func dialogID(callID, localTag, remoteTag string) string {
+	return callID + "\x00" + localTag + "\x00" + remoteTag
+}
+
+func (d *dialog) stopTimer() {
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+}
+
+func (d *dialog) watcher(full bool) abi.Watcher {
+	return abi.Watcher{ID: d.rec.ID, URI: d.rec.RemoteURI, Accept: d.rec.Accept, Full: full, State: d.rec.State}
+}
+
+// activeState is the Subscription-State of a live subscription now.
+func (d *dialog) activeState() string {
+	left := int(time.Until(d.rec.Expires).Round(time.Second).Seconds())
+	if left < 0 {
+		left = 0
+	}
+	return fmt.Sprintf("active;expires=%d", left)
+}
+
+// enqueue queues a NOTIFY carrying n (nil: no body) for d. Called under
+// d.res.mu, so NOTIFYs leave in the order of the changes they report.
+func (s *Server) enqueue(d *dialog, subState string, n *abi.Notification, final bool) {
+	req := s.buildNotify(d, subState, n)
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	if d.failed {
+		return
+	}
+	d.queue = append(d.queue, &notifyJob{req: req, final: final})
+	if !d.sending {
+		d.sending = true
+		s.wg.Add(1)
+		go s.sendLoop(d)
+	}
+}
+
+// buildNotify builds an in-dialog NOTIFY (RFC 6665 §4.2.1, RFC 3261
+// §12.2.1): request-URI the subscriber's Contact, Route from the route set,
+// From/To the dialog's, our own CSeq space.
+func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *sip.Request {
+	var target sip.Uri
+	if err := sip.ParseUri(d.rec.RemoteTarget, &target); err != nil {
+		s.log.Error("stored remote target does not parse", "target", d.rec.RemoteTarget, "err", err)
+	}
+	req := sip.NewRequest(sip.NOTIFY, target)
+	for _, r := range d.rec.RouteSet {
+		req.AppendHeader(sip.NewHeader("Route", r))
+	}
+	var local, remote sip.Uri
+	sip.ParseUri(d.rec.LocalURI, &local)
+	sip.ParseUri(d.rec.RemoteURI, &remote)
+	from := &sip.FromHeader{Address: local, Params: sip.NewParams()}
+	from.Params.Add("tag", d.rec.LocalTag)
+	to := &sip.ToHeader{Address: remote, Params: sip.NewParams()}
+	to.Params.Add("tag", d.rec.RemoteTag)
+	callID := sip.CallIDHeader(d.rec.CallID)
+	maxFwd := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&maxFwd)
+	transport := strings.ToLower(d.rec.Transport)
+	if c, ok := s.contact[transport]; ok {
+		req.AppendHeader(&sip.ContactHeader{Address: c})
+	}
+	ev := d.rec.Event
+	if d.rec.EventID != "" {
+		ev += ";id=" + d.rec.EventID
+	}
+	req.AppendHeader(sip.NewHeader("Event", ev))
+	req.AppendHeader(sip.NewHeader("Subscription-State", subState))
+	if n != nil && n.ContentType != "" {
+		req.AppendHeader(sip.NewHeader("Content-Type", n.ContentType))
+		req.SetBody(append([]byte(nil), n.Body...))
+	} else {
+		req.SetBody(nil) // Content-Length: 0, required on TCP
+	}
+	req.SetTransport(d.rec.Transport)
+	if transport == "udp" {
+		// From the listening socket, not a new ephemeral one
+		// (research/sipgo.md §2.2).
+		req.Laddr = s.udpAddr
+	} else if len(d.rec.RouteSet) == 0 && d.rec.Source != "" {
+		// Back over the connection the SUBSCRIBE came in on, while it is
+		// open: the Contact of a client behind NAT is often unreachable.
+		if c, err := s.ua.TransportLayer().GetConnection(transport, d.rec.Source); err == nil && c != nil {
+			c.TryClose() // GetConnection took a reference
+			req.SetDestination(d.rec.Source)
+		}
+	}
+	return req
+}
+
+// notifyTimeout bounds one NOTIFY transaction: 64*T1, the time Timer F
+// gives a non-INVITE transaction.
+const notifyTimeout = 32 * time.Second
+
+// sendLoop sends d's queued NOTIFYs one at a time, in order. A NOTIFY that
+// fails (timeout, transport error, any non-2xx final answer) ends the
+// subscription, as RFC 6665 §4.2.2 asks.
+func (s *Server) sendLoop(d *dialog) {
+	defer s.wg.Done()
+	for {
+		d.qmu.Lock()
+		if len(d.queue) == 0 || d.failed || s.ctx.Err() != nil {
+			d.queue = nil
+			d.sending = false
+			d.qmu.Unlock()
+			return
+		}
+		job := d.queue[0]
+		d.queue = d.queue[1:]
+		d.cseq++
+		cseq := d.cseq
+		d.qmu.Unlock()
+
+		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
+		ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
+		res, err := s.cli.Do(ctx, job.req)
+		cancel()
+		if err == nil && res.StatusCode >= 200 && res.StatusCode < 300 {
+			continue
+		}
+		reason := "timeout"
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			reason = err.Error()
+		} else {
+			reason = fmt.Sprintf("%d %s", res.StatusCode, res.Reason)
+		}
+		s.log.Info("NOTIFY failed, subscription ended", "resource", d.rec.Resource,
+			"watcher", d.rec.RemoteURI, "cseq", cseq, "reason", reason)
+		d.qmu.Lock()
+		d.failed = true
+		d.qmu.Unlock()
+		if !job.final {
+			s.drop(d)
+		}
+	}
+}
+
+// drop removes a subscription whose subscriber is gone, without a final
+// NOTIFY (there is nobody to send it to).
+func (s *Server) drop(d *dialog) {
+	r := d.res
+	r.mu.Lock()
+	if d.gone {
+		r.mu.Unlock()
+		return
+	}
+	s.forget(d)
+	s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
+	s.release(r)
+}
+
+// forget unlinks d from its resource and the dialog index; r.mu is held.
+func (s *Server) forget(d *dialog) {
+	d.gone = true
+	d.stopTimer()
+	delete(d.res.watchers, d.rec.ID)
+	s.mu.Lock()
+	delete(s.dialogs, d.rec.ID)
+	s.mu.Unlock()
+}
+
+// armTimer (re)starts d's expiry timer; r.mu is held.
+func (s *Server) armTimer(d *dialog) {
+	d.stopTimer()
+	d.timer = time.AfterFunc(time.Until(d.rec.Expires), func() { s.expire(d) })
+}
+
+// expire ends a subscription whose time is up: a final NOTIFY with the
+// current state and "terminated;reason=timeout".
+func (s *Server) expire(d *dialog) {
+	r := d.res
+	r.mu.Lock()
+	if d.gone || time.Now().Before(d.rec.Expires) {
+		r.mu.Unlock()
+		return
+	}
+	s.terminate(r, d, "timeout")
+	s.release(r)
+}
+
+// terminate ends d with a final NOTIFY carrying the current state and the
+// given reason; r.mu is held. A module failure still ends it, with a
+// body-less final NOTIFY.
+func (s *Server) terminate(r *resource, d *dialog, reason string) {
+	s.forget(d)
+	s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
+	var n *abi.Notification
+	res, err := s.call(r, abi.OpRender, nil, d)
+	switch {
+	case err != nil:
+		s.log.Warn("final NOTIFY without body: render failed", "resource", r.key.uri, "err", err)
+	case res.Code == 0:
+		n = note(res, d.rec.ID)
+	}
+	s.enqueue(d, "terminated;reason="+reason, n, true)
+}

@@ -1,0 +1,241 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// peer is a SIP user agent on a real 127.0.0.1 socket, written from raw
+// text so tests control every byte. It answers each NOTIFY it receives
+// with notifyCode (200 unless a test changes it) and queues it.
+type peer struct {
+	t         testing.TB
+	transport string // "UDP" or "TCP"
+	conn      net.Conn
+	pc        net.PacketConn
+	server    net.Addr // UDP destination
+	serverStr string   // host:port
+	local     string // host:port
+
+	responses  chan *sip.Response
+	notifies   chan *sip.Request
+	notifyCode atomic.Int32
+	wmu        sync.Mutex
+	branch     atomic.Int64
+}
+
+const waitFor = 5 * time.Second
+
+func newPeer(t testing.TB, transport, server string) *peer {
+	t.Helper()
+	p := &peer{t: t, transport: transport, serverStr: server, responses: make(chan *sip.Response, 64), notifies: make(chan *sip.Request, 64)}
+	p.notifyCode.Store(200)
+	switch transport {
+	case "UDP":
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.pc = pc
+		p.server, _ = net.ResolveUDPAddr("udp", server)
+		p.local = pc.LocalAddr().String()
+		go p.readUDP()
+	case "TCP":
+		c, err := net.Dial("tcp", server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.conn = c
+		p.local = c.LocalAddr().String()
+		go p.readTCP()
+	}
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *peer) close() {
+	if p.pc != nil {
+		p.pc.Close()
+	}
+	if p.conn != nil {
+		p.conn.Close()
+	}
+}
+
+func (p *peer) write(b []byte) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	var err error
+	if p.pc != nil {
+		_, err = p.pc.WriteTo(b, p.server)
+	} else {
+		_, err = p.conn.Write(b)
+	}
+	if err != nil {
+		p.t.Errorf("peer write: %v", err)
+	}
+}
+
+func (p *peer) readUDP() {
+	buf := make([]byte, 65535)
+	for {
+		n, _, err := p.pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		p.dispatch(append([]byte(nil), buf[:n]...))
+	}
+}
+
+// readTCP frames messages by Content-Length, as RFC 3261 §18.3 requires.
+func (p *peer) readTCP() {
+	r := bufio.NewReader(p.conn)
+	for {
+		var head bytes.Buffer
+		length := 0
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" && head.Len() == 0 {
+				continue // keep-alive
+			}
+			head.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+			if name, v, ok := strings.Cut(line, ":"); ok &&
+				(strings.EqualFold(strings.TrimSpace(name), "Content-Length") || strings.TrimSpace(name) == "l") {
+				length, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+		body := make([]byte, length)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return
+		}
+		p.dispatch(append(head.Bytes(), body...))
+	}
+}
+
+func (p *peer) dispatch(b []byte) {
+	msg, err := sip.ParseMessage(b)
+	if err != nil {
+		p.t.Errorf("peer got unparsable message: %v\n%s", err, b)
+		return
+	}
+	switch m := msg.(type) {
+	case *sip.Response:
+		p.responses <- m
+	case *sip.Request:
+		if m.Method == sip.NOTIFY {
+			p.answer(m, int(p.notifyCode.Load()))
+			p.notifies <- m
+		}
+	}
+}
+
+// answer sends a response to req, built by hand like everything else.
+func (p *peer) answer(req *sip.Request, code int) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, map[int]string{200: "OK", 481: "Call/Transaction Does Not Exist"}[code])
+	for _, name := range []string{"Via", "From", "To", "Call-ID", "CSeq"} {
+		for _, h := range req.GetHeaders(name) {
+			fmt.Fprintf(&b, "%s: %s\r\n", h.Name(), h.Value())
+		}
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	p.write([]byte(b.String()))
+}
+
+// msg is a request under construction.
+type msg struct {
+	method, uri string
+	headers     []string
+	body        string
+}
+
+// send writes m with the peer's Via and the Max-Forwards and
+// Content-Length headers added, and returns the final response.
+func (p *peer) send(m msg) *sip.Response {
+	p.t.Helper()
+	p.sendRaw(p.render(m))
+	return p.response()
+}
+
+func (p *peer) render(m msg) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", m.method, m.uri)
+	fmt.Fprintf(&b, "Via: SIP/2.0/%s %s;branch=z9hG4bK-t%d-%d\r\n", p.transport, p.local, time.Now().UnixNano(), p.branch.Add(1))
+	b.WriteString("Max-Forwards: 70\r\n")
+	for _, h := range m.headers {
+		b.WriteString(h + "\r\n")
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(m.body), m.body)
+	return b.String()
+}
+
+func (p *peer) sendRaw(s string) { p.write([]byte(s)) }
+
+func (p *peer) response() *sip.Response {
+	p.t.Helper()
+	select {
+	case r := <-p.responses:
+		if r.IsProvisional() {
+			return p.response()
+		}
+		return r
+	case <-time.After(waitFor):
+		p.t.Fatal("no response")
+		return nil
+	}
+}
+
+func (p *peer) notify() *sip.Request {
+	p.t.Helper()
+	select {
+	case r := <-p.notifies:
+		return r
+	case <-time.After(waitFor):
+		p.t.Fatal("no NOTIFY")
+		return nil
+	}
+}
+
+// quiet asserts that no NOTIFY arrives within d.
+func (p *peer) quiet(d time.Duration) {
+	p.t.Helper()
+	select {
+	case r := <-p.notifies:
+		p.t.Fatalf("unexpected NOTIFY:\n%s", r)
+	case <-time.After(d):
+	}
+}
+
+func (p *peer) contact() string {
+	return fmt.Sprintf("Contact: <sip:watcher@%s;transport=%s>", p.local, strings.ToLower(p.transport))
+}
+
+func hdr(m interface{ GetHeader(string) sip.Header }, name string) string {
+	if h := m.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func tag(h string) string {
+	_, t, _ := strings.Cut(h, "tag=")
+	t, _, _ = strings.Cut(t, ";")
+	return t
+}

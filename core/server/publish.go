@@ -1,0 +1,242 @@
+package server
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/core/header"
+	"github.com/presenced/presenced/core/store"
+)
+
+// onPublish is the event state compositor of RFC 3903: a PUBLISH without
+// SIP-If-Match creates a publication; with one it refreshes (no body),
+// modifies (a body) or removes (Expires: 0) the publication of that ETag.
+func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
+	_, ep, ok := s.event(req, tx)
+	if !ok {
+		return
+	}
+	uri, ok := s.resourceURI(req, tx)
+	if !ok {
+		return
+	}
+	secs, given, ok := s.expires(req, tx, s.opt.Publication, ep.info.DefaultExpires)
+	if !ok {
+		return
+	}
+	body := req.Body()
+	if len(body) > 0 && !s.acceptable(req, tx, ep) {
+		return
+	}
+	var etag string
+	if h := req.GetHeader("SIP-If-Match"); h != nil {
+		etag = strings.TrimSpace(h.Value())
+	}
+	if etag == "" {
+		if len(body) == 0 {
+			s.reply(req, tx, 400, "PUBLISH without a body needs SIP-If-Match")
+			return
+		}
+		if secs == 0 {
+			s.reply(req, tx, 400, "Expires: 0 without SIP-If-Match removes nothing")
+			return
+		}
+		s.publishNew(req, tx, ep, uri, secs, body)
+		return
+	}
+
+	s.mu.Lock()
+	p := s.etags[etag]
+	s.mu.Unlock()
+	if p == nil || p.rec.Event != ep.name || p.rec.Resource != uri {
+		s.reply(req, tx, 412, fmt.Sprintf("no publication with entity-tag %q for %s", etag, uri))
+		return
+	}
+	r := p.res
+	r.mu.Lock()
+	defer s.release(r)
+	if r.pubs[p.rec.ID] != p || p.rec.ETag != etag {
+		s.reply(req, tx, 412, fmt.Sprintf("entity-tag %q is no longer current", etag))
+		return
+	}
+	switch {
+	case given && secs == 0:
+		s.unpublish(req, tx, r, p)
+	case len(body) == 0:
+		s.republish(req, tx, r, p, secs, nil)
+	default:
+		s.republish(req, tx, r, p, secs, body)
+	}
+}
+
+// acceptable checks the body's Content-Type against what the package
+// accepts; on failure it has answered.
+func (s *Server) acceptable(req *sip.Request, tx sip.ServerTransaction, ep *eventPackage) bool {
+	ct := header.ContentType(req)
+	if ct == "" {
+		s.reply(req, tx, 400, "body without Content-Type")
+		return false
+	}
+	if !ep.accept[ct] {
+		s.reply(req, tx, 415, fmt.Sprintf("%s does not take %s", ep.name, ct),
+			sip.NewHeader("Accept", strings.Join(ep.info.Accept, ", ")))
+		return false
+	}
+	return true
+}
+
+func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *eventPackage, uri string, secs int, body []byte) {
+	rec := store.Publication{ID: newToken(), ETag: newToken(), Event: ep.name, Resource: uri,
+		ContentType: header.ContentType(req), Body: body,
+		Expires: time.Now().Add(time.Duration(secs) * time.Second)}
+	r := s.lockResource(ep, uri)
+	defer s.release(r)
+	p := &publication{rec: rec, res: r}
+	if !s.change(req, tx, r, abi.OpPublish, p, &store.Batch{Publications: []store.Publication{rec}}) {
+		return
+	}
+	r.pubs[rec.ID] = p
+	s.index(p, "")
+	s.armPublication(p)
+	s.publishOK(req, tx, etagAndExpires(rec.ETag, secs))
+	s.notifyAll(r)
+}
+
+// republish refreshes (body nil) or modifies a publication: a new ETag
+// either way (RFC 3903 §6), a module call only when the body changed.
+func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resource, p *publication, secs int, body []byte) {
+	rec := p.rec
+	rec.ETag = newToken()
+	rec.Expires = time.Now().Add(time.Duration(secs) * time.Second)
+	b := &store.Batch{}
+	if body != nil {
+		rec.Body = body
+		rec.ContentType = header.ContentType(req)
+		b.Publications = []store.Publication{rec}
+		next := &publication{rec: rec, res: r}
+		if !s.change(req, tx, r, abi.OpPublish, next, b) {
+			return
+		}
+	} else {
+		b.Publications = []store.Publication{rec}
+		if !s.commit(req, tx, b) {
+			return
+		}
+	}
+	old := p.rec.ETag
+	p.rec = rec
+	s.index(p, old)
+	s.armPublication(p)
+	s.publishOK(req, tx, etagAndExpires(rec.ETag, secs))
+	if body != nil {
+		s.notifyAll(r)
+	}
+}
+
+func (s *Server) unpublish(req *sip.Request, tx sip.ServerTransaction, r *resource, p *publication) {
+	if !s.change(req, tx, r, abi.OpUnpublish, p, &store.Batch{DeletePublications: []string{p.rec.ID}}) {
+		return
+	}
+	s.removePublication(r, p)
+	s.publishOK(req, tx, etagAndExpires(p.rec.ETag, 0))
+	s.notifyAll(r)
+}
+
+// change asks the module about a publication change, commits it with b,
+// and leaves the module's answer pending in r until notifyAll; on failure
+// it has answered the request and nothing changed. r.mu is held.
+func (s *Server) change(req *sip.Request, tx sip.ServerTransaction, r *resource, op abi.Op, p *publication, b *store.Batch) bool {
+	in := &abi.Publication{ID: p.rec.ID}
+	if op == abi.OpPublish {
+		in.ContentType, in.Body, in.ExpiresUnix = p.rec.ContentType, p.rec.Body, p.rec.Expires.Unix()
+	}
+	mres, err := s.call(r, op, in, nil)
+	if err != nil {
+		if req != nil {
+			s.moduleError(req, tx, err)
+		}
+		return false
+	}
+	if mres.Code != 0 {
+		if req != nil {
+			s.refusal(req, tx, r.pkg, mres)
+		} else {
+			s.log.Warn("module refused a publication change", "op", op.String(), "resource", r.key.uri,
+				"code", mres.Code, "reason", mres.Reason)
+		}
+		return false
+	}
+	stage(b, r, mres, nil)
+	if !s.commit(req, tx, b) {
+		return false
+	}
+	r.pending = mres
+	return true
+}
+
+// notifyAll applies the module answer left by change and queues a NOTIFY
+// for every watcher it rendered for. Called after the 2xx went out, so a
+// watcher who is also the publisher sees the 200 first.
+func (s *Server) notifyAll(r *resource) {
+	if r.pending != nil {
+		s.apply(r, r.pending, nil, "")
+		r.pending = nil
+	}
+}
+
+func (s *Server) publishOK(req *sip.Request, tx sip.ServerTransaction, hdrs []sip.Header) {
+	s.respond(req, tx, sip.NewResponseFromRequest(req, 200, "OK", nil), "", hdrs...)
+}
+
+func etagAndExpires(etag string, secs int) []sip.Header {
+	return []sip.Header{sip.NewHeader("SIP-ETag", etag), sip.NewHeader("Expires", strconv.Itoa(secs))}
+}
+
+// index points the ETag index at p, dropping its previous ETag.
+func (s *Server) index(p *publication, old string) {
+	s.mu.Lock()
+	if old != "" {
+		delete(s.etags, old)
+	}
+	s.etags[p.rec.ETag] = p
+	s.mu.Unlock()
+}
+
+func (s *Server) removePublication(r *resource, p *publication) {
+	p.stopTimer()
+	delete(r.pubs, p.rec.ID)
+	s.mu.Lock()
+	delete(s.etags, p.rec.ETag)
+	s.mu.Unlock()
+}
+
+// armPublication (re)starts p's expiry timer; r.mu is held.
+func (s *Server) armPublication(p *publication) {
+	p.stopTimer()
+	p.timer = time.AfterFunc(time.Until(p.rec.Expires), func() { s.expirePublication(p) })
+}
+
+// retryExpiry is how long a publication whose removal the module failed
+// stays before the next try; its state must not be dropped silently.
+const retryExpiry = 5 * time.Second
+
+// expirePublication removes a publication whose time is up and tells the
+// watchers.
+func (s *Server) expirePublication(p *publication) {
+	r := p.res
+	r.mu.Lock()
+	defer s.release(r)
+	if r.pubs[p.rec.ID] != p || time.Now().Before(p.rec.Expires) {
+		return
+	}
+	if !s.change(nil, nil, r, abi.OpUnpublish, p, &store.Batch{DeletePublications: []string{p.rec.ID}}) {
+		p.timer = time.AfterFunc(retryExpiry, func() { s.expirePublication(p) })
+		return
+	}
+	s.removePublication(r, p)
+	s.notifyAll(r)
+}

@@ -1,0 +1,405 @@
+package server_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/core/extension"
+	"github.com/presenced/presenced/core/server"
+	"github.com/presenced/presenced/core/store"
+	"github.com/presenced/presenced/sdk/sdktest"
+)
+
+const echoPkg = "github.com/presenced/presenced/core/extension/testdata/echo"
+
+// fixture is a real server on 127.0.0.1 with real wasm modules.
+type fixture struct {
+	srv   *server.Server
+	store store.Store
+	addr  map[string]string // "UDP"/"TCP" -> host:port
+	mods  []*extension.Module
+}
+
+func start(t *testing.T, st store.Store, mods ...*extension.Module) *fixture {
+	t.Helper()
+	if st == nil {
+		st = store.NewMemory()
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	srv, err := server.New(server.Options{
+		Listen: []server.Listener{
+			{Transport: "udp", Address: "127.0.0.1:0"},
+			{Transport: "tcp", Address: "127.0.0.1:0"},
+		},
+		Subscription: server.Bounds{Min: 1, Max: 3600},
+		Publication:  server.Bounds{Min: 1, Max: 3600},
+		Modules:      mods,
+		Store:        st,
+		Logger:       log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	f := &fixture{srv: srv, store: st, addr: map[string]string{}, mods: mods}
+	for _, a := range srv.Addrs() {
+		tr, hp, _ := strings.Cut(a, ":")
+		f.addr[strings.ToUpper(tr)] = hp
+	}
+	return f
+}
+
+func (f *fixture) peer(t *testing.T, transport string) *peer {
+	return newPeer(t, transport, f.addr[transport])
+}
+
+var callSeq int
+
+func newCallID() string {
+	callSeq++
+	return fmt.Sprintf("call-%d-%d@test", time.Now().UnixNano(), callSeq)
+}
+
+// subscription is the subscriber's side of a dialog.
+type subscription struct {
+	p        *peer
+	callID   string
+	fromTag  string
+	toTag    string
+	cseq     int
+	event    string
+	resource string
+}
+
+func subscribe(t *testing.T, p *peer, event, resource string, extra ...string) (*subscription, *sip.Response) {
+	t.Helper()
+	s := &subscription{p: p, callID: newCallID(), fromTag: "w" + strconv.Itoa(callSeq), cseq: 1, event: event, resource: resource}
+	res := p.send(msg{method: "SUBSCRIBE", uri: resource, headers: append([]string{
+		"From: <sip:watcher@example.com>;tag=" + s.fromTag,
+		"To: <" + resource + ">",
+		"Call-ID: " + s.callID,
+		"CSeq: 1 SUBSCRIBE",
+		p.contact(),
+		"Event: " + event,
+	}, extra...)})
+	s.toTag = tag(hdr(res, "To"))
+	return s, res
+}
+
+// again sends an in-dialog SUBSCRIBE (refresh or, with Expires: 0, end).
+func (s *subscription) again(extra ...string) *sip.Response {
+	s.cseq++
+	return s.p.send(msg{method: "SUBSCRIBE", uri: "sip:presenced@" + s.p.serverStr, headers: append([]string{
+		"From: <sip:watcher@example.com>;tag=" + s.fromTag,
+		"To: <" + s.resource + ">;tag=" + s.toTag,
+		"Call-ID: " + s.callID,
+		fmt.Sprintf("CSeq: %d SUBSCRIBE", s.cseq),
+		s.p.contact(),
+		"Event: " + s.event,
+	}, extra...)})
+}
+
+func publish(t *testing.T, p *peer, event, resource, ctype, body string, extra ...string) *sip.Response {
+	t.Helper()
+	h := append([]string{
+		"From: <" + resource + ">;tag=pub" + strconv.Itoa(callSeq),
+		"To: <" + resource + ">",
+		"Call-ID: " + newCallID(),
+		"CSeq: 1 PUBLISH",
+		"Event: " + event,
+	}, extra...)
+	if ctype != "" {
+		h = append(h, "Content-Type: "+ctype)
+	}
+	return p.send(msg{method: "PUBLISH", uri: resource, headers: h, body: body})
+}
+
+func wantCode(t *testing.T, res *sip.Response, code int) {
+	t.Helper()
+	if res.StatusCode != code {
+		t.Fatalf("got %d %s (Warning: %s), want %d", res.StatusCode, res.Reason, hdr(res, "Warning"), code)
+	}
+}
+
+func echo(t *testing.T) *extension.Module { return sdktest.Load(t, echoPkg, nil) }
+
+const alice = "sip:alice@example.com"
+
+// The whole life of a subscription and a publication, over each transport.
+func TestSubscriptionLifecycle(t *testing.T) {
+	f := start(t, nil, echo(t))
+	for _, tr := range []string{"UDP", "TCP"} {
+		t.Run(tr, func(t *testing.T) {
+			res := alice + strings.ToLower(tr)
+			pub := f.peer(t, tr)
+			watcher := f.peer(t, tr)
+
+			r := publish(t, pub, "echo", res, "text/plain", "hello")
+			wantCode(t, r, 200)
+			etag := hdr(r, "SIP-ETag")
+			if etag == "" || hdr(r, "Expires") != "60" {
+				t.Fatalf("PUBLISH 200 lacks SIP-ETag or Expires 60:\n%s", r)
+			}
+
+			sub, r := subscribe(t, watcher, "echo;id=42", res, "Expires: 600")
+			wantCode(t, r, 200)
+			if hdr(r, "Expires") != "600" || sub.toTag == "" || hdr(r, "Contact") == "" {
+				t.Fatalf("SUBSCRIBE 200:\n%s", r)
+			}
+			n := watcher.notify()
+			if string(n.Body()) != "hello" || !strings.HasPrefix(hdr(n, "Subscription-State"), "active;expires=") ||
+				hdr(n, "Event") != "echo;id=42" || n.CSeq().SeqNo != 1 {
+				t.Fatalf("first NOTIFY:\n%s", n)
+			}
+			if n.Recipient.User != "watcher" || tag(hdr(n, "From")) != sub.toTag || tag(hdr(n, "To")) != sub.fromTag ||
+				hdr(n, "Call-ID") != sub.callID {
+				t.Fatalf("NOTIFY is not in the dialog:\n%s", n)
+			}
+
+			// modify: every watcher hears, CSeq rises by one
+			r = publish(t, pub, "echo", res, "text/plain", "again", "SIP-If-Match: "+etag)
+			wantCode(t, r, 200)
+			if next := hdr(r, "SIP-ETag"); next == "" || next == etag {
+				t.Fatalf("modify kept ETag %q", etag)
+			}
+			etag = hdr(r, "SIP-ETag")
+			n = watcher.notify()
+			if string(n.Body()) != "again" || n.CSeq().SeqNo != 2 {
+				t.Fatalf("NOTIFY after modify:\n%s", n)
+			}
+
+			// refresh without body: new ETag, no NOTIFY
+			r = publish(t, pub, "echo", res, "", "", "SIP-If-Match: "+etag, "Expires: 120")
+			wantCode(t, r, 200)
+			if hdr(r, "Expires") != "120" {
+				t.Fatalf("refresh Expires = %q", hdr(r, "Expires"))
+			}
+			watcher.quiet(200 * time.Millisecond)
+			// the old ETag is gone
+			wantCode(t, publish(t, pub, "echo", res, "", "", "SIP-If-Match: "+etag), 412)
+			etag = hdr(r, "SIP-ETag")
+
+			// refresh of the subscription: 200 and a full NOTIFY
+			r = sub.again("Expires: 300")
+			wantCode(t, r, 200)
+			n = watcher.notify()
+			if string(n.Body()) != "again" || n.CSeq().SeqNo != 3 || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+				t.Fatalf("NOTIFY after refresh:\n%s", n)
+			}
+
+			// removal of the publication: watchers see the empty state
+			r = publish(t, pub, "echo", res, "", "", "SIP-If-Match: "+etag, "Expires: 0")
+			wantCode(t, r, 200)
+			if hdr(r, "Expires") != "0" {
+				t.Fatalf("removal Expires = %q", hdr(r, "Expires"))
+			}
+			n = watcher.notify()
+			if len(n.Body()) != 0 || n.CSeq().SeqNo != 4 {
+				t.Fatalf("NOTIFY after removal:\n%s", n)
+			}
+
+			// unsubscribe
+			r = sub.again("Expires: 0")
+			wantCode(t, r, 200)
+			n = watcher.notify()
+			if hdr(n, "Subscription-State") != "terminated;reason=timeout" || n.CSeq().SeqNo != 5 {
+				t.Fatalf("final NOTIFY:\n%s", n)
+			}
+			// the dialog is gone
+			wantCode(t, sub.again("Expires: 60"), 481)
+		})
+	}
+}
+
+func TestSubscriptionExpires(t *testing.T) {
+	f := start(t, nil, echo(t))
+	w := f.peer(t, "UDP")
+	_, r := subscribe(t, w, "echo", alice, "Expires: 1")
+	wantCode(t, r, 200)
+	w.notify()
+	n := w.notify()
+	if hdr(n, "Subscription-State") != "terminated;reason=timeout" {
+		t.Fatalf("expiry NOTIFY:\n%s", n)
+	}
+}
+
+func TestPublicationExpires(t *testing.T) {
+	f := start(t, nil, echo(t))
+	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "short-lived", "Expires: 1"), 200)
+	_, r := subscribe(t, w, "echo", alice)
+	wantCode(t, r, 200)
+	if n := w.notify(); string(n.Body()) != "short-lived" {
+		t.Fatalf("first NOTIFY:\n%s", n)
+	}
+	if n := w.notify(); len(n.Body()) != 0 {
+		t.Fatalf("NOTIFY after expiry still has a body:\n%s", n)
+	}
+}
+
+func TestSubscribeDefaultsAndBounds(t *testing.T) {
+	f := start(t, nil, echo(t))
+	w := f.peer(t, "UDP")
+	_, r := subscribe(t, w, "echo", alice)
+	wantCode(t, r, 200)
+	if hdr(r, "Expires") != "60" { // the echo package's default
+		t.Fatalf("default Expires = %q", hdr(r, "Expires"))
+	}
+	_, r = subscribe(t, w, "echo", alice, "Expires: 999999")
+	wantCode(t, r, 200)
+	if hdr(r, "Expires") != "3600" {
+		t.Fatalf("clamped Expires = %q", hdr(r, "Expires"))
+	}
+	// a fetch: 200, one terminated NOTIFY, nothing kept
+	_, r = subscribe(t, w, "echo", alice, "Expires: 0")
+	wantCode(t, r, 200)
+	for i := 0; i < 3; i++ {
+		if n := w.notify(); i == 2 && hdr(n, "Subscription-State") != "terminated;reason=timeout" {
+			t.Fatalf("fetch NOTIFY:\n%s", n)
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	f := start(t, nil, echo(t))
+	p := f.peer(t, "UDP")
+	base := func(method string) []string {
+		return []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "Call-ID: " + newCallID(),
+			"CSeq: 1 " + method, p.contact()}
+	}
+	cases := []struct {
+		name    string
+		m       msg
+		code    int
+		header  string // must be present
+		warning string // substring of Warning
+	}{
+		{"unknown package", msg{"SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: dialog"), ""}, 489, "Allow-Events", "not served"},
+		{"unknown package publish", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: dialog", "Content-Type: text/plain"), "x"}, 489, "Allow-Events", ""},
+		{"too brief", msg{"SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: echo", "Expires: 0"), ""}, 200, "", ""},
+		{"missing Event", msg{"SUBSCRIBE", alice, base("SUBSCRIBE"), ""}, 400, "Warning", "missing Event"},
+		{"bad Expires", msg{"SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: echo", "Expires: soon"), ""}, 400, "Warning", "bad Expires"},
+		{"no Contact", msg{"SUBSCRIBE", alice, base("SUBSCRIBE")[:4], ""}, 400, "Warning", ""},
+		{"no From tag", msg{"SUBSCRIBE", alice, append([]string{"From: <sip:bob@example.com>", "To: <" + alice + ">", "Call-ID: x1", "CSeq: 1 SUBSCRIBE", p.contact()}, "Event: echo"), ""}, 400, "Warning", "tag"},
+		{"no To", msg{"SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "Call-ID: x2", "CSeq: 1 SUBSCRIBE", p.contact(), "Event: echo"}, ""}, 400, "Warning", "To"},
+		{"no Call-ID", msg{"SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "CSeq: 1 SUBSCRIBE", p.contact(), "Event: echo"}, ""}, 400, "Warning", "Call-ID"},
+		{"CSeq method", msg{"SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "Call-ID: x3", "CSeq: 1 INVITE", p.contact(), "Event: echo"}, ""}, 400, "Warning", "CSeq"},
+		{"unknown dialog", msg{"SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">;tag=nope", "Call-ID: x4", "CSeq: 2 SUBSCRIBE", p.contact(), "Event: echo"}, ""}, 481, "", ""},
+		{"publish without body or If-Match", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo"), ""}, 400, "Warning", "SIP-If-Match"},
+		{"unknown ETag", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "SIP-If-Match: nosuchtag"), ""}, 412, "", ""},
+		{"unsupported type", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "Content-Type: application/json"), "{}"}, 415, "Accept", ""},
+		{"body without type", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo"), "x"}, 400, "Warning", "Content-Type"},
+		{"module refuses", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "Content-Type: text/plain"), "bad"}, 400, "Warning", "bad body"},
+		{"no user part", msg{"PUBLISH", "sip:example.com", append(base("PUBLISH"), "Event: echo", "Content-Type: text/plain"), "x"}, 404, "Warning", "user"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := p.send(c.m)
+			wantCode(t, r, c.code)
+			if c.header != "" && hdr(r, c.header) == "" {
+				t.Fatalf("no %s header:\n%s", c.header, r)
+			}
+			if !strings.Contains(hdr(r, "Warning"), c.warning) {
+				t.Fatalf("Warning %q does not say %q", hdr(r, "Warning"), c.warning)
+			}
+		})
+	}
+	p.notify() // the one from "too brief" (a fetch)
+
+	// 423 needs a minimum above 1
+	f2, err := server.New(server.Options{Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+		Subscription: server.Bounds{Min: 60, Max: 3600}, Publication: server.Bounds{Min: 60, Max: 3600},
+		Modules: f.mods, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	_, addr, _ := strings.Cut(f2.Addrs()[0], ":")
+	p2 := newPeer(t, "UDP", addr)
+	_, r := subscribe(t, p2, "echo", alice, "Expires: 5")
+	wantCode(t, r, 423)
+	if hdr(r, "Min-Expires") != "60" {
+		t.Fatalf("423 without Min-Expires: 60:\n%s", r)
+	}
+	wantCode(t, publish(t, p2, "echo", alice, "text/plain", "x", "Expires: 5"), 423)
+}
+
+// A module that traps fails that request with a 500; the next succeeds.
+func TestModuleTrapIs500(t *testing.T) {
+	f := start(t, nil, echo(t))
+	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
+	_, r := subscribe(t, w, "echo", alice)
+	wantCode(t, r, 200)
+	w.notify()
+	r = publish(t, p, "echo", alice, "text/plain", "panic")
+	wantCode(t, r, 500)
+	if !strings.Contains(hdr(r, "Warning"), "extension echo failed") {
+		t.Fatalf("500 Warning = %q", hdr(r, "Warning"))
+	}
+	w.quiet(200 * time.Millisecond) // nothing half-written reached watchers
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "fine"), 200)
+	if n := w.notify(); string(n.Body()) != "fine" {
+		t.Fatalf("NOTIFY after recovery:\n%s", n)
+	}
+}
+
+// A NOTIFY answered 481 ends the subscription.
+func TestNotify481EndsSubscription(t *testing.T) {
+	f := start(t, nil, echo(t))
+	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
+	sub, r := subscribe(t, w, "echo", alice)
+	wantCode(t, r, 200)
+	w.notify()
+	w.notifyCode.Store(481)
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "one"), 200)
+	w.notify() // answered 481
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "two"), 200)
+	w.quiet(300 * time.Millisecond)
+	w.notifyCode.Store(200)
+	wantCode(t, sub.again(), 481)
+}
+
+// The route set comes from Record-Route, in order, and the NOTIFY goes to
+// its first entry.
+func TestRouteSet(t *testing.T) {
+	f := start(t, nil, echo(t))
+	w := f.peer(t, "UDP")
+	_, r := subscribe(t, w, "echo", alice,
+		"Record-Route: <sip:"+w.local+";lr>", "Record-Route: <sip:proxy2.example.com;lr>")
+	wantCode(t, r, 200)
+	n := w.notify()
+	routes := n.GetHeaders("Route")
+	if len(routes) != 2 || !strings.Contains(routes[0].Value(), w.local) || !strings.Contains(routes[1].Value(), "proxy2") {
+		t.Fatalf("NOTIFY routes = %v", routes)
+	}
+}
+
+// Over TCP the NOTIFY comes back on the subscriber's connection even when
+// its Contact points nowhere.
+func TestTCPNotifyUsesTheInboundConnection(t *testing.T) {
+	f := start(t, nil, echo(t))
+	w := f.peer(t, "TCP")
+	res := w.send(msg{method: "SUBSCRIBE", uri: alice, headers: []string{
+		"From: <sip:watcher@example.com>;tag=nat1", "To: <" + alice + ">", "Call-ID: " + newCallID(),
+		"CSeq: 1 SUBSCRIBE", "Contact: <sip:watcher@127.0.0.1:9;transport=tcp>", "Event: echo"}})
+	wantCode(t, res, 200)
+	if n := w.notify(); n.Recipient.Port != 9 {
+		t.Fatalf("NOTIFY request-URI should still be the Contact:\n%s", n)
+	}
+}

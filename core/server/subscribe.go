@@ -1,0 +1,183 @@
+package server
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/core/header"
+	"github.com/presenced/presenced/core/store"
+)
+
+// onSubscribe is the notifier side of RFC 6665: a SUBSCRIBE without a To
+// tag creates a subscription, one with a To tag refreshes or ends one.
+func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	ev, ep, ok := s.event(req, tx)
+	if !ok {
+		return
+	}
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.refresh(req, tx, ev, ep, tag)
+		return
+	}
+	if req.Contact() == nil {
+		s.reply(req, tx, 400, "missing or malformed Contact header")
+		return
+	}
+	uri, ok := s.resourceURI(req, tx)
+	if !ok {
+		return
+	}
+	secs, _, ok := s.expires(req, tx, s.opt.Subscription, ep.info.DefaultExpires)
+	if !ok {
+		return
+	}
+
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	localTag, _ := res.To().Params.Get("tag")
+	remoteTag, _ := req.From().Params.Get("tag")
+	d := &dialog{rec: store.Subscription{
+		ID:       dialogID(req.CallID().Value(), localTag, remoteTag),
+		CallID:   req.CallID().Value(),
+		LocalTag: localTag, RemoteTag: remoteTag,
+		LocalURI:     req.To().Address.String(),
+		RemoteURI:    req.From().Address.String(),
+		RemoteTarget: req.Contact().Address.String(),
+		Transport:    req.Transport(),
+		Source:       req.Source(),
+		Event:        ev.Package, EventID: ev.ID,
+		Resource:   uri,
+		Accept:     header.Accept(req),
+		Expires:    time.Now().Add(time.Duration(secs) * time.Second),
+		RemoteCSeq: req.CSeq().SeqNo,
+	}}
+	// A proxy that record-routed stays on the path: the route set is the
+	// Record-Route list in order (RFC 3261 §12.1.1).
+	for _, rr := range req.GetHeaders("Record-Route") {
+		d.rec.RouteSet = append(d.rec.RouteSet, rr.Value())
+	}
+
+	r := s.lockResource(ep, uri)
+	defer s.release(r)
+	d.res = r
+	mres, err := s.call(r, abi.OpRender, nil, d)
+	if err != nil {
+		s.moduleError(req, tx, err)
+		return
+	}
+	if mres.Code != 0 {
+		s.refusal(req, tx, ep, mres)
+		return
+	}
+	n := note(mres, d.rec.ID)
+	if n != nil && n.StateChanged {
+		d.rec.State = append([]byte(nil), n.State...)
+	}
+	s.addContact(res, req)
+	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
+	if secs == 0 {
+		// A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, no
+		// subscription kept.
+		d.gone = true
+		s.respond(req, tx, res, "")
+		s.enqueue(d, "terminated;reason=timeout", n, true)
+		return
+	}
+	if !s.commit(req, tx, &store.Batch{Subscriptions: []store.Subscription{d.rec}}) {
+		return
+	}
+	r.watchers[d.rec.ID] = d
+	s.mu.Lock()
+	s.dialogs[d.rec.ID] = d
+	s.mu.Unlock()
+	s.armTimer(d)
+	s.respond(req, tx, res, "")
+	s.enqueue(d, d.activeState(), n, false)
+}
+
+// refresh handles a SUBSCRIBE inside an existing dialog.
+func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.Event, ep *eventPackage, localTag string) {
+	remoteTag, _ := req.From().Params.Get("tag")
+	id := dialogID(req.CallID().Value(), localTag, remoteTag)
+	s.mu.Lock()
+	d := s.dialogs[id]
+	s.mu.Unlock()
+	if d == nil {
+		s.reply(req, tx, 481, "no such subscription")
+		return
+	}
+	r := d.res
+	r.mu.Lock()
+	defer s.release(r)
+	if d.gone {
+		s.reply(req, tx, 481, "subscription already ended")
+		return
+	}
+	if ev.Package != d.rec.Event || ev.ID != d.rec.EventID {
+		s.reply(req, tx, 489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.rec.Event, ID: d.rec.EventID}.String()),
+			sip.NewHeader("Allow-Events", s.allow))
+		return
+	}
+	if cseq := req.CSeq().SeqNo; cseq <= d.rec.RemoteCSeq {
+		// RFC 3261 §12.2.2: a lower CSeq is out of order.
+		s.reply(req, tx, 500, fmt.Sprintf("CSeq %d is not above %d", cseq, d.rec.RemoteCSeq))
+		return
+	}
+	secs, _, ok := s.expires(req, tx, s.opt.Subscription, ep.info.DefaultExpires)
+	if !ok {
+		return
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	s.addContact(res, req)
+	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
+	if secs == 0 {
+		d.rec.RemoteCSeq = req.CSeq().SeqNo
+		s.respond(req, tx, res, "")
+		s.terminate(r, d, "timeout")
+		return
+	}
+
+	rec := d.rec
+	rec.RemoteCSeq = req.CSeq().SeqNo
+	rec.Expires = time.Now().Add(time.Duration(secs) * time.Second)
+	if c := req.Contact(); c != nil {
+		rec.RemoteTarget = c.Address.String() // target refresh
+	}
+	if a := header.Accept(req); a != nil {
+		rec.Accept = a
+	}
+	old := d.rec
+	d.rec = rec // render with what the refresh asks for
+	mres, err := s.call(r, abi.OpRender, nil, d)
+	if err != nil || mres.Code != 0 {
+		d.rec = old
+		if err != nil {
+			s.moduleError(req, tx, err)
+		} else {
+			s.refusal(req, tx, ep, mres)
+		}
+		return
+	}
+	n := note(mres, d.rec.ID)
+	if n != nil && n.StateChanged {
+		rec.State = n.State
+	}
+	if !s.commit(req, tx, &store.Batch{Subscriptions: []store.Subscription{rec}}) {
+		d.rec = old
+		return
+	}
+	d.rec = rec
+	d.rec.State = append([]byte(nil), rec.State...)
+	s.armTimer(d)
+	s.respond(req, tx, res, "")
+	s.enqueue(d, d.activeState(), n, false)
+}
+
+// addContact puts our Contact for the request's transport on res.
+func (s *Server) addContact(res *sip.Response, req *sip.Request) {
+	if c, ok := s.contact[sip.NetworkToLower(req.Transport())]; ok {
+		res.AppendHeader(&sip.ContactHeader{Address: c})
+	}
+}

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"sync"
+)
+
+// Memory is a Store in the process's memory: nothing survives the process,
+// but a server restarted on the same Memory gets its state back, which is
+// what the tests of restart logic use.
+type Memory struct {
+	mu   sync.Mutex
+	subs map[string]Subscription
+	pubs map[string]Publication
+	res  map[[2]string]Resource
+}
+
+// NewMemory returns an empty Memory store.
+func NewMemory() *Memory {
+	return &Memory{subs: map[string]Subscription{}, pubs: map[string]Publication{}, res: map[[2]string]Resource{}}
+}
+
+// Commit implements Store. Records are copied so callers may reuse theirs.
+func (m *Memory) Commit(_ context.Context, b *Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range b.Subscriptions {
+		s.RouteSet = slices.Clone(s.RouteSet)
+		s.Accept = slices.Clone(s.Accept)
+		s.State = slices.Clone(s.State)
+		m.subs[s.ID] = s
+	}
+	for _, id := range b.DeleteSubscriptions {
+		delete(m.subs, id)
+	}
+	for _, p := range b.Publications {
+		p.Body = slices.Clone(p.Body)
+		m.pubs[p.ID] = p
+	}
+	for _, id := range b.DeletePublications {
+		delete(m.pubs, id)
+	}
+	for _, r := range b.Resources {
+		key := [2]string{r.Event, r.Resource}
+		if len(r.State) == 0 {
+			delete(m.res, key)
+			continue
+		}
+		r.State = slices.Clone(r.State)
+		m.res[key] = r
+	}
+	return nil
+}
+
+// Load implements Store.
+func (m *Memory) Load(context.Context) (*Snapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := &Snapshot{}
+	for _, v := range m.subs {
+		s.Subscriptions = append(s.Subscriptions, v)
+	}
+	for _, v := range m.pubs {
+		s.Publications = append(s.Publications, v)
+	}
+	for _, v := range m.res {
+		s.Resources = append(s.Resources, v)
+	}
+	return s, nil
+}
+
+// Close implements Store.
+func (m *Memory) Close() error { return nil }

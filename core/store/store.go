@@ -1,0 +1,81 @@
+// Package store keeps the server's state where it survives the process:
+// subscriptions, publications and the resource state blobs modules return.
+// The SIP code commits a Batch before it answers 2xx and loads a Snapshot
+// at start; it never sees how or where records are kept.
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Subscription is one RFC 6665 subscription dialog, notifier side.
+type Subscription struct {
+	ID           string // dialog id: Call-ID, local tag, remote tag
+	CallID       string
+	LocalTag     string
+	RemoteTag    string
+	LocalURI     string // the SUBSCRIBE's To URI (our From in NOTIFY)
+	RemoteURI    string // the SUBSCRIBE's From URI (our To in NOTIFY)
+	RemoteTarget string // the subscriber's Contact URI: NOTIFY's request-URI
+	RouteSet     []string
+	Transport    string // "UDP", "TCP"
+	Source       string // ip:port the SUBSCRIBE came from (the flow for TCP)
+	Event        string // event package
+	EventID      string // Event header id parameter
+	Resource     string // the presentity, sip:user@host
+	Accept       []string
+	Expires      time.Time
+	LocalCSeq    uint32 // CSeq of the last NOTIFY sent
+	RemoteCSeq   uint32 // CSeq of the last SUBSCRIBE accepted
+	State        []byte // the module's per-watcher state
+}
+
+// Publication is one RFC 3903 publication.
+type Publication struct {
+	ID          string // stable for the publication's life
+	ETag        string // rotates on every refresh and modify
+	Event       string
+	Resource    string
+	ContentType string
+	Body        []byte
+	Expires     time.Time
+}
+
+// Resource is a module's state for one resource of one event package.
+type Resource struct {
+	Event    string
+	Resource string
+	State    []byte
+}
+
+// Batch is a set of changes committed together, atomically.
+type Batch struct {
+	Subscriptions       []Subscription // inserted or replaced by ID
+	DeleteSubscriptions []string
+	Publications        []Publication // inserted or replaced by ID
+	DeletePublications  []string
+	Resources           []Resource // inserted or replaced by (Event, Resource)
+}
+
+// Empty reports whether the batch changes nothing.
+func (b *Batch) Empty() bool {
+	return len(b.Subscriptions)+len(b.DeleteSubscriptions)+len(b.Publications)+
+		len(b.DeletePublications)+len(b.Resources) == 0
+}
+
+// Snapshot is everything a store holds, as loaded at start.
+type Snapshot struct {
+	Subscriptions []Subscription
+	Publications  []Publication
+	Resources     []Resource
+}
+
+// Store is implemented by every backend.
+type Store interface {
+	// Commit applies b atomically; when it returns nil the change is kept.
+	Commit(ctx context.Context, b *Batch) error
+	// Load returns every record.
+	Load(ctx context.Context) (*Snapshot, error)
+	Close() error
+}

@@ -1,0 +1,101 @@
+// Package sdk is what an event-package module author imports: the Module
+// interface to implement, Register to hand it to the runtime, and the
+// //go:wasmexport glue that turns it into a presenced ABI v1 module when
+// built with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared.
+//
+// A module is a reducer over state the host owns: every call gets the
+// resource's state blob (what the module returned last time) and an input,
+// and returns the new state and what each watcher is sent. Keep nothing
+// between calls that matters; the host may use any instance for any call.
+package sdk
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/presenced/presenced/abi"
+)
+
+// The ABI types, under the names a module author reads.
+type (
+	Config       = map[string]string
+	Manifest     = abi.Manifest
+	Package      = abi.Package
+	Request      = abi.Request
+	Response     = abi.Response
+	Publication  = abi.Publication
+	Watcher      = abi.Watcher
+	Notification = abi.Notification
+)
+
+// Module is implemented by an event package.
+type Module interface {
+	// Init is called once per instance with the extension's TOML config
+	// table, flattened to dotted keys. An error stops the extension from
+	// loading, with the error in the host's log.
+	Init(name string, cfg Config) (Manifest, error)
+	// Publish handles abi.OpPublish: validate req.Publication, fold it into
+	// req.State, render for req.Watchers. Refuse bad input with Reject.
+	Publish(req *Request) (*Response, error)
+	// Unpublish handles abi.OpUnpublish: drop req.Publication.ID.
+	Unpublish(req *Request) (*Response, error)
+	// Render handles abi.OpRender: render req.State for req.Watchers.
+	Render(req *Request) (*Response, error)
+}
+
+// Rejection is an error that refuses a request with a SIP status code. The
+// host answers with Code and puts Reason in a Warning header.
+type Rejection struct {
+	Code   uint32
+	Reason string
+}
+
+func (r *Rejection) Error() string { return fmt.Sprintf("%d %s", r.Code, r.Reason) }
+
+// Reject returns a Rejection; use it for input the module refuses (bad XML
+// is 400, an unknown content type 415, an Accept it cannot satisfy 406).
+func Reject(code uint32, format string, args ...any) error {
+	return &Rejection{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+var registered Module
+
+// Register hands the module to the runtime. Call it from init(): a
+// -buildmode=c-shared wasm module never runs main.
+func Register(m Module) {
+	if registered != nil {
+		panic("sdk: Register called twice")
+	}
+	registered = m
+}
+
+// Dispatch runs one request against m, turning a Rejection into a refusing
+// Response. It is what the wasm glue calls, and what a native host or a
+// unit test may call directly.
+func Dispatch(m Module, req *Request) (*Response, error) {
+	var res *Response
+	var err error
+	switch req.Op {
+	case abi.OpPublish:
+		res, err = m.Publish(req)
+	case abi.OpUnpublish:
+		res, err = m.Unpublish(req)
+	case abi.OpRender:
+		res, err = m.Render(req)
+	default:
+		return nil, errUnsupported
+	}
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		return &Response{Code: rej.Code, Reason: rej.Reason}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		res = &Response{}
+	}
+	return res, nil
+}
+
+var errUnsupported = errors.New("unsupported op")
