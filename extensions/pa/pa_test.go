@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/core/extension"
+	"github.com/presenced/presenced/sdk/sdktest"
+)
+
+const (
+	pkg      = "github.com/presenced/presenced/extensions/pa"
+	resource = "sip:alice@example.com"
+)
+
+func testdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func watcher(id string, accept ...string) abi.Watcher {
+	return abi.Watcher{ID: id, URI: "sip:bob@example.com", Accept: accept, Full: true}
+}
+
+func publish(state []byte, id string, body []byte, ws ...abi.Watcher) *abi.Request {
+	return &abi.Request{Op: abi.OpPublish, Event: "presence", Resource: resource, State: state,
+		Publication: &abi.Publication{ID: id, ContentType: pidfType, Body: body}, Watchers: ws}
+}
+
+func handle(t testing.TB, m *extension.Module, req *abi.Request) *abi.Response {
+	t.Helper()
+	res, err := m.Handle(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != 0 {
+		t.Fatalf("%s refused: %d %s", req.Op, res.Code, res.Reason)
+	}
+	return res
+}
+
+// only returns the single notification of res, checking it is for w1.
+func only(t *testing.T, res *abi.Response) abi.Notification {
+	t.Helper()
+	if len(res.Notifications) != 1 || res.Notifications[0].WatcherID != "w1" {
+		t.Fatalf("notifications = %+v", res.Notifications)
+	}
+	return res.Notifications[0]
+}
+
+type element struct{ space, local, id string }
+
+// parse re-reads a composed document with encoding/xml, which resolves
+// prefixes, and fails the test unless it is well-formed and every prefix
+// was declared.
+func parse(t *testing.T, body []byte) []element {
+	t.Helper()
+	var out []element
+	d := xml.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("composed document is not well-formed: %v\n%s", err, body)
+		}
+		if s, ok := tok.(xml.StartElement); ok {
+			if s.Name.Space != "" && !strings.Contains(s.Name.Space, ":") {
+				t.Fatalf("element %s:%s has an undeclared prefix\n%s", s.Name.Space, s.Name.Local, body)
+			}
+			e := element{space: s.Name.Space, local: s.Name.Local}
+			for _, a := range s.Attr {
+				if a.Name.Space == "" && a.Name.Local == "id" {
+					e.id = a.Value
+				}
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func find(es []element, space, local string) []element {
+	var out []element
+	for _, e := range es {
+		if e.space == space && e.local == local {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func TestManifest(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	man := m.Manifest()
+	if len(man.Packages) != 1 {
+		t.Fatalf("manifest = %+v", man)
+	}
+	p := man.Packages[0]
+	if p.Event != "presence" || len(p.Accept) != 1 || p.Accept[0] != pidfType || p.DefaultExpires != 3600 {
+		t.Fatalf("package = %+v", p)
+	}
+	m = sdktest.Load(t, pkg, map[string]string{"default_expires": "600", "future_key": "x"})
+	if got := m.Manifest().Packages[0].DefaultExpires; got != 600 {
+		t.Fatalf("default_expires = %d, want 600", got)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	path := sdktest.Build(t, pkg)
+	for _, cfg := range []map[string]string{
+		{"default_expires": "0"},
+		{"default_expires": "-60"},
+		{"default_expires": "an hour"},
+		{"dummy_presence": "maybe"},
+	} {
+		m, err := extension.Load(context.Background(), extension.Spec{Name: "pa", Path: path,
+			MemoryLimitMB: 64, CallTimeout: 2 * time.Second, Instances: 1, Config: cfg})
+		if err == nil {
+			m.Close(context.Background())
+			t.Errorf("config %v loaded, want an error", cfg)
+		}
+	}
+}
+
+func TestPublish(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	res := handle(t, m, publish(nil, "p1", testdata(t, "simple.xml"), watcher("w1")))
+	if !res.StateChanged || len(res.State) == 0 {
+		t.Fatalf("state not changed: %+v", res)
+	}
+	n := only(t, res)
+	if n.ContentType != pidfType {
+		t.Fatalf("content type = %q", n.ContentType)
+	}
+	es := parse(t, n.Body)
+	if es[0].space != nsPIDF || es[0].local != "presence" {
+		t.Fatalf("root = %+v", es[0])
+	}
+	if !bytes.Contains(n.Body, []byte(`entity="sip:alice@example.com"`)) {
+		t.Fatalf("entity is not the resource:\n%s", n.Body)
+	}
+	if ts := find(es, nsPIDF, "tuple"); len(ts) != 1 || ts[0].id != "sg89ae" {
+		t.Fatalf("tuples = %+v\n%s", ts, n.Body)
+	}
+	for _, want := range []string{"<basic>open</basic>", `<note xml:lang="en">At my desk</note>`, "sip:alice@pc33.example.com"} {
+		if !bytes.Contains(n.Body, []byte(want)) {
+			t.Errorf("body lacks %s:\n%s", want, n.Body)
+		}
+	}
+
+	// Rendering the stored state gives the same document and keeps the state.
+	r := handle(t, m, &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
+		State: res.State, Watchers: []abi.Watcher{watcher("w1")}})
+	if r.StateChanged || !bytes.Equal(only(t, r).Body, n.Body) {
+		t.Fatalf("render = %+v, want the publish's body unchanged", r)
+	}
+}
+
+func TestContentTypeIsCaseAndParameterInsensitive(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	req := publish(nil, "p1", testdata(t, "simple.xml"))
+	req.Publication.ContentType = "Application/PIDF+XML; charset=UTF-8"
+	handle(t, m, req)
+}
+
+func TestComposeTwoPublications(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	res := handle(t, m, publish(nil, "phone", testdata(t, "rpid.xml")))
+	res = handle(t, m, publish(res.State, "mobile", testdata(t, "clash.xml"), watcher("w1")))
+	body := only(t, res).Body
+	es := parse(t, body)
+
+	ts := find(es, nsPIDF, "tuple")
+	if len(ts) != 2 || ts[0].id != "sg89ae" || ts[1].id != "sg89ae-2" {
+		t.Fatalf("tuples = %+v, want sg89ae then sg89ae-2\n%s", ts, body)
+	}
+	// Each prefixed element is still in the namespace its publication meant,
+	// even though both bind rp, to different namespaces.
+	checks := []struct{ space, local string }{
+		{"urn:ietf:params:xml:ns:pidf:rpid", "mood"},
+		{"urn:ietf:params:xml:ns:pidf:rpid", "user-input"},
+		{"urn:ietf:params:xml:ns:pidf:cipid", "display-name"},
+		{"urn:ietf:params:xml:ns:pidf:data-model", "person"},
+		{"urn:ietf:params:xml:ns:pidf:data-model", "device"},
+		{"urn:ietf:params:xml:ns:pidf:caps", "audio"},
+		{"urn:example:extra", "extra"},
+		{nsPIDF, "note"},
+	}
+	for _, c := range checks {
+		if len(find(es, c.space, c.local)) != 1 {
+			t.Errorf("no single <%s> in %s\n%s", c.local, c.space, body)
+		}
+	}
+	// The PIDF schema's order: tuples, then notes, then other namespaces.
+	var order []string
+	for _, e := range es[1:] {
+		switch {
+		case e.space == nsPIDF && (e.local == "tuple" || e.local == "note"):
+			order = append(order, e.local)
+		case e.local == "person" || e.local == "device" || e.local == "extra":
+			order = append(order, e.local)
+		}
+	}
+	if got := strings.Join(order, " "); got != "tuple tuple note person device extra" {
+		t.Errorf("top-level order = %s\n%s", got, body)
+	}
+	if !bytes.Contains(body, []byte("Don't disturb &amp; don't call")) {
+		t.Errorf("note text not kept:\n%s", body)
+	}
+}
+
+func TestModify(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	res := handle(t, m, publish(nil, "p1", testdata(t, "simple.xml")))
+	res = handle(t, m, publish(res.State, "p2", testdata(t, "rpid.xml")))
+	closed := bytes.Replace(testdata(t, "simple.xml"), []byte("<basic>open</basic>"), []byte("<basic>closed</basic>"), 1)
+	res = handle(t, m, publish(res.State, "p1", closed, watcher("w1")))
+	body := only(t, res).Body
+	if bytes.Contains(body, []byte("At my desk</note>\n<tuple")) || !bytes.Contains(body, []byte("<basic>closed</basic>")) {
+		t.Fatalf("modify not applied:\n%s", body)
+	}
+	ts := find(parse(t, body), nsPIDF, "tuple")
+	// p1 keeps its place, first, so it keeps the id and p2 still yields.
+	if len(ts) != 2 || ts[0].id != "sg89ae" || ts[1].id != "sg89ae-2" {
+		t.Fatalf("tuples = %+v\n%s", ts, body)
+	}
+	if i, j := bytes.Index(body, []byte("<basic>closed</basic>")), bytes.Index(body, []byte("<basic>open</basic>")); i < 0 || j < 0 || i > j {
+		t.Fatalf("modified publication moved:\n%s", body)
+	}
+}
+
+func TestUnpublish(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	res := handle(t, m, publish(nil, "p1", testdata(t, "simple.xml")))
+	res = handle(t, m, publish(res.State, "p2", testdata(t, "clash.xml")))
+	state := res.State
+
+	res = handle(t, m, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
+		State: state, Publication: &abi.Publication{ID: "p1"}, Watchers: []abi.Watcher{watcher("w1")}})
+	if !res.StateChanged {
+		t.Fatal("unpublish did not change the state")
+	}
+	body := only(t, res).Body
+	ts := find(parse(t, body), nsPIDF, "tuple")
+	if len(ts) != 1 || ts[0].id != "sg89ae" || bytes.Contains(body, []byte("At my desk")) {
+		t.Fatalf("after unpublish of p1, tuples = %+v\n%s", ts, body)
+	}
+
+	res = handle(t, m, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
+		State: state, Publication: &abi.Publication{ID: "gone"}, Watchers: []abi.Watcher{watcher("w1")}})
+	if res.StateChanged {
+		t.Fatal("unpublish of an unknown id changed the state")
+	}
+	if ts := find(parse(t, only(t, res).Body), nsPIDF, "tuple"); len(ts) != 2 {
+		t.Fatalf("unknown unpublish: tuples = %+v", ts)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	tests := []struct {
+		file   string
+		reason string
+	}{
+		{"bad-unclosed.xml", "not well-formed XML: XML syntax error on line 5: element <tuple> closed by </presence>"},
+		{"bad-two-roots.xml", "not well-formed XML: second root element <presence>"},
+		{"bad-prefix.xml", `not well-formed XML: element <rp:mood> uses undeclared prefix "rp"`},
+		{"bad-namespace.xml", `root element is <presence> in namespace "urn:ietf:params:xml:ns:cpim-pidf", want <presence> in "urn:ietf:params:xml:ns:pidf"`},
+		{"bad-no-entity.xml", "<presence> has no entity attribute"},
+		{"bad-entity.xml", `entity "sip:mallory@example.com" is not the resource published to, "sip:alice@example.com"`},
+		{"bad-tuple-id.xml", "tuple 1 has no id attribute"},
+		{"bad-tuple-status.xml", `tuple "t1" has no <status>`},
+		{"bad-basic.xml", `tuple "t1": <basic> is "busy", want open or closed`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			res, err := m.Handle(context.Background(), publish(nil, "p1", testdata(t, tt.file), watcher("w1")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Code != 400 || res.Reason != tt.reason || res.StateChanged || len(res.Notifications) != 0 {
+				t.Fatalf("got %d %q (changed %v), want 400 %q", res.Code, res.Reason, res.StateChanged, tt.reason)
+			}
+		})
+	}
+	t.Run("eof", func(t *testing.T) {
+		res, _ := m.Handle(context.Background(), publish(nil, "p1", []byte(`<presence xmlns="urn:ietf:params:xml:ns:pidf"><tuple`)))
+		if res.Code != 400 || !strings.HasPrefix(res.Reason, "not well-formed XML: XML syntax error on line 1: unexpected EOF") {
+			t.Fatalf("got %d %q", res.Code, res.Reason)
+		}
+	})
+	t.Run("415", func(t *testing.T) {
+		req := publish(nil, "p1", testdata(t, "simple.xml"))
+		req.Publication.ContentType = "application/xpidf+xml"
+		res, err := m.Handle(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Code != 415 || res.Reason != `content type "application/xpidf+xml" is not supported, only application/pidf+xml` {
+			t.Fatalf("got %d %q", res.Code, res.Reason)
+		}
+	})
+}
+
+func TestRenderAccept(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	render := func(accept ...string) *abi.Response {
+		res, err := m.Handle(context.Background(), &abi.Request{Op: abi.OpRender, Event: "presence",
+			Resource: resource, Watchers: []abi.Watcher{watcher("w1", accept...)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := render("application/xpidf+xml", "text/plain")
+	if res.Code != 406 || res.Reason != "watcher accepts application/xpidf+xml, text/plain; this package sends only application/pidf+xml" {
+		t.Fatalf("got %d %q", res.Code, res.Reason)
+	}
+	for _, accept := range [][]string{nil, {"application/pidf+xml"}, {"Application/PIDF+XML;q=0.5"},
+		{"application/*"}, {"text/plain, */*"}, {"application/xpidf+xml", "application/pidf+xml"}} {
+		if res := render(accept...); res.Code != 0 || len(res.Notifications) != 1 {
+			t.Errorf("Accept %q: got %d %q", accept, res.Code, res.Reason)
+		}
+	}
+}
+
+func TestDummy(t *testing.T) {
+	req := &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
+		Watchers: []abi.Watcher{watcher("w1")}}
+
+	n := only(t, handle(t, sdktest.Load(t, pkg, nil), req))
+	es := parse(t, n.Body)
+	if ts := find(es, nsPIDF, "tuple"); n.ContentType != pidfType || len(ts) != 1 || ts[0].id != "pa-dummy" ||
+		!bytes.Contains(n.Body, []byte("<basic>closed</basic>")) {
+		t.Fatalf("dummy = %q %s", n.ContentType, n.Body)
+	}
+
+	off := sdktest.Load(t, pkg, map[string]string{"dummy_presence": "false"})
+	if n := only(t, handle(t, off, req)); n.ContentType != "" || n.Body != nil {
+		t.Fatalf("dummy off: %q %q, want no body", n.ContentType, n.Body)
+	}
+	// Unpublishing the last publication comes back to the same.
+	res := handle(t, off, publish(nil, "p1", testdata(t, "simple.xml")))
+	res = handle(t, off, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
+		State: res.State, Publication: &abi.Publication{ID: "p1"}, Watchers: []abi.Watcher{watcher("w1")}})
+	if n := only(t, res); n.ContentType != "" || n.Body != nil || !res.StateChanged {
+		t.Fatalf("after last unpublish: %+v", res)
+	}
+}
+
+func TestManyWatchersShareOneRendering(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	res := handle(t, m, publish(nil, "p1", testdata(t, "simple.xml"), watcher("a"), watcher("b"), watcher("c")))
+	if len(res.Notifications) != 3 {
+		t.Fatalf("notifications = %+v", res.Notifications)
+	}
+	for i, n := range res.Notifications {
+		if n.WatcherID != string(rune('a'+i)) || !bytes.Equal(n.Body, res.Notifications[0].Body) {
+			t.Fatalf("notification %d = %+v", i, n)
+		}
+	}
+}
+
+func TestUndecodableStateFails(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	_, err := m.Handle(context.Background(), &abi.Request{Op: abi.OpRender, Event: "presence",
+		Resource: resource, State: []byte{0x0a, 0x10, 'x'}, Watchers: []abi.Watcher{watcher("w1")}})
+	var xerr *extension.Error
+	if !errors.As(err, &xerr) {
+		t.Fatalf("err = %v, want *extension.Error", err)
+	}
+}
+
+func BenchmarkCompose(b *testing.B) {
+	m := sdktest.Load(b, pkg, nil)
+	body := testdata(b, "simple.xml")
+	res, err := m.Handle(context.Background(), publish(nil, "p1", body))
+	if err != nil || res.Code != 0 {
+		b.Fatal(err, res)
+	}
+	req := &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
+		State: res.State, Watchers: []abi.Watcher{watcher("w1")}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := m.Handle(ctx, req)
+		if err != nil || len(res.Notifications) != 1 {
+			b.Fatal(err, res)
+		}
+	}
+}
