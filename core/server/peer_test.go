@@ -26,7 +26,7 @@ type peer struct {
 	pc        net.PacketConn
 	server    net.Addr // UDP destination
 	serverStr string   // host:port
-	local     string // host:port
+	local     string   // host:port
 
 	responses  chan *sip.Response
 	notifies   chan *sip.Request
