@@ -155,6 +155,9 @@ func (s *Server) sendLoop(d *dialog) {
 		cseq := d.cseq
 		d.qmu.Unlock()
 
+		if !job.final {
+			s.commit(nil, nil, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: d.rec.ID, CSeq: cseq}}})
+		}
 		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
 		ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
 		res, err := s.cli.Do(ctx, job.req)

@@ -90,11 +90,11 @@ func (p *peer) write(b []byte) {
 func (p *peer) readUDP() {
 	buf := make([]byte, 65535)
 	for {
-		n, _, err := p.pc.ReadFrom(buf)
+		n, from, err := p.pc.ReadFrom(buf)
 		if err != nil {
 			return
 		}
-		p.dispatch(append([]byte(nil), buf[:n]...))
+		p.dispatch(append([]byte(nil), buf[:n]...), from)
 	}
 }
 
@@ -125,11 +125,13 @@ func (p *peer) readTCP() {
 		if _, err := io.ReadFull(r, body); err != nil {
 			return
 		}
-		p.dispatch(append(head.Bytes(), body...))
+		p.dispatch(append(head.Bytes(), body...), nil)
 	}
 }
 
-func (p *peer) dispatch(b []byte) {
+// dispatch routes one message; a request is answered to from (UDP) or on
+// the connection (TCP).
+func (p *peer) dispatch(b []byte, from net.Addr) {
 	msg, err := sip.ParseMessage(b)
 	if err != nil {
 		p.t.Errorf("peer got unparsable message: %v\n%s", err, b)
@@ -140,14 +142,14 @@ func (p *peer) dispatch(b []byte) {
 		p.responses <- m
 	case *sip.Request:
 		if m.Method == sip.NOTIFY {
-			p.answer(m, int(p.notifyCode.Load()))
+			p.answer(m, int(p.notifyCode.Load()), from)
 			p.notifies <- m
 		}
 	}
 }
 
 // answer sends a response to req, built by hand like everything else.
-func (p *peer) answer(req *sip.Request, code int) {
+func (p *peer) answer(req *sip.Request, code int, to net.Addr) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, map[int]string{200: "OK", 481: "Call/Transaction Does Not Exist"}[code])
 	for _, name := range []string{"Via", "From", "To", "Call-ID", "CSeq"} {
@@ -156,7 +158,15 @@ func (p *peer) answer(req *sip.Request, code int) {
 		}
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
-	p.write([]byte(b.String()))
+	if to == nil {
+		p.write([]byte(b.String()))
+		return
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if _, err := p.pc.WriteTo([]byte(b.String()), to); err != nil {
+		p.t.Errorf("peer write: %v", err)
+	}
 }
 
 // msg is a request under construction.

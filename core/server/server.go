@@ -174,7 +174,14 @@ func (s *Server) Start() error {
 		}
 	}
 	s.cli, err = sipgo.NewClient(ua, sipgo.WithClientHostname(advertiseHost))
-	return err
+	if err != nil {
+		return err
+	}
+	if err := s.restore(); err != nil {
+		s.Close()
+		return fmt.Errorf("restore state: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) listen(l Listener) (string, error) {

@@ -41,6 +41,12 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 	for _, id := range b.DeletePublications {
 		delete(m.pubs, id)
 	}
+	for _, c := range b.NotifyCSeqs {
+		if sub, ok := m.subs[c.ID]; ok && c.CSeq > sub.LocalCSeq {
+			sub.LocalCSeq = c.CSeq
+			m.subs[c.ID] = sub
+		}
+	}
 	for _, r := range b.Resources {
 		key := [2]string{r.Event, r.Resource}
 		if len(r.State) == 0 {

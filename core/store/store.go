@@ -55,13 +55,22 @@ type Batch struct {
 	DeleteSubscriptions []string
 	Publications        []Publication // inserted or replaced by ID
 	DeletePublications  []string
-	Resources           []Resource // inserted or replaced by (Event, Resource)
+	Resources           []Resource // inserted or replaced by (Event, Resource); empty State deletes
+	// NotifyCSeqs records the CSeq of a NOTIFY about to be sent, so that
+	// after a restart a dialog's CSeq keeps rising.
+	NotifyCSeqs []NotifyCSeq
+}
+
+// NotifyCSeq is the last CSeq used in a subscription's dialog.
+type NotifyCSeq struct {
+	ID   string
+	CSeq uint32
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Subscriptions)+len(b.DeleteSubscriptions)+len(b.Publications)+
-		len(b.DeletePublications)+len(b.Resources) == 0
+		len(b.DeletePublications)+len(b.Resources)+len(b.NotifyCSeqs) == 0
 }
 
 // Snapshot is everything a store holds, as loaded at start.

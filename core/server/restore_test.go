@@ -1,0 +1,58 @@
+package server_test
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/presenced/presenced/core/store"
+)
+
+// A server started on the store another one left keeps its publications
+// (same ETags) and its dialogs (same Call-ID and tags, CSeq rising).
+func TestRestartOnTheSameStore(t *testing.T) {
+	st := store.NewMemory()
+	mod := echo(t)
+	first := start(t, st, mod)
+	p, w := first.peer(t, "UDP"), first.peer(t, "UDP")
+
+	r := publish(t, p, "echo", alice, "text/plain", "before")
+	wantCode(t, r, 200)
+	etag := hdr(r, "SIP-ETag")
+	sub, r := subscribe(t, w, "echo", alice, "Expires: 600")
+	wantCode(t, r, 200)
+	if n := w.notify(); string(n.Body()) != "before" || n.CSeq().SeqNo != 1 {
+		t.Fatalf("first NOTIFY:\n%s", n)
+	}
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "still before", "SIP-If-Match: "+etag), 200)
+	n := w.notify()
+	if n.CSeq().SeqNo != 2 {
+		t.Fatalf("second NOTIFY CSeq = %d", n.CSeq().SeqNo)
+	}
+	snap, _ := st.Load(t.Context())
+	if len(snap.Publications) != 1 || len(snap.Subscriptions) != 1 || snap.Subscriptions[0].LocalCSeq != 2 {
+		t.Fatalf("store after the first server: %+v", snap)
+	}
+	etag = snap.Publications[0].ETag // the modify rotated it
+	first.srv.Close()
+
+	second := start(t, st, mod)
+	p2 := newPeer(t, "UDP", second.addr["UDP"])
+	// the old ETag is honoured: a modify, not a 412
+	r = publish(t, p2, "echo", alice, "text/plain", "after", "SIP-If-Match: "+etag)
+	wantCode(t, r, 200)
+	n = w.notify()
+	if string(n.Body()) != "after" || n.CSeq().SeqNo != 3 || hdr(n, "Call-ID") != sub.callID ||
+		tag(hdr(n, "From")) != sub.toTag || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+		t.Fatalf("NOTIFY from the restarted server is not in the old dialog:\n%s", n)
+	}
+	// the dialog accepts a refresh, sent to the new server
+	w.server, _ = net.ResolveUDPAddr("udp", second.addr["UDP"])
+	w.serverStr = second.addr["UDP"]
+	if r := sub.again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh after restart: %d %s", r.StatusCode, hdr(r, "Warning"))
+	}
+	if n := w.notify(); n.CSeq().SeqNo != 4 {
+		t.Fatalf("NOTIFY after refresh CSeq = %d", n.CSeq().SeqNo)
+	}
+}

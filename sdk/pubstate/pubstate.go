@@ -1,0 +1,170 @@
+// Package pubstate is a ready-made state blob for an event package whose
+// state is "the live publications of a resource, by id, in arrival order":
+// decode req.State, Put/Push/Remove the request's publication, Encode it
+// into res.State. It builds for GOOS=wasip1 and uses nothing but protowire,
+// which the SDK already links.
+package pubstate
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The blob is protobuf wire format, the codec the ABI already uses, so it
+// costs no new dependency and a later version can add fields (Decode skips
+// fields it does not know):
+//
+//	message State       { repeated Publication pubs = 1; }
+//	message Publication { string id = 1; bytes body = 2; }
+//
+// Bodies are kept raw, as published: a module validates them once, at
+// PUBLISH, and keeping them whole means a rendering fix applies to stored
+// state too. State written by an earlier module version must stay readable,
+// so these numbers never change.
+const (
+	fStatePub = 1
+	fPubID    = 1
+	fPubBody  = 2
+)
+
+// Publication is one live publication: the host's id for it (stable across
+// refreshes and modifies) and the body as published.
+type Publication struct {
+	ID   string
+	Body []byte
+}
+
+// State is the live publications of one resource, in the order the module
+// keeps them: Put leaves a modified publication where it was, Push moves it
+// last. What the order means (composition order, most recent last) is the
+// module's to say.
+type State struct {
+	Pubs []Publication
+}
+
+// Put adds a publication at the end, or replaces the body of the one with
+// that id in place, so a modify does not reorder a composed document.
+func (s *State) Put(id string, body []byte) {
+	for i := range s.Pubs {
+		if s.Pubs[i].ID == id {
+			s.Pubs[i].Body = body
+			return
+		}
+	}
+	s.Pubs = append(s.Pubs, Publication{ID: id, Body: body})
+}
+
+// Push makes a publication, new or modified, the last one, for a module
+// whose watchers get the most recently published or modified document.
+func (s *State) Push(id string, body []byte) {
+	s.Remove(id)
+	s.Pubs = append(s.Pubs, Publication{ID: id, Body: body})
+}
+
+// Remove drops a publication and reports whether it was there, which is
+// what res.StateChanged should say for an unpublish.
+func (s *State) Remove(id string) bool {
+	for i := range s.Pubs {
+		if s.Pubs[i].ID == id {
+			s.Pubs = append(s.Pubs[:i], s.Pubs[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// Latest returns the last publication, which after Push is the most
+// recent; ok is false when there is none.
+func (s *State) Latest() (p Publication, ok bool) {
+	if len(s.Pubs) == 0 {
+		return Publication{}, false
+	}
+	return s.Pubs[len(s.Pubs)-1], true
+}
+
+// Encode returns the blob Decode reads; no publications is an empty blob.
+func (s *State) Encode() []byte {
+	n := 0
+	for _, p := range s.Pubs {
+		n += protowire.SizeTag(fStatePub) + protowire.SizeBytes(pubSize(p))
+	}
+	b := make([]byte, 0, n)
+	for _, p := range s.Pubs {
+		b = protowire.AppendTag(b, fStatePub, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(pubSize(p)))
+		b = protowire.AppendTag(b, fPubID, protowire.BytesType)
+		b = protowire.AppendString(b, p.ID)
+		b = protowire.AppendTag(b, fPubBody, protowire.BytesType)
+		b = protowire.AppendBytes(b, p.Body)
+	}
+	return b
+}
+
+func pubSize(p Publication) int {
+	return protowire.SizeTag(fPubID) + protowire.SizeBytes(len(p.ID)) +
+		protowire.SizeTag(fPubBody) + protowire.SizeBytes(len(p.Body))
+}
+
+// Decode reads a blob Encode wrote; an empty blob is no publications. The
+// bodies alias b rather than copy it: req.State lives as long as the call,
+// and a module keeps nothing longer.
+func Decode(b []byte) (*State, error) {
+	s := &State{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode state: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num != fStatePub || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, fmt.Errorf("decode state: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode state: publication %d: %w", len(s.Pubs)+1, protowire.ParseError(n))
+		}
+		b = b[n:]
+		p, err := decodePub(v)
+		if err != nil {
+			return nil, fmt.Errorf("decode state: publication %d: %w", len(s.Pubs)+1, err)
+		}
+		s.Pubs = append(s.Pubs, p)
+	}
+	return s, nil
+}
+
+func decodePub(b []byte) (Publication, error) {
+	var p Publication
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return p, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == fPubID && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return p, protowire.ParseError(n)
+			}
+			p.ID, b = string(v), b[n:]
+		case num == fPubBody && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return p, protowire.ParseError(n)
+			}
+			p.Body, b = v, b[n:]
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return p, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,116 @@
+package pubstate
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func ids(s *State) string {
+	var out []string
+	for _, p := range s.Pubs {
+		out = append(out, p.ID+"="+string(p.Body))
+	}
+	return strings.Join(out, " ")
+}
+
+func TestPutKeepsPlace(t *testing.T) {
+	var s State
+	s.Put("a", []byte("1"))
+	s.Put("b", []byte("2"))
+	s.Put("a", []byte("3"))
+	if got := ids(&s); got != "a=3 b=2" {
+		t.Fatalf("after put a, b, a: %s", got)
+	}
+}
+
+func TestPushMovesLast(t *testing.T) {
+	var s State
+	s.Push("a", []byte("1"))
+	s.Push("b", []byte("2"))
+	s.Push("a", []byte("3"))
+	if got := ids(&s); got != "b=2 a=3" {
+		t.Fatalf("after push a, b, a: %s", got)
+	}
+	if p, ok := s.Latest(); !ok || p.ID != "a" || string(p.Body) != "3" {
+		t.Fatalf("latest = %+v, %v", p, ok)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	var s State
+	s.Put("a", []byte("1"))
+	s.Put("b", []byte("2"))
+	if s.Remove("nobody") {
+		t.Fatal("remove of an unknown id reported a change")
+	}
+	if !s.Remove("b") || ids(&s) != "a=1" {
+		t.Fatalf("after remove b: %s", ids(&s))
+	}
+	if !s.Remove("a") || len(s.Pubs) != 0 {
+		t.Fatalf("after remove a: %s", ids(&s))
+	}
+	if _, ok := s.Latest(); ok {
+		t.Fatal("latest of no publications")
+	}
+}
+
+// The wire format is what stored state already holds: it must not drift.
+func TestEncodeIsStable(t *testing.T) {
+	s := State{Pubs: []Publication{{ID: "a", Body: []byte("x")}, {ID: "", Body: nil}}}
+	want := []byte{0x0a, 0x06, 0x0a, 0x01, 'a', 0x12, 0x01, 'x', 0x0a, 0x04, 0x0a, 0x00, 0x12, 0x00}
+	if got := s.Encode(); !bytes.Equal(got, want) {
+		t.Fatalf("encode = % x, want % x", got, want)
+	}
+	if got := (&State{}).Encode(); len(got) != 0 {
+		t.Fatalf("empty state encodes to % x", got)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	var s State
+	s.Put("p1", []byte("<presence/>"))
+	s.Put("p2", bytes.Repeat([]byte("z"), 300)) // a two-byte length
+	got, err := Decode(s.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids(got) != ids(&s) {
+		t.Fatalf("round trip: %s, want %s", ids(got), ids(&s))
+	}
+	if empty, err := Decode(nil); err != nil || len(empty.Pubs) != 0 {
+		t.Fatalf("decode of no blob: %+v, %v", empty, err)
+	}
+}
+
+// A later version may add fields; this one must still read its blobs.
+func TestDecodeSkipsUnknownFields(t *testing.T) {
+	b := []byte{
+		0x10, 0x07, // State field 2, varint 7
+		0x0a, 0x09, 0x0a, 0x01, 'a', 0x18, 0x01, 0x12, 0x02, 'x', 'y', // pub with field 3 = 1
+	}
+	s, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids(s) != "a=xy" {
+		t.Fatalf("decode = %s", ids(s))
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		blob []byte
+		want string
+	}{
+		{[]byte{0x0a, 0x10, 'x'}, "decode state: publication 1: "},
+		{[]byte{0x0a, 0x02, 0x0a, 0x05}, "decode state: publication 1: "},
+		{[]byte{0x80}, "decode state: "},
+		{[]byte{0x10}, "decode state: field 2: "},
+	}
+	for _, tt := range tests {
+		if _, err := Decode(tt.blob); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("decode % x: err = %v, want %q...", tt.blob, err, tt.want)
+		}
+	}
+}
