@@ -1,5 +1,5 @@
-// Package config owns the daemon's TOML configuration: its schema, its
-// defaults and its validation. It starts nothing.
+// Package config owns the daemon's TOML configuration: schema, defaults and validation;
+// it does not start anything.
 package config
 
 import (
@@ -10,127 +10,131 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 )
 
-// Config is a whole presenced.toml.
+// Config is one presenced.toml, defaults applied and validated.
 type Config struct {
-	File string // the file it was loaded from; "" for Default()
-	Dir  string // relative paths were resolved against this directory
+	File string // path it was loaded from ("" for Default())
+	Dir  string // directory relative paths were resolved against
 
 	Server       Server
 	Listen       []Listener
 	Subscription Expires
 	Publication  Expires
-	Extension    map[string]*Extension
+	Extension    map[string]*Extension // keyed by name
+
+	lines locator // where each key is defined, for errors; nil for Default()
 }
 
 // Server is the [server] table.
 type Server struct {
-	DataDir   string   `toml:"data_dir"`
+	DataDir   string   `toml:"data_dir"` // absolute after Load
 	UserAgent string   `toml:"user_agent"`
-	Domains   []string `toml:"domains"`
+	Domains   []string `toml:"domains"` // lower case; empty serves any domain
 	LogLevel  string   `toml:"log_level"`
 	LogFormat string   `toml:"log_format"`
 }
 
 // Listener is one [[listen]] entry.
 type Listener struct {
-	Transport string `toml:"transport"`
-	Address   string `toml:"address"`
-	Advertise string `toml:"advertise"`
+	Transport string `toml:"transport"` // "udp" or "tcp"
+	Address   string `toml:"address"`   // host:port; port 0 picks a free one
+	Advertise string `toml:"advertise"` // host[:port] for Via and Contact; "" = the bound address
 }
 
 // Expires is the [subscription] or [publication] table.
 type Expires struct {
-	MinExpires int `toml:"min_expires"`
-	MaxExpires int `toml:"max_expires"`
+	MinExpires int `toml:"min_expires"` // a request below it gets 423
+	MaxExpires int `toml:"max_expires"` // a request above it is clamped
 }
 
 // Extension is one [extension.NAME] table.
 type Extension struct {
-	Name          string `toml:"-"`
-	Path          string `toml:"path"`
-	MemoryLimitMB int    `toml:"memory_limit_mb"`
-	CallTimeout   Duration
-	Instances     int  `toml:"instances"`
-	Trusted       bool `toml:"trusted"`
-	// Config is the opaque [extension.NAME.config] table, flattened as it
-	// crosses the ABI (abi/ABI.md §4): nested tables become dotted keys,
-	// strings stay raw, other values are spelled as in TOML, arrays are
-	// their elements joined with ",".
+	Name          string   `toml:"-"`    // the table's name
+	Path          string   `toml:"path"` // absolute after Load
+	MemoryLimitMB int      `toml:"memory_limit_mb"`
+	CallTimeout   Duration `toml:"call_timeout"`
+	Instances     int      `toml:"instances"`
+	Trusted       bool     `toml:"trusted"`
+
+	// Config is the opaque [extension.NAME.config] table, flattened to the
+	// string pairs that cross the ABI to the module (abi/ABI.md §4):
+	// nested tables become dotted keys ("a.b"), strings are passed raw
+	// (no quotes), integers, floats and booleans in their TOML spelling
+	// ("3600", "0.5", "true"), datetimes in RFC 3339 (local ones without
+	// an offset), arrays as their rendered elements joined with ",".
+	// Arrays of arrays or of tables have no such spelling and are refused.
 	Config map[string]string `toml:"-"`
 }
 
-// Duration is a TOML string such as "200ms".
+// Duration is a Go duration string in TOML, such as "200ms".
 type Duration struct{ time.Duration }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (e.g. \"200ms\", \"2s\")", b)
+		return fmt.Errorf("%q is not a duration: want a string such as \"200ms\" or \"2s\"", b)
 	}
 	d.Duration = v
 	return nil
 }
 
-// file is the decoding shape: extension tables are decoded by hand so that
-// their config sub-table stays opaque.
-type file struct {
-	Server       Server
-	Listen       []Listener
-	Subscription Expires
-	Publication  Expires
-	Extension    map[string]toml.Primitive
-}
+// MarshalText implements encoding.TextMarshaler, so a Config encodes back.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-type extensionFile struct {
-	Path          string         `toml:"path"`
-	MemoryLimitMB int            `toml:"memory_limit_mb"`
-	CallTimeout   Duration       `toml:"call_timeout"`
-	Instances     int            `toml:"instances"`
-	Trusted       bool           `toml:"trusted"`
-	Config        map[string]any `toml:"config"`
-}
-
-// Default returns the embedded defaults: what `make run` serves when no
-// file is given, paths relative to the working directory.
-func Default() *Config {
-	c := &Config{
-		Dir:          ".",
-		Server:       Server{DataDir: "data", UserAgent: "presenced", LogLevel: "info", LogFormat: "text"},
-		Listen:       []Listener{{Transport: "udp", Address: "127.0.0.1:5060"}, {Transport: "tcp", Address: "127.0.0.1:5060"}},
+// defaults is the schema's defaults with paths still relative. Listeners
+// are defaulted only when a file has no [[listen]]; extensions never are:
+// a file lists the modules it wants, and may want none.
+func defaults() *Config {
+	return &Config{
+		Server: Server{DataDir: "data", UserAgent: "presenced", LogLevel: "info", LogFormat: "text"},
+		Listen: []Listener{
+			{Transport: "udp", Address: "127.0.0.1:5060"},
+			{Transport: "tcp", Address: "127.0.0.1:5060"},
+		},
 		Subscription: Expires{MinExpires: 60, MaxExpires: 86400},
 		Publication:  Expires{MinExpires: 60, MaxExpires: 86400},
-		Extension: map[string]*Extension{
-			"pa":         {Path: "extensions/pa/pa.wasm", Config: map[string]string{"default_expires": "3600"}},
-			"conference": {Path: "extensions/conference/conference.wasm", Config: map[string]string{"use_partial_states": "false"}},
-		},
+		Extension:    map[string]*Extension{},
 	}
-	for name, e := range c.Extension {
-		e.Name = name
-		e.defaults()
+}
+
+func defaultExtension(name string) *Extension {
+	return &Extension{
+		Name:          name,
+		MemoryLimitMB: 64,
+		CallTimeout:   Duration{200 * time.Millisecond},
+		Instances:     2,
+		Config:        map[string]string{},
 	}
+}
+
+// Default returns the embedded configuration, what the daemon runs with no
+// file: 127.0.0.1:5060 over UDP and TCP, and the pa and conference modules
+// as `make build` leaves them, relative to the current directory.
+func Default() *Config {
+	c := defaults()
+	c.Dir = "."
+	if wd, err := os.Getwd(); err == nil {
+		c.Dir = wd
+	}
+	pa := defaultExtension("pa")
+	pa.Path = "extensions/pa/pa.wasm"
+	pa.Config["default_expires"] = "3600"
+	conf := defaultExtension("conference")
+	conf.Path = "extensions/conference/conference.wasm"
+	conf.Config["use_partial_states"] = "false"
+	c.Extension = map[string]*Extension{"pa": pa, "conference": conf}
+	c.resolve()
 	return c
 }
 
-func (e *Extension) defaults() {
-	if e.MemoryLimitMB == 0 {
-		e.MemoryLimitMB = 64
-	}
-	if e.CallTimeout.Duration == 0 {
-		e.CallTimeout.Duration = 200 * time.Millisecond
-	}
-	if e.Instances == 0 {
-		e.Instances = 2
-	}
-}
-
-// Load reads, decodes, defaults and validates the file at path.
+// Load reads the file at path, decodes it, applies defaults and validates.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -139,188 +143,276 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
-// Parse is Load for bytes; name is the file name used in errors and the
-// base of relative paths.
+// document is the decoding shape. Listen entries and extensions are
+// decoded one by one: the former so an error names the right entry's line
+// (toml names them all "listen.KEY"), the latter so each starts from the
+// defaults and keeps its config table opaque.
+type document struct {
+	Server       Server
+	Listen       []toml.Primitive
+	Subscription Expires
+	Publication  Expires
+	Extension    map[string]toml.Primitive
+}
+
+// Parse is Load for bytes; name is the file name in errors, and its
+// directory is the base of relative paths.
 func Parse(name string, data []byte) (*Config, error) {
-	loc := locate(string(data))
-	fail := func(key, format string, args ...any) error {
-		return fmt.Errorf("%s:%d: key %q: %s", name, loc.line(key), key, fmt.Sprintf(format, args...))
+	c := defaults()
+	c.File = name
+	c.Dir = filepath.Dir(name)
+	if abs, err := filepath.Abs(c.Dir); err == nil {
+		c.Dir = abs
 	}
-	var f file
-	md, err := toml.Decode(string(data), &f)
+	c.lines = locate(string(data))
+
+	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication}
+	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
-		return nil, decodeError(name, err)
+		return nil, c.tomlError(err, -1)
 	}
-	d := Default()
-	c := &Config{File: name, Dir: filepath.Dir(name), Server: d.Server, Listen: d.Listen,
-		Subscription: d.Subscription, Publication: d.Publication, Extension: map[string]*Extension{}}
-	if md.IsDefined("server") {
-		s := f.Server
-		for _, k := range []struct {
-			key string
-			dst *string
-			val string
-		}{{"data_dir", &c.Server.DataDir, s.DataDir}, {"user_agent", &c.Server.UserAgent, s.UserAgent},
-			{"log_level", &c.Server.LogLevel, s.LogLevel}, {"log_format", &c.Server.LogFormat, s.LogFormat}} {
-			if md.IsDefined("server", k.key) {
-				*k.dst = k.val
-			}
-		}
-		c.Server.Domains = s.Domains
-	}
+	c.Server, c.Subscription, c.Publication = doc.Server, doc.Subscription, doc.Publication
+
 	if md.IsDefined("listen") {
-		c.Listen = f.Listen
-	}
-	for _, t := range []struct {
-		name string
-		dst  *Expires
-		src  Expires
-	}{{"subscription", &c.Subscription, f.Subscription}, {"publication", &c.Publication, f.Publication}} {
-		if md.IsDefined(t.name, "min_expires") {
-			t.dst.MinExpires = t.src.MinExpires
-		}
-		if md.IsDefined(t.name, "max_expires") {
-			t.dst.MaxExpires = t.src.MaxExpires
-		}
-	}
-	if !md.IsDefined("extension") {
-		c.Extension = d.Extension
-	}
-	for name, prim := range f.Extension {
-		var ef extensionFile
-		if err := md.PrimitiveDecode(prim, &ef); err != nil {
-			if pe, ok := parseError(err); ok && pe.LastKey != "" {
-				return nil, fail(pe.LastKey, "%s", pe.Message)
+		c.Listen = make([]Listener, len(doc.Listen))
+		for i, p := range doc.Listen {
+			if err := md.PrimitiveDecode(p, &c.Listen[i]); err != nil {
+				return nil, c.tomlError(err, i)
 			}
-			return nil, fail("extension."+name, "%v", err)
 		}
-		e := &Extension{Name: name, Path: ef.Path, MemoryLimitMB: ef.MemoryLimitMB, CallTimeout: ef.CallTimeout,
-			Instances: ef.Instances, Trusted: ef.Trusted, Config: map[string]string{}}
-		flatten("", ef.Config, e.Config)
-		e.defaults()
-		if !md.IsDefined("extension", name, "path") {
-			return nil, fail("extension."+name, "missing key \"path\" (the module's .wasm file)")
+	}
+
+	if err := c.mustBeTable(md, "extension"); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(doc.Extension))
+	for n := range doc.Extension {
+		names = append(names, n)
+	}
+	sort.Strings(names) // the same file fails the same way every time
+	for _, n := range names {
+		e := defaultExtension(n)
+		var opaque struct {
+			Config map[string]any `toml:"config"`
 		}
-		c.Extension[name] = e
-	}
-	var unknown []string
-	for _, k := range md.Undecoded() {
-		if len(k) >= 3 && k[0] == "extension" && k[2] == "config" {
-			continue // the opaque module table
+		if err := md.PrimitiveDecode(doc.Extension[n], e); err != nil {
+			return nil, c.tomlError(err, -1)
 		}
-		unknown = append(unknown, k.String())
+		if err := c.mustBeTable(md, "extension", n, "config"); err != nil {
+			return nil, err
+		}
+		if err := md.PrimitiveDecode(doc.Extension[n], &opaque); err != nil {
+			return nil, c.tomlError(err, -1)
+		}
+		if key, err := flatten("", opaque.Config, e.Config); err != nil {
+			return nil, c.errorf("extension."+n+".config."+key, "%v", err)
+		}
+		c.Extension[n] = e
 	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return nil, fmt.Errorf("%s:%d: unknown key %q", name, loc.line(unknown[0]), unknown[0])
+
+	if err := c.unknownKeys(md); err != nil {
+		return nil, err
 	}
-	if err := c.validate(fail); err != nil {
+
+	// Normalise before validating: these are compared case-insensitively.
+	for i := range c.Server.Domains {
+		c.Server.Domains[i] = strings.ToLower(c.Server.Domains[i])
+	}
+	for i := range c.Listen {
+		c.Listen[i].Transport = strings.ToLower(c.Listen[i].Transport)
+	}
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	c.resolve()
 	return c, nil
 }
 
-func parseError(err error) (toml.ParseError, bool) {
-	var pe toml.ParseError
-	if errors.As(err, &pe) {
-		return pe, true
+// mustBeTable reports key if it is not a table: toml decodes any other
+// value into a Go map as nothing, without an error.
+func (c *Config) mustBeTable(md toml.MetaData, key ...string) error {
+	if t := md.Type(key...); t != "" && t != "Hash" {
+		return c.errorf(strings.Join(key, "."), "must be a table, got %s", strings.ToLower(t))
 	}
-	var ppe *toml.ParseError
-	if errors.As(err, &ppe) {
-		return *ppe, true
-	}
-	return pe, false
+	return nil
 }
 
-// decodeError formats toml's syntax and type errors as file:line: key.
-func decodeError(name string, err error) error {
-	pe, ok := parseError(err)
-	if !ok {
-		// Type mismatches come as plain text with the line and key in it.
-		if m := typeError.FindStringSubmatch(err.Error()); m != nil {
-			return fmt.Errorf("%s:%s: key %q: %s", name, m[1], m[2], m[3])
+// unknownKeys refuses a key the schema does not have: a typo must not
+// silently leave a default in place. toml matches struct fields ignoring
+// case, so a key not spelled in lower case counts as unknown too.
+func (c *Config) unknownKeys(md toml.MetaData) error {
+	undecoded := map[string]bool{}
+	for _, k := range md.Undecoded() {
+		undecoded[k.String()] = true
+	}
+	for _, k := range md.Keys() {
+		if len(k) > 3 && k[0] == "extension" && k[2] == "config" {
+			continue // the module's own table
 		}
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if pe.LastKey != "" {
-		return fmt.Errorf("%s:%d: key %q: %s", name, pe.Position.Line, pe.LastKey, pe.Message)
-	}
-	return fmt.Errorf("%s:%d: %s", name, pe.Position.Line, pe.Message)
-}
-
-var typeError = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
-
-var extensionName = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
-
-// validate checks values; fail formats an error at a key's line.
-func (c *Config) validate(fail func(key, format string, args ...any) error) error {
-	switch c.Server.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fail("server.log_level", "must be debug, info, warn or error, got %q", c.Server.LogLevel)
-	}
-	switch c.Server.LogFormat {
-	case "text", "json":
-	default:
-		return fail("server.log_format", "must be text or json, got %q", c.Server.LogFormat)
-	}
-	if c.Server.DataDir == "" {
-		return fail("server.data_dir", "must not be empty")
-	}
-	for i := range c.Server.Domains {
-		c.Server.Domains[i] = strings.ToLower(c.Server.Domains[i])
-	}
-	if len(c.Listen) == 0 {
-		return fail("listen", "at least one [[listen]] is needed")
-	}
-	seen := map[string]bool{}
-	for i := range c.Listen {
-		l := &c.Listen[i]
-		key := fmt.Sprintf("listen.%d", i)
-		l.Transport = strings.ToLower(l.Transport)
-		if l.Transport != "udp" && l.Transport != "tcp" {
-			return fail(key+".transport", "must be udp or tcp, got %q", l.Transport)
+		schema := k
+		if len(k) > 1 && k[0] == "extension" {
+			schema = append(toml.Key{k[0]}, k[2:]...) // the name is checked by Validate
 		}
-		if _, _, err := net.SplitHostPort(l.Address); err != nil {
-			return fail(key+".address", "must be host:port, got %q", l.Address)
-		}
-		if seen[l.Transport+" "+l.Address] {
-			return fail(key+".address", "%s %s is listed twice", l.Transport, l.Address)
-		}
-		seen[l.Transport+" "+l.Address] = true
-	}
-	for _, t := range []struct {
-		name string
-		e    Expires
-	}{{"subscription", c.Subscription}, {"publication", c.Publication}} {
-		if t.e.MinExpires < 1 {
-			return fail(t.name+".min_expires", "must be >= 1, got %d", t.e.MinExpires)
-		}
-		if t.e.MaxExpires < t.e.MinExpires {
-			return fail(t.name+".max_expires", "must be >= min_expires (%d), got %d", t.e.MinExpires, t.e.MaxExpires)
-		}
-	}
-	for name, e := range c.Extension {
-		key := "extension." + name
-		switch {
-		case !extensionName.MatchString(name):
-			return fail(key, "extension names are lower-case letters, digits, - and _")
-		case e.Path == "":
-			return fail(key+".path", "must not be empty")
-		case e.MemoryLimitMB < 1 || e.MemoryLimitMB > 4096:
-			return fail(key+".memory_limit_mb", "must be 1..4096, got %d", e.MemoryLimitMB)
-		case e.CallTimeout.Duration <= 0 || e.CallTimeout.Duration > time.Minute:
-			return fail(key+".call_timeout", "must be above 0 and at most 1m, got %s", e.CallTimeout.Duration)
-		case e.Instances < 1 || e.Instances > 64:
-			return fail(key+".instances", "must be 1..64, got %d", e.Instances)
+		s := k.String()
+		if undecoded[s] || schema.String() != strings.ToLower(schema.String()) {
+			return fmt.Errorf("%s unknown key %q", c.where(s), s)
 		}
 	}
 	return nil
 }
 
-// resolve makes relative paths relative to the config file's directory, so
-// the daemon reads the same files whatever its working directory.
+var (
+	extensionName = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	// toml reports type mismatches as plain errors in this form.
+	typeError = regexp.MustCompile(`(?s)^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+)
+
+// tomlError re-spells an error of the toml package as file:line: key. For
+// a [[listen]] entry (entry >= 0) the line is looked up again with the
+// entry's index, as toml gives the line of the last entry with that key.
+func (c *Config) tomlError(err error, entry int) error {
+	var line int
+	var key, msg string
+	var pe toml.ParseError
+	var ppe *toml.ParseError
+	switch {
+	case errors.As(err, &pe):
+		line, key, msg = pe.Position.Line, pe.LastKey, pe.Message
+	case errors.As(err, &ppe):
+		line, key, msg = ppe.Position.Line, ppe.LastKey, ppe.Message
+	default:
+		m := typeError.FindStringSubmatch(err.Error())
+		if m == nil {
+			return fmt.Errorf("%s %v", c.where(""), err)
+		}
+		line, _ = strconv.Atoi(m[1])
+		key, _ = strconv.Unquote(m[2])
+		msg = m[3]
+	}
+	if rest, ok := strings.CutPrefix(key, "listen."); ok && entry >= 0 {
+		line = c.lines.line(fmt.Sprintf("listen.%d.%s", entry, rest))
+	}
+	where := c.File
+	if line > 0 {
+		where += ":" + strconv.Itoa(line)
+	}
+	if key == "" {
+		return fmt.Errorf("%s: %s", where, msg)
+	}
+	return fmt.Errorf("%s: key %q: %s", where, key, msg)
+}
+
+// where is "file:line:" for key, dropping what is unknown.
+func (c *Config) where(key string) string {
+	s := c.File
+	if n := c.lines.line(key); n > 0 {
+		s += ":" + strconv.Itoa(n)
+	}
+	if s == "" {
+		return ""
+	}
+	return s + ":"
+}
+
+// errorf reports a bad value of key at the line that defines it, or at
+// its nearest table when the value is a default.
+func (c *Config) errorf(key, format string, args ...any) error {
+	msg := fmt.Sprintf("key %q: %s", key, fmt.Sprintf(format, args...))
+	if w := c.where(key); w != "" {
+		msg = w + " " + msg
+	}
+	return errors.New(msg)
+}
+
+// Validate checks every value; Parse and Load call it. Keys of listeners
+// are "listen.N.KEY", N counting [[listen]] entries from 0.
+func (c *Config) Validate() error {
+	s := c.Server
+	if s.DataDir == "" {
+		return c.errorf("server.data_dir", "must not be empty")
+	}
+	if s.UserAgent == "" {
+		return c.errorf("server.user_agent", "must not be empty")
+	}
+	for _, d := range s.Domains {
+		if d == "" || strings.ContainsAny(d, " \t@:/") {
+			return c.errorf("server.domains", "%q is not a domain name", d)
+		}
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return c.errorf("server.log_level", "must be debug, info, warn or error, got %q", s.LogLevel)
+	}
+	if s.LogFormat != "text" && s.LogFormat != "json" {
+		return c.errorf("server.log_format", "must be text or json, got %q", s.LogFormat)
+	}
+
+	if len(c.Listen) == 0 {
+		return c.errorf("listen", "at least one [[listen]] is needed")
+	}
+	seen := map[string]bool{}
+	for i, l := range c.Listen {
+		key := "listen." + strconv.Itoa(i) + "."
+		switch {
+		case l.Transport == "":
+			return c.errorf(key+"transport", "missing: udp or tcp")
+		case l.Transport != "udp" && l.Transport != "tcp":
+			return c.errorf(key+"transport", "must be udp or tcp, got %q", l.Transport)
+		case l.Address == "":
+			return c.errorf(key+"address", "missing: host:port")
+		}
+		_, port, err := net.SplitHostPort(l.Address)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			return c.errorf(key+"address", "must be host:port, got %q", l.Address)
+		}
+		if seen[l.Transport+" "+l.Address] {
+			return c.errorf(key+"address", "%s %s is already listened on", l.Transport, l.Address)
+		}
+		seen[l.Transport+" "+l.Address] = true
+	}
+
+	for _, t := range []struct {
+		table string
+		e     Expires
+	}{{"subscription", c.Subscription}, {"publication", c.Publication}} {
+		if t.e.MinExpires < 1 {
+			return c.errorf(t.table+".min_expires", "must be >= 1, got %d", t.e.MinExpires)
+		}
+		if t.e.MaxExpires < t.e.MinExpires {
+			// Blame the key the file set: a default is not the mistake.
+			if c.lines.has(t.table + ".max_expires") {
+				return c.errorf(t.table+".max_expires", "must be >= min_expires (%d), got %d", t.e.MinExpires, t.e.MaxExpires)
+			}
+			return c.errorf(t.table+".min_expires", "must be <= max_expires (%d), got %d", t.e.MaxExpires, t.e.MinExpires)
+		}
+	}
+
+	names := make([]string, 0, len(c.Extension))
+	for n := range c.Extension {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		e, key := c.Extension[n], "extension."+n
+		switch {
+		case !extensionName.MatchString(n):
+			return c.errorf(key, "an extension name is a lower-case letter, then letters, digits, - or _")
+		case e.Path == "":
+			return c.errorf(key+".path", "missing: the module's .wasm file")
+		case e.MemoryLimitMB < 1 || e.MemoryLimitMB > 4096:
+			return c.errorf(key+".memory_limit_mb", "must be 1..4096, got %d", e.MemoryLimitMB)
+		case e.CallTimeout.Duration <= 0 || e.CallTimeout.Duration > time.Minute:
+			return c.errorf(key+".call_timeout", "must be above 0 and at most 60s, got %s", e.CallTimeout.Duration)
+		case e.Instances < 1 || e.Instances > 64:
+			return c.errorf(key+".instances", "must be 1..64, got %d", e.Instances)
+		}
+	}
+	return nil
+}
+
+// resolve makes relative paths relative to c.Dir, so the daemon reads the
+// same files whatever its working directory.
 func (c *Config) resolve() {
 	abs := func(p string) string {
 		if filepath.IsAbs(p) {
@@ -332,37 +424,4 @@ func (c *Config) resolve() {
 	for _, e := range c.Extension {
 		e.Path = abs(e.Path)
 	}
-}
-
-// flatten renders the opaque config table as dotted string pairs.
-func flatten(prefix string, m map[string]any, out map[string]string) {
-	for k, v := range m {
-		key := k
-		if prefix != "" {
-			key = prefix + "." + k
-		}
-		if sub, ok := v.(map[string]any); ok {
-			flatten(key, sub, out)
-			continue
-		}
-		out[key] = render(v)
-	}
-}
-
-func render(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case time.Time:
-		return x.Format(time.RFC3339Nano)
-	case []any:
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = render(e)
-		}
-		return strings.Join(parts, ",")
-	case []map[string]any:
-		return fmt.Sprint(x)
-	}
-	return fmt.Sprint(v)
 }

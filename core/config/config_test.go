@@ -3,11 +3,13 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
 
+// write puts text in a presenced.toml of its own temporary directory.
 func write(t *testing.T, text string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "presenced.toml")
@@ -17,101 +19,256 @@ func write(t *testing.T, text string) string {
 	return p
 }
 
-func TestExampleFileLoads(t *testing.T) {
-	c, err := Load("../../presenced.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(c.Listen) != 2 || c.Listen[0].Address != "127.0.0.1:5060" {
-		t.Fatalf("listen = %+v", c.Listen)
-	}
-	pa := c.Extension["pa"]
-	if pa == nil || !strings.HasSuffix(pa.Path, filepath.Join("extensions", "pa", "pa.wasm")) ||
-		!filepath.IsAbs(pa.Path) && !strings.HasPrefix(pa.Path, "../../") {
-		t.Fatalf("pa = %+v", pa)
-	}
-	if pa.Config["default_expires"] != "3600" || pa.Config["dummy_presence"] != "true" {
-		t.Fatalf("pa config = %v", pa.Config)
-	}
-	if pa.CallTimeout.Duration != 200*time.Millisecond || pa.Instances != 2 || pa.MemoryLimitMB != 64 {
-		t.Fatalf("pa limits = %+v", pa)
-	}
-}
-
-func TestDefaultsAndResolution(t *testing.T) {
-	p := write(t, `
-[[listen]]
-transport = "UDP"
-address = "127.0.0.1:0"
-
-[extension.x]
-path = "mods/x.wasm"
-[extension.x.config]
-name = "plain"
-n = 7
-on = true
-list = [1, 2]
-[extension.x.config.nested]
-deep = "yes"
-`)
+func TestDefaultsApplied(t *testing.T) {
+	p := write(t, "[extension.x]\npath = \"x.wasm\"\n")
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen[0].Transport != "udp" || c.Subscription.MinExpires != 60 || c.Server.LogLevel != "info" {
-		t.Fatalf("defaults not applied: %+v", c)
+	dir := filepath.Dir(p)
+	want := Server{DataDir: filepath.Join(dir, "data"), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"}
+	if !reflect.DeepEqual(c.Server, want) {
+		t.Errorf("server = %+v, want %+v", c.Server, want)
 	}
-	if want := filepath.Join(filepath.Dir(p), "mods", "x.wasm"); c.Extension["x"].Path != want {
-		t.Fatalf("path = %q, want %q", c.Extension["x"].Path, want)
+	if want := []Listener{{"udp", "127.0.0.1:5060", ""}, {"tcp", "127.0.0.1:5060", ""}}; !reflect.DeepEqual(c.Listen, want) {
+		t.Errorf("listen = %+v", c.Listen)
 	}
-	if want := filepath.Join(filepath.Dir(p), "data"); c.Server.DataDir != want {
-		t.Fatalf("data_dir = %q, want %q", c.Server.DataDir, want)
+	if e := (Expires{60, 86400}); c.Subscription != e || c.Publication != e {
+		t.Errorf("expires = %+v %+v", c.Subscription, c.Publication)
 	}
-	got := c.Extension["x"].Config
-	want := map[string]string{"name": "plain", "n": "7", "on": "true", "list": "1,2", "nested.deep": "yes"}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("config[%q] = %q, want %q", k, got[k], v)
+	x := c.Extension["x"]
+	if x == nil || x.Name != "x" || x.MemoryLimitMB != 64 || x.CallTimeout.Duration != 200*time.Millisecond ||
+		x.Instances != 2 || x.Trusted || len(x.Config) != 0 {
+		t.Errorf("extension = %+v", x)
+	}
+	if len(c.Extension) != 1 || c.File != p || c.Dir != dir {
+		t.Errorf("extensions %d, file %q, dir %q", len(c.Extension), c.File, c.Dir)
+	}
+
+	// A file without extensions has none: modules are not defaulted.
+	c, err = Load(write(t, "[server]\ndomains = [\"Example.COM\"]\n[[listen]]\ntransport = \"TCP\"\naddress = \":0\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Extension) != 0 || len(c.Listen) != 1 || c.Listen[0].Transport != "tcp" || c.Server.Domains[0] != "example.com" {
+		t.Errorf("got %+v", c)
+	}
+}
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if c.File != "" || c.Dir != wd || len(c.Listen) != 2 || c.Server.DataDir != filepath.Join(wd, "data") {
+		t.Errorf("got %+v", c)
+	}
+	if p := c.Extension["conference"].Path; p != filepath.Join(wd, "extensions/conference/conference.wasm") {
+		t.Errorf("conference path = %q", p)
+	}
+	if c.Extension["pa"].Config["default_expires"] != "3600" {
+		t.Errorf("pa = %+v", c.Extension["pa"])
+	}
+}
+
+// The example file is what `make run` serves: it must load and say what
+// Default says.
+func TestExampleFile(t *testing.T) {
+	c, err := Load("../../presenced.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	repo, _ := filepath.Abs("../..")
+	if c.Dir != repo || !reflect.DeepEqual(c.Listen, d.Listen) || c.Subscription != d.Subscription ||
+		c.Publication != d.Publication || c.Server.DataDir != filepath.Join(repo, "data") {
+		t.Errorf("got %+v", c)
+	}
+	for name, want := range map[string]map[string]string{
+		"pa":         {"default_expires": "3600", "dummy_presence": "true"},
+		"conference": {"default_expires": "3600", "use_partial_states": "false"},
+	} {
+		e := c.Extension[name]
+		if e == nil {
+			t.Fatalf("no extension %s", name)
+		}
+		if e.Path != filepath.Join(repo, "extensions", name, name+".wasm") || !reflect.DeepEqual(e.Config, want) {
+			t.Errorf("%s = %+v", name, e)
 		}
 	}
-	if len(got) != len(want) {
-		t.Errorf("config = %v", got)
+}
+
+func TestRelativePaths(t *testing.T) {
+	p := write(t, "[server]\ndata_dir = \"var/state\"\n[extension.x]\npath = \"mods/x.wasm\"\n[extension.y]\npath = \"/opt/y.wasm\"\n")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	if c.Server.DataDir != filepath.Join(dir, "var/state") || c.Extension["x"].Path != filepath.Join(dir, "mods/x.wasm") ||
+		c.Extension["y"].Path != "/opt/y.wasm" {
+		t.Errorf("data_dir %q, x %q, y %q", c.Server.DataDir, c.Extension["x"].Path, c.Extension["y"].Path)
+	}
+
+	// Relative to the file, not to the working directory.
+	wd, _ := os.Getwd()
+	rel, err := filepath.Rel(wd, p)
+	if err != nil {
+		t.Skip(err)
+	}
+	if c, err = Load(rel); err != nil || c.Extension["x"].Path != filepath.Join(dir, "mods/x.wasm") {
+		t.Errorf("loaded as %q: %v, %+v", rel, err, c)
+	}
+}
+
+func TestExtensionConfigFlattened(t *testing.T) {
+	c, err := Parse("t.toml", []byte(`
+[extension.x]
+path = "x.wasm"
+[extension.x.config]
+name = "plain, \"quoted\""
+n = 3600
+neg = -1
+ratio = 0.5
+whole = 3.0
+on = true
+off = false
+list = [1, 2, 3]
+words = ["a", "b"]
+when = 1979-05-27T07:32:00Z
+day = 1979-05-27
+inline = { a = 1, b = { c = "d" } }
+[extension.x.config.nested]
+deep = "yes"
+[extension.x.config.nested.deeper]
+deepest = 1
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"name": `plain, "quoted"`, "n": "3600", "neg": "-1", "ratio": "0.5", "whole": "3.0",
+		"on": "true", "off": "false", "list": "1,2,3", "words": "a,b",
+		"when": "1979-05-27T07:32:00Z", "day": "1979-05-27",
+		"inline.a": "1", "inline.b.c": "d", "nested.deep": "yes", "nested.deeper.deepest": "1",
+	}
+	if got := c.Extension["x"].Config; !reflect.DeepEqual(got, want) {
+		t.Errorf("config =\n%v\nwant\n%v", got, want)
 	}
 }
 
 // Every error names the file, the line and the key.
-func TestErrorsNameFileLineAndKey(t *testing.T) {
+func TestErrors(t *testing.T) {
 	for _, c := range []struct {
 		name, text, want string
 	}{
-		{"unknown key", "[server]\nlog_level = \"info\"\nlogformat = \"json\"\n", `:3: unknown key "server.logformat"`},
-		{"unknown key in second listen", "[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:1\"\n\n[[listen]]\ntransport = \"tcp\"\nadress = \"127.0.0.1:1\"\n", `:7: unknown key "listen.adress"`},
-		{"wrong type", "[subscription]\nmin_expires = \"soon\"\n", `:2: key "subscription.min_expires"`},
-		{"min above max", "[subscription]\nmin_expires = 100\nmax_expires = 10\n", `:3: key "subscription.max_expires"`},
-		{"bad transport", "[[listen]]\ntransport = \"sctp\"\naddress = \"127.0.0.1:1\"\n", `:2: key "listen.0.transport": must be udp or tcp, got "sctp"`},
-		{"bad address", "[[listen]]\ntransport = \"udp\"\naddress = \"localhost\"\n", `:3: key "listen.0.address"`},
-		{"bad duration", "[extension.pa]\npath = \"pa.wasm\"\ncall_timeout = \"fast\"\n", `:3: key "extension.pa.call_timeout"`},
-		{"syntax", "[server\n", ":2:"},
-		{"no path", "[extension.pa]\ninstances = 2\n", `:1: key "extension.pa": missing key "path"`},
-		{"bad log level", "[server]\n\nlog_level = \"loud\"\n", `:3: key "server.log_level"`},
-		{"instances", "[extension.pa]\npath = \"x\"\ninstances = 0\n", ``},
-		{"instances over", "[extension.pa]\npath = \"x\"\ninstances = 100\n", `:3: key "extension.pa.instances": must be 1..64`},
+		{"unknown key in a section",
+			"[server]\nlog_level = \"info\"\nlogformat = \"json\"\n",
+			`:3: unknown key "server.logformat"`},
+		{"unknown table",
+			"[server]\n\n[sever]\nx = 1\n",
+			`:3: unknown key "sever"`},
+		{"key in the wrong case",
+			"[server]\nLog_Level = \"debug\"\n",
+			`:2: unknown key "server.Log_Level"`},
+		{"unknown key in second listen",
+			"[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:1\"\n\n[[listen]]\ntransport = \"tcp\"\nadress = \"127.0.0.1:1\"\n",
+			`:7: unknown key "listen.adress"`},
+		{"unknown key in an extension",
+			"[extension.pa]\npath = \"pa.wasm\"\ninstance = 3\n",
+			`:3: unknown key "extension.pa.instance"`},
+		{"wrong type",
+			"[subscription]\n\nmin_expires = \"soon\"\n",
+			`:3: key "subscription.min_expires": incompatible types`},
+		{"wrong type in first of two listens",
+			"[[listen]]\ntransport = 5\naddress = \":1\"\n[[listen]]\ntransport = \"tcp\"\naddress = \":1\"\n",
+			`:2: key "listen.transport": incompatible types`},
+		{"min above max",
+			"[subscription]\nmin_expires = 100\nmax_expires = 10\n",
+			`:3: key "subscription.max_expires": must be >= min_expires (100), got 10`},
+		{"min above default max",
+			"[publication]\nmin_expires = 100000\n",
+			`:2: key "publication.min_expires": must be <= max_expires (86400), got 100000`},
+		{"min zero",
+			"[subscription]\nmin_expires = 0\n",
+			`:2: key "subscription.min_expires": must be >= 1, got 0`},
+		{"bad transport",
+			"[[listen]]\ntransport = \"udp\"\naddress = \":1\"\n[[listen]]\ntransport = \"sctp\"\naddress = \":1\"\n",
+			`:5: key "listen.1.transport": must be udp or tcp, got "sctp"`},
+		{"bad address",
+			"[[listen]]\ntransport = \"udp\"\naddress = \"localhost\"\n",
+			`:3: key "listen.0.address": must be host:port, got "localhost"`},
+		{"duplicate listener",
+			"[[listen]]\ntransport = \"udp\"\naddress = \":5060\"\n[[listen]]\ntransport = \"UDP\"\naddress = \":5060\"\n",
+			`:6: key "listen.1.address": udp :5060 is already listened on`},
+		{"no listener",
+			"listen = []\n",
+			`:1: key "listen": at least one [[listen]] is needed`},
+		{"bad duration",
+			"[extension.pa]\npath = \"pa.wasm\"\ncall_timeout = \"fast\"\n",
+			`:3: key "extension.pa.call_timeout": "fast" is not a duration`},
+		{"duration too long",
+			"[extension.pa]\npath = \"pa.wasm\"\ncall_timeout = \"2m\"\n",
+			`:3: key "extension.pa.call_timeout": must be above 0 and at most 60s, got 2m0s`},
+		{"syntax error",
+			"[server]\nlog_level = \"info\n",
+			`:2: `},
+		{"unclosed table", // toml reports where it met the newline
+			"[server\n",
+			`:2: `},
+		{"extension without path",
+			"# modules\n[extension.pa]\ninstances = 2\n",
+			`:2: key "extension.pa.path": missing`},
+		{"explicit zero instances",
+			"[extension.pa]\npath = \"x\"\ninstances = 0\n",
+			`:3: key "extension.pa.instances": must be 1..64, got 0`},
+		{"bad extension name",
+			"[extension.\"Pa X\"]\npath = \"x\"\n",
+			`:1: key "extension.Pa X": an extension name`},
+		{"unflattenable config",
+			"[extension.pa]\npath = \"x\"\n[extension.pa.config]\nok = 1\nm = [[1], [2]]\n",
+			`:5: key "extension.pa.config.m": an array of arrays`},
+		{"bad log level after multi-line array",
+			"[server]\ndomains = [\n  \"a\",\n  # [not.a.table]\n  \"b\",\n]\nlog_level = \"loud\"\n",
+			`:7: key "server.log_level": must be debug, info, warn or error, got "loud"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := write(t, c.text)
 			_, err := Load(p)
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				return
-			}
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if !strings.HasPrefix(err.Error(), p+":") || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %q does not start with %q and contain %q", err, p, c.want)
+			if !strings.HasPrefix(err.Error(), p+c.want) {
+				t.Fatalf("error\n%s\ndoes not start with\n%s", err, p+c.want)
 			}
 		})
+	}
+}
+
+func TestLocate(t *testing.T) {
+	l := locate(`
+top = 1
+[a]
+"quoted.key" = 2
+'lit' = """
+[not.a.header]
+"""
+b.c = 3
+[[arr]]
+x = 1
+[[arr]]
+x = 2
+[arr.sub]
+y = 3
+`)
+	for key, want := range map[string]int{
+		"top": 2, "a": 3, "a.quoted.key": 4, "a.lit": 5, "a.b.c": 8, "not": 0,
+		"arr": 9, "arr.0.x": 10, "arr.1": 11, "arr.1.x": 12, "arr.x": 10,
+		"arr.1.sub.y": 14, "arr.1.sub.missing": 13,
+	} {
+		if got := l.line(key); got != want {
+			t.Errorf("line(%q) = %d, want %d", key, got, want)
+		}
 	}
 }
