@@ -1,0 +1,69 @@
+package abi
+
+import (
+	"reflect"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+func TestRequestRoundTrip(t *testing.T) {
+	in := Request{Op: OpPublish, Event: "presence", Resource: "sip:a@example.com", State: []byte{0, 1, 2},
+		Publication: &Publication{ID: "p", ContentType: "application/pidf+xml", Body: []byte("<x/>"), ExpiresUnix: 1700000000},
+		Watchers: []Watcher{{ID: "w1", URI: "sip:b@example.com", Accept: []string{"a/b", "c/d"}, Full: true, State: []byte("s")},
+			{ID: "w2"}},
+		NowUnixNano: 42}
+	var out Request
+	if err := out.Unmarshal(in.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip:\n%+v\n%+v", in, out)
+	}
+}
+
+func TestResponseRoundTripKeepsEmptyState(t *testing.T) {
+	in := Response{Code: 0, StateChanged: true, State: []byte{},
+		Notifications: []Notification{{WatcherID: "w", ContentType: "t/x", Body: []byte("b"), Partial: true, StateChanged: true, State: []byte{}}}}
+	var out Response
+	if err := out.Unmarshal(in.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if !out.StateChanged || out.State == nil || len(out.State) != 0 || !out.Notifications[0].StateChanged || !out.Notifications[0].Partial {
+		t.Fatalf("round trip: %+v", out)
+	}
+}
+
+func TestManifestAndInitRoundTrip(t *testing.T) {
+	m := Manifest{Packages: []Package{{Event: "presence", Accept: []string{"application/pidf+xml"}, DefaultExpires: 3600}}, Commands: []string{"reset"}}
+	var m2 Manifest
+	if err := m2.Unmarshal(m.Marshal()); err != nil || !reflect.DeepEqual(m, m2) {
+		t.Fatalf("manifest: %+v, %v", m2, err)
+	}
+	i := InitRequest{Name: "pa", Config: map[string]string{"a": "1", "b.c": "x"}}
+	var i2 InitRequest
+	if err := i2.Unmarshal(i.Marshal()); err != nil || !reflect.DeepEqual(i, i2) {
+		t.Fatalf("init: %+v, %v", i2, err)
+	}
+}
+
+// A newer peer's fields are skipped, whatever their wire type.
+func TestUnknownFieldsAreSkipped(t *testing.T) {
+	b := (&Request{Op: OpRender, Event: "presence"}).Marshal()
+	b = protowire.AppendTag(b, 99, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, 7)
+	b = protowire.AppendTag(b, 100, protowire.BytesType)
+	b = protowire.AppendBytes(b, []byte("future"))
+	var r Request
+	if err := r.Unmarshal(b); err != nil || r.Op != OpRender || r.Event != "presence" {
+		t.Fatalf("%+v, %v", r, err)
+	}
+}
+
+func TestTruncatedInputIsAnError(t *testing.T) {
+	b := (&Request{Event: "presence", Resource: "sip:a@example.com"}).Marshal()
+	var r Request
+	if err := r.Unmarshal(b[:len(b)-3]); err == nil {
+		t.Fatal("truncated message decoded without error")
+	}
+}
