@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/core/extension"
@@ -18,15 +15,6 @@ const (
 	pkg      = "github.com/presenced/presenced/extensions/conference"
 	resource = "sip:conf233@example.com"
 )
-
-func testdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 var w1 = abi.Watcher{ID: "w1", URI: "sip:bob@example.com", Full: true}
 
@@ -42,13 +30,7 @@ func unpublish(state []byte, id string) *abi.Request {
 
 func handle(t *testing.T, m *extension.Module, req *abi.Request) (*abi.Response, abi.Notification) {
 	t.Helper()
-	res, err := m.Handle(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Code != 0 {
-		t.Fatalf("%s refused: %d %s", req.Op, res.Code, res.Reason)
-	}
+	res := sdktest.Handle(t, m, req)
 	if len(res.Notifications) != 1 || res.Notifications[0].WatcherID != "w1" {
 		t.Fatalf("notifications = %+v", res.Notifications)
 	}
@@ -57,7 +39,7 @@ func handle(t *testing.T, m *extension.Module, req *abi.Request) (*abi.Response,
 
 // version makes a distinct, still valid document from the RFC example.
 func version(t *testing.T, v string) []byte {
-	return bytes.Replace(testdata(t, "rfc4575.xml"), []byte(`version="1"`), []byte(`version="`+v+`"`), 1)
+	return bytes.Replace(sdktest.Testdata(t, "rfc4575.xml"), []byte(`version="1"`), []byte(`version="`+v+`"`), 1)
 }
 
 func TestManifestAndConfig(t *testing.T) {
@@ -71,12 +53,8 @@ func TestManifestAndConfig(t *testing.T) {
 		t.Fatalf("default expires = %d", got)
 	}
 
-	path := sdktest.Build(t, pkg)
 	for _, cfg := range []map[string]string{{"default_expires": "0"}, {"use_partial_states": "sometimes"}} {
-		m, err := extension.Load(context.Background(), extension.Spec{Name: "conference", Path: path,
-			MemoryLimitMB: 64, CallTimeout: 2 * time.Second, Instances: 1, Config: cfg})
-		if err == nil {
-			m.Close(context.Background())
+		if err := sdktest.LoadError(t, pkg, cfg); err == nil {
 			t.Errorf("config %v loaded, want an error", cfg)
 		}
 	}
@@ -130,7 +108,7 @@ func TestRejects(t *testing.T) {
 		{"bad-entity.xml", `entity "sip:conf999@example.com" is not the resource published to, "sip:conf233@example.com"`},
 	}
 	for _, tt := range tests {
-		res, err := m.Handle(context.Background(), publish(nil, "a", testdata(t, tt.file)))
+		res, err := m.Handle(context.Background(), publish(nil, "a", sdktest.Testdata(t, tt.file)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +117,7 @@ func TestRejects(t *testing.T) {
 		}
 	}
 
-	req := publish(nil, "a", testdata(t, "rfc4575.xml"))
+	req := publish(nil, "a", sdktest.Testdata(t, "rfc4575.xml"))
 	req.Publication.ContentType = "application/pidf+xml"
 	res, err := m.Handle(context.Background(), req)
 	if err != nil {

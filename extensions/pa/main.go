@@ -6,12 +6,9 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"strconv"
-	"strings"
 
-	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
+	"github.com/presenced/presenced/sdk/pubstate"
 )
 
 const pidfType = "application/pidf+xml"
@@ -23,25 +20,13 @@ type pa struct {
 }
 
 func (p *pa) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
-	expires := uint32(3600)
-	p.dummy = true
-	for k, v := range cfg {
-		switch k {
-		case "default_expires":
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-			if err != nil || n == 0 {
-				return sdk.Manifest{}, fmt.Errorf("config default_expires = %q: want a positive number of seconds", v)
-			}
-			expires = uint32(n)
-		case "dummy_presence":
-			b, err := strconv.ParseBool(strings.TrimSpace(v))
-			if err != nil {
-				return sdk.Manifest{}, fmt.Errorf("config dummy_presence = %q: want true or false", v)
-			}
-			p.dummy = b
-		default:
-			sdk.Log(abi.LogWarn, fmt.Sprintf("config key %q is unknown to the presence package; ignored", k))
-		}
+	sdk.WarnUnknownKeys(cfg, "presence", "default_expires", "dummy_presence")
+	expires, err := sdk.SecondsKey(cfg, "default_expires", 3600)
+	if err != nil {
+		return sdk.Manifest{}, err
+	}
+	if p.dummy, err = sdk.BoolKey(cfg, "dummy_presence", true); err != nil {
+		return sdk.Manifest{}, err
 	}
 	return sdk.Manifest{Packages: []sdk.Package{{
 		Event: "presence", Accept: []string{pidfType}, DefaultExpires: expires,
@@ -53,17 +38,19 @@ func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 	if pub == nil {
 		return nil, errors.New("publish without a publication")
 	}
-	if mediaType(pub.ContentType) != pidfType {
+	if sdk.MediaType(pub.ContentType) != pidfType {
 		return nil, sdk.Reject(415, "content type %q is not supported, only %s", pub.ContentType, pidfType)
 	}
 	if err := validate(pub.Body, req.Resource); err != nil {
 		return nil, err
 	}
-	st, err := decodeState(req.State)
+	st, err := pubstate.Decode(req.State)
 	if err != nil {
 		return nil, err
 	}
-	st.put(pub.ID, pub.Body)
+	// Put, not Push: publications are composed in the order they were first
+	// published, so a modify keeps its place in the document.
+	st.Put(pub.ID, pub.Body)
 	return p.respond(req, st, true)
 }
 
@@ -71,21 +58,19 @@ func (p *pa) Unpublish(req *sdk.Request) (*sdk.Response, error) {
 	if req.Publication == nil {
 		return nil, errors.New("unpublish without a publication")
 	}
-	st, err := decodeState(req.State)
+	st, err := pubstate.Decode(req.State)
 	if err != nil {
 		return nil, err
 	}
-	return p.respond(req, st, st.remove(req.Publication.ID))
+	return p.respond(req, st, st.Remove(req.Publication.ID))
 }
 
 func (p *pa) Render(req *sdk.Request) (*sdk.Response, error) {
-	for _, w := range req.Watchers {
-		if !accepts(w.Accept) {
-			return nil, sdk.Reject(406, "watcher accepts %s; this package sends only %s",
-				strings.Join(w.Accept, ", "), pidfType)
-		}
+	// No Accept means the package default, PIDF (RFC 3856 §6).
+	if err := sdk.CheckAccept(req.Watchers, pidfType); err != nil {
+		return nil, err
 	}
-	st, err := decodeState(req.State)
+	st, err := pubstate.Decode(req.State)
 	if err != nil {
 		return nil, err
 	}
@@ -93,10 +78,10 @@ func (p *pa) Render(req *sdk.Request) (*sdk.Response, error) {
 }
 
 // respond renders st once and hands the same bytes to every watcher.
-func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, error) {
+func (p *pa) respond(req *sdk.Request, st *pubstate.State, changed bool) (*sdk.Response, error) {
 	res := &sdk.Response{StateChanged: changed}
 	if changed {
-		res.State = st.encode()
+		res.State = st.Encode()
 	}
 	if len(req.Watchers) == 0 {
 		return res, nil
@@ -104,8 +89,8 @@ func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, 
 	var ctype string
 	var body []byte
 	switch {
-	case len(st.pubs) > 0:
-		b, err := compose(req.Resource, st.pubs)
+	case len(st.Pubs) > 0:
+		b, err := compose(req.Resource, st.Pubs)
 		if err != nil {
 			return nil, err
 		}
@@ -118,33 +103,6 @@ func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, 
 		res.Notifications[i] = sdk.Notification{WatcherID: w.ID, ContentType: ctype, Body: body}
 	}
 	return res, nil
-}
-
-// mediaType is the type/subtype of a Content-Type or Accept value, lower
-// case, without parameters.
-func mediaType(s string) string {
-	if i := strings.IndexByte(s, ';'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.ToLower(strings.TrimSpace(s))
-}
-
-// accepts reports whether a SUBSCRIBE's Accept values let us send PIDF. No
-// Accept at all means the package default (RFC 3856 §6), which is PIDF.
-func accepts(accept []string) bool {
-	if len(accept) == 0 {
-		return true
-	}
-	for _, a := range accept {
-		// A host may pass a header value whole, commas and all.
-		for v := range strings.SplitSeq(a, ",") {
-			switch mediaType(v) {
-			case pidfType, "application/*", "*/*":
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func init() { sdk.Register(&pa{}) }

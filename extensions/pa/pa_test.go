@@ -6,11 +6,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/core/extension"
@@ -22,15 +19,6 @@ const (
 	resource = "sip:alice@example.com"
 )
 
-func testdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func watcher(id string, accept ...string) abi.Watcher {
 	return abi.Watcher{ID: id, URI: "sip:bob@example.com", Accept: accept, Full: true}
 }
@@ -38,18 +26,6 @@ func watcher(id string, accept ...string) abi.Watcher {
 func publish(state []byte, id string, body []byte, ws ...abi.Watcher) *abi.Request {
 	return &abi.Request{Op: abi.OpPublish, Event: "presence", Resource: resource, State: state,
 		Publication: &abi.Publication{ID: id, ContentType: pidfType, Body: body}, Watchers: ws}
-}
-
-func handle(t testing.TB, m *extension.Module, req *abi.Request) *abi.Response {
-	t.Helper()
-	res, err := m.Handle(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Code != 0 {
-		t.Fatalf("%s refused: %d %s", req.Op, res.Code, res.Reason)
-	}
-	return res
 }
 
 // only returns the single notification of res, checking it is for w1.
@@ -121,17 +97,13 @@ func TestManifest(t *testing.T) {
 }
 
 func TestBadConfig(t *testing.T) {
-	path := sdktest.Build(t, pkg)
 	for _, cfg := range []map[string]string{
 		{"default_expires": "0"},
 		{"default_expires": "-60"},
 		{"default_expires": "an hour"},
 		{"dummy_presence": "maybe"},
 	} {
-		m, err := extension.Load(context.Background(), extension.Spec{Name: "pa", Path: path,
-			MemoryLimitMB: 64, CallTimeout: 2 * time.Second, Instances: 1, Config: cfg})
-		if err == nil {
-			m.Close(context.Background())
+		if err := sdktest.LoadError(t, pkg, cfg); err == nil {
 			t.Errorf("config %v loaded, want an error", cfg)
 		}
 	}
@@ -139,7 +111,7 @@ func TestBadConfig(t *testing.T) {
 
 func TestPublish(t *testing.T) {
 	m := sdktest.Load(t, pkg, nil)
-	res := handle(t, m, publish(nil, "p1", testdata(t, "simple.xml"), watcher("w1")))
+	res := sdktest.Handle(t, m, publish(nil, "p1", sdktest.Testdata(t, "simple.xml"), watcher("w1")))
 	if !res.StateChanged || len(res.State) == 0 {
 		t.Fatalf("state not changed: %+v", res)
 	}
@@ -164,7 +136,7 @@ func TestPublish(t *testing.T) {
 	}
 
 	// Rendering the stored state gives the same document and keeps the state.
-	r := handle(t, m, &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
+	r := sdktest.Handle(t, m, &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
 		State: res.State, Watchers: []abi.Watcher{watcher("w1")}})
 	if r.StateChanged || !bytes.Equal(only(t, r).Body, n.Body) {
 		t.Fatalf("render = %+v, want the publish's body unchanged", r)
@@ -173,15 +145,15 @@ func TestPublish(t *testing.T) {
 
 func TestContentTypeIsCaseAndParameterInsensitive(t *testing.T) {
 	m := sdktest.Load(t, pkg, nil)
-	req := publish(nil, "p1", testdata(t, "simple.xml"))
+	req := publish(nil, "p1", sdktest.Testdata(t, "simple.xml"))
 	req.Publication.ContentType = "Application/PIDF+XML; charset=UTF-8"
-	handle(t, m, req)
+	sdktest.Handle(t, m, req)
 }
 
 func TestComposeTwoPublications(t *testing.T) {
 	m := sdktest.Load(t, pkg, nil)
-	res := handle(t, m, publish(nil, "phone", testdata(t, "rpid.xml")))
-	res = handle(t, m, publish(res.State, "mobile", testdata(t, "clash.xml"), watcher("w1")))
+	res := sdktest.Handle(t, m, publish(nil, "phone", sdktest.Testdata(t, "rpid.xml")))
+	res = sdktest.Handle(t, m, publish(res.State, "mobile", sdktest.Testdata(t, "clash.xml"), watcher("w1")))
 	body := only(t, res).Body
 	es := parse(t, body)
 
@@ -226,10 +198,10 @@ func TestComposeTwoPublications(t *testing.T) {
 
 func TestModify(t *testing.T) {
 	m := sdktest.Load(t, pkg, nil)
-	res := handle(t, m, publish(nil, "p1", testdata(t, "simple.xml")))
-	res = handle(t, m, publish(res.State, "p2", testdata(t, "rpid.xml")))
-	closed := bytes.Replace(testdata(t, "simple.xml"), []byte("<basic>open</basic>"), []byte("<basic>closed</basic>"), 1)
-	res = handle(t, m, publish(res.State, "p1", closed, watcher("w1")))
+	res := sdktest.Handle(t, m, publish(nil, "p1", sdktest.Testdata(t, "simple.xml")))
+	res = sdktest.Handle(t, m, publish(res.State, "p2", sdktest.Testdata(t, "rpid.xml")))
+	closed := bytes.Replace(sdktest.Testdata(t, "simple.xml"), []byte("<basic>open</basic>"), []byte("<basic>closed</basic>"), 1)
+	res = sdktest.Handle(t, m, publish(res.State, "p1", closed, watcher("w1")))
 	body := only(t, res).Body
 	if bytes.Contains(body, []byte("At my desk</note>\n<tuple")) || !bytes.Contains(body, []byte("<basic>closed</basic>")) {
 		t.Fatalf("modify not applied:\n%s", body)
@@ -246,11 +218,11 @@ func TestModify(t *testing.T) {
 
 func TestUnpublish(t *testing.T) {
 	m := sdktest.Load(t, pkg, nil)
-	res := handle(t, m, publish(nil, "p1", testdata(t, "simple.xml")))
-	res = handle(t, m, publish(res.State, "p2", testdata(t, "clash.xml")))
+	res := sdktest.Handle(t, m, publish(nil, "p1", sdktest.Testdata(t, "simple.xml")))
+	res = sdktest.Handle(t, m, publish(res.State, "p2", sdktest.Testdata(t, "clash.xml")))
 	state := res.State
 
-	res = handle(t, m, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
+	res = sdktest.Handle(t, m, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
 		State: state, Publication: &abi.Publication{ID: "p1"}, Watchers: []abi.Watcher{watcher("w1")}})
 	if !res.StateChanged {
 		t.Fatal("unpublish did not change the state")
@@ -261,7 +233,7 @@ func TestUnpublish(t *testing.T) {
 		t.Fatalf("after unpublish of p1, tuples = %+v\n%s", ts, body)
 	}
 
-	res = handle(t, m, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
+	res = sdktest.Handle(t, m, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
 		State: state, Publication: &abi.Publication{ID: "gone"}, Watchers: []abi.Watcher{watcher("w1")}})
 	if res.StateChanged {
 		t.Fatal("unpublish of an unknown id changed the state")
@@ -289,7 +261,7 @@ func TestRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			res, err := m.Handle(context.Background(), publish(nil, "p1", testdata(t, tt.file), watcher("w1")))
+			res, err := m.Handle(context.Background(), publish(nil, "p1", sdktest.Testdata(t, tt.file), watcher("w1")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -305,7 +277,7 @@ func TestRejects(t *testing.T) {
 		}
 	})
 	t.Run("415", func(t *testing.T) {
-		req := publish(nil, "p1", testdata(t, "simple.xml"))
+		req := publish(nil, "p1", sdktest.Testdata(t, "simple.xml"))
 		req.Publication.ContentType = "application/xpidf+xml"
 		res, err := m.Handle(context.Background(), req)
 		if err != nil {
@@ -343,7 +315,7 @@ func TestDummy(t *testing.T) {
 	req := &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
 		Watchers: []abi.Watcher{watcher("w1")}}
 
-	n := only(t, handle(t, sdktest.Load(t, pkg, nil), req))
+	n := only(t, sdktest.Handle(t, sdktest.Load(t, pkg, nil), req))
 	es := parse(t, n.Body)
 	if ts := find(es, nsPIDF, "tuple"); n.ContentType != pidfType || len(ts) != 1 || ts[0].id != "pa-dummy" ||
 		!bytes.Contains(n.Body, []byte("<basic>closed</basic>")) {
@@ -351,12 +323,12 @@ func TestDummy(t *testing.T) {
 	}
 
 	off := sdktest.Load(t, pkg, map[string]string{"dummy_presence": "false"})
-	if n := only(t, handle(t, off, req)); n.ContentType != "" || n.Body != nil {
+	if n := only(t, sdktest.Handle(t, off, req)); n.ContentType != "" || n.Body != nil {
 		t.Fatalf("dummy off: %q %q, want no body", n.ContentType, n.Body)
 	}
 	// Unpublishing the last publication comes back to the same.
-	res := handle(t, off, publish(nil, "p1", testdata(t, "simple.xml")))
-	res = handle(t, off, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
+	res := sdktest.Handle(t, off, publish(nil, "p1", sdktest.Testdata(t, "simple.xml")))
+	res = sdktest.Handle(t, off, &abi.Request{Op: abi.OpUnpublish, Event: "presence", Resource: resource,
 		State: res.State, Publication: &abi.Publication{ID: "p1"}, Watchers: []abi.Watcher{watcher("w1")}})
 	if n := only(t, res); n.ContentType != "" || n.Body != nil || !res.StateChanged {
 		t.Fatalf("after last unpublish: %+v", res)
@@ -365,7 +337,7 @@ func TestDummy(t *testing.T) {
 
 func TestManyWatchersShareOneRendering(t *testing.T) {
 	m := sdktest.Load(t, pkg, nil)
-	res := handle(t, m, publish(nil, "p1", testdata(t, "simple.xml"), watcher("a"), watcher("b"), watcher("c")))
+	res := sdktest.Handle(t, m, publish(nil, "p1", sdktest.Testdata(t, "simple.xml"), watcher("a"), watcher("b"), watcher("c")))
 	if len(res.Notifications) != 3 {
 		t.Fatalf("notifications = %+v", res.Notifications)
 	}
@@ -388,7 +360,7 @@ func TestUndecodableStateFails(t *testing.T) {
 
 func BenchmarkCompose(b *testing.B) {
 	m := sdktest.Load(b, pkg, nil)
-	body := testdata(b, "simple.xml")
+	body := sdktest.Testdata(b, "simple.xml")
 	res, err := m.Handle(context.Background(), publish(nil, "p1", body))
 	if err != nil || res.Code != 0 {
 		b.Fatal(err, res)

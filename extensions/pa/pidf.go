@@ -1,16 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"encoding/xml"
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
 	"github.com/beevik/etree"
 	"github.com/presenced/presenced/sdk"
+	"github.com/presenced/presenced/sdk/pubstate"
+	"github.com/presenced/presenced/sdk/xmldoc"
 )
 
 const nsPIDF = "urn:ietf:params:xml:ns:pidf"
@@ -18,20 +16,9 @@ const nsPIDF = "urn:ietf:params:xml:ns:pidf"
 // validate refuses a PIDF body with a 400 that says what is wrong. It is the
 // only place a body is checked: compose trusts what validate let through.
 func validate(body []byte, resource string) error {
-	root, err := parseXML(body)
+	root, err := xmldoc.ParseRoot(body, nsPIDF, "presence", resource)
 	if err != nil {
-		return sdk.Reject(400, "%v", err)
-	}
-	if root.Tag != "presence" || root.NamespaceURI() != nsPIDF {
-		return sdk.Reject(400, "root element is <%s> in namespace %q, want <presence> in %q",
-			root.FullTag(), root.NamespaceURI(), nsPIDF)
-	}
-	entity, ok := attr(root, "entity")
-	if !ok || strings.TrimSpace(entity) == "" {
-		return sdk.Reject(400, "<presence> has no entity attribute")
-	}
-	if !sdk.SameResource(entity, resource) {
-		return sdk.Reject(400, "entity %q is not the resource published to, %q", entity, resource)
+		return err
 	}
 	n := 0
 	for _, t := range root.ChildElements() {
@@ -39,7 +26,7 @@ func validate(body []byte, resource string) error {
 			continue
 		}
 		n++
-		id, _ := attr(t, "id")
+		id, _ := xmldoc.Attr(t, "id")
 		if id == "" {
 			return sdk.Reject(400, "tuple %d has no id attribute", n)
 		}
@@ -65,16 +52,16 @@ func validate(body []byte, resource string) error {
 // in publication then document order: the PIDF schema (RFC 3863 §4.4) has
 // them in that sequence, so interleaving two publications' children as they
 // come would give a document a validating watcher refuses.
-func compose(resource string, pubs []publication) ([]byte, error) {
+func compose(resource string, pubs []pubstate.Publication) ([]byte, error) {
 	doc, root := newPresence(resource)
 	// Prefixes bound on the composed root; its default namespace is PIDF.
 	bound := map[string]string{"": nsPIDF}
 	ids := map[string]bool{}
 	var tuples, notes, others []*etree.Element
 	for _, p := range pubs {
-		src, err := parseXML(p.body)
+		src, err := xmldoc.Parse(p.Body)
 		if err != nil {
-			return nil, fmt.Errorf("stored publication %q: %w", p.id, err)
+			return nil, fmt.Errorf("stored publication %q: %w", p.ID, err)
 		}
 		// Declarations the root of this publication makes that the composed
 		// root cannot: a prefix taken for another namespace, or a default
@@ -186,86 +173,6 @@ func declares(e *etree.Element, a etree.Attr) bool {
 	return false
 }
 
-// parseXML parses a document and returns its root element, refusing what
-// etree lets through but a watcher's parser would not: several roots, text
-// outside the root, a prefix no one declared.
-func parseXML(body []byte) (*etree.Element, error) {
-	doc := etree.NewDocument()
-	if err := doc.ReadFromBytes(body); err != nil {
-		return nil, fmt.Errorf("not well-formed XML: %v", syntaxError(body, err))
-	}
-	var root *etree.Element
-	for _, t := range doc.Child {
-		switch t := t.(type) {
-		case *etree.Element:
-			if root != nil {
-				return nil, fmt.Errorf("not well-formed XML: second root element <%s>", t.FullTag())
-			}
-			root = t
-		case *etree.CharData:
-			if !t.IsWhitespace() {
-				return nil, fmt.Errorf("not well-formed XML: text %q outside the root element", clip(t.Data))
-			}
-		}
-	}
-	if root == nil {
-		return nil, errors.New("not well-formed XML: no root element")
-	}
-	if err := checkPrefixes(root); err != nil {
-		return nil, fmt.Errorf("not well-formed XML: %w", err)
-	}
-	return root, nil
-}
-
-// syntaxError turns etree's catch-all ErrXML (it reads raw tokens, so an
-// unclosed or mismatched element is all it can say) into encoding/xml's
-// message with a line number. It parses a second time, but only on the
-// error path.
-func syntaxError(body []byte, err error) error {
-	if !errors.Is(err, etree.ErrXML) {
-		return err
-	}
-	d := xml.NewDecoder(bytes.NewReader(body))
-	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
-	for {
-		_, e := d.Token()
-		if e == io.EOF {
-			return err
-		}
-		if e != nil {
-			return e
-		}
-	}
-}
-
-func checkPrefixes(e *etree.Element) error {
-	if e.Space != "" && e.NamespaceURI() == "" {
-		return fmt.Errorf("element <%s> uses undeclared prefix %q", e.FullTag(), e.Space)
-	}
-	for _, a := range e.Attr {
-		if a.Space != "" && a.Space != "xmlns" && a.Space != "xml" && a.NamespaceURI() == "" {
-			return fmt.Errorf("attribute %s of <%s> uses undeclared prefix %q", a.FullKey(), e.FullTag(), a.Space)
-		}
-	}
-	for _, c := range e.ChildElements() {
-		if err := checkPrefixes(c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// attr returns an unprefixed attribute; etree's SelectAttr would also match
-// a prefixed one of the same local name.
-func attr(e *etree.Element, key string) (string, bool) {
-	for _, a := range e.Attr {
-		if a.Space == "" && a.Key == key {
-			return a.Value, true
-		}
-	}
-	return "", false
-}
-
 func child(e *etree.Element, ns, tag string) *etree.Element {
 	for _, c := range e.ChildElements() {
 		if c.Tag == tag && c.NamespaceURI() == ns {
@@ -273,12 +180,4 @@ func child(e *etree.Element, ns, tag string) *etree.Element {
 		}
 	}
 	return nil
-}
-
-func clip(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }

@@ -14,24 +14,25 @@ func ids(s *State) string {
 	return strings.Join(out, " ")
 }
 
-func TestPutKeepsPlace(t *testing.T) {
-	var s State
-	s.Put("a", []byte("1"))
-	s.Put("b", []byte("2"))
-	s.Put("a", []byte("3"))
-	if got := ids(&s); got != "a=3 b=2" {
-		t.Fatalf("after put a, b, a: %s", got)
+// Put and Push differ only in where a modified publication goes.
+func TestPutAndPush(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		add  func(*State, string, []byte)
+		want string
+	}{
+		{"put", (*State).Put, "a=3 b=2"},
+		{"push", (*State).Push, "b=2 a=3"},
+	} {
+		var s State
+		tt.add(&s, "a", []byte("1"))
+		tt.add(&s, "b", []byte("2"))
+		tt.add(&s, "a", []byte("3"))
+		if got := ids(&s); got != tt.want {
+			t.Errorf("after %s a, b, a: %s, want %s", tt.name, got, tt.want)
+		}
 	}
-}
-
-func TestPushMovesLast(t *testing.T) {
-	var s State
-	s.Push("a", []byte("1"))
-	s.Push("b", []byte("2"))
-	s.Push("a", []byte("3"))
-	if got := ids(&s); got != "b=2 a=3" {
-		t.Fatalf("after push a, b, a: %s", got)
-	}
+	s := State{Pubs: []Publication{{ID: "b", Body: []byte("2")}, {ID: "a", Body: []byte("3")}}}
 	if p, ok := s.Latest(); !ok || p.ID != "a" || string(p.Body) != "3" {
 		t.Fatalf("latest = %+v, %v", p, ok)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/core/extension"
 )
 
@@ -63,4 +64,46 @@ func Load(tb testing.TB, pkg string, config map[string]string) *extension.Module
 	}
 	tb.Cleanup(func() { m.Close(context.Background()) })
 	return m
+}
+
+// Testdata returns the file testdata/name of the package under test (go
+// test runs in the package's directory), failing the test if it cannot.
+func Testdata(tb testing.TB, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// LoadError builds pkg and tries to load it with the given config table,
+// for a test that a bad config is refused: it returns the error loading
+// gave, or nil (closing the module) when it loaded.
+func LoadError(tb testing.TB, pkg string, config map[string]string) error {
+	tb.Helper()
+	path := Build(tb, pkg)
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: filepath.Base(pkg), Path: path, MemoryLimitMB: 64,
+		CallTimeout: 2 * time.Second, Instances: 1, Config: config,
+	})
+	if err == nil {
+		m.Close(context.Background())
+	}
+	return err
+}
+
+// Handle runs req on m and returns the response, failing the test when the
+// call fails or the module refuses the request (a non-zero Code): for a
+// request the test expects to succeed.
+func Handle(tb testing.TB, m *extension.Module, req *abi.Request) *abi.Response {
+	tb.Helper()
+	res, err := m.Handle(context.Background(), req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if res.Code != 0 {
+		tb.Fatalf("%s refused: %d %s", req.Op, res.Code, res.Reason)
+	}
+	return res
 }

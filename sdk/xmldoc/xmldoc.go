@@ -1,4 +1,8 @@
-package main
+// Package xmldoc parses and checks the XML bodies a module is published:
+// it refuses what a watcher's parser would refuse, with a message that
+// says where, and checks that the root element is the package's document
+// about the resource published to. It builds for GOOS=wasip1.
+package xmldoc
 
 import (
 	"bytes"
@@ -9,16 +13,38 @@ import (
 	"strings"
 
 	"github.com/beevik/etree"
+	"github.com/presenced/presenced/sdk"
 )
 
-// The same checks as the presence package's (extensions/pa/pidf.go): each
-// module is its own wasm binary, and these few functions are not worth a
-// shared package yet.
+// ParseRoot parses a published body and checks that its root is <tag> in
+// namespace space, with an entity attribute naming resource (compared with
+// sdk.SameResource). Every refusal is an sdk.Rejection with code 400 whose
+// reason says what is wrong, ready to return from Publish; on success it
+// returns the root for the package's own checks.
+func ParseRoot(body []byte, space, tag, resource string) (*etree.Element, error) {
+	root, err := Parse(body)
+	if err != nil {
+		return nil, sdk.Reject(400, "%v", err)
+	}
+	if root.Tag != tag || root.NamespaceURI() != space {
+		return nil, sdk.Reject(400, "root element is <%s> in namespace %q, want <%s> in %q",
+			root.FullTag(), root.NamespaceURI(), tag, space)
+	}
+	entity, ok := Attr(root, "entity")
+	if !ok || strings.TrimSpace(entity) == "" {
+		return nil, sdk.Reject(400, "<%s> has no entity attribute", tag)
+	}
+	if !sdk.SameResource(entity, resource) {
+		return nil, sdk.Reject(400, "entity %q is not the resource published to, %q", entity, resource)
+	}
+	return root, nil
+}
 
-// parseXML parses a document and returns its root element, refusing what
+// Parse parses a document and returns its root element, refusing what
 // etree lets through but a watcher's parser would not: several roots, text
-// outside the root, a prefix no one declared.
-func parseXML(body []byte) (*etree.Element, error) {
+// outside the root, a prefix no one declared. Errors start "not well-formed
+// XML: ".
+func Parse(body []byte) (*etree.Element, error) {
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(body); err != nil {
 		return nil, fmt.Errorf("not well-formed XML: %v", syntaxError(body, err))
@@ -55,6 +81,8 @@ func syntaxError(body []byte, err error) error {
 		return err
 	}
 	d := xml.NewDecoder(bytes.NewReader(body))
+	// Any declared charset: etree read the bytes as they are, and the
+	// point is only to find where they stop being XML.
 	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
 	for {
 		_, e := d.Token()
@@ -67,6 +95,9 @@ func syntaxError(body []byte, err error) error {
 	}
 }
 
+// checkPrefixes refuses a prefix that no ancestor binds; etree keeps it as
+// an unresolved name where a namespace-aware parser would stop. The xmlns
+// and xml prefixes are bound by the XML Namespaces spec itself.
 func checkPrefixes(e *etree.Element) error {
 	if e.Space != "" && e.NamespaceURI() == "" {
 		return fmt.Errorf("element <%s> uses undeclared prefix %q", e.FullTag(), e.Space)
@@ -84,9 +115,9 @@ func checkPrefixes(e *etree.Element) error {
 	return nil
 }
 
-// attr returns an unprefixed attribute; etree's SelectAttr would also match
-// a prefixed one of the same local name.
-func attr(e *etree.Element, key string) (string, bool) {
+// Attr returns an unprefixed attribute of e; etree's SelectAttr would also
+// match a prefixed one of the same local name, which is another attribute.
+func Attr(e *etree.Element, key string) (string, bool) {
 	for _, a := range e.Attr {
 		if a.Space == "" && a.Key == key {
 			return a.Value, true
@@ -95,6 +126,8 @@ func attr(e *etree.Element, key string) (string, bool) {
 	return "", false
 }
 
+// clip shortens stray text for an error message that goes into a Warning
+// header.
 func clip(s string) string {
 	s = strings.TrimSpace(s)
 	if len(s) > 40 {

@@ -1,0 +1,50 @@
+package sdk
+
+import "strings"
+
+// MediaType is the type/subtype of a Content-Type or Accept value, lower
+// case, without parameters: what to compare a publication's content type
+// with.
+func MediaType(s string) string {
+	if i := strings.IndexByte(s, ';'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(s))
+}
+
+// Accepts reports whether a watcher's Accept values (Watcher.Accept) let
+// the module send documents of mediaType: the type itself, its type/*, or
+// */*, ignoring case and parameters. No Accept at all means the event
+// package's default body type, which is taken to be mediaType.
+func Accepts(accept []string, mediaType string) bool {
+	if len(accept) == 0 {
+		return true
+	}
+	want := MediaType(mediaType)
+	wild := "*/*" // a type without a slash has no type/* of its own
+	if i := strings.IndexByte(want, '/'); i >= 0 {
+		wild = want[:i] + "/*"
+	}
+	for _, a := range accept {
+		// A host may pass a header value whole, commas and all.
+		for v := range strings.SplitSeq(a, ",") {
+			switch MediaType(v) {
+			case want, wild, "*/*":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CheckAccept refuses with 406 when a watcher does not accept mediaType
+// (see Accepts), the one type the module sends; return it from Render.
+func CheckAccept(watchers []Watcher, mediaType string) error {
+	for _, w := range watchers {
+		if !Accepts(w.Accept, mediaType) {
+			return Reject(406, "watcher accepts %s; this package sends only %s",
+				strings.Join(w.Accept, ", "), mediaType)
+		}
+	}
+	return nil
+}
