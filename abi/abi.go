@@ -12,14 +12,14 @@ import "fmt"
 // raises Minor. Message fields are added freely under protobuf rules.
 const (
 	Major = 1
-	Minor = 0
+	Minor = 1
 )
 
 // Names a module exports.
 const (
 	// ExportMarker is never called; its presence says which ABI the module
 	// was built against, as "presenced_abi_v<major>_<minor>".
-	ExportMarker = "presenced_abi_v1_0"
+	ExportMarker = "presenced_abi_v1_1"
 	// ExportInit is called once per instance, after _initialize, with an
 	// InitRequest as input; it returns a status and writes a Manifest.
 	ExportInit = "presenced_init"
@@ -93,11 +93,20 @@ const (
 	// OpRender: render the current state for the watchers given (a new
 	// subscription, a refresh, a final NOTIFY). The state must not change.
 	OpRender Op = 3
-	// Reserved for later minor versions: admin commands, registrar
-	// bindings, XMPP presence.
+	// OpCommand: an admin command (Request.Command) for one resource, with
+	// every watcher of it; the module may change state, change watchers'
+	// authorization (Notification.Status) and render for them. Since 1.1.
 	OpCommand Op = 4
+	// OpBinding: a registrar binding of the resource (an address of
+	// record) was added, refreshed or removed (Request.Binding). Sent to
+	// packages whose manifest sets Bindings. Since 1.1.
 	OpBinding Op = 5
-	OpXMPP    Op = 6
+	// OpXMPP is reserved for XMPP presence (RFC 8048).
+	OpXMPP Op = 6
+	// OpWatcherEvent: a subscription to the resource in the package named
+	// by this package's WatcherInfoOf changed (Request.WatcherEvent): the
+	// input of a watcher-info package (RFC 3857). Since 1.1.
+	OpWatcherEvent Op = 7
 )
 
 func (o Op) String() string {
@@ -114,9 +123,22 @@ func (o Op) String() string {
 		return "binding"
 	case OpXMPP:
 		return "xmpp"
+	case OpWatcherEvent:
+		return "watcher-event"
 	}
 	return fmt.Sprintf("op %d", uint32(o))
 }
+
+// Watcher authorization states (Watcher.Status, Notification.Status,
+// WatcherEvent.Status), as in RFC 3857.
+const (
+	StatusActive     = "active"
+	StatusPending    = "pending"
+	StatusTerminated = "terminated"
+	// StatusRejected, in a Notification, refuses the watcher: the host ends
+	// the subscription with "terminated;reason=rejected".
+	StatusRejected = "rejected"
+)
 
 // Log levels of ImportLog, spaced like log/slog's.
 const (

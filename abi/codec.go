@@ -94,18 +94,40 @@ func fields(data []byte, f func(field) error) error {
 func (m *InitRequest) Marshal() []byte {
 	var e enc
 	e.str(fInitName, m.Name)
-	keys := make([]string, 0, len(m.Config))
-	for k := range m.Config {
+	e.entries(fInitConfig, m.Config)
+	return e
+}
+
+// entries writes a string map as sorted key/value entries, so equal maps
+// encode equally.
+func (e *enc) entries(n protowire.Number, m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
 		var kv enc
 		kv.str(fEntryKey, k)
-		kv.str(fEntryValue, m.Config[k])
-		e.msg(fInitConfig, kv)
+		kv.str(fEntryValue, m[k])
+		e.msg(n, kv)
 	}
-	return e
+}
+
+// entry decodes one key/value entry into m.
+func entry(b []byte, m map[string]string) error {
+	var k, v string
+	err := fields(b, func(f field) error {
+		switch f.num {
+		case fEntryKey:
+			k = string(f.b)
+		case fEntryValue:
+			v = string(f.b)
+		}
+		return nil
+	})
+	m[k] = v
+	return err
 }
 
 // Unmarshal decodes an InitRequest.
@@ -116,20 +138,7 @@ func (m *InitRequest) Unmarshal(data []byte) error {
 		case fInitName:
 			m.Name = string(f.b)
 		case fInitConfig:
-			var k, v string
-			err := fields(f.b, func(f field) error {
-				switch f.num {
-				case fEntryKey:
-					k = string(f.b)
-				case fEntryValue:
-					v = string(f.b)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			m.Config[k] = v
+			return entry(f.b, m.Config)
 		}
 		return nil
 	})
@@ -145,6 +154,10 @@ func (m *Manifest) Marshal() []byte {
 			pe.str(fPkgAccept, a)
 		}
 		pe.uint(fPkgExpires, uint64(p.DefaultExpires))
+		pe.bool(fPkgBind, p.Bindings)
+		pe.str(fPkgWinfo, p.WatcherInfoOf)
+		pe.uint(fPkgMin, uint64(p.MinExpires))
+		pe.uint(fPkgMax, uint64(p.MaxExpires))
 		e.msg(fManPackages, pe)
 	}
 	for _, c := range m.Commands {
@@ -168,6 +181,14 @@ func (m *Manifest) Unmarshal(data []byte) error {
 					p.Accept = append(p.Accept, string(f.b))
 				case fPkgExpires:
 					p.DefaultExpires = uint32(f.v)
+				case fPkgBind:
+					p.Bindings = f.v != 0
+				case fPkgWinfo:
+					p.WatcherInfoOf = string(f.b)
+				case fPkgMin:
+					p.MinExpires = uint32(f.v)
+				case fPkgMax:
+					p.MaxExpires = uint32(f.v)
 				}
 				return nil
 			})
@@ -207,9 +228,35 @@ func (m *Request) Marshal() []byte {
 		}
 		we.bool(fWatFull, w.Full)
 		we.optBytes(fWatState, w.State)
+		we.str(fWatStatus, w.Status)
 		e.msg(fReqWatchers, we)
 	}
 	e.sint(fReqNow, m.NowUnixNano)
+	if b := m.Binding; b != nil {
+		var be enc
+		be.str(fBindID, b.ID)
+		be.str(fBindContact, b.Contact)
+		be.str(fBindQ, b.Q)
+		be.sint(fBindExpires, b.ExpiresUnix)
+		be.bool(fBindRemoved, b.Removed)
+		e.msg(fReqBinding, be)
+	}
+	if w := m.WatcherEvent; w != nil {
+		var we enc
+		we.str(fWevID, w.ID)
+		we.str(fWevURI, w.URI)
+		we.str(fWevStatus, w.Status)
+		we.str(fWevEvent, w.Event)
+		we.sint(fWevDuration, w.Duration)
+		we.sint(fWevExpires, w.Expires)
+		e.msg(fReqWatcherEv, we)
+	}
+	if c := m.Command; c != nil {
+		var ce enc
+		ce.str(fCmdName, c.Name)
+		ce.entries(fCmdArgs, c.Args)
+		e.msg(fReqCommand, ce)
+	}
 	return e
 }
 
@@ -259,6 +306,8 @@ func (m *Request) Unmarshal(data []byte) error {
 					w.Full = f.v != 0
 				case fWatState:
 					w.State = f.b
+				case fWatStatus:
+					w.Status = string(f.b)
 				}
 				return nil
 			})
@@ -268,6 +317,56 @@ func (m *Request) Unmarshal(data []byte) error {
 			m.Watchers = append(m.Watchers, w)
 		case fReqNow:
 			m.NowUnixNano = int64(f.v)
+		case fReqBinding:
+			b := &Binding{}
+			m.Binding = b
+			return fields(f.b, func(f field) error {
+				switch f.num {
+				case fBindID:
+					b.ID = string(f.b)
+				case fBindContact:
+					b.Contact = string(f.b)
+				case fBindQ:
+					b.Q = string(f.b)
+				case fBindExpires:
+					b.ExpiresUnix = int64(f.v)
+				case fBindRemoved:
+					b.Removed = f.v != 0
+				}
+				return nil
+			})
+		case fReqWatcherEv:
+			w := &WatcherEvent{}
+			m.WatcherEvent = w
+			return fields(f.b, func(f field) error {
+				switch f.num {
+				case fWevID:
+					w.ID = string(f.b)
+				case fWevURI:
+					w.URI = string(f.b)
+				case fWevStatus:
+					w.Status = string(f.b)
+				case fWevEvent:
+					w.Event = string(f.b)
+				case fWevDuration:
+					w.Duration = int64(f.v)
+				case fWevExpires:
+					w.Expires = int64(f.v)
+				}
+				return nil
+			})
+		case fReqCommand:
+			c := &Command{Args: map[string]string{}}
+			m.Command = c
+			return fields(f.b, func(f field) error {
+				switch f.num {
+				case fCmdName:
+					c.Name = string(f.b)
+				case fCmdArgs:
+					return entry(f.b, c.Args)
+				}
+				return nil
+			})
 		}
 		return nil
 	})
@@ -289,6 +388,7 @@ func (m *Response) Marshal() []byte {
 		ne.str(fNotType, n.ContentType)
 		ne.optBytes(fNotBody, n.Body)
 		ne.bool(fNotPartial, n.Partial)
+		ne.str(fNotStatus, n.Status)
 		if n.StateChanged {
 			ne.bytes(fNotState, n.State)
 			ne.bool(fNotChanged, true)
@@ -327,6 +427,8 @@ func (m *Response) Unmarshal(data []byte) error {
 					n.State = f.b
 				case fNotChanged:
 					n.StateChanged = f.v != 0
+				case fNotStatus:
+					n.Status = string(f.b)
 				}
 				return nil
 			})

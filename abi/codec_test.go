@@ -12,7 +12,11 @@ func TestRequestRoundTrip(t *testing.T) {
 		Publication: &Publication{ID: "p", ContentType: "application/pidf+xml", Body: []byte("<x/>"), ExpiresUnix: 1700000000},
 		Watchers: []Watcher{{ID: "w1", URI: "sip:b@example.com", Accept: []string{"a/b", "c/d"}, Full: true, State: []byte("s")},
 			{ID: "w2"}},
-		NowUnixNano: 42}
+		NowUnixNano:  42,
+		Binding:      &Binding{ID: "b", Contact: "sip:a@pc", Q: "0.5", ExpiresUnix: 9, Removed: true},
+		WatcherEvent: &WatcherEvent{ID: "w", URI: "sip:b@x", Status: StatusPending, Event: "subscribe", Duration: 3, Expires: 60},
+		Command:      &Command{Name: "approve", Args: map[string]string{"watcher": "sip:b@x"}}}
+	in.Watchers[0].Status = StatusActive
 	var out Request
 	if err := out.Unmarshal(in.Marshal()); err != nil {
 		t.Fatal(err)
@@ -24,18 +28,18 @@ func TestRequestRoundTrip(t *testing.T) {
 
 func TestResponseRoundTripKeepsEmptyState(t *testing.T) {
 	in := Response{Code: 0, StateChanged: true, State: []byte{},
-		Notifications: []Notification{{WatcherID: "w", ContentType: "t/x", Body: []byte("b"), Partial: true, StateChanged: true, State: []byte{}}}}
+		Notifications: []Notification{{WatcherID: "w", ContentType: "t/x", Body: []byte("b"), Partial: true, StateChanged: true, State: []byte{}, Status: StatusRejected}}}
 	var out Response
 	if err := out.Unmarshal(in.Marshal()); err != nil {
 		t.Fatal(err)
 	}
-	if !out.StateChanged || out.State == nil || len(out.State) != 0 || !out.Notifications[0].StateChanged || !out.Notifications[0].Partial {
+	if !out.StateChanged || out.State == nil || len(out.State) != 0 || !out.Notifications[0].StateChanged || !out.Notifications[0].Partial || out.Notifications[0].Status != StatusRejected {
 		t.Fatalf("round trip: %+v", out)
 	}
 }
 
 func TestManifestAndInitRoundTrip(t *testing.T) {
-	m := Manifest{Packages: []Package{{Event: "presence", Accept: []string{"application/pidf+xml"}, DefaultExpires: 3600}}, Commands: []string{"reset"}}
+	m := Manifest{Packages: []Package{{Event: "presence", Accept: []string{"application/pidf+xml"}, DefaultExpires: 3600, Bindings: true, WatcherInfoOf: "x", MinExpires: 1, MaxExpires: 2}}, Commands: []string{"reset"}}
 	var m2 Manifest
 	if err := m2.Unmarshal(m.Marshal()); err != nil || !reflect.DeepEqual(m, m2) {
 		t.Fatalf("manifest: %+v, %v", m2, err)

@@ -21,17 +21,49 @@ type Package struct {
 	Event          string   // 1: event package name, as in the Event header ("presence")
 	Accept         []string // 2: content types accepted in PUBLISH bodies
 	DefaultExpires uint32   // 3: seconds, for SUBSCRIBE and PUBLISH without Expires
+	Bindings       bool     // 4: send registrar binding changes (OpBinding)
+	WatcherInfoOf  string   // 5: a watcher-info package for this event package (OpWatcherEvent)
+	MinExpires     uint32   // 6: overrides the host's minimum for this package when set
+	MaxExpires     uint32   // 7: overrides the host's maximum for this package when set
 }
 
 // Request is the input of ExportHandle.
 type Request struct {
-	Op          Op           // 1
-	Event       string       // 2: event package
-	Resource    string       // 3: the resource (presentity) URI, sip:user@host
-	State       []byte       // 4: the resource state this module returned last time (empty at first)
-	Publication *Publication // 5: OpPublish, OpUnpublish
-	Watchers    []Watcher    // 6: who to render for
-	NowUnixNano int64        // 7: the host's clock for this call
+	Op           Op            // 1
+	Event        string        // 2: event package
+	Resource     string        // 3: the resource (presentity) URI, sip:user@host
+	State        []byte        // 4: the resource state this module returned last time (empty at first)
+	Publication  *Publication  // 5: OpPublish, OpUnpublish
+	Watchers     []Watcher     // 6: who to render for
+	NowUnixNano  int64         // 7: the host's clock for this call
+	Binding      *Binding      // 8: OpBinding
+	WatcherEvent *WatcherEvent // 9: OpWatcherEvent
+	Command      *Command      // 10: OpCommand
+}
+
+// Binding is one registrar binding (RFC 3261 §10) of the resource.
+type Binding struct {
+	ID          string // 1: stable for the binding's life
+	Contact     string // 2: the registered contact URI
+	Q           string // 3: the q parameter as sent ("0.8"), "" if none
+	ExpiresUnix int64  // 4
+	Removed     bool   // 5: unregistered or expired
+}
+
+// WatcherEvent is a change of one subscription, for watcher info.
+type WatcherEvent struct {
+	ID       string // 1: the subscription's id (stable)
+	URI      string // 2: the watcher
+	Status   string // 3: active, pending, terminated
+	Event    string // 4: RFC 3857 event: subscribe, approved, deactivated, timeout, rejected, giveup, noresource
+	Duration int64  // 5: seconds the subscription has existed
+	Expires  int64  // 6: seconds left, for active and pending
+}
+
+// Command is an admin command.
+type Command struct {
+	Name string            // 1
+	Args map[string]string // 2: entries: 1 key, 2 value
 }
 
 // Publication is one RFC 3903 publication of a resource.
@@ -49,6 +81,7 @@ type Watcher struct {
 	Accept []string // 3: the SUBSCRIBE's Accept values; empty = none given
 	Full   bool     // 4: the watcher needs full state (first NOTIFY, refresh)
 	State  []byte   // 5: per-watcher state this module returned last time
+	Status string   // 6: the host's record of its authorization: "" (new), active, pending
 }
 
 // Response is the output of ExportHandle.
@@ -70,6 +103,9 @@ type Notification struct {
 	Partial      bool   // 4: the body is a partial state (RFC 4575 style)
 	State        []byte // 5: new per-watcher state, if StateChanged
 	StateChanged bool   // 6: false keeps the per-watcher state as it was
+	// 7: the module's authorization decision: "" keeps the watcher's
+	// status (a new watcher becomes active), or active, pending, rejected.
+	Status string
 }
 
 // Field numbers, named where used by the codec.
@@ -85,6 +121,10 @@ const (
 	fPkgEvent   = 1
 	fPkgAccept  = 2
 	fPkgExpires = 3
+	fPkgBind    = 4
+	fPkgWinfo   = 5
+	fPkgMin     = 6
+	fPkgMax     = 7
 
 	fReqOp          = 1
 	fReqEvent       = 2
@@ -93,6 +133,25 @@ const (
 	fReqPublication = 5
 	fReqWatchers    = 6
 	fReqNow         = 7
+	fReqBinding     = 8
+	fReqWatcherEv   = 9
+	fReqCommand     = 10
+
+	fBindID      = 1
+	fBindContact = 2
+	fBindQ       = 3
+	fBindExpires = 4
+	fBindRemoved = 5
+
+	fWevID       = 1
+	fWevURI      = 2
+	fWevStatus   = 3
+	fWevEvent    = 4
+	fWevDuration = 5
+	fWevExpires  = 6
+
+	fCmdName = 1
+	fCmdArgs = 2
 
 	fPubID      = 1
 	fPubType    = 2
@@ -104,6 +163,7 @@ const (
 	fWatAccept = 3
 	fWatFull   = 4
 	fWatState  = 5
+	fWatStatus = 6
 
 	fResCode    = 1
 	fResReason  = 2
@@ -117,4 +177,5 @@ const (
 	fNotPartial = 4
 	fNotState   = 5
 	fNotChanged = 6
+	fNotStatus  = 7
 )

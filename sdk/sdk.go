@@ -26,6 +26,30 @@ type (
 	Publication  = abi.Publication
 	Watcher      = abi.Watcher
 	Notification = abi.Notification
+	Binding      = abi.Binding
+	WatcherEvent = abi.WatcherEvent
+	Command      = abi.Command
+)
+
+// A module serving more than publications implements these too; the SDK
+// answers the ops of those it does not implement as unsupported.
+type (
+	// BindingHandler handles abi.OpBinding: a registrar binding of
+	// req.Resource changed (req.Binding). Declare Package.Bindings.
+	BindingHandler interface {
+		Binding(req *Request) (*Response, error)
+	}
+	// WatcherEventHandler handles abi.OpWatcherEvent: a subscription to the
+	// package this one is the watcher info of changed (req.WatcherEvent).
+	// Declare Package.WatcherInfoOf.
+	WatcherEventHandler interface {
+		WatcherEvent(req *Request) (*Response, error)
+	}
+	// CommandHandler handles abi.OpCommand (req.Command). List the
+	// commands in Manifest.Commands.
+	CommandHandler interface {
+		Command(req *Request) (*Response, error)
+	}
 )
 
 // Module is implemented by an event package.
@@ -82,6 +106,24 @@ func Dispatch(m Module, req *Request) (*Response, error) {
 		res, err = m.Unpublish(req)
 	case abi.OpRender:
 		res, err = m.Render(req)
+	case abi.OpBinding:
+		h, ok := m.(BindingHandler)
+		if !ok {
+			return nil, errUnsupported
+		}
+		res, err = h.Binding(req)
+	case abi.OpWatcherEvent:
+		h, ok := m.(WatcherEventHandler)
+		if !ok {
+			return nil, errUnsupported
+		}
+		res, err = h.WatcherEvent(req)
+	case abi.OpCommand:
+		h, ok := m.(CommandHandler)
+		if !ok {
+			return nil, errUnsupported
+		}
+		res, err = h.Command(req)
 	default:
 		return nil, errUnsupported
 	}

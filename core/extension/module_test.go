@@ -88,7 +88,7 @@ func TestRefusesAForeignFile(t *testing.T) {
 func TestRefusesAnotherABIVersion(t *testing.T) {
 	path := sdktest.Build(t, "github.com/presenced/presenced/core/extension/testdata/v2")
 	_, err := extension.Load(context.Background(), extension.Spec{Name: "v2", Path: path})
-	if err == nil || !strings.Contains(err.Error(), "module needs presenced ABI v2.0, this host speaks v1.0") {
+	if err == nil || !strings.Contains(err.Error(), "module needs presenced ABI v2.0, this host speaks v1.1") {
 		t.Fatalf("err = %v", err)
 	}
 }
