@@ -46,16 +46,22 @@ func (d *dialog) stopTimer() {
 }
 
 func (d *dialog) watcher(full bool) abi.Watcher {
-	return abi.Watcher{ID: d.rec.ID, URI: d.rec.RemoteURI, Accept: d.rec.Accept, Full: full, State: d.rec.State}
+	return abi.Watcher{ID: d.rec.ID, URI: d.rec.RemoteURI, Accept: d.rec.Accept, Full: full,
+		State: d.rec.State, Status: d.rec.Status}
 }
 
-// activeState is the Subscription-State of a live subscription now.
-func (d *dialog) activeState() string {
-	left := int(time.Until(d.rec.Expires).Round(time.Second).Seconds())
-	if left < 0 {
-		left = 0
+// subState is the Subscription-State of a live subscription now.
+func (d *dialog) subState() string {
+	st := d.rec.Status
+	if st == "" {
+		st = abi.StatusActive
 	}
-	return fmt.Sprintf("active;expires=%d", left)
+	return fmt.Sprintf("%s;expires=%d", st, d.left())
+}
+
+// left is how many seconds the subscription has to live.
+func (d *dialog) left() int64 {
+	return max(0, int64(time.Until(d.rec.Expires).Round(time.Second).Seconds()))
 }
 
 // enqueue queues a NOTIFY carrying n (nil: no body) for d. Called under
@@ -196,6 +202,7 @@ func (s *Server) drop(d *dialog) {
 	}
 	s.forget(d)
 	s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
+	s.watcherEvent(d, abi.StatusTerminated, "giveup")
 	s.release(r)
 }
 
@@ -235,12 +242,44 @@ func (s *Server) terminate(r *resource, d *dialog, reason string) {
 	s.forget(d)
 	s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
 	var n *abi.Notification
-	res, err := s.call(r, abi.OpRender, nil, d)
+	res, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
 	switch {
 	case err != nil:
 		s.log.Warn("final NOTIFY without body: render failed", "resource", r.key.uri, "err", err)
 	case res.Code == 0:
-		n = note(res, d.rec.ID)
+		if n = note(res, d.rec.ID); n != nil && n.Status == abi.StatusPending {
+			n = nil // a pending watcher never sees the state
+		}
 	}
 	s.enqueue(d, "terminated;reason="+reason, n, true)
+	s.watcherEvent(d, abi.StatusTerminated, reason)
+}
+
+// watcherEvent tells the watcher-info package of d's package, if one is
+// loaded, that d changed (RFC 3857): its own watchers, the presentity's
+// winfo subscriptions, get a NOTIFY. d's resource is locked; the winfo
+// resource is locked after it, never before. A failure here is logged and
+// does not undo the subscription change.
+func (s *Server) watcherEvent(d *dialog, status, event string) {
+	wp := s.winfoOf[d.rec.Event]
+	if wp == nil {
+		return
+	}
+	w := s.lockResource(wp, d.rec.Resource)
+	defer s.release(w)
+	ev := &abi.WatcherEvent{ID: d.rec.ID, URI: d.rec.RemoteURI, Status: status, Event: event,
+		Duration: int64(time.Since(d.rec.Created).Seconds())}
+	if status != abi.StatusTerminated {
+		ev.Expires = d.left()
+	}
+	res, err := s.call(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: ev}, nil)
+	if err != nil || res.Code != 0 {
+		s.log.Warn("watcher info not updated", "package", wp.name, "resource", d.rec.Resource, "err", err)
+		return
+	}
+	b := &store.Batch{}
+	stage(b, w, res, nil)
+	if s.commit(nil, nil, b) {
+		s.apply(w, res, nil, "")
+	}
 }

@@ -24,7 +24,7 @@ func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
-	secs, given, ok := s.expires(req, tx, s.opt.Publication, ep.info.DefaultExpires)
+	secs, given, ok := s.expires(req, tx, ep.publication, ep.info.DefaultExpires)
 	if !ok {
 		return
 	}
@@ -154,7 +154,14 @@ func (s *Server) change(req *sip.Request, tx sip.ServerTransaction, r *resource,
 	if op == abi.OpPublish {
 		in.ContentType, in.Body, in.ExpiresUnix = p.rec.ContentType, p.rec.Body, p.rec.Expires.Unix()
 	}
-	mres, err := s.call(r, op, in, nil)
+	return s.changeWith(req, tx, r, abi.Request{Op: op, Publication: in}, b)
+}
+
+// changeWith is change for any input: the module's answer is staged into
+// b, committed, and left in r.pending for notifyAll.
+func (s *Server) changeWith(req *sip.Request, tx sip.ServerTransaction, r *resource, in abi.Request, b *store.Batch) bool {
+	op := in.Op
+	mres, err := s.call(r, in, nil)
 	if err != nil {
 		if req != nil {
 			s.moduleError(req, tx, err)

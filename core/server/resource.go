@@ -73,10 +73,10 @@ func (s *Server) release(r *resource) {
 	r.mu.Unlock()
 }
 
-// call runs op on r's module with r's watchers (or only the ones given)
-// and returns the response; r.mu is held.
-func (s *Server) call(r *resource, op abi.Op, pub *abi.Publication, only *dialog) (*abi.Response, error) {
-	req := &abi.Request{Op: op, Event: r.key.event, Resource: r.key.uri, State: r.state, Publication: pub}
+// call runs req (its Op and input set) on r's module, for r's watchers or
+// only the one given; r.mu is held.
+func (s *Server) call(r *resource, req abi.Request, only *dialog) (*abi.Response, error) {
+	req.Event, req.Resource, req.State = r.key.event, r.key.uri, r.state
 	if only != nil {
 		req.Watchers = []abi.Watcher{only.watcher(true)}
 	} else {
@@ -87,57 +87,86 @@ func (s *Server) call(r *resource, op abi.Op, pub *abi.Publication, only *dialog
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
-	return r.pkg.mod.Handle(ctx, req)
+	return r.pkg.mod.Handle(ctx, &req)
 }
 
-// stage adds what a module response changes to b: the resource state and
-// the per-watcher states of r's watchers (and of extra, a dialog not yet
-// among them).
+// target finds the dialog a notification is for: one of r's watchers, or
+// extra, a dialog being set up.
+func target(r *resource, n *abi.Notification, extra *dialog) *dialog {
+	if d := r.watchers[n.WatcherID]; d != nil {
+		return d
+	}
+	if extra != nil && extra.rec.ID == n.WatcherID {
+		return extra
+	}
+	return nil
+}
+
+// stage adds what a module response changes to b: the resource state, and
+// the per-watcher state and authorization of r's watchers (a rejected one
+// is deleted).
 func stage(b *store.Batch, r *resource, res *abi.Response, extra *dialog) {
 	if res.StateChanged {
 		b.Resources = append(b.Resources, store.Resource{Event: r.key.event, Resource: r.key.uri, State: res.State})
 	}
 	for i := range res.Notifications {
 		n := &res.Notifications[i]
-		if !n.StateChanged {
+		d := target(r, n, extra)
+		if d == nil {
 			continue
 		}
-		d := r.watchers[n.WatcherID]
-		if d == nil && extra != nil && extra.rec.ID == n.WatcherID {
-			d = extra
+		if n.Status == abi.StatusRejected {
+			b.DeleteSubscriptions = append(b.DeleteSubscriptions, d.rec.ID)
+			continue
 		}
-		if d != nil {
+		if n.StateChanged || (n.Status != "" && n.Status != d.rec.Status) {
 			rec := d.rec
-			rec.State = n.State
+			if n.StateChanged {
+				rec.State = n.State
+			}
+			if n.Status != "" {
+				rec.Status = n.Status
+			}
 			b.Subscriptions = append(b.Subscriptions, rec)
 		}
 	}
 }
 
 // apply makes a committed module response live: the new resource state,
-// the per-watcher states, and a NOTIFY for every watcher the module
-// rendered for (including extra when given).
-func (s *Server) apply(r *resource, res *abi.Response, extra *dialog, subState string) {
+// the per-watcher states and authorizations, and a NOTIFY for every
+// watcher the module rendered for. final, when set, is the
+// Subscription-State of every NOTIFY (the subscriptions are ending).
+func (s *Server) apply(r *resource, res *abi.Response, extra *dialog, final string) {
 	if res.StateChanged {
 		r.state = append([]byte(nil), res.State...)
 	}
 	for i := range res.Notifications {
 		n := &res.Notifications[i]
-		d := r.watchers[n.WatcherID]
-		if d == nil && extra != nil && extra.rec.ID == n.WatcherID {
-			d = extra
-		}
-		if d == nil {
+		d := target(r, n, extra)
+		if d == nil || d.gone {
 			continue
 		}
 		if n.StateChanged {
 			d.rec.State = append([]byte(nil), n.State...)
 		}
-		state := subState
-		if state == "" {
-			state = d.activeState()
+		if n.Status == abi.StatusRejected && d != extra {
+			s.forget(d)
+			s.enqueue(d, "terminated;reason=rejected", nil, true)
+			s.watcherEvent(d, abi.StatusTerminated, "rejected")
+			continue
 		}
-		s.enqueue(d, state, n, subState != "")
+		if n.Status != "" && n.Status != d.rec.Status {
+			was := d.rec.Status
+			d.rec.Status = n.Status
+			if was == abi.StatusPending && n.Status == abi.StatusActive {
+				s.watcherEvent(d, abi.StatusActive, "approved")
+			}
+		}
+		state := final
+		if state == "" {
+			state = d.subState()
+		}
+		s.enqueue(d, state, n, final != "")
 	}
 }
 

@@ -53,7 +53,9 @@ type Server struct {
 	log      *slog.Logger
 	store    store.Store
 	packages map[string]*eventPackage
-	allow    string // Allow-Events value
+	winfoOf  map[string]*eventPackage // event package -> its watcher-info package
+	binders  []*eventPackage          // packages that take registrar bindings
+	allow    string                   // Allow-Events value
 	domains  map[string]bool
 
 	ua  *sipgo.UserAgent
@@ -84,6 +86,19 @@ type eventPackage struct {
 	info   abi.Package
 	mod    *extension.Module
 	accept map[string]bool
+	// the server's Expires bounds, narrowed by the package's own
+	subscription, publication Bounds
+}
+
+// narrow applies a package's own Expires bounds over the server's.
+func narrow(b Bounds, min, max uint32) Bounds {
+	if min > 0 {
+		b.Min = int(min)
+	}
+	if max > 0 {
+		b.Max = int(max)
+	}
+	return b
 }
 
 // New builds a server; Start opens its sockets.
@@ -98,7 +113,7 @@ func New(opt Options) (*Server, error) {
 		opt.UserAgent = "presenced"
 	}
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
-		packages: map[string]*eventPackage{}, domains: map[string]bool{},
+		packages: map[string]*eventPackage{}, winfoOf: map[string]*eventPackage{}, domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
 		dialogs: map[string]*dialog{}, etags: map[string]*publication{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -116,8 +131,21 @@ func New(opt Options) (*Server, error) {
 			if ep.info.DefaultExpires == 0 {
 				ep.info.DefaultExpires = 3600
 			}
+			ep.subscription = narrow(opt.Subscription, p.MinExpires, p.MaxExpires)
+			ep.publication = narrow(opt.Publication, p.MinExpires, p.MaxExpires)
 			s.packages[name] = ep
 			events = append(events, name)
+			if p.Bindings {
+				s.binders = append(s.binders, ep)
+			}
+		}
+	}
+	for _, ep := range s.packages {
+		if of := strings.ToLower(ep.info.WatcherInfoOf); of != "" {
+			if s.packages[of] == nil {
+				return nil, fmt.Errorf("%s: watcher info of %q, which no module serves", ep.name, of)
+			}
+			s.winfoOf[of] = ep
 		}
 	}
 	s.allow = strings.Join(events, ", ")

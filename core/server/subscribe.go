@@ -30,7 +30,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
-	secs, _, ok := s.expires(req, tx, s.opt.Subscription, ep.info.DefaultExpires)
+	secs, _, ok := s.expires(req, tx, ep.subscription, ep.info.DefaultExpires)
 	if !ok {
 		return
 	}
@@ -52,6 +52,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		Accept:     header.Accept(req),
 		Expires:    time.Now().Add(time.Duration(secs) * time.Second),
 		RemoteCSeq: req.CSeq().SeqNo,
+		Created:    time.Now(),
 	}}
 	// A proxy that record-routed stays on the path: the route set is the
 	// Record-Route list in order (RFC 3261 §12.1.1).
@@ -62,7 +63,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
 	d.res = r
-	mres, err := s.call(r, abi.OpRender, nil, d)
+	mres, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
 	if err != nil {
 		s.moduleError(req, tx, err)
 		return
@@ -72,11 +73,29 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	n := note(mres, d.rec.ID)
-	if n != nil && n.StateChanged {
-		d.rec.State = append([]byte(nil), n.State...)
+	d.rec.Status = abi.StatusActive
+	if n != nil {
+		if n.StateChanged {
+			d.rec.State = append([]byte(nil), n.State...)
+		}
+		if n.Status != "" {
+			d.rec.Status = n.Status
+		}
 	}
 	s.addContact(res, req)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
+	if d.rec.Status == abi.StatusRejected {
+		// Polite blocking (RFC 3857 §3.1): the watcher learns only that
+		// the subscription ended, not whether the presentity exists.
+		d.gone = true
+		s.respond(req, tx, res, "")
+		s.enqueue(d, "terminated;reason=rejected", nil, true)
+		s.watcherEvent(d, abi.StatusTerminated, "rejected")
+		return
+	}
+	if d.rec.Status == abi.StatusPending {
+		n = &abi.Notification{} // never the state before approval
+	}
 	if secs == 0 {
 		// A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, no
 		// subscription kept.
@@ -94,7 +113,8 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Unlock()
 	s.armTimer(d)
 	s.respond(req, tx, res, "")
-	s.enqueue(d, d.activeState(), n, false)
+	s.enqueue(d, d.subState(), n, false)
+	s.watcherEvent(d, d.rec.Status, "subscribe")
 }
 
 // refresh handles a SUBSCRIBE inside an existing dialog.
@@ -125,7 +145,7 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 		s.reply(req, tx, 500, fmt.Sprintf("CSeq %d is not above %d", cseq, d.rec.RemoteCSeq))
 		return
 	}
-	secs, _, ok := s.expires(req, tx, s.opt.Subscription, ep.info.DefaultExpires)
+	secs, _, ok := s.expires(req, tx, ep.subscription, ep.info.DefaultExpires)
 	if !ok {
 		return
 	}
@@ -150,7 +170,7 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	}
 	old := d.rec
 	d.rec = rec // render with what the refresh asks for
-	mres, err := s.call(r, abi.OpRender, nil, d)
+	mres, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
 	if err != nil || mres.Code != 0 {
 		d.rec = old
 		if err != nil {
@@ -161,8 +181,20 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 		return
 	}
 	n := note(mres, d.rec.ID)
+	if n != nil && n.Status == abi.StatusRejected {
+		d.rec = old
+		s.respond(req, tx, res, "")
+		s.forget(d)
+		s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
+		s.enqueue(d, "terminated;reason=rejected", nil, true)
+		s.watcherEvent(d, abi.StatusTerminated, "rejected")
+		return
+	}
 	if n != nil && n.StateChanged {
 		rec.State = n.State
+	}
+	if n != nil && n.Status != "" {
+		rec.Status = n.Status
 	}
 	if !s.commit(req, tx, &store.Batch{Subscriptions: []store.Subscription{rec}}) {
 		d.rec = old
@@ -172,7 +204,13 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	d.rec.State = append([]byte(nil), rec.State...)
 	s.armTimer(d)
 	s.respond(req, tx, res, "")
-	s.enqueue(d, d.activeState(), n, false)
+	if d.rec.Status == abi.StatusPending {
+		n = &abi.Notification{}
+	}
+	s.enqueue(d, d.subState(), n, false)
+	if old.Status == abi.StatusPending && d.rec.Status == abi.StatusActive {
+		s.watcherEvent(d, abi.StatusActive, "approved")
+	}
 }
 
 // addContact puts our Contact for the request's transport on res.

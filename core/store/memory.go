@@ -14,11 +14,12 @@ type Memory struct {
 	subs map[string]Subscription
 	pubs map[string]Publication
 	res  map[[2]string]Resource
+	bind map[string]Binding
 }
 
 // NewMemory returns an empty Memory store.
 func NewMemory() *Memory {
-	return &Memory{subs: map[string]Subscription{}, pubs: map[string]Publication{}, res: map[[2]string]Resource{}}
+	return &Memory{subs: map[string]Subscription{}, pubs: map[string]Publication{}, res: map[[2]string]Resource{}, bind: map[string]Binding{}}
 }
 
 // Commit implements Store. Records are copied so callers may reuse theirs.
@@ -40,6 +41,12 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 	}
 	for _, id := range b.DeletePublications {
 		delete(m.pubs, id)
+	}
+	for _, bd := range b.Bindings {
+		m.bind[bd.ID] = bd
+	}
+	for _, id := range b.DeleteBindings {
+		delete(m.bind, id)
 	}
 	for _, c := range b.NotifyCSeqs {
 		if sub, ok := m.subs[c.ID]; ok && c.CSeq > sub.LocalCSeq {
@@ -72,6 +79,9 @@ func (m *Memory) Load(context.Context) (*Snapshot, error) {
 	}
 	for _, v := range m.res {
 		s.Resources = append(s.Resources, v)
+	}
+	for _, v := range m.bind {
+		s.Bindings = append(s.Bindings, v)
 	}
 	return s, nil
 }

@@ -29,6 +29,19 @@ type Subscription struct {
 	LocalCSeq    uint32 // CSeq of the last NOTIFY sent
 	RemoteCSeq   uint32 // CSeq of the last SUBSCRIBE accepted
 	State        []byte // the module's per-watcher state
+	Status       string // authorization: "active" or "pending"
+	Created      time.Time
+}
+
+// Binding is one registrar binding (RFC 3261 §10).
+type Binding struct {
+	ID      string // stable for the binding's life
+	AOR     string // address of record, sip:user@host
+	Contact string // the contact URI as registered
+	Q       string // the q parameter as sent, "" if none
+	CallID  string
+	CSeq    uint32
+	Expires time.Time
 }
 
 // Publication is one RFC 3903 publication.
@@ -56,6 +69,8 @@ type Batch struct {
 	Publications        []Publication // inserted or replaced by ID
 	DeletePublications  []string
 	Resources           []Resource // inserted or replaced by (Event, Resource); empty State deletes
+	Bindings            []Binding  // inserted or replaced by ID
+	DeleteBindings      []string
 	// NotifyCSeqs records the CSeq of a NOTIFY about to be sent, so that
 	// after a restart a dialog's CSeq keeps rising.
 	NotifyCSeqs []NotifyCSeq
@@ -70,7 +85,8 @@ type NotifyCSeq struct {
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Subscriptions)+len(b.DeleteSubscriptions)+len(b.Publications)+
-		len(b.DeletePublications)+len(b.Resources)+len(b.NotifyCSeqs) == 0
+		len(b.DeletePublications)+len(b.Resources)+len(b.NotifyCSeqs)+
+		len(b.Bindings)+len(b.DeleteBindings) == 0
 }
 
 // Snapshot is everything a store holds, as loaded at start.
@@ -78,6 +94,7 @@ type Snapshot struct {
 	Subscriptions []Subscription
 	Publications  []Publication
 	Resources     []Resource
+	Bindings      []Binding
 }
 
 // Store is implemented by every backend.
