@@ -90,9 +90,11 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		Domains:      cfg.Server.Domains,
 		Subscription: server.Bounds{Min: cfg.Subscription.MinExpires, Max: cfg.Subscription.MaxExpires},
 		Publication:  server.Bounds{Min: cfg.Publication.MinExpires, Max: cfg.Publication.MaxExpires},
-		Modules:      mods,
-		Store:        store.NewMemory(),
-		Logger:       log,
+		Registrar: server.RegistrarBounds{Min: cfg.Registrar.MinExpires, Max: cfg.Registrar.MaxExpires,
+			Default: cfg.Registrar.DefaultExpires},
+		Modules: mods,
+		Store:   store.NewMemory(),
+		Logger:  log,
 	}
 	for _, l := range cfg.Listen {
 		opts.Listen = append(opts.Listen, server.Listener{Transport: l.Transport, Address: l.Address, Advertise: l.Advertise})

@@ -26,6 +26,7 @@ type Config struct {
 	Listen       []Listener
 	Subscription Expires
 	Publication  Expires
+	Registrar    Registrar
 	Extension    map[string]*Extension // keyed by name
 
 	lines locator // where each key is defined, for errors; nil for Default()
@@ -51,6 +52,14 @@ type Listener struct {
 type Expires struct {
 	MinExpires int `toml:"min_expires"` // a request below it gets 423
 	MaxExpires int `toml:"max_expires"` // a request above it is clamped
+}
+
+// Registrar is the [registrar] table: REGISTER Expires bounds and the
+// default for a Contact without expires.
+type Registrar struct {
+	MinExpires     int `toml:"min_expires"`
+	MaxExpires     int `toml:"max_expires"`
+	DefaultExpires int `toml:"default_expires"`
 }
 
 // Extension is one [extension.NAME] table.
@@ -100,6 +109,7 @@ func defaults() *Config {
 		},
 		Subscription: Expires{MinExpires: 60, MaxExpires: 86400},
 		Publication:  Expires{MinExpires: 60, MaxExpires: 86400},
+		Registrar:    Registrar{MinExpires: 60, MaxExpires: 86400, DefaultExpires: 3600},
 		Extension:    map[string]*Extension{},
 	}
 }
@@ -152,6 +162,7 @@ type document struct {
 	Listen       []toml.Primitive
 	Subscription Expires
 	Publication  Expires
+	Registrar    Registrar
 	Extension    map[string]toml.Primitive
 }
 
@@ -166,12 +177,12 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.lines = locate(string(data))
 
-	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication}
+	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
 		return nil, c.tomlError(err, -1)
 	}
-	c.Server, c.Subscription, c.Publication = doc.Server, doc.Subscription, doc.Publication
+	c.Server, c.Subscription, c.Publication, c.Registrar = doc.Server, doc.Subscription, doc.Publication, doc.Registrar
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -375,7 +386,8 @@ func (c *Config) Validate() error {
 	for _, t := range []struct {
 		table string
 		e     Expires
-	}{{"subscription", c.Subscription}, {"publication", c.Publication}} {
+	}{{"subscription", c.Subscription}, {"publication", c.Publication},
+		{"registrar", Expires{c.Registrar.MinExpires, c.Registrar.MaxExpires}}} {
 		if t.e.MinExpires < 1 {
 			return c.errorf(t.table+".min_expires", "must be >= 1, got %d", t.e.MinExpires)
 		}
@@ -386,6 +398,11 @@ func (c *Config) Validate() error {
 			}
 			return c.errorf(t.table+".min_expires", "must be <= max_expires (%d), got %d", t.e.MaxExpires, t.e.MinExpires)
 		}
+	}
+
+	if r := c.Registrar; r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires {
+		return c.errorf("registrar.default_expires", "must be within min_expires and max_expires (%d..%d), got %d",
+			r.MinExpires, r.MaxExpires, r.DefaultExpires)
 	}
 
 	names := make([]string, 0, len(c.Extension))

@@ -53,7 +53,17 @@ func (s *Server) restore() error {
 			r.mu.Unlock()
 		}
 	}
-	s.log.Info("state restored", "resources", len(snap.Resources),
+	s.regMu.Lock()
+	for _, rec := range snap.Bindings {
+		if s.bindings[rec.AOR] == nil {
+			s.bindings[rec.AOR] = map[string]*binding{}
+		}
+		b := &binding{rec: rec}
+		s.bindings[rec.AOR][rec.Contact] = b
+		s.armBinding(b)
+	}
+	s.regMu.Unlock()
+	s.log.Info("state restored", "bindings", len(snap.Bindings), "resources", len(snap.Resources),
 		"publications", len(snap.Publications), "subscriptions", len(snap.Subscriptions))
 	return nil
 }

@@ -35,6 +35,9 @@ type Listener struct {
 // Bounds are the Expires limits of one method.
 type Bounds struct{ Min, Max int }
 
+// RegistrarBounds are the registrar's Expires limits and default.
+type RegistrarBounds struct{ Min, Max, Default int }
+
 // Options configure a Server.
 type Options struct {
 	UserAgent    string
@@ -42,6 +45,7 @@ type Options struct {
 	Listen       []Listener
 	Subscription Bounds
 	Publication  Bounds
+	Registrar    RegistrarBounds
 	Modules      []*extension.Module
 	Store        store.Store
 	Logger       *slog.Logger
@@ -74,6 +78,9 @@ type Server struct {
 	dialogs   map[string]*dialog
 	etags     map[string]*publication
 	closed    bool
+
+	regMu    sync.Mutex                     // the registrar; taken before any resource
+	bindings map[string]map[string]*binding // AOR -> contact -> binding
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -115,7 +122,11 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		packages: map[string]*eventPackage{}, winfoOf: map[string]*eventPackage{}, domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
-		dialogs: map[string]*dialog{}, etags: map[string]*publication{}}
+		dialogs: map[string]*dialog{}, etags: map[string]*publication{},
+		bindings: map[string]map[string]*binding{}}
+	if s.opt.Registrar == (RegistrarBounds{}) {
+		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	var events []string
 	for _, m := range opt.Modules {
@@ -172,6 +183,7 @@ func (s *Server) Start() error {
 	}
 	s.sip.OnSubscribe(s.guard(s.onSubscribe))
 	s.sip.OnPublish(s.guard(s.onPublish))
+	s.sip.OnRegister(s.guard(s.onRegister))
 	s.sip.OnOptions(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 200, "", sip.NewHeader("Allow-Events", s.allow))
 	}))
@@ -265,6 +277,13 @@ func (s *Server) Close() error {
 		p.stopTimer()
 	}
 	s.mu.Unlock()
+	s.regMu.Lock()
+	for _, m := range s.bindings {
+		for _, b := range m {
+			b.stopTimer()
+		}
+	}
+	s.regMu.Unlock()
 	s.cancel()
 	for _, c := range s.closers {
 		c()

@@ -1,0 +1,50 @@
+package server
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/core/store"
+)
+
+// CommandError is a command the module refused, with the SIP-style code
+// it gave (400 for bad arguments).
+type CommandError struct {
+	Code   uint32
+	Reason string
+}
+
+func (e *CommandError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
+
+// Command runs an admin command of the module serving event, for one
+// resource (e.g. "approve" a pending watcher of a presentity). The module
+// sees every watcher of the resource and may change its state, authorize
+// or reject watchers, and render for them; the change is committed before
+// Command returns, and the NOTIFYs follow. It returns the module's reason
+// text, its answer for an operator.
+func (s *Server) Command(event, resource, name string, args map[string]string) (string, error) {
+	ep := s.packages[event]
+	if ep == nil {
+		return "", fmt.Errorf("event package %q is not served", event)
+	}
+	if !slices.Contains(ep.mod.Manifest().Commands, name) {
+		return "", fmt.Errorf("extension %s has no command %q (it has %v)", ep.mod.Name(), name, ep.mod.Manifest().Commands)
+	}
+	r := s.lockResource(ep, resource)
+	defer s.release(r)
+	res, err := s.call(r, abi.Request{Op: abi.OpCommand, Command: &abi.Command{Name: name, Args: args}}, nil)
+	if err != nil {
+		return "", err
+	}
+	if res.Code != 0 {
+		return "", &CommandError{Code: res.Code, Reason: res.Reason}
+	}
+	b := &store.Batch{}
+	stage(b, r, res, nil)
+	if !s.commit(nil, nil, b) {
+		return "", fmt.Errorf("state could not be stored")
+	}
+	s.apply(r, res, nil, "")
+	return res.Reason, nil
+}
