@@ -43,6 +43,7 @@ func start(t *testing.T, st store.Store, mods ...*extension.Module) *fixture {
 		},
 		Subscription: server.Bounds{Min: 1, Max: 3600},
 		Publication:  server.Bounds{Min: 1, Max: 3600},
+		Registrar:    server.RegistrarBounds{Min: 1, Max: 3600, Default: 3600},
 		Modules:      mods,
 		Store:        st,
 		Logger:       log,
