@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/core/store"
@@ -18,7 +19,8 @@ type CommandError struct {
 func (e *CommandError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
 
 // Command runs an admin command of the module serving event, for one
-// resource (e.g. "approve" a pending watcher of a presentity). The module
+// resource (e.g. "approve" a pending watcher of a presentity), or for
+// every resource of the package when resource is "" (e.g. a reset). The module
 // sees every watcher of the resource and may change its state, authorize
 // or reject watchers, and render for them; the change is committed before
 // Command returns, and the NOTIFYs follow. It returns the module's reason
@@ -31,6 +33,32 @@ func (s *Server) Command(event, resource, name string, args map[string]string) (
 	if !slices.Contains(ep.mod.Manifest().Commands, name) {
 		return "", fmt.Errorf("extension %s has no command %q (it has %v)", ep.mod.Name(), name, ep.mod.Manifest().Commands)
 	}
+	if resource != "" {
+		return s.command(ep, resource, name, args)
+	}
+	var uris []string
+	s.mu.Lock()
+	for k := range s.resources {
+		if k.event == ep.name {
+			uris = append(uris, k.uri)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(uris)
+	var answers []string
+	for _, uri := range uris {
+		a, err := s.command(ep, uri, name, args)
+		if err != nil {
+			return strings.Join(answers, "\n"), fmt.Errorf("%s: %w", uri, err)
+		}
+		if a != "" {
+			answers = append(answers, a)
+		}
+	}
+	return strings.Join(answers, "\n"), nil
+}
+
+func (s *Server) command(ep *eventPackage, resource, name string, args map[string]string) (string, error) {
 	r := s.lockResource(ep, resource)
 	defer s.release(r)
 	res, err := s.call(r, abi.Request{Op: abi.OpCommand, Command: &abi.Command{Name: name, Args: args}}, nil)
