@@ -85,6 +85,11 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		fmt.Printf("%s: ok (%d extensions)\n", cfg.File, len(mods))
 		return nil
 	}
+	st, err := openStore(cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	opts := server.Options{
 		UserAgent:    cfg.Server.UserAgent,
 		Domains:      cfg.Server.Domains,
@@ -113,6 +118,16 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	s := <-sig
 	log.Info("stopping", "signal", s.String())
 	return srv.Close()
+}
+
+func openStore(c config.Store) (store.Store, error) {
+	if c.Backend == "memory" {
+		return store.NewMemory(), nil
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Path), 0o755); err != nil {
+		return nil, err
+	}
+	return store.OpenSQLite(c.Path)
 }
 
 // loadModules loads every extension in name order, so logs and conflicts

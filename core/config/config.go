@@ -27,6 +27,7 @@ type Config struct {
 	Subscription Expires
 	Publication  Expires
 	Registrar    Registrar
+	Store        Store
 	Extension    map[string]*Extension // keyed by name
 
 	lines locator // where each key is defined, for errors; nil for Default()
@@ -60,6 +61,12 @@ type Registrar struct {
 	MinExpires     int `toml:"min_expires"`
 	MaxExpires     int `toml:"max_expires"`
 	DefaultExpires int `toml:"default_expires"`
+}
+
+// Store is the [store] table: where state is committed before a 2xx.
+type Store struct {
+	Backend string `toml:"backend"` // "sqlite" (durable, the default) or "memory"
+	Path    string `toml:"path"`    // the SQLite file; default data_dir/presenced.db
 }
 
 // Extension is one [extension.NAME] table.
@@ -110,6 +117,7 @@ func defaults() *Config {
 		Subscription: Expires{MinExpires: 60, MaxExpires: 86400},
 		Publication:  Expires{MinExpires: 60, MaxExpires: 86400},
 		Registrar:    Registrar{MinExpires: 60, MaxExpires: 86400, DefaultExpires: 3600},
+		Store:        Store{Backend: "sqlite"},
 		Extension:    map[string]*Extension{},
 	}
 }
@@ -163,6 +171,7 @@ type document struct {
 	Subscription Expires
 	Publication  Expires
 	Registrar    Registrar
+	Store        Store
 	Extension    map[string]toml.Primitive
 }
 
@@ -177,12 +186,12 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.lines = locate(string(data))
 
-	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar}
+	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
 		return nil, c.tomlError(err, -1)
 	}
-	c.Server, c.Subscription, c.Publication, c.Registrar = doc.Server, doc.Subscription, doc.Publication, doc.Registrar
+	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -400,6 +409,12 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	switch c.Store.Backend {
+	case "sqlite", "memory":
+	default:
+		return c.errorf("store.backend", "must be sqlite or memory, got %q", c.Store.Backend)
+	}
+
 	if r := c.Registrar; r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires {
 		return c.errorf("registrar.default_expires", "must be within min_expires and max_expires (%d..%d), got %d",
 			r.MinExpires, r.MaxExpires, r.DefaultExpires)
@@ -438,6 +453,10 @@ func (c *Config) resolve() {
 		return filepath.Join(c.Dir, p)
 	}
 	c.Server.DataDir = abs(c.Server.DataDir)
+	if c.Store.Path == "" {
+		c.Store.Path = filepath.Join(c.Server.DataDir, "presenced.db")
+	}
+	c.Store.Path = abs(c.Store.Path)
 	for _, e := range c.Extension {
 		e.Path = abs(e.Path)
 	}

@@ -1,0 +1,187 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Every backend must pass the same tests.
+func backends(t testing.TB) map[string]func() Store {
+	dir := t.TempDir()
+	return map[string]func() Store{
+		"memory": func() Store { return NewMemory() },
+		"sqlite": func() Store {
+			s, err := OpenSQLite(filepath.Join(dir, "presenced.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+}
+
+var (
+	when = time.UnixMilli(1_800_000_000_000)
+	sub  = Subscription{ID: "d1", CallID: "c", LocalTag: "l", RemoteTag: "r", LocalURI: "sip:a@x", RemoteURI: "sip:b@x",
+		RemoteTarget: "sip:b@1.2.3.4", RouteSet: []string{"<sip:p1;lr>", "<sip:p2;lr>"}, Transport: "UDP",
+		Source: "1.2.3.4:5060", Event: "presence", EventID: "7", Resource: "sip:a@x", Accept: []string{"application/pidf+xml"},
+		Expires: when, LocalCSeq: 3, RemoteCSeq: 2, State: []byte{1, 2}, Status: "active", Created: when}
+	pub = Publication{ID: "p1", ETag: "e1", Event: "presence", Resource: "sip:a@x", ContentType: "application/pidf+xml",
+		Body: []byte("<presence/>"), Expires: when}
+	res  = Resource{Event: "presence", Resource: "sip:a@x", State: []byte("state")}
+	bind = Binding{ID: "b1", AOR: "sip:a@x", Contact: "sip:a@1.2.3.4", Q: "0.5", CallID: "c", CSeq: 4, Expires: when}
+)
+
+func TestCommitAndLoad(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s := open()
+			defer s.Close()
+			b := &Batch{Subscriptions: []Subscription{sub}, Publications: []Publication{pub},
+				Resources: []Resource{res}, Bindings: []Binding{bind}}
+			if err := s.Commit(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Commit(ctx, &Batch{NotifyCSeqs: []NotifyCSeq{{ID: "d1", CSeq: 9}, {ID: "gone", CSeq: 1}}}); err != nil {
+				t.Fatal(err)
+			}
+			snap, err := s.Load(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := sub
+			want.LocalCSeq = 9
+			if len(snap.Subscriptions) != 1 || !reflect.DeepEqual(snap.Subscriptions[0], want) {
+				t.Fatalf("subscriptions = %+v", snap.Subscriptions)
+			}
+			if !reflect.DeepEqual(snap.Publications, []Publication{pub}) || !reflect.DeepEqual(snap.Resources, []Resource{res}) ||
+				!reflect.DeepEqual(snap.Bindings, []Binding{bind}) {
+				t.Fatalf("snapshot = %+v", snap)
+			}
+			// deletes, and an empty resource state deletes the resource
+			err = s.Commit(ctx, &Batch{DeleteSubscriptions: []string{"d1"}, DeletePublications: []string{"p1"},
+				DeleteBindings: []string{"b1"}, Resources: []Resource{{Event: "presence", Resource: "sip:a@x"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, _ = s.Load(ctx)
+			if len(snap.Subscriptions)+len(snap.Publications)+len(snap.Resources)+len(snap.Bindings) != 0 {
+				t.Fatalf("left after deletes: %+v", snap)
+			}
+		})
+	}
+}
+
+// Concurrent commits all land (they share transactions).
+func TestConcurrentCommits(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open()
+			defer s.Close()
+			errs := make(chan error, 200)
+			for i := 0; i < 200; i++ {
+				go func() {
+					p := pub
+					p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
+					errs <- s.Commit(context.Background(), &Batch{Publications: []Publication{p}})
+				}()
+			}
+			for i := 0; i < 200; i++ {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			snap, _ := s.Load(context.Background())
+			if len(snap.Publications) != 200 {
+				t.Fatalf("%d publications, want 200", len(snap.Publications))
+			}
+		})
+	}
+}
+
+func TestSQLiteSurvivesReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "presenced.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(context.Background(), &Batch{Publications: []Publication{pub}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	snap, _ := s.Load(context.Background())
+	if len(snap.Publications) != 1 {
+		t.Fatalf("after reopen: %+v", snap)
+	}
+	// the tables read as an operator would read them
+	var names []string
+	rows, _ := s.db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		names = append(names, n)
+	}
+	rows.Close()
+	sort.Strings(names)
+	if strings.Join(names, ",") != "bindings,publications,resources,subscriptions" {
+		t.Fatalf("tables = %v", names)
+	}
+}
+
+func TestSQLiteRefusesANewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "presenced.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Exec("PRAGMA user_version = 99")
+	db.Close()
+	_, err = OpenSQLite(path)
+	if err == nil || !strings.Contains(err.Error(), "newer presenced") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// BenchmarkCommit is one small commit (a publication and a resource state,
+// what a PUBLISH writes) from many goroutines at once, as a loaded server
+// issues them; group commit shares each fsync among them.
+func BenchmarkCommit(b *testing.B) {
+	for name, open := range backends(b) {
+		b.Run(name, func(b *testing.B) {
+			s := open()
+			defer s.Close()
+			b.SetParallelism(64)
+			var n atomicCounter
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.next()
+					p := pub
+					p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
+					r := res
+					r.Resource = p.ID
+					if err := s.Commit(context.Background(), &Batch{Publications: []Publication{p}, Resources: []Resource{r}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+type atomicCounter struct{ n atomic.Int64 }
+
+func (c *atomicCounter) next() int64 { return c.n.Add(1) }
