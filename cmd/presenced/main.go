@@ -98,7 +98,7 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		Registrar: server.RegistrarBounds{Min: cfg.Registrar.MinExpires, Max: cfg.Registrar.MaxExpires,
 			Default: cfg.Registrar.DefaultExpires},
 		Modules: mods,
-		Store:   store.NewMemory(),
+		Store:   st,
 		Logger:  log,
 	}
 	for _, l := range cfg.Listen {

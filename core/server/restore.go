@@ -41,6 +41,7 @@ func (s *Server) restore() error {
 			r.mu.Unlock()
 		}
 	}
+	var unnotified []*dialog
 	for _, rec := range snap.Subscriptions {
 		if ep := served(rec.Event, "subscription "+rec.RemoteURI); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
@@ -51,7 +52,21 @@ func (s *Server) restore() error {
 			s.mu.Unlock()
 			s.armTimer(d)
 			r.mu.Unlock()
+			if rec.LocalCSeq == 0 {
+				unnotified = append(unnotified, d)
+			}
 		}
+	}
+	// A subscription acknowledged just before a crash may never have had
+	// its first NOTIFY (its CSeq is recorded before each send): send it
+	// now, so no watcher waits a whole refresh interval for the state.
+	for _, d := range unnotified {
+		r := d.res
+		r.mu.Lock()
+		if !d.gone {
+			s.renderFor(r, d)
+		}
+		r.mu.Unlock()
 	}
 	s.regMu.Lock()
 	for _, rec := range snap.Bindings {

@@ -1,0 +1,152 @@
+package server_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/sdk/sdktest"
+)
+
+// daemon runs the real presenced binary on a config file.
+type daemon struct {
+	t   *testing.T
+	bin string
+	cfg string
+	cmd *exec.Cmd
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.cmd = exec.Command(d.bin, "-config", d.cfg)
+	stderr, _ := d.cmd.StderrPipe()
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "presenced serving") {
+				close(ready)
+			}
+			if testing.Verbose() {
+				fmt.Fprintln(os.Stderr, "daemon:", sc.Text())
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		d.t.Fatal("daemon did not start")
+	}
+}
+
+// kill ends the daemon with SIGKILL: no shutdown code runs.
+func (d *daemon) kill() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	d.cmd.Wait()
+}
+
+func freePort(t *testing.T) int {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// A 2xx means the change is on disk: the daemon is killed with SIGKILL
+// right after the answers arrive, restarted on the same data directory,
+// and every acknowledged publication and subscription is back; a new
+// PUBLISH notifies the old watchers in their old dialogs, CSeq rising.
+func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the daemon")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "presenced")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/presenced/presenced/cmd/presenced").CombinedOutput(); err != nil {
+		t.Fatalf("build daemon: %v\n%s", err, out)
+	}
+	pa := sdktest.Build(t, paPkg)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := filepath.Join(dir, "presenced.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[server]
+data_dir = %q
+[[listen]]
+transport = "udp"
+address = %q
+[store]
+backend = "sqlite"
+[extension.pa]
+path = %q
+`, filepath.Join(dir, "data"), addr, pa)), 0o644)
+	d := &daemon{t: t, bin: bin, cfg: cfg}
+	d.start()
+	defer func() {
+		if d.cmd.ProcessState == nil {
+			d.kill()
+		}
+	}()
+
+	const n = 5 // presentities, each with one publication and two watchers
+	pub := newPeer(t, "UDP", addr)
+	var watchers []*peer
+	var subs []*subscription
+	etags := make([]string, n)
+	for i := 0; i < n; i++ {
+		uri := fmt.Sprintf("sip:crash%d@example.com", i)
+		r := publish(t, pub, "presence", uri, "application/pidf+xml", pidf(uri, "t1", "open", "before the crash"))
+		wantCode(t, r, 200)
+		etags[i] = hdr(r, "SIP-ETag")
+		for j := 0; j < 2; j++ {
+			w := newPeer(t, "UDP", addr)
+			sub, r := subscribe(t, w, "presence", uri, "Expires: 600")
+			wantCode(t, r, 200)
+			watchers = append(watchers, w)
+			subs = append(subs, sub)
+		}
+	}
+	d.kill() // right after the last 2xx
+
+	// Each watcher gets its first NOTIFY (CSeq 1), before the kill or,
+	// if the kill came first, from the restarted daemon.
+	d.start()
+	for _, w := range watchers {
+		if nt := w.notify(); nt.CSeq().SeqNo != 1 {
+			t.Fatalf("first NOTIFY CSeq %d", nt.CSeq().SeqNo)
+		}
+	}
+	for i := 0; i < n; i++ {
+		uri := fmt.Sprintf("sip:crash%d@example.com", i)
+		r := publish(t, pub, "presence", uri, "application/pidf+xml", pidf(uri, "t1", "closed", "after the crash"),
+			"SIP-If-Match: "+etags[i])
+		wantCode(t, r, 200) // the ETag survived
+		for j := 0; j < 2; j++ {
+			w, sub := watchers[2*i+j], subs[2*i+j]
+			nt := w.notify()
+			if hdr(nt, "Call-ID") != sub.callID || tag(hdr(nt, "From")) != sub.toTag || nt.CSeq().SeqNo != 2 ||
+				!strings.Contains(string(nt.Body()), "after the crash") {
+				t.Fatalf("watcher %d,%d after restart:\n%s", i, j, nt)
+			}
+		}
+	}
+	// the dialogs accept refreshes
+	if r := subs[0].again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh after restart: %d %s", r.StatusCode, hdr(r, "Warning"))
+	}
+	if nt := watchers[0].notify(); nt.CSeq().SeqNo != 3 {
+		t.Fatalf("NOTIFY after refresh CSeq %d", nt.CSeq().SeqNo)
+	}
+}
