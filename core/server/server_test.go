@@ -27,7 +27,7 @@ type fixture struct {
 	mods  []*extension.Module
 }
 
-func start(t *testing.T, st store.Store, mods ...*extension.Module) *fixture {
+func start(t testing.TB, st store.Store, mods ...*extension.Module) *fixture {
 	t.Helper()
 	if st == nil {
 		st = store.NewMemory()
@@ -63,7 +63,7 @@ func start(t *testing.T, st store.Store, mods ...*extension.Module) *fixture {
 	return f
 }
 
-func (f *fixture) peer(t *testing.T, transport string) *peer {
+func (f *fixture) peer(t testing.TB, transport string) *peer {
 	return newPeer(t, transport, f.addr[transport])
 }
 
@@ -85,7 +85,7 @@ type subscription struct {
 	resource string
 }
 
-func subscribe(t *testing.T, p *peer, event, resource string, extra ...string) (*subscription, *sip.Response) {
+func subscribe(t testing.TB, p *peer, event, resource string, extra ...string) (*subscription, *sip.Response) {
 	t.Helper()
 	s := &subscription{p: p, callID: newCallID(), fromTag: "w" + strconv.Itoa(callSeq), cseq: 1, event: event, resource: resource}
 	res := p.send(msg{method: "SUBSCRIBE", uri: resource, headers: append([]string{
@@ -113,7 +113,7 @@ func (s *subscription) again(extra ...string) *sip.Response {
 	}, extra...)})
 }
 
-func publish(t *testing.T, p *peer, event, resource, ctype, body string, extra ...string) *sip.Response {
+func publish(t testing.TB, p *peer, event, resource, ctype, body string, extra ...string) *sip.Response {
 	t.Helper()
 	h := append([]string{
 		"From: <" + resource + ">;tag=pub" + strconv.Itoa(callSeq),
@@ -128,14 +128,14 @@ func publish(t *testing.T, p *peer, event, resource, ctype, body string, extra .
 	return p.send(msg{method: "PUBLISH", uri: resource, headers: h, body: body})
 }
 
-func wantCode(t *testing.T, res *sip.Response, code int) {
+func wantCode(t testing.TB, res *sip.Response, code int) {
 	t.Helper()
 	if res.StatusCode != code {
 		t.Fatalf("got %d %s (Warning: %s), want %d", res.StatusCode, res.Reason, hdr(res, "Warning"), code)
 	}
 }
 
-func echo(t *testing.T) *extension.Module { return sdktest.Load(t, echoPkg, nil) }
+func echo(t testing.TB) *extension.Module { return sdktest.Load(t, echoPkg, nil) }
 
 const alice = "sip:alice@example.com"
 
