@@ -1,39 +1,96 @@
 // Command pa is the presence agent: the "presence" event package (RFC 3856)
 // serving PIDF documents (RFC 3863, with RPID and the data model of RFC
-// 4479/4480 carried through). Every live publication of a presentity is
-// kept and watchers get one document composed from all of them.
+// 4479/4480), composed from every live publication of a presentity and its
+// registrar bindings, behind a watcher authorization policy; and its
+// watcher-info package "presence.winfo" (RFC 3857/3858).
 package main
 
 import (
 	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 
+	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
-	"github.com/presenced/presenced/sdk/pubstate"
 )
 
-const pidfType = "application/pidf+xml"
+const (
+	presenceEvent = "presence"
+	pidfType      = "application/pidf+xml"
+)
 
 // pa holds only the configuration Init gave this instance; resource state
 // comes in and goes out with every call.
 type pa struct {
-	dummy bool
+	dummy   bool
+	lenient bool
+	policy  policy
 }
 
+var configKeys = []string{"default_expires", "dummy_presence", "lenient_basic",
+	"policy", "allow", "block", "min_expires", "max_expires"}
+
 func (p *pa) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
-	sdk.WarnUnknownKeys(cfg, "presence", "default_expires", "dummy_presence")
+	sdk.WarnUnknownKeys(cfg, presenceEvent, configKeys...)
 	expires, err := sdk.SecondsKey(cfg, "default_expires", 3600)
 	if err != nil {
 		return sdk.Manifest{}, err
 	}
+	minExp, err := optionalSeconds(cfg, "min_expires")
+	if err != nil {
+		return sdk.Manifest{}, err
+	}
+	maxExp, err := optionalSeconds(cfg, "max_expires")
+	if err != nil {
+		return sdk.Manifest{}, err
+	}
+	switch {
+	case minExp != 0 && maxExp != 0 && minExp > maxExp:
+		return sdk.Manifest{}, fmt.Errorf("config min_expires = %d is above max_expires = %d", minExp, maxExp)
+	case minExp != 0 && expires < minExp, maxExp != 0 && expires > maxExp:
+		return sdk.Manifest{}, fmt.Errorf("config default_expires = %d is outside min_expires..max_expires; set default_expires within them", expires)
+	}
 	if p.dummy, err = sdk.BoolKey(cfg, "dummy_presence", true); err != nil {
 		return sdk.Manifest{}, err
 	}
-	return sdk.Manifest{Packages: []sdk.Package{{
-		Event: "presence", Accept: []string{pidfType}, DefaultExpires: expires,
-	}}}, nil
+	if p.lenient, err = sdk.BoolKey(cfg, "lenient_basic", false); err != nil {
+		return sdk.Manifest{}, err
+	}
+	if p.policy, err = parsePolicy(cfg); err != nil {
+		return sdk.Manifest{}, err
+	}
+	return sdk.Manifest{
+		Packages: []sdk.Package{{
+			Event: presenceEvent, Accept: []string{pidfType}, DefaultExpires: expires,
+			Bindings: true, MinExpires: minExp, MaxExpires: maxExp,
+		}, {
+			Event: winfoEvent, DefaultExpires: expires, WatcherInfoOf: presenceEvent,
+			MinExpires: minExp, MaxExpires: maxExp,
+		}},
+		Commands: []string{"approve", "reject"},
+	}, nil
+}
+
+// optionalSeconds reads a number of seconds where 0 or absent means unset.
+func optionalSeconds(cfg sdk.Config, key string) (uint32, error) {
+	v, ok := cfg[key]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("config %s = %q: want a number of seconds (0 for unset)", key, v)
+	}
+	return uint32(n), nil
 }
 
 func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
+	if req.Event == winfoEvent {
+		return nil, sdk.Reject(489, "%s takes no publications", winfoEvent)
+	}
 	pub := req.Publication
 	if pub == nil {
 		return nil, errors.New("publish without a publication")
@@ -41,68 +98,194 @@ func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 	if sdk.MediaType(pub.ContentType) != pidfType {
 		return nil, sdk.Reject(415, "content type %q is not supported, only %s", pub.ContentType, pidfType)
 	}
-	if err := validate(pub.Body, req.Resource); err != nil {
-		return nil, err
-	}
-	st, err := pubstate.Decode(req.State)
+	body, err := validate(pub.Body, req.Resource, p.lenient)
 	if err != nil {
 		return nil, err
 	}
-	// Put, not Push: publications are composed in the order they were first
-	// published, so a modify keeps its place in the document.
-	st.Put(pub.ID, pub.Body)
+	st, err := decodeState(req.State)
+	if err != nil {
+		return nil, err
+	}
+	st.put(pub.ID, body)
 	return p.respond(req, st, true)
 }
 
 func (p *pa) Unpublish(req *sdk.Request) (*sdk.Response, error) {
+	if req.Event == winfoEvent {
+		return &sdk.Response{}, nil
+	}
 	if req.Publication == nil {
 		return nil, errors.New("unpublish without a publication")
 	}
-	st, err := pubstate.Decode(req.State)
+	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
 	}
-	return p.respond(req, st, st.Remove(req.Publication.ID))
+	return p.respond(req, st, st.remove(req.Publication.ID))
 }
 
 func (p *pa) Render(req *sdk.Request) (*sdk.Response, error) {
+	if req.Event == winfoEvent {
+		return winfoRender(req)
+	}
 	// No Accept means the package default, PIDF (RFC 3856 §6).
 	if err := sdk.CheckAccept(req.Watchers, pidfType); err != nil {
 		return nil, err
 	}
-	st, err := pubstate.Decode(req.State)
+	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
 	}
 	return p.respond(req, st, false)
 }
 
-// respond renders st once and hands the same bytes to every watcher.
-func (p *pa) respond(req *sdk.Request, st *pubstate.State, changed bool) (*sdk.Response, error) {
+// qvalue is RFC 3261's, which PIDF's priority is too.
+var qvalue = regexp.MustCompile(`^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$`)
+
+func (p *pa) Binding(req *sdk.Request) (*sdk.Response, error) {
+	b := req.Binding
+	if b == nil {
+		return nil, errors.New("binding op without a binding")
+	}
+	if req.Event == winfoEvent {
+		return &sdk.Response{}, nil
+	}
+	st, err := decodeState(req.State)
+	if err != nil {
+		return nil, err
+	}
+	q := strings.TrimSpace(b.Q)
+	if q != "" && !qvalue.MatchString(q) {
+		sdk.Log(abi.LogWarn, fmt.Sprintf("binding %s of %s: q=%q is not a qvalue; contact sent without a priority", b.ID, req.Resource, b.Q))
+		q = ""
+	}
+	changed := st.setBinding(binding{ID: b.ID, Contact: b.Contact, Q: q, ExpiresUnix: b.ExpiresUnix}, b.Removed)
+	return p.respond(req, st, changed)
+}
+
+func (p *pa) WatcherEvent(req *sdk.Request) (*sdk.Response, error) {
+	return winfoEventOp(req)
+}
+
+// Command runs an admin command on one presentity: approve or reject a
+// watcher (a URI, or a domain for all its watchers), remembered in the
+// presentity's state for every later subscription.
+func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
+	c := req.Command
+	if c == nil {
+		return nil, errors.New("command op without a command")
+	}
+	if req.Event == winfoEvent {
+		return nil, sdk.Reject(400, "%s has no commands; send %q to %s", winfoEvent, c.Name, presenceEvent)
+	}
+	if c.Name != "approve" && c.Name != "reject" {
+		return nil, sdk.Reject(400, "unknown command %q; want approve or reject", c.Name)
+	}
+	arg, ok := c.Args["watcher"]
+	if !ok || strings.TrimSpace(arg) == "" {
+		return nil, sdk.Reject(400, "%s needs a watcher argument (a URI or a domain)", c.Name)
+	}
+	who, err := entry(strings.TrimSpace(arg))
+	if err != nil {
+		return nil, sdk.Reject(400, "%s: watcher %v", c.Name, err)
+	}
+	st, err := decodeState(req.State)
+	if err != nil {
+		return nil, err
+	}
+	add, drop := &st.Allow, &st.Block
+	if c.Name == "reject" {
+		add, drop = drop, add
+	}
+	changed := false
+	if !slices.Contains(*add, who) {
+		*add = append(*add, who)
+		changed = true
+	}
+	if i := slices.Index(*drop, who); i >= 0 {
+		*drop = slices.Delete(*drop, i, i+1)
+		changed = true
+	}
 	res := &sdk.Response{StateChanged: changed}
 	if changed {
-		res.State = st.Encode()
+		res.State = st.encode()
 	}
-	if len(req.Watchers) == 0 {
-		return res, nil
-	}
-	var ctype string
-	var body []byte
-	switch {
-	case len(st.Pubs) > 0:
-		b, err := compose(req.Resource, st.Pubs)
-		if err != nil {
-			return nil, err
+	list := []string{who}
+	var r renderer
+	for _, w := range req.Watchers {
+		if !matches(list, sdk.ResourceKey(w.URI)) {
+			continue
 		}
-		ctype, body = pidfType, b
-	case p.dummy:
-		ctype, body = pidfType, dummy(req.Resource)
-	}
-	res.Notifications = make([]sdk.Notification, len(req.Watchers))
-	for i, w := range req.Watchers {
-		res.Notifications[i] = sdk.Notification{WatcherID: w.ID, ContentType: ctype, Body: body}
+		switch {
+		case c.Name == "approve" && w.Status == abi.StatusPending:
+			n, err := r.active(p, req, st, w, abi.StatusActive)
+			if err != nil {
+				return nil, err
+			}
+			res.Notifications = append(res.Notifications, n)
+		case c.Name == "reject" && (w.Status == abi.StatusPending || w.Status == abi.StatusActive):
+			res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, Status: abi.StatusRejected})
+		}
 	}
 	return res, nil
+}
+
+// respond returns the new state, if changed, and what each watcher is
+// sent: a new watcher is decided by the policy; a rejected one is told so,
+// a pending one gets a NOTIFY without a body, an active one the document,
+// rendered once for all of them.
+func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, error) {
+	res := &sdk.Response{StateChanged: changed}
+	if changed {
+		res.State = st.encode()
+	}
+	var r renderer
+	for _, w := range req.Watchers {
+		status, decided := w.Status, ""
+		if status == "" {
+			status = p.policy.decide(st, req.Resource, w.URI)
+			decided = status
+		}
+		switch status {
+		case abi.StatusActive:
+			n, err := r.active(p, req, st, w, decided)
+			if err != nil {
+				return nil, err
+			}
+			res.Notifications = append(res.Notifications, n)
+		default:
+			// Pending, rejected, or a status this version does not know:
+			// never presence data.
+			res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, Status: decided})
+		}
+	}
+	return res, nil
+}
+
+// renderer composes the document once per call, when an active watcher
+// first needs it.
+type renderer struct {
+	done  bool
+	ctype string
+	body  []byte
+}
+
+func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, status string) (sdk.Notification, error) {
+	if !r.done {
+		binds := st.liveBindings(req.NowUnixNano)
+		switch {
+		case len(st.Pubs) > 0 || len(binds) > 0:
+			b, err := compose(req.Resource, st.Pubs, st.Recent, binds)
+			if err != nil {
+				return sdk.Notification{}, err
+			}
+			r.ctype, r.body = pidfType, b
+		case p.dummy:
+			r.ctype, r.body = pidfType, dummy(req.Resource)
+		}
+		r.done = true
+	}
+	return sdk.Notification{WatcherID: w.ID, ContentType: r.ctype, Body: r.body, Status: status}, nil
 }
 
 func init() { sdk.Register(&pa{}) }

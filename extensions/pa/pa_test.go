@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -83,16 +84,29 @@ func find(es []element, space, local string) []element {
 func TestManifest(t *testing.T) {
 	m := sdktest.Load(t, pkg, nil)
 	man := m.Manifest()
-	if len(man.Packages) != 1 {
+	if len(man.Packages) != 2 || strings.Join(man.Commands, ",") != "approve,reject" {
 		t.Fatalf("manifest = %+v", man)
 	}
 	p := man.Packages[0]
-	if p.Event != "presence" || len(p.Accept) != 1 || p.Accept[0] != pidfType || p.DefaultExpires != 3600 {
+	if p.Event != "presence" || len(p.Accept) != 1 || p.Accept[0] != pidfType || p.DefaultExpires != 3600 ||
+		!p.Bindings || p.WatcherInfoOf != "" || p.MinExpires != 0 || p.MaxExpires != 0 {
 		t.Fatalf("package = %+v", p)
 	}
-	m = sdktest.Load(t, pkg, map[string]string{"default_expires": "600", "future_key": "x"})
-	if got := m.Manifest().Packages[0].DefaultExpires; got != 600 {
-		t.Fatalf("default_expires = %d, want 600", got)
+	w := man.Packages[1]
+	if w.Event != "presence.winfo" || len(w.Accept) != 0 || w.DefaultExpires != 3600 || w.Bindings ||
+		w.WatcherInfoOf != "presence" {
+		t.Fatalf("winfo package = %+v", w)
+	}
+	m = sdktest.Load(t, pkg, map[string]string{"default_expires": "600", "future_key": "x",
+		"min_expires": "60", "max_expires": "7200"})
+	for _, p := range m.Manifest().Packages {
+		if p.DefaultExpires != 600 || p.MinExpires != 60 || p.MaxExpires != 7200 {
+			t.Fatalf("%s: expires = %d [%d, %d], want 600 [60, 7200]", p.Event, p.DefaultExpires, p.MinExpires, p.MaxExpires)
+		}
+	}
+	m = sdktest.Load(t, pkg, map[string]string{"min_expires": "0", "max_expires": "0"})
+	if p := m.Manifest().Packages[0]; p.MinExpires != 0 || p.MaxExpires != 0 {
+		t.Fatalf("0 is unset: %+v", p)
 	}
 }
 
@@ -102,6 +116,16 @@ func TestBadConfig(t *testing.T) {
 		{"default_expires": "-60"},
 		{"default_expires": "an hour"},
 		{"dummy_presence": "maybe"},
+		{"lenient_basic": "sometimes"},
+		{"policy": "deny"},
+		{"allow": "sip:bob@example.com,bob@example.com"},
+		{"block": "example.com, sip:"},
+		{"block": "<sip:bob@example.com>;x=1,what?"},
+		{"min_expires": "-1"},
+		{"max_expires": "a day"},
+		{"min_expires": "600", "max_expires": "60"},
+		{"max_expires": "1800"}, // default_expires 3600 is above it
+		{"min_expires": "7200"},
 	} {
 		if err := sdktest.LoadError(t, pkg, cfg); err == nil {
 			t.Errorf("config %v loaded, want an error", cfg)
@@ -358,22 +382,32 @@ func TestUndecodableStateFails(t *testing.T) {
 	}
 }
 
+// BenchmarkCompose renders for one watcher a presentity with n
+// publications, each rpid.xml (tuple, note, person, device: the person
+// merge and id renaming both run).
 func BenchmarkCompose(b *testing.B) {
 	m := sdktest.Load(b, pkg, nil)
-	body := sdktest.Testdata(b, "simple.xml")
-	res, err := m.Handle(context.Background(), publish(nil, "p1", body))
-	if err != nil || res.Code != 0 {
-		b.Fatal(err, res)
-	}
-	req := &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
-		State: res.State, Watchers: []abi.Watcher{watcher("w1")}}
+	body := sdktest.Testdata(b, "rpid.xml")
 	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		res, err := m.Handle(ctx, req)
-		if err != nil || len(res.Notifications) != 1 {
-			b.Fatal(err, res)
-		}
+	for _, n := range []int{1, 5, 20} {
+		b.Run(fmt.Sprintf("pubs=%d", n), func(b *testing.B) {
+			var state []byte
+			for i := range n {
+				res, err := m.Handle(ctx, publish(state, fmt.Sprintf("p%d", i), body))
+				if err != nil || res.Code != 0 {
+					b.Fatal(err, res)
+				}
+				state = res.State
+			}
+			req := &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
+				State: state, Watchers: []abi.Watcher{watcher("w1")}}
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := m.Handle(ctx, req)
+				if err != nil || len(res.Notifications) != 1 || len(res.Notifications[0].Body) == 0 {
+					b.Fatal(err, res)
+				}
+			}
+		})
 	}
 }

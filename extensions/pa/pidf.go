@@ -2,25 +2,34 @@ package main
 
 import (
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 
 	"github.com/beevik/etree"
+	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/pubstate"
 	"github.com/presenced/presenced/sdk/xmldoc"
 )
 
-const nsPIDF = "urn:ietf:params:xml:ns:pidf"
+const (
+	nsPIDF = "urn:ietf:params:xml:ns:pidf"
+	nsDM   = "urn:ietf:params:xml:ns:pidf:data-model"
+)
 
-// validate refuses a PIDF body with a 400 that says what is wrong. It is the
-// only place a body is checked: compose trusts what validate let through.
-func validate(body []byte, resource string) error {
+// validate refuses a PIDF body with a 400 that says what is wrong, and
+// returns the body to store. It is the only place a body is checked:
+// compose trusts what validate let through. With lenient, a <basic> other
+// than open or closed is stored as closed (and logged) instead of refused:
+// some clients publish "busy" or "online" there.
+func validate(body []byte, resource string, lenient bool) ([]byte, error) {
 	root, err := xmldoc.ParseRoot(body, nsPIDF, "presence", resource)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n := 0
+	rewritten := false
 	for _, t := range root.ChildElements() {
 		if t.Tag != "tuple" || t.NamespaceURI() != nsPIDF {
 			continue
@@ -28,36 +37,63 @@ func validate(body []byte, resource string) error {
 		n++
 		id, _ := xmldoc.Attr(t, "id")
 		if id == "" {
-			return sdk.Reject(400, "tuple %d has no id attribute", n)
+			return nil, sdk.Reject(400, "tuple %d has no id attribute", n)
 		}
 		status := child(t, nsPIDF, "status")
 		if status == nil {
-			return sdk.Reject(400, "tuple %q has no <status>", id)
+			return nil, sdk.Reject(400, "tuple %q has no <status>", id)
 		}
 		for _, b := range status.ChildElements() {
 			if b.Tag != "basic" || b.NamespaceURI() != nsPIDF {
 				continue
 			}
-			if v := strings.TrimSpace(b.Text()); v != "open" && v != "closed" {
-				return sdk.Reject(400, "tuple %q: <basic> is %q, want open or closed", id, v)
+			v := strings.TrimSpace(b.Text())
+			if v == "open" || v == "closed" {
+				continue
 			}
+			if !lenient {
+				return nil, sdk.Reject(400, "tuple %q: <basic> is %q, want open or closed", id, v)
+			}
+			sdk.Log(abi.LogWarn, fmt.Sprintf("publication for %s: tuple %q: <basic> is %q, stored as closed (lenient_basic)", resource, id, v))
+			b.SetText("closed")
+			rewritten = true
 		}
 	}
-	return nil
+	if !rewritten {
+		return body, nil
+	}
+	doc := etree.NewDocument()
+	doc.WriteSettings.CanonicalText = true
+	doc.WriteSettings.CanonicalAttrVal = true
+	doc.CreateProcInst("xml", `version="1.0" encoding="UTF-8"`)
+	doc.SetRoot(root)
+	return doc.WriteToBytes()
 }
 
 // compose builds the one document watchers get from every publication, in
-// the order given. Top-level children are grouped tuples first, then notes,
-// then elements of other namespaces (RPID person, device, ...), each group
-// in publication then document order: the PIDF schema (RFC 3863 §4.4) has
-// them in that sequence, so interleaving two publications' children as they
-// come would give a document a validating watcher refuses.
-func compose(resource string, pubs []pubstate.Publication) ([]byte, error) {
+// the order given, and the registrar's bindings. Top-level children are
+// grouped tuples first, then notes, then elements of other namespaces, each
+// group in publication then document order: the PIDF schema (RFC 3863 §4.4)
+// has them in that sequence, so interleaving two publications' children as
+// they come would give a document a validating watcher refuses.
+//
+// Tuples and devices are services and devices of their own and all kept;
+// registrar tuples follow the published ones. The person is one (RFC 4479
+// §3.1): only the first <dm:person> of the most recently modified
+// publication (recent, most recent last) is sent, first of the other
+// elements, with the <dm:note>s of every other person added to it.
+func compose(resource string, pubs []pubstate.Publication, recent []string, binds []binding) ([]byte, error) {
 	doc, root := newPresence(resource)
 	// Prefixes bound on the composed root; its default namespace is PIDF.
 	bound := map[string]string{"": nsPIDF}
 	ids := map[string]bool{}
-	var tuples, notes, others []*etree.Element
+	rank := make(map[string]int, len(recent))
+	for i, id := range recent {
+		rank[id] = i
+	}
+	var tuples, notes, others, personNotes []*etree.Element
+	var person, personSrc *etree.Element
+	personRank := -1
 	for _, p := range pubs {
 		src, err := xmldoc.Parse(p.Body)
 		if err != nil {
@@ -87,14 +123,29 @@ func compose(resource string, pubs []pubstate.Publication) ([]byte, error) {
 			// the composed root's PIDF default.
 			local = append(local, etree.Attr{Key: "xmlns", Value: def})
 		}
-		for _, c := range src.ChildElements() {
-			ns := c.NamespaceURI()
+		carry := func(c *etree.Element) *etree.Element {
 			cp := c.Copy()
 			for _, a := range local {
 				if !declares(cp, a) {
 					cp.CreateAttr(a.FullKey(), a.Value)
 				}
 			}
+			return cp
+		}
+		for _, c := range src.ChildElements() {
+			ns := c.NamespaceURI()
+			if ns == nsDM && c.Tag == "person" {
+				for _, n := range c.ChildElements() {
+					if n.Tag == "note" && n.NamespaceURI() == nsDM {
+						personNotes = append(personNotes, n)
+					}
+				}
+				if r := rank[p.ID]; r > personRank {
+					person, personSrc, personRank = carry(c), c, r
+				}
+				continue
+			}
+			cp := carry(c)
 			uniqueID(cp, ids)
 			switch {
 			case ns == nsPIDF && c.Tag == "tuple":
@@ -106,6 +157,14 @@ func compose(resource string, pubs []pubstate.Publication) ([]byte, error) {
 			}
 		}
 	}
+	for _, b := range binds {
+		tuples = append(tuples, bindingTuple(b, ids))
+	}
+	if person != nil {
+		mergeNotes(person, personSrc, personNotes)
+		uniqueID(person, ids)
+		others = append([]*etree.Element{person}, others...)
+	}
 	for _, group := range [][]*etree.Element{tuples, notes, others} {
 		for _, e := range group {
 			root.CreateText("\n")
@@ -114,6 +173,73 @@ func compose(resource string, pubs []pubstate.Publication) ([]byte, error) {
 	}
 	root.CreateText("\n")
 	return doc.WriteToBytes()
+}
+
+// mergeNotes adds to person, the copy of src, the notes of the others it
+// does not have yet (same text and language), before its <dm:timestamp>,
+// where the data model's schema puts notes. It looks at src, still in its
+// publication, where prefixes resolve; the copy has the same children.
+func mergeNotes(person, src *etree.Element, all []*etree.Element) {
+	type key struct{ lang, text string }
+	have := map[key]bool{}
+	for _, n := range src.ChildElements() {
+		if n.Tag == "note" && n.NamespaceURI() == nsDM {
+			have[key{lang(n), strings.TrimSpace(n.Text())}] = true
+		}
+	}
+	at := -1
+	if ts := child(src, nsDM, "timestamp"); ts != nil {
+		at = ts.Index()
+	}
+	for _, n := range all {
+		k := key{lang(n), strings.TrimSpace(n.Text())}
+		if have[k] {
+			continue
+		}
+		have[k] = true
+		// In the person's own prefix for the data model, bound where the
+		// person is, whatever the note's publication called it.
+		e := etree.NewElement("note")
+		e.Space = person.Space
+		if k.lang != "" {
+			e.CreateAttr("xml:lang", k.lang)
+		}
+		e.SetText(k.text)
+		if at >= 0 {
+			person.InsertChildAt(at, e)
+			at++
+		} else {
+			person.AddChild(e)
+		}
+	}
+}
+
+func lang(e *etree.Element) string {
+	for _, a := range e.Attr {
+		if a.Space == "xml" && a.Key == "lang" {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+// bindingTuple is the tuple a registered contact shows as: open, reachable
+// at the contact, with its q as the priority. Its id is a hash of the
+// binding's, so it is the same at every render and starts with a letter
+// as an xs:ID must, whatever the host's ids look like.
+func bindingTuple(b binding, ids map[string]bool) *etree.Element {
+	h := fnv.New32a()
+	h.Write([]byte(b.ID))
+	t := etree.NewElement("tuple")
+	t.CreateAttr("id", fmt.Sprintf("reg-%08x", h.Sum32()))
+	uniqueID(t, ids)
+	t.CreateElement("status").CreateElement("basic").SetText("open")
+	c := t.CreateElement("contact")
+	if b.Q != "" {
+		c.CreateAttr("priority", b.Q)
+	}
+	c.SetText(b.Contact)
+	return t
 }
 
 // dummy is what watchers of a presentity with no publication get when

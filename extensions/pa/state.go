@@ -1,0 +1,229 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/presenced/presenced/sdk/pubstate"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The presence state blob is pubstate's (field 1, the publications in the
+// order first published) followed by what this module adds. pubstate.Decode
+// skips the added fields and decodeState skips field 1, so a blob written
+// before the additions still reads, as no bindings and no approvals:
+//
+//	message State {
+//	  repeated pubstate.Publication pubs = 1;
+//	  repeated Binding bindings = 2;  // registrar contacts, in arrival order
+//	  repeated string  recent   = 3;  // publication ids, least recently modified first
+//	  repeated string  allow    = 4;  // watchers the presentity approved (sdk.ResourceKey or domain)
+//	  repeated string  block    = 5;  // watchers the presentity rejected
+//	}
+//	message Binding { string id = 1; string contact = 2; string q = 3; int64 expires = 4; }
+//
+// These numbers never change: stored state outlives the module version.
+const (
+	fStateBinding = 2
+	fStateRecent  = 3
+	fStateAllow   = 4
+	fStateBlock   = 5
+
+	fBindID      = 1
+	fBindContact = 2
+	fBindQ       = 3
+	fBindExpires = 4
+)
+
+type binding struct {
+	ID, Contact, Q string
+	ExpiresUnix    int64
+}
+
+// state is one presentity's presence state.
+type state struct {
+	*pubstate.State
+	Bindings []binding
+	// Recent orders publication ids by modification, most recent last: the
+	// person of the last one wins composition.
+	Recent       []string
+	Allow, Block []string
+}
+
+func decodeState(b []byte) (*state, error) {
+	ps, err := pubstate.Decode(b)
+	if err != nil {
+		return nil, err
+	}
+	st := &state{State: ps}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode state: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || num == 1 || num > fStateBlock {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, fmt.Errorf("decode state: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode state: field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch num {
+		case fStateBinding:
+			bd, err := decodeBinding(v)
+			if err != nil {
+				return nil, fmt.Errorf("decode state: binding %d: %w", len(st.Bindings)+1, err)
+			}
+			st.Bindings = append(st.Bindings, bd)
+		case fStateRecent:
+			st.Recent = append(st.Recent, string(v))
+		case fStateAllow:
+			st.Allow = append(st.Allow, string(v))
+		case fStateBlock:
+			st.Block = append(st.Block, string(v))
+		}
+	}
+	st.normalizeRecent()
+	return st, nil
+}
+
+// normalizeRecent makes Recent name each live publication once: ids it
+// lacks (state from before it existed) count as older than any it has.
+func (st *state) normalizeRecent() {
+	live := make(map[string]bool, len(st.Pubs))
+	for _, p := range st.Pubs {
+		live[p.ID] = true
+	}
+	var missing []string
+	for _, p := range st.Pubs {
+		if !slices.Contains(st.Recent, p.ID) {
+			missing = append(missing, p.ID)
+		}
+	}
+	st.Recent = slices.DeleteFunc(st.Recent, func(id string) bool { return !live[id] })
+	st.Recent = append(missing, st.Recent...)
+}
+
+// put stores a new or modified publication: it keeps its place in the
+// composition order and becomes the most recently modified.
+func (st *state) put(id string, body []byte) {
+	st.Put(id, body)
+	st.Recent = append(slices.DeleteFunc(st.Recent, func(r string) bool { return r == id }), id)
+}
+
+func (st *state) remove(id string) bool {
+	st.Recent = slices.DeleteFunc(st.Recent, func(r string) bool { return r == id })
+	return st.Remove(id)
+}
+
+// setBinding adds, replaces or (removed) drops a binding and reports
+// whether the state changed.
+func (st *state) setBinding(b binding, removed bool) bool {
+	i := slices.IndexFunc(st.Bindings, func(x binding) bool { return x.ID == b.ID })
+	switch {
+	case removed && i < 0:
+		return false
+	case removed:
+		st.Bindings = slices.Delete(st.Bindings, i, i+1)
+	case i < 0:
+		st.Bindings = append(st.Bindings, b)
+	case st.Bindings[i] == b:
+		return false
+	default:
+		st.Bindings[i] = b
+	}
+	return true
+}
+
+// liveBindings drops bindings whose expiry has passed by the host's clock;
+// the host also removes them (OpBinding with Removed), this only keeps a
+// render between the two from showing a dead contact.
+func (st *state) liveBindings(nowUnixNano int64) []binding {
+	if nowUnixNano <= 0 {
+		return st.Bindings
+	}
+	now := nowUnixNano / 1e9
+	var out []binding
+	for _, b := range st.Bindings {
+		if b.ExpiresUnix <= 0 || b.ExpiresUnix > now {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (st *state) encode() []byte {
+	b := st.Encode()
+	for _, bd := range st.Bindings {
+		var v []byte
+		v = protowire.AppendTag(v, fBindID, protowire.BytesType)
+		v = protowire.AppendString(v, bd.ID)
+		v = protowire.AppendTag(v, fBindContact, protowire.BytesType)
+		v = protowire.AppendString(v, bd.Contact)
+		if bd.Q != "" {
+			v = protowire.AppendTag(v, fBindQ, protowire.BytesType)
+			v = protowire.AppendString(v, bd.Q)
+		}
+		if bd.ExpiresUnix != 0 {
+			v = protowire.AppendTag(v, fBindExpires, protowire.VarintType)
+			v = protowire.AppendVarint(v, uint64(bd.ExpiresUnix))
+		}
+		b = protowire.AppendTag(b, fStateBinding, protowire.BytesType)
+		b = protowire.AppendBytes(b, v)
+	}
+	for _, l := range []struct {
+		num protowire.Number
+		ids []string
+	}{{fStateRecent, st.Recent}, {fStateAllow, st.Allow}, {fStateBlock, st.Block}} {
+		for _, s := range l.ids {
+			b = protowire.AppendTag(b, l.num, protowire.BytesType)
+			b = protowire.AppendString(b, s)
+		}
+	}
+	return b
+}
+
+func decodeBinding(b []byte) (binding, error) {
+	var bd binding
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return bd, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.BytesType && (num == fBindID || num == fBindContact || num == fBindQ):
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return bd, protowire.ParseError(n)
+			}
+			b = b[n:]
+			switch num {
+			case fBindID:
+				bd.ID = string(v)
+			case fBindContact:
+				bd.Contact = string(v)
+			default:
+				bd.Q = string(v)
+			}
+		case typ == protowire.VarintType && num == fBindExpires:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return bd, protowire.ParseError(n)
+			}
+			bd.ExpiresUnix, b = int64(v), b[n:]
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return bd, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	return bd, nil
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"encoding/xml"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/sdk"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The presence.winfo package (RFC 3857): who watches a presentity, sent to
+// the presentity as watcherinfo documents (RFC 3858). Its input is the
+// host's OpWatcherEvent for each change of a presence subscription; its
+// state, separate from the presence state, is the live watchers.
+
+const (
+	winfoEvent = "presence.winfo"
+	winfoType  = "application/watcherinfo+xml"
+	nsWinfo    = "urn:ietf:params:xml:ns:watcherinfo"
+)
+
+// The winfo state blob and the per-subscription state, protobuf wire
+// format like the rest; the numbers never change:
+//
+//	message Winfo   { repeated Watcher watchers = 1; }
+//	message Watcher { string id = 1; string uri = 2; string status = 3; string event = 4;
+//	                  int64 duration = 5; int64 expires = 6; int64 at = 7; }
+//	message Sub     { uint64 version = 1; }  // the version of the next document
+//
+// at is the host's clock (Unix seconds) when duration and expires were
+// given, so a later full document can age them.
+const (
+	fWinfoWatcher = 1
+	fWevID        = 1
+	fWevURI       = 2
+	fWevStatus    = 3
+	fWevEvent     = 4
+	fWevDuration  = 5
+	fWevExpires   = 6
+	fWevAt        = 7
+	fSubVersion   = 1
+)
+
+type winfoWatcher struct {
+	ID, URI, Status, Event string
+	Duration, Expires, At  int64
+}
+
+func decodeWinfo(b []byte) ([]winfoWatcher, error) {
+	var out []winfoWatcher
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode winfo state: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num != fWinfoWatcher || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, fmt.Errorf("decode winfo state: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode winfo state: watcher %d: %w", len(out)+1, protowire.ParseError(n))
+		}
+		b = b[n:]
+		w, err := decodeWinfoWatcher(v)
+		if err != nil {
+			return nil, fmt.Errorf("decode winfo state: watcher %d: %w", len(out)+1, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func decodeWinfoWatcher(b []byte) (winfoWatcher, error) {
+	var w winfoWatcher
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return w, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.BytesType && num >= fWevID && num <= fWevEvent:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return w, protowire.ParseError(n)
+			}
+			b = b[n:]
+			*[]*string{&w.ID, &w.URI, &w.Status, &w.Event}[num-fWevID] = string(v)
+		case typ == protowire.VarintType && num >= fWevDuration && num <= fWevAt:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return w, protowire.ParseError(n)
+			}
+			b = b[n:]
+			*[]*int64{&w.Duration, &w.Expires, &w.At}[num-fWevDuration] = int64(v)
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return w, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	return w, nil
+}
+
+func encodeWinfo(ws []winfoWatcher) []byte {
+	var b []byte
+	for _, w := range ws {
+		var v []byte
+		for i, s := range []string{w.ID, w.URI, w.Status, w.Event} {
+			v = protowire.AppendTag(v, protowire.Number(fWevID+i), protowire.BytesType)
+			v = protowire.AppendString(v, s)
+		}
+		for i, n := range []int64{w.Duration, w.Expires, w.At} {
+			v = protowire.AppendTag(v, protowire.Number(fWevDuration+i), protowire.VarintType)
+			v = protowire.AppendVarint(v, uint64(n))
+		}
+		b = protowire.AppendTag(b, fWinfoWatcher, protowire.BytesType)
+		b = protowire.AppendBytes(b, v)
+	}
+	return b
+}
+
+// subVersion reads the version the next document to a winfo subscriber
+// carries: 0 for a new subscription.
+func subVersion(b []byte) uint64 {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0
+		}
+		b = b[n:]
+		if num == fSubVersion && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return 0
+			}
+			return v
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return 0
+		}
+		b = b[n:]
+	}
+	return 0
+}
+
+func encodeSub(version uint64) []byte {
+	b := protowire.AppendTag(nil, fSubVersion, protowire.VarintType)
+	return protowire.AppendVarint(b, version)
+}
+
+// winfoRender sends every winfo subscriber (only ever the presentity) the
+// full list.
+func winfoRender(req *sdk.Request) (*sdk.Response, error) {
+	for _, w := range req.Watchers {
+		if !sdk.SameResource(w.URI, req.Resource) {
+			return nil, sdk.Reject(403, "only the presentity may watch its watchers")
+		}
+	}
+	if err := sdk.CheckAccept(req.Watchers, winfoType); err != nil {
+		return nil, err
+	}
+	ws, err := decodeWinfo(req.State)
+	if err != nil {
+		return nil, err
+	}
+	res := &sdk.Response{}
+	for _, w := range req.Watchers {
+		res.Notifications = append(res.Notifications, winfoNotify(req, w, ws, true))
+	}
+	return res, nil
+}
+
+// winfoEventOp folds a change of one presence subscription into the list
+// and sends each winfo subscriber a partial document with that watcher
+// alone (a full one to a subscriber that needs it). A terminated watcher
+// is in that document and then gone.
+func winfoEventOp(req *sdk.Request) (*sdk.Response, error) {
+	ev := req.WatcherEvent
+	if ev == nil {
+		return nil, fmt.Errorf("watcher event without a WatcherEvent")
+	}
+	if req.Event != winfoEvent {
+		return nil, fmt.Errorf("watcher event for package %q; only %s takes them", req.Event, winfoEvent)
+	}
+	ws, err := decodeWinfo(req.State)
+	if err != nil {
+		return nil, err
+	}
+	w := winfoWatcher{ID: ev.ID, URI: ev.URI, Status: ev.Status, Event: ev.Event,
+		Duration: ev.Duration, Expires: ev.Expires, At: req.NowUnixNano / 1e9}
+	i := slices.IndexFunc(ws, func(x winfoWatcher) bool { return x.ID == ev.ID })
+	switch {
+	case ev.Status == abi.StatusTerminated && i >= 0:
+		ws = slices.Delete(ws, i, i+1)
+	case ev.Status == abi.StatusTerminated:
+	case i >= 0:
+		ws[i] = w
+	default:
+		ws = append(ws, w)
+	}
+	res := &sdk.Response{State: encodeWinfo(ws)}
+	res.StateChanged = string(res.State) != string(req.State)
+	for _, sub := range req.Watchers {
+		if sub.Full {
+			res.Notifications = append(res.Notifications, winfoNotify(req, sub, ws, true))
+		} else {
+			res.Notifications = append(res.Notifications, winfoNotify(req, sub, []winfoWatcher{w}, false))
+		}
+	}
+	return res, nil
+}
+
+func winfoNotify(req *sdk.Request, sub sdk.Watcher, ws []winfoWatcher, full bool) sdk.Notification {
+	v := subVersion(sub.State)
+	return sdk.Notification{
+		WatcherID: sub.ID, ContentType: winfoType, Partial: !full,
+		Body:  watcherinfo(req.Resource, v, full, ws, req.NowUnixNano/1e9),
+		State: encodeSub(v + 1), StateChanged: true,
+	}
+}
+
+// watcherinfo writes an RFC 3858 document. now ages the durations and
+// expiries stored with each watcher (0: as stored).
+func watcherinfo(resource string, version uint64, full bool, ws []winfoWatcher, now int64) []byte {
+	var b strings.Builder
+	state := "partial"
+	if full {
+		state = "full"
+	}
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
+	fmt.Fprintf(&b, `<watcherinfo xmlns="%s" version="%d" state="%s">`+"\n", nsWinfo, version, state)
+	fmt.Fprintf(&b, `<watcher-list resource="%s" package="presence">`+"\n", escape(resource))
+	for _, w := range ws {
+		age := int64(0)
+		if now > 0 && w.At > 0 && now > w.At {
+			age = now - w.At
+		}
+		fmt.Fprintf(&b, `<watcher id="%s" event="%s" status="%s" duration-subscribed="%d"`,
+			escape(w.ID), escape(w.Event), escape(w.Status), max(w.Duration+age, 0))
+		if w.Status != abi.StatusTerminated {
+			b.WriteString(` expiration="` + strconv.FormatInt(max(w.Expires-age, 0), 10) + `"`)
+		}
+		b.WriteString(">" + escape(w.URI) + "</watcher>\n")
+	}
+	b.WriteString("</watcher-list>\n</watcherinfo>\n")
+	return []byte(b.String())
+}
+
+func escape(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
