@@ -257,6 +257,16 @@ func (m *Request) Marshal() []byte {
 		ce.entries(fCmdArgs, c.Args)
 		e.msg(fReqCommand, ce)
 	}
+	if x := m.XMPP; x != nil {
+		var xe enc
+		xe.str(fXMPPFrom, x.From)
+		xe.str(fXMPPType, x.Type)
+		xe.str(fXMPPShow, x.Show)
+		xe.str(fXMPPStatus, x.Status)
+		xe.uint(fXMPPPrio, uint64(int64(x.Priority)))
+		xe.str(fXMPPLang, x.Lang)
+		e.msg(fReqXMPP, xe)
+	}
 	return e
 }
 
@@ -364,6 +374,26 @@ func (m *Request) Unmarshal(data []byte) error {
 					c.Name = string(f.b)
 				case fCmdArgs:
 					return entry(f.b, c.Args)
+				}
+				return nil
+			})
+		case fReqXMPP:
+			x := &XMPPPresence{}
+			m.XMPP = x
+			return fields(f.b, func(f field) error {
+				switch f.num {
+				case fXMPPFrom:
+					x.From = string(f.b)
+				case fXMPPType:
+					x.Type = string(f.b)
+				case fXMPPShow:
+					x.Show = string(f.b)
+				case fXMPPStatus:
+					x.Status = string(f.b)
+				case fXMPPPrio:
+					x.Priority = int32(int64(f.v))
+				case fXMPPLang:
+					x.Lang = string(f.b)
 				}
 				return nil
 			})

@@ -15,7 +15,8 @@ func TestRequestRoundTrip(t *testing.T) {
 		NowUnixNano:  42,
 		Binding:      &Binding{ID: "b", Contact: "sip:a@pc", Q: "0.5", ExpiresUnix: 9, Removed: true},
 		WatcherEvent: &WatcherEvent{ID: "w", URI: "sip:b@x", Status: StatusPending, Event: "subscribe", Duration: 3, Expires: 60},
-		Command:      &Command{Name: "approve", Args: map[string]string{"watcher": "sip:b@x"}}}
+		Command:      &Command{Name: "approve", Args: map[string]string{"watcher": "sip:b@x"}},
+		XMPP:         &XMPPPresence{From: "juliet@x/balcony", Show: "away", Status: "out", Priority: -1, Lang: "en"}}
 	in.Watchers[0].Status = StatusActive
 	var out Request
 	if err := out.Unmarshal(in.Marshal()); err != nil {

@@ -39,6 +39,19 @@ type Request struct {
 	Binding      *Binding      // 8: OpBinding
 	WatcherEvent *WatcherEvent // 9: OpWatcherEvent
 	Command      *Command      // 10: OpCommand
+	XMPP         *XMPPPresence // 11: OpXMPP
+}
+
+// XMPPPresence is one <presence/> stanza of an XMPP user (RFC 6121),
+// for the "jabber" backend (RFC 8048 maps it to PIDF). The resource is the
+// SIP form of the bare JID; one stanza per XMPP resource.
+type XMPPPresence struct {
+	From     string // 1: full JID, user@domain/resource
+	Type     string // 2: "" (available) or "unavailable"
+	Show     string // 3: "", away, chat, dnd, xa
+	Status   string // 4: free text
+	Priority int32  // 5
+	Lang     string // 6: xml:lang of Status
 }
 
 // Binding is one registrar binding (RFC 3261 §10) of the resource.
@@ -152,6 +165,14 @@ const (
 
 	fCmdName = 1
 	fCmdArgs = 2
+
+	fReqXMPP    = 11
+	fXMPPFrom   = 1
+	fXMPPType   = 2
+	fXMPPShow   = 3
+	fXMPPStatus = 4
+	fXMPPPrio   = 5
+	fXMPPLang   = 6
 
 	fPubID      = 1
 	fPubType    = 2

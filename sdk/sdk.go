@@ -29,6 +29,7 @@ type (
 	Binding      = abi.Binding
 	WatcherEvent = abi.WatcherEvent
 	Command      = abi.Command
+	XMPPPresence = abi.XMPPPresence
 )
 
 // A module serving more than publications implements these too; the SDK
@@ -49,6 +50,11 @@ type (
 	// commands in Manifest.Commands.
 	CommandHandler interface {
 		Command(req *Request) (*Response, error)
+	}
+	// XMPPHandler handles abi.OpXMPP: a presence stanza (req.XMPP) of the
+	// XMPP user req.Resource maps to.
+	XMPPHandler interface {
+		XMPP(req *Request) (*Response, error)
 	}
 )
 
@@ -124,6 +130,12 @@ func Dispatch(m Module, req *Request) (*Response, error) {
 			return nil, errUnsupported
 		}
 		res, err = h.Command(req)
+	case abi.OpXMPP:
+		h, ok := m.(XMPPHandler)
+		if !ok {
+			return nil, errUnsupported
+		}
+		res, err = h.XMPP(req)
 	default:
 		return nil, errUnsupported
 	}

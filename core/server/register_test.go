@@ -2,11 +2,15 @@ package server_test
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/core/extension"
+	"github.com/presenced/presenced/core/server"
 )
 
 // register sends a REGISTER for aor with the given Contact lines and extra
@@ -93,4 +97,30 @@ func TestRegistrarBoundsAndExpiry(t *testing.T) {
 		"From: <sip:example.com>;tag=x", "To: <sip:example.com>", "Call-ID: " + newCallID(), "CSeq: 1 REGISTER",
 		"Contact: <sip:x@192.0.2.9>"}})
 	wantCode(t, r, 404)
+}
+
+func TestRegistrarMinExpires(t *testing.T) {
+	srv, err := server.New(server.Options{Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+		Subscription: server.Bounds{Min: 60, Max: 3600}, Publication: server.Bounds{Min: 60, Max: 3600},
+		Registrar: server.RegistrarBounds{Min: 60, Max: 3600, Default: 3600},
+		Modules:   []*extension.Module{echo(t)}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_, addr, _ := strings.Cut(srv.Addrs()[0], ":")
+	reg := &registration{p: newPeer(t, "UDP", addr), aor: "sip:ivy@example.com", callID: newCallID()}
+	r := reg.send("Contact: <sip:ivy@192.0.2.5>", "Expires: 30")
+	wantCode(t, r, 423)
+	if hdr(r, "Min-Expires") != "60" {
+		t.Fatalf("423 without Min-Expires: 60:\n%s", r)
+	}
+	r = reg.send("Contact: <sip:ivy@192.0.2.5>;expires=99999")
+	wantCode(t, r, 200)
+	if cs := contacts(r); len(cs) != 1 || !strings.Contains(cs[0], "expires=3600") {
+		t.Fatalf("not clamped: %v", cs)
+	}
 }
