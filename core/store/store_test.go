@@ -185,3 +185,22 @@ func BenchmarkCommit(b *testing.B) {
 type atomicCounter struct{ n atomic.Int64 }
 
 func (c *atomicCounter) next() int64 { return c.n.Add(1) }
+
+// BenchmarkCommitLatency is one commit at a time: the latency a lone
+// request pays for durability (an fsync of the WAL), with nothing to share
+// it with.
+func BenchmarkCommitLatency(b *testing.B) {
+	for name, open := range backends(b) {
+		b.Run(name, func(b *testing.B) {
+			s := open()
+			defer s.Close()
+			for i := 0; i < b.N; i++ {
+				p := pub
+				p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
+				if err := s.Commit(context.Background(), &Batch{Publications: []Publication{p}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
