@@ -48,6 +48,7 @@ type Module struct {
 	spec     Spec
 	sha256   string
 	manifest abi.Manifest
+	abi      string
 	runtime  wazero.Runtime
 	compiled wazero.CompiledModule
 	pool     *pool
@@ -116,9 +117,11 @@ func (m *Module) setup(ctx context.Context, code []byte) error {
 		return fmt.Errorf("compile: %w", err)
 	}
 	m.compiled = compiled
-	if err := checkContract(compiled); err != nil {
+	version, err := checkContract(compiled)
+	if err != nil {
 		return err
 	}
+	m.abi = version
 	m.pool = newPool(m.spec.Instances, m.newInstance)
 	// One eager instance fails fast on a bad module or a bad config, and
 	// gives us the manifest.
@@ -136,7 +139,7 @@ func (m *Module) setup(ctx context.Context, code []byte) error {
 
 // checkContract refuses a module built against another ABI before any of
 // its code runs.
-func checkContract(c wazero.CompiledModule) error {
+func checkContract(c wazero.CompiledModule) (string, error) {
 	exports := c.ExportedFunctions()
 	var marker string
 	for name := range exports {
@@ -145,30 +148,30 @@ func checkContract(c wazero.CompiledModule) error {
 		}
 	}
 	if marker == "" {
-		return fmt.Errorf("not a presenced module: no %s export", abi.ExportMarker)
+		return "", fmt.Errorf("not a presenced module: no %s export", abi.ExportMarker)
 	}
 	major, minor, ok := parseMarker(marker)
 	if !ok {
-		return fmt.Errorf("malformed ABI marker %q", marker)
+		return "", fmt.Errorf("malformed ABI marker %q", marker)
 	}
 	if major != abi.Major || minor > abi.Minor {
-		return fmt.Errorf("module needs presenced ABI v%d.%d, this host speaks v%d.%d", major, minor, abi.Major, abi.Minor)
+		return "", fmt.Errorf("module needs presenced ABI v%d.%d, this host speaks v%d.%d", major, minor, abi.Major, abi.Minor)
 	}
 	for _, name := range []string{abi.ExportInitialize, abi.ExportInit, abi.ExportHandle} {
 		if _, ok := exports[name]; !ok {
-			return fmt.Errorf("missing export %q (build with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared)", name)
+			return "", fmt.Errorf("missing export %q (build with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared)", name)
 		}
 	}
 	for _, f := range c.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		if strings.HasPrefix(mod, "presenced_") && mod != abi.ImportModule {
-			return fmt.Errorf("module imports from %q; this host provides %q", mod, abi.ImportModule)
+			return "", fmt.Errorf("module imports from %q; this host provides %q", mod, abi.ImportModule)
 		}
 		if mod == abi.ImportModule && !hostFunctions[name] {
-			return fmt.Errorf("module imports %s.%s, which this host (ABI v%d.%d) lacks", mod, name, abi.Major, abi.Minor)
+			return "", fmt.Errorf("module imports %s.%s, which this host (ABI v%d.%d) lacks", mod, name, abi.Major, abi.Minor)
 		}
 	}
-	return nil
+	return fmt.Sprintf("%d.%d", major, minor), nil
 }
 
 func parseMarker(s string) (major, minor int, ok bool) {
@@ -187,6 +190,12 @@ func parseMarker(s string) (major, minor int, ok bool) {
 
 // Name is the extension's name from the config.
 func (m *Module) Name() string { return m.spec.Name }
+
+// Path is the .wasm file the module was loaded from.
+func (m *Module) Path() string { return m.spec.Path }
+
+// ABI is the ABI version the module was built for, e.g. "1.1".
+func (m *Module) ABI() string { return m.abi }
 
 // SHA256 is the hex digest of the loaded .wasm file.
 func (m *Module) SHA256() string { return m.sha256 }
@@ -261,6 +270,24 @@ func (m *Module) call(ctx context.Context, req *abi.Request) ([]byte, error) {
 	}
 	m.pool.put(in)
 	return out, nil
+}
+
+// Drain stops handing out instances, waits (until ctx ends) for the calls
+// in flight to return, then closes the module: what a hot reload does to
+// the module it replaces.
+func (m *Module) Drain(ctx context.Context) error {
+	m.pool.close()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for m.pool.live() > 0 {
+		select {
+		case <-ctx.Done():
+			m.runtime.Close(context.Background())
+			return fmt.Errorf("extension %s: %d calls still running: %w", m.spec.Name, m.pool.live(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return m.runtime.Close(context.Background())
 }
 
 // Close stops every instance and frees the runtime.

@@ -26,7 +26,7 @@ func (e *CommandError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Re
 // Command returns, and the NOTIFYs follow. It returns the module's reason
 // text, its answer for an operator.
 func (s *Server) Command(event, resource, name string, args map[string]string) (string, error) {
-	ep := s.packages[event]
+	ep := s.cat().packages[event]
 	if ep == nil {
 		return "", fmt.Errorf("event package %q is not served", event)
 	}

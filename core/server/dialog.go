@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -35,8 +37,11 @@ type notifyJob struct {
 	final bool
 }
 
+// dialogID names a subscription by its dialog (RFC 3261 §12: Call-ID and
+// both tags) in a form fit for URLs, logs and the admin API.
 func dialogID(callID, localTag, remoteTag string) string {
-	return callID + "\x00" + localTag + "\x00" + remoteTag
+	h := sha256.Sum256([]byte(callID + "\x00" + localTag + "\x00" + remoteTag))
+	return hex.EncodeToString(h[:12])
 }
 
 func (d *dialog) stopTimer() {
@@ -261,7 +266,7 @@ func (s *Server) terminate(r *resource, d *dialog, reason string) {
 // resource is locked after it, never before. A failure here is logged and
 // does not undo the subscription change.
 func (s *Server) watcherEvent(d *dialog, status, event string) {
-	wp := s.winfoOf[d.rec.Event]
+	wp := s.cat().winfoOf[d.rec.Event]
 	if wp == nil {
 		return
 	}

@@ -186,7 +186,7 @@ func (s *Server) applyBindings(req *sip.Request, tx sip.ServerTransaction, aor s
 			s.release(p.r)
 		}
 	}
-	for _, ep := range s.binders {
+	for _, ep := range s.cat().binders {
 		r := s.lockResource(ep, aor)
 		p := pending{r: r, old: r.state}
 		// A REGISTER may change several bindings: each call sees the

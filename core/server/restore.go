@@ -18,7 +18,7 @@ func (s *Server) restore() error {
 		return err
 	}
 	served := func(event, what string) *eventPackage {
-		ep := s.packages[event]
+		ep := s.cat().packages[event]
 		if ep == nil {
 			s.log.Warn("stored state of an event package no module serves, left in the store", "event", event, "what", what)
 		}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -53,14 +54,11 @@ type Options struct {
 
 // Server is a running presence server.
 type Server struct {
-	opt      Options
-	log      *slog.Logger
-	store    store.Store
-	packages map[string]*eventPackage
-	winfoOf  map[string]*eventPackage // event package -> its watcher-info package
-	binders  []*eventPackage          // packages that take registrar bindings
-	allow    string                   // Allow-Events value
-	domains  map[string]bool
+	opt     Options
+	log     *slog.Logger
+	store   store.Store
+	catalog atomic.Pointer[catalog] // swapped whole by Reload
+	domains map[string]bool
 
 	ua  *sipgo.UserAgent
 	sip *sipgo.Server
@@ -120,7 +118,7 @@ func New(opt Options) (*Server, error) {
 		opt.UserAgent = "presenced"
 	}
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
-		packages: map[string]*eventPackage{}, winfoOf: map[string]*eventPackage{}, domains: map[string]bool{},
+		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
 		dialogs: map[string]*dialog{}, etags: map[string]*publication{},
 		bindings: map[string]map[string]*binding{}}
@@ -128,38 +126,11 @@ func New(opt Options) (*Server, error) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	var events []string
-	for _, m := range opt.Modules {
-		for _, p := range m.Manifest().Packages {
-			name := strings.ToLower(p.Event)
-			if other, dup := s.packages[name]; dup {
-				return nil, fmt.Errorf("event package %q served by both %q and %q", name, other.mod.Name(), m.Name())
-			}
-			ep := &eventPackage{name: name, info: p, mod: m, accept: map[string]bool{}}
-			for _, a := range p.Accept {
-				ep.accept[header.MediaType(a)] = true
-			}
-			if ep.info.DefaultExpires == 0 {
-				ep.info.DefaultExpires = 3600
-			}
-			ep.subscription = narrow(opt.Subscription, p.MinExpires, p.MaxExpires)
-			ep.publication = narrow(opt.Publication, p.MinExpires, p.MaxExpires)
-			s.packages[name] = ep
-			events = append(events, name)
-			if p.Bindings {
-				s.binders = append(s.binders, ep)
-			}
-		}
+	c, err := newCatalog(opt, opt.Modules)
+	if err != nil {
+		return nil, err
 	}
-	for _, ep := range s.packages {
-		if of := strings.ToLower(ep.info.WatcherInfoOf); of != "" {
-			if s.packages[of] == nil {
-				return nil, fmt.Errorf("%s: watcher info of %q, which no module serves", ep.name, of)
-			}
-			s.winfoOf[of] = ep
-		}
-	}
-	s.allow = strings.Join(events, ", ")
+	s.catalog.Store(c)
 	for _, d := range opt.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
@@ -185,7 +156,7 @@ func (s *Server) Start() error {
 	s.sip.OnPublish(s.guard(s.onPublish))
 	s.sip.OnRegister(s.guard(s.onRegister))
 	s.sip.OnOptions(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
-		s.reply(req, tx, 200, "", sip.NewHeader("Allow-Events", s.allow))
+		s.reply(req, tx, 200, "", sip.NewHeader("Allow-Events", s.cat().allow))
 	}))
 	var advertiseHost string
 	for _, l := range s.opt.Listen {
@@ -403,10 +374,10 @@ func (s *Server) event(req *sip.Request, tx sip.ServerTransaction) (header.Event
 		s.reply(req, tx, 400, "bad Event header: "+err.Error())
 		return ev, nil, false
 	}
-	ep := s.packages[ev.Package]
+	ep := s.cat().packages[ev.Package]
 	if ep == nil {
 		s.reply(req, tx, 489, fmt.Sprintf("event package %q is not served", ev.Package),
-			sip.NewHeader("Allow-Events", s.allow))
+			sip.NewHeader("Allow-Events", s.cat().allow))
 		return ev, nil, false
 	}
 	return ev, ep, true

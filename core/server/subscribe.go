@@ -137,7 +137,7 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	}
 	if ev.Package != d.rec.Event || ev.ID != d.rec.EventID {
 		s.reply(req, tx, 489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.rec.Event, ID: d.rec.EventID}.String()),
-			sip.NewHeader("Allow-Events", s.allow))
+			sip.NewHeader("Allow-Events", s.cat().allow))
 		return
 	}
 	if cseq := req.CSeq().SeqNo; cseq <= d.rec.RemoteCSeq {
