@@ -20,6 +20,9 @@ type catalog struct {
 
 func (s *Server) cat() *catalog { return s.catalog.Load() }
 
+// Modules are the extension modules serving now.
+func (s *Server) Modules() []*extension.Module { return s.cat().modules }
+
 func newCatalog(opt Options, mods []*extension.Module) (*catalog, error) {
 	c := &catalog{modules: mods, packages: map[string]*eventPackage{}, winfoOf: map[string]*eventPackage{}}
 	var events []string

@@ -35,6 +35,7 @@ type dialog struct {
 type notifyJob struct {
 	req   *sip.Request
 	final bool
+	at    time.Time // when the change it reports happened
 }
 
 // dialogID names a subscription by its dialog (RFC 3261 §12: Call-ID and
@@ -78,7 +79,7 @@ func (s *Server) enqueue(d *dialog, subState string, n *abi.Notification, final 
 	if d.failed {
 		return
 	}
-	d.queue = append(d.queue, &notifyJob{req: req, final: final})
+	d.queue = append(d.queue, &notifyJob{req: req, final: final, at: time.Now()})
 	if !d.sending {
 		d.sending = true
 		s.wg.Add(1)
@@ -173,7 +174,9 @@ func (s *Server) sendLoop(d *dialog) {
 		ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
 		res, err := s.cli.Do(ctx, job.req)
 		cancel()
-		if err == nil && res.StatusCode >= 200 && res.StatusCode < 300 {
+		ok := err == nil && res.StatusCode >= 200 && res.StatusCode < 300
+		s.opt.Metrics.Notify(d.rec.Event, ok, job.at)
+		if ok {
 			continue
 		}
 		reason := "timeout"
@@ -213,6 +216,7 @@ func (s *Server) drop(d *dialog) {
 
 // forget unlinks d from its resource and the dialog index; r.mu is held.
 func (s *Server) forget(d *dialog) {
+	s.opt.Metrics.Subscriptions(d.rec.Event, -1)
 	d.gone = true
 	d.stopTimer()
 	delete(d.res.watchers, d.rec.ID)

@@ -101,6 +101,7 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *even
 	}
 	r.pubs[rec.ID] = p
 	s.index(p, "")
+	s.opt.Metrics.Publications(rec.Event, 1)
 	s.armPublication(p)
 	s.publishOK(req, tx, etagAndExpires(rec.ETag, secs))
 	s.notifyAll(r)
@@ -214,6 +215,7 @@ func (s *Server) index(p *publication, old string) {
 }
 
 func (s *Server) removePublication(r *resource, p *publication) {
+	s.opt.Metrics.Publications(p.rec.Event, -1)
 	p.stopTimer()
 	delete(r.pubs, p.rec.ID)
 	s.mu.Lock()

@@ -37,6 +37,7 @@ func (s *Server) restore() error {
 			p := &publication{rec: rec, res: r}
 			r.pubs[rec.ID] = p
 			s.index(p, "")
+			s.opt.Metrics.Publications(rec.Event, 1)
 			s.armPublication(p)
 			r.mu.Unlock()
 		}
@@ -50,6 +51,7 @@ func (s *Server) restore() error {
 			s.mu.Lock()
 			s.dialogs[rec.ID] = d
 			s.mu.Unlock()
+			s.opt.Metrics.Subscriptions(rec.Event, 1)
 			s.armTimer(d)
 			r.mu.Unlock()
 			if rec.LocalCSeq == 0 {

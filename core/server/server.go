@@ -23,6 +23,7 @@ import (
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/core/extension"
 	"github.com/presenced/presenced/core/header"
+	"github.com/presenced/presenced/core/metrics"
 	"github.com/presenced/presenced/core/store"
 )
 
@@ -50,6 +51,7 @@ type Options struct {
 	Modules      []*extension.Module
 	Store        store.Store
 	Logger       *slog.Logger
+	Metrics      *metrics.Metrics // nil records nothing
 }
 
 // Server is a running presence server.
@@ -277,6 +279,7 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 				s.reply(req, tx, 500, "internal error")
 			}
 		}()
+		s.opt.Metrics.Request(req.Method.String())
 		if msg := missingHeader(req); msg != "" {
 			s.reply(req, tx, 400, msg)
 			return
@@ -324,6 +327,7 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Re
 		s.log.Info("request refused", "method", req.Method.String(), "code", res.StatusCode,
 			"reason", warning, "source", req.Source(), "call_id", callID(req))
 	}
+	s.opt.Metrics.Response(req.Method.String(), res.StatusCode)
 	if err := tx.Respond(res); err != nil {
 		s.log.Warn("send response", "code", res.StatusCode, "err", err)
 	}

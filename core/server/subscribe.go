@@ -111,6 +111,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	s.dialogs[d.rec.ID] = d
 	s.mu.Unlock()
+	s.opt.Metrics.Subscriptions(d.rec.Event, 1)
 	s.armTimer(d)
 	s.respond(req, tx, res, "")
 	s.enqueue(d, d.subState(), n, false)
