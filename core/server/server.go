@@ -82,6 +82,8 @@ type Server struct {
 	regMu    sync.Mutex                     // the registrar; taken before any resource
 	bindings map[string]map[string]*binding // AOR -> contact -> binding
 
+	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -127,6 +129,7 @@ func New(opt Options) (*Server, error) {
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
 	}
+	s.logLimit = rateLimit{perSecond: 50, log: s.log}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	c, err := newCatalog(opt, opt.Modules)
 	if err != nil {
@@ -323,7 +326,7 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Re
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
-	if res.StatusCode >= 300 {
+	if res.StatusCode >= 300 && s.logLimit.allow() {
 		s.log.Info("request refused", "method", req.Method.String(), "code", res.StatusCode,
 			"reason", warning, "source", req.Source(), "call_id", callID(req))
 	}
