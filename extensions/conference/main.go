@@ -1,107 +1,237 @@
-// Command conference is the "conference" event package (RFC 4575). For now
-// it passes documents through: watchers get the most recent live
-// publication as it was published. Merging several publications and
-// partial notifications come later.
+// Command conference is the "conference" event package (RFC 4575): it
+// keeps a merged conference-info document per publication of a conference
+// (full documents replace it, partial ones are merged into it), composes
+// the publications of a conference into one document, and sends each
+// watcher either that document or, with use_partial_states, what changed
+// since the watcher's last NOTIFY, with a version of its own.
 package main
 
 import (
+	"cmp"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"slices"
 
-	"github.com/presenced/presenced/abi"
+	"github.com/beevik/etree"
 	"github.com/presenced/presenced/sdk"
-	"github.com/presenced/presenced/sdk/pubstate"
-	"github.com/presenced/presenced/sdk/xmldoc"
+	"github.com/presenced/presenced/sdk/confinfo"
 )
 
 const (
-	infoType = "application/conference-info+xml"
-	nsInfo   = "urn:ietf:params:xml:ns:conference-info"
+	infoType = confinfo.MediaType
+	cmdReset = "conference_reset"
 )
 
-type conference struct{}
+type conference struct {
+	partial bool // use_partial_states
+}
 
-func (conference) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
+func (c *conference) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 	sdk.WarnUnknownKeys(cfg, "conference", "default_expires", "use_partial_states")
 	expires, err := sdk.SecondsKey(cfg, "default_expires", 3600)
 	if err != nil {
 		return sdk.Manifest{}, err
 	}
-	partial, err := sdk.BoolKey(cfg, "use_partial_states", false)
-	if err != nil {
+	if c.partial, err = sdk.BoolKey(cfg, "use_partial_states", false); err != nil {
 		return sdk.Manifest{}, err
 	}
-	if partial {
-		// Accepted so a config written for the merging version loads
-		// today; it changes nothing until that version.
-		sdk.Log(abi.LogWarn, "use_partial_states = true is not effective yet: watchers get full documents")
-	}
-	return sdk.Manifest{Packages: []sdk.Package{{
-		Event: "conference", Accept: []string{infoType}, DefaultExpires: expires,
-	}}}, nil
+	return sdk.Manifest{
+		Packages: []sdk.Package{{Event: "conference", Accept: []string{infoType}, DefaultExpires: expires}},
+		Commands: []string{cmdReset},
+	}, nil
 }
 
-func (c conference) Publish(req *sdk.Request) (*sdk.Response, error) {
-	pub := req.Publication
-	if pub == nil {
+func (c *conference) Publish(req *sdk.Request) (*sdk.Response, error) {
+	p := req.Publication
+	if p == nil {
 		return nil, errors.New("publish without a publication")
 	}
-	if sdk.MediaType(pub.ContentType) != infoType {
-		return nil, sdk.Reject(415, "content type %q is not supported, only %s", pub.ContentType, infoType)
+	if sdk.MediaType(p.ContentType) != infoType {
+		return nil, sdk.Reject(415, "content type %q is not supported, only %s", p.ContentType, infoType)
 	}
-	if _, err := xmldoc.ParseRoot(pub.Body, nsInfo, "conference-info", req.Resource); err != nil {
-		return nil, err
-	}
-	st, err := pubstate.Decode(req.State)
+	doc, err := confinfo.Parse(p.Body, req.Resource)
 	if err != nil {
 		return nil, err
 	}
-	// Push, not Put: a modified publication becomes the most recent, the
-	// one watchers get; the one before it takes over when it is removed.
-	st.Push(pub.ID, pub.Body)
-	return respond(req, st, true), nil
+	st, err := decodeState(req.State)
+	if err != nil {
+		return nil, err
+	}
+	merged, err := apply(st, p.ID, doc)
+	if err != nil {
+		return nil, err
+	}
+	return c.respond(req, st, true, map[string]*etree.Element{p.ID: merged})
 }
 
-func (conference) Unpublish(req *sdk.Request) (*sdk.Response, error) {
+// apply folds a parsed publication into st: a full document replaces the
+// publication's document whatever its version; a partial one needs a
+// version above the stored one and is merged into it. It returns the
+// publication's new document.
+func apply(st *state, id string, doc *confinfo.Doc) (*etree.Element, error) {
+	i := st.find(id)
+	var merged *etree.Element
+	if doc.State == confinfo.Partial {
+		switch {
+		case !doc.HasVersion:
+			return nil, sdk.Reject(400, "partial document without a version")
+		case i < 0:
+			return nil, sdk.Reject(400, "partial document version %d before any full one: expected state=\"full\"", doc.Version)
+		case doc.Version <= st.pubs[i].version:
+			return nil, sdk.Reject(400, "out-of-order partial document: expected version above %d, got %d", st.pubs[i].version, doc.Version)
+		}
+		stored, err := confinfo.Decode(st.pubs[i].doc)
+		if err != nil {
+			return nil, fmt.Errorf("stored document of publication %s: %w", id, err)
+		}
+		confinfo.Merge(stored, doc.Root)
+		merged = stored
+	} else {
+		merged = confinfo.New(doc)
+	}
+	st.clock++
+	p := pub{id: id, doc: confinfo.Canonical(merged), version: doc.Version, modified: st.clock}
+	if i < 0 {
+		st.pubs = append(st.pubs, p)
+	} else {
+		st.pubs[i] = p
+	}
+	return merged, nil
+}
+
+func (c *conference) Unpublish(req *sdk.Request) (*sdk.Response, error) {
 	if req.Publication == nil {
 		return nil, errors.New("unpublish without a publication")
 	}
-	st, err := pubstate.Decode(req.State)
+	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
 	}
-	return respond(req, st, st.Remove(req.Publication.ID)), nil
+	i := st.find(req.Publication.ID)
+	if i < 0 {
+		return c.respond(req, st, false, nil)
+	}
+	st.pubs = slices.Delete(st.pubs, i, i+1)
+	return c.respond(req, st, true, nil)
 }
 
-func (conference) Render(req *sdk.Request) (*sdk.Response, error) {
+func (c *conference) Render(req *sdk.Request) (*sdk.Response, error) {
 	// No Accept means the package default, which is conference-info.
 	if err := sdk.CheckAccept(req.Watchers, infoType); err != nil {
 		return nil, err
 	}
-	st, err := pubstate.Decode(req.State)
+	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
 	}
-	return respond(req, st, false), nil
+	return c.respond(req, st, false, nil)
 }
 
-// respond sends every watcher the most recent publication as is; with none
-// left, a NOTIFY without a body.
-func respond(req *sdk.Request, st *pubstate.State, changed bool) *sdk.Response {
+func (c *conference) Command(req *sdk.Request) (*sdk.Response, error) {
+	if req.Command == nil || req.Command.Name != cmdReset {
+		return nil, sdk.Reject(400, "unknown command; this package has %s", cmdReset)
+	}
+	st, err := decodeState(req.State)
+	if err != nil {
+		return nil, err
+	}
+	n := len(st.pubs)
+	res, err := c.respond(req, &state{}, len(req.State) > 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	res.Reason = fmt.Sprintf("%s: merged state of %d publication(s) cleared, %d watcher(s) notified", req.Resource, n, len(res.Notifications))
+	return res, nil
+}
+
+// compose is the document watchers see: the publications' documents
+// merged in the order they were last changed, so the most recently
+// changed one wins where two say different things about the same element.
+// With no publication, the empty conference. parsed holds documents
+// already parsed, by publication id; compose may change them.
+func compose(resource string, st *state, parsed map[string]*etree.Element) (*etree.Element, error) {
+	if len(st.pubs) == 0 {
+		return confinfo.Empty(resource), nil
+	}
+	pubs := slices.Clone(st.pubs)
+	slices.SortStableFunc(pubs, func(a, b pub) int {
+		if c := cmp.Compare(a.modified, b.modified); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	var root *etree.Element
+	for _, p := range pubs {
+		d, ok := parsed[p.id]
+		var err error
+		if !ok {
+			d, err = confinfo.Decode(p.doc)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stored document of publication %s: %w", p.id, err)
+		}
+		if root == nil {
+			root = d
+			continue
+		}
+		confinfo.Merge(root, d)
+	}
+	return root, nil
+}
+
+// respond renders st for every watcher given: a full document for a
+// watcher that needs one (Full, or no partial states, or a change a
+// partial document cannot say), otherwise what changed since its last
+// NOTIFY; nothing for a watcher whose document is unchanged.
+func (c *conference) respond(req *sdk.Request, st *state, changed bool, parsed map[string]*etree.Element) (*sdk.Response, error) {
 	res := &sdk.Response{StateChanged: changed}
 	if changed {
-		res.State = st.Encode()
+		res.State = st.encode()
 	}
-	var ctype string
-	var body []byte
-	if p, ok := st.Latest(); ok {
-		ctype, body = infoType, p.Body
+	if len(req.Watchers) == 0 {
+		return res, nil
 	}
+	doc, err := compose(req.Resource, st, parsed)
+	if err != nil {
+		return nil, err
+	}
+	canon := confinfo.Canonical(doc)
+	sum := sha256.Sum256(canon)
 	for _, w := range req.Watchers {
-		res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, ContentType: ctype, Body: body})
+		ws, err := decodeWatcher(w.State)
+		if err != nil {
+			return nil, err
+		}
+		if !w.Full && string(ws.hash) == string(sum[:]) {
+			continue
+		}
+		n := sdk.Notification{WatcherID: w.ID, ContentType: infoType, StateChanged: true}
+		var body []byte
+		if c.partial && !w.Full && len(ws.doc) > 0 {
+			if old, err := confinfo.Decode(ws.doc); err == nil {
+				if d, ok := confinfo.Diff(old, doc); ok && d != nil {
+					body = confinfo.Render(d, confinfo.Partial, ws.version+1)
+					n.Partial = true
+				}
+			}
+		}
+		if body == nil {
+			body = confinfo.Render(doc, confinfo.Full, ws.version+1)
+		}
+		n.Body = body
+		next := watcherState{version: ws.version + 1, hash: sum[:]}
+		if c.partial {
+			next.doc = canon
+		}
+		n.State = next.encode()
+		res.Notifications = append(res.Notifications, n)
 	}
-	return res
+	return res, nil
 }
 
-func init() { sdk.Register(conference{}) }
+var _ sdk.CommandHandler = (*conference)(nil)
+
+func init() { sdk.Register(&conference{}) }
 
 func main() {}

@@ -496,11 +496,13 @@ func find(e *etree.Element, k string) *etree.Element {
 
 // Diff returns the partial document that turns old into new under Merge,
 // both normalized roots without state attributes, or nil when they are
-// the same (Canonical). ok is false when no partial document can say the
+// the same (Equal). ok is false when no partial document can say the
 // change (an element removed that has no key, an attribute removed, or an
-// order Merge would not reproduce): send new in full.
+// order Merge would not reproduce): send new in full. Diff checks its
+// answer by merging it into old, which it therefore changes: pass a copy
+// to keep it.
 func Diff(old, new *etree.Element) (d *etree.Element, ok bool) {
-	if bytes.Equal(Canonical(old), Canonical(new)) {
+	if Equal(old, new) {
 		return nil, true
 	}
 	if !sameAttrs(old, new, true) {
@@ -511,12 +513,42 @@ func Diff(old, new *etree.Element) (d *etree.Element, ok bool) {
 		return nil, false
 	}
 	// Check: the watcher must end with exactly new.
-	check := old.Copy()
-	Merge(check, d)
-	if !bytes.Equal(Canonical(check), Canonical(new)) {
+	Merge(old, d)
+	if !Equal(old, new) {
 		return nil, false
 	}
 	return d, true
+}
+
+// Equal reports whether two normalized elements are the same: names,
+// attributes in order, text and children.
+func Equal(a, b *etree.Element) bool {
+	if a.Tag != b.Tag || a.Space != b.Space || len(a.Attr) != len(b.Attr) || len(a.Child) != len(b.Child) {
+		return false
+	}
+	for i := range a.Attr {
+		x, y := &a.Attr[i], &b.Attr[i]
+		if x.Space != y.Space || x.Key != y.Key || x.Value != y.Value {
+			return false
+		}
+	}
+	for i := range a.Child {
+		switch x := a.Child[i].(type) {
+		case *etree.Element:
+			y, ok := b.Child[i].(*etree.Element)
+			if !ok || !Equal(x, y) {
+				return false
+			}
+		case *etree.CharData:
+			y, ok := b.Child[i].(*etree.CharData)
+			if !ok || x.Data != y.Data {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func diffChildren(old, new, out *etree.Element) bool {
@@ -550,7 +582,7 @@ func diffChildren(old, new, out *etree.Element) bool {
 			out.AddChild(n)
 			continue
 		}
-		if bytes.Equal(Canonical(o), Canonical(c)) {
+		if Equal(o, c) {
 			continue
 		}
 		p := shallow(c)
@@ -600,7 +632,7 @@ func sameList(a, b []*etree.Element) bool {
 		return false
 	}
 	for i := range a {
-		if !bytes.Equal(Canonical(a[i]), Canonical(b[i])) {
+		if !Equal(a[i], b[i]) {
 			return false
 		}
 	}
@@ -632,10 +664,9 @@ func shallow(e *etree.Element) *etree.Element {
 // Canonical serializes a normalized element compactly, for comparing and
 // storing; Decode reads it back.
 func Canonical(e *etree.Element) []byte {
-	doc := etree.NewDocument()
-	doc.SetRoot(e.Copy())
-	b, _ := doc.WriteToBytes()
-	return b
+	var b bytes.Buffer
+	e.WriteTo(&b, &etree.WriteSettings{})
+	return b.Bytes()
 }
 
 // Decode reads back what Canonical wrote.
