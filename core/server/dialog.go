@@ -129,6 +129,13 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *s
 		req.SetBody(nil) // Content-Length: 0, required on TCP
 	}
 	req.SetTransport(d.rec.Transport)
+	if transport == "udp" && len(req.String())+udpViaAllowance > udpMaxMessage {
+		// RFC 3261 §18.1.1: a request within 200 bytes of the path MTU
+		// (1300 bytes when it is unknown) goes over a congestion-controlled
+		// transport. sipgo refuses to send it over UDP anyway.
+		transport = "tcp"
+		req.SetTransport("TCP")
+	}
 	if transport == "udp" {
 		// From the listening socket, not a new ephemeral one
 		// (research/sipgo.md §2.2).
@@ -143,6 +150,13 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *s
 	}
 	return req
 }
+
+// udpMaxMessage is RFC 3261 §18.1.1's limit for UDP without a known path
+// MTU; udpViaAllowance covers the Via and CSeq added when the NOTIFY is sent.
+const (
+	udpMaxMessage   = 1300
+	udpViaAllowance = 120
+)
 
 // notifyTimeout bounds one NOTIFY transaction: 64*T1, the time Timer F
 // gives a non-INVITE transaction.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -402,5 +403,41 @@ func TestTCPNotifyUsesTheInboundConnection(t *testing.T) {
 	wantCode(t, res, 200)
 	if n := w.notify(); n.Recipient.Port != 9 {
 		t.Fatalf("NOTIFY request-URI should still be the Contact:\n%s", n)
+	}
+}
+
+// A NOTIFY too large for UDP (RFC 3261 §18.1.1: over 1300 bytes) goes to
+// the same Contact over TCP.
+func TestLargeNotifyMovesToTCP(t *testing.T) {
+	f := start(t, nil, echo(t))
+	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
+	ln, err := net.Listen("tcp", w.local) // the subscriber's Contact host:port, over TCP
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan *sip.Request, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		tp := &peer{t: t, transport: "TCP", conn: c, responses: make(chan *sip.Response, 4), notifies: make(chan *sip.Request, 4)}
+		tp.notifyCode.Store(200)
+		go tp.readTCP()
+		got <- tp.notify()
+	}()
+	_, r := subscribe(t, w, "echo", alice)
+	wantCode(t, r, 200)
+	w.notify() // small: over UDP
+	big := strings.Repeat("x", 2000)
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", big), 200)
+	select {
+	case n := <-got:
+		if string(n.Body()) != big || n.CSeq().SeqNo != 2 {
+			t.Fatalf("NOTIFY over TCP: CSeq %d, %d bytes", n.CSeq().SeqNo, len(n.Body()))
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no NOTIFY over TCP")
 	}
 }
