@@ -9,17 +9,24 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/core/admin"
 	"github.com/presenced/presenced/core/config"
 	"github.com/presenced/presenced/core/extension"
+	"github.com/presenced/presenced/core/metrics"
 	"github.com/presenced/presenced/core/server"
 	"github.com/presenced/presenced/core/store"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -73,20 +80,20 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	mods, err := loadModules(ctx, cfg, cacheDir, log)
-	defer func() {
-		for _, m := range mods {
-			m.Close(ctx)
-		}
-	}()
 	if err != nil {
+		closeAll(mods)
 		return err
 	}
 	if checkOnly {
+		closeAll(mods)
 		fmt.Printf("%s: ok (%d extensions)\n", cfg.File, len(mods))
 		return nil
 	}
+	var srv *server.Server
+	m := metrics.New(func() []*extension.Module { return srv.Modules() })
 	st, err := openStore(cfg.Store)
 	if err != nil {
+		closeAll(mods)
 		return err
 	}
 	defer st.Close()
@@ -98,26 +105,111 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		Registrar: server.RegistrarBounds{Min: cfg.Registrar.MinExpires, Max: cfg.Registrar.MaxExpires,
 			Default: cfg.Registrar.DefaultExpires},
 		Modules: mods,
-		Store:   st,
+		Store:   m.Store(st),
 		Logger:  log,
+		Metrics: m,
 	}
 	for _, l := range cfg.Listen {
 		opts.Listen = append(opts.Listen, server.Listener{Transport: l.Transport, Address: l.Address, Advertise: l.Advertise})
 	}
-	srv, err := server.New(opts)
+	srv, err = server.New(opts)
 	if err != nil {
+		closeAll(mods)
 		return err
 	}
 	if err := srv.Start(); err != nil {
+		closeAll(mods)
 		return err
 	}
-	log.Info("presenced serving", "version", version, "listen", srv.Addrs(), "config", cfg.File)
+	defer func() { closeAll(srv.Modules()) }()
+	r := &reloader{file: cfg.File, cacheDir: cacheDir, srv: srv, log: log}
+	if cfg.Admin.Listen != "" {
+		stop, err := serveAdmin(cfg.Admin, srv, r.reload, m, log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer stop()
+	}
+	log.Info("presenced serving", "version", version, "listen", srv.Addrs(), "admin", cfg.Admin.Listen, "config", cfg.File)
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	log.Info("stopping", "signal", s.String())
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			if err := r.reload(); err != nil {
+				log.Error("reload refused; the running configuration stays", "err", err)
+			}
+			continue
+		}
+		log.Info("stopping", "signal", s.String())
+		break
+	}
 	return srv.Close()
+}
+
+func closeAll(mods []*extension.Module) {
+	for _, m := range mods {
+		m.Close(context.Background())
+	}
+}
+
+// reloader re-reads the config file and swaps in its modules (SIGHUP,
+// presencectl reload). Only extensions change without a restart;
+// listeners, store and bounds keep their start-up values, and a change to
+// them is logged as needing one.
+type reloader struct {
+	mu       sync.Mutex
+	file     string
+	cacheDir string
+	srv      *server.Server
+	log      *slog.Logger
+}
+
+func (r *reloader) reload() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg, err := loadConfig(r.file)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	mods, err := loadModules(ctx, cfg, r.cacheDir, r.log)
+	if err != nil {
+		closeAll(mods)
+		return err
+	}
+	old, err := r.srv.Reload(mods)
+	if err != nil {
+		closeAll(mods)
+		return err
+	}
+	// The old modules finish the calls they are in, then go.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, m := range old {
+			if err := m.Drain(ctx); err != nil {
+				r.log.Warn("old extension drained late", "err", err)
+			}
+		}
+	}()
+	r.log.Info("reloaded", "config", r.file, "extensions", len(mods))
+	return nil
+}
+
+// serveAdmin starts the admin HTTP API; stop shuts it down.
+func serveAdmin(c config.Admin, srv *server.Server, reload func() error, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	h := admin.New(srv, admin.Options{Token: c.Token, Reload: reload, Logger: log,
+		Metrics: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})})
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	log.Info("admin API serving", "addr", ln.Addr().String())
+	return func() { hs.Close() }, nil
 }
 
 func openStore(c config.Store) (store.Store, error) {

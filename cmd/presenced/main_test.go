@@ -44,6 +44,8 @@ func TestDaemonServesAndStops(t *testing.T) {
 	cfg := writeConfig(t, fmt.Sprintf(`
 [server]
 data_dir = %q
+[admin]
+listen = ""
 [[listen]]
 transport = "udp"
 address = "127.0.0.1:0"

@@ -28,6 +28,7 @@ type Config struct {
 	Publication  Expires
 	Registrar    Registrar
 	Store        Store
+	Admin        Admin
 	Extension    map[string]*Extension // keyed by name
 
 	lines locator // where each key is defined, for errors; nil for Default()
@@ -67,6 +68,12 @@ type Registrar struct {
 type Store struct {
 	Backend string `toml:"backend"` // "sqlite" (durable, the default) or "memory"
 	Path    string `toml:"path"`    // the SQLite file; default data_dir/presenced.db
+}
+
+// Admin is the [admin] table: the operator's HTTP API and /metrics.
+type Admin struct {
+	Listen string `toml:"listen"` // host:port; "" turns the API off
+	Token  string `toml:"token"`  // when set, requests need "Authorization: Bearer TOKEN"
 }
 
 // Extension is one [extension.NAME] table.
@@ -118,6 +125,7 @@ func defaults() *Config {
 		Publication:  Expires{MinExpires: 60, MaxExpires: 86400},
 		Registrar:    Registrar{MinExpires: 60, MaxExpires: 86400, DefaultExpires: 3600},
 		Store:        Store{Backend: "sqlite"},
+		Admin:        Admin{Listen: "127.0.0.1:8070"},
 		Extension:    map[string]*Extension{},
 	}
 }
@@ -172,6 +180,7 @@ type document struct {
 	Publication  Expires
 	Registrar    Registrar
 	Store        Store
+	Admin        Admin
 	Extension    map[string]toml.Primitive
 }
 
@@ -186,12 +195,12 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.lines = locate(string(data))
 
-	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store}
+	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
 		return nil, c.tomlError(err, -1)
 	}
-	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store
+	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store, c.Admin = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store, doc.Admin
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -406,6 +415,12 @@ func (c *Config) Validate() error {
 				return c.errorf(t.table+".max_expires", "must be >= min_expires (%d), got %d", t.e.MinExpires, t.e.MaxExpires)
 			}
 			return c.errorf(t.table+".min_expires", "must be <= max_expires (%d), got %d", t.e.MaxExpires, t.e.MinExpires)
+		}
+	}
+
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			return c.errorf("admin.listen", "must be host:port or empty, got %q", c.Admin.Listen)
 		}
 	}
 

@@ -17,10 +17,11 @@ import (
 
 // daemon runs the real presenced binary on a config file.
 type daemon struct {
-	t   *testing.T
-	bin string
-	cfg string
-	cmd *exec.Cmd
+	t     *testing.T
+	bin   string
+	cfg   string
+	cmd   *exec.Cmd
+	admin string // the admin API's address, when it listens
 }
 
 func (d *daemon) start() {
@@ -34,6 +35,9 @@ func (d *daemon) start() {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			if line := sc.Text(); strings.Contains(line, "admin API serving") {
+				_, d.admin, _ = strings.Cut(line, "addr=")
+			}
 			if strings.Contains(sc.Text(), "presenced serving") {
 				close(ready)
 			}
@@ -73,10 +77,7 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 		t.Skip("builds and runs the daemon")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "presenced")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/presenced/presenced/cmd/presenced").CombinedOutput(); err != nil {
-		t.Fatalf("build daemon: %v\n%s", err, out)
-	}
+	bin := buildCommand(t, dir, "presenced")
 	pa := sdktest.Build(t, paPkg)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -89,6 +90,8 @@ transport = "udp"
 address = %q
 [store]
 backend = "sqlite"
+[admin]
+listen = ""
 [extension.pa]
 path = %q
 `, filepath.Join(dir, "data"), addr, pa)), 0o644)
@@ -149,4 +152,14 @@ path = %q
 	if nt := watchers[0].notify(); nt.CSeq().SeqNo != 3 {
 		t.Fatalf("NOTIFY after refresh CSeq %d", nt.CSeq().SeqNo)
 	}
+}
+
+// buildCommand builds cmd/NAME into dir.
+func buildCommand(t *testing.T, dir, name string) string {
+	t.Helper()
+	bin := filepath.Join(dir, name)
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/presenced/presenced/cmd/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, out)
+	}
+	return bin
 }
