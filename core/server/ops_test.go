@@ -26,6 +26,7 @@ func TestOperatingTheDaemon(t *testing.T) {
 	ctl := buildCommand(t, dir, "presencectl")
 	echoWasm, shoutWasm := sdktest.Build(t, echoPkg), sdktest.Build(t, "github.com/presenced/presenced/core/extension/testdata/shout")
 	pa := sdktest.Build(t, paPkg)
+	conf := sdktest.Build(t, "github.com/presenced/presenced/extensions/conference")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := filepath.Join(dir, "presenced.toml")
 	write := func(echoPath string) {
@@ -44,7 +45,9 @@ path = %q
 path = %q
 [extension.pa.config]
 policy = "confirm"
-`, filepath.Join(dir, "data"), addr, echoPath, pa)), 0o644)
+[extension.conference]
+path = %q
+`, filepath.Join(dir, "data"), addr, echoPath, pa, conf)), 0o644)
 	}
 	write(echoWasm)
 	d := &daemon{t: t, bin: bin, cfg: cfg}
@@ -131,6 +134,24 @@ policy = "confirm"
 	}
 	if n := bob.notify(); !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
 		t.Fatalf("after approval:\n%s", n)
+	}
+
+	// conference_reset: the module's command, by its short name
+	room := "sip:room@example.com"
+	doc := `<conference-info xmlns="urn:ietf:params:xml:ns:conference-info" entity="` + room + `" state="full" version="1">` +
+		`<users><user entity="sip:a@example.com"><display-text>A</display-text></user></users></conference-info>`
+	wantCode(t, publish(t, p, "conference", room, "application/conference-info+xml", doc), 200)
+	cw := newPeer(t, "UDP", addr)
+	_, r = subscribe(t, cw, "conference", room)
+	wantCode(t, r, 200)
+	if n := cw.notify(); !strings.Contains(string(n.Body()), "sip:a@example.com") {
+		t.Fatalf("conference NOTIFY:\n%s", n)
+	}
+	if out, code := presencectl("ext", "conference", "reset"); code != 0 {
+		t.Fatalf("ext conference reset (exit %d):\n%s", code, out)
+	}
+	if n := cw.notify(); strings.Contains(string(n.Body()), "sip:a@example.com") {
+		t.Fatalf("NOTIFY after conference_reset still lists the user:\n%s", n)
 	}
 
 	// usage errors and an unreachable server have their own exit codes
