@@ -104,13 +104,20 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		Publication:  server.Bounds{Min: cfg.Publication.MinExpires, Max: cfg.Publication.MaxExpires},
 		Registrar: server.RegistrarBounds{Min: cfg.Registrar.MinExpires, Max: cfg.Registrar.MaxExpires,
 			Default: cfg.Registrar.DefaultExpires},
+		Limits: server.Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+			MaxSubscriptionsPerWatcher:   cfg.Limits.MaxSubscriptionsPerWatcher,
+			MaxWatchersPerPresentity:     cfg.Limits.MaxWatchersPerPresentity,
+			MaxPublicationsPerPresentity: cfg.Limits.MaxPublicationsPerPresentity,
+			RequestsPerSecondPerSource:   cfg.Limits.RequestsPerSecondPerSource,
+			MaxInFlight:                  cfg.Limits.MaxInFlight, TCPIdleTimeout: cfg.Limits.TCPIdleTimeout.Duration},
 		Modules: mods,
 		Store:   m.Store(st),
 		Logger:  log,
 		Metrics: m,
 	}
 	for _, l := range cfg.Listen {
-		opts.Listen = append(opts.Listen, server.Listener{Transport: l.Transport, Address: l.Address, Advertise: l.Advertise})
+		opts.Listen = append(opts.Listen, server.Listener{Transport: l.Transport, Address: l.Address,
+			Advertise: l.Advertise, CertFile: l.CertFile, KeyFile: l.KeyFile})
 	}
 	srv, err = server.New(opts)
 	if err != nil {

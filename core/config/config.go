@@ -29,6 +29,7 @@ type Config struct {
 	Registrar    Registrar
 	Store        Store
 	Admin        Admin
+	Limits       Limits
 	Extension    map[string]*Extension // keyed by name
 
 	lines locator // where each key is defined, for errors; nil for Default()
@@ -45,9 +46,11 @@ type Server struct {
 
 // Listener is one [[listen]] entry.
 type Listener struct {
-	Transport string `toml:"transport"` // "udp" or "tcp"
+	Transport string `toml:"transport"` // "udp", "tcp" or "tls"
 	Address   string `toml:"address"`   // host:port; port 0 picks a free one
 	Advertise string `toml:"advertise"` // host[:port] for Via and Contact; "" = the bound address
+	CertFile  string `toml:"cert_file"` // tls: PEM certificate chain
+	KeyFile   string `toml:"key_file"`  // tls: PEM private key
 }
 
 // Expires is the [subscription] or [publication] table.
@@ -68,6 +71,19 @@ type Registrar struct {
 type Store struct {
 	Backend string `toml:"backend"` // "sqlite" (durable, the default) or "memory"
 	Path    string `toml:"path"`    // the SQLite file; default data_dir/presenced.db
+}
+
+// Limits is the [limits] table: what one peer or one presentity may take
+// of the server. 0 turns a limit off.
+type Limits struct {
+	MaxBodyBytes                 int      `toml:"max_body_bytes"`                  // 413 above
+	MaxMessageBytes              int      `toml:"max_message_bytes"`               // headers and body; larger messages are dropped by the parser
+	MaxSubscriptionsPerWatcher   int      `toml:"max_subscriptions_per_watcher"`   // 403 above
+	MaxWatchersPerPresentity     int      `toml:"max_watchers_per_presentity"`     // 403 above
+	MaxPublicationsPerPresentity int      `toml:"max_publications_per_presentity"` // 403 above
+	RequestsPerSecondPerSource   int      `toml:"requests_per_second_per_source"`  // 503 + Retry-After above
+	MaxInFlight                  int      `toml:"max_in_flight"`                   // requests being handled at once; 503 + Retry-After above
+	TCPIdleTimeout               Duration `toml:"tcp_idle_timeout"`                // an idle TCP/TLS connection is closed after it
 }
 
 // Admin is the [admin] table: the operator's HTTP API and /metrics.
@@ -126,7 +142,10 @@ func defaults() *Config {
 		Registrar:    Registrar{MinExpires: 60, MaxExpires: 86400, DefaultExpires: 3600},
 		Store:        Store{Backend: "sqlite"},
 		Admin:        Admin{Listen: "127.0.0.1:8070"},
-		Extension:    map[string]*Extension{},
+		Limits: Limits{MaxBodyBytes: 64 << 10, MaxMessageBytes: 65535, MaxSubscriptionsPerWatcher: 200,
+			MaxWatchersPerPresentity: 10000, MaxPublicationsPerPresentity: 100, RequestsPerSecondPerSource: 2000,
+			MaxInFlight: 4096, TCPIdleTimeout: Duration{5 * time.Minute}},
+		Extension: map[string]*Extension{},
 	}
 }
 
@@ -181,6 +200,7 @@ type document struct {
 	Registrar    Registrar
 	Store        Store
 	Admin        Admin
+	Limits       Limits
 	Extension    map[string]toml.Primitive
 }
 
@@ -195,12 +215,13 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.lines = locate(string(data))
 
-	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin}
+	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin, Limits: c.Limits}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
 		return nil, c.tomlError(err, -1)
 	}
 	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store, c.Admin = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store, doc.Admin
+	c.Limits = doc.Limits
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -386,8 +407,10 @@ func (c *Config) Validate() error {
 		switch {
 		case l.Transport == "":
 			return c.errorf(key+"transport", "missing: udp or tcp")
-		case l.Transport != "udp" && l.Transport != "tcp":
-			return c.errorf(key+"transport", "must be udp or tcp, got %q", l.Transport)
+		case l.Transport != "udp" && l.Transport != "tcp" && l.Transport != "tls":
+			return c.errorf(key+"transport", "must be udp, tcp or tls, got %q", l.Transport)
+		case l.Transport == "tls" && (l.CertFile == "" || l.KeyFile == ""):
+			return c.errorf(key+"transport", "tls needs cert_file and key_file")
 		case l.Address == "":
 			return c.errorf(key+"address", "missing: host:port")
 		}
@@ -474,5 +497,10 @@ func (c *Config) resolve() {
 	c.Store.Path = abs(c.Store.Path)
 	for _, e := range c.Extension {
 		e.Path = abs(e.Path)
+	}
+	for i := range c.Listen {
+		if l := &c.Listen[i]; l.Transport == "tls" {
+			l.CertFile, l.KeyFile = abs(l.CertFile), abs(l.KeyFile)
+		}
 	}
 }

@@ -30,7 +30,7 @@ func TestDefaultsApplied(t *testing.T) {
 	if !reflect.DeepEqual(c.Server, want) {
 		t.Errorf("server = %+v, want %+v", c.Server, want)
 	}
-	if want := []Listener{{"udp", "127.0.0.1:5060", ""}, {"tcp", "127.0.0.1:5060", ""}}; !reflect.DeepEqual(c.Listen, want) {
+	if want := []Listener{{Transport: "udp", Address: "127.0.0.1:5060"}, {Transport: "tcp", Address: "127.0.0.1:5060"}}; !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("listen = %+v", c.Listen)
 	}
 	if e := (Expires{60, 86400}); c.Subscription != e || c.Publication != e {
@@ -195,7 +195,7 @@ func TestErrors(t *testing.T) {
 			`:2: key "subscription.min_expires": must be >= 1, got 0`},
 		{"bad transport",
 			"[[listen]]\ntransport = \"udp\"\naddress = \":1\"\n[[listen]]\ntransport = \"sctp\"\naddress = \":1\"\n",
-			`:5: key "listen.1.transport": must be udp or tcp, got "sctp"`},
+			`:5: key "listen.1.transport": must be udp, tcp or tls, got "sctp"`},
 		{"bad address",
 			"[[listen]]\ntransport = \"udp\"\naddress = \"localhost\"\n",
 			`:3: key "listen.0.address": must be host:port, got "localhost"`},

@@ -228,7 +228,17 @@ func (s *Server) drop(d *dialog) {
 	s.release(r)
 }
 
-// forget unlinks d from its resource and the dialog index; r.mu is held.
+// link adds d to the dialog index and the per-watcher count (d is already
+// among its resource's watchers); r.mu is held.
+func (s *Server) link(d *dialog) {
+	s.mu.Lock()
+	s.dialogs[d.rec.ID] = d
+	s.watching[d.rec.RemoteURI]++
+	s.mu.Unlock()
+	s.opt.Metrics.Subscriptions(d.rec.Event, 1)
+}
+
+// forget unlinks d from its resource and the indexes; r.mu is held.
 func (s *Server) forget(d *dialog) {
 	s.opt.Metrics.Subscriptions(d.rec.Event, -1)
 	d.gone = true
@@ -236,7 +246,16 @@ func (s *Server) forget(d *dialog) {
 	delete(d.res.watchers, d.rec.ID)
 	s.mu.Lock()
 	delete(s.dialogs, d.rec.ID)
+	if s.watching[d.rec.RemoteURI]--; s.watching[d.rec.RemoteURI] <= 0 {
+		delete(s.watching, d.rec.RemoteURI)
+	}
 	s.mu.Unlock()
+}
+
+func (s *Server) watchingCount(watcher string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.watching[watcher]
 }
 
 // armTimer (re)starts d's expiry timer; r.mu is held.

@@ -29,6 +29,10 @@ func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	body := req.Body()
+	if max := s.opt.Limits.MaxBodyBytes; max > 0 && len(body) > max {
+		s.reply(req, tx, 413, fmt.Sprintf("body of %d bytes is over the limit of %d", len(body), max))
+		return
+	}
 	if len(body) > 0 && !s.acceptable(req, tx, ep) {
 		return
 	}
@@ -95,6 +99,10 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *even
 		Expires: time.Now().Add(time.Duration(secs) * time.Second)}
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
+	if max := s.opt.Limits.MaxPublicationsPerPresentity; max > 0 && len(r.pubs) >= max {
+		s.reply(req, tx, 403, fmt.Sprintf("%s has %d publications, the limit", uri, max))
+		return
+	}
 	p := &publication{rec: rec, res: r}
 	if !s.change(req, tx, r, abi.OpPublish, p, &store.Batch{Publications: []store.Publication{rec}}) {
 		return

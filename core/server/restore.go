@@ -48,10 +48,7 @@ func (s *Server) restore() error {
 			r := s.lockResource(ep, rec.Resource)
 			d := &dialog{rec: rec, res: r, cseq: rec.LocalCSeq}
 			r.watchers[rec.ID] = d
-			s.mu.Lock()
-			s.dialogs[rec.ID] = d
-			s.mu.Unlock()
-			s.opt.Metrics.Subscriptions(rec.Event, 1)
+			s.link(d)
 			s.armTimer(d)
 			r.mu.Unlock()
 			if rec.LocalCSeq == 0 {

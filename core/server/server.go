@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,9 +30,24 @@ import (
 
 // Listener is one SIP listening socket.
 type Listener struct {
-	Transport string // "udp" or "tcp"
+	Transport string // "udp", "tcp" or "tls"
 	Address   string // host:port; port 0 picks a free one
 	Advertise string // host[:port] for Contact and Via; empty: the bound address
+	CertFile  string // tls
+	KeyFile   string // tls
+}
+
+// Limits bound what one peer or one presentity may take; 0 turns a limit
+// off.
+type Limits struct {
+	MaxBodyBytes                 int // a PUBLISH body above it gets 413
+	MaxMessageBytes              int // the parser drops larger messages
+	MaxSubscriptionsPerWatcher   int // 403 above
+	MaxWatchersPerPresentity     int // 403 above
+	MaxPublicationsPerPresentity int // 403 above
+	RequestsPerSecondPerSource   int // 503 + Retry-After above, per source IP
+	MaxInFlight                  int // requests handled at once; 503 + Retry-After above
+	TCPIdleTimeout               time.Duration
 }
 
 // Bounds are the Expires limits of one method.
@@ -48,6 +64,7 @@ type Options struct {
 	Subscription Bounds
 	Publication  Bounds
 	Registrar    RegistrarBounds
+	Limits       Limits
 	Modules      []*extension.Module
 	Store        store.Store
 	Logger       *slog.Logger
@@ -83,6 +100,9 @@ type Server struct {
 	bindings map[string]map[string]*binding // AOR -> contact -> binding
 
 	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
+	inFlight atomic.Int64
+	sources  *sourceLimiter
+	watching map[string]int // subscriptions per watcher URI, under mu
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -130,6 +150,10 @@ func New(opt Options) (*Server, error) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
 	}
 	s.logLimit = rateLimit{perSecond: 50, log: s.log}
+	s.watching = map[string]int{}
+	if n := opt.Limits.RequestsPerSecondPerSource; n > 0 {
+		s.sources = newSourceLimiter(n)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	c, err := newCatalog(opt, opt.Modules)
 	if err != nil {
@@ -147,8 +171,18 @@ func New(opt Options) (*Server, error) {
 func (s *Server) Start() error {
 	// sipgo logs through its package default; keep its lines in ours.
 	sip.SetDefaultLogger(s.log.With("component", "sipgo"))
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(s.opt.UserAgent),
-		sipgo.WithUserAgentParser(sip.NewParser(sip.WithHeadersParsers(header.Parsers()))))
+	parser := sip.NewParser(sip.WithHeadersParsers(header.Parsers()))
+	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
+		parser.MaxMessageLength = n
+	}
+	// An idle TCP or TLS connection costs a goroutine and a 32 KB buffer
+	// (research/sipgo.md §2.3): close it after the idle timeout.
+	idle := s.opt.Limits.TCPIdleTimeout
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(s.opt.UserAgent), sipgo.WithUserAgentParser(parser),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
+			TCP: &sip.TransportTCP{ReadTimeout: idle},
+			TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: idle}},
+		})))
 	if err != nil {
 		return err
 	}
@@ -230,6 +264,19 @@ func (s *Server) listen(l Listener) (string, error) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.sip.ServeTCP(ln) }()
 		return ln.Addr().String(), nil
+	case "tls":
+		cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+		if err != nil {
+			return "", fmt.Errorf("certificate: %w", err)
+		}
+		ln, err := tls.Listen("tcp", l.Address, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return "", err
+		}
+		s.closers = append(s.closers, ln.Close)
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.sip.ServeTLS(ln) }()
+		return ln.Addr().String(), nil
 	}
 	return "", fmt.Errorf("unsupported transport %q", l.Transport)
 }
@@ -283,6 +330,10 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 			}
 		}()
 		s.opt.Metrics.Request(req.Method.String())
+		if !s.admit(req, tx) {
+			return
+		}
+		defer s.inFlight.Add(-1)
 		if msg := missingHeader(req); msg != "" {
 			s.reply(req, tx, 400, msg)
 			return

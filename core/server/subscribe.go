@@ -63,6 +63,14 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
 	d.res = r
+	if max := s.opt.Limits.MaxWatchersPerPresentity; max > 0 && len(r.watchers) >= max {
+		s.reply(req, tx, 403, fmt.Sprintf("%s has %d watchers, the limit", uri, max))
+		return
+	}
+	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.rec.RemoteURI) >= max {
+		s.reply(req, tx, 403, fmt.Sprintf("%s has %d subscriptions, the limit", d.rec.RemoteURI, max))
+		return
+	}
 	mres, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
 	if err != nil {
 		s.moduleError(req, tx, err)
@@ -108,10 +116,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	r.watchers[d.rec.ID] = d
-	s.mu.Lock()
-	s.dialogs[d.rec.ID] = d
-	s.mu.Unlock()
-	s.opt.Metrics.Subscriptions(d.rec.Event, 1)
+	s.link(d)
 	s.armTimer(d)
 	s.respond(req, tx, res, "")
 	s.enqueue(d, d.subState(), n, false)

@@ -1,0 +1,177 @@
+package server_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/core/extension"
+	"github.com/presenced/presenced/core/server"
+)
+
+func startWith(t *testing.T, opt server.Options) *server.Server {
+	t.Helper()
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	opt.Subscription, opt.Publication = server.Bounds{Min: 1, Max: 3600}, server.Bounds{Min: 1, Max: 3600}
+	srv, err := server.New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+func addrOf(srv *server.Server, transport string) string {
+	for _, a := range srv.Addrs() {
+		if tr, hp, _ := strings.Cut(a, ":"); tr == transport {
+			return hp
+		}
+	}
+	return ""
+}
+
+// Every limit answers with its code and a Warning that names it, and
+// changes nothing.
+func TestLimits(t *testing.T) {
+	srv := startWith(t, server.Options{
+		Listen:  []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+		Modules: []*extension.Module{echo(t)},
+		Limits: server.Limits{MaxBodyBytes: 100, MaxSubscriptionsPerWatcher: 2, MaxWatchersPerPresentity: 3,
+			MaxPublicationsPerPresentity: 2},
+	})
+	addr := addrOf(srv, "udp")
+	p := newPeer(t, "UDP", addr)
+
+	r := publish(t, p, "echo", alice, "text/plain", strings.Repeat("x", 101))
+	wantCode(t, r, 413)
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "one"), 200)
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "two"), 200)
+	r = publish(t, p, "echo", alice, "text/plain", "three")
+	wantCode(t, r, 403)
+	if !strings.Contains(hdr(r, "Warning"), "publications") {
+		t.Fatalf("Warning = %q", hdr(r, "Warning"))
+	}
+
+	w := newPeer(t, "UDP", addr) // every SUBSCRIBE from it is sip:watcher@example.com
+	for i := 0; i < 2; i++ {
+		_, r := subscribe(t, w, "echo", alice)
+		wantCode(t, r, 200)
+	}
+	_, r = subscribe(t, w, "echo", "sip:other@example.com")
+	wantCode(t, r, 403)
+	if !strings.Contains(hdr(r, "Warning"), "subscriptions") {
+		t.Fatalf("Warning = %q", hdr(r, "Warning"))
+	}
+	// a third watcher of alice is fine, a fourth is not
+	other := newPeer(t, "UDP", addr)
+	sub := func(from string) *sip.Response {
+		return other.send(msg{method: "SUBSCRIBE", uri: alice, headers: []string{
+			"From: <" + from + ">;tag=f", "To: <" + alice + ">", "Call-ID: " + newCallID(), "CSeq: 1 SUBSCRIBE",
+			other.contact(), "Event: echo"}})
+	}
+	wantCode(t, sub("sip:third@example.com"), 200)
+	r = sub("sip:fourth@example.com")
+	wantCode(t, r, 403)
+	if !strings.Contains(hdr(r, "Warning"), "watchers") {
+		t.Fatalf("Warning = %q", hdr(r, "Warning"))
+	}
+	if n := len(srv.Subscriptions(server.Filter{})); n != 3 {
+		t.Fatalf("%d subscriptions, want 3", n)
+	}
+}
+
+// A source over its rate gets 503 with Retry-After, quickly, and the
+// server keeps answering others.
+func TestRateLimitPerSource(t *testing.T) {
+	srv := startWith(t, server.Options{
+		Listen:  []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+		Modules: []*extension.Module{echo(t)},
+		Limits:  server.Limits{RequestsPerSecondPerSource: 20},
+	})
+	p := newPeer(t, "UDP", addrOf(srv, "udp"))
+	var ok, busy int
+	for i := 0; i < 60; i++ {
+		r := p.send(msg{method: "OPTIONS", uri: "sip:presenced@example.com", headers: []string{
+			"From: <sip:flood@example.com>;tag=f", "To: <sip:presenced@example.com>", "Call-ID: " + newCallID(), "CSeq: 1 OPTIONS"}})
+		switch r.StatusCode {
+		case 200:
+			ok++
+		case 503:
+			busy++
+			if hdr(r, "Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
+			}
+		default:
+			t.Fatalf("got %d", r.StatusCode)
+		}
+	}
+	// 20 a second with a burst of 20: far fewer than 60 pass in the time
+	// 60 round trips take on loopback, and some must.
+	if ok < 20 || busy == 0 {
+		t.Fatalf("ok %d, 503 %d", ok, busy)
+	}
+}
+
+// A TLS listener with a self-signed certificate: SUBSCRIBE over TLS, and
+// the NOTIFY comes back on the same TLS connection.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	srv := startWith(t, server.Options{
+		Listen:  []server.Listener{{Transport: "tls", Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}},
+		Modules: []*extension.Module{echo(t)},
+	})
+	conn, err := tls.Dial("tcp", addrOf(srv, "tls"), &tls.Config{InsecureSkipVerify: true}) // self-signed, made above
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peer{t: t, transport: "TLS", conn: conn, local: conn.LocalAddr().String(),
+		responses: make(chan *sip.Response, 8), notifies: make(chan *sip.Request, 8)}
+	p.notifyCode.Store(200)
+	go p.readTCP()
+	t.Cleanup(p.close)
+	_, r := subscribe(t, p, "echo", alice)
+	wantCode(t, r, 200)
+	if n := p.notify(); n.CSeq().SeqNo != 1 || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+		t.Fatalf("NOTIFY over TLS:\n%s", n)
+	}
+}
+
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "presenced test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
