@@ -28,7 +28,9 @@ func startWith(t *testing.T, opt server.Options) *server.Server {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	opt.Subscription, opt.Publication = server.Bounds{Min: 1, Max: 3600}, server.Bounds{Min: 1, Max: 3600}
+	if opt.Subscription == (server.Bounds{}) {
+		opt.Subscription, opt.Publication = server.Bounds{Min: 1, Max: 3600}, server.Bounds{Min: 1, Max: 3600}
+	}
 	srv, err := server.New(opt)
 	if err != nil {
 		t.Fatal(err)

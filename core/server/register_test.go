@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -100,19 +98,11 @@ func TestRegistrarBoundsAndExpiry(t *testing.T) {
 }
 
 func TestRegistrarMinExpires(t *testing.T) {
-	srv, err := server.New(server.Options{Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+	srv := startWith(t, server.Options{Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
 		Subscription: server.Bounds{Min: 60, Max: 3600}, Publication: server.Bounds{Min: 60, Max: 3600},
 		Registrar: server.RegistrarBounds{Min: 60, Max: 3600, Default: 3600},
-		Modules:   []*extension.Module{echo(t)}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	_, addr, _ := strings.Cut(srv.Addrs()[0], ":")
-	reg := &registration{p: newPeer(t, "UDP", addr), aor: "sip:ivy@example.com", callID: newCallID()}
+		Modules:   []*extension.Module{echo(t)}})
+	reg := &registration{p: newPeer(t, "UDP", addrOf(srv, "udp")), aor: "sip:ivy@example.com", callID: newCallID()}
 	r := reg.send("Contact: <sip:ivy@192.0.2.5>", "Expires: 30")
 	wantCode(t, r, 423)
 	if hdr(r, "Min-Expires") != "60" {

@@ -322,18 +322,10 @@ func TestRefusals(t *testing.T) {
 	p.notify() // the one from "too brief" (a fetch)
 
 	// 423 needs a minimum above 1
-	f2, err := server.New(server.Options{Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+	f2 := startWith(t, server.Options{Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
 		Subscription: server.Bounds{Min: 60, Max: 3600}, Publication: server.Bounds{Min: 60, Max: 3600},
-		Modules: f.mods, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f2.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer f2.Close()
-	_, addr, _ := strings.Cut(f2.Addrs()[0], ":")
-	p2 := newPeer(t, "UDP", addr)
+		Modules: f.mods})
+	p2 := newPeer(t, "UDP", addrOf(f2, "udp"))
 	_, r := subscribe(t, p2, "echo", alice, "Expires: 5")
 	wantCode(t, r, 423)
 	if hdr(r, "Min-Expires") != "60" {
