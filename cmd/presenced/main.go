@@ -21,6 +21,7 @@ import (
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/core/admin"
+	"github.com/presenced/presenced/core/auth"
 	"github.com/presenced/presenced/core/config"
 	"github.com/presenced/presenced/core/extension"
 	"github.com/presenced/presenced/core/metrics"
@@ -119,6 +120,10 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		opts.Listen = append(opts.Listen, server.Listener{Transport: l.Transport, Address: l.Address,
 			Advertise: l.Advertise, CertFile: l.CertFile, KeyFile: l.KeyFile})
 	}
+	if opts.Auth, err = newAuth(cfg.Auth); err != nil {
+		closeAll(mods)
+		return err
+	}
 	srv, err = server.New(opts)
 	if err != nil {
 		closeAll(mods)
@@ -153,6 +158,23 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		break
 	}
 	return srv.Close()
+}
+
+// newAuth builds digest authentication from [auth]; nil when it is off.
+func newAuth(c config.Auth) (*server.Auth, error) {
+	if c.UsersFile == "" {
+		return nil, nil
+	}
+	users, err := auth.LoadUsers(c.UsersFile)
+	if err != nil {
+		return nil, err
+	}
+	a, err := auth.New(auth.Options{Users: users, NonceTTL: c.NonceTTL.Duration, Algorithms: c.Algorithms,
+		Secret: []byte(c.Secret)})
+	if err != nil {
+		return nil, fmt.Errorf("[auth]: %w", err)
+	}
+	return &server.Auth{Authenticator: a, Realms: c.Realms, Methods: c.Methods, OwnerOnly: c.OwnerOnly}, nil
 }
 
 func closeAll(mods []*extension.Module) {

@@ -30,6 +30,7 @@ type Config struct {
 	Store        Store
 	Admin        Admin
 	Limits       Limits
+	Auth         Auth
 	Extension    map[string]*Extension // keyed by name
 
 	lines locator // where each key is defined, for errors; nil for Default()
@@ -84,6 +85,17 @@ type Limits struct {
 	RequestsPerSecondPerSource   int      `toml:"requests_per_second_per_source"`  // 503 + Retry-After above
 	MaxInFlight                  int      `toml:"max_in_flight"`                   // requests being handled at once; 503 + Retry-After above
 	TCPIdleTimeout               Duration `toml:"tcp_idle_timeout"`                // an idle TCP/TLS connection is closed after it
+}
+
+// Auth is the [auth] table: SIP digest authentication (RFC 3261 §22).
+type Auth struct {
+	UsersFile  string   `toml:"users_file"` // "user:realm:md5-ha1:sha256-ha1" lines; "" turns authentication off
+	Realms     []string `toml:"realms"`     // domains whose users must authenticate
+	Methods    []string `toml:"methods"`
+	OwnerOnly  bool     `toml:"owner_only"` // PUBLISH and REGISTER only for oneself
+	NonceTTL   Duration `toml:"nonce_ttl"`
+	Secret     string   `toml:"secret"`     // nonce HMAC key; "" = random per start
+	Algorithms []string `toml:"algorithms"` // offered, preferred first
 }
 
 // Admin is the [admin] table: the operator's HTTP API and /metrics.
@@ -142,6 +154,8 @@ func defaults() *Config {
 		Registrar:    Registrar{MinExpires: 60, MaxExpires: 86400, DefaultExpires: 3600},
 		Store:        Store{Backend: "sqlite"},
 		Admin:        Admin{Listen: "127.0.0.1:8070"},
+		Auth: Auth{Methods: []string{"PUBLISH", "SUBSCRIBE", "REGISTER"}, OwnerOnly: true,
+			NonceTTL: Duration{5 * time.Minute}, Algorithms: []string{"SHA-256", "MD5"}},
 		Limits: Limits{MaxBodyBytes: 64 << 10, MaxMessageBytes: 65535, MaxSubscriptionsPerWatcher: 200,
 			MaxWatchersPerPresentity: 10000, MaxPublicationsPerPresentity: 100, RequestsPerSecondPerSource: 2000,
 			MaxInFlight: 4096, TCPIdleTimeout: Duration{5 * time.Minute}},
@@ -201,6 +215,7 @@ type document struct {
 	Store        Store
 	Admin        Admin
 	Limits       Limits
+	Auth         Auth
 	Extension    map[string]toml.Primitive
 }
 
@@ -215,13 +230,13 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.lines = locate(string(data))
 
-	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin, Limits: c.Limits}
+	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin, Limits: c.Limits, Auth: c.Auth}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
 		return nil, c.tomlError(err, -1)
 	}
 	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store, c.Admin = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store, doc.Admin
-	c.Limits = doc.Limits
+	c.Limits, c.Auth = doc.Limits, doc.Auth
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -441,6 +456,20 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.Auth.UsersFile != "" && len(c.Auth.Realms) == 0 {
+		return c.errorf("auth.realms", "users_file is set but no realm requires authentication")
+	}
+	for i, m := range c.Auth.Methods {
+		switch c.Auth.Methods[i] = strings.ToUpper(m); c.Auth.Methods[i] {
+		case "PUBLISH", "SUBSCRIBE", "REGISTER":
+		default:
+			return c.errorf("auth.methods", "%q: only PUBLISH, SUBSCRIBE and REGISTER can require authentication", m)
+		}
+	}
+	for i := range c.Auth.Realms {
+		c.Auth.Realms[i] = strings.ToLower(c.Auth.Realms[i])
+	}
+
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			return c.errorf("admin.listen", "must be host:port or empty, got %q", c.Admin.Listen)
@@ -497,6 +526,9 @@ func (c *Config) resolve() {
 	c.Store.Path = abs(c.Store.Path)
 	for _, e := range c.Extension {
 		e.Path = abs(e.Path)
+	}
+	if c.Auth.UsersFile != "" {
+		c.Auth.UsersFile = abs(c.Auth.UsersFile)
 	}
 	for i := range c.Listen {
 		if l := &c.Listen[i]; l.Transport == "tls" {

@@ -65,6 +65,7 @@ type Options struct {
 	Publication  Bounds
 	Registrar    RegistrarBounds
 	Limits       Limits
+	Auth         *Auth // nil: no authentication
 	Modules      []*extension.Module
 	Store        store.Store
 	Logger       *slog.Logger
@@ -336,6 +337,9 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 		defer s.inFlight.Add(-1)
 		if msg := missingHeader(req); msg != "" {
 			s.reply(req, tx, 400, msg)
+			return
+		}
+		if !s.authenticate(req, tx) {
 			return
 		}
 		h(req, tx)
