@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/presenced/presenced/abi"
 	"github.com/tetratelabs/wazero"
@@ -21,6 +22,21 @@ type instance struct {
 	manifest abi.Manifest
 	log      *slog.Logger
 	stderr   *tailBuffer
+	// done ends the current call's sleeps (see nanosleep, which trusted
+	// modules do not use). Only the goroutine running the call touches it.
+	done <-chan struct{}
+}
+
+// nanosleep is the guest's clock sleep (WASI poll_oneoff): real time, cut
+// short when the call's context ends so that a sleeping guest cannot hold a
+// call past its deadline.
+func (in *instance) nanosleep(ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-in.done:
+	}
 }
 
 // callState is what the host functions see of the running call. It travels
@@ -42,6 +58,7 @@ func (in *instance) handle(ctx context.Context, op abi.Op, input []byte) ([]byte
 func (in *instance) invoke(ctx context.Context, fn api.Function, input []byte, op uint64) ([]byte, error) {
 	cs := &callState{input: input, log: in.log}
 	ctx = context.WithValue(ctx, callKey{}, cs)
+	in.done = ctx.Done()
 	var stack []uint64
 	if fn == in.handleFn {
 		stack = []uint64{op, uint64(len(input))}
@@ -145,14 +162,18 @@ const maxLogLine = 2048
 func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 	cs := current(ctx)
 	level, p, n := uint32(stack[0]), uint32(stack[1]), uint32(stack[2])
-	if n > maxLogLine {
-		n = maxLogLine
-	}
-	b, ok := mod.Memory().Read(p, n)
-	if !ok || cs == nil {
+	if cs == nil {
 		stack[0] = status(abi.StatusBadPointer)
 		return
 	}
+	// The whole line must lie in guest memory (ABI: -5, and the call
+	// fails), even though only its first maxLogLine bytes are logged.
+	if uint64(p)+uint64(n) > uint64(mod.Memory().Size()) {
+		cs.failed = errors.New("log: line out of guest memory")
+		stack[0] = status(abi.StatusBadPointer)
+		return
+	}
+	b, _ := mod.Memory().Read(p, min(n, maxLogLine))
 	cs.log.Log(ctx, slog.Level((int(min(level, abi.LogError))-1)*4), string(b))
 	stack[0] = status(abi.StatusOK)
 }

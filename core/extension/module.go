@@ -237,22 +237,17 @@ func (m *Module) Handle(ctx context.Context, req *abi.Request) (*abi.Response, e
 	if req.NowUnixNano == 0 {
 		req.NowUnixNano = start.UnixNano()
 	}
-	out, err := m.call(ctx, req)
+	res, err := m.call(ctx, req)
 	m.calls.Add(1)
 	m.nanos.Add(int64(time.Since(start)))
 	if err != nil {
 		m.failures.Add(1)
 		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: err}
 	}
-	res := &abi.Response{}
-	if err := res.Unmarshal(out); err != nil {
-		m.failures.Add(1)
-		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: fmt.Errorf("malformed response: %w", err)}
-	}
 	return res, nil
 }
 
-func (m *Module) call(ctx context.Context, req *abi.Request) ([]byte, error) {
+func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.spec.CallTimeout)
 	defer cancel()
 	in, err := m.pool.get(ctx)
@@ -260,6 +255,14 @@ func (m *Module) call(ctx context.Context, req *abi.Request) ([]byte, error) {
 		return nil, err
 	}
 	out, err := in.handle(ctx, req.Op, req.Marshal())
+	res := &abi.Response{}
+	if err == nil {
+		// Garbage for output is a failure like a trap: the instance that
+		// wrote it goes too.
+		if uerr := res.Unmarshal(out); uerr != nil {
+			err = fmt.Errorf("malformed response: %w", uerr)
+		}
+	}
 	if err != nil {
 		// A trap leaves the guest's runtime in an unknown state even though
 		// wazero keeps the instance open (research/wasm.md §3.8): drop it.
@@ -269,7 +272,7 @@ func (m *Module) call(ctx context.Context, req *abi.Request) ([]byte, error) {
 		return nil, err
 	}
 	m.pool.put(in)
-	return out, nil
+	return res, nil
 }
 
 // Drain stops handing out instances, waits (until ctx ends) for the calls
@@ -303,9 +306,17 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		WithStartFunctions(abi.ExportInitialize).
 		// Go guests need real clocks, or their GC falls behind and linear
 		// memory balloons (research/wasm.md §3.9).
-		WithSysNanotime().WithSysWalltime().WithSysNanosleep().
+		WithSysNanotime().WithSysWalltime().
 		WithRandSource(rand.Reader).
 		WithStderr(in.stderr).WithStdout(in.stderr)
+	if m.spec.Trusted {
+		cfg = cfg.WithSysNanosleep()
+	} else {
+		// A sleeping guest sits in the host's poll_oneoff, where wazero's
+		// deadline check cannot reach it: wake it when the call ends.
+		cfg = cfg.WithNanosleep(in.nanosleep)
+		in.done = ctx.Done()
+	}
 	mod, err := m.runtime.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)

@@ -195,6 +195,11 @@ func (s *Server) Start() error {
 	s.sip.OnSubscribe(s.guard(s.onSubscribe))
 	s.sip.OnPublish(s.guard(s.onPublish))
 	s.sip.OnRegister(s.guard(s.onRegister))
+	// Other methods are validated like ours before the 405, so a malformed
+	// request gets its 400 whatever its method (RFC 4475 mismatch02, insuf).
+	s.sip.OnNoRoute(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		s.reply(req, tx, 405, "", sip.NewHeader("Allow", "SUBSCRIBE, PUBLISH, REGISTER, OPTIONS"))
+	}))
 	s.sip.OnOptions(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 200, "", sip.NewHeader("Allow-Events", s.cat().allow))
 	}))
@@ -335,8 +340,18 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 			return
 		}
 		defer s.inFlight.Add(-1)
+		if req.SipVersion != "SIP/2.0" {
+			res := sip.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
+			res.SipVersion = "SIP/2.0"
+			s.respond(req, tx, res, fmt.Sprintf("%s is not supported", req.SipVersion))
+			return
+		}
 		if msg := missingHeader(req); msg != "" {
 			s.reply(req, tx, 400, msg)
+			return
+		}
+		if scheme := strings.ToLower(req.Recipient.Scheme); scheme != "sip" && scheme != "sips" {
+			s.reply(req, tx, 416, fmt.Sprintf("request-URI scheme %q is not supported", req.Recipient.Scheme))
 			return
 		}
 		if !s.authenticate(req, tx) {
@@ -347,6 +362,11 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 }
 
 func missingHeader(req *sip.Request) string {
+	for _, name := range []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards"} {
+		if len(req.GetHeaders(name)) > 1 {
+			return "more than one " + name + " header"
+		}
+	}
 	switch {
 	case req.From() == nil:
 		return "missing or malformed From header"
@@ -356,7 +376,7 @@ func missingHeader(req *sip.Request) string {
 		return "missing Call-ID header"
 	case req.CSeq() == nil:
 		return "missing CSeq header"
-	case req.CSeq().MethodName != req.Method:
+	case !strings.EqualFold(string(req.CSeq().MethodName), string(req.Method)): // sipgo upper-cases the request line's method only
 		return fmt.Sprintf("CSeq method %s does not match request method %s", req.CSeq().MethodName, req.Method)
 	case req.MaxForwards() == nil:
 		return "missing Max-Forwards header"
@@ -370,7 +390,7 @@ func missingHeader(req *sip.Request) string {
 // reply answers req. A non-2xx carries warning, when given, in a Warning
 // header and is logged with it.
 func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, warning string, hdrs ...sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, "", nil)
+	res := sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil)
 	s.respond(req, tx, res, warning, hdrs...)
 }
 
