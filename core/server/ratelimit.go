@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -16,6 +17,30 @@ type rateLimit struct {
 	second     int64
 	used       int
 	suppressed int
+}
+
+// limitedHandler passes at most the limiter's rate of records a second to
+// the handler it wraps: sipgo logs every unparsable message at ERROR with
+// the message itself, so a flood of garbage would otherwise flood the log
+// (research/sipgo.md §4 item 7).
+type limitedHandler struct {
+	slog.Handler
+	limit *rateLimit
+}
+
+func (h limitedHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.limit.allow() {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h limitedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return limitedHandler{h.Handler.WithAttrs(attrs), h.limit}
+}
+
+func (h limitedHandler) WithGroup(name string) slog.Handler {
+	return limitedHandler{h.Handler.WithGroup(name), h.limit}
 }
 
 func (l *rateLimit) allow() bool {

@@ -171,7 +171,8 @@ func New(opt Options) (*Server, error) {
 // sockets are bound, so a caller may send at once.
 func (s *Server) Start() error {
 	// sipgo logs through its package default; keep its lines in ours.
-	sip.SetDefaultLogger(s.log.With("component", "sipgo"))
+	sipLog := s.log.With("component", "sipgo")
+	sip.SetDefaultLogger(slog.New(limitedHandler{sipLog.Handler(), &rateLimit{perSecond: 20, log: s.log}}))
 	parser := sip.NewParser(sip.WithHeadersParsers(header.Parsers()))
 	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
 		parser.MaxMessageLength = n
@@ -188,7 +189,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.ua = ua
-	s.sip, err = sipgo.NewServer(ua, sipgo.WithServerLogger(s.log.With("component", "sipgo")))
+	s.sip, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sip.DefaultLogger()))
 	if err != nil {
 		return err
 	}
