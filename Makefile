@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 MODULES  := pa conference
 WASM     := $(foreach m,$(MODULES),extensions/$(m)/$(m).wasm)
 
-.PHONY: build run test bench vet clean wasm
+.PHONY: build run test bench bench-compare vet clean wasm
 
 build: bin/presenced wasm
 
@@ -28,10 +28,31 @@ test: wasm
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./extensions/... ./sdk
 	$(GO) test -count=1 -timeout 10m ./...
 
-bench: wasm
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./extensions/pa ./core/extension
+# bench/run.sh starts presenced on a free port, drives it with sipp
+# (bench/cmd/presbench) and stops it; then the Go benchmarks, briefly.
+# bench-compare does the same against Kamailio too (bench/kamailio).
+bench: build
+	bench/run.sh
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -benchtime 200ms ./extensions/... ./core/...
+
+bench-compare: build
+	bench/run.sh compare
 
 clean:
 	rm -rf bin $(WASM)
 
 FORCE:
+
+# Each fuzz target for FUZZTIME; the corpora are in each package's
+# testdata/fuzz, and a failure found is written there.
+FUZZTIME ?= 10s
+FUZZ := core/header:FuzzParseEvent core/header:FuzzParseExpires core/header:FuzzMediaType core/header:FuzzRequest \
+	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest \
+	core/config:FuzzParse sdk:FuzzResourceKey sdk/xmldoc:FuzzParse sdk/pubstate:FuzzDecode
+
+.PHONY: fuzz
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz ./$${t%%:*} $${t#*:}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
