@@ -28,6 +28,9 @@ func ResourceKey(uri string) string {
 		}
 		s = strings.TrimSpace(s)
 	}
+	if strings.ContainsAny(s, "<>") {
+		return "" // an unbalanced bracket: not a URI (found by FuzzResourceKey)
+	}
 	colon := strings.IndexByte(s, ':')
 	if colon <= 0 || !isScheme(s[:colon]) {
 		return ""

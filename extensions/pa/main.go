@@ -274,8 +274,8 @@ func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, sta
 	if !r.done {
 		binds := st.liveBindings(req.NowUnixNano)
 		switch {
-		case len(st.Pubs) > 0 || len(binds) > 0:
-			b, err := compose(req.Resource, st.Pubs, st.Recent, binds)
+		case len(st.Pubs) > 0 || len(binds) > 0 || st.hasXMPP():
+			b, err := composeAll(req.Resource, st, binds)
 			if err != nil {
 				return sdk.Notification{}, err
 			}

@@ -19,6 +19,8 @@ import (
 //	  repeated string  recent   = 3;  // publication ids, least recently modified first
 //	  repeated string  allow    = 4;  // watchers the presentity approved (sdk.ResourceKey or domain)
 //	  repeated string  block    = 5;  // watchers the presentity rejected
+//	  repeated XMPPResource xmpp = 6;      // the jabber backend, see xmpp.go
+//	  XMPPResource xmpp_offline  = 7;
 //	}
 //	message Binding { string id = 1; string contact = 2; string q = 3; int64 expires = 4; }
 //
@@ -48,6 +50,10 @@ type state struct {
 	// person of the last one wins composition.
 	Recent       []string
 	Allow, Block []string
+	// XMPP holds the available resources of the XMPP user the presentity
+	// maps to, XMPPOffline the user once none is left (xmpp.go).
+	XMPP        []xmppRes
+	XMPPOffline *xmppRes
 }
 
 func decodeState(b []byte) (*state, error) {
@@ -62,7 +68,7 @@ func decodeState(b []byte) (*state, error) {
 			return nil, fmt.Errorf("decode state: %w", protowire.ParseError(n))
 		}
 		b = b[n:]
-		if typ != protowire.BytesType || num == 1 || num > fStateBlock {
+		if typ != protowire.BytesType || num == 1 || num > fStateXMPPOffline {
 			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return nil, fmt.Errorf("decode state: field %d: %w", num, protowire.ParseError(n))
 			}
@@ -87,6 +93,10 @@ func decodeState(b []byte) (*state, error) {
 			st.Allow = append(st.Allow, string(v))
 		case fStateBlock:
 			st.Block = append(st.Block, string(v))
+		case fStateXMPP, fStateXMPPOffline:
+			if err := st.decodeXMPPField(num, v); err != nil {
+				return nil, err
+			}
 		}
 	}
 	st.normalizeRecent()
@@ -186,7 +196,7 @@ func (st *state) encode() []byte {
 			b = protowire.AppendString(b, s)
 		}
 	}
-	return b
+	return st.appendXMPP(b)
 }
 
 func decodeBinding(b []byte) (binding, error) {
