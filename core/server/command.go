@@ -58,21 +58,46 @@ func (s *Server) Command(event, resource, name string, args map[string]string) (
 	return strings.Join(answers, "\n"), nil
 }
 
+// Input hands the module serving event an input for resource from a
+// source other than SIP (an XMPP presence, op abi.OpXMPP): the module sees
+// every watcher, the change is committed, and the watchers are notified.
+func (s *Server) Input(event, resource string, in abi.Request) error {
+	ep := s.cat().packages[event]
+	if ep == nil {
+		return fmt.Errorf("event package %q is not served", event)
+	}
+	res, err := s.feed(ep, resource, in)
+	if err == nil && res.Code != 0 {
+		err = fmt.Errorf("extension %s refused %s input: %d %s", ep.mod.Name(), in.Op, res.Code, res.Reason)
+	}
+	return err
+}
+
 func (s *Server) command(ep *eventPackage, resource, name string, args map[string]string) (string, error) {
-	r := s.lockResource(ep, resource)
-	defer s.release(r)
-	res, err := s.call(r, abi.Request{Op: abi.OpCommand, Command: &abi.Command{Name: name, Args: args}}, nil)
+	res, err := s.feed(ep, resource, abi.Request{Op: abi.OpCommand, Command: &abi.Command{Name: name, Args: args}})
 	if err != nil {
 		return "", err
 	}
 	if res.Code != 0 {
 		return "", &CommandError{Code: res.Code, Reason: res.Reason}
 	}
+	return res.Reason, nil
+}
+
+// feed runs a non-SIP input on a resource with all its watchers and, if
+// the module accepts it, commits and applies the answer.
+func (s *Server) feed(ep *eventPackage, resource string, in abi.Request) (*abi.Response, error) {
+	r := s.lockResource(ep, resource)
+	defer s.release(r)
+	res, err := s.call(r, in, nil)
+	if err != nil || res.Code != 0 {
+		return res, err
+	}
 	b := &store.Batch{}
 	stage(b, r, res, nil)
 	if !s.commit(nil, nil, b) {
-		return "", fmt.Errorf("state could not be stored")
+		return nil, fmt.Errorf("state could not be stored")
 	}
 	s.apply(r, res, nil, "")
-	return res.Reason, nil
+	return res, nil
 }

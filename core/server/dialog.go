@@ -236,11 +236,17 @@ func (s *Server) link(d *dialog) {
 	s.watching[d.rec.RemoteURI]++
 	s.mu.Unlock()
 	s.opt.Metrics.Subscriptions(d.rec.Event, 1)
+	if s.opt.Watch != nil {
+		s.opt.Watch.Watch(d.rec.Event, d.rec.Resource)
+	}
 }
 
 // forget unlinks d from its resource and the indexes; r.mu is held.
 func (s *Server) forget(d *dialog) {
 	s.opt.Metrics.Subscriptions(d.rec.Event, -1)
+	if s.opt.Watch != nil {
+		s.opt.Watch.Unwatch(d.rec.Event, d.rec.Resource)
+	}
 	d.gone = true
 	d.stopTimer()
 	delete(d.res.watchers, d.rec.ID)

@@ -37,6 +37,13 @@ type Listener struct {
 	KeyFile   string // tls
 }
 
+// WatchHook is told when a resource gains and loses a subscription; calls
+// are balanced and made under the resource's lock, so they must not block.
+type WatchHook interface {
+	Watch(event, resource string)
+	Unwatch(event, resource string)
+}
+
 // Limits bound what one peer or one presentity may take; 0 turns a limit
 // off.
 type Limits struct {
@@ -66,10 +73,14 @@ type Options struct {
 	Registrar    RegistrarBounds
 	Limits       Limits
 	Auth         *Auth // nil: no authentication
-	Modules      []*extension.Module
-	Store        store.Store
-	Logger       *slog.Logger
-	Metrics      *metrics.Metrics // nil records nothing
+	// Watch, when set, hears of every subscription that starts and ends
+	// (event package, resource): how a backend such as the XMPP connector
+	// knows which presentities have watchers.
+	Watch   WatchHook
+	Modules []*extension.Module
+	Store   store.Store
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics // nil records nothing
 }
 
 // Server is a running presence server.
