@@ -27,6 +27,7 @@ import (
 	"github.com/presenced/presenced/core/metrics"
 	"github.com/presenced/presenced/core/server"
 	"github.com/presenced/presenced/core/store"
+	"github.com/presenced/presenced/core/xmpp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -124,6 +125,14 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		closeAll(mods)
 		return err
 	}
+	jabber, err := newJabber(cfg.XMPP, func() *server.Server { return srv }, log)
+	if err != nil {
+		closeAll(mods)
+		return err
+	}
+	if jabber != nil {
+		opts.Watch = jabber
+	}
 	srv, err = server.New(opts)
 	if err != nil {
 		closeAll(mods)
@@ -134,6 +143,11 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		return err
 	}
 	defer func() { closeAll(srv.Modules()) }()
+	if jabber != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go jabber.Run(ctx)
+	}
 	r := &reloader{file: cfg.File, cacheDir: cacheDir, srv: srv, log: log}
 	if cfg.Admin.Listen != "" {
 		stop, err := serveAdmin(cfg.Admin, srv, r.reload, m, log)
@@ -158,6 +172,40 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		break
 	}
 	return srv.Close()
+}
+
+// jabber is the XMPP backend: watchers of presence resources in a mapped
+// domain make the connector subscribe on their behalf, and what it hears is
+// handed to the presence module.
+type jabber struct{ *xmpp.Component }
+
+func (j jabber) Watch(event, resource string) {
+	if event == "presence" {
+		j.Component.Watch(resource)
+	}
+}
+
+func (j jabber) Unwatch(event, resource string) {
+	if event == "presence" {
+		j.Component.Unwatch(resource)
+	}
+}
+
+func newJabber(c config.XMPP, srv func() *server.Server, log *slog.Logger) (*jabber, error) {
+	if c.Server == "" {
+		return nil, nil
+	}
+	comp, err := xmpp.New(xmpp.Config{Server: c.Server, Domain: c.Domain, Secret: c.Secret, User: c.User,
+		Domains: c.Domains, MaxBackoff: c.MaxBackoff.Duration, Logger: log.With("component", "xmpp")},
+		func(uri string, p abi.XMPPPresence) {
+			if err := srv().Input("presence", uri, abi.Request{Op: abi.OpXMPP, XMPP: &p}); err != nil {
+				log.Warn("XMPP presence not applied", "resource", uri, "err", err)
+			}
+		})
+	if err != nil {
+		return nil, fmt.Errorf("[xmpp]: %w", err)
+	}
+	return &jabber{comp}, nil
 }
 
 // newAuth builds digest authentication from [auth]; nil when it is off.

@@ -31,6 +31,7 @@ type Config struct {
 	Admin        Admin
 	Limits       Limits
 	Auth         Auth
+	XMPP         XMPP
 	Extension    map[string]*Extension // keyed by name
 
 	lines locator // where each key is defined, for errors; nil for Default()
@@ -96,6 +97,17 @@ type Auth struct {
 	NonceTTL   Duration `toml:"nonce_ttl"`
 	Secret     string   `toml:"secret"`     // nonce HMAC key; "" = random per start
 	Algorithms []string `toml:"algorithms"` // offered, preferred first
+}
+
+// XMPP is the [xmpp] table: the "jabber" backend, an XEP-0114 component
+// connection through which SIP watchers see XMPP users (RFC 8048).
+type XMPP struct {
+	Server     string            `toml:"server"`  // the XMPP server's component port, host:port; "" turns it off
+	Domain     string            `toml:"domain"`  // the component's domain, e.g. sip.example.com
+	Secret     string            `toml:"secret"`  // the component's shared secret
+	User       string            `toml:"user"`    // local part of the subscribing JID (default presenced)
+	Domains    map[string]string `toml:"domains"` // SIP domain -> XMPP domain
+	MaxBackoff Duration          `toml:"max_backoff"`
 }
 
 // Admin is the [admin] table: the operator's HTTP API and /metrics.
@@ -216,6 +228,7 @@ type document struct {
 	Admin        Admin
 	Limits       Limits
 	Auth         Auth
+	XMPP         XMPP
 	Extension    map[string]toml.Primitive
 }
 
@@ -230,13 +243,13 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.lines = locate(string(data))
 
-	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin, Limits: c.Limits, Auth: c.Auth}
+	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin, Limits: c.Limits, Auth: c.Auth, XMPP: c.XMPP}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
 		return nil, c.tomlError(err, -1)
 	}
 	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store, c.Admin = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store, doc.Admin
-	c.Limits, c.Auth = doc.Limits, doc.Auth
+	c.Limits, c.Auth, c.XMPP = doc.Limits, doc.Auth, doc.XMPP
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -468,6 +481,15 @@ func (c *Config) Validate() error {
 	}
 	for i := range c.Auth.Realms {
 		c.Auth.Realms[i] = strings.ToLower(c.Auth.Realms[i])
+	}
+
+	if x := c.XMPP; x.Server != "" {
+		if _, _, err := net.SplitHostPort(x.Server); err != nil {
+			return c.errorf("xmpp.server", "must be host:port, got %q", x.Server)
+		}
+		if x.Domain == "" || x.Secret == "" || len(x.Domains) == 0 {
+			return c.errorf("xmpp", "server needs domain, secret and at least one entry in [xmpp.domains]")
+		}
 	}
 
 	if c.Admin.Listen != "" {
