@@ -56,7 +56,11 @@ func ResourceKey(uri string) string {
 		if i := strings.IndexByte(user, ':'); i >= 0 {
 			user = user[:i] // a password is not part of the identity
 		}
-		user = normalizeEscapes(user)
+		// To a fixed point: decoding "%7%30" makes a new "%70" (found by
+		// FuzzResourceKey); each pass shortens or keeps the string.
+		for next := normalizeEscapes(user); next != user; next = normalizeEscapes(user) {
+			user = next
+		}
 		if user == "" {
 			return ""
 		}
@@ -65,21 +69,47 @@ func ResourceKey(uri string) string {
 		rest = rest[:i]
 	}
 	host := strings.ToLower(rest)
-	if host == "" {
+	// Neither part of a URI holds white space, quotes or brackets
+	// unescaped; a string that does is not one (found by FuzzResourceKey).
+	if host == "" || !uriChars(host) || !uriChars(user) {
 		return ""
 	}
 	if defaultPort != "" {
-		// Only strip a port that follows the host, not a piece of an IPv6
-		// literal.
-		if p, ok := strings.CutSuffix(host, ":"+defaultPort); ok && !strings.HasSuffix(p, ":") &&
-			(!strings.HasPrefix(p, "[") || strings.HasSuffix(p, "]")) {
-			host = p
+		// Both default ports go, whichever the scheme: sip and sips share
+		// one key, so keeping 5060 on a sips URI would make the key of the
+		// key differ (found by FuzzResourceKey). Only a port that follows
+		// the host is stripped, not a piece of an IPv6 literal.
+		for stripped := true; stripped; {
+			stripped = false
+			for _, port := range []string{":5060", ":5061"} {
+				if p, ok := strings.CutSuffix(host, port); ok && !strings.HasSuffix(p, ":") &&
+					(!strings.HasPrefix(p, "[") || strings.HasSuffix(p, "]")) {
+					host, stripped = p, true
+				}
+			}
 		}
+		if strings.HasPrefix(host, ":") {
+			return "" // a port with no host
+		}
+	}
+	if host == "" {
+		return ""
 	}
 	if user == "" {
 		return scheme + ":" + host
 	}
 	return scheme + ":" + user + "@" + host
+}
+
+// uriChars reports whether s holds no control character, space, quote or
+// angle bracket, none of which a URI carries unescaped.
+func uriChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>' {
+			return false
+		}
+	}
+	return true
 }
 
 func isScheme(s string) bool {
