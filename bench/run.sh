@@ -57,6 +57,8 @@ requests_per_second_per_source = 0
 
 [extension.pa]
 path = "$ROOT/extensions/pa/pa.wasm"
+trusted = ${TRUSTED:-true}       # as presenced.toml; TRUSTED=false make bench: with termination checks
+instances = ${INSTANCES:-2}
 
 [extension.pa.config]
 dummy_presence = true
