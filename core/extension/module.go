@@ -238,6 +238,11 @@ func (m *Module) Handle(ctx context.Context, req *abi.Request) (*abi.Response, e
 		req.NowUnixNano = start.UnixNano()
 	}
 	res, err := m.call(ctx, req)
+	if errors.Is(err, ErrBusy) {
+		// No call was made: overload, counted neither as a call nor as a
+		// failure, and no instance is lost.
+		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: err}
+	}
 	m.calls.Add(1)
 	m.nanos.Add(int64(time.Since(start)))
 	if err != nil {

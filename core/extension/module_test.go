@@ -92,3 +92,34 @@ func TestRefusesAnotherABIVersion(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A saturated pool is overload, not failure: the waiting call gets
+// ErrBusy when its deadline passes, nothing is counted as a failure, and
+// no instance is lost.
+func TestBusyPool(t *testing.T) {
+	path := sdktest.Build(t, "github.com/presenced/presenced/core/extension/testdata/hostile")
+	m, err := extension.Load(context.Background(), extension.Spec{Name: "hostile", Path: path,
+		MemoryLimitMB: 64, CallTimeout: 3 * time.Second, Instances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	req := func(body string) *abi.Request {
+		return &abi.Request{Op: abi.OpPublish, Event: "hostile", Resource: "sip:a@example.com",
+			Publication: &abi.Publication{ID: "p", ContentType: "text/plain", Body: []byte(body)}}
+	}
+	done := make(chan struct{})
+	go func() { m.Handle(context.Background(), req("sleep")); close(done) }()
+	time.Sleep(200 * time.Millisecond) // the only instance is asleep
+	before := m.Stats()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = m.Handle(ctx, req("hello"))
+	if !errors.Is(err, extension.ErrBusy) {
+		t.Fatalf("err = %v, want ErrBusy", err)
+	}
+	if after := m.Stats(); after.Failures != before.Failures || after.Calls != before.Calls {
+		t.Fatalf("a busy wait was counted: %+v -> %+v", before, after)
+	}
+	<-done
+}

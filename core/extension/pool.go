@@ -26,6 +26,10 @@ func newPool(max int, mk func(context.Context) (*instance, error)) *pool {
 
 var errClosed = errors.New("extension closed")
 
+// ErrBusy is returned when every instance stayed busy for the whole wait:
+// the module is saturated, not broken.
+var ErrBusy = errors.New("no free instance")
+
 func (p *pool) get(ctx context.Context) (*instance, error) {
 	select {
 	case in := <-p.idle:
@@ -50,7 +54,7 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 		}
 		return in, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("no free instance: %w", ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
 	}
 }
 

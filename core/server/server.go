@@ -433,6 +433,12 @@ func callID(req *sip.Request) string {
 // moduleError answers a request whose module call failed: 500 with the
 // reason, and the server goes on (the instance is already discarded).
 func (s *Server) moduleError(req *sip.Request, tx sip.ServerTransaction, err error) {
+	if errors.Is(err, extension.ErrBusy) {
+		// Saturated, not broken: tell the client to come back (RFC 3261
+		// §21.5.4) rather than report a failure.
+		s.reply(req, tx, 503, "extension busy", sip.NewHeader("Retry-After", "1"))
+		return
+	}
 	var xe *extension.Error
 	if errors.As(err, &xe) {
 		s.reply(req, tx, 500, fmt.Sprintf("extension %s failed", xe.Extension))
