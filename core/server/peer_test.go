@@ -33,6 +33,7 @@ type peer struct {
 	notifyCode atomic.Int32
 	wmu        sync.Mutex
 	branch     atomic.Int64
+	closed     atomic.Bool // after it, the reader's late answers may fail quietly
 }
 
 const waitFor = 5 * time.Second
@@ -65,6 +66,7 @@ func newPeer(t testing.TB, transport, server string) *peer {
 }
 
 func (p *peer) close() {
+	p.closed.Store(true)
 	if p.pc != nil {
 		p.pc.Close()
 	}
@@ -82,7 +84,7 @@ func (p *peer) write(b []byte) {
 	} else {
 		_, err = p.conn.Write(b)
 	}
-	if err != nil {
+	if err != nil && !p.closed.Load() {
 		p.t.Errorf("peer write: %v", err)
 	}
 }
@@ -134,7 +136,9 @@ func (p *peer) readTCP() {
 func (p *peer) dispatch(b []byte, from net.Addr) {
 	msg, err := sip.ParseMessage(b)
 	if err != nil {
-		p.t.Errorf("peer got unparsable message: %v\n%s", err, b)
+		if !p.closed.Load() {
+			p.t.Errorf("peer got unparsable message: %v\n%s", err, b)
+		}
 		return
 	}
 	switch m := msg.(type) {
@@ -164,7 +168,7 @@ func (p *peer) answer(req *sip.Request, code int, to net.Addr) {
 	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	if _, err := p.pc.WriteTo([]byte(b.String()), to); err != nil {
+	if _, err := p.pc.WriteTo([]byte(b.String()), to); err != nil && !p.closed.Load() {
 		p.t.Errorf("peer write: %v", err)
 	}
 }
