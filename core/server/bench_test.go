@@ -3,8 +3,12 @@ package server_test
 import (
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/presenced/presenced/core/store"
 )
@@ -70,6 +74,46 @@ func BenchmarkSubscribe(b *testing.B) {
 					p.notify()
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkMemory reports the live heap each idle subscription and each
+// publication (a ~300-byte PIDF) costs the server, SQLite store, after a
+// GC. sipgo keeps every UDP server transaction for Timer J (32 s) to absorb
+// retransmissions; that is transaction state, not subscription state, so
+// Timer J is shortened here and the transactions are let go first.
+func BenchmarkMemory(b *testing.B) {
+	saved := sip.Timer_J
+	sip.Timer_J = 10 * time.Millisecond
+	defer func() { sip.Timer_J = saved }()
+	heap := func() float64 {
+		time.Sleep(200 * time.Millisecond)
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return float64(m.HeapAlloc)
+	}
+	const n = 2000
+	for _, what := range []string{"subscription", "publication"} {
+		b.Run(what, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				f := start(b, benchStores(b)["sqlite"](), echo(b))
+				p := newPeer(b, "UDP", f.addr["UDP"])
+				before := heap()
+				for j := 0; j < n; j++ {
+					uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
+					if what == "subscription" {
+						if _, r := subscribe(b, p, "echo", uri, "Expires: 3600"); r.StatusCode != 200 {
+							b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
+						}
+						p.notify()
+					} else if r := publish(b, p, "echo", uri, "text/plain", pidf(uri, "t1", "open", "at my desk, as usual")); r.StatusCode != 200 {
+						b.Fatalf("PUBLISH: %d", r.StatusCode)
+					}
+				}
+				b.ReportMetric((heap()-before)/n, "bytes/"+what)
+			}
 		})
 	}
 }
