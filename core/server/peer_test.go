@@ -33,7 +33,8 @@ type peer struct {
 	notifyCode atomic.Int32
 	wmu        sync.Mutex
 	branch     atomic.Int64
-	closed     atomic.Bool // after it, the reader's late answers may fail quietly
+	closed     atomic.Bool    // after it, the reader's late answers may fail quietly
+	held       []*sip.Request // NOTIFYs set aside by notifyIn, handed out first by notify
 }
 
 const waitFor = 5 * time.Second
@@ -218,12 +219,43 @@ func (p *peer) response() *sip.Response {
 
 func (p *peer) notify() *sip.Request {
 	p.t.Helper()
+	if len(p.held) > 0 {
+		r := p.held[0]
+		p.held = p.held[1:]
+		return r
+	}
 	select {
 	case r := <-p.notifies:
 		return r
 	case <-time.After(waitFor):
 		p.t.Fatal("no NOTIFY")
 		return nil
+	}
+}
+
+// notifyIn returns the next NOTIFY of the dialog with this Call-ID. NOTIFYs
+// of different dialogs leave on different send queues, so their order on
+// the wire is not defined; the ones of other dialogs are held for notify.
+func (p *peer) notifyIn(callID string) *sip.Request {
+	p.t.Helper()
+	for i, r := range p.held {
+		if hdr(r, "Call-ID") == callID {
+			p.held = append(p.held[:i:i], p.held[i+1:]...)
+			return r
+		}
+	}
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case r := <-p.notifies:
+			if hdr(r, "Call-ID") == callID {
+				return r
+			}
+			p.held = append(p.held, r)
+		case <-deadline:
+			p.t.Fatalf("no NOTIFY in dialog %s", callID)
+			return nil
+		}
 	}
 }
 
