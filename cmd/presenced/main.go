@@ -281,7 +281,7 @@ func serveAdmin(c config.Admin, srv *server.Server, reload func() error, m *metr
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	h := admin.New(srv, admin.Options{Token: c.Token, Reload: reload, Logger: log,
+	h := admin.New(srv, admin.Options{Token: c.Token, Reload: reload, Logger: log, Profiling: c.Pprof,
 		Metrics: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})})
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)

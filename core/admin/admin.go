@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 
@@ -41,7 +42,10 @@ type Options struct {
 	Reload func() error
 	// Metrics, when set, is served at GET /metrics (behind the token too).
 	Metrics http.Handler
-	Logger  *slog.Logger
+	// Profiling serves net/http/pprof under /debug/pprof/ (behind the
+	// token too): CPU and heap profiles of a live server.
+	Profiling bool
+	Logger    *slog.Logger
 }
 
 // maxBody bounds a request body; the largest is a command with its args.
@@ -68,6 +72,12 @@ func New(b Backend, opt Options) http.Handler {
 	a.mux.HandleFunc("POST /v1/reload", a.reload)
 	if opt.Metrics != nil {
 		a.mux.Handle("GET /metrics", opt.Metrics)
+	}
+	if opt.Profiling {
+		a.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		a.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		a.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		a.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	}
 	return a
 }

@@ -260,6 +260,20 @@ func TestNoMetrics(t *testing.T) {
 	}
 }
 
+func TestProfiling(t *testing.T) {
+	off := admin.New(admintest.Sample(time.Now()), admin.Options{})
+	if code, _, body := do(t, off, "GET", "/debug/pprof/", ""); code != 404 {
+		t.Errorf("pprof off: %d %s", code, body)
+	}
+	on := admin.New(admintest.Sample(time.Now()), admin.Options{Token: "s3cret", Profiling: true})
+	if code, _, _ := do(t, on, "GET", "/debug/pprof/", ""); code != 401 {
+		t.Errorf("pprof without the token: %d", code)
+	}
+	if code, _, body := do(t, on, "GET", "/debug/pprof/", "", "Authorization", "Bearer s3cret"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("pprof index: %d %.200s", code, body)
+	}
+}
+
 func TestRouting(t *testing.T) {
 	h := admin.New(admintest.Sample(time.Now()), admin.Options{})
 	code, hdr, body := do(t, h, "POST", "/v1/subscriptions", "{}")

@@ -114,6 +114,7 @@ type XMPP struct {
 type Admin struct {
 	Listen string `toml:"listen"` // host:port; "" turns the API off
 	Token  string `toml:"token"`  // when set, requests need "Authorization: Bearer TOKEN"
+	Pprof  bool   `toml:"pprof"`  // serve /debug/pprof/ (CPU and heap profiles)
 }
 
 // Extension is one [extension.NAME] table.
