@@ -331,17 +331,3 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 		s.apply(w, res, nil, "")
 	}
 }
-
-// renderFor sends d a NOTIFY with the full current state; r.mu is held.
-func (s *Server) renderFor(r *resource, d *dialog) {
-	res, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
-	if err != nil || res.Code != 0 {
-		s.log.Warn("NOTIFY not sent: render failed", "resource", r.key.uri, "err", err)
-		return
-	}
-	b := &store.Batch{}
-	stage(b, r, res, nil)
-	if s.commit(nil, nil, b) {
-		s.apply(r, res, nil, "")
-	}
-}

@@ -79,7 +79,7 @@ func (s *Server) call(r *resource, req abi.Request, only *dialog) (*abi.Response
 	req.Event, req.Resource, req.State = r.key.event, r.key.uri, r.state
 	if only != nil {
 		req.Watchers = []abi.Watcher{only.watcher(true)}
-	} else {
+	} else if req.Watchers == nil {
 		req.Watchers = make([]abi.Watcher, 0, len(r.watchers))
 		for _, d := range r.watchers {
 			req.Watchers = append(req.Watchers, d.watcher(false))

@@ -2,7 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/core/store"
 )
 
 // restore loads what the store kept into the live indexes and re-arms
@@ -42,7 +46,7 @@ func (s *Server) restore() error {
 			r.mu.Unlock()
 		}
 	}
-	var unnotified []*dialog
+	resync := map[*resource]bool{}
 	for _, rec := range snap.Subscriptions {
 		if ep := served(rec.Event, "subscription "+rec.RemoteURI); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
@@ -50,21 +54,20 @@ func (s *Server) restore() error {
 			r.watchers[rec.ID] = d
 			s.link(d)
 			s.armTimer(d)
+			resync[r] = true
 			r.mu.Unlock()
-			if rec.LocalCSeq == 0 {
-				unnotified = append(unnotified, d)
-			}
 		}
 	}
-	// A subscription acknowledged just before a crash may never have had
-	// its first NOTIFY (its CSeq is recorded before each send): send it
-	// now, so no watcher waits a whole refresh interval for the state.
-	for _, d := range unnotified {
-		r := d.res
+	// Every restored subscription is sent its current state. A NOTIFY's
+	// CSeq is recorded before it is sent, and changes are committed before
+	// their NOTIFYs are queued, so a stop (a crash, or a clean one with
+	// NOTIFYs still queued) can leave a watcher without the last state, or
+	// without its first NOTIFY, with nothing in the store to tell which:
+	// RFC 6665 lets a notifier NOTIFY at any time, so all are told. One
+	// module call per resource renders for all its watchers.
+	for r := range resync {
 		r.mu.Lock()
-		if !d.gone {
-			s.renderFor(r, d)
-		}
+		s.resync(r)
 		r.mu.Unlock()
 	}
 	s.regMu.Lock()
@@ -78,6 +81,31 @@ func (s *Server) restore() error {
 	}
 	s.regMu.Unlock()
 	s.log.Info("state restored", "bindings", len(snap.Bindings), "resources", len(snap.Resources),
-		"publications", len(snap.Publications), "subscriptions", len(snap.Subscriptions))
+		"publications", len(snap.Publications), "subscriptions", len(snap.Subscriptions), "resynced_resources", len(resync))
 	return nil
+}
+
+// resync renders r's document for all its watchers, each as a new
+// subscription would get it (full state), and queues their NOTIFYs.
+func (s *Server) resync(r *resource) {
+	if len(r.watchers) == 0 {
+		return
+	}
+	req := abi.Request{Op: abi.OpRender, Watchers: make([]abi.Watcher, 0, len(r.watchers))}
+	for _, d := range r.watchers {
+		req.Watchers = append(req.Watchers, d.watcher(true))
+	}
+	res, err := s.call(r, req, nil)
+	if err == nil && res.Code != 0 {
+		err = fmt.Errorf("module refused: %d %s", res.Code, res.Reason)
+	}
+	if err != nil {
+		s.log.Warn("restored watchers not notified: render failed", "resource", r.key.uri, "err", err)
+		return
+	}
+	b := &store.Batch{}
+	stage(b, r, res, nil)
+	if s.commit(nil, nil, b) {
+		s.apply(r, res, nil, "")
+	}
 }

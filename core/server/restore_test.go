@@ -9,7 +9,8 @@ import (
 )
 
 // A server started on the store another one left keeps its publications
-// (same ETags) and its dialogs (same Call-ID and tags, CSeq rising).
+// (same ETags) and its dialogs (same Call-ID and tags, CSeq rising), and
+// first tells every restored watcher the current state.
 func TestRestartOnTheSameStore(t *testing.T) {
 	st := store.NewMemory()
 	mod := echo(t)
@@ -37,12 +38,17 @@ func TestRestartOnTheSameStore(t *testing.T) {
 	first.srv.Close()
 
 	second := start(t, st, mod)
+	n = w.notify()
+	if string(n.Body()) != "still before" || n.CSeq().SeqNo != 3 || hdr(n, "Call-ID") != sub.callID ||
+		tag(hdr(n, "From")) != sub.toTag || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+		t.Fatalf("the restarted server's resync NOTIFY is not in the old dialog:\n%s", n)
+	}
 	p2 := newPeer(t, "UDP", second.addr["UDP"])
 	// the old ETag is honoured: a modify, not a 412
 	r = publish(t, p2, "echo", alice, "text/plain", "after", "SIP-If-Match: "+etag)
 	wantCode(t, r, 200)
 	n = w.notify()
-	if string(n.Body()) != "after" || n.CSeq().SeqNo != 3 || hdr(n, "Call-ID") != sub.callID ||
+	if string(n.Body()) != "after" || n.CSeq().SeqNo != 4 || hdr(n, "Call-ID") != sub.callID ||
 		tag(hdr(n, "From")) != sub.toTag || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
 		t.Fatalf("NOTIFY from the restarted server is not in the old dialog:\n%s", n)
 	}
@@ -52,7 +58,7 @@ func TestRestartOnTheSameStore(t *testing.T) {
 	if r := sub.again("Expires: 600"); r.StatusCode != 200 {
 		t.Fatalf("refresh after restart: %d %s", r.StatusCode, hdr(r, "Warning"))
 	}
-	if n := w.notify(); n.CSeq().SeqNo != 4 {
+	if n := w.notify(); n.CSeq().SeqNo != 5 {
 		t.Fatalf("NOTIFY after refresh CSeq = %d", n.CSeq().SeqNo)
 	}
 }

@@ -272,6 +272,16 @@ func (s *Server) listen(l Listener) (string, error) {
 		s.closers = append(s.closers, pc.Close)
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.sip.ServeUDP(pc) }()
+		// ServeUDP puts the socket in sipgo's pool from its goroutine; a
+		// NOTIFY sent before that (restore resyncs watchers right after
+		// the listeners start) would make sipgo bind the port again and
+		// fail. Wait for it, briefly.
+		for i := 0; i < 1000; i++ {
+			if c, _ := s.sip.TransportLayer().GetConnection("udp", ua.String()); c != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 		return ua.String(), nil
 	case "tcp":
 		ln, err := net.Listen("tcp", l.Address)
