@@ -1,6 +1,7 @@
 package extension_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -122,4 +123,28 @@ func TestBusyPool(t *testing.T) {
 		t.Fatalf("a busy wait was counted: %+v -> %+v", before, after)
 	}
 	<-done
+}
+
+// BenchmarkCall is the floor of any module call, trusted (as pa and
+// conference run) and with termination checks: the echo module's Render of
+// a 300-byte state for one watcher, the ABI's encode, copy in, decode,
+// encode, copy out and decode, and nothing else.
+func BenchmarkCall(b *testing.B) {
+	for _, trusted := range []bool{true, false} {
+		b.Run(map[bool]string{true: "trusted", false: "checked"}[trusted], func(b *testing.B) {
+			m, err := extension.Load(context.Background(), extension.Spec{Name: "echo", Path: sdktest.Build(b, echoPkg),
+				MemoryLimitMB: 64, CallTimeout: 10 * time.Second, Instances: 1, Trusted: trusted})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			req := &abi.Request{Op: abi.OpRender, Event: "echo", Resource: "sip:alice@example.com",
+				State: bytes.Repeat([]byte("x"), 300), Watchers: []abi.Watcher{{ID: "w1", URI: "sip:bob@example.com", Full: true}}}
+			for b.Loop() {
+				if res, err := m.Handle(context.Background(), req); err != nil || len(res.Notifications) != 1 {
+					b.Fatal(err, res)
+				}
+			}
+		})
+	}
 }

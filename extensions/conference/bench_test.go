@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/core/extension"
 	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/sdktest"
 )
@@ -50,14 +48,7 @@ func wasmRunner(b *testing.B) runner {
 // trustedRunner loads the module with trusted = true: no termination
 // checks.
 func trustedRunner(b *testing.B) runner {
-	m, err := extension.Load(context.Background(), extension.Spec{
-		Name: "conference", Path: sdktest.Build(b, pkg), MemoryLimitMB: 64, CallTimeout: 10 * time.Second,
-		Instances: 1, Trusted: true, Config: map[string]string{"use_partial_states": "true"},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Close(context.Background()) })
+	m := sdktest.LoadTrusted(b, pkg, map[string]string{"use_partial_states": "true"})
 	return func(b *testing.B, req *abi.Request) *abi.Response {
 		res, err := m.Handle(context.Background(), req)
 		if err != nil || res.Code != 0 {

@@ -22,29 +22,30 @@ const (
 // returns the body to store. It is the only place a body is checked:
 // compose trusts what validate let through. With lenient, a <basic> other
 // than open or closed is stored as closed (and logged) instead of refused:
-// some clients publish "busy" or "online" there.
+// some clients publish "busy" or "online" there. It reads the body on
+// xmldoc's light path: this runs on every PUBLISH.
 func validate(body []byte, resource string, lenient bool) ([]byte, error) {
-	root, err := xmldoc.ParseRoot(body, nsPIDF, "presence", resource)
+	root, err := xmldoc.ReadRoot(body, nsPIDF, "presence", resource)
 	if err != nil {
 		return nil, err
 	}
 	n := 0
-	rewritten := false
-	for _, t := range root.ChildElements() {
-		if t.Tag != "tuple" || t.NamespaceURI() != nsPIDF {
+	var fix []*xmldoc.Node // <basic>s to store as closed
+	for _, t := range root.Children {
+		if t.Local != "tuple" || t.Space != nsPIDF {
 			continue
 		}
 		n++
-		id, _ := xmldoc.Attr(t, "id")
+		id, _ := t.Attr("", "id")
 		if id == "" {
 			return nil, sdk.Reject(400, "tuple %d has no id attribute", n)
 		}
-		status := child(t, nsPIDF, "status")
+		status := t.Child(nsPIDF, "status")
 		if status == nil {
 			return nil, sdk.Reject(400, "tuple %q has no <status>", id)
 		}
-		for _, b := range status.ChildElements() {
-			if b.Tag != "basic" || b.NamespaceURI() != nsPIDF {
+		for _, b := range status.Children {
+			if b.Local != "basic" || b.Space != nsPIDF {
 				continue
 			}
 			v := strings.TrimSpace(b.Text())
@@ -55,19 +56,23 @@ func validate(body []byte, resource string, lenient bool) ([]byte, error) {
 				return nil, sdk.Reject(400, "tuple %q: <basic> is %q, want open or closed", id, v)
 			}
 			sdk.Log(abi.LogWarn, fmt.Sprintf("publication for %s: tuple %q: <basic> is %q, stored as closed (lenient_basic)", resource, id, v))
-			b.SetText("closed")
-			rewritten = true
+			fix = append(fix, b)
 		}
 	}
-	if !rewritten {
+	if len(fix) == 0 {
 		return body, nil
 	}
-	doc := etree.NewDocument()
-	doc.WriteSettings.CanonicalText = true
-	doc.WriteSettings.CanonicalAttrVal = true
-	doc.CreateProcInst("xml", `version="1.0" encoding="UTF-8"`)
-	doc.SetRoot(root)
-	return doc.WriteToBytes()
+	// Rewrite only the content of each bad <basic>, in document order;
+	// everything else stays byte for byte as published.
+	var out strings.Builder
+	last := 0
+	for _, b := range fix {
+		out.WriteString(root.Source[last:b.Start])
+		out.WriteString("<" + b.Name() + ">closed</" + b.Name() + ">")
+		last = b.End
+	}
+	out.WriteString(root.Source[last:])
+	return []byte(out.String()), nil
 }
 
 // compose builds the one document watchers get from every publication, in

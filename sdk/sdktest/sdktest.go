@@ -77,6 +77,22 @@ func Testdata(tb testing.TB, name string) []byte {
 	return b
 }
 
+// LoadTrusted is Load with trusted = true (no termination checks, as
+// presenced.toml runs pa and conference) and one instance: for benchmarks
+// of what the daemon really runs.
+func LoadTrusted(tb testing.TB, pkg string, config map[string]string) *extension.Module {
+	tb.Helper()
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: filepath.Base(pkg), Path: Build(tb, pkg), MemoryLimitMB: 64,
+		CallTimeout: 10 * time.Second, Instances: 1, Trusted: true, Config: config,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
 // LoadError builds pkg and tries to load it with the given config table,
 // for a test that a bad config is refused: it returns the error loading
 // gave, or nil (closing the module) when it loaded.

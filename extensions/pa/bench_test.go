@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/sdk"
+	"github.com/presenced/presenced/sdk/sdktest"
+)
+
+// benchPIDF is what bench/sipp/publish.xml sends: ~300 bytes, one tuple
+// and a note.
+func benchPIDF(uri string) []byte {
+	return []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="` + uri + `">
+  <tuple id="t1"><status><basic>open</basic></status><contact>` + uri + `</contact><timestamp>2026-01-01T00:00:00Z</timestamp></tuple>
+  <note>in a benchmark</note>
+</presence>`)
+}
+
+// paRunners are the ways a pa call runs: as the daemon runs it (trusted
+// wasm), with termination checks, and natively, the floor.
+func paRunners(b *testing.B) map[string]func(*abi.Request) *abi.Response {
+	run := func(h func(context.Context, *abi.Request) (*abi.Response, error)) func(*abi.Request) *abi.Response {
+		return func(req *abi.Request) *abi.Response {
+			res, err := h(context.Background(), req)
+			if err != nil || res.Code != 0 {
+				b.Fatalf("%v %+v", err, res)
+			}
+			return res
+		}
+	}
+	native := &pa{}
+	if _, err := native.Init("pa", sdk.Config{}); err != nil {
+		b.Fatal(err)
+	}
+	return map[string]func(*abi.Request) *abi.Response{
+		"trusted": run(sdktest.LoadTrusted(b, pkg, nil).Handle),
+		"checked": run(sdktest.Load(b, pkg, nil).Handle),
+		"native": run(func(_ context.Context, req *abi.Request) (*abi.Response, error) {
+			return sdk.Dispatch(native, req)
+		}),
+	}
+}
+
+// BenchmarkPublishNew is the module's share of bench's "publish" workload:
+// a first publication for a presentity nobody watches.
+func BenchmarkPublishNew(b *testing.B) {
+	for name, run := range paRunners(b) {
+		b.Run(name, func(b *testing.B) {
+			req := publish(nil, "p1", benchPIDF(resource))
+			for b.Loop() {
+				run(req)
+			}
+		})
+	}
+}
+
+// BenchmarkRenderNew is the module's share of bench's "subscribe"
+// workload: a new watcher of a presentity with one publication.
+func BenchmarkRenderNew(b *testing.B) {
+	for name, run := range paRunners(b) {
+		b.Run(name, func(b *testing.B) {
+			st := run(publish(nil, "p1", benchPIDF(resource))).State
+			req := &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource, State: st,
+				Watchers: []abi.Watcher{{ID: "w1", URI: "sip:bob@example.com", Accept: []string{pidfType}, Full: true}}}
+			for b.Loop() {
+				if res := run(req); len(res.Notifications) != 1 || len(res.Notifications[0].Body) == 0 {
+					b.Fatal(fmt.Sprintf("%+v", res))
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRenderEmpty is the floor of a call: a watcher of a presentity
+// with nothing published (the dummy document, no parsing).
+func BenchmarkRenderEmpty(b *testing.B) {
+	for name, run := range paRunners(b) {
+		b.Run(name, func(b *testing.B) {
+			req := &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
+				Watchers: []abi.Watcher{{ID: "w1", URI: "sip:bob@example.com", Full: true}}}
+			for b.Loop() {
+				run(req)
+			}
+		})
+	}
+}

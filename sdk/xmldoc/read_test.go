@@ -1,0 +1,190 @@
+package xmldoc
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/beevik/etree"
+)
+
+// same reports how a Read tree differs from the etree one Parse gives for
+// the same document ("" when it does not): names, namespaces, attributes,
+// declarations, children, and the text of leaves.
+func same(n *Node, e *etree.Element) string {
+	if n.Local != e.Tag || n.Prefix != e.Space || n.Space != e.NamespaceURI() {
+		return "element " + n.Name() + " {" + n.Space + "} vs " + e.FullTag() + " {" + e.NamespaceURI() + "}"
+	}
+	var attrs, decls int
+	for _, a := range e.Attr {
+		switch {
+		case a.Space == "" && a.Key == "xmlns", a.Space == "xmlns":
+			decls++
+			p := a.Key
+			if a.Space == "" {
+				p = ""
+			}
+			found := false
+			for _, d := range n.Decls {
+				found = found || d.Local == p && d.Value == a.Value
+			}
+			if !found {
+				return "declaration " + a.FullKey() + " of " + e.FullTag()
+			}
+		default:
+			attrs++
+			space := a.NamespaceURI()
+			switch a.Space {
+			case "":
+				space = ""
+			case "xml": // bound by the spec; etree does not resolve it
+				space = nsXML
+			}
+			v, ok := n.Attr(space, a.Key)
+			if !ok || v != a.Value {
+				return "attribute " + a.FullKey() + " of " + e.FullTag() + ": " + v + " vs " + a.Value
+			}
+		}
+	}
+	if attrs != len(n.Attrs) || decls != len(n.Decls) {
+		return "attribute count of " + e.FullTag()
+	}
+	kids := e.ChildElements()
+	if len(kids) != len(n.Children) {
+		return "children of " + e.FullTag()
+	}
+	for i := range kids {
+		if d := same(n.Children[i], kids[i]); d != "" {
+			return d
+		}
+	}
+	inner := n.Source[n.Inner:n.InnerEnd]
+	if len(kids) == 0 && !strings.Contains(inner, "<!--") && !strings.Contains(inner, "<?") && n.Text() != e.Text() {
+		return "text of " + e.FullTag() + ": " + n.Text() + " vs " + e.Text()
+	}
+	if n.Raw() == "" || n.Source[n.Start] != '<' || n.Source[n.End-1] != '>' {
+		return "span of " + e.FullTag()
+	}
+	return ""
+}
+
+// corpus is every XML document in the repository's testdata: what pa and
+// conference are tested with.
+func corpus(t testing.TB) map[string][]byte {
+	docs := map[string][]byte{"pidf": []byte(pidf)}
+	for _, glob := range []string{"../../extensions/*/testdata/*.xml", "../../core/server/testdata/*.xml"} {
+		files, _ := filepath.Glob(glob)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs[f] = b
+		}
+	}
+	if len(docs) < 5 {
+		t.Fatalf("only %d documents found", len(docs))
+	}
+	return docs
+}
+
+func TestReadAgreesWithParse(t *testing.T) {
+	for name, b := range corpus(t) {
+		e, perr := Parse(b)
+		n, rerr := Read(b)
+		if (perr == nil) != (rerr == nil) {
+			t.Errorf("%s: Parse %v, Read %v", name, perr, rerr)
+			continue
+		}
+		if perr == nil {
+			if d := same(n, e); d != "" {
+				t.Errorf("%s: %s", name, d)
+			}
+		}
+	}
+}
+
+func TestReadRefuses(t *testing.T) {
+	for doc, want := range map[string]string{
+		"":                                   "no root element",
+		"<a/><b/>":                           "second root",
+		"text<a/>":                           "outside the root",
+		"<x:a/>":                             `undeclared prefix "x"`,
+		`<a xmlns:x="u"><b y:c="1"/></a>`:    `undeclared prefix "y"`,
+		"<a>&unknown;</a>":                   "unknown reference",
+		"<a>&#0;</a>":                        "unknown reference",
+		"<a>AT&T</a>":                        "unterminated reference",
+		`<!DOCTYPE a [<!ENTITY e "x">]><a/>`: "DOCTYPE",
+		"<a":                                 "unterminated start tag",
+		"<a>":                                "not closed",
+		"<a></b>":                            "closed by </b>",
+		"\xff<a/>":                           "UTF-8",
+		`<a b="1" b="2"/>`:                   "repeated",
+		`<a xmlns:x="u" xmlns:y="u" x:b="1" y:b="2"/>`: "repeated",
+		`<a b=1/>`:               "not quoted",
+		`<a b="<"/>`:             "'<'",
+		"<a>]]></a>":             "]]>",
+		"<a><!-- x -- y --></a>": `"--"`,
+		"<a>\x01</a>":            "character",
+		`<?xml version="1.0" encoding="ISO-8859-1"?><a/>`: "only UTF-8",
+		"<a/><?xml version=\"1.0\"?>":                     "not at the start",
+		`<a xmlns:x=""/>`:                                 "empty namespace",
+		"<a:/>":                                           "malformed name",
+		"<a>\n\n<b></a>":                                  "line 3",
+	} {
+		_, err := Read([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "not well-formed XML: ") {
+			t.Errorf("Read(%q) = %v, want an error with %q", doc, err, want)
+		}
+	}
+}
+
+func TestReadAccepts(t *testing.T) {
+	doc := "\ufeff<?xml version='1.0' encoding='utf-8' standalone='yes'?>\n<!-- c --><?pi x?>\n" +
+		`<p:a xmlns:p="urn:p" xmlns="urn:d" xml:lang="en" b = 'x &amp; &#x41;&#66;'>` +
+		`<b>one<![CDATA[<two>]]>&lt;</b><c/><!-- c --><?pi?></p:a>` + "\n<!-- after -->\n"
+	n, err := Read([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Space != "urn:p" || n.Local != "a" || len(n.Children) != 2 || n.Children[0].Space != "urn:d" {
+		t.Fatalf("tree: %+v", n)
+	}
+	if v, _ := n.Attr("", "b"); v != "x & AB" {
+		t.Errorf("attribute b = %q", v)
+	}
+	if v, _ := n.Attr("http://www.w3.org/XML/1998/namespace", "lang"); v != "en" {
+		t.Errorf("xml:lang = %q", v)
+	}
+	if b := n.Child("urn:d", "b"); b == nil || b.Text() != "one<two><" || b.Raw() != "<b>one<![CDATA[<two>]]>&lt;</b>" {
+		t.Errorf("b = %+v", b)
+	}
+	if c := n.Child("urn:d", "c"); c == nil || c.Raw() != "<c/>" || c.Inner != c.InnerEnd {
+		t.Errorf("c = %+v", c)
+	}
+}
+
+// FuzzRead: whatever Read accepts, Parse (etree, over encoding/xml) accepts
+// too, with the same tree; Read is never the laxer of the two.
+func FuzzRead(f *testing.F) {
+	for _, b := range corpus(f) {
+		f.Add(b)
+	}
+	for _, s := range []string{"<a/><b/>", "<x:a/>", `<a xmlns:x="u"><x:b x:c="1"/></a>`, "<a>&amp;&#x41;</a>", "<a><![CDATA[x]]></a>"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, err := Read(body)
+		if err != nil {
+			return
+		}
+		e, perr := Parse(body)
+		if perr != nil {
+			t.Fatalf("Read accepted what Parse refuses (%v):\n%q", perr, body)
+		}
+		if d := same(n, e); d != "" {
+			t.Fatalf("trees differ: %s\n%q", d, body)
+		}
+	})
+}
