@@ -87,8 +87,15 @@ func validate(body []byte, resource string, lenient bool) ([]byte, error) {
 // §3.1): only the first <dm:person> of the most recently modified
 // publication (recent, most recent last) is sent, first of the other
 // elements, with the <dm:note>s of every other person added to it.
+//
+// It reads publications on xmldoc's light path and copies each element as
+// it was published, rewriting only a start tag that needs a namespace
+// declaration or a new id: no DOM is built or serialized (RATIONALE.md).
 func compose(resource string, pubs []pubstate.Publication, recent []string, binds []binding) ([]byte, error) {
-	doc, root := newPresence(resource)
+	var head strings.Builder
+	head.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<presence xmlns="` + nsPIDF + `" entity="`)
+	head.WriteString(escapeAttr(resource))
+	head.WriteByte('"')
 	// Prefixes bound on the composed root; its default namespace is PIDF.
 	bound := map[string]string{"": nsPIDF}
 	ids := map[string]bool{}
@@ -96,66 +103,55 @@ func compose(resource string, pubs []pubstate.Publication, recent []string, bind
 	for i, id := range recent {
 		rank[id] = i
 	}
-	var tuples, notes, others, personNotes []*etree.Element
-	var person, personSrc *etree.Element
+	var tuples, notes, others []string
+	var personNotes []*xmldoc.Node
+	var person *xmldoc.Node
+	var personLocal []xmldoc.NodeAttr
 	personRank := -1
 	for _, p := range pubs {
-		src, err := xmldoc.Parse(p.Body)
+		src, err := xmldoc.Read(p.Body)
 		if err != nil {
 			return nil, fmt.Errorf("stored publication %q: %w", p.ID, err)
 		}
 		// Declarations the root of this publication makes that the composed
 		// root cannot: a prefix taken for another namespace, or a default
 		// namespace other than PIDF. Each copied child carries them.
-		var local []etree.Attr
+		var local []xmldoc.NodeAttr
 		def := ""
-		for _, a := range src.Attr {
-			switch {
-			case a.Space == "xmlns":
-				if u, ok := bound[a.Key]; !ok {
-					root.CreateAttr("xmlns:"+a.Key, a.Value)
-					bound[a.Key] = a.Value
-				} else if u != a.Value {
-					local = append(local, a)
-				}
-			case a.Space == "" && a.Key == "xmlns":
-				def = a.Value
+		for _, d := range src.Decls {
+			switch u, ok := bound[d.Local]; {
+			case d.Local == "":
+				def = d.Value
+			case !ok:
+				head.WriteString(` xmlns:` + d.Local + `="` + escapeAttr(d.Value) + `"`)
+				bound[d.Local] = d.Value
+			case u != d.Value:
+				local = append(local, d)
 			}
 		}
 		if def != nsPIDF {
 			// Unprefixed children were in def (or in no namespace at all
 			// when the root declared none); say so, or they would fall into
 			// the composed root's PIDF default.
-			local = append(local, etree.Attr{Key: "xmlns", Value: def})
+			local = append(local, xmldoc.NodeAttr{Value: def})
 		}
-		carry := func(c *etree.Element) *etree.Element {
-			cp := c.Copy()
-			for _, a := range local {
-				if !declares(cp, a) {
-					cp.CreateAttr(a.FullKey(), a.Value)
-				}
-			}
-			return cp
-		}
-		for _, c := range src.ChildElements() {
-			ns := c.NamespaceURI()
-			if ns == nsDM && c.Tag == "person" {
-				for _, n := range c.ChildElements() {
-					if n.Tag == "note" && n.NamespaceURI() == nsDM {
+		for _, c := range src.Children {
+			if c.Space == nsDM && c.Local == "person" {
+				for _, n := range c.Children {
+					if n.Local == "note" && n.Space == nsDM {
 						personNotes = append(personNotes, n)
 					}
 				}
 				if r := rank[p.ID]; r > personRank {
-					person, personSrc, personRank = carry(c), c, r
+					person, personLocal, personRank = c, local, r
 				}
 				continue
 			}
-			cp := carry(c)
-			uniqueID(cp, ids)
+			cp := copyElement(c, local, uniqueID(c, ids), "")
 			switch {
-			case ns == nsPIDF && c.Tag == "tuple":
+			case c.Space == nsPIDF && c.Local == "tuple":
 				tuples = append(tuples, cp)
-			case ns == nsPIDF && c.Tag == "note":
+			case c.Space == nsPIDF && c.Local == "note":
 				notes = append(notes, cp)
 			default:
 				others = append(others, cp)
@@ -166,98 +162,177 @@ func compose(resource string, pubs []pubstate.Publication, recent []string, bind
 		tuples = append(tuples, bindingTuple(b, ids))
 	}
 	if person != nil {
-		mergeNotes(person, personSrc, personNotes)
-		uniqueID(person, ids)
-		others = append([]*etree.Element{person}, others...)
+		others = append([]string{copyElement(person, personLocal, uniqueID(person, ids), mergeNotes(person, personNotes))}, others...)
 	}
-	for _, group := range [][]*etree.Element{tuples, notes, others} {
+	head.WriteByte('>')
+	for _, group := range [][]string{tuples, notes, others} {
 		for _, e := range group {
-			root.CreateText("\n")
-			root.AddChild(e)
+			head.WriteByte('\n')
+			head.WriteString(e)
 		}
 	}
-	root.CreateText("\n")
-	return doc.WriteToBytes()
+	head.WriteString("\n</presence>")
+	return []byte(head.String()), nil
 }
 
-// mergeNotes adds to person, the copy of src, the notes of the others it
-// does not have yet (same text and language), before its <dm:timestamp>,
-// where the data model's schema puts notes. It looks at src, still in its
-// publication, where prefixes resolve; the copy has the same children.
-func mergeNotes(person, src *etree.Element, all []*etree.Element) {
+// copyElement is e as published, with the declarations in local it does not
+// make itself added to its start tag, its id set to id, and extra inserted
+// before its <dm:timestamp> child (or at its end).
+func copyElement(e *xmldoc.Node, local []xmldoc.NodeAttr, id, extra string) string {
+	var add []xmldoc.NodeAttr
+	for _, d := range local {
+		if _, own := declared(e, d.Local); !own {
+			add = append(add, d)
+		}
+	}
+	old, _ := e.Attr("", "id")
+	if len(add) == 0 && id == old && extra == "" {
+		return e.Raw()
+	}
+	var b strings.Builder
+	b.WriteString("<" + e.Name())
+	for _, d := range append(append([]xmldoc.NodeAttr(nil), e.Decls...), add...) {
+		if d.Local == "" {
+			b.WriteString(` xmlns="` + escapeAttr(d.Value) + `"`)
+		} else {
+			b.WriteString(` xmlns:` + d.Local + `="` + escapeAttr(d.Value) + `"`)
+		}
+	}
+	for _, a := range e.Attrs {
+		v := a.Value
+		if a.Space == "" && a.Local == "id" {
+			v = id
+		}
+		name := a.Local
+		if a.Prefix != "" {
+			name = a.Prefix + ":" + a.Local
+		}
+		b.WriteString(" " + name + `="` + escapeAttr(v) + `"`)
+	}
+	if e.Inner == e.End && extra == "" { // <x/>
+		b.WriteString("/>")
+		return b.String()
+	}
+	b.WriteByte('>')
+	at := e.InnerEnd
+	if extra != "" {
+		for _, c := range e.Children {
+			if c.Local == "timestamp" && c.Space == nsDM {
+				at = c.Start
+				break
+			}
+		}
+	}
+	b.WriteString(e.Source[e.Inner:at])
+	b.WriteString(extra)
+	b.WriteString(e.Source[at:e.InnerEnd])
+	b.WriteString("</" + e.Name() + ">")
+	return b.String()
+}
+
+// declared reports whether e itself declares prefix ("" for the default
+// namespace), in which case its own binding wins.
+func declared(e *xmldoc.Node, prefix string) (string, bool) {
+	for _, d := range e.Decls {
+		if d.Local == prefix {
+			return d.Value, true
+		}
+	}
+	return "", false
+}
+
+// mergeNotes returns the <dm:note>s of the other persons that person does
+// not have yet (same text and language), for copyElement to put before its
+// <dm:timestamp>, where the data model's schema puts notes. They are
+// written in the person's own prefix for the data model, whatever the
+// note's publication called it.
+func mergeNotes(person *xmldoc.Node, all []*xmldoc.Node) string {
 	type key struct{ lang, text string }
 	have := map[key]bool{}
-	for _, n := range src.ChildElements() {
-		if n.Tag == "note" && n.NamespaceURI() == nsDM {
+	for _, n := range person.Children {
+		if n.Local == "note" && n.Space == nsDM {
 			have[key{lang(n), strings.TrimSpace(n.Text())}] = true
 		}
 	}
-	at := -1
-	if ts := child(src, nsDM, "timestamp"); ts != nil {
-		at = ts.Index()
+	tag := "note"
+	if person.Prefix != "" {
+		tag = person.Prefix + ":note"
 	}
+	var b strings.Builder
 	for _, n := range all {
 		k := key{lang(n), strings.TrimSpace(n.Text())}
 		if have[k] {
 			continue
 		}
 		have[k] = true
-		// In the person's own prefix for the data model, bound where the
-		// person is, whatever the note's publication called it.
-		e := etree.NewElement("note")
-		e.Space = person.Space
+		b.WriteString("<" + tag)
 		if k.lang != "" {
-			e.CreateAttr("xml:lang", k.lang)
+			b.WriteString(` xml:lang="` + escapeAttr(k.lang) + `"`)
 		}
-		e.SetText(k.text)
-		if at >= 0 {
-			person.InsertChildAt(at, e)
-			at++
-		} else {
-			person.AddChild(e)
-		}
+		b.WriteString(">" + escapeText(k.text) + "</" + tag + ">")
 	}
+	return b.String()
 }
 
-func lang(e *etree.Element) string {
-	for _, a := range e.Attr {
-		if a.Space == "xml" && a.Key == "lang" {
-			return a.Value
-		}
-	}
-	return ""
+func lang(e *xmldoc.Node) string {
+	v, _ := e.Attr("http://www.w3.org/XML/1998/namespace", "lang")
+	return v
 }
 
 // bindingTuple is the tuple a registered contact shows as: open, reachable
 // at the contact, with its q as the priority. Its id is a hash of the
 // binding's, so it is the same at every render and starts with a letter
 // as an xs:ID must, whatever the host's ids look like.
-func bindingTuple(b binding, ids map[string]bool) *etree.Element {
+func bindingTuple(b binding, ids map[string]bool) string {
 	h := fnv.New32a()
 	h.Write([]byte(b.ID))
-	t := etree.NewElement("tuple")
-	t.CreateAttr("id", fmt.Sprintf("reg-%08x", h.Sum32()))
-	uniqueID(t, ids)
-	t.CreateElement("status").CreateElement("basic").SetText("open")
-	c := t.CreateElement("contact")
+	id := unique(fmt.Sprintf("reg-%08x", h.Sum32()), ids)
+	prio := ""
 	if b.Q != "" {
-		c.CreateAttr("priority", b.Q)
+		prio = ` priority="` + escapeAttr(b.Q) + `"`
 	}
-	c.SetText(b.Contact)
-	return t
+	return `<tuple id="` + escapeAttr(id) + `"><status><basic>open</basic></status><contact` + prio + ">" +
+		escapeText(b.Contact) + "</contact></tuple>"
 }
 
 // dummy is what watchers of a presentity with no publication get when
 // dummy_presence is on: offline, which is what "nothing published" means to
 // a client, rather than a NOTIFY without a body some clients mishandle.
 func dummy(resource string) []byte {
-	doc, root := newPresence(resource)
-	t := root.CreateElement("tuple")
-	t.CreateAttr("id", "pa-dummy")
-	t.CreateElement("status").CreateElement("basic").SetText("closed")
-	b, _ := doc.WriteToBytes()
-	return b
+	return []byte(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<presence xmlns="` + nsPIDF + `" entity="` +
+		escapeAttr(resource) + `">` + "\n" + `<tuple id="pa-dummy"><status><basic>closed</basic></status></tuple>` + "\n</presence>")
 }
+
+// uniqueID returns the id e's copy takes (its own unless an earlier element
+// took it) and marks it taken; "" for an element without one.
+func uniqueID(e *xmldoc.Node, ids map[string]bool) string {
+	id, ok := e.Attr("", "id")
+	if !ok {
+		return ""
+	}
+	return unique(id, ids)
+}
+
+// unique renames id when an earlier element took it: ids are xs:ID, unique
+// across the whole composed document, and two devices each publishing a
+// tuple "t1" is ordinary. The suffix depends only on the order of
+// publications, so every render of one state gives the same ids.
+func unique(id string, ids map[string]bool) string {
+	v := id
+	for n := 2; ids[v]; n++ {
+		v = id + "-" + strconv.Itoa(n)
+	}
+	ids[v] = true
+	return v
+}
+
+var (
+	attrEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", `"`, "&quot;", "\t", "&#x9;", "\n", "&#xA;", "\r", "&#xD;")
+	textEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r", "&#xD;")
+)
+
+func escapeAttr(s string) string { return attrEscaper.Replace(s) }
+func escapeText(s string) string { return textEscaper.Replace(s) }
 
 func newPresence(resource string) (*etree.Document, *etree.Element) {
 	doc := etree.NewDocument()
@@ -271,44 +346,3 @@ func newPresence(resource string) (*etree.Document, *etree.Element) {
 	return doc, root
 }
 
-// uniqueID renames an element's id when an earlier one took it: ids are
-// xs:ID, unique across the whole composed document, and two devices each
-// publishing a tuple "t1" is ordinary. The suffix depends only on the order
-// of publications, so every render of one state gives the same ids.
-func uniqueID(e *etree.Element, ids map[string]bool) {
-	var a *etree.Attr
-	for i := range e.Attr {
-		if e.Attr[i].Space == "" && e.Attr[i].Key == "id" {
-			a = &e.Attr[i]
-		}
-	}
-	if a == nil {
-		return
-	}
-	id := a.Value
-	for n := 2; ids[id]; n++ {
-		id = a.Value + "-" + strconv.Itoa(n)
-	}
-	a.Value = id
-	ids[id] = true
-}
-
-// declares reports whether e itself binds the prefix a declares, in which
-// case its own binding wins and must not be duplicated.
-func declares(e *etree.Element, a etree.Attr) bool {
-	for _, b := range e.Attr {
-		if b.Space == a.Space && b.Key == a.Key {
-			return true
-		}
-	}
-	return false
-}
-
-func child(e *etree.Element, ns, tag string) *etree.Element {
-	for _, c := range e.ChildElements() {
-		if c.Tag == tag && c.NamespaceURI() == ns {
-			return c
-		}
-	}
-	return nil
-}
