@@ -345,4 +345,3 @@ func newPresence(resource string) (*etree.Document, *etree.Element) {
 	root.CreateAttr("entity", resource)
 	return doc, root
 }
-
