@@ -94,7 +94,7 @@ func (s *Server) acceptable(req *sip.Request, tx sip.ServerTransaction, ep *even
 }
 
 func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *eventPackage, uri string, secs int, body []byte) {
-	rec := store.Publication{ID: newToken(), ETag: newToken(), Event: ep.name, Resource: uri,
+	rec := store.Publication{ID: newOrderedID(), ETag: newToken(), Event: ep.name, Resource: uri,
 		ContentType: header.ContentType(req), Body: body,
 		Expires: time.Now().Add(time.Duration(secs) * time.Second)}
 	r := s.lockResource(ep, uri)

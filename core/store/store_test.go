@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base32"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -142,6 +144,48 @@ func TestSQLiteSurvivesReopen(t *testing.T) {
 	}
 }
 
+// A file written by the first schema is migrated at start with every row
+// kept.
+func TestSQLiteMigratesVersion1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "presenced.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{migrations[0], "PRAGMA user_version = 1"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st stmts
+	if err := st.prepare(db); err != nil {
+		t.Fatal(err)
+	}
+	tx, _ := db.Begin()
+	if err := st.apply(tx, &Batch{Subscriptions: []Subscription{sub}, Publications: []Publication{pub},
+		Resources: []Resource{res}, Bindings: []Binding{bind}}); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	db.Close()
+
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var v int
+	s.db.QueryRow("PRAGMA user_version").Scan(&v)
+	snap, err := s.Load(context.Background())
+	if err != nil || v != schemaVersion {
+		t.Fatalf("version %d, %v", v, err)
+	}
+	want := &Snapshot{Subscriptions: []Subscription{sub}, Publications: []Publication{pub}, Resources: []Resource{res}, Bindings: []Binding{bind}}
+	if !reflect.DeepEqual(snap, want) {
+		t.Fatalf("after migration:\n%+v\nwant\n%+v", snap, want)
+	}
+}
+
 func TestSQLiteRefusesANewerSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "presenced.db")
 	db, err := sql.Open("sqlite", "file:"+path)
@@ -168,11 +212,14 @@ func BenchmarkCommit(b *testing.B) {
 			var n atomicCounter
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
+					// As the server's: publication ids rise with time,
+					// ETags and resources are random.
 					i := n.next()
 					p := pub
-					p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
+					p.ID, p.ETag = fmt.Sprintf("%016d", i), randomToken()
+					p.Resource = fmt.Sprintf("sip:%s%d@example.com", randomToken()[:4], i)
 					r := res
-					r.Resource = p.ID
+					r.Resource = p.Resource
 					if err := s.Commit(context.Background(), &Batch{Publications: []Publication{p}, Resources: []Resource{r}}); err != nil {
 						b.Fatal(err)
 					}
@@ -180,6 +227,12 @@ func BenchmarkCommit(b *testing.B) {
 			})
 		})
 	}
+}
+
+func randomToken() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
 }
 
 type atomicCounter struct{ n atomic.Int64 }
