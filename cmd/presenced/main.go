@@ -299,6 +299,14 @@ func openStore(c config.Store) (store.Store, error) {
 	return store.OpenSQLite(c.Path)
 }
 
+func windows(c map[string]config.Duration) map[string]time.Duration {
+	w := make(map[string]time.Duration, len(c))
+	for event, d := range c {
+		w[event] = d.Duration
+	}
+	return w
+}
+
 // loadModules loads every extension in name order, so logs and conflicts
 // read the same on every start.
 func loadModules(ctx context.Context, cfg *config.Config, cacheDir string, log *slog.Logger) ([]*extension.Module, error) {
@@ -312,7 +320,7 @@ func loadModules(ctx context.Context, cfg *config.Config, cacheDir string, log *
 		e := cfg.Extension[name]
 		m, err := extension.Load(ctx, extension.Spec{
 			Name: name, Path: e.Path, MemoryLimitMB: e.MemoryLimitMB,
-			CallTimeout: e.CallTimeout.Duration, Instances: e.Instances, Trusted: e.Trusted,
+			CallTimeout: e.CallTimeout.Duration, Instances: e.Instances, Trusted: e.Trusted, Coalesce: windows(e.Coalesce),
 			Config: e.Config, CacheDir: cacheDir, Logger: log,
 		})
 		if err != nil {

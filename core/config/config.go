@@ -125,6 +125,10 @@ type Extension struct {
 	CallTimeout   Duration `toml:"call_timeout"`
 	Instances     int      `toml:"instances"`
 	Trusted       bool     `toml:"trusted"`
+	// Coalesce is [extension.NAME.coalesce]: per event package of the
+	// module, a window ("200ms") within which a watcher's NOTIFYs are
+	// coalesced (RFC 3856 §6.10); absent or "0s" is off.
+	Coalesce map[string]Duration `toml:"coalesce"`
 
 	// Config is the opaque [extension.NAME.config] table, flattened to the
 	// string pairs that cross the ABI to the module (abi/ABI.md §4):
@@ -531,6 +535,11 @@ func (c *Config) Validate() error {
 			return c.errorf(key+".call_timeout", "must be above 0 and at most 60s, got %s", e.CallTimeout.Duration)
 		case e.Instances < 1 || e.Instances > 64:
 			return c.errorf(key+".instances", "must be 1..64, got %d", e.Instances)
+		}
+		for event, w := range e.Coalesce {
+			if w.Duration < 0 || w.Duration > time.Minute {
+				return c.errorf(key+".coalesce."+event, "must be 0 (off) to 60s, got %s", w.Duration)
+			}
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -33,7 +34,11 @@ type Spec struct {
 	// Trusted compiles without wazero's termination checks: about 5x faster
 	// for Go guests, but a runaway call can no longer be stopped.
 	Trusted bool
-	Config  map[string]string
+	// Coalesce is, per event package of the module, the window within
+	// which the host coalesces a watcher's NOTIFYs; a package the module
+	// does not serve is refused at load.
+	Coalesce map[string]time.Duration
+	Config   map[string]string
 	// CacheDir holds wazero's compilation cache; empty disables it.
 	CacheDir string
 	Logger   *slog.Logger
@@ -134,6 +139,11 @@ func (m *Module) setup(ctx context.Context, code []byte) error {
 	if len(m.manifest.Packages) == 0 {
 		return errors.New("the module serves no event package")
 	}
+	for event := range m.spec.Coalesce {
+		if !slices.ContainsFunc(m.manifest.Packages, func(p abi.Package) bool { return p.Event == event }) {
+			return fmt.Errorf("coalesce: %q is not an event package of this module", event)
+		}
+	}
 	return nil
 }
 
@@ -190,6 +200,10 @@ func parseMarker(s string) (major, minor int, ok bool) {
 
 // Name is the extension's name from the config.
 func (m *Module) Name() string { return m.spec.Name }
+
+// Coalesce is the NOTIFY coalescing window of one of the module's
+// packages, 0 for none.
+func (m *Module) Coalesce(event string) time.Duration { return m.spec.Coalesce[event] }
 
 // Path is the .wasm file the module was loaded from.
 func (m *Module) Path() string { return m.spec.Path }

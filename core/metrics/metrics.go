@@ -41,7 +41,7 @@ func New(modules func() []*extension.Module) *Metrics {
 	m.publications = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "presenced_publications",
 		Help: "Live publications, by event package."}, []string{"event"})
 	m.notifies = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "presenced_notify_total",
-		Help: "NOTIFYs sent, by event package and result (ok: a 2xx came back; failed: timeout, transport error or non-2xx)."},
+		Help: "NOTIFYs sent, by event package and result (ok: a 2xx came back; failed: timeout, transport error or non-2xx; coalesced: replaced by a newer state before it was sent)."},
 		[]string{"event", "result"})
 	m.notifyLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "presenced_notify_latency_seconds",
 		Help:    "From the state change that caused a NOTIFY to its 2xx.",
@@ -98,6 +98,15 @@ func (m *Metrics) Notify(event string, ok bool, since time.Time) {
 	}
 	m.notifies.WithLabelValues(event, "ok").Inc()
 	m.notifyLatency.WithLabelValues(event).Observe(time.Since(since).Seconds())
+}
+
+// NotifyCoalesced counts a NOTIFY replaced by a newer one before it was
+// sent (result="coalesced" of presenced_notify_total).
+func (m *Metrics) NotifyCoalesced(event string) {
+	if m == nil {
+		return
+	}
+	m.notifies.WithLabelValues(event, "coalesced").Inc()
 }
 
 // Store wraps s so that every commit is timed.

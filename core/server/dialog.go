@@ -27,8 +27,20 @@ type dialog struct {
 	queue   []*notifyJob
 	sending bool
 	failed  bool
-	cseq    uint32 // last CSeq sent
+	cseq    uint32    // last CSeq sent
+	sent    time.Time // when the last NOTIFY left
+	// reserved is the highest CSeq the store has: CSeqs up to it can be
+	// used without a commit. The store never holds less than any CSeq sent.
+	reserved uint32
 }
+
+// cseqBlock is how many CSeqs a dialog reserves in the store at a time.
+// Recording each NOTIFY's CSeq before sending it was one commit per NOTIFY:
+// half the commits of a SUBSCRIBE and all of a fan-out's. Reserving a block
+// (the first with the subscription itself) makes it one in 32; the price is
+// that after a restart a dialog's CSeq jumps by up to 32, which RFC 3261
+// allows (a CSeq must rise, not rise by one).
+const cseqBlock = 32
 
 // notifyJob is one NOTIFY, built when its state change happened; the CSeq
 // is set when it is sent, so CSeq order is send order.
@@ -36,6 +48,10 @@ type notifyJob struct {
 	req   *sip.Request
 	final bool
 	at    time.Time // when the change it reports happened
+	// window, when set, is the package's coalescing window: the job waits
+	// until that long after the dialog's previous NOTIFY, and a newer job
+	// may replace it meanwhile.
+	window time.Duration
 }
 
 // dialogID names a subscription by its dialog (RFC 3261 §12: Call-ID and
@@ -79,7 +95,22 @@ func (s *Server) enqueue(d *dialog, subState string, n *abi.Notification, final 
 	if d.failed {
 		return
 	}
-	d.queue = append(d.queue, &notifyJob{req: req, final: final, at: time.Now()})
+	job := &notifyJob{req: req, final: final, at: time.Now()}
+	// Coalescing (RFC 3856 §6.10): within the package's window, a NOTIFY
+	// still queued is replaced by the newer one, so a burst of changes
+	// reaches the watcher as its last state. Never a final NOTIFY, never
+	// partial state (each one builds on the one before), and never the one
+	// being sent: only what is still in the queue.
+	if w := d.res.pkg.mod.Coalesce(d.rec.Event); w > 0 && !final && (n == nil || !n.Partial) {
+		job.window = w
+		if last := len(d.queue) - 1; last >= 0 && d.queue[last].window > 0 {
+			job.at = d.queue[last].at // latency is counted from the first change held
+			d.queue[last] = job
+			s.opt.Metrics.NotifyCoalesced(d.rec.Event)
+			return
+		}
+	}
+	d.queue = append(d.queue, job)
 	if !d.sending {
 		d.sending = true
 		s.wg.Add(1)
@@ -176,13 +207,27 @@ func (s *Server) sendLoop(d *dialog) {
 			return
 		}
 		job := d.queue[0]
+		if wait := time.Until(d.sent.Add(job.window)); job.window > 0 && wait > 0 {
+			// Hold it; enqueue may replace it with a newer state meanwhile.
+			d.qmu.Unlock()
+			select {
+			case <-time.After(wait):
+			case <-s.ctx.Done():
+			}
+			continue
+		}
 		d.queue = d.queue[1:]
+		d.sent = time.Now()
 		d.cseq++
 		cseq := d.cseq
 		d.qmu.Unlock()
 
-		if !job.final {
-			s.commit(nil, nil, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: d.rec.ID, CSeq: cseq}}})
+		if cseq > d.reserved {
+			// Reserved before use, so a crash can never reuse a CSeq. A
+			// final NOTIFY reserves too: its row may outlive it if the
+			// server stops before the deletion commits.
+			d.reserved = cseq + cseqBlock - 1
+			s.commit(nil, nil, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: d.rec.ID, CSeq: d.reserved}}})
 		}
 		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
 		ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)

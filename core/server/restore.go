@@ -50,7 +50,7 @@ func (s *Server) restore() error {
 	for _, rec := range snap.Subscriptions {
 		if ep := served(rec.Event, "subscription "+rec.RemoteURI); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
-			d := &dialog{rec: rec, res: r, cseq: rec.LocalCSeq}
+			d := &dialog{rec: rec, res: r, cseq: rec.LocalCSeq, reserved: rec.LocalCSeq}
 			r.watchers[rec.ID] = d
 			s.link(d)
 			s.armTimer(d)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -429,5 +430,44 @@ func TestLargeNotifyMovesToTCP(t *testing.T) {
 		}
 	case <-time.After(waitFor):
 		t.Fatal("no NOTIFY over TCP")
+	}
+}
+
+// With a coalescing window, changes within it of the watcher's last NOTIFY
+// (here, its first) reach it as one NOTIFY of the last state, not one
+// each; the final NOTIFY is never held back or dropped.
+func TestNotifyCoalescing(t *testing.T) {
+	m, err := extension.Load(context.Background(), extension.Spec{Name: "echo", Path: sdktest.Build(t, echoPkg),
+		MemoryLimitMB: 64, CallTimeout: 2 * time.Second, Instances: 2, Coalesce: map[string]time.Duration{"echo": 400 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	f := start(t, nil, m)
+	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
+	r := publish(t, p, "echo", alice, "text/plain", "v0")
+	wantCode(t, r, 200)
+	etag := hdr(r, "SIP-ETag")
+	sub, r := subscribe(t, w, "echo", alice, "Expires: 600")
+	wantCode(t, r, 200)
+	if n := w.notify(); string(n.Body()) != "v0" {
+		t.Fatalf("first NOTIFY:\n%s", n)
+	}
+	for i := 1; i <= 5; i++ {
+		r := publish(t, p, "echo", alice, "text/plain", fmt.Sprintf("v%d", i), "SIP-If-Match: "+etag)
+		wantCode(t, r, 200)
+		etag = hdr(r, "SIP-ETag")
+	}
+	n := w.notify()
+	if string(n.Body()) != "v5" || n.CSeq().SeqNo != 2 {
+		t.Fatalf("after the burst, want one NOTIFY of v5 with CSeq 2:\n%s", n)
+	}
+	w.quiet(600 * time.Millisecond)
+	// an unsubscribe is final: sent at once, whatever the window
+	if r := sub.again("Expires: 0"); r.StatusCode != 200 {
+		t.Fatalf("unsubscribe: %d", r.StatusCode)
+	}
+	if n := w.notify(); hdr(n, "Subscription-State") != "terminated;reason=timeout" || n.CSeq().SeqNo != 3 {
+		t.Fatalf("final NOTIFY:\n%s", n)
 	}
 }

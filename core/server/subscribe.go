@@ -52,8 +52,9 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		Accept:     header.Accept(req),
 		Expires:    time.Now().Add(time.Duration(secs) * time.Second),
 		RemoteCSeq: req.CSeq().SeqNo,
+		LocalCSeq:  cseqBlock, // the first block, reserved with the subscription
 		Created:    time.Now(),
-	}}
+	}, reserved: cseqBlock}
 	// A proxy that record-routed stays on the path: the route set is the
 	// Record-Route list in order (RFC 3261 §12.1.1).
 	for _, rr := range req.GetHeaders("Record-Route") {

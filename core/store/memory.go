@@ -30,6 +30,9 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 		s.RouteSet = slices.Clone(s.RouteSet)
 		s.Accept = slices.Clone(s.Accept)
 		s.State = slices.Clone(s.State)
+		if old, ok := m.subs[s.ID]; ok && old.LocalCSeq > s.LocalCSeq {
+			s.LocalCSeq = old.LocalCSeq // a dialog's CSeq never goes back
+		}
 		m.subs[s.ID] = s
 	}
 	for _, id := range b.DeleteSubscriptions {

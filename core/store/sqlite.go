@@ -157,7 +157,10 @@ func (st *stmts) prepare(db *sql.DB) error {
 		s   **sql.Stmt
 		sql string
 	}{
-		{&st.putSub, `INSERT OR REPLACE INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`},
+		// A rewrite of a subscription (refresh, new state) never lowers
+		// the CSeq the NOTIFY path reserved meanwhile.
+		{&st.putSub, `INSERT OR REPLACE INTO subscriptions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,
+			max(?16, coalesce((SELECT local_cseq FROM subscriptions WHERE id = ?1), 0)),?17,?18,?19,?20)`},
 		{&st.delSub, `DELETE FROM subscriptions WHERE id = ?`},
 		{&st.putPub, `INSERT OR REPLACE INTO publications VALUES (?,?,?,?,?,?,?)`},
 		{&st.delPub, `DELETE FROM publications WHERE id = ?`},

@@ -26,7 +26,7 @@ type Subscription struct {
 	Resource     string // the presentity, sip:user@host
 	Accept       []string
 	Expires      time.Time
-	LocalCSeq    uint32 // CSeq of the last NOTIFY sent
+	LocalCSeq    uint32 // highest CSeq reserved for NOTIFYs (≥ the last one sent); a write never lowers it
 	RemoteCSeq   uint32 // CSeq of the last SUBSCRIBE accepted
 	State        []byte // the module's per-watcher state
 	Status       string // authorization: "active" or "pending"

@@ -144,6 +144,28 @@ func TestSQLiteSurvivesReopen(t *testing.T) {
 	}
 }
 
+// Rewriting a subscription (a refresh) with the CSeq it had when created
+// never lowers the CSeq the NOTIFY path recorded since: after a crash the
+// dialog must go on above it.
+func TestRewriteKeepsTheHighestCSeq(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open()
+			defer s.Close()
+			ctx := context.Background()
+			s.Commit(ctx, &Batch{Subscriptions: []Subscription{sub}})
+			s.Commit(ctx, &Batch{NotifyCSeqs: []NotifyCSeq{{ID: sub.ID, CSeq: 40}}})
+			refreshed := sub
+			refreshed.RemoteCSeq = 9
+			s.Commit(ctx, &Batch{Subscriptions: []Subscription{refreshed}})
+			snap, _ := s.Load(ctx)
+			if len(snap.Subscriptions) != 1 || snap.Subscriptions[0].LocalCSeq != 40 || snap.Subscriptions[0].RemoteCSeq != 9 {
+				t.Fatalf("after the rewrite: %+v", snap.Subscriptions)
+			}
+		})
+	}
+}
+
 // A file written by the first schema is migrated at start with every row
 // kept.
 func TestSQLiteMigratesVersion1(t *testing.T) {
