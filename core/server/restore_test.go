@@ -1,9 +1,12 @@
 package server_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/presenced/presenced/core/store"
 )
@@ -62,5 +65,30 @@ func TestRestartOnTheSameStore(t *testing.T) {
 	}
 	if n := w.notify(); n.CSeq().SeqNo != reserved+3 {
 		t.Fatalf("NOTIFY after refresh CSeq = %d", n.CSeq().SeqNo)
+	}
+}
+
+// A dialog stored under the id the first schema gave (a hash of Call-ID
+// and both tags) is still found by its refresh after an upgrade.
+func TestLegacyDialogIDIsFound(t *testing.T) {
+	st := store.NewMemory()
+	h := sha256.Sum256([]byte("legacy-call\x00srvtag\x00w1"))
+	w := newPeer(t, "UDP", "127.0.0.1:1") // its address is fixed below
+	rec := store.Subscription{ID: hex.EncodeToString(h[:12]), CallID: "legacy-call", LocalTag: "srvtag", RemoteTag: "w1",
+		LocalURI: alice, RemoteURI: "sip:watcher@example.com", RemoteTarget: "sip:watcher@" + w.local + ";transport=udp",
+		Transport: "UDP", Event: "echo", Resource: alice, Expires: time.Now().Add(time.Hour), LocalCSeq: 7, RemoteCSeq: 1,
+		Status: "active", Created: time.Now()}
+	if err := st.Commit(t.Context(), &store.Batch{Subscriptions: []store.Subscription{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	f := start(t, st, echo(t))
+	w.server, _ = net.ResolveUDPAddr("udp", f.addr["UDP"])
+	w.serverStr = f.addr["UDP"]
+	if n := w.notify(); n.CSeq().SeqNo != 8 { // the restart's resync
+		t.Fatalf("resync NOTIFY:\n%s", n)
+	}
+	sub := &subscription{p: w, callID: "legacy-call", fromTag: "w1", toTag: "srvtag", cseq: 1, event: "echo", resource: alice}
+	if r := sub.again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh of a legacy dialog: %d %s", r.StatusCode, hdr(r, "Warning"))
 	}
 }

@@ -36,7 +36,8 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	}
 
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	localTag, _ := res.To().Params.Get("tag")
+	localTag := newOrderedID()
+	res.To().Params.Add("tag", localTag)
 	remoteTag, _ := req.From().Params.Get("tag")
 	d := &dialog{rec: store.Subscription{
 		ID:       dialogID(req.CallID().Value(), localTag, remoteTag),
@@ -127,9 +128,11 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 // refresh handles a SUBSCRIBE inside an existing dialog.
 func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.Event, ep *eventPackage, localTag string) {
 	remoteTag, _ := req.From().Params.Get("tag")
-	id := dialogID(req.CallID().Value(), localTag, remoteTag)
 	s.mu.Lock()
-	d := s.dialogs[id]
+	d := s.dialogs[dialogID(req.CallID().Value(), localTag, remoteTag)]
+	if d == nil {
+		d = s.dialogs[legacyDialogID(req.CallID().Value(), localTag, remoteTag)]
+	}
 	s.mu.Unlock()
 	if d == nil {
 		s.reply(req, tx, 481, "no such subscription")
