@@ -44,10 +44,11 @@ type Row struct {
 	Expected  int     `json:"expected"` // operations attempted
 	Failed    int     `json:"failed"`   // Expected - Ops
 	FailPct   float64 `json:"fail_pct"`
-	Retrans   int     `json:"retrans"`   // retransmissions seen by sipp
-	CPUus     float64 `json:"cpu_us_op"` // server utime+stime per completed op, µs
-	CPUPct    float64 `json:"cpu_pct"`   // server CPU over the step, % of one core
-	RSSKB     int     `json:"rss_kb"`    // server VmRSS after the step
+	Rejected  int     `json:"rejected,omitempty"` // answered 503 (overload workload)
+	Retrans   int     `json:"retrans"`            // retransmissions seen by sipp
+	CPUus     float64 `json:"cpu_us_op"`          // server utime+stime per completed op, µs
+	CPUPct    float64 `json:"cpu_pct"`            // server CPU over the step, % of one core
+	RSSKB     int     `json:"rss_kb"`             // server VmRSS after the step
 	Seconds   float64 `json:"seconds"`
 	Note      string  `json:"note,omitempty"`
 	Truncated bool    `json:"truncated,omitempty"` // stopped by a timeout
@@ -87,7 +88,8 @@ func main() {
 		sippBin   = flag.String("sipp", "sipp", "sipp binary")
 		scenarios = flag.String("scenarios", "", "`dir` of the sipp scenarios (default: bench/sipp next to this source, or ./bench/sipp)")
 		work      = flag.String("work", "", "`dir` for sipp's output files (default: a new temp dir)")
-		workloads = flag.String("workloads", "publish,subscribe,fanout", "workloads to run, comma-separated")
+		workloads = flag.String("workloads", "publish,overload,subscribe,fanout", "workloads to run, comma-separated")
+		peak      = flag.Float64("overload-peak", 0, "PUBLISH/s taken as the peak by the overload workload (0: the best clean step of the publish workload)")
 		pubRates  = flag.String("publish-rates", "250,500,1000,2000,4000,8000,12000,16000", "PUBLISH/s steps")
 		subRates  = flag.String("subscribe-rates", "250,500,1000,2000,4000,6000,8000,10000", "SUBSCRIBE/s steps (each with its NOTIFY)")
 		fanRates  = flag.String("fanout-rates", "1000,2000,5000,10000,15000", "NOTIFY/s steps for the fan-out (PUBLISH/s = rate/watchers)")
@@ -157,6 +159,8 @@ func main() {
 			err = d.subscribe(parseRates(*subRates), *prefill)
 		case "fanout":
 			err = d.fanout(parseRates(*fanRates))
+		case "overload":
+			err = d.overload(*peak)
 		case "":
 		default:
 			err = fmt.Errorf("unknown workload %q", w)
@@ -550,6 +554,60 @@ func (d *driver) publish(rates []float64) error {
 	return nil
 }
 
+// overload offers PUBLISHes at the peak and at twice the peak (the best
+// clean step of the publish workload, or -overload-peak) and counts what
+// came back: 200s (completed, the achieved rate), 503s (refused) and
+// nothing (failed).
+func (d *driver) overload(peak float64) error {
+	if peak <= 0 {
+		if r, ok := best(d.res, d.maxFail)["publish"]; ok {
+			peak = r.Achieved
+		}
+	}
+	if peak <= 0 {
+		return errors.New("no peak: run the publish workload first or give -overload-peak")
+	}
+	for i, mult := range []float64{1, 2} {
+		rate := math.Round(peak * mult)
+		n := int(rate * d.step.Seconds())
+		r := Row{Workload: "overload", Unit: "PUBLISH/s", Offered: rate, Expected: n}
+		d.settle()
+		cpu0 := d.cpu()
+		t0 := time.Now()
+		s, err := d.start(context.Background(), fmt.Sprintf("overload_%d", i), "publish_overload.xml", d.step+20*time.Second,
+			"-r", strconv.Itoa(int(rate)), "-m", strconv.Itoa(n), "-l", strconv.Itoa(int(rate)*4),
+			"-key", "pfx", fmt.Sprintf("o%s.%d.", d.run, i))
+		if err != nil {
+			return err
+		}
+		if err := s.wait(); err != nil {
+			r.Note = "sipp: " + err.Error()
+			r.Truncated = true
+		}
+		st, err := readCSVLast(s.stat)
+		if err != nil {
+			return err
+		}
+		c := counts(s.count)
+		r.Ops = sum(cols(c, "200_Recv"))
+		r.Rejected = sum(cols(c, "503_Recv"))
+		r.Retrans = num(st, "Retransmissions(C)")
+		r.Seconds = elapsed(st["ElapsedTime(C)"])
+		if r.Seconds <= 0 {
+			r.Seconds = time.Since(t0).Seconds()
+		}
+		r.Achieved = float64(r.Ops) / r.Seconds
+		r.Note = strings.TrimSpace(fmt.Sprintf("%.0fx peak (%.0f/s): completed %.0f%% of the peak, %d answered 503 (%.1f%%) %s",
+			mult, peak, r.Achieved/peak*100, r.Rejected, float64(r.Rejected)/float64(max(n, 1))*100, r.Note))
+		d.finish(&r, cpu0)
+		// Failed is what got neither a 200 nor a 503.
+		last := &d.res.Rows[len(d.res.Rows)-1]
+		last.Failed = max(0, last.Expected-last.Ops-last.Rejected)
+		last.FailPct = float64(last.Failed) / float64(max(last.Expected, 1)) * 100
+	}
+	return nil
+}
+
 func (d *driver) subscribe(rates []float64, prefill int) error {
 	// The presentities the watchers subscribe to, all with published state.
 	pfx := fmt.Sprintf("s%s.", d.run)
@@ -768,10 +826,10 @@ func (d *driver) fanout(rates []float64) error {
 func printTable(w io.Writer, res *Result) {
 	fmt.Fprintf(w, "\n%s at %s, %s; server RSS before the run %d MB\n", res.Name, res.Server, res.Started.Format("2006-01-02 15:04"), res.IdleRSS/1024)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tunit\toffered\tachieved\tfailed\tfail %\tretrans\tCPU µs/op\tCPU %\tRSS MB\t")
+	fmt.Fprintln(tw, "workload\tunit\toffered\tachieved\tfailed\tfail %\t503\tretrans\tCPU µs/op\tCPU %\tRSS MB\t")
 	for _, r := range res.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%d\t%.2f\t%d\t%.0f\t%.0f\t%.0f\t\n",
-			r.Workload, r.Unit, r.Offered, r.Achieved, r.Failed, r.FailPct, r.Retrans, r.CPUus, r.CPUPct, float64(r.RSSKB)/1024)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%d\t%.2f\t%d\t%d\t%.0f\t%.0f\t%.0f\t\n",
+			r.Workload, r.Unit, r.Offered, r.Achieved, r.Failed, r.FailPct, r.Rejected, r.Retrans, r.CPUus, r.CPUPct, float64(r.RSSKB)/1024)
 	}
 	tw.Flush()
 	for _, r := range res.Rows {
