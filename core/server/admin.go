@@ -121,7 +121,7 @@ func subscriptionInfo(d *dialog) SubscriptionInfo {
 
 func publicationInfo(p *publication) PublicationInfo {
 	return PublicationInfo{ETag: p.rec.ETag, Event: p.rec.Event, Resource: p.rec.Resource,
-		ContentType: p.rec.ContentType, Size: len(p.rec.Body), Expires: p.rec.Expires}
+		ContentType: p.rec.ContentType, Size: p.size, Expires: p.rec.Expires}
 }
 
 // Subscriptions lists the live subscriptions that match f.

@@ -107,6 +107,7 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *even
 	if !s.change(req, tx, r, abi.OpPublish, p, &store.Batch{Publications: []store.Publication{rec}}) {
 		return
 	}
+	p.size, p.rec.Body = len(rec.Body), nil
 	r.pubs[rec.ID] = p
 	s.index(p, "")
 	s.opt.Metrics.Publications(rec.Event, 1)
@@ -131,13 +132,17 @@ func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resour
 			return
 		}
 	} else {
-		b.Publications = []store.Publication{rec}
+		b.PublicationRefreshes = []store.PublicationRefresh{{ID: rec.ID, ETag: rec.ETag, Expires: rec.Expires}}
 		if !s.commit(req, tx, b) {
 			return
 		}
 	}
 	old := p.rec.ETag
+	if body != nil {
+		p.size = len(body)
+	}
 	p.rec = rec
+	p.rec.Body = nil
 	s.index(p, old)
 	s.armPublication(p)
 	s.publishOK(req, tx, etagAndExpires(rec.ETag, secs))

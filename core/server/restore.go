@@ -38,7 +38,8 @@ func (s *Server) restore() error {
 	for _, rec := range snap.Publications {
 		if ep := served(rec.Event, "publication "+rec.ETag); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
-			p := &publication{rec: rec, res: r}
+			p := &publication{rec: rec, size: len(rec.Body), res: r}
+			p.rec.Body = nil
 			r.pubs[rec.ID] = p
 			s.index(p, "")
 			s.opt.Metrics.Publications(rec.Event, 1)

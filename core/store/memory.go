@@ -42,6 +42,12 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 		p.Body = slices.Clone(p.Body)
 		m.pubs[p.ID] = p
 	}
+	for _, r := range b.PublicationRefreshes {
+		if p, ok := m.pubs[r.ID]; ok {
+			p.ETag, p.Expires = r.ETag, r.Expires
+			m.pubs[r.ID] = p
+		}
+	}
 	for _, id := range b.DeletePublications {
 		delete(m.pubs, id)
 	}

@@ -149,7 +149,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 // stmts are the writer's statements, prepared once: preparing each
 // statement per row was a third of the store's CPU under load.
 type stmts struct {
-	putSub, delSub, putPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
+	putSub, delSub, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
 }
 
 func (st *stmts) prepare(db *sql.DB) error {
@@ -163,6 +163,7 @@ func (st *stmts) prepare(db *sql.DB) error {
 			max(?16, coalesce((SELECT local_cseq FROM subscriptions WHERE id = ?1), 0)),?17,?18,?19,?20)`},
 		{&st.delSub, `DELETE FROM subscriptions WHERE id = ?`},
 		{&st.putPub, `INSERT OR REPLACE INTO publications VALUES (?,?,?,?,?,?,?)`},
+		{&st.refreshPub, `UPDATE publications SET etag = ?, expires = ? WHERE id = ?`},
 		{&st.delPub, `DELETE FROM publications WHERE id = ?`},
 		{&st.putRes, `INSERT OR REPLACE INTO resources VALUES (?,?,?)`},
 		{&st.delRes, `DELETE FROM resources WHERE event = ? AND resource = ?`},
@@ -315,6 +316,11 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 			v.ID, v.ETag, v.Event, v.Resource, v.ContentType, v.Body, ms(v.Expires))
 		if err != nil {
 			return fmt.Errorf("publication: %w", err)
+		}
+	}
+	for _, r := range b.PublicationRefreshes {
+		if err := exec(st.refreshPub, r.ETag, ms(r.Expires), r.ID); err != nil {
+			return fmt.Errorf("publication refresh: %w", err)
 		}
 	}
 	for _, id := range b.DeletePublications {

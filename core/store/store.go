@@ -67,13 +67,24 @@ type Batch struct {
 	Subscriptions       []Subscription // inserted or replaced by ID
 	DeleteSubscriptions []string
 	Publications        []Publication // inserted or replaced by ID
-	DeletePublications  []string
+	// PublicationRefreshes give existing publications a new ETag and
+	// expiry and keep their body: the server does not hold bodies in
+	// memory (the module's state has what it needs), so it cannot rewrite
+	// the whole row on a refresh.
+	PublicationRefreshes []PublicationRefresh
+	DeletePublications   []string
 	Resources           []Resource // inserted or replaced by (Event, Resource); empty State deletes
 	Bindings            []Binding  // inserted or replaced by ID
 	DeleteBindings      []string
 	// NotifyCSeqs records the CSeq of a NOTIFY about to be sent, so that
 	// after a restart a dialog's CSeq keeps rising.
 	NotifyCSeqs []NotifyCSeq
+}
+
+// PublicationRefresh is a refresh of the publication with this ID.
+type PublicationRefresh struct {
+	ID, ETag string
+	Expires  time.Time
 }
 
 // NotifyCSeq is the last CSeq used in a subscription's dialog.
@@ -84,7 +95,7 @@ type NotifyCSeq struct {
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Subscriptions)+len(b.DeleteSubscriptions)+len(b.Publications)+
+	return len(b.Subscriptions)+len(b.DeleteSubscriptions)+len(b.Publications)+len(b.PublicationRefreshes)+
 		len(b.DeletePublications)+len(b.Resources)+len(b.NotifyCSeqs)+
 		len(b.Bindings)+len(b.DeleteBindings) == 0
 }

@@ -166,6 +166,26 @@ func TestRewriteKeepsTheHighestCSeq(t *testing.T) {
 	}
 }
 
+// A refresh changes a publication's ETag and expiry and keeps its body.
+func TestPublicationRefresh(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open()
+			defer s.Close()
+			ctx := context.Background()
+			s.Commit(ctx, &Batch{Publications: []Publication{pub}})
+			later := when.Add(time.Hour)
+			s.Commit(ctx, &Batch{PublicationRefreshes: []PublicationRefresh{{ID: pub.ID, ETag: "e2", Expires: later}, {ID: "gone", ETag: "x"}}})
+			snap, _ := s.Load(ctx)
+			want := pub
+			want.ETag, want.Expires = "e2", later
+			if len(snap.Publications) != 1 || !reflect.DeepEqual(snap.Publications[0], want) {
+				t.Fatalf("after the refresh: %+v", snap.Publications)
+			}
+		})
+	}
+}
+
 // A file written by the first schema is migrated at start with every row
 // kept.
 func TestSQLiteMigratesVersion1(t *testing.T) {
