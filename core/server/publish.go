@@ -108,7 +108,7 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *even
 		return
 	}
 	p.size, p.rec.Body = len(rec.Body), nil
-	r.pubs[rec.ID] = p
+	r.addPub(p)
 	s.index(p, "")
 	s.opt.Metrics.Publications(rec.Event, 1)
 	s.armPublication(p)

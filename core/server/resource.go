@@ -52,7 +52,9 @@ func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
 		s.mu.Lock()
 		r := s.resources[key]
 		if r == nil {
-			r = &resource{key: key, pkg: ep, pubs: map[string]*publication{}, watchers: map[string]*dialog{}}
+			// Maps are made on first insert: most presentities have
+			// publications and no watchers, or watchers and no publication.
+			r = &resource{key: key, pkg: ep}
 			s.resources[key] = r
 		}
 		s.mu.Unlock()
@@ -62,6 +64,20 @@ func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
 		}
 		r.mu.Unlock() // lost a race with release; look again
 	}
+}
+
+func (r *resource) addPub(p *publication) {
+	if r.pubs == nil {
+		r.pubs = map[string]*publication{}
+	}
+	r.pubs[p.rec.ID] = p
+}
+
+func (r *resource) addWatcher(d *dialog) {
+	if r.watchers == nil {
+		r.watchers = map[string]*dialog{}
+	}
+	r.watchers[d.rec.ID] = d
 }
 
 // release unlocks r, dropping it from the index when nothing is left.

@@ -40,7 +40,7 @@ func (s *Server) restore() error {
 			r := s.lockResource(ep, rec.Resource)
 			p := &publication{rec: rec, size: len(rec.Body), res: r}
 			p.rec.Body = nil
-			r.pubs[rec.ID] = p
+			r.addPub(p)
 			s.index(p, "")
 			s.opt.Metrics.Publications(rec.Event, 1)
 			s.armPublication(p)
@@ -52,7 +52,7 @@ func (s *Server) restore() error {
 		if ep := served(rec.Event, "subscription "+rec.RemoteURI); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
 			d := &dialog{rec: rec, res: r, cseq: rec.LocalCSeq, reserved: rec.LocalCSeq}
-			r.watchers[rec.ID] = d
+			r.addWatcher(d)
 			s.link(d)
 			s.armTimer(d)
 			resync[r] = true

@@ -117,7 +117,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if !s.commit(req, tx, &store.Batch{Subscriptions: []store.Subscription{d.rec}}) {
 		return
 	}
-	r.watchers[d.rec.ID] = d
+	r.addWatcher(d)
 	s.link(d)
 	s.armTimer(d)
 	s.respond(req, tx, res, "")
