@@ -73,9 +73,9 @@ type Batch struct {
 	// the whole row on a refresh.
 	PublicationRefreshes []PublicationRefresh
 	DeletePublications   []string
-	Resources           []Resource // inserted or replaced by (Event, Resource); empty State deletes
-	Bindings            []Binding  // inserted or replaced by ID
-	DeleteBindings      []string
+	Resources            []Resource // inserted or replaced by (Event, Resource); empty State deletes
+	Bindings             []Binding  // inserted or replaced by ID
+	DeleteBindings       []string
 	// NotifyCSeqs records the CSeq of a NOTIFY about to be sent, so that
 	// after a restart a dialog's CSeq keeps rising.
 	NotifyCSeqs []NotifyCSeq
