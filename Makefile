@@ -48,7 +48,7 @@ FORCE:
 FUZZTIME ?= 10s
 FUZZ := core/header:FuzzParseEvent core/header:FuzzParseExpires core/header:FuzzMediaType core/header:FuzzRequest \
 	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest \
-	core/config:FuzzParse sdk:FuzzResourceKey sdk/xmldoc:FuzzParse sdk/pubstate:FuzzDecode
+	core/config:FuzzParse sdk:FuzzResourceKey sdk/xmldoc:FuzzParse sdk/xmldoc:FuzzRead sdk/pubstate:FuzzDecode
 
 .PHONY: fuzz
 fuzz:

@@ -175,7 +175,7 @@ func defaults() *Config {
 			NonceTTL: Duration{5 * time.Minute}, Algorithms: []string{"SHA-256", "MD5"}},
 		Limits: Limits{MaxBodyBytes: 64 << 10, MaxMessageBytes: 65535, MaxSubscriptionsPerWatcher: 200,
 			MaxWatchersPerPresentity: 10000, MaxPublicationsPerPresentity: 100, RequestsPerSecondPerSource: 2000,
-			MaxInFlight: 4096, TCPIdleTimeout: Duration{5 * time.Minute}},
+			MaxInFlight: 1024, TCPIdleTimeout: Duration{5 * time.Minute}},
 		Extension: map[string]*Extension{},
 	}
 }

@@ -88,7 +88,7 @@ func main() {
 		sippBin   = flag.String("sipp", "sipp", "sipp binary")
 		scenarios = flag.String("scenarios", "", "`dir` of the sipp scenarios (default: bench/sipp next to this source, or ./bench/sipp)")
 		work      = flag.String("work", "", "`dir` for sipp's output files (default: a new temp dir)")
-		workloads = flag.String("workloads", "publish,overload,subscribe,fanout", "workloads to run, comma-separated")
+		workloads = flag.String("workloads", "publish,subscribe,fanout,overload", "workloads to run, comma-separated")
 		peak      = flag.Float64("overload-peak", 0, "PUBLISH/s taken as the peak by the overload workload (0: the best clean step of the publish workload)")
 		pubRates  = flag.String("publish-rates", "250,500,1000,2000,4000,8000,12000,16000", "PUBLISH/s steps")
 		subRates  = flag.String("subscribe-rates", "250,500,1000,2000,4000,6000,8000,10000", "SUBSCRIBE/s steps (each with its NOTIFY)")
