@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -369,12 +370,13 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 	}
 	w := s.lockResource(wp, d.rec.Resource)
 	defer s.release(w)
-	ev := &abi.WatcherEvent{ID: d.rec.ID, URI: d.rec.RemoteURI, Status: status, Event: event,
-		Duration: int64(time.Since(d.rec.Created).Seconds())}
-	if status != abi.StatusTerminated {
-		ev.Expires = d.left()
+	if len(w.watchers) == 0 {
+		// Nobody watches: no module call, no commit, no state growing with
+		// every subscription. The first watcher-info subscriber has the
+		// state rebuilt from the live subscriptions (rebuildWatcherInfo).
+		return
 	}
-	res, err := s.call(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: ev}, nil)
+	res, err := s.call(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: watcherEventOf(d, status, event)}, nil)
 	if err != nil || res.Code != 0 {
 		s.log.Warn("watcher info not updated", "package", wp.name, "resource", d.rec.Resource, "err", err)
 		return
@@ -384,4 +386,45 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 	if s.commit(nil, nil, b) {
 		s.apply(w, res, nil, "")
 	}
+}
+
+func watcherEventOf(d *dialog, status, event string) *abi.WatcherEvent {
+	ev := &abi.WatcherEvent{ID: d.rec.ID, URI: d.rec.RemoteURI, Status: status, Event: event,
+		Duration: int64(time.Since(d.rec.Created).Seconds())}
+	if status != abi.StatusTerminated {
+		ev.Expires = d.left()
+	}
+	return ev
+}
+
+// rebuildWatcherInfo gives w, a watcher-info resource about to get its
+// first watcher, a state built afresh from the live subscriptions of the
+// resource it reports on, one watcher event each, and commits it. What
+// happened while nobody watched (watchers come and gone) is not replayed.
+// Both resources are locked; on failure the request has been answered.
+func (s *Server) rebuildWatcherInfo(req *sip.Request, tx sip.ServerTransaction, w, watched *resource) bool {
+	old := w.state
+	w.state = nil
+	for _, d := range watched.watchers {
+		res, err := s.call(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: watcherEventOf(d, d.rec.Status, "subscribe")}, nil)
+		if err == nil && res.Code != 0 {
+			err = fmt.Errorf("module refused: %d %s", res.Code, res.Reason)
+		}
+		if err != nil {
+			w.state = old
+			s.moduleError(req, tx, err)
+			return false
+		}
+		if res.StateChanged {
+			w.state = res.State
+		}
+	}
+	if bytes.Equal(old, w.state) {
+		return true
+	}
+	if !s.commit(req, tx, &store.Batch{Resources: []store.Resource{{Event: w.key.event, Resource: w.key.uri, State: w.state}}}) {
+		w.state = old
+		return false
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"github.com/presenced/presenced/core/store"
 	"strings"
 	"testing"
 	"time"
@@ -170,4 +171,46 @@ func TestPAClientQuirks(t *testing.T) {
 	raw = strings.Replace(raw, "Content-Length: 0\r\n", "", 1)
 	p.sendRaw(raw)
 	wantCode(t, p.response(), 200)
+}
+
+// Watcher info costs nothing while nobody watches it: presence
+// subscriptions store no watcher-info state. The presentity's first
+// watcher-info subscription gets the watchers already there, pending and
+// active, and the ones that came and went meanwhile are not in it.
+func TestPAWatcherInfoForWatchersBeforeIt(t *testing.T) {
+	st := store.NewMemory()
+	f := start(t, st, sdktest.Load(t, paPkg, map[string]string{"policy": "confirm", "allow": "sip:watcher@example.com"}))
+	gina := "sip:gina@example.com"
+	owner, w1, w2, gone := f.peer(t, "UDP"), f.peer(t, "UDP"), f.peer(t, "UDP"), f.peer(t, "UDP")
+	wantCode(t, publish(t, owner, "presence", gina, "application/pidf+xml", pidf(gina, "pc", "open", "here")), 200)
+	_, r := subscribe(t, w1, "presence", gina)
+	wantCode(t, r, 200)
+	w1.notify()
+	left, r := subscribe(t, gone, "presence", gina)
+	wantCode(t, r, 200)
+	gone.notify()
+	wantCode(t, left.again("Expires: 0"), 200)
+	gone.notify()
+	// a watcher the policy holds pending
+	res := w2.send(msg{method: "SUBSCRIBE", uri: gina, headers: []string{
+		"From: <sip:carol@example.net>;tag=c1", "To: <" + gina + ">", "Call-ID: " + newCallID(), "CSeq: 1 SUBSCRIBE",
+		w2.contact(), "Event: presence"}})
+	wantCode(t, res, 200)
+	w2.notify()
+	snap, _ := st.Load(t.Context())
+	for _, rs := range snap.Resources {
+		if rs.Event == "presence.winfo" {
+			t.Fatalf("watcher-info state stored with nobody watching: %+v", rs)
+		}
+	}
+
+	winfo := owner.send(msg{method: "SUBSCRIBE", uri: gina, headers: []string{
+		"From: <" + gina + ">;tag=own1", "To: <" + gina + ">", "Call-ID: " + newCallID(), "CSeq: 1 SUBSCRIBE",
+		owner.contact(), "Event: presence.winfo", "Accept: application/watcherinfo+xml"}})
+	wantCode(t, winfo, 200)
+	b := string(owner.notify().Body())
+	if !strings.Contains(b, `state="full"`) || strings.Count(b, "<watcher ") != 2 ||
+		!strings.Contains(b, `status="active"`) || !strings.Contains(b, `status="pending"`) || !strings.Contains(b, "sip:carol@example.net") {
+		t.Fatalf("first winfo NOTIFY:\n%s", b)
+	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -62,9 +63,23 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		d.rec.RouteSet = append(d.rec.RouteSet, rr.Value())
 	}
 
+	// A watcher-info package's state follows the watched package's
+	// subscriptions only while it has watchers of its own (watcherEvent);
+	// its first watcher has it rebuilt from the live ones. The watched
+	// resource is locked first, the order watcherEvent takes them in.
+	var watched *resource
+	if of := ep.info.WatcherInfoOf; of != "" {
+		if wp := s.cat().packages[strings.ToLower(of)]; wp != nil {
+			watched = s.lockResource(wp, uri)
+			defer s.release(watched)
+		}
+	}
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
 	d.res = r
+	if watched != nil && len(r.watchers) == 0 && !s.rebuildWatcherInfo(req, tx, r, watched) {
+		return
+	}
 	if max := s.opt.Limits.MaxWatchersPerPresentity; max > 0 && len(r.watchers) >= max {
 		s.reply(req, tx, 403, fmt.Sprintf("%s has %d watchers, the limit", uri, max))
 		return
