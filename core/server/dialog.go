@@ -19,10 +19,10 @@ import (
 // res.mu; the NOTIFY queue has its own lock so that sending never holds
 // the resource.
 type dialog struct {
-	rec   store.Subscription
-	res   *resource
-	timer *time.Timer
-	gone  bool // terminated: no longer in res.watchers or Server.dialogs
+	rec  store.Subscription
+	res  *resource
+	exp  expiry
+	gone bool // terminated: no longer in res.watchers or Server.dialogs
 
 	qmu     sync.Mutex
 	queue   []*notifyJob
@@ -69,12 +69,6 @@ func dialogID(callID, localTag, remoteTag string) string {
 func legacyDialogID(callID, localTag, remoteTag string) string {
 	h := sha256.Sum256([]byte(callID + "\x00" + localTag + "\x00" + remoteTag))
 	return hex.EncodeToString(h[:12])
-}
-
-func (d *dialog) stopTimer() {
-	if d.timer != nil {
-		d.timer.Stop()
-	}
 }
 
 func (d *dialog) watcher(full bool) abi.Watcher {
@@ -303,7 +297,7 @@ func (s *Server) forget(d *dialog) {
 		s.opt.Watch.Unwatch(d.rec.Event, d.rec.Resource)
 	}
 	d.gone = true
-	d.stopTimer()
+	s.timers.stop(&d.exp)
 	delete(d.res.watchers, d.rec.ID)
 	s.mu.Lock()
 	delete(s.dialogs, d.rec.ID)
@@ -321,8 +315,7 @@ func (s *Server) watchingCount(watcher string) int {
 
 // armTimer (re)starts d's expiry timer; r.mu is held.
 func (s *Server) armTimer(d *dialog) {
-	d.stopTimer()
-	d.timer = time.AfterFunc(time.Until(d.rec.Expires), func() { s.expire(d) })
+	s.timers.arm(&d.exp, d.rec.Expires, func() { s.expire(d) })
 }
 
 // expire ends a subscription whose time is up: a final NOTIFY with the

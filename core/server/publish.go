@@ -229,7 +229,7 @@ func (s *Server) index(p *publication, old string) {
 
 func (s *Server) removePublication(r *resource, p *publication) {
 	s.opt.Metrics.Publications(p.rec.Event, -1)
-	p.stopTimer()
+	s.timers.stop(&p.exp)
 	delete(r.pubs, p.rec.ID)
 	s.mu.Lock()
 	delete(s.etags, p.rec.ETag)
@@ -238,8 +238,7 @@ func (s *Server) removePublication(r *resource, p *publication) {
 
 // armPublication (re)starts p's expiry timer; r.mu is held.
 func (s *Server) armPublication(p *publication) {
-	p.stopTimer()
-	p.timer = time.AfterFunc(time.Until(p.rec.Expires), func() { s.expirePublication(p) })
+	s.timers.arm(&p.exp, p.rec.Expires, func() { s.expirePublication(p) })
 }
 
 // retryExpiry is how long a publication whose removal the module failed
@@ -256,7 +255,7 @@ func (s *Server) expirePublication(p *publication) {
 		return
 	}
 	if !s.change(nil, nil, r, abi.OpUnpublish, p, &store.Batch{DeletePublications: []string{p.rec.ID}}) {
-		p.timer = time.AfterFunc(retryExpiry, func() { s.expirePublication(p) })
+		s.timers.arm(&p.exp, time.Now().Add(retryExpiry), func() { s.expirePublication(p) })
 		return
 	}
 	s.removePublication(r, p)

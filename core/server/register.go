@@ -15,14 +15,8 @@ import (
 
 // binding is a live registrar binding; it changes only under Server.regMu.
 type binding struct {
-	rec   store.Binding
-	timer *time.Timer
-}
-
-func (b *binding) stopTimer() {
-	if b.timer != nil {
-		b.timer.Stop()
-	}
+	rec store.Binding
+	exp expiry
 }
 
 // bindingChange is one binding added, refreshed or removed by a REGISTER
@@ -232,7 +226,7 @@ func (s *Server) applyBindings(req *sip.Request, tx sip.ServerTransaction, aor s
 	}
 	for _, c := range changes {
 		if c.old != nil {
-			c.old.stopTimer()
+			s.timers.stop(&c.old.exp)
 			delete(s.bindings[aor], c.old.rec.Contact)
 		}
 		if !c.removed {
@@ -258,8 +252,7 @@ func (s *Server) notifyBinders(locked []*resource) {
 
 // armBinding (re)starts a binding's expiry timer; s.regMu is held.
 func (s *Server) armBinding(b *binding) {
-	b.stopTimer()
-	b.timer = time.AfterFunc(time.Until(b.rec.Expires), func() { s.expireBinding(b) })
+	s.timers.arm(&b.exp, b.rec.Expires, func() { s.expireBinding(b) })
 }
 
 func (s *Server) expireBinding(b *binding) {
@@ -270,7 +263,7 @@ func (s *Server) expireBinding(b *binding) {
 	}
 	locked, ok := s.applyBindings(nil, nil, b.rec.AOR, []bindingChange{{rec: b.rec, removed: true, old: b}})
 	if !ok {
-		b.timer = time.AfterFunc(retryExpiry, func() { s.expireBinding(b) })
+		s.timers.arm(&b.exp, time.Now().Add(retryExpiry), func() { s.expireBinding(b) })
 		return
 	}
 	s.notifyBinders(locked)

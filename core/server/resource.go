@@ -33,16 +33,10 @@ type resource struct {
 // the store has it, and so does the module's state (a 300-byte body held
 // twice was a third of a publication's memory).
 type publication struct {
-	rec   store.Publication
-	size  int // of the body
-	res   *resource
-	timer *time.Timer
-}
-
-func (p *publication) stopTimer() {
-	if p.timer != nil {
-		p.timer.Stop()
-	}
+	rec  store.Publication
+	size int // of the body
+	res  *resource
+	exp  expiry
 }
 
 // lockResource returns the resource for key, created if needed, locked.

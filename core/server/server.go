@@ -101,6 +101,7 @@ type Server struct {
 	udpAddr sip.Addr
 	bound   []string
 	closers []func() error
+	timers  timers // every expiry: subscriptions, publications, bindings
 
 	mu        sync.Mutex
 	resources map[resourceKey]*resource
@@ -321,20 +322,8 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	for _, d := range s.dialogs {
-		d.stopTimer()
-	}
-	for _, p := range s.etags {
-		p.stopTimer()
-	}
 	s.mu.Unlock()
-	s.regMu.Lock()
-	for _, m := range s.bindings {
-		for _, b := range m {
-			b.stopTimer()
-		}
-	}
-	s.regMu.Unlock()
+	s.timers.close()
 	s.cancel()
 	for _, c := range s.closers {
 		c()
