@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -378,6 +379,26 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 	stage(b, w, res, nil)
 	if s.commit(nil, nil, b) {
 		s.apply(w, res, nil, "")
+	}
+}
+
+// intern makes d's record share the strings every subscription to the
+// same presentity and package has (its resource's key, the package's name
+// and media types) instead of holding copies parsed from its SUBSCRIBE:
+// ~100 bytes of every idle subscription.
+func (d *dialog) intern(ep *eventPackage) {
+	r := &d.rec
+	if r.Resource == d.res.key.uri {
+		r.Resource = d.res.key.uri
+	}
+	if r.LocalURI == d.res.key.uri {
+		r.LocalURI = d.res.key.uri
+	}
+	if r.Event == ep.name {
+		r.Event = ep.name
+	}
+	if slices.Equal(r.Accept, ep.info.Accept) {
+		r.Accept = ep.info.Accept
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,6 +100,12 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *even
 		Expires: time.Now().Add(time.Duration(secs) * time.Second)}
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
+	// Share the strings every publication of this presentity and package
+	// has, instead of copies parsed from the request.
+	rec.Resource = r.key.uri
+	if i := slices.Index(ep.info.Accept, rec.ContentType); i >= 0 {
+		rec.ContentType = ep.info.Accept[i]
+	}
 	if max := s.opt.Limits.MaxPublicationsPerPresentity; max > 0 && len(r.pubs) >= max {
 		s.reply(req, tx, 403, fmt.Sprintf("%s has %d publications, the limit", uri, max))
 		return

@@ -77,6 +77,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
 	d.res = r
+	d.intern(ep)
 	if watched != nil && len(r.watchers) == 0 && !s.rebuildWatcherInfo(req, tx, r, watched) {
 		return
 	}
