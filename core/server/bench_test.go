@@ -73,6 +73,29 @@ func BenchmarkSubscribe(b *testing.B) {
 	})
 }
 
+// BenchmarkSubscribeFanIn is initial SUBSCRIBEs from 128 clients at once,
+// all to one presentity (a receptionist's lamp after a restart of every
+// phone): the changes to one resource are ordered, so this measures how
+// much of that order costs.
+func BenchmarkSubscribeFanIn(b *testing.B) {
+	for _, name := range []string{"memory", "sqlite"} {
+		b.Run(name, func(b *testing.B) {
+			f := start(b, benchStores(b)[name](), echo(b))
+			b.SetParallelism(64)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				p := newPeer(b, "UDP", f.addr["UDP"])
+				for pb.Next() {
+					if _, r := subscribe(b, p, "echo", "sip:popular@example.com", "Expires: 600"); r.StatusCode != 200 {
+						b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
+					}
+					p.notify()
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkMemory reports the live heap each idle subscription and each
 // publication (a ~300-byte PIDF) costs the server, SQLite store, after a
 // GC, as the marginal cost of n more of them: the heap is read after a

@@ -26,6 +26,12 @@ type resource struct {
 	watchers map[string]*dialog      // by dialog ID
 	dead     bool                    // removed from Server.resources
 	pending  *abi.Response           // a committed module answer not yet applied
+	// version counts the module answers applied (apply): a SUBSCRIBE that
+	// commits without the lock renders again if it moved meanwhile.
+	version uint64
+	// pins keeps r in Server.resources while a SUBSCRIBE commits without
+	// its lock, so that the dialog joins the live resource.
+	pins int
 }
 
 // publication is a live publication; rec changes only under res.mu.
@@ -76,7 +82,7 @@ func (r *resource) addWatcher(d *dialog) {
 
 // release unlocks r, dropping it from the index when nothing is left.
 func (s *Server) release(r *resource) {
-	if len(r.pubs) == 0 && len(r.watchers) == 0 && len(r.state) == 0 {
+	if len(r.pubs) == 0 && len(r.watchers) == 0 && len(r.state) == 0 && r.pins == 0 {
 		r.dead = true
 		s.mu.Lock()
 		if s.resources[r.key] == r {
@@ -151,6 +157,7 @@ func stage(b *store.Batch, r *resource, res *abi.Response, extra *dialog) {
 // watcher the module rendered for. final, when set, is the
 // Subscription-State of every NOTIFY (the subscriptions are ending).
 func (s *Server) apply(r *resource, res *abi.Response, extra *dialog, final string) {
+	r.version++
 	if res.StateChanged {
 		r.state = append([]byte(nil), res.State...)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -469,5 +470,50 @@ func TestNotifyCoalescing(t *testing.T) {
 	}
 	if n := w.notify(); hdr(n, "Subscription-State") != "terminated;reason=timeout" || n.CSeq().SeqNo != 3 {
 		t.Fatalf("final NOTIFY:\n%s", n)
+	}
+}
+
+// heldStore holds the first commit of a new subscription until released,
+// so a test can change the presentity while that SUBSCRIBE commits.
+type heldStore struct {
+	store.Store
+	held, release chan struct{}
+	once          sync.Once
+}
+
+func (h *heldStore) Commit(ctx context.Context, b *store.Batch) error {
+	if len(b.Subscriptions) > 0 {
+		h.once.Do(func() {
+			close(h.held)
+			<-h.release
+		})
+	}
+	return h.Store.Commit(ctx, b)
+}
+
+// A SUBSCRIBE commits without its presentity's lock (so SUBSCRIBEs to one
+// presentity share group commits): a PUBLISH meanwhile is not held up, and
+// the new watcher's first NOTIFY has the state after it, not before.
+func TestChangeDuringSubscribeCommit(t *testing.T) {
+	st := &heldStore{Store: store.NewMemory(), held: make(chan struct{}), release: make(chan struct{})}
+	f := start(t, st, echo(t))
+	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
+	r := publish(t, p, "echo", alice, "text/plain", "v1")
+	wantCode(t, r, 200)
+	etag := hdr(r, "SIP-ETag")
+	sub := &subscription{p: w, callID: newCallID(), fromTag: "held", cseq: 1, event: "echo", resource: alice}
+	w.sendRaw(w.render(msg{method: "SUBSCRIBE", uri: alice, headers: []string{
+		"From: <sip:watcher@example.com>;tag=held", "To: <" + alice + ">", "Call-ID: " + sub.callID,
+		"CSeq: 1 SUBSCRIBE", w.contact(), "Event: echo", "Expires: 600"}}))
+	select {
+	case <-st.held:
+	case <-time.After(waitFor):
+		t.Fatal("the SUBSCRIBE never committed")
+	}
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "v2", "SIP-If-Match: "+etag), 200)
+	close(st.release)
+	wantCode(t, w.response(), 200)
+	if n := w.notify(); string(n.Body()) != "v2" {
+		t.Fatalf("first NOTIFY of the new watcher:\n%s", n)
 	}
 }
