@@ -157,10 +157,12 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		}
 		defer stop()
 	}
-	log.Info("presenced serving", "version", version, "listen", srv.Addrs(), "admin", cfg.Admin.Listen, "config", cfg.File)
-
+	// Signals are caught before the daemon says it serves: a SIGTERM sent
+	// as soon as it does (a supervisor, a test) must stop it cleanly, not
+	// kill it.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	log.Info("presenced serving", "version", version, "listen", srv.Addrs(), "admin", cfg.Admin.Listen, "config", cfg.File)
 	for s := range sig {
 		if s == syscall.SIGHUP {
 			if err := r.reload(); err != nil {
