@@ -96,6 +96,41 @@ func BenchmarkSubscribeFanIn(b *testing.B) {
 	}
 }
 
+// BenchmarkNotify is the cost of building and sending one NOTIFY (and
+// reading its 200) in a fan-out: one presentity with 100 UDP watchers, each
+// op a modifying PUBLISH, reported per NOTIFY delivered.
+func BenchmarkNotify(b *testing.B) {
+	const watchers = 100
+	f := start(b, benchStores(b)["sqlite"](), echo(b))
+	p := newPeer(b, "UDP", f.addr["UDP"])
+	uri := "sip:lamp@example.com"
+	r := publish(b, p, "echo", uri, "text/plain", "v0")
+	if r.StatusCode != 200 {
+		b.Fatalf("PUBLISH: %d", r.StatusCode)
+	}
+	etag := hdr(r, "SIP-ETag")
+	ws := make([]*peer, watchers)
+	for i := range ws {
+		ws[i] = newPeer(b, "UDP", f.addr["UDP"])
+		if _, r := subscribe(b, ws[i], "echo", uri, "Expires: 600"); r.StatusCode != 200 {
+			b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
+		}
+		ws[i].notify()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := publish(b, p, "echo", uri, "text/plain", fmt.Sprintf("v%d", i+1), "SIP-If-Match: "+etag)
+		if r.StatusCode != 200 {
+			b.Fatalf("PUBLISH: %d", r.StatusCode)
+		}
+		etag = hdr(r, "SIP-ETag")
+		for _, w := range ws {
+			w.notify()
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*watchers), "ns/notify")
+}
+
 // BenchmarkMemory reports the live heap each idle subscription and each
 // publication (a ~300-byte PIDF) costs the server, SQLite store, after a
 // GC, as the marginal cost of n more of them: the heap is read after a
