@@ -271,7 +271,7 @@ func (s *Server) RemovePublication(etag string) error {
 	r := p.res
 	r.mu.Lock()
 	defer s.release(r)
-	if r.pubs[p.rec.ID] != p {
+	if !r.hasPub(p) {
 		return fmt.Errorf("publication %s: %w", etag, ErrNotFound)
 	}
 	if !s.change(nil, nil, r, abi.OpUnpublish, p, &store.Batch{DeletePublications: []string{p.rec.ID}}) {

@@ -64,7 +64,7 @@ func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 	r := p.res
 	r.mu.Lock()
 	defer s.release(r)
-	if r.pubs[p.rec.ID] != p || p.rec.ETag != etag {
+	if !r.hasPub(p) || p.rec.ETag != etag {
 		s.reply(req, tx, 412, fmt.Sprintf("entity-tag %q is no longer current", etag))
 		return
 	}
@@ -237,7 +237,7 @@ func (s *Server) index(p *publication, old string) {
 func (s *Server) removePublication(r *resource, p *publication) {
 	s.opt.Metrics.Publications(p.rec.Event, -1)
 	s.timers.stop(&p.exp)
-	delete(r.pubs, p.rec.ID)
+	r.removePub(p)
 	s.mu.Lock()
 	delete(s.etags, p.rec.ETag)
 	s.mu.Unlock()
@@ -258,7 +258,7 @@ func (s *Server) expirePublication(p *publication) {
 	r := p.res
 	r.mu.Lock()
 	defer s.release(r)
-	if r.pubs[p.rec.ID] != p || time.Now().Before(p.rec.Expires) {
+	if !r.hasPub(p) || time.Now().Before(p.rec.Expires) {
 		return
 	}
 	if !s.change(nil, nil, r, abi.OpUnpublish, p, &store.Batch{DeletePublications: []string{p.rec.ID}}) {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,14 +19,17 @@ type resourceKey struct{ event, uri string }
 // under mu, so module calls for one resource are serialised and NOTIFYs
 // are queued in the order the changes happened.
 type resource struct {
-	mu       sync.Mutex
-	key      resourceKey
-	pkg      *eventPackage
-	state    []byte
-	pubs     map[string]*publication // by publication ID
-	watchers map[string]*dialog      // by dialog ID
-	dead     bool                    // removed from Server.resources
-	pending  *abi.Response           // a committed module answer not yet applied
+	mu    sync.Mutex
+	key   resourceKey
+	pkg   *eventPackage
+	state []byte
+	// pubs are the live publications, in arrival order: a slice, since a
+	// presentity has one to a few (max_publications_per_presentity) and
+	// the smallest map was ~200 bytes of every publication.
+	pubs     []*publication
+	watchers map[string]*dialog // by dialog ID
+	dead     bool               // removed from Server.resources
+	pending  *abi.Response      // a committed module answer not yet applied
 	// version counts the module answers applied (apply): a SUBSCRIBE that
 	// commits without the lock renders again if it moved meanwhile.
 	version uint64
@@ -66,11 +70,15 @@ func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
 	}
 }
 
-func (r *resource) addPub(p *publication) {
-	if r.pubs == nil {
-		r.pubs = map[string]*publication{}
+func (r *resource) addPub(p *publication) { r.pubs = append(r.pubs, p) }
+
+// hasPub reports whether p is still one of r's live publications.
+func (r *resource) hasPub(p *publication) bool { return slices.Contains(r.pubs, p) }
+
+func (r *resource) removePub(p *publication) {
+	if i := slices.Index(r.pubs, p); i >= 0 {
+		r.pubs = slices.Delete(r.pubs, i, i+1)
 	}
-	r.pubs[p.rec.ID] = p
 }
 
 func (r *resource) addWatcher(d *dialog) {
