@@ -78,22 +78,12 @@ func BenchmarkSubscribe(b *testing.B) {
 // phone): the changes to one resource are ordered, so this measures how
 // much of that order costs.
 func BenchmarkSubscribeFanIn(b *testing.B) {
-	for _, name := range []string{"memory", "sqlite"} {
-		b.Run(name, func(b *testing.B) {
-			f := start(b, benchStores(b)[name](), echo(b))
-			b.SetParallelism(64)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				p := newPeer(b, "UDP", f.addr["UDP"])
-				for pb.Next() {
-					if _, r := subscribe(b, p, "echo", "sip:popular@example.com", "Expires: 600"); r.StatusCode != 200 {
-						b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
-					}
-					p.notify()
-				}
-			})
-		})
-	}
+	perStore(b, func(p *peer, _ string) {
+		if _, r := subscribe(b, p, "echo", "sip:popular@example.com", "Expires: 600"); r.StatusCode != 200 {
+			b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
+		}
+		p.notify()
+	})
 }
 
 // BenchmarkNotify is the cost of building and sending one NOTIFY (and

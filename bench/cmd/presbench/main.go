@@ -427,8 +427,6 @@ func (d *driver) pids() []int {
 	return out
 }
 
-func readRSS(pid int) int { return readStatus(pid)["VmRSS"] }
-
 // readStatus returns the kB fields of /proc/PID/status.
 func readStatus(pid int) map[string]int {
 	m := map[string]int{}
