@@ -120,8 +120,8 @@ func subscriptionInfo(d *dialog) SubscriptionInfo {
 }
 
 func publicationInfo(p *publication) PublicationInfo {
-	return PublicationInfo{ETag: p.rec.ETag, Event: p.rec.Event, Resource: p.rec.Resource,
-		ContentType: p.rec.ContentType, Size: p.size, Expires: p.rec.Expires}
+	return PublicationInfo{ETag: p.etag, Event: p.res.key.event, Resource: p.res.key.uri,
+		ContentType: p.ctype, Size: p.size, Expires: p.expires()}
 }
 
 // Subscriptions lists the live subscriptions that match f.
@@ -146,7 +146,7 @@ func (s *Server) Publications(f Filter) []PublicationInfo {
 	for _, r := range s.resourcesSnapshot() {
 		r.mu.Lock()
 		for _, p := range r.pubs {
-			if f.match(p.rec.Event, p.rec.Resource, "") {
+			if f.match(r.key.event, r.key.uri, "") {
 				out = append(out, publicationInfo(p))
 			}
 		}
@@ -274,7 +274,7 @@ func (s *Server) RemovePublication(etag string) error {
 	if !r.hasPub(p) {
 		return fmt.Errorf("publication %s: %w", etag, ErrNotFound)
 	}
-	if !s.change(nil, nil, r, abi.OpUnpublish, p, &store.Batch{DeletePublications: []string{p.rec.ID}}) {
+	if !s.change(nil, nil, r, abi.OpUnpublish, p, nil, &store.Batch{DeletePublications: []string{p.id}}) {
 		return fmt.Errorf("extension %s refused or failed to remove the publication", r.pkg.mod.Name())
 	}
 	s.removePublication(r, p)

@@ -316,8 +316,10 @@ func (s *Server) watchingCount(watcher string) int {
 
 // armTimer (re)starts d's expiry timer; r.mu is held.
 func (s *Server) armTimer(d *dialog) {
-	s.timers.arm(&d.exp, d.rec.Expires, func() { s.expire(d) })
+	s.timers.arm(&d.exp, d, d.rec.Expires)
 }
+
+func (d *dialog) expired(s *Server) { s.expire(d) }
 
 // expire ends a subscription whose time is up: a final NOTIFY with the
 // current state and "terminated;reason=timeout".

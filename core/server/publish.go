@@ -57,14 +57,14 @@ func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	p := s.etags[etag]
 	s.mu.Unlock()
-	if p == nil || p.rec.Event != ep.name || p.rec.Resource != uri {
+	if p == nil || p.res.key != (resourceKey{ep.name, uri}) {
 		s.reply(req, tx, 412, fmt.Sprintf("no publication with entity-tag %q for %s", etag, uri))
 		return
 	}
 	r := p.res
 	r.mu.Lock()
 	defer s.release(r)
-	if !r.hasPub(p) || p.rec.ETag != etag {
+	if !r.hasPub(p) || p.etag != etag {
 		s.reply(req, tx, 412, fmt.Sprintf("entity-tag %q is no longer current", etag))
 		return
 	}
@@ -95,85 +95,89 @@ func (s *Server) acceptable(req *sip.Request, tx sip.ServerTransaction, ep *even
 }
 
 func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *eventPackage, uri string, secs int, body []byte) {
-	rec := store.Publication{ID: newOrderedID(), ETag: newToken(), Event: ep.name, Resource: uri,
-		ContentType: header.ContentType(req), Body: body,
-		Expires: time.Now().Add(time.Duration(secs) * time.Second)}
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
-	// Share the strings every publication of this presentity and package
-	// has, instead of copies parsed from the request.
-	rec.Resource = r.key.uri
-	if i := slices.Index(ep.info.Accept, rec.ContentType); i >= 0 {
-		rec.ContentType = ep.info.Accept[i]
-	}
 	if max := s.opt.Limits.MaxPublicationsPerPresentity; max > 0 && len(r.pubs) >= max {
 		s.reply(req, tx, 403, fmt.Sprintf("%s has %d publications, the limit", uri, max))
 		return
 	}
-	p := &publication{rec: rec, res: r}
-	if !s.change(req, tx, r, abi.OpPublish, p, &store.Batch{Publications: []store.Publication{rec}}) {
+	p := &publication{id: newOrderedID(), etag: newToken(), ctype: ep.mediaType(header.ContentType(req)), res: r}
+	p.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
+	rec := p.record()
+	rec.Body = body
+	if !s.change(req, tx, r, abi.OpPublish, p, body, &store.Batch{Publications: []store.Publication{rec}}) {
 		return
 	}
-	p.size, p.rec.Body = len(rec.Body), nil
+	p.size = len(body)
 	r.addPub(p)
 	s.index(p, "")
-	s.opt.Metrics.Publications(rec.Event, 1)
-	s.armPublication(p)
-	s.publishOK(req, tx, etagAndExpires(rec.ETag, secs))
+	s.opt.Metrics.Publications(ep.name, 1)
+	s.armPublication(p, rec.Expires)
+	s.publishOK(req, tx, etagAndExpires(p.etag, secs))
 	s.notifyAll(r)
+}
+
+// mediaType is ct as the package's Accept list spells it (a string every
+// publication of the package shares), or ct.
+func (ep *eventPackage) mediaType(ct string) string {
+	if i := slices.Index(ep.info.Accept, ct); i >= 0 {
+		return ep.info.Accept[i]
+	}
+	return ct
 }
 
 // republish refreshes (body nil) or modifies a publication: a new ETag
 // either way (RFC 3903 §6), a module call only when the body changed.
 func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resource, p *publication, secs int, body []byte) {
-	rec := p.rec
-	rec.ETag = newToken()
-	rec.Expires = time.Now().Add(time.Duration(secs) * time.Second)
+	etag, ctype := newToken(), p.ctype
+	expires := time.Now().Add(time.Duration(secs) * time.Second)
 	b := &store.Batch{}
 	if body != nil {
+		ctype = r.pkg.mediaType(header.ContentType(req))
+		next := &publication{id: p.id, etag: etag, ctype: ctype, res: r}
+		next.exp.at = expires.UnixNano()
+		rec := next.record()
 		rec.Body = body
-		rec.ContentType = header.ContentType(req)
 		b.Publications = []store.Publication{rec}
-		next := &publication{rec: rec, res: r}
-		if !s.change(req, tx, r, abi.OpPublish, next, b) {
+		if !s.change(req, tx, r, abi.OpPublish, next, body, b) {
 			return
 		}
 	} else {
-		b.PublicationRefreshes = []store.PublicationRefresh{{ID: rec.ID, ETag: rec.ETag, Expires: rec.Expires}}
+		b.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id, ETag: etag, Expires: expires}}
 		if !s.commit(req, tx, b) {
 			return
 		}
 	}
-	old := p.rec.ETag
+	old := p.etag
 	if body != nil {
 		p.size = len(body)
 	}
-	p.rec = rec
-	p.rec.Body = nil
+	p.etag, p.ctype = etag, ctype
 	s.index(p, old)
-	s.armPublication(p)
-	s.publishOK(req, tx, etagAndExpires(rec.ETag, secs))
+	s.armPublication(p, expires)
+	s.publishOK(req, tx, etagAndExpires(etag, secs))
 	if body != nil {
 		s.notifyAll(r)
 	}
 }
 
 func (s *Server) unpublish(req *sip.Request, tx sip.ServerTransaction, r *resource, p *publication) {
-	if !s.change(req, tx, r, abi.OpUnpublish, p, &store.Batch{DeletePublications: []string{p.rec.ID}}) {
+	if !s.change(req, tx, r, abi.OpUnpublish, p, nil, &store.Batch{DeletePublications: []string{p.id}}) {
 		return
 	}
 	s.removePublication(r, p)
-	s.publishOK(req, tx, etagAndExpires(p.rec.ETag, 0))
+	s.publishOK(req, tx, etagAndExpires(p.etag, 0))
 	s.notifyAll(r)
 }
 
-// change asks the module about a publication change, commits it with b,
-// and leaves the module's answer pending in r until notifyAll; on failure
-// it has answered the request and nothing changed. r.mu is held.
-func (s *Server) change(req *sip.Request, tx sip.ServerTransaction, r *resource, op abi.Op, p *publication, b *store.Batch) bool {
-	in := &abi.Publication{ID: p.rec.ID}
+// change asks the module about a publication change (body is the new
+// body of an OpPublish), commits it with b, and leaves the module's answer
+// pending in r until notifyAll; on failure it has answered the request and
+// nothing changed. r.mu is held.
+func (s *Server) change(req *sip.Request, tx sip.ServerTransaction, r *resource, op abi.Op, p *publication, body []byte, b *store.Batch) bool {
+	in := &abi.Publication{ID: p.id}
 	if op == abi.OpPublish {
-		in.ContentType, in.Body, in.ExpiresUnix = p.rec.ContentType, p.rec.Body, p.rec.Expires.Unix()
+		in.ContentType, in.Body, in.ExpiresUnix = p.ctype, body, p.expires().Unix()
 	}
 	return s.changeWith(req, tx, r, abi.Request{Op: op, Publication: in}, b)
 }
@@ -230,23 +234,25 @@ func (s *Server) index(p *publication, old string) {
 	if old != "" {
 		delete(s.etags, old)
 	}
-	s.etags[p.rec.ETag] = p
+	s.etags[p.etag] = p
 	s.mu.Unlock()
 }
 
 func (s *Server) removePublication(r *resource, p *publication) {
-	s.opt.Metrics.Publications(p.rec.Event, -1)
+	s.opt.Metrics.Publications(r.key.event, -1)
 	s.timers.stop(&p.exp)
 	r.removePub(p)
 	s.mu.Lock()
-	delete(s.etags, p.rec.ETag)
+	delete(s.etags, p.etag)
 	s.mu.Unlock()
 }
 
-// armPublication (re)starts p's expiry timer; r.mu is held.
-func (s *Server) armPublication(p *publication) {
-	s.timers.arm(&p.exp, p.rec.Expires, func() { s.expirePublication(p) })
+// armPublication (re)starts p's expiry timer for at; r.mu is held.
+func (s *Server) armPublication(p *publication, at time.Time) {
+	s.timers.arm(&p.exp, p, at)
 }
+
+func (p *publication) expired(s *Server) { s.expirePublication(p) }
 
 // retryExpiry is how long a publication whose removal the module failed
 // stays before the next try; its state must not be dropped silently.
@@ -258,11 +264,11 @@ func (s *Server) expirePublication(p *publication) {
 	r := p.res
 	r.mu.Lock()
 	defer s.release(r)
-	if !r.hasPub(p) || time.Now().Before(p.rec.Expires) {
+	if !r.hasPub(p) || time.Now().Before(p.expires()) {
 		return
 	}
-	if !s.change(nil, nil, r, abi.OpUnpublish, p, &store.Batch{DeletePublications: []string{p.rec.ID}}) {
-		s.timers.arm(&p.exp, time.Now().Add(retryExpiry), func() { s.expirePublication(p) })
+	if !s.change(nil, nil, r, abi.OpUnpublish, p, nil, &store.Batch{DeletePublications: []string{p.id}}) {
+		s.armPublication(p, time.Now().Add(retryExpiry))
 		return
 	}
 	s.removePublication(r, p)

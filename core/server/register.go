@@ -252,8 +252,10 @@ func (s *Server) notifyBinders(locked []*resource) {
 
 // armBinding (re)starts a binding's expiry timer; s.regMu is held.
 func (s *Server) armBinding(b *binding) {
-	s.timers.arm(&b.exp, b.rec.Expires, func() { s.expireBinding(b) })
+	s.timers.arm(&b.exp, b, b.rec.Expires)
 }
+
+func (b *binding) expired(s *Server) { s.expireBinding(b) }
 
 func (s *Server) expireBinding(b *binding) {
 	s.regMu.Lock()
@@ -263,7 +265,7 @@ func (s *Server) expireBinding(b *binding) {
 	}
 	locked, ok := s.applyBindings(nil, nil, b.rec.AOR, []bindingChange{{rec: b.rec, removed: true, old: b}})
 	if !ok {
-		s.timers.arm(&b.exp, time.Now().Add(retryExpiry), func() { s.expireBinding(b) })
+		s.timers.arm(&b.exp, b, time.Now().Add(retryExpiry))
 		return
 	}
 	s.notifyBinders(locked)

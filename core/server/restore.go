@@ -38,12 +38,11 @@ func (s *Server) restore() error {
 	for _, rec := range snap.Publications {
 		if ep := served(rec.Event, "publication "+rec.ETag); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
-			p := &publication{rec: rec, size: len(rec.Body), res: r}
-			p.rec.Body = nil
+			p := &publication{id: rec.ID, etag: rec.ETag, ctype: ep.mediaType(rec.ContentType), size: len(rec.Body), res: r}
 			r.addPub(p)
 			s.index(p, "")
 			s.opt.Metrics.Publications(rec.Event, 1)
-			s.armPublication(p)
+			s.armPublication(p, rec.Expires)
 			r.mu.Unlock()
 		}
 	}

@@ -162,6 +162,7 @@ func New(opt Options) (*Server, error) {
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
 	}
+	s.timers.s = s
 	s.logLimit = rateLimit{perSecond: 50, log: s.log}
 	s.watching = map[string]int{}
 	if n := opt.Limits.RequestsPerSecondPerSource; n > 0 {

@@ -17,15 +17,20 @@ type timers struct {
 	h      expiryHeap
 	timer  *time.Timer
 	closed bool
+	s      *Server // what the owners' expired methods are given
 }
 
-// expiry is one owner's entry, a field of it: fire runs (on its own
-// goroutine) once at.
+// expiry is one owner's entry, a field of it: owner.expired runs (on its
+// own goroutine) once at. The owner is an interface, not a closure: a
+// closure each was another 32 bytes of every subscription and publication.
 type expiry struct {
-	at   int64 // unix nanoseconds
-	pos  int   // position in the heap + 1; 0 when not in it
-	fire func()
+	at    int64 // unix nanoseconds
+	pos   int   // position in the heap + 1; 0 when not in it
+	owner expirer
 }
+
+// expirer is what owns an expiry: a dialog, a publication, a binding.
+type expirer interface{ expired(s *Server) }
 
 type expiryHeap []*expiry
 
@@ -49,17 +54,14 @@ func (h *expiryHeap) Pop() any {
 	return e
 }
 
-// arm (re)schedules e for at, to call fire (kept from the first arm:
-// one closure per owner, not per refresh).
-func (t *timers) arm(e *expiry, at time.Time, fire func()) {
+// arm (re)schedules e, owned by owner, for at.
+func (t *timers) arm(e *expiry, owner expirer, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return
 	}
-	if e.fire == nil {
-		e.fire = fire
-	}
+	e.owner = owner
 	e.at = at.UnixNano()
 	if e.pos > 0 {
 		heap.Fix(&t.h, e.pos-1)
@@ -104,7 +106,7 @@ func (t *timers) run() {
 	now := time.Now().UnixNano()
 	for len(t.h) > 0 && t.h[0].at <= now {
 		e := heap.Pop(&t.h).(*expiry)
-		go e.fire()
+		go e.owner.expired(t.s)
 	}
 	t.reset()
 }
