@@ -182,14 +182,14 @@ func BenchmarkMemory(b *testing.B) {
 						return
 					}
 					uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
-					if r := publish(b, p, "echo", uri, "text/plain", pidf(uri, "t1", "open", "at my desk, as usual")); r.StatusCode != 200 {
+					if r := publish(b, p, "echo", uri, "text/plain", pidf300(uri)); r.StatusCode != 200 {
 						b.Fatalf("PUBLISH: %d", r.StatusCode)
 					}
 				}
 				if what == "subscription" {
 					for j := 0; j < presentities; j++ {
 						uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
-						if r := publish(b, p, "echo", uri, "text/plain", pidf(uri, "t1", "open", "at my desk, as usual")); r.StatusCode != 200 {
+						if r := publish(b, p, "echo", uri, "text/plain", pidf300(uri)); r.StatusCode != 200 {
 							b.Fatalf("PUBLISH: %d", r.StatusCode)
 						}
 					}
@@ -247,4 +247,14 @@ func stackHas(stk []uintptr, pkg string) bool {
 			return false
 		}
 	}
+}
+
+// pidf300 is a PIDF document of exactly 300 bytes, the figure
+// for a publication, padded in its note.
+func pidf300(uri string) string {
+	doc := pidf(uri, "t1", "open", "at my desk")
+	if len(doc) > 300 {
+		panic(fmt.Sprintf("pidf300: %d bytes before padding", len(doc)))
+	}
+	return pidf(uri, "t1", "open", "at my desk"+strings.Repeat(".", 300-len(doc)))
 }

@@ -28,14 +28,15 @@ type resource struct {
 	// the smallest map was ~200 bytes of every publication.
 	pubs     []*publication
 	watchers map[string]*dialog // by dialog ID
-	dead     bool               // removed from Server.resources
 	pending  *abi.Response      // a committed module answer not yet applied
 	// version counts the module answers applied (apply): a SUBSCRIBE that
 	// commits without the lock renders again if it moved meanwhile.
 	version uint64
 	// pins keeps r in Server.resources while a SUBSCRIBE commits without
-	// its lock, so that the dialog joins the live resource.
-	pins int
+	// its lock, so that the dialog joins the live resource. It sits beside
+	// dead so that the two share a word: 128 bytes, not 144.
+	pins int32
+	dead bool // removed from Server.resources
 }
 
 // publication is a live publication, its fields changed only under
