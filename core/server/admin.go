@@ -261,19 +261,22 @@ func (s *Server) Terminate(id, reason string) error {
 
 // RemovePublication removes the publication with etag, as a PUBLISH with
 // Expires: 0 would, and tells the watchers.
+// There is no index by ETag (see onPublish): an operator's removal looks
+// through every presentity.
 func (s *Server) RemovePublication(etag string) error {
-	s.mu.Lock()
-	p := s.etags[etag]
-	s.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("publication %s: %w", etag, ErrNotFound)
+	for _, r := range s.resourcesSnapshot() {
+		r.mu.Lock()
+		if p := r.pubByETag(etag); p != nil {
+			defer s.release(r)
+			return s.removeByOperator(r, p)
+		}
+		r.mu.Unlock()
 	}
-	r := p.res
-	r.mu.Lock()
-	defer s.release(r)
-	if !r.hasPub(p) {
-		return fmt.Errorf("publication %s: %w", etag, ErrNotFound)
-	}
+	return fmt.Errorf("publication %s: %w", etag, ErrNotFound)
+}
+
+// removeByOperator is RemovePublication once p is found; r.mu is held.
+func (s *Server) removeByOperator(r *resource, p *publication) error {
 	if !s.change(nil, nil, r, abi.OpUnpublish, p, nil, &store.Batch{DeletePublications: []string{p.id}}) {
 		return fmt.Errorf("extension %s refused or failed to remove the publication", r.pkg.mod.Name())
 	}

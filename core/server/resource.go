@@ -85,6 +85,16 @@ func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
 
 func (r *resource) addPub(p *publication) { r.pubs = append(r.pubs, p) }
 
+// pubByETag is r's live publication of that ETag, or nil.
+func (r *resource) pubByETag(etag string) *publication {
+	for _, p := range r.pubs {
+		if p.etag == etag {
+			return p
+		}
+	}
+	return nil
+}
+
 // hasPub reports whether p is still one of r's live publications.
 func (r *resource) hasPub(p *publication) bool { return slices.Contains(r.pubs, p) }
 

@@ -40,7 +40,6 @@ func (s *Server) restore() error {
 			r := s.lockResource(ep, rec.Resource)
 			p := &publication{id: rec.ID, etag: rec.ETag, ctype: ep.mediaType(rec.ContentType), size: len(rec.Body), res: r}
 			r.addPub(p)
-			s.index(p, "")
 			s.opt.Metrics.Publications(rec.Event, 1)
 			s.armPublication(p, rec.Expires)
 			r.mu.Unlock()

@@ -106,7 +106,6 @@ type Server struct {
 	mu        sync.Mutex
 	resources map[resourceKey]*resource
 	dialogs   map[string]*dialog
-	etags     map[string]*publication
 	closed    bool
 
 	regMu    sync.Mutex                     // the registrar; taken before any resource
@@ -157,7 +156,7 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
-		dialogs: map[string]*dialog{}, etags: map[string]*publication{},
+		dialogs:  map[string]*dialog{},
 		bindings: map[string]map[string]*binding{}}
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
