@@ -13,6 +13,7 @@ import (
 
 	"github.com/presenced/presenced/core/extension"
 	"github.com/presenced/presenced/core/store"
+	"github.com/presenced/presenced/sdk/sdktest"
 )
 
 // benchStores are the backends the throughput benchmarks compare.
@@ -166,45 +167,59 @@ func BenchmarkMemory(b *testing.B) {
 		return float64(last)
 	}
 	const warm, n, presentities = 500, 2000, 500
-	for _, what := range []string{"publication", "subscription"} {
-		b.Run(what, func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				mod := echo(b)
-				f := start(b, benchStores(b)["sqlite"](), mod)
-				p := newPeer(b, "UDP", f.addr["UDP"])
-				add := func(j int) {
-					if what == "subscription" {
-						uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j%presentities)
-						if _, r := subscribe(b, p, "echo", uri, "Expires: 3600"); r.StatusCode != 200 {
-							b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
-						}
-						p.notify()
-						return
-					}
-					uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
-					if r := publish(b, p, "echo", uri, "text/plain", pidf300(uri)); r.StatusCode != 200 {
-						b.Fatalf("PUBLISH: %d", r.StatusCode)
-					}
-				}
-				if what == "subscription" {
-					for j := 0; j < presentities; j++ {
-						uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
-						if r := publish(b, p, "echo", uri, "text/plain", pidf300(uri)); r.StatusCode != 200 {
-							b.Fatalf("PUBLISH: %d", r.StatusCode)
-						}
-					}
-				}
-				for j := 0; j < warm; j++ {
-					add(j)
-				}
-				before := heap(mod)
-				for j := warm; j < warm+n; j++ {
-					add(j)
-				}
+	// Each with the echo module (its state is the body as published) and
+	// with pa (its state is the validated body in pubstate's framing, and
+	// a per-watcher state of its own).
+	type module struct {
+		name, event, ctype string
+		load               func(testing.TB) *extension.Module
+	}
+	paModule := func(t testing.TB) *extension.Module { return sdktest.Load(t, paPkg, nil) }
+	for _, m := range []module{{"echo", "echo", "text/plain", echo}, {"pa", "presence", "application/pidf+xml", paModule}} {
+		for _, what := range []string{"publication", "subscription"} {
+			b.Run(what+"/"+m.name, func(b *testing.B) {
+				memoryRun(b, heap, m.load, m.event, m.ctype, what, warm, n, presentities)
+			})
+		}
+	}
+}
 
-				b.ReportMetric((heap(mod)-before)/n, "bytes/"+what)
+func memoryRun(b *testing.B, heap func(*extension.Module) float64, load func(testing.TB) *extension.Module,
+	event, ctype, what string, warm, n, presentities int) {
+	for i := 0; i < b.N; i++ {
+		mod := load(b)
+		f := start(b, benchStores(b)["sqlite"](), mod)
+		p := newPeer(b, "UDP", f.addr["UDP"])
+		add := func(j int) {
+			if what == "subscription" {
+				uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j%presentities)
+				if _, r := subscribe(b, p, event, uri, "Expires: 3600"); r.StatusCode != 200 {
+					b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
+				}
+				p.notify()
+				return
 			}
-		})
+			uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
+			if r := publish(b, p, event, uri, ctype, pidf300(uri)); r.StatusCode != 200 {
+				b.Fatalf("PUBLISH: %d", r.StatusCode)
+			}
+		}
+		if what == "subscription" {
+			for j := 0; j < presentities; j++ {
+				uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
+				if r := publish(b, p, event, uri, ctype, pidf300(uri)); r.StatusCode != 200 {
+					b.Fatalf("PUBLISH: %d", r.StatusCode)
+				}
+			}
+		}
+		for j := 0; j < warm; j++ {
+			add(j)
+		}
+		before := heap(mod)
+		for j := warm; j < warm+n; j++ {
+			add(j)
+		}
+		b.ReportMetric((heap(mod)-before)/float64(n), "bytes/"+what)
 	}
 }
 
