@@ -203,15 +203,40 @@ func (m *Manifest) Unmarshal(data []byte) error {
 	})
 }
 
+// sizeHint is a little over the encoded size of m: its variable parts
+// plus room for tags, lengths and the small fields.
+func (m *Request) sizeHint() int {
+	n := 64 + len(m.Event) + len(m.Resource) + len(m.State)
+	if p := m.Publication; p != nil {
+		n += 48 + len(p.ID) + len(p.ContentType) + len(p.Body)
+	}
+	for i := range m.Watchers {
+		w := &m.Watchers[i]
+		n += 32 + len(w.ID) + len(w.URI) + len(w.State) + len(w.Status)
+		for _, a := range w.Accept {
+			n += 4 + len(a)
+		}
+	}
+	if b := m.Binding; b != nil {
+		n += 48 + len(b.ID) + len(b.Contact) + len(b.Q)
+	}
+	if w := m.WatcherEvent; w != nil {
+		n += 64 + len(w.ID) + len(w.URI)
+	}
+	return n
+}
+
 // Marshal encodes a Request.
 func (m *Request) Marshal() []byte {
-	var e enc
+	// Sized up front: grown by append, the encoding of a render's state
+	// and watchers was reallocated several times per call.
+	e := make(enc, 0, m.sizeHint())
 	e.uint(fReqOp, uint64(m.Op))
 	e.str(fReqEvent, m.Event)
 	e.str(fReqResource, m.Resource)
 	e.optBytes(fReqState, m.State)
 	if p := m.Publication; p != nil {
-		var pe enc
+		pe := make(enc, 0, 32+len(p.ID)+len(p.ContentType)+len(p.Body))
 		pe.str(fPubID, p.ID)
 		pe.str(fPubType, p.ContentType)
 		pe.optBytes(fPubBody, p.Body)

@@ -167,7 +167,7 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *s
 		req.SetBody(nil) // Content-Length: 0, required on TCP
 	}
 	req.SetTransport(d.rec.Transport)
-	if transport == "udp" && len(req.String())+udpViaAllowance > udpMaxMessage {
+	if transport == "udp" && messageSize(req)+udpViaAllowance > udpMaxMessage {
 		// RFC 3261 §18.1.1: a request within 200 bytes of the path MTU
 		// (1300 bytes when it is unknown) goes over a congestion-controlled
 		// transport. sipgo refuses to send it over UDP anyway.
@@ -195,6 +195,23 @@ const (
 	udpMaxMessage   = 1300
 	udpViaAllowance = 120
 )
+
+// messageSize is the size of req as sent, counted without building it
+// (building the whole NOTIFY once only to measure it was 2 % of the CPU of
+// a SUBSCRIBE and a tenth of the bytes it allocated).
+func messageSize(req *sip.Request) int {
+	var n byteCount
+	req.StringWrite(&n)
+	return int(n)
+}
+
+// byteCount counts the bytes written to it.
+type byteCount int
+
+func (c *byteCount) WriteString(s string) (int, error) {
+	*c += byteCount(len(s))
+	return len(s), nil
+}
 
 // notifyTimeout bounds one NOTIFY transaction: 64*T1, the time Timer F
 // gives a non-INVITE transaction.
