@@ -272,11 +272,20 @@ func (m *Module) Handle(ctx context.Context, req *abi.Request) (*abi.Response, e
 }
 
 func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.spec.CallTimeout)
-	defer cancel()
-	in, err := m.pool.get(ctx)
-	if err != nil {
-		return nil, err
+	// A trusted module's call cannot be cut short (no termination checks),
+	// so its deadline only bounds the wait for an instance: when one is
+	// idle, no deadline (and no timer and context per call) is made.
+	in := m.pool.idleNow()
+	if in == nil || !m.spec.Trusted {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.spec.CallTimeout)
+		defer cancel()
+	}
+	if in == nil {
+		var err error
+		if in, err = m.pool.get(ctx); err != nil {
+			return nil, err
+		}
 	}
 	out, err := in.handle(ctx, req.Op, req.Marshal())
 	res := &abi.Response{}

@@ -31,11 +31,19 @@ var errClosed = errors.New("extension closed")
 // the module is saturated, not broken.
 var ErrBusy = errors.New("no free instance")
 
-func (p *pool) get(ctx context.Context) (*instance, error) {
+// idleNow is an idle instance, or nil if none is idle right now.
+func (p *pool) idleNow() *instance {
 	select {
 	case in := <-p.idle:
-		return in, nil
+		return in
 	default:
+		return nil
+	}
+}
+
+func (p *pool) get(ctx context.Context) (*instance, error) {
+	if in := p.idleNow(); in != nil {
+		return in, nil
 	}
 	select {
 	case in := <-p.idle:
