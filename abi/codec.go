@@ -243,9 +243,10 @@ func (m *Request) Marshal() []byte {
 		pe.sint(fPubExpires, p.ExpiresUnix)
 		e.msg(fReqPublication, pe)
 	}
+	var we enc
 	for i := range m.Watchers {
 		w := &m.Watchers[i]
-		var we enc
+		we = we[:0]
 		we.str(fWatID, w.ID)
 		we.str(fWatURI, w.URI)
 		for _, a := range w.Accept {
@@ -429,16 +430,20 @@ func (m *Request) Unmarshal(data []byte) error {
 
 // Marshal encodes a Response.
 func (m *Response) Marshal() []byte {
-	var e enc
+	// Sized up front, and one scratch buffer for every notification: in a
+	// Go guest an allocation of 1 KB costs about 1 µs, and growing the
+	// encoding by append was a good part of a small call's cost.
+	e := make(enc, 0, m.sizeHint())
 	e.uint(fResCode, uint64(m.Code))
 	e.str(fResReason, m.Reason)
 	if m.StateChanged {
 		e.bytes(fResState, m.State)
 		e.bool(fResChanged, true)
 	}
+	var ne enc
 	for i := range m.Notifications {
 		n := &m.Notifications[i]
-		var ne enc
+		ne = ne[:0]
 		ne.str(fNotWatcher, n.WatcherID)
 		ne.str(fNotType, n.ContentType)
 		ne.optBytes(fNotBody, n.Body)
@@ -451,6 +456,16 @@ func (m *Response) Marshal() []byte {
 		e.msg(fResNotes, ne)
 	}
 	return e
+}
+
+// sizeHint is a little over the encoded size of m.
+func (m *Response) sizeHint() int {
+	n := 32 + len(m.Reason) + len(m.State)
+	for i := range m.Notifications {
+		nt := &m.Notifications[i]
+		n += 48 + len(nt.WatcherID) + len(nt.ContentType) + len(nt.Body) + len(nt.Status) + len(nt.State)
+	}
+	return n
 }
 
 // Unmarshal decodes a Response. Byte fields alias data.
