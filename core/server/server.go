@@ -99,9 +99,13 @@ type Server struct {
 	// listener of each
 	contact map[string]sip.Uri
 	udpAddr sip.Addr
-	bound   []string
-	closers []func() error
-	timers  timers // every expiry: subscriptions, publications, bindings
+	// udpConns are the UDP listeners by local address, for refuseEarly's
+	// answers; busyTag is the To tag of those answers.
+	udpConns sync.Map
+	busyTag  string
+	bound    []string
+	closers  []func() error
+	timers   timers // every expiry: subscriptions, publications, bindings
 
 	mu        sync.Mutex
 	resources map[resourceKey]*resource
@@ -162,6 +166,7 @@ func New(opt Options) (*Server, error) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
 	}
 	s.timers.s = s
+	s.busyTag = newToken()
 	s.logLimit = rateLimit{perSecond: 50, log: s.log}
 	s.watching = map[string]int{}
 	if n := opt.Limits.RequestsPerSecondPerSource; n > 0 {
@@ -196,7 +201,7 @@ func (s *Server) Start() error {
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
 			TCP: &sip.TransportTCP{ReadTimeout: idle},
 			TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: idle}},
-		})))
+		}), sip.WithTransportLayerReadFilter(s.refuseEarly)))
 	if err != nil {
 		return err
 	}
@@ -271,6 +276,7 @@ func (s *Server) listen(l Listener) (string, error) {
 			s.udpAddr = sip.Addr{IP: ua.IP, Port: ua.Port}
 		}
 		s.closers = append(s.closers, pc.Close)
+		s.udpConns.Store(pc.LocalAddr().String(), pc)
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.sip.ServeUDP(pc) }()
 		// ServeUDP puts the socket in sipgo's pool from its goroutine; a
