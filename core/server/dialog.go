@@ -38,6 +38,14 @@ type dialog struct {
 	sent     int64 // when the last NOTIFY left, unix nanoseconds
 }
 
+// update copies into d.rec the fields a refresh may change; r.mu is held.
+// The others (ids, URIs, event, package) never change, and sendLoop reads
+// them without r.mu: assigning the whole record raced with those reads.
+func (d *dialog) update(rec store.Subscription) {
+	d.rec.RemoteCSeq, d.rec.Expires, d.rec.RemoteTarget = rec.RemoteCSeq, rec.Expires, rec.RemoteTarget
+	d.rec.Accept, d.rec.State, d.rec.Status = rec.Accept, rec.State, rec.Status
+}
+
 // cseqBlock is how many CSeqs a dialog reserves in the store at a time.
 // Recording each NOTIFY's CSeq before sending it was one commit per NOTIFY:
 // half the commits of a SUBSCRIBE and all of a fan-out's. Reserving a block

@@ -233,10 +233,10 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 		rec.Accept = a
 	}
 	old := d.rec
-	d.rec = rec // render with what the refresh asks for
+	d.update(rec) // render with what the refresh asks for
 	mres, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
 	if err != nil || mres.Code != 0 {
-		d.rec = old
+		d.update(old)
 		if err != nil {
 			s.moduleError(req, tx, err)
 		} else {
@@ -246,7 +246,7 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	}
 	n := note(mres, d.rec.ID)
 	if n != nil && n.Status == abi.StatusRejected {
-		d.rec = old
+		d.update(old)
 		s.respond(req, tx, res, "")
 		s.forget(d)
 		s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
@@ -261,10 +261,10 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 		rec.Status = n.Status
 	}
 	if !s.commit(req, tx, &store.Batch{Subscriptions: []store.Subscription{rec}}) {
-		d.rec = old
+		d.update(old)
 		return
 	}
-	d.rec = rec
+	d.update(rec)
 	d.rec.State = append([]byte(nil), rec.State...)
 	s.armTimer(d)
 	s.respond(req, tx, res, "")
