@@ -51,7 +51,7 @@ func loadHostile(t *testing.T, pkg string) *extension.Module {
 // answer.
 func publishMsg(event, resource, body string) msg {
 	return msg{method: "PUBLISH", uri: resource, body: body, headers: []string{
-		"From: <" + resource + ">;tag=pub" + fmt.Sprint(callSeq),
+		"From: <" + resource + ">;tag=pub" + fmt.Sprint(callSeq.Load()),
 		"To: <" + resource + ">",
 		"Call-ID: " + newCallID(),
 		"CSeq: 1 PUBLISH",

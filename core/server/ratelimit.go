@@ -4,7 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // rateLimit lets at most perSecond log lines through each second and says
@@ -59,4 +62,48 @@ func (l *rateLimit) allow() bool {
 	}
 	l.suppressed++
 	return false
+}
+
+// sipgo's default logger is process-wide and unsynchronised: setting it
+// from each Server.Start raced with sipgo reading it when several servers
+// run in one process (the tests). It is set once, to a handler that
+// forwards to the handler of the server started last (a daemon runs one).
+var (
+	sipgoOnce   sync.Once
+	sipgoTarget atomic.Pointer[slog.Handler]
+)
+
+func setSipgoLog(h slog.Handler) {
+	sipgoTarget.Store(&h)
+	sipgoOnce.Do(func() { sip.SetDefaultLogger(slog.New(forwardHandler{})) })
+}
+
+// forwardHandler hands each record to sipgoTarget, with the attributes and
+// groups sipgo added to its loggers (With) applied to it.
+type forwardHandler struct {
+	ops []func(slog.Handler) slog.Handler
+}
+
+func (f forwardHandler) target() slog.Handler {
+	h := *sipgoTarget.Load()
+	for _, op := range f.ops {
+		h = op(h)
+	}
+	return h
+}
+
+func (f forwardHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return f.target().Enabled(ctx, l)
+}
+
+func (f forwardHandler) Handle(ctx context.Context, r slog.Record) error {
+	return f.target().Handle(ctx, r)
+}
+
+func (f forwardHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return forwardHandler{append(f.ops[:len(f.ops):len(f.ops)], func(h slog.Handler) slog.Handler { return h.WithAttrs(attrs) })}
+}
+
+func (f forwardHandler) WithGroup(name string) slog.Handler {
+	return forwardHandler{append(f.ops[:len(f.ops):len(f.ops)], func(h slog.Handler) slog.Handler { return h.WithGroup(name) })}
 }

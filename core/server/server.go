@@ -189,7 +189,7 @@ func New(opt Options) (*Server, error) {
 func (s *Server) Start() error {
 	// sipgo logs through its package default; keep its lines in ours.
 	sipLog := s.log.With("component", "sipgo")
-	sip.SetDefaultLogger(slog.New(limitedHandler{sipLog.Handler(), &rateLimit{perSecond: 20, log: s.log}}))
+	setSipgoLog(limitedHandler{sipLog.Handler(), &rateLimit{perSecond: 20, log: s.log}})
 	parser := sip.NewParser(sip.WithHeadersParsers(header.Parsers()))
 	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
 		parser.MaxMessageLength = n

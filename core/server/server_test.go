@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,11 +71,11 @@ func (f *fixture) peer(t testing.TB, transport string) *peer {
 	return newPeer(t, transport, f.addr[transport])
 }
 
-var callSeq int
+// callSeq numbers Call-IDs and tags; torture cases run in parallel.
+var callSeq atomic.Int64
 
 func newCallID() string {
-	callSeq++
-	return fmt.Sprintf("call-%d-%d@test", time.Now().UnixNano(), callSeq)
+	return fmt.Sprintf("call-%d-%d@test", time.Now().UnixNano(), callSeq.Add(1))
 }
 
 // subscription is the subscriber's side of a dialog.
@@ -90,7 +91,7 @@ type subscription struct {
 
 func subscribe(t testing.TB, p *peer, event, resource string, extra ...string) (*subscription, *sip.Response) {
 	t.Helper()
-	s := &subscription{p: p, callID: newCallID(), fromTag: "w" + strconv.Itoa(callSeq), cseq: 1, event: event, resource: resource}
+	s := &subscription{p: p, callID: newCallID(), fromTag: "w" + strconv.FormatInt(callSeq.Load(), 10), cseq: 1, event: event, resource: resource}
 	res := p.send(msg{method: "SUBSCRIBE", uri: resource, headers: append([]string{
 		"From: <sip:watcher@example.com>;tag=" + s.fromTag,
 		"To: <" + resource + ">",
@@ -119,7 +120,7 @@ func (s *subscription) again(extra ...string) *sip.Response {
 func publish(t testing.TB, p *peer, event, resource, ctype, body string, extra ...string) *sip.Response {
 	t.Helper()
 	h := append([]string{
-		"From: <" + resource + ">;tag=pub" + strconv.Itoa(callSeq),
+		"From: <" + resource + ">;tag=pub" + strconv.FormatInt(callSeq.Load(), 10),
 		"To: <" + resource + ">",
 		"Call-ID: " + newCallID(),
 		"CSeq: 1 PUBLISH",
