@@ -22,7 +22,7 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 		s.reply(req, tx, 503, "server busy", sip.NewHeader("Retry-After", "1"))
 		return false
 	}
-	if s.sources != nil {
+	if s.sources != nil && req.Transport() != "UDP" { // UDP: refuseEarly took the token
 		host, _, err := net.SplitHostPort(req.Source())
 		if err != nil {
 			host = req.Source()
