@@ -201,11 +201,6 @@ func parseMarker(s string) (major, minor int, ok bool) {
 // Name is the extension's name from the config.
 func (m *Module) Name() string { return m.spec.Name }
 
-// MemoryBytes is the linear memory the module's live instances hold: host
-// heap that grows with a guest's own heap, up to memory_limit_mb per
-// instance, whatever the number of subscriptions or publications.
-func (m *Module) MemoryBytes() uint64 { return m.pool.memory() }
-
 // Coalesce is the NOTIFY coalescing window of one of the module's
 // packages, 0 for none.
 func (m *Module) Coalesce(event string) time.Duration { return m.spec.Coalesce[event] }

@@ -18,11 +18,10 @@ type pool struct {
 
 	mu     sync.Mutex
 	closed bool
-	all    map[*instance]bool // every live instance, idle or busy
 }
 
 func newPool(max int, mk func(context.Context) (*instance, error)) *pool {
-	return &pool{idle: make(chan *instance, max), slots: make(chan struct{}, max), make: mk, all: map[*instance]bool{}}
+	return &pool{idle: make(chan *instance, max), slots: make(chan struct{}, max), make: mk}
 }
 
 var errClosed = errors.New("extension closed")
@@ -61,9 +60,6 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 			<-p.slots
 			return nil, err
 		}
-		p.mu.Lock()
-		p.all[in] = true
-		p.mu.Unlock()
 		return in, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
@@ -82,22 +78,8 @@ func (p *pool) put(in *instance) {
 }
 
 func (p *pool) discard(in *instance) {
-	p.mu.Lock()
-	delete(p.all, in)
-	p.mu.Unlock()
 	in.mod.Close(context.Background())
 	<-p.slots
-}
-
-// memory is the linear memory of the live instances, in bytes.
-func (p *pool) memory() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var n uint64
-	for in := range p.all {
-		n += uint64(in.mod.Memory().Size())
-	}
-	return n
 }
 
 func (p *pool) live() int { return len(p.slots) }

@@ -158,7 +158,7 @@ func BenchmarkMemory(b *testing.B) {
 	// low or negative (what holds it was not found: no goroutine, not
 	// sipgo's logger, not the expiry timer); -count 1 runs read
 	// consistently.
-	heap := func(*extension.Module) float64 {
+	heap := func() float64 {
 		last := heapOutside("github.com/tetratelabs/wazero")
 		for range 20 {
 			time.Sleep(250 * time.Millisecond)
@@ -188,7 +188,7 @@ func BenchmarkMemory(b *testing.B) {
 	}
 }
 
-func memoryRun(b *testing.B, heap func(*extension.Module) float64, load func(testing.TB) *extension.Module,
+func memoryRun(b *testing.B, heap func() float64, load func(testing.TB) *extension.Module,
 	event, ctype, what string, warm, n, presentities int) {
 	for i := 0; i < b.N; i++ {
 		mod := load(b)
@@ -219,11 +219,11 @@ func memoryRun(b *testing.B, heap func(*extension.Module) float64, load func(tes
 		for j := 0; j < warm; j++ {
 			add(j)
 		}
-		before := heap(mod)
+		before := heap()
 		for j := warm; j < warm+n; j++ {
 			add(j)
 		}
-		b.ReportMetric((heap(mod)-before)/float64(n), "bytes/"+what)
+		b.ReportMetric((heap()-before)/float64(n), "bytes/"+what)
 	}
 }
 

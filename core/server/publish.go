@@ -104,8 +104,7 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *even
 	}
 	p := &publication{id: newOrderedID(), etag: newToken(), ctype: ep.mediaType(header.ContentType(req)), res: r}
 	p.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
-	rec := p.record()
-	rec.Body = body
+	rec := p.record(body)
 	if !s.change(req, tx, r, abi.OpPublish, p, body, &store.Batch{Publications: []store.Publication{rec}}) {
 		return
 	}
@@ -136,9 +135,7 @@ func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resour
 		ctype = r.pkg.mediaType(header.ContentType(req))
 		next := &publication{id: p.id, etag: etag, ctype: ctype, res: r}
 		next.exp.at = expires.UnixNano()
-		rec := next.record()
-		rec.Body = body
-		b.Publications = []store.Publication{rec}
+		b.Publications = []store.Publication{next.record(body)}
 		if !s.change(req, tx, r, abi.OpPublish, next, body, b) {
 			return
 		}

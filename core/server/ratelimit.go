@@ -75,35 +75,55 @@ var (
 
 func setSipgoLog(h slog.Handler) {
 	sipgoTarget.Store(&h)
-	sipgoOnce.Do(func() { sip.SetDefaultLogger(slog.New(forwardHandler{})) })
+	sipgoOnce.Do(func() { sip.SetDefaultLogger(slog.New(&forwardHandler{})) })
 }
 
 // forwardHandler hands each record to sipgoTarget, with the attributes and
-// groups sipgo added to its loggers (With) applied to it.
+// groups sipgo added to its loggers (With) applied to it. The handler so
+// derived is kept until another server starts: sipgo logs on every
+// request (mostly Debug, refused by Enabled), and building it per call
+// would put WithAttrs allocations on that path.
 type forwardHandler struct {
-	ops []func(slog.Handler) slog.Handler
+	ops     []func(slog.Handler) slog.Handler
+	derived atomic.Pointer[derivedHandler]
 }
 
-func (f forwardHandler) target() slog.Handler {
-	h := *sipgoTarget.Load()
+type derivedHandler struct {
+	base *slog.Handler // the sipgoTarget it was derived from
+	h    slog.Handler
+}
+
+func (f *forwardHandler) target() slog.Handler {
+	base := sipgoTarget.Load()
+	if d := f.derived.Load(); d != nil && d.base == base {
+		return d.h
+	}
+	h := *base
 	for _, op := range f.ops {
 		h = op(h)
 	}
+	f.derived.Store(&derivedHandler{base, h})
 	return h
 }
 
-func (f forwardHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return f.target().Enabled(ctx, l)
+// Enabled asks the target itself: attributes and groups do not change
+// which levels a handler takes.
+func (f *forwardHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return (*sipgoTarget.Load()).Enabled(ctx, l)
 }
 
-func (f forwardHandler) Handle(ctx context.Context, r slog.Record) error {
+func (f *forwardHandler) Handle(ctx context.Context, r slog.Record) error {
 	return f.target().Handle(ctx, r)
 }
 
-func (f forwardHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return forwardHandler{append(f.ops[:len(f.ops):len(f.ops)], func(h slog.Handler) slog.Handler { return h.WithAttrs(attrs) })}
+func (f *forwardHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return f.with(func(h slog.Handler) slog.Handler { return h.WithAttrs(attrs) })
 }
 
-func (f forwardHandler) WithGroup(name string) slog.Handler {
-	return forwardHandler{append(f.ops[:len(f.ops):len(f.ops)], func(h slog.Handler) slog.Handler { return h.WithGroup(name) })}
+func (f *forwardHandler) WithGroup(name string) slog.Handler {
+	return f.with(func(h slog.Handler) slog.Handler { return h.WithGroup(name) })
+}
+
+func (f *forwardHandler) with(op func(slog.Handler) slog.Handler) *forwardHandler {
+	return &forwardHandler{ops: append(f.ops[:len(f.ops):len(f.ops)], op)}
 }
