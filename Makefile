@@ -33,7 +33,7 @@ test: wasm
 # bench-compare does the same against Kamailio too (bench/kamailio).
 bench: build
 	bench/run.sh
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 -benchtime 200ms ./extensions/... ./core/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -benchtime 200ms ./extensions/... ./internal/...
 
 bench-compare: build
 	bench/run.sh compare
@@ -46,9 +46,9 @@ FORCE:
 # Each fuzz target for FUZZTIME; the corpora are in each package's
 # testdata/fuzz, and a failure found is written there.
 FUZZTIME ?= 10s
-FUZZ := core/header:FuzzParseEvent core/header:FuzzParseExpires core/header:FuzzMediaType core/header:FuzzRequest \
+FUZZ := internal/header:FuzzParseEvent internal/header:FuzzParseExpires internal/header:FuzzMediaType internal/header:FuzzRequest \
 	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest \
-	core/config:FuzzParse sdk:FuzzResourceKey sdk/xmldoc:FuzzParse sdk/xmldoc:FuzzRead sdk/pubstate:FuzzDecode
+	internal/config:FuzzParse sdk:FuzzResourceKey sdk/xmldoc:FuzzParse sdk/xmldoc:FuzzRead sdk/pubstate:FuzzDecode
 
 .PHONY: fuzz
 fuzz:

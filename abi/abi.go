@@ -1,7 +1,7 @@
 // Package abi is the contract between the presenced host and its wasm
 // event-package modules: export and import names, the ABI version, the
 // operations, and the one codec for the messages that cross. The host
-// (core/extension) and the module SDK (sdk) both import it, so the two sides
+// (internal/extension) and the module SDK (sdk) both import it, so the two sides
 // cannot drift. ABI.md beside this file is the language-neutral spec.
 package abi
 

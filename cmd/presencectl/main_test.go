@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/presenced/presenced/core/admin"
-	"github.com/presenced/presenced/core/admin/admintest"
-	"github.com/presenced/presenced/core/server"
+	"github.com/presenced/presenced/internal/admin"
+	"github.com/presenced/presenced/internal/admin/admintest"
+	"github.com/presenced/presenced/internal/server"
 )
 
 // fixture is an admin API over a sample backend, with the clock frozen so

@@ -1,6 +1,6 @@
 // Command presenced is the presence server daemon: it reads the TOML
 // config, loads the extension modules, and serves SIP until SIGINT or
-// SIGTERM. Wiring only; the server lives in core/.
+// SIGTERM. Wiring only; the server lives in internal/.
 package main
 
 import (
@@ -20,14 +20,14 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/core/admin"
-	"github.com/presenced/presenced/core/auth"
-	"github.com/presenced/presenced/core/config"
-	"github.com/presenced/presenced/core/extension"
-	"github.com/presenced/presenced/core/metrics"
-	"github.com/presenced/presenced/core/server"
-	"github.com/presenced/presenced/core/store"
-	"github.com/presenced/presenced/core/xmpp"
+	"github.com/presenced/presenced/internal/admin"
+	"github.com/presenced/presenced/internal/auth"
+	"github.com/presenced/presenced/internal/config"
+	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/metrics"
+	"github.com/presenced/presenced/internal/server"
+	"github.com/presenced/presenced/internal/store"
+	"github.com/presenced/presenced/internal/xmpp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/presenced/presenced/sdk"
-	"github.com/presenced/presenced/sdk/confinfo"
+	"github.com/presenced/presenced/extensions/conference/confinfo"
 )
 
 const (

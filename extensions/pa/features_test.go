@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/core/extension"
+	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/core/extension"
+	"github.com/presenced/presenced/internal/extension"
 )
 
 var (

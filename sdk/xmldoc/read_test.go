@@ -73,7 +73,7 @@ func same(n *Node, e *etree.Element) string {
 // conference are tested with.
 func corpus(t testing.TB) map[string][]byte {
 	docs := map[string][]byte{"pidf": []byte(pidf)}
-	for _, glob := range []string{"../../extensions/*/testdata/*.xml", "../../core/server/testdata/*.xml"} {
+	for _, glob := range []string{"../../extensions/*/testdata/*.xml", "../../internal/server/testdata/*.xml"} {
 		files, _ := filepath.Glob(glob)
 		for _, f := range files {
 			b, err := os.ReadFile(f)

@@ -1,0 +1,336 @@
+package extension_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/sdk/sdktest"
+)
+
+// The hostile test modules (testdata/*/main.go say what each body does).
+const (
+	hostilePkg = "github.com/presenced/presenced/internal/extension/testdata/hostile"
+	rawabiPkg  = "github.com/presenced/presenced/internal/extension/testdata/rawabi"
+	sandboxPkg = "github.com/presenced/presenced/internal/extension/testdata/sandbox"
+)
+
+// syncBuffer collects the host's log lines; the host logs from the calling
+// goroutine, but a test may read while another call runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// loadLimited loads pkg with one instance, so Stats().Instances shows
+// whether the instance survived a call.
+func loadLimited(t *testing.T, pkg string, memoryMB int, timeout time.Duration, log io.Writer) *extension.Module {
+	t.Helper()
+	if log == nil {
+		log = io.Discard
+	}
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: filepath.Base(pkg), Path: sdktest.Build(t, pkg), MemoryLimitMB: memoryMB,
+		CallTimeout: timeout, Instances: 1,
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(log, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
+func publishTo(event, body string) *abi.Request {
+	return &abi.Request{Op: abi.OpPublish, Event: event, Resource: "sip:a@example.com",
+		Publication: &abi.Publication{ID: "p1", ContentType: "text/plain", Body: []byte(body)},
+		Watchers:    []abi.Watcher{{ID: "w1", URI: "sip:b@example.com"}}}
+}
+
+// instanceID asks the module which instance served the call.
+func instanceID(t *testing.T, m *extension.Module, event string) string {
+	t.Helper()
+	res, err := m.Handle(context.Background(), publishTo(event, "id"))
+	if err != nil || len(res.State) == 0 {
+		t.Fatalf("id: %+v, %v", res, err)
+	}
+	return string(res.State)
+}
+
+// hostileTimeout is the call deadline of the hostile modules: short, so the
+// loop and the sleep cost little, long enough for a sound call on a busy
+// machine, which after a failure includes making a fresh instance (10-50 ms
+// idle, more than 300 ms seen on two loaded cores).
+const hostileTimeout = time.Second
+
+// Each misbehaviour fails its own call, promptly, with *extension.Error
+// saying what went wrong; the instance is discarded (the pool of one is
+// empty after the call, and the next call is served by a new instance);
+// and the module serves the next sound call.
+func TestHostileModules(t *testing.T) {
+	logs := &syncBuffer{}
+	mods := map[string]*extension.Module{
+		"hostile": loadLimited(t, hostilePkg, 32, hostileTimeout, logs),
+		"raw":     loadLimited(t, rawabiPkg, 32, hostileTimeout, logs),
+	}
+	// Running into the memory cap takes a Go guest a few hundred
+	// milliseconds of garbage collection: give it a deadline it cannot
+	// reach, so that only the cap can end the call.
+	mods["capped"] = loadLimited(t, hostilePkg, 32, 20*time.Second, logs)
+	for _, c := range []struct {
+		mod, event, body string
+		want             []string // in the error
+		stderr           string   // in the log line of the failed call
+	}{
+		{"hostile", "hostile", "loop", []string{"deadline exceeded"}, ""},
+		{"hostile", "hostile", "sleep", []string{"deadline exceeded"}, ""},
+		{"hostile", "hostile", "panic", []string{"wasm error: unreachable", "runtime.gopanic"}, "panic: hostile: boom"},
+		// the Go runtime's "out of memory" throw, from the allocation
+		{"capped", "hostile", "alloc", []string{"wasm error: unreachable", "runtime.throw", "runtime.mallocgc"}, ""},
+		{"raw", "raw", "garbage", []string{"malformed response", "overflow"}, ""},
+		{"raw", "raw", "badin", []string{"input_read: destination out of guest memory"}, ""},
+		{"raw", "raw", "badout", []string{"output_write: source out of guest memory"}, ""},
+		{"raw", "raw", "badlog", []string{"log: line out of guest memory"}, ""},
+		{"raw", "raw", "hugelog", []string{"log: line out of guest memory"}, ""},
+		{"raw", "raw", "huge", []string{"output over 16777216 bytes"}, ""},
+		{"raw", "raw", "hugeone", []string{"output over 16777216 bytes"}, ""},
+		{"raw", "raw", "neg", []string{"module returned"}, ""},
+	} {
+		t.Run(c.mod+"/"+c.body, func(t *testing.T) {
+			m := mods[c.mod]
+			before := instanceID(t, m, c.event)
+			st := m.Stats()
+			if st.Instances != 1 {
+				t.Fatalf("before: %d instances, want 1", st.Instances)
+			}
+
+			start := time.Now()
+			res, err := m.Handle(context.Background(), publishTo(c.event, c.body))
+			took := time.Since(start)
+			var xe *extension.Error
+			if !errors.As(err, &xe) {
+				t.Fatalf("got %+v, %v; want *extension.Error", res, err)
+			}
+			if xe.Extension != m.Name() || xe.Op != abi.OpPublish {
+				t.Fatalf("err = %v (extension %q, op %s)", err, xe.Extension, xe.Op)
+			}
+			for _, want := range c.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("err = %v; want %q in it", err, want)
+				}
+			}
+			if c.mod != "hostile" && strings.Contains(err.Error(), "deadline") {
+				t.Fatalf("err = %v; the deadline, not the check, ended the call", err)
+			}
+			// a deadline ends the call within about the deadline; the rest
+			// fail at once. 5 s is far below the 10 s sleep and far above
+			// any honest scheduling delay.
+			if took > 5*time.Second {
+				t.Fatalf("the call took %v", took)
+			}
+			if c.stderr != "" && !strings.Contains(logs.String(), c.stderr) {
+				t.Errorf("log lacks the guest's %q:\n%s", c.stderr, logs.String())
+			}
+			after := m.Stats()
+			if after.Failures != st.Failures+1 || after.Calls != st.Calls+1 {
+				t.Fatalf("stats %+v after %+v: want one more call, one more failure", after, st)
+			}
+			if after.Instances != 0 {
+				t.Fatalf("the failed instance was kept: %d live", after.Instances)
+			}
+
+			res, err = m.Handle(context.Background(), publishTo(c.event, "after"))
+			if err != nil || res.Code != 0 || string(res.State) != "after" {
+				t.Fatalf("next call: %+v, %v", res, err)
+			}
+			if id := instanceID(t, m, c.event); id == before {
+				t.Fatalf("instance %s served before and after the failure", id)
+			}
+			if st := m.Stats(); st.Instances != 1 {
+				t.Fatalf("after: %d instances, want 1", st.Instances)
+			}
+		})
+	}
+}
+
+// heapAfterGC is the host's live heap, linear memories included (wazero
+// keeps them in Go slices).
+func heapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// memory_limit_mb caps the guest: the allocating call fails on the cap,
+// not on the deadline, and repeated failures do not pile up in the host.
+func TestHostileMemoryIsBounded(t *testing.T) {
+	// a long deadline, so only the memory cap can end the "alloc" call
+	m := loadLimited(t, hostilePkg, 32, 20*time.Second, nil)
+	raw := loadLimited(t, rawabiPkg, 32, 20*time.Second, nil)
+
+	fail := func(m *extension.Module, event, body, want string) {
+		t.Helper()
+		start := time.Now()
+		_, err := m.Handle(context.Background(), publishTo(event, body))
+		var xe *extension.Error
+		if !errors.As(err, &xe) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: err = %v, want *extension.Error with %q", body, err, want)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("%s took %v", body, d)
+		}
+	}
+	// the Go runtime's out-of-memory throw, in the allocation
+	const oom, capped = "runtime.mallocgc", "output over 16777216 bytes"
+	fail(m, "hostile", "alloc", oom)
+	fail(raw, "raw", "huge", capped)
+	base := heapAfterGC()
+
+	// 8 capped guests are 256 MiB of linear memory: kept, they would show.
+	const rounds = 8
+	for range rounds {
+		fail(m, "hostile", "alloc", oom)
+		fail(raw, "raw", "huge", capped)
+	}
+	grown := int64(heapAfterGC()) - int64(base)
+	t.Logf("live heap %d MiB before %d rounds, grown by %d MiB after", base>>20, rounds, grown>>20)
+	if grown > 64<<20 {
+		t.Fatalf("the live heap grew by %d MiB over %d failed rounds", grown>>20, rounds)
+	}
+
+	// The 100 MiB body is cut at the output cap, not buffered: it costs
+	// the host no more than a body of 20 MiB, which also passes the cap.
+	// (Each costs some tens of MiB: the 16 MiB kept and the copies of
+	// growing it, and the guest's linear memory.)
+	allocated := func(body string) uint64 {
+		var ms0, ms1 runtime.MemStats
+		instanceID(t, raw, "raw") // a fresh instance, made outside the count
+		runtime.ReadMemStats(&ms0)
+		fail(raw, "raw", body, capped)
+		runtime.ReadMemStats(&ms1)
+		return ms1.TotalAlloc - ms0.TotalAlloc
+	}
+	small, huge := allocated("stream=20"), allocated("huge")
+	t.Logf("the host allocated %d MiB for a 20 MiB body, %d MiB for a 100 MiB one", small>>20, huge>>20)
+	if huge > small+16<<20 {
+		t.Fatalf("the 80 MiB past the cap cost the host %d MiB", (huge-small)>>20)
+	}
+	var ms0, ms1 runtime.MemStats
+	instanceID(t, raw, "raw")
+	runtime.ReadMemStats(&ms0)
+	fail(raw, "raw", "hugeone", capped)
+	runtime.ReadMemStats(&ms1)
+	if alloc := ms1.TotalAlloc - ms0.TotalAlloc; alloc > 16<<20 {
+		t.Fatalf("one 100 MB output_write made the host allocate %d MiB", alloc>>20)
+	}
+}
+
+// A module cannot reach the host's file system, network or environment.
+// It can read the real clocks and sleep: the ABI grants that (Go's garbage
+// collector needs them), so the test checks they work as documented.
+func TestSandbox(t *testing.T) {
+	m := loadLimited(t, sandboxPkg, 64, 5*time.Second, nil)
+
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("the host's secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	escaped := filepath.Join(dir, "escaped")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Setenv("PRESENCED_SANDBOX_SECRET", "leaked")
+
+	addr := l.Addr().String()
+	body := "read=" + secret + "\nwrite=" + escaped + "\ndial=" + addr + "\nlisten=" + addr
+	req := publishTo("sandbox", body)
+	hostNow := time.Now()
+	res, err := m.Handle(context.Background(), req)
+	if err != nil || res.Code != 0 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(string(res.State), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		got[k] = v
+		t.Logf("%s = %s", k, v)
+	}
+	for _, probe := range []string{"read " + secret, "write " + escaped, "dial " + addr,
+		"read /etc/passwd", "readdir /", "readdir ."} {
+		v, ok := got[probe]
+		if !ok || !strings.HasPrefix(v, "err ") {
+			t.Errorf("%s: %q, want an error", probe, v)
+		}
+	}
+	for probe, want := range map[string]string{"env HOME": "", "environ": "0", "args": "0"} {
+		if got[probe] != want {
+			t.Errorf("%s = %q, want %q", probe, got[probe], want)
+		}
+	}
+	if _, err := os.Stat(escaped); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the module created %s: %v", escaped, err)
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the module connected to the host %d times", n)
+	}
+	// Go's wasip1 net package fakes sockets inside the guest, so binding
+	// may "succeed"; it cannot be the host's socket, which this test holds.
+	if v := got["listen "+addr]; !strings.HasPrefix(v, "err ") && !strings.HasPrefix(v, "ok ") {
+		t.Errorf("listen %s: %q", addr, v)
+	}
+
+	// Granted: the real wall clock, and sleeping.
+	now, err := strconv.ParseInt(got["now"], 10, 64)
+	if err != nil {
+		t.Fatalf("now = %q", got["now"])
+	}
+	if d := time.Unix(0, now).Sub(hostNow); d < -time.Second || d > 10*time.Second {
+		t.Errorf("the guest's clock is %v off the host's", d)
+	}
+	if slept, _ := strconv.ParseInt(got["slept"], 10, 64); slept < int64(time.Millisecond) {
+		t.Errorf("a 1 ms sleep took %d ns on the guest's monotonic clock", slept)
+	}
+}

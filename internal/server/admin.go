@@ -1,0 +1,342 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/store"
+)
+
+// What an operator sees of the server: the admin API (internal/admin) is a
+// thin JSON layer over these methods.
+
+// SubscriptionInfo describes one subscription.
+type SubscriptionInfo struct {
+	ID        string    `json:"id"`
+	Event     string    `json:"event"`
+	EventID   string    `json:"event_id,omitempty"`
+	Resource  string    `json:"resource"`
+	Watcher   string    `json:"watcher"`
+	Status    string    `json:"status"`
+	Expires   time.Time `json:"expires"`
+	CSeq      uint32    `json:"cseq"`
+	Transport string    `json:"transport"`
+	Source    string    `json:"source"`
+	Contact   string    `json:"contact"`
+	Created   time.Time `json:"created"`
+}
+
+// PublicationInfo describes one publication.
+type PublicationInfo struct {
+	ETag        string    `json:"etag"`
+	Event       string    `json:"event"`
+	Resource    string    `json:"resource"`
+	ContentType string    `json:"content_type"`
+	Size        int       `json:"size"`
+	Expires     time.Time `json:"expires"`
+}
+
+// BindingInfo describes one registrar binding.
+type BindingInfo struct {
+	AOR     string    `json:"aor"`
+	Contact string    `json:"contact"`
+	Q       string    `json:"q,omitempty"`
+	Expires time.Time `json:"expires"`
+}
+
+// PresentityInfo is a resource with its composed state.
+type PresentityInfo struct {
+	Event         string             `json:"event"`
+	Resource      string             `json:"resource"`
+	ContentType   string             `json:"content_type,omitempty"`
+	Document      string             `json:"document,omitempty"` // what a new, authorized watcher would get
+	Publications  []PublicationInfo  `json:"publications"`
+	Subscriptions []SubscriptionInfo `json:"subscriptions"`
+}
+
+// ExtensionInfo describes one loaded module.
+type ExtensionInfo struct {
+	Name      string   `json:"name"`
+	File      string   `json:"file"`
+	SHA256    string   `json:"sha256"`
+	ABI       string   `json:"abi"`
+	Events    []string `json:"events"`
+	Commands  []string `json:"commands"`
+	Instances int      `json:"instances"`
+	Calls     int64    `json:"calls"`
+	Errors    int64    `json:"errors"`
+	MeanCall  string   `json:"mean_call"`
+}
+
+// Filter selects subscriptions or publications; empty fields match all.
+type Filter struct {
+	Event    string
+	Resource string
+	Watcher  string
+}
+
+func (f Filter) match(event, resource, watcher string) bool {
+	return (f.Event == "" || f.Event == event) && (f.Resource == "" || f.Resource == resource) &&
+		(f.Watcher == "" || f.Watcher == watcher)
+}
+
+// ErrNotFound is returned for an unknown subscription, publication or
+// presentity.
+var ErrNotFound = errors.New("not found")
+
+// resourcesSnapshot lists the live resources; each is then read under its
+// own lock.
+func (s *Server) resourcesSnapshot() []*resource {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*resource, 0, len(s.resources))
+	for _, r := range s.resources {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].key, out[j].key
+		return a.event < b.event || a.event == b.event && a.uri < b.uri
+	})
+	return out
+}
+
+func subscriptionInfo(d *dialog) SubscriptionInfo {
+	d.qmu.Lock()
+	cseq := d.cseq
+	d.qmu.Unlock()
+	st := d.rec.Status
+	if st == "" {
+		st = abi.StatusActive
+	}
+	return SubscriptionInfo{ID: d.rec.ID, Event: d.rec.Event, EventID: d.rec.EventID, Resource: d.rec.Resource,
+		Watcher: d.rec.RemoteURI, Status: st, Expires: d.rec.Expires, CSeq: cseq, Transport: d.rec.Transport,
+		Source: d.rec.Source, Contact: d.rec.RemoteTarget, Created: d.rec.Created}
+}
+
+func publicationInfo(p *publication) PublicationInfo {
+	return PublicationInfo{ETag: p.etag, Event: p.res.key.event, Resource: p.res.key.uri,
+		ContentType: p.ctype, Size: p.size, Expires: p.expires()}
+}
+
+// Subscriptions lists the live subscriptions that match f.
+func (s *Server) Subscriptions(f Filter) []SubscriptionInfo {
+	var out []SubscriptionInfo
+	for _, r := range s.resourcesSnapshot() {
+		r.mu.Lock()
+		for _, d := range r.watchers {
+			if f.match(d.rec.Event, d.rec.Resource, d.rec.RemoteURI) {
+				out = append(out, subscriptionInfo(d))
+			}
+		}
+		r.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+// Publications lists the live publications that match f (Watcher unused).
+func (s *Server) Publications(f Filter) []PublicationInfo {
+	var out []PublicationInfo
+	for _, r := range s.resourcesSnapshot() {
+		r.mu.Lock()
+		for _, p := range r.pubs {
+			if f.match(r.key.event, r.key.uri, "") {
+				out = append(out, publicationInfo(p))
+			}
+		}
+		r.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Resource < out[j].Resource || out[i].Resource == out[j].Resource && out[i].ETag < out[j].ETag
+	})
+	return out
+}
+
+// Bindings lists the registrar bindings of aor, or of everyone if "".
+func (s *Server) Bindings(aor string) []BindingInfo {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	var out []BindingInfo
+	for a, m := range s.bindings {
+		if aor != "" && a != aor {
+			continue
+		}
+		for _, b := range m {
+			out = append(out, BindingInfo{AOR: b.rec.AOR, Contact: b.rec.Contact, Q: b.rec.Q, Expires: b.rec.Expires})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].AOR < out[j].AOR || out[i].AOR == out[j].AOR && out[i].Contact < out[j].Contact
+	})
+	return out
+}
+
+// Presentities lists the resources of event ("" for all) that have state,
+// publications or watchers.
+func (s *Server) Presentities(event string) []PresentityInfo {
+	var out []PresentityInfo
+	for _, r := range s.resourcesSnapshot() {
+		if event != "" && r.key.event != event {
+			continue
+		}
+		r.mu.Lock()
+		if !r.dead {
+			out = append(out, s.presentity(r, false))
+		}
+		r.mu.Unlock()
+	}
+	return out
+}
+
+// Presentity returns one resource with the document a new, authorized
+// watcher would get now.
+func (s *Server) Presentity(event, uri string) (PresentityInfo, error) {
+	s.mu.Lock()
+	r := s.resources[resourceKey{event, uri}]
+	s.mu.Unlock()
+	if r == nil {
+		return PresentityInfo{}, fmt.Errorf("%s %s: %w", event, uri, ErrNotFound)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead {
+		return PresentityInfo{}, fmt.Errorf("%s %s: %w", event, uri, ErrNotFound)
+	}
+	return s.presentity(r, true), nil
+}
+
+// presentity describes r; r.mu is held. With render, the module renders
+// for a synthetic active watcher (the presentity itself).
+func (s *Server) presentity(r *resource, render bool) PresentityInfo {
+	info := PresentityInfo{Event: r.key.event, Resource: r.key.uri,
+		Publications: []PublicationInfo{}, Subscriptions: []SubscriptionInfo{}}
+	for _, p := range r.pubs {
+		info.Publications = append(info.Publications, publicationInfo(p))
+	}
+	for _, d := range r.watchers {
+		info.Subscriptions = append(info.Subscriptions, subscriptionInfo(d))
+	}
+	if render {
+		admin := &dialog{rec: store.Subscription{ID: "admin", RemoteURI: r.key.uri, Status: abi.StatusActive}}
+		res, err := s.call(r, abi.Request{Op: abi.OpRender}, admin)
+		if err == nil && res.Code == 0 {
+			if n := note(res, "admin"); n != nil {
+				info.ContentType, info.Document = n.ContentType, string(n.Body)
+			}
+		}
+	}
+	return info
+}
+
+// terminationReasons are the reasons RFC 6665 §4.2.2 defines.
+var terminationReasons = []string{"deactivated", "probation", "rejected", "timeout", "giveup", "noresource", "invariant"}
+
+// Terminate ends a subscription now with a final NOTIFY
+// "terminated;reason=REASON" carrying the current state.
+func (s *Server) Terminate(id, reason string) error {
+	if !slices.Contains(terminationReasons, reason) {
+		return fmt.Errorf("reason %q is not one of %s", reason, strings.Join(terminationReasons, ", "))
+	}
+	s.mu.Lock()
+	d := s.dialogs[id]
+	s.mu.Unlock()
+	if d == nil {
+		return fmt.Errorf("subscription %s: %w", id, ErrNotFound)
+	}
+	r := d.res
+	r.mu.Lock()
+	defer s.release(r)
+	if d.gone {
+		return fmt.Errorf("subscription %s: %w", id, ErrNotFound)
+	}
+	s.terminate(r, d, reason)
+	return nil
+}
+
+// RemovePublication removes the publication with etag, as a PUBLISH with
+// Expires: 0 would, and tells the watchers.
+//
+// There is no index by ETag (see onPublish): an operator's removal looks
+// through every presentity.
+func (s *Server) RemovePublication(etag string) error {
+	for _, r := range s.resourcesSnapshot() {
+		r.mu.Lock()
+		if p := r.pubByETag(etag); p != nil {
+			defer s.release(r)
+			return s.removeByOperator(r, p)
+		}
+		r.mu.Unlock()
+	}
+	return fmt.Errorf("publication %s: %w", etag, ErrNotFound)
+}
+
+// removeByOperator is RemovePublication once p is found; r.mu is held.
+func (s *Server) removeByOperator(r *resource, p *publication) error {
+	if !s.change(nil, nil, r, abi.OpUnpublish, p, nil, &store.Batch{DeletePublications: []string{p.id}}) {
+		return fmt.Errorf("extension %s refused or failed to remove the publication", r.pkg.mod.Name())
+	}
+	s.removePublication(r, p)
+	s.notifyAll(r)
+	return nil
+}
+
+// Extensions describes the loaded modules.
+func (s *Server) Extensions() []ExtensionInfo {
+	var out []ExtensionInfo
+	for _, m := range s.cat().modules {
+		st := m.Stats()
+		info := ExtensionInfo{Name: m.Name(), File: m.Path(), SHA256: m.SHA256(), ABI: m.ABI(),
+			Instances: st.Instances, Calls: st.Calls, Errors: st.Failures, Commands: m.Manifest().Commands}
+		if info.Commands == nil {
+			info.Commands = []string{}
+		}
+		for _, p := range m.Manifest().Packages {
+			info.Events = append(info.Events, p.Event)
+		}
+		if st.Calls > 0 {
+			info.MeanCall = (st.Total / time.Duration(st.Calls)).String()
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// Reload swaps in a new set of modules. Subscriptions, publications and
+// state stay: they are the host's, and the new modules take them over on
+// their next call. A set that no longer serves an event package with live
+// resources is refused, and the running set stays. It returns the modules
+// replaced, for the caller to drain.
+func (s *Server) Reload(mods []*extension.Module) ([]*extension.Module, error) {
+	c, err := newCatalog(s.opt, mods)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]int{}
+	for _, r := range s.resourcesSnapshot() {
+		if c.packages[r.key.event] == nil {
+			live[r.key.event]++
+		}
+	}
+	for event, n := range live {
+		return nil, fmt.Errorf("the new modules do not serve %q, which has %d live resources", event, n)
+	}
+	old := s.catalog.Swap(c)
+	for _, r := range s.resourcesSnapshot() {
+		r.mu.Lock()
+		r.pkg = c.packages[r.key.event]
+		r.mu.Unlock()
+	}
+	var replaced []*extension.Module
+	for _, m := range old.modules {
+		if !slices.Contains(mods, m) {
+			replaced = append(replaced, m)
+		}
+	}
+	return replaced, nil
+}

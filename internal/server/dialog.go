@@ -1,0 +1,473 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/internal/store"
+)
+
+// dialog is one subscription, notifier side. rec changes only under
+// res.mu; the NOTIFY queue has its own lock so that sending never holds
+// the resource.
+type dialog struct {
+	rec  store.Subscription
+	res  *resource
+	exp  expiry
+	gone bool // terminated: no longer in res.watchers or Server.dialogs
+	// The small fields share words: a dialog of 456 bytes is allocated as
+	// 480, one of 424 as 448.
+	sending bool
+	failed  bool
+
+	qmu   sync.Mutex
+	queue []*notifyJob
+	cseq  uint32 // last CSeq sent
+	// reserved is the highest CSeq the store has: CSeqs up to it can be
+	// used without a commit. The store never holds less than any CSeq sent.
+	reserved uint32
+	sent     int64 // when the last NOTIFY left, unix nanoseconds
+}
+
+// update copies into d.rec the fields a refresh may change; r.mu is held.
+// The others (ids, URIs, event, package) never change, and sendLoop reads
+// them without r.mu: assigning the whole record raced with those reads.
+func (d *dialog) update(rec store.Subscription) {
+	d.rec.RemoteCSeq, d.rec.Expires, d.rec.RemoteTarget = rec.RemoteCSeq, rec.Expires, rec.RemoteTarget
+	d.rec.Accept, d.rec.State, d.rec.Status = rec.Accept, rec.State, rec.Status
+}
+
+// cseqBlock is how many CSeqs a dialog reserves in the store at a time.
+// Recording each NOTIFY's CSeq before sending it was one commit per NOTIFY:
+// half the commits of a SUBSCRIBE and all of a fan-out's. Reserving a block
+// (the first with the subscription itself) makes it one in 32; the price is
+// that after a restart a dialog's CSeq jumps by up to 32, which RFC 3261
+// allows (a CSeq must rise, not rise by one).
+const cseqBlock = 32
+
+// notifyJob is one NOTIFY, built when its state change happened; the CSeq
+// is set when it is sent, so CSeq order is send order.
+type notifyJob struct {
+	req   *sip.Request
+	final bool
+	at    time.Time // when the change it reports happened
+	// window, when set, is the package's coalescing window: the job waits
+	// until that long after the dialog's previous NOTIFY, and a newer job
+	// may replace it meanwhile.
+	window time.Duration
+}
+
+// dialogID names a subscription by its dialog (RFC 3261 §12: Call-ID and
+// both tags) in a form fit for URLs, logs and the admin API. Our local tag
+// comes first: it is a newOrderedID, so new subscriptions' rows append to
+// the store's b-tree rather than each dirtying a random page (RATIONALE.md).
+func dialogID(callID, localTag, remoteTag string) string {
+	h := sha256.Sum256([]byte(callID + "\x00" + remoteTag))
+	return localTag + "." + hex.EncodeToString(h[:4])
+}
+
+// legacyDialogID is how dialogs were named before store schema 2; their
+// stored rows keep it, and an in-dialog SUBSCRIBE still finds them.
+func legacyDialogID(callID, localTag, remoteTag string) string {
+	h := sha256.Sum256([]byte(callID + "\x00" + localTag + "\x00" + remoteTag))
+	return hex.EncodeToString(h[:12])
+}
+
+func (d *dialog) watcher(full bool) abi.Watcher {
+	return abi.Watcher{ID: d.rec.ID, URI: d.rec.RemoteURI, Accept: d.rec.Accept, Full: full,
+		State: d.rec.State, Status: d.rec.Status}
+}
+
+// subState is the Subscription-State of a live subscription now.
+func (d *dialog) subState() string {
+	st := d.rec.Status
+	if st == "" {
+		st = abi.StatusActive
+	}
+	return fmt.Sprintf("%s;expires=%d", st, d.left())
+}
+
+// left is how many seconds the subscription has to live.
+func (d *dialog) left() int64 {
+	return max(0, int64(time.Until(d.rec.Expires).Round(time.Second).Seconds()))
+}
+
+// enqueue queues a NOTIFY carrying n (nil: no body) for d. Called under
+// d.res.mu, so NOTIFYs leave in the order of the changes they report.
+func (s *Server) enqueue(d *dialog, subState string, n *abi.Notification, final bool) {
+	req := s.buildNotify(d, subState, n)
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	if d.failed {
+		return
+	}
+	job := &notifyJob{req: req, final: final, at: time.Now()}
+	// Coalescing (RFC 3856 §6.10): within the package's window, a NOTIFY
+	// still queued is replaced by the newer one, so a burst of changes
+	// reaches the watcher as its last state. Never a final NOTIFY, never
+	// partial state (each one builds on the one before), and never the one
+	// being sent: only what is still in the queue.
+	if w := d.res.pkg.mod.Coalesce(d.rec.Event); w > 0 && !final && (n == nil || !n.Partial) {
+		job.window = w
+		if last := len(d.queue) - 1; last >= 0 && d.queue[last].window > 0 {
+			job.at = d.queue[last].at // latency is counted from the first change held
+			d.queue[last] = job
+			s.opt.Metrics.NotifyCoalesced(d.rec.Event)
+			return
+		}
+	}
+	d.queue = append(d.queue, job)
+	if !d.sending {
+		d.sending = true
+		s.wg.Add(1)
+		go s.sendLoop(d)
+	}
+}
+
+// buildNotify builds an in-dialog NOTIFY (RFC 6665 §4.2.1, RFC 3261
+// §12.2.1): request-URI the subscriber's Contact, Route from the route set,
+// From/To the dialog's, our own CSeq space.
+func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *sip.Request {
+	var target sip.Uri
+	if err := sip.ParseUri(d.rec.RemoteTarget, &target); err != nil {
+		s.log.Error("stored remote target does not parse", "target", d.rec.RemoteTarget, "err", err)
+	}
+	req := sip.NewRequest(sip.NOTIFY, target)
+	for _, r := range d.rec.RouteSet {
+		req.AppendHeader(sip.NewHeader("Route", r))
+	}
+	var local, remote sip.Uri
+	sip.ParseUri(d.rec.LocalURI, &local)
+	sip.ParseUri(d.rec.RemoteURI, &remote)
+	from := &sip.FromHeader{Address: local, Params: sip.NewParams()}
+	from.Params.Add("tag", d.rec.LocalTag)
+	to := &sip.ToHeader{Address: remote, Params: sip.NewParams()}
+	to.Params.Add("tag", d.rec.RemoteTag)
+	callID := sip.CallIDHeader(d.rec.CallID)
+	maxFwd := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&maxFwd)
+	transport := strings.ToLower(d.rec.Transport)
+	if c, ok := s.contact[transport]; ok {
+		req.AppendHeader(&sip.ContactHeader{Address: c})
+	}
+	ev := d.rec.Event
+	if d.rec.EventID != "" {
+		ev += ";id=" + d.rec.EventID
+	}
+	req.AppendHeader(sip.NewHeader("Event", ev))
+	req.AppendHeader(sip.NewHeader("Subscription-State", subState))
+	if n != nil && n.ContentType != "" {
+		req.AppendHeader(sip.NewHeader("Content-Type", n.ContentType))
+		req.SetBody(append([]byte(nil), n.Body...))
+	} else {
+		req.SetBody(nil) // Content-Length: 0, required on TCP
+	}
+	req.SetTransport(d.rec.Transport)
+	if transport == "udp" && messageSize(req)+udpViaAllowance > udpMaxMessage {
+		// RFC 3261 §18.1.1: a request within 200 bytes of the path MTU
+		// (1300 bytes when it is unknown) goes over a congestion-controlled
+		// transport. sipgo refuses to send it over UDP anyway.
+		transport = "tcp"
+		req.SetTransport("TCP")
+	}
+	if transport == "udp" {
+		// From the listening socket, not a new ephemeral one
+		// (research/sipgo.md §2.2).
+		req.Laddr = s.udpAddr
+	} else if len(d.rec.RouteSet) == 0 && d.rec.Source != "" {
+		// Back over the connection the SUBSCRIBE came in on, while it is
+		// open: the Contact of a client behind NAT is often unreachable.
+		if c, err := s.ua.TransportLayer().GetConnection(transport, d.rec.Source); err == nil && c != nil {
+			c.TryClose() // GetConnection took a reference
+			req.SetDestination(d.rec.Source)
+		}
+	}
+	return req
+}
+
+// udpMaxMessage is RFC 3261 §18.1.1's limit for UDP without a known path
+// MTU; udpViaAllowance covers the Via and CSeq added when the NOTIFY is sent.
+const (
+	udpMaxMessage   = 1300
+	udpViaAllowance = 120
+)
+
+// messageSize is the size of req as sent, counted without building it
+// (building the whole NOTIFY once only to measure it was 2 % of the CPU of
+// a SUBSCRIBE and a tenth of the bytes it allocated).
+func messageSize(req *sip.Request) int {
+	var n byteCount
+	req.StringWrite(&n)
+	return int(n)
+}
+
+// byteCount counts the bytes written to it.
+type byteCount int
+
+func (c *byteCount) WriteString(s string) (int, error) {
+	*c += byteCount(len(s))
+	return len(s), nil
+}
+
+// notifyTimeout bounds one NOTIFY transaction: 64*T1, the time Timer F
+// gives a non-INVITE transaction.
+const notifyTimeout = 32 * time.Second
+
+// sendLoop sends d's queued NOTIFYs one at a time, in order. A NOTIFY that
+// fails (timeout, transport error, any non-2xx final answer) ends the
+// subscription, as RFC 6665 §4.2.2 asks.
+func (s *Server) sendLoop(d *dialog) {
+	defer s.wg.Done()
+	for {
+		d.qmu.Lock()
+		if len(d.queue) == 0 || d.failed || s.ctx.Err() != nil {
+			d.queue = nil
+			d.sending = false
+			d.qmu.Unlock()
+			return
+		}
+		job := d.queue[0]
+		if wait := time.Until(time.Unix(0, d.sent).Add(job.window)); job.window > 0 && wait > 0 {
+			// Hold it; enqueue may replace it with a newer state meanwhile.
+			d.qmu.Unlock()
+			select {
+			case <-time.After(wait):
+			case <-s.ctx.Done():
+			}
+			continue
+		}
+		d.queue = d.queue[1:]
+		d.sent = time.Now().UnixNano()
+		d.cseq++
+		cseq := d.cseq
+		d.qmu.Unlock()
+
+		if cseq > d.reserved {
+			// Reserved before use, so a crash can never reuse a CSeq. A
+			// final NOTIFY reserves too: its row may outlive it if the
+			// server stops before the deletion commits.
+			d.reserved = cseq + cseqBlock - 1
+			s.commit(nil, nil, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: d.rec.ID, CSeq: d.reserved}}})
+		}
+		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
+		ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
+		res, err := s.cli.Do(ctx, job.req)
+		cancel()
+		ok := err == nil && res.StatusCode >= 200 && res.StatusCode < 300
+		s.opt.Metrics.Notify(d.rec.Event, ok, job.at)
+		if ok {
+			continue
+		}
+		reason := "timeout"
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			reason = err.Error()
+		} else {
+			reason = fmt.Sprintf("%d %s", res.StatusCode, res.Reason)
+		}
+		s.log.Info("NOTIFY failed, subscription ended", "resource", d.rec.Resource,
+			"watcher", d.rec.RemoteURI, "cseq", cseq, "reason", reason)
+		d.qmu.Lock()
+		d.failed = true
+		d.qmu.Unlock()
+		if !job.final {
+			s.drop(d)
+		}
+	}
+}
+
+// drop removes a subscription whose subscriber is gone, without a final
+// NOTIFY (there is nobody to send it to).
+func (s *Server) drop(d *dialog) {
+	r := d.res
+	r.mu.Lock()
+	if d.gone {
+		r.mu.Unlock()
+		return
+	}
+	s.forget(d)
+	s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
+	s.watcherEvent(d, abi.StatusTerminated, "giveup")
+	s.release(r)
+}
+
+// link adds d to the dialog index and the per-watcher count (d is already
+// among its resource's watchers); r.mu is held.
+func (s *Server) link(d *dialog) {
+	s.mu.Lock()
+	s.dialogs[d.rec.ID] = d
+	s.watching[d.rec.RemoteURI]++
+	s.mu.Unlock()
+	s.opt.Metrics.Subscriptions(d.rec.Event, 1)
+	if s.opt.Watch != nil {
+		s.opt.Watch.Watch(d.rec.Event, d.rec.Resource)
+	}
+}
+
+// forget unlinks d from its resource and the indexes; r.mu is held.
+func (s *Server) forget(d *dialog) {
+	s.opt.Metrics.Subscriptions(d.rec.Event, -1)
+	if s.opt.Watch != nil {
+		s.opt.Watch.Unwatch(d.rec.Event, d.rec.Resource)
+	}
+	d.gone = true
+	s.timers.stop(&d.exp)
+	delete(d.res.watchers, d.rec.ID)
+	s.mu.Lock()
+	delete(s.dialogs, d.rec.ID)
+	if s.watching[d.rec.RemoteURI]--; s.watching[d.rec.RemoteURI] <= 0 {
+		delete(s.watching, d.rec.RemoteURI)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) watchingCount(watcher string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.watching[watcher]
+}
+
+// armTimer (re)starts d's expiry timer; r.mu is held.
+func (s *Server) armTimer(d *dialog) {
+	s.timers.arm(&d.exp, d, d.rec.Expires)
+}
+
+func (d *dialog) expired(s *Server) { s.expire(d) }
+
+// expire ends a subscription whose time is up: a final NOTIFY with the
+// current state and "terminated;reason=timeout".
+func (s *Server) expire(d *dialog) {
+	r := d.res
+	r.mu.Lock()
+	if d.gone || time.Now().Before(d.rec.Expires) {
+		r.mu.Unlock()
+		return
+	}
+	s.terminate(r, d, "timeout")
+	s.release(r)
+}
+
+// terminate ends d with a final NOTIFY carrying the current state and the
+// given reason; r.mu is held. A module failure still ends it, with a
+// body-less final NOTIFY.
+func (s *Server) terminate(r *resource, d *dialog, reason string) {
+	s.forget(d)
+	s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
+	var n *abi.Notification
+	res, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
+	switch {
+	case err != nil:
+		s.log.Warn("final NOTIFY without body: render failed", "resource", r.key.uri, "err", err)
+	case res.Code == 0:
+		if n = note(res, d.rec.ID); n != nil && n.Status == abi.StatusPending {
+			n = nil // a pending watcher never sees the state
+		}
+	}
+	s.enqueue(d, "terminated;reason="+reason, n, true)
+	s.watcherEvent(d, abi.StatusTerminated, reason)
+}
+
+// watcherEvent tells the watcher-info package of d's package, if one is
+// loaded, that d changed (RFC 3857): its own watchers, the presentity's
+// winfo subscriptions, get a NOTIFY. d's resource is locked; the winfo
+// resource is locked after it, never before. A failure here is logged and
+// does not undo the subscription change.
+func (s *Server) watcherEvent(d *dialog, status, event string) {
+	wp := s.cat().winfoOf[d.rec.Event]
+	if wp == nil {
+		return
+	}
+	w := s.lockResource(wp, d.rec.Resource)
+	defer s.release(w)
+	if len(w.watchers) == 0 {
+		// Nobody watches: no module call, no commit, no state growing with
+		// every subscription. The first watcher-info subscriber has the
+		// state rebuilt from the live subscriptions (rebuildWatcherInfo).
+		return
+	}
+	res, err := s.call(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: watcherEventOf(d, status, event)}, nil)
+	if err != nil || res.Code != 0 {
+		s.log.Warn("watcher info not updated", "package", wp.name, "resource", d.rec.Resource, "err", err)
+		return
+	}
+	b := &store.Batch{}
+	stage(b, w, res, nil)
+	if s.commit(nil, nil, b) {
+		s.apply(w, res, nil, "")
+	}
+}
+
+// intern makes d's record share the strings every subscription to the
+// same presentity and package has (its resource's key, the package's name
+// and media types) instead of holding copies parsed from its SUBSCRIBE:
+// ~100 bytes of every idle subscription.
+func (d *dialog) intern(ep *eventPackage) {
+	r := &d.rec
+	if r.Resource == d.res.key.uri {
+		r.Resource = d.res.key.uri
+	}
+	if r.LocalURI == d.res.key.uri {
+		r.LocalURI = d.res.key.uri
+	}
+	if r.Event == ep.name {
+		r.Event = ep.name
+	}
+	if slices.Equal(r.Accept, ep.info.Accept) {
+		r.Accept = ep.info.Accept
+	}
+}
+
+func watcherEventOf(d *dialog, status, event string) *abi.WatcherEvent {
+	ev := &abi.WatcherEvent{ID: d.rec.ID, URI: d.rec.RemoteURI, Status: status, Event: event,
+		Duration: int64(time.Since(d.rec.Created).Seconds())}
+	if status != abi.StatusTerminated {
+		ev.Expires = d.left()
+	}
+	return ev
+}
+
+// rebuildWatcherInfo gives w, a watcher-info resource about to get its
+// first watcher, a state built afresh from the live subscriptions of the
+// resource it reports on, one watcher event each, and commits it. What
+// happened while nobody watched (watchers come and gone) is not replayed.
+// Both resources are locked; on failure the request has been answered.
+func (s *Server) rebuildWatcherInfo(req *sip.Request, tx sip.ServerTransaction, w, watched *resource) bool {
+	old := w.state
+	w.state = nil
+	for _, d := range watched.watchers {
+		res, err := s.call(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: watcherEventOf(d, d.rec.Status, "subscribe")}, nil)
+		if err == nil && res.Code != 0 {
+			err = fmt.Errorf("module refused: %d %s", res.Code, res.Reason)
+		}
+		if err != nil {
+			w.state = old
+			s.moduleError(req, tx, err)
+			return false
+		}
+		if res.StateChanged {
+			w.state = res.State
+		}
+	}
+	if bytes.Equal(old, w.state) {
+		return true
+	}
+	if !s.commit(req, tx, &store.Batch{Resources: []store.Resource{{Event: w.key.event, Resource: w.key.uri, State: w.state}}}) {
+		w.state = old
+		return false
+	}
+	return true
+}

@@ -1,0 +1,167 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/metrics"
+	"github.com/presenced/presenced/internal/server"
+	"github.com/presenced/presenced/internal/store"
+	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The hostile test modules of internal/extension (testdata/*/main.go there
+// say what each body does): "hostile" serves the event package "hostile"
+// through the SDK, "rawabi" the package "raw" with the ABI by hand.
+const (
+	hostileModPkg = "github.com/presenced/presenced/internal/extension/testdata/hostile"
+	rawabiModPkg  = "github.com/presenced/presenced/internal/extension/testdata/rawabi"
+)
+
+// loadHostile loads pkg with a short call deadline, a small memory cap and
+// one instance. The deadline also bounds the call after a failure, which
+// makes a fresh instance first: 10-50 ms on an idle machine, but more than
+// 300 ms was seen on two loaded cores.
+func loadHostile(t *testing.T, pkg string) *extension.Module {
+	t.Helper()
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: filepath.Base(pkg), Path: sdktest.Build(t, pkg), MemoryLimitMB: 32,
+		CallTimeout: time.Second, Instances: 1,
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
+// publishMsg is what publish sends, for a test that must not wait for the
+// answer.
+func publishMsg(event, resource, body string) msg {
+	return msg{method: "PUBLISH", uri: resource, body: body, headers: []string{
+		"From: <" + resource + ">;tag=pub" + fmt.Sprint(callSeq.Load()),
+		"To: <" + resource + ">",
+		"Call-ID: " + newCallID(),
+		"CSeq: 1 PUBLISH",
+		"Event: " + event,
+		"Content-Type: text/plain",
+	}}
+}
+
+// A module that misbehaves costs the request that hit it a prompt 500
+// naming the extension, and nothing else: the echo package, served by
+// another module alongside, answers and notifies while the hostile call
+// runs and after it; the hostile package serves its next sound request;
+// and the metrics count each failure against the right extension.
+func TestHostileModuleAnswers500(t *testing.T) {
+	hostile, raw := loadHostile(t, hostileModPkg), loadHostile(t, rawabiModPkg)
+	var srv *server.Server
+	m := metrics.New(func() []*extension.Module { return srv.Modules() })
+	srv, err := server.New(server.Options{
+		Listen:       []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+		Subscription: server.Bounds{Min: 1, Max: 3600}, Publication: server.Bounds{Min: 1, Max: 3600},
+		Modules: []*extension.Module{echo(t), hostile, raw}, Store: m.Store(store.NewMemory()), Metrics: m,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	web := httptest.NewServer(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	defer web.Close()
+	_, addr, _ := strings.Cut(srv.Addrs()[0], ":")
+
+	attacker, bystander, watcher := newPeer(t, "UDP", addr), newPeer(t, "UDP", addr), newPeer(t, "UDP", addr)
+	_, r := subscribe(t, watcher, "echo", alice)
+	wantCode(t, r, 200)
+	watcher.notify()
+	before := scrape(t, web.URL)
+
+	cases := []struct {
+		mod   *extension.Module
+		event string
+		body  string
+		long  bool // the call runs until its deadline
+	}{
+		{hostile, "hostile", "loop", true},
+		{hostile, "hostile", "sleep", true},
+		{hostile, "hostile", "panic", false},
+		{hostile, "hostile", "alloc", false}, // the memory cap or the deadline, whichever first
+		{raw, "raw", "garbage", false},
+		{raw, "raw", "badin", false},
+		{raw, "raw", "badout", false},
+		{raw, "raw", "badlog", false},
+		{raw, "raw", "huge", false},
+		{raw, "raw", "neg", false},
+	}
+	for i, c := range cases {
+		t.Run(c.event+"/"+c.body, func(t *testing.T) {
+			resource := fmt.Sprintf("sip:victim%d@example.com", i)
+			sent := time.Now()
+			attacker.sendRaw(attacker.render(publishMsg(c.event, resource, c.body)))
+
+			// meanwhile: another package answers and notifies
+			wantCode(t, publish(t, bystander, "echo", alice, "text/plain", "during "+c.body), 200)
+			if c.long && len(attacker.responses) > 0 {
+				t.Errorf("the hostile call was over before the echo PUBLISH was answered: no overlap shown")
+			}
+			if n := watcher.notify(); string(n.Body()) != "during "+c.body {
+				t.Fatalf("NOTIFY during %s:\n%s", c.body, n)
+			}
+
+			r := attacker.response()
+			took := time.Since(sent)
+			wantCode(t, r, 500)
+			want := fmt.Sprintf(`"extension %s failed"`, c.mod.Name())
+			if w := hdr(r, "Warning"); !strings.HasPrefix(w, "399 ") || !strings.Contains(w, want) {
+				t.Fatalf("Warning: %q, want 399 with %s", w, want)
+			}
+			// 1 s deadline; the module sleeps 10 s or loops forever
+			if took > 5*time.Second {
+				t.Fatalf("answered after %v", took)
+			}
+
+			// the hostile package serves its next sound request, on the
+			// same resource
+			wantCode(t, publish(t, attacker, c.event, resource, "text/plain", "fine"), 200)
+		})
+	}
+
+	// and after it all, the echo package still works
+	wantCode(t, publish(t, bystander, "echo", alice, "text/plain", "after"), 200)
+	if n := watcher.notify(); string(n.Body()) != "after" {
+		t.Fatalf("NOTIFY after:\n%s", n)
+	}
+
+	after := scrape(t, web.URL)
+	delta := func(name string) float64 { return after[name] - before[name] }
+	failed := map[string]float64{}
+	for _, c := range cases {
+		failed[c.mod.Name()]++
+	}
+	for name, want := range map[string]float64{
+		`presenced_extension_errors_total{extension="hostile"}`:      failed["hostile"],
+		`presenced_extension_errors_total{extension="rawabi"}`:       failed["rawabi"],
+		`presenced_extension_errors_total{extension="echo"}`:         0,
+		`presenced_sip_responses_total{code="500",method="PUBLISH"}`: float64(len(cases)),
+	} {
+		if got := delta(name); got != want {
+			t.Errorf("%s moved by %v, want %v", name, got, want)
+		}
+	}
+}

@@ -1,0 +1,257 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/internal/store"
+)
+
+type resourceKey struct{ event, uri string }
+
+// resource is one presentity of one event package: the module's state
+// blob, its live publications and its watchers. Every change to it runs
+// under mu, so module calls for one resource are serialised and NOTIFYs
+// are queued in the order the changes happened.
+type resource struct {
+	mu    sync.Mutex
+	key   resourceKey
+	pkg   *eventPackage
+	state []byte
+	// pubs are the live publications, in arrival order: a slice, since a
+	// presentity has one to a few (max_publications_per_presentity) and
+	// the smallest map was ~200 bytes of every publication.
+	pubs     []*publication
+	watchers map[string]*dialog // by dialog ID
+	pending  *abi.Response      // a committed module answer not yet applied
+	// version counts the module answers applied (apply): a SUBSCRIBE that
+	// commits without the lock renders again if it moved meanwhile.
+	version uint64
+	// pins keeps r in Server.resources while a SUBSCRIBE commits without
+	// its lock, so that the dialog joins the live resource. It sits beside
+	// dead so that the two share a word: 128 bytes, not 144.
+	pins int32
+	dead bool // removed from Server.resources
+}
+
+// publication is a live publication, its fields changed only under
+// res.mu. It holds what the host needs of it and no more: the body is in
+// the store and in the module's state (a 300-byte body held twice was a
+// third of a publication's memory), and its event, presentity and expiry
+// are its resource's and its expiry's (a store.Publication each was 80
+// more bytes of every publication; record builds one when needed).
+type publication struct {
+	id    string // stable for the publication's life
+	etag  string // rotates on every refresh and modify
+	ctype string // of the body, shared with the package's Accept list
+	size  int    // of the body
+	res   *resource
+	exp   expiry // exp.at is when the publication expires
+}
+
+// record is p as the store and the admin API see it, with body (which p
+// does not keep) when it is being written.
+func (p *publication) record(body []byte) store.Publication {
+	return store.Publication{ID: p.id, ETag: p.etag, Event: p.res.key.event, Resource: p.res.key.uri,
+		ContentType: p.ctype, Body: body, Expires: p.expires()}
+}
+
+func (p *publication) expires() time.Time { return time.Unix(0, p.exp.at) }
+
+// lockResource returns the resource for key, created if needed, locked.
+func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
+	key := resourceKey{ep.name, uri}
+	for {
+		s.mu.Lock()
+		r := s.resources[key]
+		if r == nil {
+			// Maps are made on first insert: most presentities have
+			// publications and no watchers, or watchers and no publication.
+			r = &resource{key: key, pkg: ep}
+			s.resources[key] = r
+		}
+		s.mu.Unlock()
+		r.mu.Lock()
+		if !r.dead {
+			return r
+		}
+		r.mu.Unlock() // lost a race with release; look again
+	}
+}
+
+func (r *resource) addPub(p *publication) { r.pubs = append(r.pubs, p) }
+
+// pubByETag is r's live publication of that ETag, or nil.
+func (r *resource) pubByETag(etag string) *publication {
+	for _, p := range r.pubs {
+		if p.etag == etag {
+			return p
+		}
+	}
+	return nil
+}
+
+// hasPub reports whether p is still one of r's live publications.
+func (r *resource) hasPub(p *publication) bool { return slices.Contains(r.pubs, p) }
+
+func (r *resource) removePub(p *publication) {
+	if i := slices.Index(r.pubs, p); i >= 0 {
+		r.pubs = slices.Delete(r.pubs, i, i+1)
+	}
+}
+
+func (r *resource) addWatcher(d *dialog) {
+	if r.watchers == nil {
+		r.watchers = map[string]*dialog{}
+	}
+	r.watchers[d.rec.ID] = d
+}
+
+// release unlocks r, dropping it from the index when nothing is left.
+func (s *Server) release(r *resource) {
+	if len(r.pubs) == 0 && len(r.watchers) == 0 && len(r.state) == 0 && r.pins == 0 {
+		r.dead = true
+		s.mu.Lock()
+		if s.resources[r.key] == r {
+			delete(s.resources, r.key)
+		}
+		s.mu.Unlock()
+	}
+	r.mu.Unlock()
+}
+
+// call runs req (its Op and input set) on r's module, for r's watchers or
+// only the one given; r.mu is held.
+func (s *Server) call(r *resource, req abi.Request, only *dialog) (*abi.Response, error) {
+	req.Event, req.Resource, req.State = r.key.event, r.key.uri, r.state
+	if only != nil {
+		req.Watchers = []abi.Watcher{only.watcher(true)}
+	} else if req.Watchers == nil {
+		req.Watchers = make([]abi.Watcher, 0, len(r.watchers))
+		for _, d := range r.watchers {
+			req.Watchers = append(req.Watchers, d.watcher(false))
+		}
+	}
+	// The module bounds the call with its own call_timeout; no second
+	// deadline here (a timer and a context per call, for nothing).
+	return r.pkg.mod.Handle(s.ctx, &req)
+}
+
+// target finds the dialog a notification is for: one of r's watchers, or
+// extra, a dialog being set up.
+func target(r *resource, n *abi.Notification, extra *dialog) *dialog {
+	if d := r.watchers[n.WatcherID]; d != nil {
+		return d
+	}
+	if extra != nil && extra.rec.ID == n.WatcherID {
+		return extra
+	}
+	return nil
+}
+
+// stage adds what a module response changes to b: the resource state, and
+// the per-watcher state and authorization of r's watchers (a rejected one
+// is deleted).
+func stage(b *store.Batch, r *resource, res *abi.Response, extra *dialog) {
+	if res.StateChanged {
+		b.Resources = append(b.Resources, store.Resource{Event: r.key.event, Resource: r.key.uri, State: res.State})
+	}
+	for i := range res.Notifications {
+		n := &res.Notifications[i]
+		d := target(r, n, extra)
+		if d == nil {
+			continue
+		}
+		if n.Status == abi.StatusRejected {
+			b.DeleteSubscriptions = append(b.DeleteSubscriptions, d.rec.ID)
+			continue
+		}
+		if n.StateChanged || (n.Status != "" && n.Status != d.rec.Status) {
+			rec := d.rec
+			if n.StateChanged {
+				rec.State = n.State
+			}
+			if n.Status != "" {
+				rec.Status = n.Status
+			}
+			b.Subscriptions = append(b.Subscriptions, rec)
+		}
+	}
+}
+
+// apply makes a committed module response live: the new resource state,
+// the per-watcher states and authorizations, and a NOTIFY for every
+// watcher the module rendered for. final, when set, is the
+// Subscription-State of every NOTIFY (the subscriptions are ending).
+func (s *Server) apply(r *resource, res *abi.Response, extra *dialog, final string) {
+	r.version++
+	if res.StateChanged {
+		r.state = append([]byte(nil), res.State...)
+	}
+	for i := range res.Notifications {
+		n := &res.Notifications[i]
+		d := target(r, n, extra)
+		if d == nil || d.gone {
+			continue
+		}
+		if n.StateChanged {
+			d.rec.State = append([]byte(nil), n.State...)
+		}
+		if n.Status == abi.StatusRejected && d != extra {
+			s.forget(d)
+			s.enqueue(d, "terminated;reason=rejected", nil, true)
+			s.watcherEvent(d, abi.StatusTerminated, "rejected")
+			continue
+		}
+		if n.Status != "" && n.Status != d.rec.Status {
+			was := d.rec.Status
+			d.rec.Status = n.Status
+			if was == abi.StatusPending && n.Status == abi.StatusActive {
+				s.watcherEvent(d, abi.StatusActive, "approved")
+			}
+		}
+		state := final
+		if state == "" {
+			state = d.subState()
+		}
+		s.enqueue(d, state, n, final != "")
+	}
+}
+
+// note finds the notification for dialog id in res.
+func note(res *abi.Response, id string) *abi.Notification {
+	for i := range res.Notifications {
+		if res.Notifications[i].WatcherID == id {
+			return &res.Notifications[i]
+		}
+	}
+	return nil
+}
+
+var tokenEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newOrderedID returns a publication's id: the time in milliseconds (48
+// bits) then 32 random bits, in an alphabet that sorts like the bytes, so new rows
+// append to the store's b-tree instead of dirtying a random page each.
+// It is not a secret (the SIP-ETag is).
+func newOrderedID() string {
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
+	rand.Read(b[6:])
+	return orderedEncoding.EncodeToString(b[:])
+}
+
+var orderedEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+// newToken returns an unguessable identifier (SIP-ETags, binding ids):
+// 80 random bits from crypto/rand.
+func newToken() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return tokenEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,94 @@
+package server_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/internal/store"
+)
+
+// A server started on the store another one left keeps its publications
+// (same ETags) and its dialogs (same Call-ID and tags, CSeq rising above
+// the block the first server reserved), and first tells every restored
+// watcher the current state.
+func TestRestartOnTheSameStore(t *testing.T) {
+	st := store.NewMemory()
+	mod := echo(t)
+	first := start(t, st, mod)
+	p, w := first.peer(t, "UDP"), first.peer(t, "UDP")
+
+	r := publish(t, p, "echo", alice, "text/plain", "before")
+	wantCode(t, r, 200)
+	etag := hdr(r, "SIP-ETag")
+	sub, r := subscribe(t, w, "echo", alice, "Expires: 600")
+	wantCode(t, r, 200)
+	if n := w.notify(); string(n.Body()) != "before" || n.CSeq().SeqNo != 1 {
+		t.Fatalf("first NOTIFY:\n%s", n)
+	}
+	wantCode(t, publish(t, p, "echo", alice, "text/plain", "still before", "SIP-If-Match: "+etag), 200)
+	n := w.notify()
+	if n.CSeq().SeqNo != 2 {
+		t.Fatalf("second NOTIFY CSeq = %d", n.CSeq().SeqNo)
+	}
+	snap, _ := st.Load(t.Context())
+	if len(snap.Publications) != 1 || len(snap.Subscriptions) != 1 || snap.Subscriptions[0].LocalCSeq < 2 {
+		t.Fatalf("store after the first server: %+v", snap)
+	}
+	etag = snap.Publications[0].ETag // the modify rotated it
+	reserved := snap.Subscriptions[0].LocalCSeq
+	first.srv.Close()
+
+	second := start(t, st, mod)
+	n = w.notify()
+	if string(n.Body()) != "still before" || n.CSeq().SeqNo != reserved+1 || hdr(n, "Call-ID") != sub.callID ||
+		tag(hdr(n, "From")) != sub.toTag || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+		t.Fatalf("the restarted server's resync NOTIFY is not in the old dialog:\n%s", n)
+	}
+	p2 := newPeer(t, "UDP", second.addr["UDP"])
+	// the old ETag is honoured: a modify, not a 412
+	r = publish(t, p2, "echo", alice, "text/plain", "after", "SIP-If-Match: "+etag)
+	wantCode(t, r, 200)
+	n = w.notify()
+	if string(n.Body()) != "after" || n.CSeq().SeqNo != reserved+2 || hdr(n, "Call-ID") != sub.callID ||
+		tag(hdr(n, "From")) != sub.toTag || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+		t.Fatalf("NOTIFY from the restarted server is not in the old dialog:\n%s", n)
+	}
+	// the dialog accepts a refresh, sent to the new server
+	w.server, _ = net.ResolveUDPAddr("udp", second.addr["UDP"])
+	w.serverStr = second.addr["UDP"]
+	if r := sub.again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh after restart: %d %s", r.StatusCode, hdr(r, "Warning"))
+	}
+	if n := w.notify(); n.CSeq().SeqNo != reserved+3 {
+		t.Fatalf("NOTIFY after refresh CSeq = %d", n.CSeq().SeqNo)
+	}
+}
+
+// A dialog stored under the id the first schema gave (a hash of Call-ID
+// and both tags) is still found by its refresh after an upgrade.
+func TestLegacyDialogIDIsFound(t *testing.T) {
+	st := store.NewMemory()
+	h := sha256.Sum256([]byte("legacy-call\x00srvtag\x00w1"))
+	w := newPeer(t, "UDP", "127.0.0.1:1") // its address is fixed below
+	rec := store.Subscription{ID: hex.EncodeToString(h[:12]), CallID: "legacy-call", LocalTag: "srvtag", RemoteTag: "w1",
+		LocalURI: alice, RemoteURI: "sip:watcher@example.com", RemoteTarget: "sip:watcher@" + w.local + ";transport=udp",
+		Transport: "UDP", Event: "echo", Resource: alice, Expires: time.Now().Add(time.Hour), LocalCSeq: 7, RemoteCSeq: 1,
+		Status: "active", Created: time.Now()}
+	if err := st.Commit(t.Context(), &store.Batch{Subscriptions: []store.Subscription{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	f := start(t, st, echo(t))
+	w.server, _ = net.ResolveUDPAddr("udp", f.addr["UDP"])
+	w.serverStr = f.addr["UDP"]
+	if n := w.notify(); n.CSeq().SeqNo != 8 { // the restart's resync
+		t.Fatalf("resync NOTIFY:\n%s", n)
+	}
+	sub := &subscription{p: w, callID: "legacy-call", fromTag: "w1", toTag: "srvtag", cseq: 1, event: "echo", resource: alice}
+	if r := sub.again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh of a legacy dialog: %d %s", r.StatusCode, hdr(r, "Warning"))
+	}
+}

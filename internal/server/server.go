@@ -1,0 +1,545 @@
+// Package server is presenced's SIP side: it listens on UDP and TCP with
+// sipgo, validates requests, runs the notifier of RFC 6665 and the event
+// state compositor of RFC 3903, and asks an extension module about every
+// document. It keeps live state in memory and commits every change to a
+// store.Store before answering 2xx; it knows nothing of XML.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/header"
+	"github.com/presenced/presenced/internal/metrics"
+	"github.com/presenced/presenced/internal/store"
+)
+
+// Listener is one SIP listening socket.
+type Listener struct {
+	Transport string // "udp", "tcp" or "tls"
+	Address   string // host:port; port 0 picks a free one
+	Advertise string // host[:port] for Contact and Via; empty: the bound address
+	CertFile  string // tls
+	KeyFile   string // tls
+}
+
+// WatchHook is told when a resource gains and loses a subscription; calls
+// are balanced and made under the resource's lock, so they must not block.
+type WatchHook interface {
+	Watch(event, resource string)
+	Unwatch(event, resource string)
+}
+
+// Limits bound what one peer or one presentity may take; 0 turns a limit
+// off.
+type Limits struct {
+	MaxBodyBytes                 int // a PUBLISH body above it gets 413
+	MaxMessageBytes              int // the parser drops larger messages
+	MaxSubscriptionsPerWatcher   int // 403 above
+	MaxWatchersPerPresentity     int // 403 above
+	MaxPublicationsPerPresentity int // 403 above
+	RequestsPerSecondPerSource   int // 503 + Retry-After above, per source IP
+	MaxInFlight                  int // requests handled at once; 503 + Retry-After above
+	TCPIdleTimeout               time.Duration
+}
+
+// Bounds are the Expires limits of one method.
+type Bounds struct{ Min, Max int }
+
+// RegistrarBounds are the registrar's Expires limits and default.
+type RegistrarBounds struct{ Min, Max, Default int }
+
+// Options configure a Server.
+type Options struct {
+	UserAgent    string
+	Domains      []string // presentity domains served; empty serves any
+	Listen       []Listener
+	Subscription Bounds
+	Publication  Bounds
+	Registrar    RegistrarBounds
+	Limits       Limits
+	Auth         *Auth // nil: no authentication
+	// Watch, when set, hears of every subscription that starts and ends
+	// (event package, resource): how a backend such as the XMPP connector
+	// knows which presentities have watchers.
+	Watch   WatchHook
+	Modules []*extension.Module
+	Store   store.Store
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics // nil records nothing
+}
+
+// Server is a running presence server.
+type Server struct {
+	opt     Options
+	log     *slog.Logger
+	store   store.Store
+	catalog atomic.Pointer[catalog] // swapped whole by Reload
+	domains map[string]bool
+
+	ua  *sipgo.UserAgent
+	sip *sipgo.Server
+	cli *sipgo.Client
+
+	// contacts and flows, per transport ("udp", "tcp"), from the first
+	// listener of each
+	contact map[string]sip.Uri
+	udpAddr sip.Addr
+	// udpConns are the UDP listeners by local address, for refuseEarly's
+	// answers; busyTag is the To tag of those answers.
+	udpConns sync.Map
+	busyTag  string
+	bound    []string
+	closers  []func() error
+	timers   timers // every expiry: subscriptions, publications, bindings
+
+	mu        sync.Mutex
+	resources map[resourceKey]*resource
+	dialogs   map[string]*dialog
+	closed    bool
+
+	regMu    sync.Mutex                     // the registrar; taken before any resource
+	bindings map[string]map[string]*binding // AOR -> contact -> binding
+
+	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
+	inFlight atomic.Int64
+	sources  *sourceLimiter
+	watching map[string]int // subscriptions per watcher URI, under mu
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// eventPackage is an event package and the module serving it.
+type eventPackage struct {
+	name   string
+	info   abi.Package
+	mod    *extension.Module
+	accept map[string]bool
+	// the server's Expires bounds, narrowed by the package's own
+	subscription, publication Bounds
+}
+
+// narrow applies a package's own Expires bounds over the server's.
+func narrow(b Bounds, min, max uint32) Bounds {
+	if min > 0 {
+		b.Min = int(min)
+	}
+	if max > 0 {
+		b.Max = int(max)
+	}
+	return b
+}
+
+// New builds a server; Start opens its sockets.
+func New(opt Options) (*Server, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Store == nil {
+		opt.Store = store.NewMemory()
+	}
+	if opt.UserAgent == "" {
+		opt.UserAgent = "presenced"
+	}
+	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
+		domains: map[string]bool{},
+		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
+		dialogs:  map[string]*dialog{},
+		bindings: map[string]map[string]*binding{}}
+	if s.opt.Registrar == (RegistrarBounds{}) {
+		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
+	}
+	s.timers.s = s
+	s.busyTag = newToken()
+	s.logLimit = rateLimit{perSecond: 50, log: s.log}
+	s.watching = map[string]int{}
+	if n := opt.Limits.RequestsPerSecondPerSource; n > 0 {
+		s.sources = newSourceLimiter(n)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	c, err := newCatalog(opt, opt.Modules)
+	if err != nil {
+		return nil, err
+	}
+	s.catalog.Store(c)
+	for _, d := range opt.Domains {
+		s.domains[strings.ToLower(d)] = true
+	}
+	return s, nil
+}
+
+// Start binds every listener and serves until Close. It returns once the
+// sockets are bound, so a caller may send at once.
+func (s *Server) Start() error {
+	// sipgo logs through its package default; keep its lines in ours.
+	sipLog := s.log.With("component", "sipgo")
+	setSipgoLog(limitedHandler{sipLog.Handler(), &rateLimit{perSecond: 20, log: s.log}})
+	parser := sip.NewParser(sip.WithHeadersParsers(header.Parsers()))
+	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
+		parser.MaxMessageLength = n
+	}
+	// An idle TCP or TLS connection costs a goroutine and a 32 KB buffer
+	// (research/sipgo.md §2.3): close it after the idle timeout.
+	idle := s.opt.Limits.TCPIdleTimeout
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(s.opt.UserAgent), sipgo.WithUserAgentParser(parser),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
+			TCP: &sip.TransportTCP{ReadTimeout: idle},
+			TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: idle}},
+		}), sip.WithTransportLayerReadFilter(s.refuseEarly)))
+	if err != nil {
+		return err
+	}
+	s.ua = ua
+	s.sip, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sip.DefaultLogger()))
+	if err != nil {
+		return err
+	}
+	s.sip.OnSubscribe(s.guard(s.onSubscribe))
+	s.sip.OnPublish(s.guard(s.onPublish))
+	s.sip.OnRegister(s.guard(s.onRegister))
+	// Other methods are validated like ours before the 405, so a malformed
+	// request gets its 400 whatever its method (RFC 4475 mismatch02, insuf).
+	s.sip.OnNoRoute(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		s.reply(req, tx, 405, "", sip.NewHeader("Allow", "SUBSCRIBE, PUBLISH, REGISTER, OPTIONS"))
+	}))
+	s.sip.OnOptions(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		s.reply(req, tx, 200, "", sip.NewHeader("Allow-Events", s.cat().allow))
+	}))
+	var advertiseHost string
+	for _, l := range s.opt.Listen {
+		addr, err := s.listen(l)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("listen %s %s: %w", l.Transport, l.Address, err)
+		}
+		s.bound = append(s.bound, l.Transport+":"+addr)
+		host, port, _ := net.SplitHostPort(addr)
+		if l.Advertise != "" {
+			if h, p, err := net.SplitHostPort(l.Advertise); err == nil {
+				host, port = h, p
+			} else {
+				host = l.Advertise
+			}
+		}
+		if advertiseHost == "" {
+			advertiseHost = host
+		}
+		if _, ok := s.contact[l.Transport]; !ok {
+			p, _ := strconv.Atoi(port)
+			u := sip.Uri{Scheme: "sip", Host: host, Port: p, UriParams: sip.NewParams()}
+			u.UriParams.Add("transport", l.Transport)
+			s.contact[l.Transport] = u
+		}
+	}
+	s.cli, err = sipgo.NewClient(ua, sipgo.WithClientHostname(advertiseHost))
+	if err != nil {
+		return err
+	}
+	if err := s.restore(); err != nil {
+		s.Close()
+		return fmt.Errorf("restore state: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) listen(l Listener) (string, error) {
+	switch l.Transport {
+	case "udp":
+		pc, err := net.ListenPacket("udp", l.Address)
+		if err != nil {
+			return "", err
+		}
+		// Bursts of NOTIFY answers overflow the default 208 KB buffer
+		// (research/sipgo.md §3.5); 4 MB kept them clean.
+		if uc, ok := pc.(*net.UDPConn); ok {
+			uc.SetReadBuffer(4 << 20)
+			uc.SetWriteBuffer(4 << 20)
+		}
+		ua := pc.LocalAddr().(*net.UDPAddr)
+		if s.udpAddr.IP == nil {
+			s.udpAddr = sip.Addr{IP: ua.IP, Port: ua.Port}
+		}
+		s.closers = append(s.closers, pc.Close)
+		s.udpConns.Store(pc.LocalAddr().String(), pc)
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.sip.ServeUDP(pc) }()
+		// ServeUDP puts the socket in sipgo's pool from its goroutine; a
+		// NOTIFY sent before that (restore resyncs watchers right after
+		// the listeners start) would make sipgo bind the port again and
+		// fail. Wait for it, briefly.
+		for i := 0; i < 1000; i++ {
+			if c, _ := s.sip.TransportLayer().GetConnection("udp", ua.String()); c != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return ua.String(), nil
+	case "tcp":
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			return "", err
+		}
+		s.closers = append(s.closers, ln.Close)
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.sip.ServeTCP(ln) }()
+		return ln.Addr().String(), nil
+	case "tls":
+		cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+		if err != nil {
+			return "", fmt.Errorf("certificate: %w", err)
+		}
+		ln, err := tls.Listen("tcp", l.Address, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return "", err
+		}
+		s.closers = append(s.closers, ln.Close)
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.sip.ServeTLS(ln) }()
+		return ln.Addr().String(), nil
+	}
+	return "", fmt.Errorf("unsupported transport %q", l.Transport)
+}
+
+// Addrs returns the bound listeners as "transport:host:port".
+func (s *Server) Addrs() []string { return s.bound }
+
+// Close stops the listeners, the timers and the NOTIFY senders. State in
+// the store is kept.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.timers.close()
+	s.cancel()
+	for _, c := range s.closers {
+		c()
+	}
+	if s.ua != nil {
+		s.ua.Close()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// guard validates what every handler relies on and turns a panic into a
+// 500: sipgo passes requests without To/From/Call-ID to handlers and has no
+// recover (research/sipgo.md §4 items 5 and 6).
+func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("handler panic", "method", req.Method.String(), "panic", r, "stack", string(debug.Stack()))
+				s.reply(req, tx, 500, "internal error")
+			}
+		}()
+		s.opt.Metrics.Request(req.Method.String())
+		if !s.admit(req, tx) {
+			return
+		}
+		defer s.inFlight.Add(-1)
+		if req.SipVersion != "SIP/2.0" {
+			res := sip.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
+			res.SipVersion = "SIP/2.0"
+			s.respond(req, tx, res, fmt.Sprintf("%s is not supported", req.SipVersion))
+			return
+		}
+		if msg := missingHeader(req); msg != "" {
+			s.reply(req, tx, 400, msg)
+			return
+		}
+		if scheme := strings.ToLower(req.Recipient.Scheme); scheme != "sip" && scheme != "sips" {
+			s.reply(req, tx, 416, fmt.Sprintf("request-URI scheme %q is not supported", req.Recipient.Scheme))
+			return
+		}
+		if !s.authenticate(req, tx) {
+			return
+		}
+		h(req, tx)
+	}
+}
+
+func missingHeader(req *sip.Request) string {
+	for _, name := range []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards"} {
+		if len(req.GetHeaders(name)) > 1 {
+			return "more than one " + name + " header"
+		}
+	}
+	switch {
+	case req.From() == nil:
+		return "missing or malformed From header"
+	case req.To() == nil:
+		return "missing or malformed To header"
+	case req.CallID() == nil || req.CallID().Value() == "":
+		return "missing Call-ID header"
+	case req.CSeq() == nil:
+		return "missing CSeq header"
+	case !strings.EqualFold(string(req.CSeq().MethodName), string(req.Method)): // sipgo upper-cases the request line's method only
+		return fmt.Sprintf("CSeq method %s does not match request method %s", req.CSeq().MethodName, req.Method)
+	case req.MaxForwards() == nil:
+		return "missing Max-Forwards header"
+	}
+	if tag, _ := req.From().Params.Get("tag"); tag == "" {
+		return "From header has no tag"
+	}
+	return ""
+}
+
+// reply answers req. A non-2xx carries warning, when given, in a Warning
+// header and is logged with it.
+func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, warning string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil)
+	s.respond(req, tx, res, warning, hdrs...)
+}
+
+func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Response, warning string, hdrs ...sip.Header) {
+	if warning != "" {
+		res.AppendHeader(header.Warning(s.opt.UserAgent, warning))
+	}
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if res.StatusCode >= 300 && s.logLimit.allow() {
+		s.log.Info("request refused", "method", req.Method.String(), "code", res.StatusCode,
+			"reason", warning, "source", req.Source(), "call_id", callID(req))
+	}
+	s.opt.Metrics.Response(req.Method.String(), res.StatusCode)
+	if err := tx.Respond(res); err != nil {
+		s.log.Warn("send response", "code", res.StatusCode, "err", err)
+	}
+}
+
+func callID(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}
+
+// moduleError answers a request whose module call failed: 500 with the
+// reason, and the server goes on (the instance is already discarded).
+func (s *Server) moduleError(req *sip.Request, tx sip.ServerTransaction, err error) {
+	if errors.Is(err, extension.ErrBusy) {
+		// Saturated, not broken: tell the client to come back (RFC 3261
+		// §21.5.4) rather than report a failure.
+		s.reply(req, tx, 503, "extension busy", sip.NewHeader("Retry-After", "1"))
+		return
+	}
+	var xe *extension.Error
+	if errors.As(err, &xe) {
+		s.reply(req, tx, 500, fmt.Sprintf("extension %s failed", xe.Extension))
+		return
+	}
+	s.reply(req, tx, 500, "internal error")
+}
+
+// refusal answers a request the module refused, with its code and reason.
+func (s *Server) refusal(req *sip.Request, tx sip.ServerTransaction, ep *eventPackage, res *abi.Response) {
+	code := int(res.Code)
+	if code < 300 || code > 699 {
+		s.log.Warn("module refused with an invalid code", "extension", ep.mod.Name(), "code", code)
+		code = 500
+	}
+	var hdrs []sip.Header
+	if code == 415 {
+		hdrs = append(hdrs, sip.NewHeader("Accept", strings.Join(ep.info.Accept, ", ")))
+	}
+	s.reply(req, tx, code, res.Reason, hdrs...)
+}
+
+// event parses the request's Event header and finds its package. On
+// failure it has answered the request.
+func (s *Server) event(req *sip.Request, tx sip.ServerTransaction) (header.Event, *eventPackage, bool) {
+	h := req.GetHeader("Event")
+	if h == nil {
+		s.reply(req, tx, 400, "missing Event header")
+		return header.Event{}, nil, false
+	}
+	ev, err := header.ParseEvent(h.Value())
+	if err != nil {
+		s.reply(req, tx, 400, "bad Event header: "+err.Error())
+		return ev, nil, false
+	}
+	ep := s.cat().packages[ev.Package]
+	if ep == nil {
+		s.reply(req, tx, 489, fmt.Sprintf("event package %q is not served", ev.Package),
+			sip.NewHeader("Allow-Events", s.cat().allow))
+		return ev, nil, false
+	}
+	return ev, ep, true
+}
+
+// resourceURI is the presentity a request is for: its request-URI reduced
+// to sip:user@host. On failure it has answered the request.
+func (s *Server) resourceURI(req *sip.Request, tx sip.ServerTransaction) (string, bool) {
+	u := req.Recipient
+	if u.User == "" {
+		s.reply(req, tx, 404, "request-URI has no user part")
+		return "", false
+	}
+	host := strings.ToLower(u.Host)
+	if len(s.domains) > 0 && !s.domains[host] {
+		s.reply(req, tx, 404, fmt.Sprintf("domain %q is not served here", host))
+		return "", false
+	}
+	return "sip:" + u.User + "@" + host, true
+}
+
+// expires applies the Expires rules shared by SUBSCRIBE and PUBLISH:
+// absent gives the package default, below the minimum is 423 (0 excepted),
+// above the maximum is clamped. On failure it has answered the request.
+func (s *Server) expires(req *sip.Request, tx sip.ServerTransaction, b Bounds, def uint32) (secs int, given, ok bool) {
+	secs, given, err := header.Expires(req)
+	if err != nil {
+		s.reply(req, tx, 400, err.Error())
+		return 0, given, false
+	}
+	if !given {
+		secs = int(def)
+	}
+	if secs > 0 && secs < b.Min {
+		s.reply(req, tx, 423, fmt.Sprintf("expires %d is below the minimum %d", secs, b.Min),
+			sip.NewHeader("Min-Expires", strconv.Itoa(b.Min)))
+		return 0, given, false
+	}
+	if secs > b.Max {
+		secs = b.Max
+	}
+	return secs, given, true
+}
+
+// commit writes b to the store; on failure it has answered the request.
+func (s *Server) commit(req *sip.Request, tx sip.ServerTransaction, b *store.Batch) bool {
+	if b.Empty() {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.store.Commit(ctx, b); err != nil {
+		s.log.Error("store commit failed", "err", err)
+		if req != nil {
+			s.reply(req, tx, 500, "state could not be stored")
+		}
+		return false
+	}
+	return true
+}

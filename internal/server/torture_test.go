@@ -1,0 +1,243 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/internal/server"
+)
+
+// tortureCase is one message of RFC 4475 (§3.1.1 valid, §3.1.2 invalid,
+// and a few of §3.3), kept byte for byte in testdata/torture, plus a few
+// of our own aimed at SUBSCRIBE and PUBLISH.
+type tortureCase struct {
+	file  string // testdata/torture/<file>.sip
+	codes []int  // acceptable final response codes; nil: must be dropped
+	tcp   bool   // also sent over TCP (its framing must allow it)
+	state bool   // may change state (a valid REGISTER)
+	bug   string // a known bug: a code outside codes skips the case with it
+	note  string // why these codes
+}
+
+// Known bugs, reported; the cases still check that the server survives
+// and keeps no state.
+const (
+	bugDrop = "sipgo drops a request its parser rejects without answering; RFC 4475 wants 400"
+)
+
+var tortureCases = []tortureCase{
+	// §3.1.1 valid messages: processed as any other.
+	{file: "valid/wsinv", codes: []int{405}, tcp: true, note: "INVITE is not served: 405",
+		bug: "sipgo does not parse LWS around = in parameters (From: ...;tag = 98asjd8): its transaction layer answers 400 'tag param not found'"},
+	{file: "valid/intmeth", codes: []int{405}, tcp: true, note: "unknown method: 405 (or 501)"},
+	{file: "valid/esc01", codes: []int{405}, tcp: true},
+	{file: "valid/escnull", codes: []int{200}, tcp: true, state: true, note: "REGISTER with %00 in the AOR and contacts"},
+	{file: "valid/esc02", codes: []int{405}, tcp: true, note: "RE%47IST%45R is not REGISTER"},
+	{file: "valid/lwsdisp", codes: []int{200}, tcp: true},
+	{file: "valid/longreq", codes: []int{405}, tcp: true,
+		bug: "sipgo will not send a UDP response over 1300 bytes (ErrUDPMTUCongestion): the 405 echoing the long headers is lost"},
+	{file: "valid/dblreq", codes: []int{200}, state: true, note: "UDP: the INVITE after the body is noise"},
+	{file: "valid/semiuri", codes: []int{200}, tcp: true},
+	{file: "valid/transports", codes: []int{200}, tcp: true},
+	{file: "valid/mpart01", codes: []int{405}, tcp: true, note: "MESSAGE with a binary multipart body"},
+	{file: "valid/unreason", tcp: true, note: "a stray response: never answered"},
+	{file: "valid/noreason", tcp: true, note: "a stray response: never answered"},
+
+	// §3.1.2 invalid messages: 400, or dropped where nothing can be answered.
+	{file: "invalid/badinv01", codes: []int{400}, tcp: true, bug: bugDrop},
+	{file: "invalid/clerr", codes: []int{400}, note: "UDP only: Content-Length beyond the datagram", bug: bugDrop},
+	{file: "invalid/scalar02", codes: []int{400}, note: "UDP only: negative Content-Length", bug: bugDrop},
+	{file: "invalid/scalarlg", codes: []int{400}, tcp: true, note: "CSeq above 2**32", bug: bugDrop},
+	{file: "invalid/scalarlgrsp", tcp: true, note: "a response: dropped"},
+	{file: "invalid/quotbal", codes: []int{400}, tcp: true, bug: bugDrop},
+	{file: "invalid/ltgtruri", codes: []int{400}, tcp: true, bug: bugDrop},
+	{file: "invalid/lwsruri", codes: []int{400}, tcp: true, bug: bugDrop},
+	{file: "invalid/lwsstart", codes: []int{400}, tcp: true, bug: bugDrop},
+	{file: "invalid/trws", codes: []int{400, 200}, tcp: true, note: "400, or 200 when the trailing SP is ignored", bug: bugDrop},
+	{file: "invalid/escruri", codes: []int{400, 405}, tcp: true, note: "400, or the INVITE's 405 when the headers are ignored"},
+	{file: "invalid/baddate", codes: []int{400, 405}, tcp: true, note: "400, or 405 as the Date is unimportant"},
+	{file: "invalid/regbadct", codes: []int{400, 200}, tcp: true, state: true, note: "400, or 200 inferring the <> (the binding is then legitimate)"},
+	{file: "invalid/badaspec", codes: []int{400, 200}, tcp: true, note: "400, or 200 ignoring the spaces", bug: bugDrop},
+	{file: "invalid/baddn", codes: []int{400, 200}, tcp: true, note: "400, or 200 inferring the quotes"},
+	{file: "invalid/badvers", codes: []int{505}, tcp: true},
+	{file: "invalid/mismatch01", codes: []int{400}, tcp: true},
+	{file: "invalid/mismatch02", codes: []int{400}, tcp: true},
+	{file: "invalid/bigcode", tcp: true, note: "a response: dropped"},
+	{file: "invalid/badbranch", codes: []int{400, 200}, tcp: true, note: "400, or 200 with the RFC 2543 transaction key"},
+	// §3.3
+	{file: "invalid/insuf", codes: []int{400}, tcp: true, note: "no To, From, Call-ID, Max-Forwards"},
+	{file: "invalid/mcl01", codes: []int{400}, note: "UDP only: two Content-Length values",
+		bug: "sipgo takes one of two Content-Length values and the OPTIONS gets 200; RFC 4475 requires an error"},
+	{file: "invalid/multi01", codes: []int{400}, tcp: true, note: "two CSeq, Call-ID, From, To"},
+	{file: "invalid/unkscm", codes: []int{416}, tcp: true, note: "unknown request-URI scheme"},
+	// ours: the methods we serve
+	{file: "invalid/sub-mismatch", codes: []int{400}, tcp: true},
+	{file: "invalid/pub-badevent", codes: []int{400}, tcp: true},
+	{file: "invalid/sub-bigexpires", codes: []int{400}, tcp: true},
+}
+
+// TestTorture sends each message to a fresh server over UDP (and TCP) and
+// checks the answer, that the server goes on answering, and that an
+// invalid message left no state behind.
+func TestTorture(t *testing.T) {
+	mod := echo(t)
+	seen := map[string]bool{}
+	for _, c := range tortureCases {
+		seen[c.file] = true
+	}
+	files, _ := filepath.Glob("testdata/torture/*/*.sip")
+	for _, f := range files {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.ToSlash(f), "testdata/torture/"), ".sip")
+		if !seen[name] {
+			t.Errorf("%s has no case in the table", f)
+		}
+	}
+	for _, c := range tortureCases {
+		data, err := os.ReadFile("testdata/torture/" + c.file + ".sip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range []string{"UDP", "TCP"} {
+			if tr == "TCP" && !c.tcp {
+				continue
+			}
+			t.Run(c.file+"/"+tr, func(t *testing.T) {
+				t.Parallel()
+				f := start(t, nil, mod)
+				code, raw := sendRaw(t, tr, f.addr[tr], data)
+				// the server still answers
+				p := f.peer(t, "UDP")
+				wantCode(t, p.send(msg{method: "OPTIONS", uri: "sip:presenced@" + f.addr["UDP"], headers: []string{
+					"From: <sip:probe@example.com>;tag=probe", "To: <sip:presenced@example.com>",
+					"Call-ID: " + newCallID(), "CSeq: 1 OPTIONS"}}), 200)
+				if !c.state {
+					noState(t, f)
+				}
+				var bad string
+				switch {
+				case c.codes == nil && code != 0:
+					bad = fmt.Sprintf("got %d, want no response:\n%s", code, raw)
+				case c.codes != nil && code == 0:
+					bad = fmt.Sprintf("no response, want %v", c.codes)
+				case c.codes != nil && !slices.Contains(c.codes, code):
+					bad = fmt.Sprintf("got %d, want %v:\n%s", code, c.codes, raw)
+				}
+				if bad != "" && c.bug != "" {
+					t.Skipf("bug: %s (got %d)", c.bug, code)
+				}
+				if bad != "" {
+					t.Error(bad)
+				}
+			})
+		}
+	}
+}
+
+// noState checks that the server holds no subscription, publication or
+// binding.
+func noState(t *testing.T, f *fixture) {
+	t.Helper()
+	if s := f.srv.Subscriptions(server.Filter{}); len(s) != 0 {
+		t.Errorf("subscriptions left: %+v", s)
+	}
+	if s := f.srv.Publications(server.Filter{}); len(s) != 0 {
+		t.Errorf("publications left: %+v", s)
+	}
+	if s := f.srv.Bindings(""); len(s) != 0 {
+		t.Errorf("bindings left: %+v", s)
+	}
+}
+
+// tortureWait is how long a dropped message must stay unanswered.
+const tortureWait = 500 * time.Millisecond
+
+// sendRaw writes data to addr from a new socket and returns the code of
+// the first final response and its text, or 0 when none came within
+// tortureWait. Responses are read as bytes: they may echo what no parser
+// would take.
+func sendRaw(t *testing.T, transport, addr string, data []byte) (int, string) {
+	t.Helper()
+	conn, err := net.Dial(strings.ToLower(transport), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(tortureWait))
+	next := udpMessages(conn)
+	if transport == "TCP" {
+		next = tcpMessages(conn)
+	}
+	for {
+		m, err := next()
+		if err != nil {
+			return 0, ""
+		}
+		code := statusCode(m)
+		if code >= 200 {
+			return code, string(m)
+		}
+		if code == 0 {
+			t.Errorf("server sent a non-response:\n%q", m)
+		}
+	}
+}
+
+func udpMessages(c net.Conn) func() ([]byte, error) {
+	buf := make([]byte, 65535)
+	return func() ([]byte, error) {
+		n, err := c.Read(buf)
+		return append([]byte(nil), buf[:n]...), err
+	}
+}
+
+func tcpMessages(c net.Conn) func() ([]byte, error) {
+	r := bufio.NewReader(c)
+	return func() ([]byte, error) {
+		var head bytes.Buffer
+		length := 0
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return nil, err
+			}
+			if line == "\r\n" && head.Len() == 0 {
+				continue
+			}
+			head.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+			if name, v, ok := strings.Cut(line, ":"); ok &&
+				(strings.EqualFold(strings.TrimSpace(name), "Content-Length") || strings.TrimSpace(name) == "l") {
+				length, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+		body := make([]byte, length)
+		_, err := io.ReadFull(r, body)
+		return append(head.Bytes(), body...), err
+	}
+}
+
+// statusCode is the code of a response's status line, 0 for anything else.
+func statusCode(m []byte) int {
+	line, _, _ := bytes.Cut(m, []byte("\r\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 2 || !strings.HasPrefix(f[0], "SIP/") {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
