@@ -10,8 +10,8 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/extensions/conference/confinfo"
+	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 

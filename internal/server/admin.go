@@ -223,12 +223,10 @@ func (s *Server) presentity(r *resource, render bool) PresentityInfo {
 		info.Subscriptions = append(info.Subscriptions, subscriptionInfo(d))
 	}
 	if render {
+		// A change proposed and never committed: it changes nothing.
 		admin := &dialog{rec: store.Subscription{ID: "admin", RemoteURI: r.key.uri, Status: abi.StatusActive}}
-		res, err := s.call(r, abi.Request{Op: abi.OpRender}, admin)
-		if err == nil && res.Code == 0 {
-			if n := note(res, "admin"); n != nil {
-				info.ContentType, info.Document = n.ContentType, string(n.Body)
-			}
+		if n, err := s.newChange().render(r, admin); err == nil && n != nil {
+			info.ContentType, info.Document = n.ContentType, string(n.Body)
 		}
 	}
 	return info
@@ -255,7 +253,11 @@ func (s *Server) Terminate(id, reason string) error {
 	if d.gone {
 		return fmt.Errorf("subscription %s: %w", id, ErrNotFound)
 	}
-	s.terminate(r, d, reason)
+	c, err := s.end(r, d, reason)
+	if err != nil {
+		return fmt.Errorf("subscription %s: %w", id, err)
+	}
+	c.emit()
 	return nil
 }
 
@@ -278,11 +280,11 @@ func (s *Server) RemovePublication(etag string) error {
 
 // removeByOperator is RemovePublication once p is found; r.mu is held.
 func (s *Server) removeByOperator(r *resource, p *publication) error {
-	if !s.change(nil, nil, r, abi.OpUnpublish, p, nil, &store.Batch{DeletePublications: []string{p.id}}) {
-		return fmt.Errorf("extension %s refused or failed to remove the publication", r.pkg.mod.Name())
+	c, err := s.unpublish(r, p)
+	if err != nil {
+		return fmt.Errorf("publication %s: %w", p.etag, err)
 	}
-	s.removePublication(r, p)
-	s.notifyAll(r)
+	c.emit()
 	return nil
 }
 

@@ -1,12 +1,12 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/internal/store"
 )
 
 // CommandError is a command the module refused, with the SIP-style code
@@ -67,37 +67,35 @@ func (s *Server) Input(event, resource string, in abi.Request) error {
 		return fmt.Errorf("event package %q is not served", event)
 	}
 	res, err := s.feed(ep, resource, in)
-	if err == nil && res.Code != 0 {
-		err = fmt.Errorf("extension %s refused %s input: %d %s", ep.mod.Name(), in.Op, res.Code, res.Reason)
+	var rf *refusal
+	if errors.As(err, &rf) {
+		return fmt.Errorf("extension %s refused %s input: %d %s", ep.mod.Name(), in.Op, res.Code, res.Reason)
 	}
 	return err
 }
 
 func (s *Server) command(ep *eventPackage, resource, name string, args map[string]string) (string, error) {
 	res, err := s.feed(ep, resource, abi.Request{Op: abi.OpCommand, Command: &abi.Command{Name: name, Args: args}})
+	var rf *refusal
+	if errors.As(err, &rf) {
+		return "", &CommandError{Code: res.Code, Reason: res.Reason}
+	}
 	if err != nil {
 		return "", err
-	}
-	if res.Code != 0 {
-		return "", &CommandError{Code: res.Code, Reason: res.Reason}
 	}
 	return res.Reason, nil
 }
 
 // feed runs a non-SIP input on a resource with all its watchers and, if
-// the module accepts it, commits and applies the answer.
+// the module accepts it, commits, applies and emits the answer. A module
+// refusal is a *refusal, returned with the module's answer.
 func (s *Server) feed(ep *eventPackage, resource string, in abi.Request) (*abi.Response, error) {
 	r := s.lockResource(ep, resource)
 	defer s.release(r)
-	res, err := s.call(r, in, nil)
-	if err != nil || res.Code != 0 {
+	c := s.newChange()
+	res, err := c.propose(r, in)
+	if err != nil {
 		return res, err
 	}
-	b := &store.Batch{}
-	stage(b, r, res, nil)
-	if !s.commit(nil, nil, b) {
-		return nil, fmt.Errorf("state could not be stored")
-	}
-	s.apply(r, res, nil, "")
-	return res, nil
+	return res, c.run()
 }

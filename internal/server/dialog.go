@@ -28,6 +28,9 @@ type dialog struct {
 	// 480, one of 424 as 448.
 	sending bool
 	failed  bool
+	// hold is set while a coalescing window holds back this watcher's
+	// notifications (change.stage); its timer renders at the window's end.
+	hold *hold
 
 	qmu   sync.Mutex
 	queue []*notifyJob
@@ -60,10 +63,13 @@ type notifyJob struct {
 	req   *sip.Request
 	final bool
 	at    time.Time // when the change it reports happened
-	// window, when set, is the package's coalescing window: the job waits
-	// until that long after the dialog's previous NOTIFY, and a newer job
-	// may replace it meanwhile.
-	window time.Duration
+}
+
+// hold is a coalescing window in progress for one dialog: since when
+// changes have been held back, and the timer that renders once it ends.
+type hold struct {
+	since time.Time
+	timer *time.Timer
 }
 
 // dialogID names a subscription by its dialog (RFC 3261 §12: Call-ID and
@@ -81,6 +87,8 @@ func legacyDialogID(callID, localTag, remoteTag string) string {
 	h := sha256.Sum256([]byte(callID + "\x00" + localTag + "\x00" + remoteTag))
 	return hex.EncodeToString(h[:12])
 }
+
+func (d *dialog) id() string { return d.rec.ID }
 
 func (d *dialog) watcher(full bool) abi.Watcher {
 	return abi.Watcher{ID: d.rec.ID, URI: d.rec.RemoteURI, Accept: d.rec.Accept, Full: full,
@@ -104,32 +112,84 @@ func (d *dialog) left() int64 {
 // enqueue queues a NOTIFY carrying n (nil: no body) for d. Called under
 // d.res.mu, so NOTIFYs leave in the order of the changes they report.
 func (s *Server) enqueue(d *dialog, subState string, n *abi.Notification, final bool) {
+	s.enqueueAt(d, subState, n, final, time.Now())
+}
+
+// enqueueAt is enqueue for a change that happened at (the first change a
+// coalescing window held back).
+func (s *Server) enqueueAt(d *dialog, subState string, n *abi.Notification, final bool, at time.Time) {
 	req := s.buildNotify(d, subState, n)
 	d.qmu.Lock()
 	defer d.qmu.Unlock()
 	if d.failed {
 		return
 	}
-	job := &notifyJob{req: req, final: final, at: time.Now()}
-	// Coalescing (RFC 3856 §6.10): within the package's window, a NOTIFY
-	// still queued is replaced by the newer one, so a burst of changes
-	// reaches the watcher as its last state. Never a final NOTIFY, never
-	// partial state (each one builds on the one before), and never the one
-	// being sent: only what is still in the queue.
-	if w := d.res.pkg.mod.Coalesce(d.rec.Event); w > 0 && !final && (n == nil || !n.Partial) {
-		job.window = w
-		if last := len(d.queue) - 1; last >= 0 && d.queue[last].window > 0 {
-			job.at = d.queue[last].at // latency is counted from the first change held
-			d.queue[last] = job
-			s.opt.Metrics.NotifyCoalesced(d.rec.Event)
-			return
-		}
-	}
-	d.queue = append(d.queue, job)
+	d.queue = append(d.queue, &notifyJob{req: req, final: final, at: at})
 	if !d.sending {
 		d.sending = true
 		s.wg.Add(1)
 		go s.sendLoop(d)
+	}
+}
+
+// hold reports whether a notification for d is to wait for the end of
+// its package's coalescing window (RFC 3856 §6.10): a window is in
+// progress, or d's last NOTIFY left less than a window ago, or one is
+// still queued. r.mu is held.
+func (s *Server) hold(d *dialog) bool {
+	w := d.res.pkg.mod.Coalesce(d.rec.Event)
+	if w <= 0 {
+		return false
+	}
+	if d.hold != nil {
+		return true
+	}
+	d.qmu.Lock()
+	sent, busy := d.sent, len(d.queue) > 0
+	d.qmu.Unlock()
+	return busy || time.Since(time.Unix(0, sent)) < w
+}
+
+// holdUntilWindow starts d's coalescing window if none is in progress: at
+// its end (a window after d's last NOTIFY) d is rendered once, from what
+// it was last sent, and that one NOTIFY carries the burst. Each held
+// rendering was dropped with its per-watcher state, so the versions a
+// module counts stay consecutive. r.mu is held.
+func (s *Server) holdUntilWindow(d *dialog) {
+	s.opt.Metrics.NotifyCoalesced(d.rec.Event)
+	if d.hold != nil {
+		return
+	}
+	w := d.res.pkg.mod.Coalesce(d.rec.Event)
+	d.qmu.Lock()
+	wait := time.Until(time.Unix(0, d.sent).Add(w))
+	d.qmu.Unlock()
+	if wait <= 0 {
+		wait = w // the previous NOTIFY is still queued: a window from now
+	}
+	h := &hold{since: time.Now()}
+	h.timer = time.AfterFunc(wait, func() { s.endHold(d, h) })
+	d.hold = h
+}
+
+// endHold renders d at the end of its coalescing window and sends it.
+func (s *Server) endHold(d *dialog, h *hold) {
+	r := d.res
+	r.mu.Lock()
+	defer s.release(r)
+	if d.hold != h || d.gone || s.ctx.Err() != nil {
+		return
+	}
+	d.hold = nil
+	c := s.newChange()
+	c.noHold, c.since = true, h.since
+	_, err := c.propose(r, abi.Request{Op: abi.OpRender, Watchers: []abi.Watcher{d.watcher(false)}})
+	if err == nil {
+		err = c.run()
+	}
+	if err != nil {
+		s.log.Warn("coalesced NOTIFY not sent: the watcher gets the state with the next change",
+			"resource", r.key.uri, "watcher", d.rec.RemoteURI, "err", err)
 	}
 }
 
@@ -239,17 +299,7 @@ func (s *Server) sendLoop(d *dialog) {
 			return
 		}
 		job := d.queue[0]
-		if wait := time.Until(time.Unix(0, d.sent).Add(job.window)); job.window > 0 && wait > 0 {
-			// Hold it; enqueue may replace it with a newer state meanwhile.
-			d.qmu.Unlock()
-			select {
-			case <-time.After(wait):
-			case <-s.ctx.Done():
-			}
-			continue
-		}
 		d.queue = d.queue[1:]
-		d.sent = time.Now().UnixNano()
 		d.cseq++
 		cseq := d.cseq
 		d.qmu.Unlock()
@@ -257,10 +307,27 @@ func (s *Server) sendLoop(d *dialog) {
 		if cseq > d.reserved {
 			// Reserved before use, so a crash can never reuse a CSeq. A
 			// final NOTIFY reserves too: its row may outlive it if the
-			// server stops before the deletion commits.
+			// server stops before the deletion commits. While the store
+			// refuses, nothing is sent: the job goes back to the head of
+			// the queue and waits.
+			c := s.newChange()
+			c.batch.NotifyCSeqs = []store.NotifyCSeq{{ID: d.rec.ID, CSeq: cseq + cseqBlock - 1}}
+			if err := c.commit(); err != nil {
+				d.qmu.Lock()
+				d.cseq--
+				d.queue = append([]*notifyJob{job}, d.queue...)
+				d.qmu.Unlock()
+				select {
+				case <-time.After(reserveRetry):
+				case <-s.ctx.Done():
+				}
+				continue
+			}
 			d.reserved = cseq + cseqBlock - 1
-			s.commit(nil, nil, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: d.rec.ID, CSeq: d.reserved}}})
 		}
+		d.qmu.Lock()
+		d.sent = time.Now().UnixNano()
+		d.qmu.Unlock()
 		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
 		ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
 		res, err := s.cli.Do(ctx, job.req)
@@ -290,19 +357,28 @@ func (s *Server) sendLoop(d *dialog) {
 	}
 }
 
+// reserveRetry is how long a dialog's NOTIFYs wait before trying again to
+// reserve CSeqs in a store that refused.
+const reserveRetry = time.Second
+
 // drop removes a subscription whose subscriber is gone, without a final
-// NOTIFY (there is nobody to send it to).
+// NOTIFY (there is nobody to send it to). If the store refuses, d stays,
+// silent, and is dropped again later: its row must not come back after a
+// restart.
 func (s *Server) drop(d *dialog) {
 	r := d.res
 	r.mu.Lock()
+	defer s.release(r)
 	if d.gone {
-		r.mu.Unlock()
 		return
 	}
-	s.forget(d)
-	s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
-	s.watcherEvent(d, abi.StatusTerminated, "giveup")
-	s.release(r)
+	c := s.newChange()
+	c.batch.DeleteSubscriptions = []string{d.id()}
+	c.then(func() { s.forget(d) })
+	c.watcherEvent(d, abi.StatusTerminated, "giveup")
+	if err := c.run(); err != nil {
+		s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+	}
 }
 
 // link adds d to the dialog index and the per-watcher count (d is already
@@ -325,6 +401,10 @@ func (s *Server) forget(d *dialog) {
 		s.opt.Watch.Unwatch(d.rec.Event, d.rec.Resource)
 	}
 	d.gone = true
+	if d.hold != nil {
+		d.hold.timer.Stop()
+		d.hold = nil
+	}
 	s.timers.stop(&d.exp)
 	delete(d.res.watchers, d.rec.ID)
 	s.mu.Lock()
@@ -349,36 +429,54 @@ func (s *Server) armTimer(d *dialog) {
 func (d *dialog) expired(s *Server) { s.expire(d) }
 
 // expire ends a subscription whose time is up: a final NOTIFY with the
-// current state and "terminated;reason=timeout".
+// current state and "terminated;reason=timeout". A subscription whose
+// NOTIFY failed is dropped (a retry of a deletion the store refused).
+// While the store refuses, the subscription stays and is tried again.
 func (s *Server) expire(d *dialog) {
-	r := d.res
-	r.mu.Lock()
-	if d.gone || time.Now().Before(d.rec.Expires) {
-		r.mu.Unlock()
+	d.qmu.Lock()
+	failed := d.failed
+	d.qmu.Unlock()
+	if failed {
+		s.drop(d)
 		return
 	}
-	s.terminate(r, d, "timeout")
-	s.release(r)
+	r := d.res
+	r.mu.Lock()
+	defer s.release(r)
+	if d.gone || time.Now().Before(d.rec.Expires) {
+		return
+	}
+	c, err := s.end(r, d, "timeout")
+	if err != nil {
+		s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+		return
+	}
+	c.emit()
 }
 
-// terminate ends d with a final NOTIFY carrying the current state and the
-// given reason; r.mu is held. A module failure still ends it, with a
-// body-less final NOTIFY.
-func (s *Server) terminate(r *resource, d *dialog, reason string) {
-	s.forget(d)
-	s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
-	var n *abi.Notification
-	res, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
-	switch {
-	case err != nil:
+// end ends d: it renders the current state for the final NOTIFY, commits
+// the deletion and applies it; the caller emits (the final NOTIFY, the
+// watcher event) once it has answered. r.mu is held. A module failure
+// still ends d, with a body-less final NOTIFY; a store failure ends
+// nothing.
+func (s *Server) end(r *resource, d *dialog, reason string) (*change, error) {
+	c := s.newChange()
+	n, err := c.render(r, d)
+	if err != nil {
 		s.log.Warn("final NOTIFY without body: render failed", "resource", r.key.uri, "err", err)
-	case res.Code == 0:
-		if n = note(res, d.rec.ID); n != nil && n.Status == abi.StatusPending {
-			n = nil // a pending watcher never sees the state
-		}
 	}
-	s.enqueue(d, "terminated;reason="+reason, n, true)
-	s.watcherEvent(d, abi.StatusTerminated, reason)
+	if n != nil && n.Status == abi.StatusPending {
+		n = nil // a pending watcher never sees the state
+	}
+	c.batch.DeleteSubscriptions = []string{d.id()}
+	if err := c.commit(); err != nil {
+		return nil, err
+	}
+	c.then(func() { s.forget(d) })
+	c.apply()
+	c.notify(d, "terminated;reason="+reason, n, true)
+	c.watcherEvent(d, abi.StatusTerminated, reason)
+	return c, nil
 }
 
 // watcherEvent tells the watcher-info package of d's package, if one is
@@ -399,15 +497,13 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 		// state rebuilt from the live subscriptions (rebuildWatcherInfo).
 		return
 	}
-	res, err := s.call(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: watcherEventOf(d, status, event)}, nil)
-	if err != nil || res.Code != 0 {
-		s.log.Warn("watcher info not updated", "package", wp.name, "resource", d.rec.Resource, "err", err)
-		return
+	c := s.newChange()
+	_, err := c.propose(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: watcherEventOf(d, status, event)})
+	if err == nil {
+		err = c.run()
 	}
-	b := &store.Batch{}
-	stage(b, w, res, nil)
-	if s.commit(nil, nil, b) {
-		s.apply(w, res, nil, "")
+	if err != nil {
+		s.log.Warn("watcher info not updated", "package", wp.name, "resource", d.rec.Resource, "err", err)
 	}
 }
 
@@ -444,30 +540,18 @@ func watcherEventOf(d *dialog, status, event string) *abi.WatcherEvent {
 // first watcher, a state built afresh from the live subscriptions of the
 // resource it reports on, one watcher event each, and commits it. What
 // happened while nobody watched (watchers come and gone) is not replayed.
-// Both resources are locked; on failure the request has been answered.
-func (s *Server) rebuildWatcherInfo(req *sip.Request, tx sip.ServerTransaction, w, watched *resource) bool {
-	old := w.state
-	w.state = nil
+// Both resources are locked.
+func (s *Server) rebuildWatcherInfo(w, watched *resource) error {
+	c := s.newChange()
+	c.reset(w)
 	for _, d := range watched.watchers {
-		res, err := s.call(w, abi.Request{Op: abi.OpWatcherEvent, WatcherEvent: watcherEventOf(d, d.rec.Status, "subscribe")}, nil)
-		if err == nil && res.Code != 0 {
-			err = fmt.Errorf("module refused: %d %s", res.Code, res.Reason)
-		}
-		if err != nil {
-			w.state = old
-			s.moduleError(req, tx, err)
-			return false
-		}
-		if res.StateChanged {
-			w.state = res.State
+		if _, err := c.propose(w, abi.Request{Op: abi.OpWatcherEvent, Watchers: []abi.Watcher{},
+			WatcherEvent: watcherEventOf(d, d.rec.Status, "subscribe")}); err != nil {
+			return err
 		}
 	}
-	if bytes.Equal(old, w.state) {
-		return true
+	if st := c.step(w); bytes.Equal(st.state, w.state) {
+		return nil
 	}
-	if !s.commit(req, tx, &store.Batch{Resources: []store.Resource{{Event: w.key.event, Resource: w.key.uri, State: w.state}}}) {
-		w.state = old
-		return false
-	}
-	return true
+	return c.run()
 }

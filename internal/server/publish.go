@@ -17,25 +17,33 @@ import (
 // SIP-If-Match creates a publication; with one it refreshes (no body),
 // modifies (a body) or removes (Expires: 0) the publication of that ETag.
 func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
-	_, ep, ok := s.event(req, tx)
-	if !ok {
-		return
+	if err := s.publish(req, tx); err != nil {
+		s.answer(req, tx, err)
 	}
-	uri, ok := s.resourceURI(req, tx)
-	if !ok {
-		return
+}
+
+// publish handles a PUBLISH; an error it returns has not been answered.
+func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
+	_, ep, err := s.event(req)
+	if err != nil {
+		return err
 	}
-	secs, given, ok := s.expires(req, tx, ep.publication, ep.info.DefaultExpires)
-	if !ok {
-		return
+	uri, err := s.resourceURI(req)
+	if err != nil {
+		return err
+	}
+	secs, given, err := s.expires(req, ep.publication, ep.info.DefaultExpires)
+	if err != nil {
+		return err
 	}
 	body := req.Body()
 	if max := s.opt.Limits.MaxBodyBytes; max > 0 && len(body) > max {
-		s.reply(req, tx, 413, fmt.Sprintf("body of %d bytes is over the limit of %d", len(body), max))
-		return
+		return refusef(413, "body of %d bytes is over the limit of %d", len(body), max)
 	}
-	if len(body) > 0 && !s.acceptable(req, tx, ep) {
-		return
+	if len(body) > 0 {
+		if err := acceptable(req, ep); err != nil {
+			return err
+		}
 	}
 	var etag string
 	if h := req.GetHeader("SIP-If-Match"); h != nil {
@@ -43,15 +51,14 @@ func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if etag == "" {
 		if len(body) == 0 {
-			s.reply(req, tx, 400, "PUBLISH without a body needs SIP-If-Match")
-			return
+			return refuse(400, "PUBLISH without a body needs SIP-If-Match")
 		}
 		if secs == 0 {
-			s.reply(req, tx, 400, "Expires: 0 without SIP-If-Match removes nothing")
-			return
+			return refuse(400, "Expires: 0 without SIP-If-Match removes nothing")
 		}
-		s.publishNew(req, tx, ep, uri, secs, body)
-		return
+		r := s.lockResource(ep, uri)
+		defer s.release(r)
+		return s.publishNew(req, tx, r, secs, body)
 	}
 
 	// An ETag is looked up among its presentity's publications (one to a
@@ -66,54 +73,73 @@ func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 		p = r.pubByETag(etag) // none if r died meanwhile: it had none
 	}
 	if p == nil {
-		s.reply(req, tx, 412, fmt.Sprintf("no publication with entity-tag %q for %s", etag, uri))
-		return
+		return refusef(412, "no publication with entity-tag %q for %s", etag, uri)
 	}
 	switch {
 	case given && secs == 0:
-		s.unpublish(req, tx, r, p)
+		c, err := s.unpublish(r, p)
+		if err != nil {
+			return err
+		}
+		s.publishOK(req, tx, p.etag, 0)
+		c.emit()
+		return nil
 	case len(body) == 0:
-		s.republish(req, tx, r, p, secs, nil)
+		return s.republish(req, tx, r, p, secs, nil)
 	default:
-		s.republish(req, tx, r, p, secs, body)
+		return s.republish(req, tx, r, p, secs, body)
 	}
 }
 
 // acceptable checks the body's Content-Type against what the package
-// accepts; on failure it has answered.
-func (s *Server) acceptable(req *sip.Request, tx sip.ServerTransaction, ep *eventPackage) bool {
+// accepts.
+func acceptable(req *sip.Request, ep *eventPackage) error {
 	ct := header.ContentType(req)
 	if ct == "" {
-		s.reply(req, tx, 400, "body without Content-Type")
-		return false
+		return refuse(400, "body without Content-Type")
 	}
 	if !ep.accept[ct] {
-		s.reply(req, tx, 415, fmt.Sprintf("%s does not take %s", ep.name, ct),
+		return refuse(415, fmt.Sprintf("%s does not take %s", ep.name, ct),
 			sip.NewHeader("Accept", strings.Join(ep.info.Accept, ", ")))
-		return false
 	}
-	return true
+	return nil
 }
 
-func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *eventPackage, uri string, secs int, body []byte) {
-	r := s.lockResource(ep, uri)
-	defer s.release(r)
+// publishNew adds a publication to r; r.mu is held.
+func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, r *resource, secs int, body []byte) error {
 	if max := s.opt.Limits.MaxPublicationsPerPresentity; max > 0 && len(r.pubs) >= max {
-		s.reply(req, tx, 403, fmt.Sprintf("%s has %d publications, the limit", uri, max))
-		return
+		return refusef(403, "%s has %d publications, the limit", r.key.uri, max)
 	}
-	p := &publication{id: newOrderedID(), etag: newToken(), ctype: ep.mediaType(header.ContentType(req)), res: r}
+	p := &publication{id: newOrderedID(), etag: newToken(), ctype: r.pkg.mediaType(header.ContentType(req)), res: r}
 	p.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
-	rec := p.record(body)
-	if !s.change(req, tx, r, abi.OpPublish, p, body, &store.Batch{Publications: []store.Publication{rec}}) {
-		return
+	c := s.newChange()
+	if _, err := c.propose(r, publicationInput(abi.OpPublish, p, body)); err != nil {
+		return err
 	}
-	p.size = len(body)
-	r.addPub(p)
-	s.opt.Metrics.Publications(ep.name, 1)
-	s.armPublication(p, rec.Expires)
-	s.publishOK(req, tx, etagAndExpires(p.etag, secs))
-	s.notifyAll(r)
+	c.batch.Publications = []store.Publication{p.record(body)}
+	c.then(func() {
+		p.size = len(body)
+		r.addPub(p)
+		s.opt.Metrics.Publications(r.key.event, 1)
+		s.armPublication(p, p.expires())
+	})
+	if err := c.commit(); err != nil {
+		return err
+	}
+	c.apply()
+	s.publishOK(req, tx, p.etag, secs)
+	c.emit()
+	return nil
+}
+
+// publicationInput is the module's input for a publication change: its
+// body and media type with OpPublish, its id alone with OpUnpublish.
+func publicationInput(op abi.Op, p *publication, body []byte) abi.Request {
+	in := &abi.Publication{ID: p.id}
+	if op == abi.OpPublish {
+		in.ContentType, in.Body, in.ExpiresUnix = p.ctype, body, p.expires().Unix()
+	}
+	return abi.Request{Op: op, Publication: in}
 }
 
 // mediaType is ct as the package's Accept list spells it (a string every
@@ -127,100 +153,51 @@ func (ep *eventPackage) mediaType(ct string) string {
 
 // republish refreshes (body nil) or modifies a publication: a new ETag
 // either way (RFC 3903 §6), a module call only when the body changed.
-func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resource, p *publication, secs int, body []byte) {
-	etag, ctype := newToken(), p.ctype
-	expires := time.Now().Add(time.Duration(secs) * time.Second)
-	b := &store.Batch{}
+func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resource, p *publication, secs int, body []byte) error {
+	next := &publication{id: p.id, etag: newToken(), ctype: p.ctype, size: p.size, res: r}
+	next.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
+	c := s.newChange()
 	if body != nil {
-		ctype = r.pkg.mediaType(header.ContentType(req))
-		next := &publication{id: p.id, etag: etag, ctype: ctype, res: r}
-		next.exp.at = expires.UnixNano()
-		b.Publications = []store.Publication{next.record(body)}
-		if !s.change(req, tx, r, abi.OpPublish, next, body, b) {
-			return
+		next.ctype, next.size = r.pkg.mediaType(header.ContentType(req)), len(body)
+		if _, err := c.propose(r, publicationInput(abi.OpPublish, next, body)); err != nil {
+			return err
 		}
+		c.batch.Publications = []store.Publication{next.record(body)}
 	} else {
-		b.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id, ETag: etag, Expires: expires}}
-		if !s.commit(req, tx, b) {
-			return
-		}
+		c.batch.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id, ETag: next.etag, Expires: next.expires()}}
 	}
-	if body != nil {
-		p.size = len(body)
+	c.then(func() {
+		p.etag, p.ctype, p.size = next.etag, next.ctype, next.size
+		s.armPublication(p, next.expires())
+	})
+	if err := c.commit(); err != nil {
+		return err
 	}
-	p.etag, p.ctype = etag, ctype
-	s.armPublication(p, expires)
-	s.publishOK(req, tx, etagAndExpires(etag, secs))
-	if body != nil {
-		s.notifyAll(r)
-	}
+	c.apply()
+	s.publishOK(req, tx, p.etag, secs)
+	c.emit()
+	return nil
 }
 
-func (s *Server) unpublish(req *sip.Request, tx sip.ServerTransaction, r *resource, p *publication) {
-	if !s.change(req, tx, r, abi.OpUnpublish, p, nil, &store.Batch{DeletePublications: []string{p.id}}) {
-		return
+// unpublish removes p from r (a PUBLISH with Expires: 0, an expiry, an
+// operator), committed and applied; the caller emits. r.mu is held.
+func (s *Server) unpublish(r *resource, p *publication) (*change, error) {
+	c := s.newChange()
+	if _, err := c.propose(r, publicationInput(abi.OpUnpublish, p, nil)); err != nil {
+		return nil, err
 	}
-	s.removePublication(r, p)
-	s.publishOK(req, tx, etagAndExpires(p.etag, 0))
-	s.notifyAll(r)
+	c.batch.DeletePublications = []string{p.id}
+	c.then(func() { s.removePublication(r, p) })
+	if err := c.commit(); err != nil {
+		return nil, err
+	}
+	c.apply()
+	return c, nil
 }
 
-// change asks the module about a publication change (body is the new
-// body of an OpPublish), commits it with b, and leaves the module's answer
-// pending in r until notifyAll; on failure it has answered the request and
-// nothing changed. r.mu is held.
-func (s *Server) change(req *sip.Request, tx sip.ServerTransaction, r *resource, op abi.Op, p *publication, body []byte, b *store.Batch) bool {
-	in := &abi.Publication{ID: p.id}
-	if op == abi.OpPublish {
-		in.ContentType, in.Body, in.ExpiresUnix = p.ctype, body, p.expires().Unix()
-	}
-	return s.changeWith(req, tx, r, abi.Request{Op: op, Publication: in}, b)
-}
-
-// changeWith is change for any input: the module's answer is staged into
-// b, committed, and left in r.pending for notifyAll.
-func (s *Server) changeWith(req *sip.Request, tx sip.ServerTransaction, r *resource, in abi.Request, b *store.Batch) bool {
-	op := in.Op
-	mres, err := s.call(r, in, nil)
-	if err != nil {
-		if req != nil {
-			s.moduleError(req, tx, err)
-		}
-		return false
-	}
-	if mres.Code != 0 {
-		if req != nil {
-			s.refusal(req, tx, r.pkg, mres)
-		} else {
-			s.log.Warn("module refused a publication change", "op", op.String(), "resource", r.key.uri,
-				"code", mres.Code, "reason", mres.Reason)
-		}
-		return false
-	}
-	stage(b, r, mres, nil)
-	if !s.commit(req, tx, b) {
-		return false
-	}
-	r.pending = mres
-	return true
-}
-
-// notifyAll applies the module answer left by change and queues a NOTIFY
-// for every watcher it rendered for. Called after the 2xx went out, so a
-// watcher who is also the publisher sees the 200 first.
-func (s *Server) notifyAll(r *resource) {
-	if r.pending != nil {
-		s.apply(r, r.pending, nil, "")
-		r.pending = nil
-	}
-}
-
-func (s *Server) publishOK(req *sip.Request, tx sip.ServerTransaction, hdrs []sip.Header) {
-	s.respond(req, tx, sip.NewResponseFromRequest(req, 200, "OK", nil), "", hdrs...)
-}
-
-func etagAndExpires(etag string, secs int) []sip.Header {
-	return []sip.Header{sip.NewHeader("SIP-ETag", etag), sip.NewHeader("Expires", strconv.Itoa(secs))}
+func (s *Server) publishOK(req *sip.Request, tx sip.ServerTransaction, etag string, secs int) {
+	s.respond(req, tx, sip.NewResponseFromRequest(req, 200, "OK", nil), "",
+		sip.NewHeader("SIP-ETag", etag), sip.NewHeader("Expires", strconv.Itoa(secs)))
 }
 
 func (s *Server) removePublication(r *resource, p *publication) {
@@ -236,8 +213,9 @@ func (s *Server) armPublication(p *publication, at time.Time) {
 
 func (p *publication) expired(s *Server) { s.expirePublication(p) }
 
-// retryExpiry is how long a publication whose removal the module failed
-// stays before the next try; its state must not be dropped silently.
+// retryExpiry is how long a subscription, publication or binding whose
+// removal failed (the module or the store) stays before the next try: its
+// state must not be dropped silently.
 const retryExpiry = 5 * time.Second
 
 // expirePublication removes a publication whose time is up and tells the
@@ -249,10 +227,11 @@ func (s *Server) expirePublication(p *publication) {
 	if !r.hasPub(p) || time.Now().Before(p.expires()) {
 		return
 	}
-	if !s.change(nil, nil, r, abi.OpUnpublish, p, nil, &store.Batch{DeletePublications: []string{p.id}}) {
+	c, err := s.unpublish(r, p)
+	if err != nil {
+		s.log.Warn("expired publication not removed, tried again later", "resource", r.key.uri, "err", err)
 		s.armPublication(p, time.Now().Add(retryExpiry))
 		return
 	}
-	s.removePublication(r, p)
-	s.notifyAll(r)
+	c.emit()
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -31,21 +32,25 @@ type bindingChange struct {
 // each address of record and hands every change to the packages that
 // compose presence from registrations.
 func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
+	if err := s.register(req, tx); err != nil {
+		s.answer(req, tx, err)
+	}
+}
+
+// register handles a REGISTER; an error it returns has not been answered.
+func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 	to := req.To().Address
 	if to.User == "" {
-		s.reply(req, tx, 404, "To has no user part")
-		return
+		return refuse(404, "To has no user part")
 	}
 	host := strings.ToLower(to.Host)
 	if len(s.domains) > 0 && !s.domains[host] {
-		s.reply(req, tx, 404, fmt.Sprintf("domain %q is not served here", host))
-		return
+		return refusef(404, "domain %q is not served here", host)
 	}
 	aor := "sip:" + to.User + "@" + host
 	headerSecs, headerGiven, err := header.Expires(req)
 	if err != nil {
-		s.reply(req, tx, 400, err.Error())
-		return
+		return refuse(400, err.Error())
 	}
 	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
 
@@ -57,20 +62,17 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	for i, h := range contacts {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {
-			s.reply(req, tx, 400, "malformed Contact header")
-			return
+			return refuse(400, "malformed Contact header")
 		}
 		if c.Address.Wildcard {
 			// "*" removes every binding, and only with Expires: 0 and alone
 			// (RFC 3261 §10.3 step 6).
 			if len(contacts) != 1 || !headerGiven || headerSecs != 0 {
-				s.reply(req, tx, 400, "Contact: * needs Expires: 0 and no other Contact")
-				return
+				return refuse(400, "Contact: * needs Expires: 0 and no other Contact")
 			}
 			for _, b := range current {
 				if b.rec.CallID == callID && cseq <= b.rec.CSeq {
-					s.reply(req, tx, 500, fmt.Sprintf("CSeq %d is not above %d", cseq, b.rec.CSeq))
-					return
+					return refusef(500, "CSeq %d is not above %d", cseq, b.rec.CSeq)
 				}
 				changes = append(changes, bindingChange{rec: b.rec, removed: true, old: b})
 			}
@@ -82,21 +84,18 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		if v, ok := c.Params.Get("expires"); ok {
 			if secs, err = header.ParseExpires(v); err != nil {
-				s.reply(req, tx, 400, fmt.Sprintf("Contact %d: bad expires: %v", i+1, err))
-				return
+				return refusef(400, "Contact %d: bad expires: %v", i+1, err)
 			}
 		}
 		if secs > 0 && secs < s.opt.Registrar.Min {
-			s.reply(req, tx, 423, fmt.Sprintf("expires %d is below the minimum %d", secs, s.opt.Registrar.Min),
+			return refuse(423, fmt.Sprintf("expires %d is below the minimum %d", secs, s.opt.Registrar.Min),
 				sip.NewHeader("Min-Expires", strconv.Itoa(s.opt.Registrar.Min)))
-			return
 		}
 		secs = min(secs, s.opt.Registrar.Max)
 		contact := c.Address.String()
 		old := current[contact]
 		if old != nil && old.rec.CallID == callID && cseq <= old.rec.CSeq {
-			s.reply(req, tx, 500, fmt.Sprintf("CSeq %d is not above %d", cseq, old.rec.CSeq))
-			return
+			return refusef(500, "CSeq %d is not above %d", cseq, old.rec.CSeq)
 		}
 		if secs == 0 {
 			if old != nil {
@@ -111,17 +110,17 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		if q, ok := c.Params.Get("q"); ok {
 			if _, err := strconv.ParseFloat(q, 64); err != nil {
-				s.reply(req, tx, 400, fmt.Sprintf("Contact %d: bad q %q", i+1, q))
-				return
+				return refusef(400, "Contact %d: bad q %q", i+1, q)
 			}
 			rec.Q = q
 		}
 		changes = append(changes, bindingChange{rec: rec, old: old})
 	}
-	locked, ok := s.applyBindings(req, tx, aor, changes)
-	if !ok {
-		return
+	c, locked, err := s.applyBindings(aor, changes)
+	if err != nil {
+		return err
 	}
+	defer s.releaseAll(locked)
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	for _, b := range sortedBindings(s.bindings[aor]) {
 		var u sip.Uri
@@ -137,7 +136,8 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	res.AppendHeader(sip.NewHeader("Date", time.Now().UTC().Format(http1123)))
 	s.respond(req, tx, res, "")
-	s.notifyBinders(locked)
+	c.emit()
+	return nil
 }
 
 const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
@@ -151,76 +151,56 @@ func sortedBindings(m map[string]*binding) []*binding {
 	return out
 }
 
-// applyBindings runs changes through every binding package, commits the
-// bindings and the new module states in one batch, and makes them live;
-// the NOTIFYs wait in each resource for notifyBinders. With req nil
-// (expiry) failures are logged. s.regMu is held; the resources returned
-// stay locked until notifyBinders.
-func (s *Server) applyBindings(req *sip.Request, tx sip.ServerTransaction, aor string, changes []bindingChange) ([]*resource, bool) {
+// applyBindings is one change for a REGISTER's binding changes (or an
+// expiry's): every binding package's module is proposed each change in
+// turn (each call sees the state the one before staged; the last
+// rendering is what watchers are sent), the bindings are committed with
+// the modules' answers, and the change is applied; the caller emits, then
+// releases the resources returned, locked until then. s.regMu is held.
+func (s *Server) applyBindings(aor string, changes []bindingChange) (*change, []*resource, error) {
+	c := s.newChange()
 	if len(changes) == 0 {
-		return nil, true
+		return c, nil, nil
 	}
-	b := &store.Batch{}
-	for _, c := range changes {
-		if c.removed {
-			b.DeleteBindings = append(b.DeleteBindings, c.rec.ID)
-		} else {
-			b.Bindings = append(b.Bindings, c.rec)
-		}
-	}
-	type pending struct {
-		r   *resource
-		old []byte
-		res *abi.Response
-	}
-	var done []pending
-	undo := func() {
-		for _, p := range done {
-			p.r.state = p.old
-			s.release(p.r)
-		}
-	}
+	var locked []*resource
 	for _, ep := range s.cat().binders {
 		r := s.lockResource(ep, aor)
-		p := pending{r: r, old: r.state}
-		// A REGISTER may change several bindings: each call sees the
-		// state the previous one returned; only the last rendering is
-		// sent, and nothing stays if any call fails.
-		for _, c := range changes {
-			in := &abi.Binding{ID: c.rec.ID, Contact: c.rec.Contact, Q: c.rec.Q,
-				ExpiresUnix: c.rec.Expires.Unix(), Removed: c.removed}
-			res, err := s.call(r, abi.Request{Op: abi.OpBinding, Binding: in}, nil)
-			if err == nil && res.Code != 0 {
-				err = fmt.Errorf("%s refused the binding: %d %s", ep.mod.Name(), res.Code, res.Reason)
+		locked = append(locked, r)
+		for _, ch := range changes {
+			in := &abi.Binding{ID: ch.rec.ID, Contact: ch.rec.Contact, Q: ch.rec.Q,
+				ExpiresUnix: ch.rec.Expires.Unix(), Removed: ch.removed}
+			_, err := c.propose(r, abi.Request{Op: abi.OpBinding, Binding: in})
+			var rf *refusal
+			if errors.As(err, &rf) {
+				// Not the client's fault: a module has no say in
+				// registrations, so its refusal is the server's failure.
+				err = fmt.Errorf("%s refused the binding: %v", ep.mod.Name(), rf)
 			}
 			if err != nil {
-				r.state = p.old
-				s.release(r)
-				undo()
+				s.releaseAll(locked)
 				s.log.Warn("binding change not applied", "aor", aor, "err", err)
-				if req != nil {
-					s.moduleError(req, tx, err)
-				}
-				return nil, false
+				return nil, nil, err
 			}
-			if res.StateChanged {
-				r.state = res.State
-			}
-			p.res = res
 		}
-		done = append(done, p)
-		stage(b, r, p.res, nil)
 	}
-	if !s.commit(req, tx, b) {
-		undo()
-		return nil, false
+	for _, ch := range changes {
+		if ch.removed {
+			c.batch.DeleteBindings = append(c.batch.DeleteBindings, ch.rec.ID)
+		} else {
+			c.batch.Bindings = append(c.batch.Bindings, ch.rec)
+		}
 	}
-	locked := make([]*resource, 0, len(done))
-	for _, p := range done {
-		p.res.StateChanged = false // r.state already holds it
-		p.r.pending = p.res
-		locked = append(locked, p.r)
+	if err := c.commit(); err != nil {
+		s.releaseAll(locked)
+		return nil, nil, err
 	}
+	c.then(func() { s.bind(aor, changes) })
+	c.apply()
+	return c, locked, nil
+}
+
+// bind makes binding changes live; s.regMu is held.
+func (s *Server) bind(aor string, changes []bindingChange) {
 	if s.bindings[aor] == nil {
 		s.bindings[aor] = map[string]*binding{}
 	}
@@ -238,14 +218,11 @@ func (s *Server) applyBindings(req *sip.Request, tx sip.ServerTransaction, aor s
 	if len(s.bindings[aor]) == 0 {
 		delete(s.bindings, aor)
 	}
-	return locked, true
 }
 
-// notifyBinders sends what applyBindings left pending in the resources it
-// locked, and unlocks them.
-func (s *Server) notifyBinders(locked []*resource) {
+// releaseAll releases resources locked by applyBindings.
+func (s *Server) releaseAll(locked []*resource) {
 	for _, r := range locked {
-		s.notifyAll(r)
 		s.release(r)
 	}
 }
@@ -263,10 +240,11 @@ func (s *Server) expireBinding(b *binding) {
 	if s.bindings[b.rec.AOR][b.rec.Contact] != b || time.Now().Before(b.rec.Expires) {
 		return
 	}
-	locked, ok := s.applyBindings(nil, nil, b.rec.AOR, []bindingChange{{rec: b.rec, removed: true, old: b}})
-	if !ok {
+	c, locked, err := s.applyBindings(b.rec.AOR, []bindingChange{{rec: b.rec, removed: true, old: b}})
+	if err != nil {
 		s.timers.arm(&b.exp, b, time.Now().Add(retryExpiry))
 		return
 	}
-	s.notifyBinders(locked)
+	c.emit()
+	s.releaseAll(locked)
 }

@@ -2,11 +2,9 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/internal/store"
 )
 
 // restore loads what the store kept into the live indexes and re-arms
@@ -90,21 +88,17 @@ func (s *Server) resync(r *resource) {
 	if len(r.watchers) == 0 {
 		return
 	}
-	req := abi.Request{Op: abi.OpRender, Watchers: make([]abi.Watcher, 0, len(r.watchers))}
+	in := abi.Request{Op: abi.OpRender, Watchers: make([]abi.Watcher, 0, len(r.watchers))}
 	for _, d := range r.watchers {
-		req.Watchers = append(req.Watchers, d.watcher(true))
+		in.Watchers = append(in.Watchers, d.watcher(true))
 	}
-	res, err := s.call(r, req, nil)
-	if err == nil && res.Code != 0 {
-		err = fmt.Errorf("module refused: %d %s", res.Code, res.Reason)
+	c := s.newChange()
+	c.noHold = true
+	_, err := c.propose(r, in)
+	if err == nil {
+		err = c.run()
 	}
 	if err != nil {
-		s.log.Warn("restored watchers not notified: render failed", "resource", r.key.uri, "err", err)
-		return
-	}
-	b := &store.Batch{}
-	stage(b, r, res, nil)
-	if s.commit(nil, nil, b) {
-		s.apply(r, res, nil, "")
+		s.log.Warn("restored watchers not notified", "resource", r.key.uri, "err", err)
 	}
 }

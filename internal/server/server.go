@@ -8,7 +8,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -116,6 +115,7 @@ type Server struct {
 	bindings map[string]map[string]*binding // AOR -> contact -> binding
 
 	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
+	storeLog rateLimit // of "store commit failed" lines: a full disk fails every request
 	inFlight atomic.Int64
 	sources  *sourceLimiter
 	watching map[string]int // subscriptions per watcher URI, under mu
@@ -168,6 +168,7 @@ func New(opt Options) (*Server, error) {
 	s.timers.s = s
 	s.busyTag = newToken()
 	s.logLimit = rateLimit{perSecond: 50, log: s.log}
+	s.storeLog = rateLimit{perSecond: 5, log: s.log}
 	s.watching = map[string]int{}
 	if n := opt.Limits.RequestsPerSecondPerSource; n > 0 {
 		s.sources = newSourceLimiter(n)
@@ -435,111 +436,52 @@ func callID(req *sip.Request) string {
 	return ""
 }
 
-// moduleError answers a request whose module call failed: 500 with the
-// reason, and the server goes on (the instance is already discarded).
-func (s *Server) moduleError(req *sip.Request, tx sip.ServerTransaction, err error) {
-	if errors.Is(err, extension.ErrBusy) {
-		// Saturated, not broken: tell the client to come back (RFC 3261
-		// §21.5.4) rather than report a failure.
-		s.reply(req, tx, 503, "extension busy", sip.NewHeader("Retry-After", "1"))
-		return
-	}
-	var xe *extension.Error
-	if errors.As(err, &xe) {
-		s.reply(req, tx, 500, fmt.Sprintf("extension %s failed", xe.Extension))
-		return
-	}
-	s.reply(req, tx, 500, "internal error")
-}
-
-// refusal answers a request the module refused, with its code and reason.
-func (s *Server) refusal(req *sip.Request, tx sip.ServerTransaction, ep *eventPackage, res *abi.Response) {
-	code := int(res.Code)
-	if code < 300 || code > 699 {
-		s.log.Warn("module refused with an invalid code", "extension", ep.mod.Name(), "code", code)
-		code = 500
-	}
-	var hdrs []sip.Header
-	if code == 415 {
-		hdrs = append(hdrs, sip.NewHeader("Accept", strings.Join(ep.info.Accept, ", ")))
-	}
-	s.reply(req, tx, code, res.Reason, hdrs...)
-}
-
-// event parses the request's Event header and finds its package. On
-// failure it has answered the request.
-func (s *Server) event(req *sip.Request, tx sip.ServerTransaction) (header.Event, *eventPackage, bool) {
+// event parses the request's Event header and finds its package.
+func (s *Server) event(req *sip.Request) (header.Event, *eventPackage, error) {
 	h := req.GetHeader("Event")
 	if h == nil {
-		s.reply(req, tx, 400, "missing Event header")
-		return header.Event{}, nil, false
+		return header.Event{}, nil, refuse(400, "missing Event header")
 	}
 	ev, err := header.ParseEvent(h.Value())
 	if err != nil {
-		s.reply(req, tx, 400, "bad Event header: "+err.Error())
-		return ev, nil, false
+		return ev, nil, refuse(400, "bad Event header: "+err.Error())
 	}
 	ep := s.cat().packages[ev.Package]
 	if ep == nil {
-		s.reply(req, tx, 489, fmt.Sprintf("event package %q is not served", ev.Package),
+		return ev, nil, refuse(489, fmt.Sprintf("event package %q is not served", ev.Package),
 			sip.NewHeader("Allow-Events", s.cat().allow))
-		return ev, nil, false
 	}
-	return ev, ep, true
+	return ev, ep, nil
 }
 
 // resourceURI is the presentity a request is for: its request-URI reduced
-// to sip:user@host. On failure it has answered the request.
-func (s *Server) resourceURI(req *sip.Request, tx sip.ServerTransaction) (string, bool) {
+// to sip:user@host.
+func (s *Server) resourceURI(req *sip.Request) (string, error) {
 	u := req.Recipient
 	if u.User == "" {
-		s.reply(req, tx, 404, "request-URI has no user part")
-		return "", false
+		return "", refuse(404, "request-URI has no user part")
 	}
 	host := strings.ToLower(u.Host)
 	if len(s.domains) > 0 && !s.domains[host] {
-		s.reply(req, tx, 404, fmt.Sprintf("domain %q is not served here", host))
-		return "", false
+		return "", refusef(404, "domain %q is not served here", host)
 	}
-	return "sip:" + u.User + "@" + host, true
+	return "sip:" + u.User + "@" + host, nil
 }
 
 // expires applies the Expires rules shared by SUBSCRIBE and PUBLISH:
 // absent gives the package default, below the minimum is 423 (0 excepted),
-// above the maximum is clamped. On failure it has answered the request.
-func (s *Server) expires(req *sip.Request, tx sip.ServerTransaction, b Bounds, def uint32) (secs int, given, ok bool) {
-	secs, given, err := header.Expires(req)
+// above the maximum is clamped.
+func (s *Server) expires(req *sip.Request, b Bounds, def uint32) (secs int, given bool, err error) {
+	secs, given, err = header.Expires(req)
 	if err != nil {
-		s.reply(req, tx, 400, err.Error())
-		return 0, given, false
+		return 0, given, refuse(400, err.Error())
 	}
 	if !given {
 		secs = int(def)
 	}
 	if secs > 0 && secs < b.Min {
-		s.reply(req, tx, 423, fmt.Sprintf("expires %d is below the minimum %d", secs, b.Min),
+		return 0, given, refuse(423, fmt.Sprintf("expires %d is below the minimum %d", secs, b.Min),
 			sip.NewHeader("Min-Expires", strconv.Itoa(b.Min)))
-		return 0, given, false
 	}
-	if secs > b.Max {
-		secs = b.Max
-	}
-	return secs, given, true
-}
-
-// commit writes b to the store; on failure it has answered the request.
-func (s *Server) commit(req *sip.Request, tx sip.ServerTransaction, b *store.Batch) bool {
-	if b.Empty() {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
-	if err := s.store.Commit(ctx, b); err != nil {
-		s.log.Error("store commit failed", "err", err)
-		if req != nil {
-			s.reply(req, tx, 500, "state could not be stored")
-		}
-		return false
-	}
-	return true
+	return min(secs, b.Max), given, nil
 }

@@ -15,30 +15,33 @@ import (
 // onSubscribe is the notifier side of RFC 6665: a SUBSCRIBE without a To
 // tag creates a subscription, one with a To tag refreshes or ends one.
 func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
-	ev, ep, ok := s.event(req, tx)
-	if !ok {
-		return
+	if err := s.subscribe(req, tx); err != nil {
+		s.answer(req, tx, err)
+	}
+}
+
+// subscribe handles a SUBSCRIBE; an error it returns has not been answered.
+func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
+	ev, ep, err := s.event(req)
+	if err != nil {
+		return err
 	}
 	if tag, _ := req.To().Params.Get("tag"); tag != "" {
-		s.refresh(req, tx, ev, ep, tag)
-		return
+		return s.refresh(req, tx, ev, ep, tag)
 	}
 	if req.Contact() == nil {
-		s.reply(req, tx, 400, "missing or malformed Contact header")
-		return
+		return refuse(400, "missing or malformed Contact header")
 	}
-	uri, ok := s.resourceURI(req, tx)
-	if !ok {
-		return
+	uri, err := s.resourceURI(req)
+	if err != nil {
+		return err
 	}
-	secs, _, ok := s.expires(req, tx, ep.subscription, ep.info.DefaultExpires)
-	if !ok {
-		return
+	secs, _, err := s.expires(req, ep.subscription, ep.info.DefaultExpires)
+	if err != nil {
+		return err
 	}
 
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	localTag := newOrderedID()
-	res.To().Params.Add("tag", localTag)
 	remoteTag, _ := req.From().Params.Get("tag")
 	d := &dialog{rec: store.Subscription{
 		ID:       dialogID(req.CallID().Value(), localTag, remoteTag),
@@ -62,6 +65,13 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	for _, rr := range req.GetHeaders("Record-Route") {
 		d.rec.RouteSet = append(d.rec.RouteSet, rr.Value())
 	}
+	ok := func() {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.To().Params.Add("tag", localTag)
+		s.addContact(res, req)
+		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
+		s.respond(req, tx, res, "")
+	}
 
 	// A watcher-info package's state follows the watched package's
 	// subscriptions only while it has watchers of its own (watcherEvent);
@@ -78,109 +88,130 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	defer s.release(r)
 	d.res = r
 	d.intern(ep)
-	if watched != nil && len(r.watchers) == 0 && !s.rebuildWatcherInfo(req, tx, r, watched) {
-		return
+	if watched != nil && len(r.watchers) == 0 {
+		if err := s.rebuildWatcherInfo(r, watched); err != nil {
+			return err
+		}
 	}
 	if max := s.opt.Limits.MaxWatchersPerPresentity; max > 0 && len(r.watchers) >= max {
-		s.reply(req, tx, 403, fmt.Sprintf("%s has %d watchers, the limit", uri, max))
-		return
+		return refusef(403, "%s has %d watchers, the limit", uri, max)
 	}
 	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.rec.RemoteURI) >= max {
-		s.reply(req, tx, 403, fmt.Sprintf("%s has %d subscriptions, the limit", d.rec.RemoteURI, max))
-		return
+		return refusef(403, "%s has %d subscriptions, the limit", d.rec.RemoteURI, max)
 	}
-	mres, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
+	c := s.newChange()
+	n, err := c.render(r, d)
 	if err != nil {
-		s.moduleError(req, tx, err)
-		return
+		return err
 	}
-	if mres.Code != 0 {
-		s.refusal(req, tx, ep, mres)
-		return
-	}
-	n := note(mres, d.rec.ID)
-	d.rec.Status = abi.StatusActive
-	if n != nil {
-		if n.StateChanged {
-			d.rec.State = append([]byte(nil), n.State...)
-		}
-		if n.Status != "" {
-			d.rec.Status = n.Status
-		}
-	}
-	s.addContact(res, req)
-	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-	if d.rec.Status == abi.StatusRejected {
+	d.rec.Status = abi.StatusActive // unless the module says otherwise
+	d.take(n)
+	switch {
+	case d.rec.Status == abi.StatusRejected:
 		// Polite blocking (RFC 3857 §3.1): the watcher learns only that
 		// the subscription ended, not whether the presentity exists.
+		// Nothing was stored, nothing is.
 		d.gone = true
-		s.respond(req, tx, res, "")
+		ok()
 		s.enqueue(d, "terminated;reason=rejected", nil, true)
 		s.watcherEvent(d, abi.StatusTerminated, "rejected")
-		return
-	}
-	if d.rec.Status == abi.StatusPending {
+		return nil
+	case d.rec.Status == abi.StatusPending:
 		n = &abi.Notification{} // never the state before approval
 	}
 	if secs == 0 {
 		// A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, no
 		// subscription kept.
 		d.gone = true
-		s.respond(req, tx, res, "")
+		ok()
 		s.enqueue(d, "terminated;reason=timeout", n, true)
-		return
+		return nil
 	}
 	// The commit runs without r's lock: SUBSCRIBEs to one presentity then
 	// share group commits instead of queueing behind each other's (fan-in
 	// ran at a fifth of the distinct rate, BenchmarkSubscribeFanIn). A
 	// change applied to r meanwhile is caught by its version: d is rendered
 	// again, so its first NOTIFY is not older than what the others got.
+	c.batch.Subscriptions = []store.Subscription{d.rec}
 	v := r.version
 	r.pins++
 	r.mu.Unlock()
-	ok = s.commit(req, tx, &store.Batch{Subscriptions: []store.Subscription{d.rec}})
+	err = c.commit()
 	r.mu.Lock()
 	r.pins--
-	if !ok {
+	if err != nil {
+		return err
+	}
+	c.then(func() {
+		r.addWatcher(d)
+		s.link(d)
+		s.armTimer(d)
+	})
+	c.apply()
+	ok()
+	first := c
+	if r.version != v+1 {
+		if again := s.rerender(r, d); again != nil {
+			c = again // its NOTIFY for d is listed
+		}
+	}
+	if c == first {
+		c.notify(d, d.subState(), n, false)
+	}
+	c.watcherEvent(d, d.rec.Status, "subscribe")
+	c.emit()
+	return nil
+}
+
+// take keeps what a rendering for d alone says of it: its per-watcher
+// state and its authorization.
+func (d *dialog) take(n *abi.Notification) {
+	if n == nil {
 		return
 	}
-	if r.version != v {
-		n = s.rerender(r, d, n)
+	if n.StateChanged {
+		d.rec.State = append([]byte(nil), n.State...)
 	}
-	r.addWatcher(d)
-	s.link(d)
-	s.armTimer(d)
-	s.respond(req, tx, res, "")
-	s.enqueue(d, d.subState(), n, false)
-	s.watcherEvent(d, d.rec.Status, "subscribe")
+	if n.Status != "" {
+		d.rec.Status = n.Status
+	}
 }
 
 // rerender renders r again for d, a new subscription whose first
-// rendering a change overtook while it committed, and returns what d's
-// first NOTIFY carries. A module that now rejects the watcher (an operator
-// acted in that millisecond) or fails keeps the first answer: d is
-// committed, and its next change or refresh brings it up to date.
-func (s *Server) rerender(r *resource, d *dialog, n *abi.Notification) *abi.Notification {
-	mres, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
-	if err != nil || mres.Code != 0 {
+// rendering a change overtook while it committed, as a change of its own
+// (the per-watcher state it gives is committed), and returns it applied,
+// its NOTIFY for d listed. A module that now rejects the watcher or
+// changes its authorization (an operator acted in that millisecond), or a
+// failure, gives nil: the first rendering stands, and d's next change or
+// refresh brings it up to date.
+func (s *Server) rerender(r *resource, d *dialog) *change {
+	c := s.newChange()
+	m, err := c.render(r, d)
+	if err == nil && (m == nil || m.Status == abi.StatusRejected || (m.Status != "" && m.Status != d.rec.Status)) {
+		return nil
+	}
+	if err == nil && m.StateChanged {
+		rec := d.rec
+		rec.State = m.State
+		c.batch.Subscriptions = []store.Subscription{rec}
+		err = c.commit()
+	}
+	if err != nil {
 		s.log.Warn("new subscription not rendered again after a change", "resource", r.key.uri, "err", err)
-		return n
+		return nil
 	}
-	m := note(mres, d.rec.ID)
-	if m == nil || m.Status == abi.StatusRejected || (m.Status != "" && m.Status != d.rec.Status) {
-		return n
-	}
+	c.apply()
+	d.take(m)
 	if d.rec.Status == abi.StatusPending {
-		return &abi.Notification{}
+		m = &abi.Notification{}
 	}
-	if m.StateChanged {
-		d.rec.State = append([]byte(nil), m.State...)
-	}
-	return m
+	c.notify(d, d.subState(), m, false)
+	return c
 }
 
-// refresh handles a SUBSCRIBE inside an existing dialog.
-func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.Event, ep *eventPackage, localTag string) {
+// refresh handles a SUBSCRIBE inside an existing dialog: a refresh, or
+// with Expires: 0 an unsubscribe.
+func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.Event, ep *eventPackage, localTag string) error {
 	remoteTag, _ := req.From().Params.Get("tag")
 	s.mu.Lock()
 	d := s.dialogs[dialogID(req.CallID().Value(), localTag, remoteTag)]
@@ -189,38 +220,43 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	}
 	s.mu.Unlock()
 	if d == nil {
-		s.reply(req, tx, 481, "no such subscription")
-		return
+		return refuse(481, "no such subscription")
 	}
 	r := d.res
 	r.mu.Lock()
 	defer s.release(r)
 	if d.gone {
-		s.reply(req, tx, 481, "subscription already ended")
-		return
+		return refuse(481, "subscription already ended")
 	}
 	if ev.Package != d.rec.Event || ev.ID != d.rec.EventID {
-		s.reply(req, tx, 489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.rec.Event, ID: d.rec.EventID}.String()),
+		return refuse(489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.rec.Event, ID: d.rec.EventID}.String()),
 			sip.NewHeader("Allow-Events", s.cat().allow))
-		return
 	}
 	if cseq := req.CSeq().SeqNo; cseq <= d.rec.RemoteCSeq {
 		// RFC 3261 §12.2.2: a lower CSeq is out of order.
-		s.reply(req, tx, 500, fmt.Sprintf("CSeq %d is not above %d", cseq, d.rec.RemoteCSeq))
-		return
+		return refusef(500, "CSeq %d is not above %d", cseq, d.rec.RemoteCSeq)
 	}
-	secs, _, ok := s.expires(req, tx, ep.subscription, ep.info.DefaultExpires)
-	if !ok {
-		return
+	secs, _, err := s.expires(req, ep.subscription, ep.info.DefaultExpires)
+	if err != nil {
+		return err
 	}
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	s.addContact(res, req)
-	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-	if secs == 0 {
-		d.rec.RemoteCSeq = req.CSeq().SeqNo
+	ok := func() {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		s.addContact(res, req)
+		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
 		s.respond(req, tx, res, "")
-		s.terminate(r, d, "timeout")
-		return
+	}
+	if secs == 0 {
+		// The 200 says the subscription is gone for good: it is sent once
+		// the deletion is committed, never before.
+		c, err := s.end(r, d, "timeout")
+		if err != nil {
+			return err
+		}
+		d.rec.RemoteCSeq = req.CSeq().SeqNo
+		ok()
+		c.emit()
+		return nil
 	}
 
 	rec := d.rec
@@ -234,25 +270,24 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	}
 	old := d.rec
 	d.update(rec) // render with what the refresh asks for
-	mres, err := s.call(r, abi.Request{Op: abi.OpRender}, d)
-	if err != nil || mres.Code != 0 {
-		d.update(old)
-		if err != nil {
-			s.moduleError(req, tx, err)
-		} else {
-			s.refusal(req, tx, ep, mres)
-		}
-		return
+	c := s.newChange()
+	n, err := c.render(r, d)
+	d.update(old)
+	if err != nil {
+		return err
 	}
-	n := note(mres, d.rec.ID)
 	if n != nil && n.Status == abi.StatusRejected {
-		d.update(old)
-		s.respond(req, tx, res, "")
-		s.forget(d)
-		s.commit(nil, nil, &store.Batch{DeleteSubscriptions: []string{d.rec.ID}})
-		s.enqueue(d, "terminated;reason=rejected", nil, true)
-		s.watcherEvent(d, abi.StatusTerminated, "rejected")
-		return
+		c.batch.DeleteSubscriptions = []string{d.id()}
+		if err := c.commit(); err != nil {
+			return err
+		}
+		c.then(func() { s.forget(d) })
+		c.apply()
+		ok()
+		c.notify(d, "terminated;reason=rejected", nil, true)
+		c.watcherEvent(d, abi.StatusTerminated, "rejected")
+		c.emit()
+		return nil
 	}
 	if n != nil && n.StateChanged {
 		rec.State = n.State
@@ -260,21 +295,26 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	if n != nil && n.Status != "" {
 		rec.Status = n.Status
 	}
-	if !s.commit(req, tx, &store.Batch{Subscriptions: []store.Subscription{rec}}) {
-		d.update(old)
-		return
+	c.batch.Subscriptions = []store.Subscription{rec}
+	if err := c.commit(); err != nil {
+		return err
 	}
-	d.update(rec)
-	d.rec.State = append([]byte(nil), rec.State...)
-	s.armTimer(d)
-	s.respond(req, tx, res, "")
+	c.then(func() {
+		d.update(rec)
+		d.rec.State = append([]byte(nil), rec.State...)
+		s.armTimer(d)
+	})
+	c.apply()
+	ok()
 	if d.rec.Status == abi.StatusPending {
 		n = &abi.Notification{}
 	}
-	s.enqueue(d, d.subState(), n, false)
+	c.notify(d, d.subState(), n, false)
 	if old.Status == abi.StatusPending && d.rec.Status == abi.StatusActive {
-		s.watcherEvent(d, abi.StatusActive, "approved")
+		c.watcherEvent(d, abi.StatusActive, "approved")
 	}
+	c.emit()
+	return nil
 }
 
 // addContact puts our Contact for the request's transport on res.

@@ -1,0 +1,286 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/internal/store"
+)
+
+// change is one change of state, whatever caused it (a PUBLISH, an
+// expiry, a REGISTER, an XMPP presence, a module command, a watcher event,
+// the restore at start, an operator's removal), and the one path it takes:
+//
+//	propose: ask the module (propose, render), stage what it answers
+//	commit:  write the staged records and the host's own in one batch
+//	apply:   make it live in memory (the resources' locks are held)
+//	emit:    queue the NOTIFYs and tell the watcher-info package
+//
+// Nothing is live before the commit returns nil, so a failure at any step
+// leaves no trace; a SIP handler answers between apply and emit, so the
+// 2xx leaves before the NOTIFYs it causes. A change never answers SIP: it
+// returns typed errors (refusal, storeError, *extension.Error) that the
+// handler hands to answer.
+type change struct {
+	s       *Server
+	batch   store.Batch
+	steps   []*step
+	applies []func()
+	out     []emission
+	// noHold sends every notification at once, within a coalescing window
+	// or not: it is the rendering that ends a window.
+	noHold bool
+	since  time.Time // when the change began, if before now (a held window)
+}
+
+// step is what the module said of one resource in a change: the state it
+// staged (each call sees the one before it) and its last answer, whose
+// notifications go to the resource's watchers.
+type step struct {
+	r       *resource
+	state   []byte
+	changed bool
+	res     *abi.Response
+	final   string // Subscription-State of every NOTIFY: the subscriptions are ending
+	held    []bool // per notification of res: held back by a coalescing window
+}
+
+// emission is one thing to send once the change is live: a NOTIFY, or a
+// watcher event for the watcher-info package (d changed status).
+type emission struct {
+	d        *dialog
+	subState string
+	n        *abi.Notification
+	final    bool
+	winfo    string // with status: a watcher event instead of a NOTIFY
+	status   string
+}
+
+func (s *Server) newChange() *change { return &change{s: s} }
+
+func (c *change) step(r *resource) *step {
+	for _, st := range c.steps {
+		if st.r == r {
+			return st
+		}
+	}
+	st := &step{r: r, state: r.state}
+	c.steps = append(c.steps, st)
+	return st
+}
+
+// propose runs in on r's module for every watcher of r (or those in
+// in.Watchers) and stages its answer; r.mu is held. A module refusal is a
+// *refusal. It is the only place the host calls a module.
+func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
+	st := c.step(r)
+	in.Event, in.Resource, in.State = r.key.event, r.key.uri, st.state
+	if in.Watchers == nil {
+		in.Watchers = make([]abi.Watcher, 0, len(r.watchers))
+		for _, d := range r.watchers {
+			in.Watchers = append(in.Watchers, d.watcher(false))
+		}
+	}
+	// The module bounds the call with its own call_timeout; no second
+	// deadline here (a timer and a context per call, for nothing).
+	res, err := r.pkg.mod.Handle(c.s.ctx, &in)
+	if err != nil {
+		return nil, err
+	}
+	if res.Code != 0 {
+		return res, c.s.moduleRefusal(r.pkg, res)
+	}
+	if res.StateChanged {
+		st.state, st.changed = res.State, true
+	}
+	st.res = res
+	return res, nil
+}
+
+// render asks r's module what d, alone, is to be sent now (full state:
+// a new subscription, a refresh, a final NOTIFY) and returns its
+// notification, nil if the module rendered nothing for it. The caller
+// keeps d's per-watcher state and authorization from it: the answer is not
+// applied to r's watchers.
+func (c *change) render(r *resource, d *dialog) (*abi.Notification, error) {
+	res, err := c.propose(r, abi.Request{Op: abi.OpRender, Watchers: []abi.Watcher{d.watcher(true)}})
+	if err != nil {
+		return nil, err
+	}
+	c.step(r).res = nil
+	for i := range res.Notifications {
+		if res.Notifications[i].WatcherID == d.id() {
+			return &res.Notifications[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// reset makes r's staged state empty: a watcher-info state rebuilt from
+// its events starts from nothing.
+func (c *change) reset(r *resource) {
+	st := c.step(r)
+	st.state, st.changed = nil, len(r.state) > 0
+}
+
+// ending makes every NOTIFY of r's step final with Subscription-State
+// subState.
+func (c *change) ending(r *resource, subState string) { c.step(r).final = subState }
+
+// then runs f when the change is applied, under the same locks: the
+// host's own memory (publications, dialogs, bindings, timers).
+func (c *change) then(f func()) { c.applies = append(c.applies, f) }
+
+// notify queues a NOTIFY for d, sent at emit.
+func (c *change) notify(d *dialog, subState string, n *abi.Notification, final bool) {
+	c.out = append(c.out, emission{d: d, subState: subState, n: n, final: final})
+}
+
+// watcherEvent tells d's watcher-info package, at emit, that d changed.
+func (c *change) watcherEvent(d *dialog, status, event string) {
+	c.out = append(c.out, emission{d: d, winfo: event, status: status})
+}
+
+// commitTimeout bounds a commit: past it the request is answered 500, and
+// the store guarantees the batch is then never written.
+const commitTimeout = 10 * time.Second
+
+// commit stages the module's answers beside the host's records and writes
+// them in one batch. It is the only place the host writes to the store.
+func (c *change) commit() error {
+	for _, st := range c.steps {
+		c.stage(st)
+	}
+	if c.batch.Empty() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.s.ctx, commitTimeout)
+	defer cancel()
+	if err := c.s.store.Commit(ctx, &c.batch); err != nil {
+		if c.s.storeLog.allow() {
+			c.s.log.Error("store commit failed", "err", err)
+		}
+		return &storeError{err}
+	}
+	return nil
+}
+
+// stage adds what st's answer changes to the batch: the resource state,
+// and the per-watcher state and authorization of r's watchers (a rejected
+// one is deleted). A notification held by a coalescing window stages
+// nothing: the module's state for that watcher stays what it was last
+// sent, and the rendering at the window's end starts from it.
+func (c *change) stage(st *step) {
+	r := st.r
+	if st.changed {
+		c.batch.Resources = append(c.batch.Resources, store.Resource{Event: r.key.event, Resource: r.key.uri, State: st.state})
+	}
+	if st.res == nil {
+		return
+	}
+	st.held = make([]bool, len(st.res.Notifications))
+	for i := range st.res.Notifications {
+		n := &st.res.Notifications[i]
+		d := r.watchers[n.WatcherID]
+		if d == nil {
+			continue
+		}
+		if n.Status == abi.StatusRejected {
+			c.batch.DeleteSubscriptions = append(c.batch.DeleteSubscriptions, d.id())
+			continue
+		}
+		if st.final == "" && !c.noHold && (n.Status == "" || n.Status == d.rec.Status) && c.s.hold(d) {
+			st.held[i] = true
+			continue
+		}
+		if n.StateChanged || (n.Status != "" && n.Status != d.rec.Status) {
+			rec := d.rec
+			if n.StateChanged {
+				rec.State = n.State
+			}
+			if n.Status != "" {
+				rec.Status = n.Status
+			}
+			c.batch.Subscriptions = append(c.batch.Subscriptions, rec)
+		}
+	}
+}
+
+// apply makes the committed change live: the new resource states, the
+// per-watcher states and authorizations, the host's own changes (then);
+// and lists what emit sends.
+func (c *change) apply() {
+	for _, st := range c.steps {
+		r := st.r
+		r.version++
+		if st.changed {
+			r.state = append([]byte(nil), st.state...)
+		}
+		if st.res == nil {
+			continue
+		}
+		for i := range st.res.Notifications {
+			n := &st.res.Notifications[i]
+			d := r.watchers[n.WatcherID]
+			if d == nil || d.gone {
+				continue
+			}
+			if st.held[i] {
+				c.s.holdUntilWindow(d)
+				continue
+			}
+			if n.StateChanged {
+				d.rec.State = append([]byte(nil), n.State...)
+			}
+			if n.Status == abi.StatusRejected {
+				c.s.forget(d)
+				c.notify(d, "terminated;reason=rejected", nil, true)
+				c.watcherEvent(d, abi.StatusTerminated, "rejected")
+				continue
+			}
+			if n.Status != "" && n.Status != d.rec.Status {
+				was := d.rec.Status
+				d.rec.Status = n.Status
+				if was == abi.StatusPending && n.Status == abi.StatusActive {
+					c.watcherEvent(d, abi.StatusActive, "approved")
+				}
+			}
+			if st.final != "" {
+				c.notify(d, st.final, n, true)
+			} else {
+				c.notify(d, d.subState(), n, false)
+			}
+		}
+	}
+	for _, f := range c.applies {
+		f()
+	}
+}
+
+// emit sends what apply listed, in order; the resources are still locked,
+// so NOTIFYs are queued in the order of the changes they report.
+func (c *change) emit() {
+	for _, e := range c.out {
+		if e.winfo != "" {
+			c.s.watcherEvent(e.d, e.status, e.winfo)
+			continue
+		}
+		at := c.since
+		if at.IsZero() {
+			at = time.Now()
+		}
+		c.s.enqueueAt(e.d, e.subState, e.n, e.final, at)
+	}
+	c.out = nil
+}
+
+// run commits, applies and emits: a change nobody answers for.
+func (c *change) run() error {
+	if err := c.commit(); err != nil {
+		return err
+	}
+	c.apply()
+	c.emit()
+	return nil
+}
