@@ -93,15 +93,23 @@ const (
 	// OpRender: render the current state for the watchers given (a new
 	// subscription, a refresh, a final NOTIFY). The state must not change.
 	OpRender Op = 3
-	// OpCommand: an admin command (Request.Command) for one resource, with
-	// every watcher of it; the module may change state, change watchers'
-	// authorization (Notification.Status) and render for them. Since 1.1.
+	// OpCommand: an operator's command (Request.Command, one of
+	// Manifest.Commands) for one resource, with every watcher of it, sent
+	// when the admin API or presencectl runs it. The module may change
+	// state, change watchers' authorization (Notification.Status) and
+	// render for them; Response.Reason is the operator's answer, and a
+	// refusal is an error for the operator that changes nothing. Since 1.1.
 	OpCommand Op = 4
 	// OpBinding: a registrar binding of the resource (an address of
 	// record) was added, refreshed or removed (Request.Binding). Sent to
 	// packages whose manifest sets Bindings. Since 1.1.
 	OpBinding Op = 5
-	// OpXMPP is reserved for XMPP presence (RFC 8048).
+	// OpXMPP: a <presence/> stanza (Request.XMPP) of the XMPP user the
+	// resource maps to, from the host's XMPP connector (the "jabber"
+	// backend, RFC 8048), with every watcher of the resource. Sent to the
+	// module serving "presence" when [xmpp] is configured. The module
+	// returns the new state and a notification for each watcher; the host
+	// logs a refusal or failure and changes nothing. Since 1.1.
 	OpXMPP Op = 6
 	// OpWatcherEvent: a subscription to the resource in the package named
 	// by this package's WatcherInfoOf changed (Request.WatcherEvent): the

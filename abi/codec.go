@@ -8,8 +8,8 @@ import (
 )
 
 // The codec is written against protowire directly: no reflection and no
-// generated code, so it adds ~19 KB to a Go guest instead of the ~500 KB of
-// encoding/json (research/wasm.md §3.1).
+// generated code. In a stripped Go guest it measured +19 KB, against
+// +497 KB for the same envelope in encoding/json.
 
 type enc []byte
 

@@ -1,8 +1,8 @@
 package abi
 
 // The messages that cross the boundary, encoded in protobuf wire format
-// (envelope.proto is their schema). Field numbers are the contract; unknown
-// fields are skipped on decode, so either side may be newer.
+// (ABI.md §4 gives their schema in proto3). Field numbers are the contract;
+// unknown fields are skipped on decode, so either side may be newer.
 
 // InitRequest is the input of ExportInit.
 type InitRequest struct {
@@ -23,8 +23,8 @@ type Package struct {
 	DefaultExpires uint32   // 3: seconds, for SUBSCRIBE and PUBLISH without Expires
 	Bindings       bool     // 4: send registrar binding changes (OpBinding)
 	WatcherInfoOf  string   // 5: a watcher-info package for this event package (OpWatcherEvent)
-	MinExpires     uint32   // 6: overrides the host's minimum for this package when set
-	MaxExpires     uint32   // 7: overrides the host's maximum for this package when set
+	MinExpires     uint32   // 6: replaces the host's minimum for this package when set
+	MaxExpires     uint32   // 7: replaces the host's maximum for this package when set
 }
 
 // Request is the input of ExportHandle.
@@ -44,13 +44,15 @@ type Request struct {
 
 // XMPPPresence is one <presence/> stanza of an XMPP user (RFC 6121),
 // for the "jabber" backend (RFC 8048 maps it to PIDF). The resource is the
-// SIP form of the bare JID; one stanza per XMPP resource.
+// SIP form of the bare JID; one stanza per XMPP resource, or one from the
+// bare JID for all of them (type "unavailable" only: the user refused the
+// subscription, an error, or the host lost the XMPP server).
 type XMPPPresence struct {
-	From     string // 1: full JID, user@domain/resource
+	From     string // 1: full JID, user@domain/resource, or the bare JID
 	Type     string // 2: "" (available) or "unavailable"
-	Show     string // 3: "", away, chat, dnd, xa
-	Status   string // 4: free text
-	Priority int32  // 5
+	Show     string // 3: as sent, trimmed: "", away, chat, dnd, xa
+	Status   string // 4: free text, trimmed
+	Priority int32  // 5: -128..127; 0 when absent or out of range
 	Lang     string // 6: xml:lang of Status
 }
 

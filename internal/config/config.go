@@ -206,7 +206,7 @@ func Default() *Config {
 	conf.Path = "extensions/conference/conference.wasm"
 	conf.Config["use_partial_states"] = "false"
 	// The modules built from this repository are trusted: without
-	// termination checks they run ~5x faster (RATIONALE.md).
+	// termination checks they run ~5x faster (internal/extension/RATIONALE.md).
 	pa.Trusted, conf.Trusted = true, true
 	c.Extension = map[string]*Extension{"pa": pa, "conference": conf}
 	c.resolve()

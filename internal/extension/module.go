@@ -292,8 +292,9 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 		}
 	}
 	if err != nil {
-		// A trap leaves the guest's runtime in an unknown state even though
-		// wazero keeps the instance open (research/wasm.md §3.8): drop it.
+		// After a guest panic wazero keeps the instance open, and the next
+		// call may even succeed, but the guest's runtime is in an unknown
+		// state: drop it.
 		m.log.Warn("extension call failed, instance discarded", "op", req.Op.String(),
 			"resource", req.Resource, "err", err, "stderr", in.stderr.String())
 		m.pool.discard(in)
@@ -332,8 +333,9 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	cfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: many instances of one module per runtime
 		WithStartFunctions(abi.ExportInitialize).
-		// Go guests need real clocks, or their GC falls behind and linear
-		// memory balloons (research/wasm.md §3.9).
+		// Go guests need real clocks: on wazero's default fake clock a Go
+		// guest's linear memory grew to 100 MiB over 10,000 calls, against
+		// 7.9 MiB on real ones.
 		WithSysNanotime().WithSysWalltime().
 		WithRandSource(rand.Reader).
 		WithStderr(in.stderr).WithStdout(in.stderr)

@@ -8,9 +8,9 @@ import (
 )
 
 // pool holds up to max interchangeable instances. Instances are made
-// lazily (4 ms and ~9 MiB each, research/wasm.md §3.3), reused while they
-// behave, and dropped after any error. Waiting blocks on channels; it never
-// spins.
+// lazily (a Go guest's instance takes about 4 ms to create and ~9 MiB of
+// host heap once warm), reused while they behave, and dropped after any
+// error. Waiting blocks on channels; it never spins.
 type pool struct {
 	idle  chan *instance
 	slots chan struct{} // one token per live instance

@@ -137,8 +137,8 @@ func Warning(agent, text string) sip.Header {
 }
 
 // Parsers returns sipgo's header parsers with the compact forms it lacks
-// mapped to their full names (research/sipgo.md §4 item 8): without this,
-// GetHeader("Event") is nil for "o: presence".
+// mapped to their full names: sipgo maps only v, f, t, i, m, l and c, so
+// without this GetHeader("Event") is nil for "o: presence".
 func Parsers() map[string]sip.HeaderParser {
 	m := map[string]sip.HeaderParser{}
 	for k, v := range sip.DefaultHeadersParser() {
