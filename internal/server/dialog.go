@@ -243,8 +243,8 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *s
 		req.SetTransport("TCP")
 	}
 	if transport == "udp" {
-		// From the listening socket, not a new ephemeral one
-		// (research/sipgo.md §2.2).
+		// From the listening socket: sipgo otherwise opens an ephemeral
+		// socket per destination and keeps it open.
 		req.Laddr = s.udpAddr
 	} else if len(d.rec.RouteSet) == 0 && d.rec.Source != "" {
 		// Back over the connection the SUBSCRIBE came in on, while it is

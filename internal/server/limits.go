@@ -13,8 +13,9 @@ import (
 // requests are handled at once and each source IP gets
 // RequestsPerSecondPerSource; the excess is answered 503 with Retry-After
 // at once, which costs far less than serving it (sipgo alone collapsed
-// under twice its sustainable rate, research/sipgo.md §3.5). A request it
-// admits counts in s.inFlight until the handler returns.
+// under twice its sustainable rate: offered 22,000 SUBSCRIBE/s it completed
+// 4,601/s with 74,365 goroutines). A request it admits counts in
+// s.inFlight until the handler returns.
 func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 	n := s.inFlight.Add(1)
 	if max := s.opt.Limits.MaxInFlight; max > 0 && n > int64(max) {

@@ -25,7 +25,7 @@ type rateLimit struct {
 // limitedHandler passes at most the limiter's rate of records a second to
 // the handler it wraps: sipgo logs every unparsable message at ERROR with
 // the message itself, so a flood of garbage would otherwise flood the log
-// (research/sipgo.md §4 item 7).
+// (up to 64 KB a line).
 type limitedHandler struct {
 	slog.Handler
 	limit *rateLimit

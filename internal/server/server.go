@@ -196,7 +196,8 @@ func (s *Server) Start() error {
 		parser.MaxMessageLength = n
 	}
 	// An idle TCP or TLS connection costs a goroutine and a 32 KB buffer
-	// (research/sipgo.md §2.3): close it after the idle timeout.
+	// (3,000 idle connections were 101 MB of heap): close it after the idle
+	// timeout.
 	idle := s.opt.Limits.TCPIdleTimeout
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(s.opt.UserAgent), sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
@@ -267,7 +268,8 @@ func (s *Server) listen(l Listener) (string, error) {
 			return "", err
 		}
 		// Bursts of NOTIFY answers overflow the default 208 KB buffer
-		// (research/sipgo.md §3.5); 4 MB kept them clean.
+		// (datagrams were lost at 2,000 subscribe-and-unsubscribe calls a
+		// second); 4 MB kept the same run clean.
 		if uc, ok := pc.(*net.UDPConn); ok {
 			uc.SetReadBuffer(4 << 20)
 			uc.SetWriteBuffer(4 << 20)
@@ -344,7 +346,7 @@ func (s *Server) Close() error {
 
 // guard validates what every handler relies on and turns a panic into a
 // 500: sipgo passes requests without To/From/Call-ID to handlers and has no
-// recover (research/sipgo.md §4 items 5 and 6).
+// recover: one panicking handler would kill the process.
 func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer func() {
