@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -63,6 +65,9 @@ type notifyJob struct {
 	req   *sip.Request
 	final bool
 	at    time.Time // when the change it reports happened
+	// big is a NOTIFY moved from UDP to TCP for its size: if the watcher
+	// takes no TCP connection, it is sent over UDP after all.
+	big bool
 }
 
 // hold is a coalescing window in progress for one dialog: since when
@@ -118,13 +123,13 @@ func (s *Server) enqueue(d *dialog, subState string, n *abi.Notification, final 
 // enqueueAt is enqueue for a change that happened at (the first change a
 // coalescing window held back).
 func (s *Server) enqueueAt(d *dialog, subState string, n *abi.Notification, final bool, at time.Time) {
-	req := s.buildNotify(d, subState, n)
+	req, big := s.buildNotify(d, subState, n)
 	d.qmu.Lock()
 	defer d.qmu.Unlock()
 	if d.failed {
 		return
 	}
-	d.queue = append(d.queue, &notifyJob{req: req, final: final, at: at})
+	d.queue = append(d.queue, &notifyJob{req: req, final: final, at: at, big: big})
 	if !d.sending {
 		d.sending = true
 		s.wg.Add(1)
@@ -196,12 +201,14 @@ func (s *Server) endHold(d *dialog, h *hold) {
 // buildNotify builds an in-dialog NOTIFY (RFC 6665 §4.2.1, RFC 3261
 // §12.2.1): request-URI the subscriber's Contact, Route from the route set,
 // From/To the dialog's, our own CSeq space.
-func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *sip.Request {
+//
+// big reports a NOTIFY moved from UDP to TCP for its size.
+func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (req *sip.Request, big bool) {
 	var target sip.Uri
 	if err := sip.ParseUri(d.rec.RemoteTarget, &target); err != nil {
 		s.log.Error("stored remote target does not parse", "target", d.rec.RemoteTarget, "err", err)
 	}
-	req := sip.NewRequest(sip.NOTIFY, target)
+	req = sip.NewRequest(sip.NOTIFY, target)
 	for _, r := range d.rec.RouteSet {
 		req.AppendHeader(sip.NewHeader("Route", r))
 	}
@@ -238,8 +245,8 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *s
 	if transport == "udp" && messageSize(req)+udpViaAllowance > udpMaxMessage {
 		// RFC 3261 §18.1.1: a request within 200 bytes of the path MTU
 		// (1300 bytes when it is unknown) goes over a congestion-controlled
-		// transport. sipgo refuses to send it over UDP anyway.
-		transport = "tcp"
+		// transport.
+		transport, big = "tcp", true
 		req.SetTransport("TCP")
 	}
 	if transport == "udp" {
@@ -254,7 +261,7 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *s
 			req.SetDestination(d.rec.Source)
 		}
 	}
-	return req
+	return req, big
 }
 
 // udpMaxMessage is RFC 3261 §18.1.1's limit for UDP without a known path
@@ -263,6 +270,13 @@ const (
 	udpMaxMessage   = 1300
 	udpViaAllowance = 120
 )
+
+func init() {
+	// buildNotify decides when a NOTIFY is too big for UDP; one it sends
+	// over UDP after all (the watcher takes no TCP connection, RFC 3261
+	// §18.1.1) sipgo must not refuse at its own 1,300-byte limit.
+	sip.UDPMTUSize = 65535
+}
 
 // messageSize is the size of req as sent, counted without building it
 // (building the whole NOTIFY once only to measure it was 2 % of the CPU of
@@ -332,6 +346,17 @@ func (s *Server) sendLoop(d *dialog) {
 		ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
 		res, err := s.cli.Do(ctx, job.req)
 		cancel()
+		if err != nil && job.big && refused(err) {
+			// RFC 3261 §18.1.1: a request moved to TCP for its size is
+			// sent over UDP when the connection is refused or reset.
+			job.req.RemoveHeader("Via")
+			job.req.SetTransport("UDP")
+			job.req.SetDestination("")
+			job.req.Laddr = s.udpAddr
+			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
+			res, err = s.cli.Do(ctx, job.req)
+			cancel()
+		}
 		ok := err == nil && res.StatusCode >= 200 && res.StatusCode < 300
 		s.opt.Metrics.Notify(d.rec.Event, ok, job.at)
 		if ok {
@@ -355,6 +380,11 @@ func (s *Server) sendLoop(d *dialog) {
 			s.drop(d)
 		}
 	}
+}
+
+// refused reports a connection refused or reset: nothing listens there.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // reserveRetry is how long a dialog's NOTIFYs wait before trying again to
