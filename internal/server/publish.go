@@ -102,13 +102,12 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, ep *even
 		s.reply(req, tx, 403, fmt.Sprintf("%s has %d publications, the limit", uri, max))
 		return
 	}
-	p := &publication{id: newOrderedID(), etag: newToken(), ctype: ep.mediaType(header.ContentType(req)), res: r}
+	p := &publication{id: newOrderedID(), etag: newToken(), ctype: ep.mediaType(header.ContentType(req)), size: len(body), res: r}
 	p.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
-	rec := p.record(body)
+	rec := p.record()
 	if !s.change(req, tx, r, abi.OpPublish, p, body, &store.Batch{Publications: []store.Publication{rec}}) {
 		return
 	}
-	p.size = len(body)
 	r.addPub(p)
 	s.opt.Metrics.Publications(ep.name, 1)
 	s.armPublication(p, rec.Expires)
@@ -133,9 +132,9 @@ func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resour
 	b := &store.Batch{}
 	if body != nil {
 		ctype = r.pkg.mediaType(header.ContentType(req))
-		next := &publication{id: p.id, etag: etag, ctype: ctype, res: r}
+		next := &publication{id: p.id, etag: etag, ctype: ctype, size: len(body), res: r}
 		next.exp.at = expires.UnixNano()
-		b.Publications = []store.Publication{next.record(body)}
+		b.Publications = []store.Publication{next.record()}
 		if !s.change(req, tx, r, abi.OpPublish, next, body, b) {
 			return
 		}

@@ -39,7 +39,7 @@ const maxGroup = 512
 
 // schemaVersion is the version this build writes; migrations[i] takes a
 // file from version i to i+1.
-const schemaVersion = 2
+const schemaVersion = 3
 
 var migrations = []string{
 	`CREATE TABLE subscriptions (
@@ -118,6 +118,20 @@ var migrations = []string{
 	INSERT INTO bindings2 SELECT * FROM bindings;
 	DROP TABLE bindings;
 	ALTER TABLE bindings2 RENAME TO bindings;`,
+	// 3: a publication's body is not kept, only its size. The module's
+	// state blob holds what it needs of the body, so every PUBLISH wrote
+	// the body twice and the row's copy was read back only for its length.
+	// The CAST counts bytes even if a body was stored as text.
+	`CREATE TABLE publications3 (
+		id TEXT PRIMARY KEY, etag TEXT NOT NULL,
+		event TEXT NOT NULL, resource TEXT NOT NULL,
+		content_type TEXT NOT NULL, size INTEGER NOT NULL,
+		expires INTEGER NOT NULL
+	) WITHOUT ROWID;
+	INSERT INTO publications3
+		SELECT id, etag, event, resource, content_type, length(CAST(body AS BLOB)), expires FROM publications;
+	DROP TABLE publications;
+	ALTER TABLE publications3 RENAME TO publications;`,
 }
 
 // OpenSQLite opens (creating if needed) the store file at path and brings
@@ -313,7 +327,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 	}
 	for _, v := range b.Publications {
 		err := exec(st.putPub,
-			v.ID, v.ETag, v.Event, v.Resource, v.ContentType, v.Body, ms(v.Expires))
+			v.ID, v.ETag, v.Event, v.Resource, v.ContentType, v.Size, ms(v.Expires))
 		if err != nil {
 			return fmt.Errorf("publication: %w", err)
 		}
@@ -387,14 +401,14 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT id, etag, event, resource, content_type, body, expires FROM publications`)
+	rows, err = s.db.QueryContext(ctx, `SELECT id, etag, event, resource, content_type, size, expires FROM publications`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var v Publication
 		var exp int64
-		if err := rows.Scan(&v.ID, &v.ETag, &v.Event, &v.Resource, &v.ContentType, &v.Body, &exp); err != nil {
+		if err := rows.Scan(&v.ID, &v.ETag, &v.Event, &v.Resource, &v.ContentType, &v.Size, &exp); err != nil {
 			rows.Close()
 			return nil, err
 		}

@@ -37,7 +37,7 @@ var (
 		Source: "1.2.3.4:5060", Event: "presence", EventID: "7", Resource: "sip:a@x", Accept: []string{"application/pidf+xml"},
 		Expires: when, LocalCSeq: 3, RemoteCSeq: 2, State: []byte{1, 2}, Status: "active", Created: when}
 	pub = Publication{ID: "p1", ETag: "e1", Event: "presence", Resource: "sip:a@x", ContentType: "application/pidf+xml",
-		Body: []byte("<presence/>"), Expires: when}
+		Size: 11, Expires: when}
 	res  = Resource{Event: "presence", Resource: "sip:a@x", State: []byte("state")}
 	bind = Binding{ID: "b1", AOR: "sip:a@x", Contact: "sip:a@1.2.3.4", Q: "0.5", CallID: "c", CSeq: 4, Expires: when}
 )
@@ -186,45 +186,63 @@ func TestPublicationRefresh(t *testing.T) {
 	}
 }
 
-// A file written by the first schema is migrated at start with every row
-// kept.
-func TestSQLiteMigratesVersion1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "presenced.db")
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{migrations[0], "PRAGMA user_version = 1"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var st stmts
-	if err := st.prepare(db); err != nil {
-		t.Fatal(err)
-	}
-	tx, _ := db.Begin()
-	if err := st.apply(tx, &Batch{Subscriptions: []Subscription{sub}, Publications: []Publication{pub},
-		Resources: []Resource{res}, Bindings: []Binding{bind}}); err != nil {
-		t.Fatal(err)
-	}
-	tx.Commit()
-	db.Close()
+// A file written by an older schema is migrated at start with every row
+// kept; from version 2 the publications' bodies become their sizes, in
+// bytes even for a body stored as text.
+func TestSQLiteMigrates(t *testing.T) {
+	for _, from := range []int{1, 2} {
+		t.Run(fmt.Sprint("version", from), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "presenced.db")
+			db, err := sql.Open("sqlite", "file:"+path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range append(migrations[:from:from], fmt.Sprintf("PRAGMA user_version = %d", from)) {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var st stmts
+			if err := st.prepare(db); err != nil {
+				t.Fatal(err)
+			}
+			tx, _ := db.Begin()
+			if err := st.apply(tx, &Batch{Subscriptions: []Subscription{sub}, Resources: []Resource{res}, Bindings: []Binding{bind}}); err != nil {
+				t.Fatal(err)
+			}
+			tx.Commit()
+			// publications as the old schemas wrote them, body and all
+			for _, q := range []string{
+				`INSERT INTO publications VALUES ('p1', 'e1', 'presence', 'sip:a@x', 'application/pidf+xml', CAST('<presence/>' AS BLOB), 1800000000000)`,
+				`INSERT INTO publications VALUES ('p2', 'e2', 'presence', 'sip:b@x', 'application/pidf+xml', x'', 1800000001000)`,
+				`INSERT INTO publications VALUES ('p3', 'e3', 'dialog', 'sip:c@x', 'text/plain', 'hé', 1800000002000)`,
+			} {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db.Close()
 
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var v int
-	s.db.QueryRow("PRAGMA user_version").Scan(&v)
-	snap, err := s.Load(context.Background())
-	if err != nil || v != schemaVersion {
-		t.Fatalf("version %d, %v", v, err)
-	}
-	want := &Snapshot{Subscriptions: []Subscription{sub}, Publications: []Publication{pub}, Resources: []Resource{res}, Bindings: []Binding{bind}}
-	if !reflect.DeepEqual(snap, want) {
-		t.Fatalf("after migration:\n%+v\nwant\n%+v", snap, want)
+			s, err := OpenSQLite(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var v int
+			s.db.QueryRow("PRAGMA user_version").Scan(&v)
+			snap, err := s.Load(context.Background())
+			if err != nil || v != schemaVersion {
+				t.Fatalf("version %d, %v", v, err)
+			}
+			sort.Slice(snap.Publications, func(i, j int) bool { return snap.Publications[i].ID < snap.Publications[j].ID })
+			want := &Snapshot{Subscriptions: []Subscription{sub}, Publications: []Publication{pub,
+				{ID: "p2", ETag: "e2", Event: "presence", Resource: "sip:b@x", ContentType: "application/pidf+xml", Size: 0, Expires: when.Add(time.Second)},
+				{ID: "p3", ETag: "e3", Event: "dialog", Resource: "sip:c@x", ContentType: "text/plain", Size: 3, Expires: when.Add(2 * time.Second)},
+			}, Resources: []Resource{res}, Bindings: []Binding{bind}}
+			if !reflect.DeepEqual(snap, want) {
+				t.Fatalf("after migration:\n%+v\nwant\n%+v", snap, want)
+			}
+		})
 	}
 }
 
