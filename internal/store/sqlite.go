@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // pure Go: the build stays cgo-free
@@ -28,10 +29,21 @@ type SQLite struct {
 	closed bool
 }
 
+// A pendingCommit is queued until the writer takes it, inside a
+// transaction that already holds the write lock, or its caller abandons
+// it; whichever comes first wins the state, so a Commit that returns an
+// error was never written and never will be.
 type pendingCommit struct {
-	b   *Batch
-	err chan error
+	b     *Batch
+	state atomic.Int32
+	err   chan error // the writer's outcome, once taken
 }
+
+const (
+	queued int32 = iota
+	taken
+	abandoned
+)
 
 // maxGroup bounds how many batches share one transaction, so one slow
 // group cannot grow without limit.
@@ -140,7 +152,10 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// WAL lets readers (an operator's sqlite3) work beside the writer;
 	// synchronous=FULL makes a commit survive a power cut, not only a
 	// process crash; busy_timeout covers an operator holding a lock.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)"
+	// Transactions begin IMMEDIATE, taking the write lock first: the
+	// writer takes batches only once it holds it, so that a taken batch
+	// is one transaction from its outcome, however long a lock is held.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -224,7 +239,8 @@ func migrate(db *sql.DB) error {
 
 var errClosed = errors.New("store closed")
 
-// Commit implements Store: it returns once b is on disk.
+// Commit implements Store: it returns nil once b is on disk, and an error
+// only if b was not and will not be written.
 func (s *SQLite) Commit(ctx context.Context, b *Batch) error {
 	if b.Empty() {
 		return nil
@@ -235,56 +251,69 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) error {
 	case <-s.done:
 		return errClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("commit not written: %w", ctx.Err())
 	}
+	var why error
 	select {
 	case err := <-p.err:
 		return err
+	case <-s.done:
+		why = errClosed
 	case <-ctx.Done():
-		// The batch may still commit; the caller treats it as failed and
-		// answers 500, which is safe: a retried request is idempotent.
-		return ctx.Err()
+		why = fmt.Errorf("commit not written: %w", ctx.Err())
 	}
+	if p.state.CompareAndSwap(queued, abandoned) {
+		return why
+	}
+	// The writer took it: it holds the write lock, so its outcome is one
+	// transaction away, and the caller must not answer before it.
+	return <-p.err
 }
 
 func (s *SQLite) writer() {
 	defer s.wg.Done()
 	for {
-		var group []*pendingCommit
+		var first *pendingCommit
 		select {
-		case p := <-s.queue:
-			group = append(group, p)
+		case first = <-s.queue:
 		case <-s.done:
-			for {
-				select {
-				case p := <-s.queue:
-					p.err <- errClosed
-				default:
-					return
-				}
-			}
+			// What is still queued is abandoned by its callers.
+			return
+		}
+		// Begin waits for the write lock (busy_timeout) before any batch
+		// is taken: a caller whose deadline passes meanwhile abandons
+		// its batch and is answered at once.
+		tx, err := s.db.Begin()
+		group := make([]*pendingCommit, 0, 16)
+		if first.state.CompareAndSwap(queued, taken) {
+			group = append(group, first)
 		}
 	more:
 		for len(group) < maxGroup {
 			select {
 			case p := <-s.queue:
-				group = append(group, p)
+				if p.state.CompareAndSwap(queued, taken) {
+					group = append(group, p)
+				}
 			default:
 				break more
 			}
 		}
-		err := s.write(group)
+		if err != nil {
+			err = fmt.Errorf("begin store transaction: %w", err)
+		} else {
+			err = s.write(tx, group)
+		}
 		for _, p := range group {
 			p.err <- err
 		}
 	}
 }
 
-// write applies a group of batches in one transaction, in order.
-func (s *SQLite) write(group []*pendingCommit) error {
-	tx, err := s.db.Begin()
-	if err != nil {
-		return err
+// write applies a group of batches in tx, in order, and commits them.
+func (s *SQLite) write(tx *sql.Tx, group []*pendingCommit) error {
+	if len(group) == 0 {
+		return tx.Rollback()
 	}
 	for _, p := range group {
 		if err := s.stmts.apply(tx, p.b); err != nil {
@@ -292,7 +321,10 @@ func (s *SQLite) write(group []*pendingCommit) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit store transaction: %w", err)
+	}
+	return nil
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -454,7 +486,8 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 	return snap, rows.Err()
 }
 
-// Close waits for queued commits to finish and closes the file.
+// Close waits for the transaction being written, refuses what is still
+// queued, and closes the file.
 func (s *SQLite) Close() error {
 	s.mu.Lock()
 	if s.closed {
