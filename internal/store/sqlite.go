@@ -147,7 +147,9 @@ var migrations = []string{
 }
 
 // OpenSQLite opens (creating if needed) the store file at path and brings
-// its schema up to date. A file written by a newer presenced is refused.
+// its schema up to date. A file written by a newer presenced is refused,
+// and so are files that would open without the state they hold: an empty
+// file, a damaged -wal, a database that fails integrity_check.
 func OpenSQLite(path string) (*SQLite, error) {
 	// WAL lets readers (an operator's sqlite3) work beside the writer;
 	// synchronous=FULL makes a commit survive a power cut, not only a
@@ -156,11 +158,18 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// writer takes batches only once it holds it, so that a taken batch
 	// is one transaction from its outcome, however long a lock is held.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	if err := checkFiles(path); err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer; group commit does the batching
+	if err := integrityCheck(db, path); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
