@@ -414,10 +414,24 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 	return nil
 }
 
-// Load implements Store.
+// Load implements Store. Its queries share one read transaction: a commit
+// landing between two of them would give a snapshot mixing batches.
 func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("load store: %w", err)
+	}
+	defer tx.Rollback()
+	snap, err := load(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("load store: %w", err)
+	}
+	return snap, nil
+}
+
+func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 	snap := &Snapshot{}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
+	rows, err := tx.QueryContext(ctx, `SELECT id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
 		route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created
 		FROM subscriptions`)
 	if err != nil {
@@ -442,7 +456,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT id, etag, event, resource, content_type, size, expires FROM publications`)
+	rows, err = tx.QueryContext(ctx, `SELECT id, etag, event, resource, content_type, size, expires FROM publications`)
 	if err != nil {
 		return nil, err
 	}
@@ -461,7 +475,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT event, resource, state FROM resources`)
+	rows, err = tx.QueryContext(ctx, `SELECT event, resource, state FROM resources`)
 	if err != nil {
 		return nil, err
 	}
@@ -478,7 +492,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT id, aor, contact, q, call_id, cseq, expires FROM bindings`)
+	rows, err = tx.QueryContext(ctx, `SELECT id, aor, contact, q, call_id, cseq, expires FROM bindings`)
 	if err != nil {
 		return nil, err
 	}

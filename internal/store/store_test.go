@@ -15,7 +15,8 @@ import (
 	"time"
 )
 
-// Every backend must pass the same tests.
+// backends are the stores the benchmarks compare; the conformance suite
+// (storetest.Run) is in conformance_test.go.
 func backends(t testing.TB) map[string]func() Store {
 	dir := t.TempDir()
 	return map[string]func() Store{
@@ -41,74 +42,6 @@ var (
 	res  = Resource{Event: "presence", Resource: "sip:a@x", State: []byte("state")}
 	bind = Binding{ID: "b1", AOR: "sip:a@x", Contact: "sip:a@1.2.3.4", Q: "0.5", CallID: "c", CSeq: 4, Expires: when}
 )
-
-func TestCommitAndLoad(t *testing.T) {
-	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			s := open()
-			defer s.Close()
-			b := &Batch{Subscriptions: []Subscription{sub}, Publications: []Publication{pub},
-				Resources: []Resource{res}, Bindings: []Binding{bind}}
-			if err := s.Commit(ctx, b); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Commit(ctx, &Batch{NotifyCSeqs: []NotifyCSeq{{ID: "d1", CSeq: 9}, {ID: "gone", CSeq: 1}}}); err != nil {
-				t.Fatal(err)
-			}
-			snap, err := s.Load(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := sub
-			want.LocalCSeq = 9
-			if len(snap.Subscriptions) != 1 || !reflect.DeepEqual(snap.Subscriptions[0], want) {
-				t.Fatalf("subscriptions = %+v", snap.Subscriptions)
-			}
-			if !reflect.DeepEqual(snap.Publications, []Publication{pub}) || !reflect.DeepEqual(snap.Resources, []Resource{res}) ||
-				!reflect.DeepEqual(snap.Bindings, []Binding{bind}) {
-				t.Fatalf("snapshot = %+v", snap)
-			}
-			// deletes, and an empty resource state deletes the resource
-			err = s.Commit(ctx, &Batch{DeleteSubscriptions: []string{"d1"}, DeletePublications: []string{"p1"},
-				DeleteBindings: []string{"b1"}, Resources: []Resource{{Event: "presence", Resource: "sip:a@x"}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			snap, _ = s.Load(ctx)
-			if len(snap.Subscriptions)+len(snap.Publications)+len(snap.Resources)+len(snap.Bindings) != 0 {
-				t.Fatalf("left after deletes: %+v", snap)
-			}
-		})
-	}
-}
-
-// Concurrent commits all land (they share transactions).
-func TestConcurrentCommits(t *testing.T) {
-	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			s := open()
-			defer s.Close()
-			errs := make(chan error, 200)
-			for i := 0; i < 200; i++ {
-				go func() {
-					p := pub
-					p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
-					errs <- s.Commit(context.Background(), &Batch{Publications: []Publication{p}})
-				}()
-			}
-			for i := 0; i < 200; i++ {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
-			snap, _ := s.Load(context.Background())
-			if len(snap.Publications) != 200 {
-				t.Fatalf("%d publications, want 200", len(snap.Publications))
-			}
-		})
-	}
-}
 
 func TestSQLiteSurvivesReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "presenced.db")
@@ -141,48 +74,6 @@ func TestSQLiteSurvivesReopen(t *testing.T) {
 	sort.Strings(names)
 	if strings.Join(names, ",") != "bindings,publications,resources,subscriptions" {
 		t.Fatalf("tables = %v", names)
-	}
-}
-
-// Rewriting a subscription (a refresh) with the CSeq it had when created
-// never lowers the CSeq the NOTIFY path recorded since: after a crash the
-// dialog must go on above it.
-func TestRewriteKeepsTheHighestCSeq(t *testing.T) {
-	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			s := open()
-			defer s.Close()
-			ctx := context.Background()
-			s.Commit(ctx, &Batch{Subscriptions: []Subscription{sub}})
-			s.Commit(ctx, &Batch{NotifyCSeqs: []NotifyCSeq{{ID: sub.ID, CSeq: 40}}})
-			refreshed := sub
-			refreshed.RemoteCSeq = 9
-			s.Commit(ctx, &Batch{Subscriptions: []Subscription{refreshed}})
-			snap, _ := s.Load(ctx)
-			if len(snap.Subscriptions) != 1 || snap.Subscriptions[0].LocalCSeq != 40 || snap.Subscriptions[0].RemoteCSeq != 9 {
-				t.Fatalf("after the rewrite: %+v", snap.Subscriptions)
-			}
-		})
-	}
-}
-
-// A refresh changes a publication's ETag and expiry and keeps its body.
-func TestPublicationRefresh(t *testing.T) {
-	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			s := open()
-			defer s.Close()
-			ctx := context.Background()
-			s.Commit(ctx, &Batch{Publications: []Publication{pub}})
-			later := when.Add(time.Hour)
-			s.Commit(ctx, &Batch{PublicationRefreshes: []PublicationRefresh{{ID: pub.ID, ETag: "e2", Expires: later}, {ID: "gone", ETag: "x"}}})
-			snap, _ := s.Load(ctx)
-			want := pub
-			want.ETag, want.Expires = "e2", later
-			if len(snap.Publications) != 1 || !reflect.DeepEqual(snap.Publications[0], want) {
-				t.Fatalf("after the refresh: %+v", snap.Publications)
-			}
-		})
 	}
 }
 
