@@ -107,8 +107,9 @@ func TestSQLiteCommitWaitsOutAHeldLock(t *testing.T) {
 	}
 }
 
-// Commits with deadlines as short as a transaction: every one that
-// returned nil is in the store and none that returned an error is.
+// Commits with deadlines from none to a few transactions, so that many
+// end while the writer is taking batches: every one that returned nil is
+// in the store and none that returned an error is.
 func TestSQLiteCommitErrorMeansNotWritten(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "presenced.db")
 	s, err := OpenSQLite(path)
@@ -123,7 +124,7 @@ func TestSQLiteCommitErrorMeansNotWritten(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(3000))*time.Microsecond)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(20_000))*time.Microsecond)
 			defer cancel()
 			p := pub
 			p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
