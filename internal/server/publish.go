@@ -110,15 +110,14 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, r *resou
 	if max := s.opt.Limits.MaxPublicationsPerPresentity; max > 0 && len(r.pubs) >= max {
 		return refusef(403, "%s has %d publications, the limit", r.key.uri, max)
 	}
-	p := &publication{id: newOrderedID(), etag: newToken(), ctype: r.pkg.mediaType(header.ContentType(req)), res: r}
+	p := &publication{id: newOrderedID(), etag: newToken(), ctype: r.pkg.mediaType(header.ContentType(req)), size: len(body), res: r}
 	p.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	c := s.newChange()
 	if _, err := c.propose(r, publicationInput(abi.OpPublish, p, body)); err != nil {
 		return err
 	}
-	c.batch.Publications = []store.Publication{p.record(body)}
+	c.batch.Publications = []store.Publication{p.record()}
 	c.then(func() {
-		p.size = len(body)
 		r.addPub(p)
 		s.opt.Metrics.Publications(r.key.event, 1)
 		s.armPublication(p, p.expires())
@@ -162,7 +161,7 @@ func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resour
 		if _, err := c.propose(r, publicationInput(abi.OpPublish, next, body)); err != nil {
 			return err
 		}
-		c.batch.Publications = []store.Publication{next.record(body)}
+		c.batch.Publications = []store.Publication{next.record()}
 	} else {
 		c.batch.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id, ETag: next.etag, Expires: next.expires()}}
 	}

@@ -41,7 +41,7 @@ type resource struct {
 
 // publication is a live publication, its fields changed only under
 // res.mu. It holds what the host needs of it and no more: the body is in
-// the store and in the module's state (a 300-byte body held twice was a
+// the module's state only (a 300-byte body held twice was a
 // third of a publication's memory), and its event, presentity and expiry
 // are its resource's and its expiry's (a store.Publication each was 80
 // more bytes of every publication; record builds one when needed).
@@ -54,11 +54,10 @@ type publication struct {
 	exp   expiry // exp.at is when the publication expires
 }
 
-// record is p as the store and the admin API see it, with body (which p
-// does not keep) when it is being written.
-func (p *publication) record(body []byte) store.Publication {
+// record is p as the store sees it.
+func (p *publication) record() store.Publication {
 	return store.Publication{ID: p.id, ETag: p.etag, Event: p.res.key.event, Resource: p.res.key.uri,
-		ContentType: p.ctype, Body: body, Expires: p.expires()}
+		ContentType: p.ctype, Size: p.size, Expires: p.expires()}
 }
 
 func (p *publication) expires() time.Time { return time.Unix(0, p.exp.at) }

@@ -36,7 +36,7 @@ func (s *Server) restore() error {
 	for _, rec := range snap.Publications {
 		if ep := served(rec.Event, "publication "+rec.ETag); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
-			p := &publication{id: rec.ID, etag: rec.ETag, ctype: ep.mediaType(rec.ContentType), size: len(rec.Body), res: r}
+			p := &publication{id: rec.ID, etag: rec.ETag, ctype: ep.mediaType(rec.ContentType), size: rec.Size, res: r}
 			r.addPub(p)
 			s.opt.Metrics.Publications(rec.Event, 1)
 			s.armPublication(p, rec.Expires)

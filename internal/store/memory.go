@@ -39,7 +39,6 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 		delete(m.subs, id)
 	}
 	for _, p := range b.Publications {
-		p.Body = slices.Clone(p.Body)
 		m.pubs[p.ID] = p
 	}
 	for _, r := range b.PublicationRefreshes {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // pure Go: the build stays cgo-free
@@ -28,10 +29,21 @@ type SQLite struct {
 	closed bool
 }
 
+// A pendingCommit is queued until the writer takes it, inside a
+// transaction that already holds the write lock, or its caller abandons
+// it; whichever comes first wins the state, so a Commit that returns an
+// error was never written and never will be.
 type pendingCommit struct {
-	b   *Batch
-	err chan error
+	b     *Batch
+	state atomic.Int32
+	err   chan error // the writer's outcome, once taken
 }
+
+const (
+	queued int32 = iota
+	taken
+	abandoned
+)
 
 // maxGroup bounds how many batches share one transaction, so one slow
 // group cannot grow without limit.
@@ -39,7 +51,7 @@ const maxGroup = 512
 
 // schemaVersion is the version this build writes; migrations[i] takes a
 // file from version i to i+1.
-const schemaVersion = 2
+const schemaVersion = 3
 
 var migrations = []string{
 	`CREATE TABLE subscriptions (
@@ -118,20 +130,46 @@ var migrations = []string{
 	INSERT INTO bindings2 SELECT * FROM bindings;
 	DROP TABLE bindings;
 	ALTER TABLE bindings2 RENAME TO bindings;`,
+	// 3: a publication's body is not kept, only its size. The module's
+	// state blob holds what it needs of the body, so every PUBLISH wrote
+	// the body twice and the row's copy was read back only for its length.
+	// The CAST counts bytes even if a body was stored as text.
+	`CREATE TABLE publications3 (
+		id TEXT PRIMARY KEY, etag TEXT NOT NULL,
+		event TEXT NOT NULL, resource TEXT NOT NULL,
+		content_type TEXT NOT NULL, size INTEGER NOT NULL,
+		expires INTEGER NOT NULL
+	) WITHOUT ROWID;
+	INSERT INTO publications3
+		SELECT id, etag, event, resource, content_type, length(CAST(body AS BLOB)), expires FROM publications;
+	DROP TABLE publications;
+	ALTER TABLE publications3 RENAME TO publications;`,
 }
 
 // OpenSQLite opens (creating if needed) the store file at path and brings
-// its schema up to date. A file written by a newer presenced is refused.
+// its schema up to date. A file written by a newer presenced is refused,
+// and so are files that would open without the state they hold: an empty
+// file, a damaged -wal, a database that fails integrity_check.
 func OpenSQLite(path string) (*SQLite, error) {
 	// WAL lets readers (an operator's sqlite3) work beside the writer;
 	// synchronous=FULL makes a commit survive a power cut, not only a
 	// process crash; busy_timeout covers an operator holding a lock.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)"
+	// Transactions begin IMMEDIATE, taking the write lock first: the
+	// writer takes batches only once it holds it, so that a taken batch
+	// is one transaction from its outcome, however long a lock is held.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	if err := checkFiles(path); err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer; group commit does the batching
+	if err := integrityCheck(db, path); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
@@ -210,7 +248,8 @@ func migrate(db *sql.DB) error {
 
 var errClosed = errors.New("store closed")
 
-// Commit implements Store: it returns once b is on disk.
+// Commit implements Store: it returns nil once b is on disk, and an error
+// only if b was not and will not be written.
 func (s *SQLite) Commit(ctx context.Context, b *Batch) error {
 	if b.Empty() {
 		return nil
@@ -221,56 +260,69 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) error {
 	case <-s.done:
 		return errClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("commit not written: %w", ctx.Err())
 	}
+	var why error
 	select {
 	case err := <-p.err:
 		return err
+	case <-s.done:
+		why = errClosed
 	case <-ctx.Done():
-		// The batch may still commit; the caller treats it as failed and
-		// answers 500, which is safe: a retried request is idempotent.
-		return ctx.Err()
+		why = fmt.Errorf("commit not written: %w", ctx.Err())
 	}
+	if p.state.CompareAndSwap(queued, abandoned) {
+		return why
+	}
+	// The writer took it: it holds the write lock, so its outcome is one
+	// transaction away, and the caller must not answer before it.
+	return <-p.err
 }
 
 func (s *SQLite) writer() {
 	defer s.wg.Done()
 	for {
-		var group []*pendingCommit
+		var first *pendingCommit
 		select {
-		case p := <-s.queue:
-			group = append(group, p)
+		case first = <-s.queue:
 		case <-s.done:
-			for {
-				select {
-				case p := <-s.queue:
-					p.err <- errClosed
-				default:
-					return
-				}
-			}
+			// What is still queued is abandoned by its callers.
+			return
+		}
+		// Begin waits for the write lock (busy_timeout) before any batch
+		// is taken: a caller whose deadline passes meanwhile abandons
+		// its batch and is answered at once.
+		tx, err := s.db.Begin()
+		group := make([]*pendingCommit, 0, 16)
+		if first.state.CompareAndSwap(queued, taken) {
+			group = append(group, first)
 		}
 	more:
 		for len(group) < maxGroup {
 			select {
 			case p := <-s.queue:
-				group = append(group, p)
+				if p.state.CompareAndSwap(queued, taken) {
+					group = append(group, p)
+				}
 			default:
 				break more
 			}
 		}
-		err := s.write(group)
+		if err != nil {
+			err = fmt.Errorf("begin store transaction: %w", err)
+		} else {
+			err = s.write(tx, group)
+		}
 		for _, p := range group {
 			p.err <- err
 		}
 	}
 }
 
-// write applies a group of batches in one transaction, in order.
-func (s *SQLite) write(group []*pendingCommit) error {
-	tx, err := s.db.Begin()
-	if err != nil {
-		return err
+// write applies a group of batches in tx, in order, and commits them.
+func (s *SQLite) write(tx *sql.Tx, group []*pendingCommit) error {
+	if len(group) == 0 {
+		return tx.Rollback()
 	}
 	for _, p := range group {
 		if err := s.stmts.apply(tx, p.b); err != nil {
@@ -278,7 +330,10 @@ func (s *SQLite) write(group []*pendingCommit) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit store transaction: %w", err)
+	}
+	return nil
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -313,7 +368,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 	}
 	for _, v := range b.Publications {
 		err := exec(st.putPub,
-			v.ID, v.ETag, v.Event, v.Resource, v.ContentType, v.Body, ms(v.Expires))
+			v.ID, v.ETag, v.Event, v.Resource, v.ContentType, v.Size, ms(v.Expires))
 		if err != nil {
 			return fmt.Errorf("publication: %w", err)
 		}
@@ -359,10 +414,24 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 	return nil
 }
 
-// Load implements Store.
+// Load implements Store. Its queries share one read transaction: a commit
+// landing between two of them would give a snapshot mixing batches.
 func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("load store: %w", err)
+	}
+	defer tx.Rollback()
+	snap, err := load(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("load store: %w", err)
+	}
+	return snap, nil
+}
+
+func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 	snap := &Snapshot{}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
+	rows, err := tx.QueryContext(ctx, `SELECT id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
 		route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created
 		FROM subscriptions`)
 	if err != nil {
@@ -387,14 +456,14 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT id, etag, event, resource, content_type, body, expires FROM publications`)
+	rows, err = tx.QueryContext(ctx, `SELECT id, etag, event, resource, content_type, size, expires FROM publications`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var v Publication
 		var exp int64
-		if err := rows.Scan(&v.ID, &v.ETag, &v.Event, &v.Resource, &v.ContentType, &v.Body, &exp); err != nil {
+		if err := rows.Scan(&v.ID, &v.ETag, &v.Event, &v.Resource, &v.ContentType, &v.Size, &exp); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -406,7 +475,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT event, resource, state FROM resources`)
+	rows, err = tx.QueryContext(ctx, `SELECT event, resource, state FROM resources`)
 	if err != nil {
 		return nil, err
 	}
@@ -423,7 +492,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT id, aor, contact, q, call_id, cseq, expires FROM bindings`)
+	rows, err = tx.QueryContext(ctx, `SELECT id, aor, contact, q, call_id, cseq, expires FROM bindings`)
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +509,8 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 	return snap, rows.Err()
 }
 
-// Close waits for queued commits to finish and closes the file.
+// Close waits for the transaction being written, refuses what is still
+// queued, and closes the file.
 func (s *SQLite) Close() error {
 	s.mu.Lock()
 	if s.closed {

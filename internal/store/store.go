@@ -51,7 +51,7 @@ type Publication struct {
 	Event       string
 	Resource    string
 	ContentType string
-	Body        []byte
+	Size        int // of the body, which the store does not keep: the module's state has what it needs of it
 	Expires     time.Time
 }
 
@@ -68,9 +68,8 @@ type Batch struct {
 	DeleteSubscriptions []string
 	Publications        []Publication // inserted or replaced by ID
 	// PublicationRefreshes give existing publications a new ETag and
-	// expiry and keep their body: the server does not hold bodies in
-	// memory (the module's state has what it needs), so it cannot rewrite
-	// the whole row on a refresh.
+	// expiry and keep the rest: a refresh carries no body, so the server
+	// would have nothing new to write but those two.
 	PublicationRefreshes []PublicationRefresh
 	DeletePublications   []string
 	Resources            []Resource // inserted or replaced by (Event, Resource); empty State deletes

@@ -1,0 +1,346 @@
+package storetest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/internal/store"
+)
+
+// Run runs the suite every store.Store backend must pass: what the server
+// relies on from any of them. open returns a new, empty store; the suite
+// closes it. Times are compared to the millisecond, and an empty slice
+// equals a nil one.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	for _, tt := range []struct {
+		name string
+		test func(t *testing.T, s store.Store)
+	}{
+		{"EveryKindRoundTrips", everyKindRoundTrips},
+		{"LoadReturnsEverything", loadReturnsEverything},
+		{"ReplaceByID", replaceByID},
+		{"Delete", deleteRecords},
+		{"RefreshKeepsThePublication", refreshKeepsThePublication},
+		{"LocalCSeqNeverLowered", localCSeqNeverLowered},
+		{"BatchesAreAtomic", batchesAreAtomic},
+		{"ConcurrentCommitsAllLand", concurrentCommitsAllLand},
+		{"CommitCopies", commitCopies},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Error(err)
+				}
+			})
+			tt.test(t, s)
+		})
+	}
+}
+
+var when = time.UnixMilli(1_800_000_000_000)
+
+// sub, pub, res and bind are records with every field set, i made part of
+// each key.
+func sub(i int) store.Subscription {
+	return store.Subscription{ID: fmt.Sprint("d", i), CallID: fmt.Sprint("c", i), LocalTag: "l", RemoteTag: "r",
+		LocalURI: "sip:a@x", RemoteURI: "sip:b@x", RemoteTarget: "sip:b@192.0.2.1", RouteSet: []string{"<sip:p1;lr>", "<sip:p2;lr>"},
+		Transport: "UDP", Source: "192.0.2.1:5060", Event: "presence", EventID: "7", Resource: fmt.Sprintf("sip:a%d@x", i),
+		Accept: []string{"application/pidf+xml", "multipart/related"}, Expires: when.Add(time.Duration(i) * time.Second),
+		LocalCSeq: 3, RemoteCSeq: 2, State: []byte{1, 2, byte(i)}, Status: "active", Created: when}
+}
+
+func pub(i int) store.Publication {
+	return store.Publication{ID: fmt.Sprintf("%016d", i), ETag: fmt.Sprint("e", i), Event: "presence",
+		Resource: fmt.Sprintf("sip:a%d@x", i), ContentType: "application/pidf+xml", Size: 300 + i, Expires: when}
+}
+
+func res(i int) store.Resource {
+	return store.Resource{Event: "presence", Resource: fmt.Sprintf("sip:a%d@x", i), State: []byte(fmt.Sprint("state", i))}
+}
+
+func bind(i int) store.Binding {
+	return store.Binding{ID: fmt.Sprint("b", i), AOR: "sip:a@x", Contact: fmt.Sprintf("sip:a@192.0.2.%d", i%250),
+		Q: "0.5", CallID: "c", CSeq: uint32(i), Expires: when}
+}
+
+func commit(t *testing.T, s store.Store, b *store.Batch) {
+	t.Helper()
+	if err := s.Commit(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func load(t *testing.T, s store.Store) *store.Snapshot {
+	t.Helper()
+	snap, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap == nil {
+		t.Fatal("Load returned no snapshot and no error")
+	}
+	return normal(snap)
+}
+
+// normal is snap in the form the suite compares: records in key order,
+// times in UTC to the millisecond, empty slices nil.
+func normal(snap *store.Snapshot) *store.Snapshot {
+	ms := func(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
+	n := &store.Snapshot{}
+	for _, v := range snap.Subscriptions {
+		v.Expires, v.Created = ms(v.Expires), ms(v.Created)
+		v.RouteSet, v.Accept, v.State = nilIfEmpty(v.RouteSet), nilIfEmpty(v.Accept), nilIfEmpty(v.State)
+		n.Subscriptions = append(n.Subscriptions, v)
+	}
+	for _, v := range snap.Publications {
+		v.Expires = ms(v.Expires)
+		n.Publications = append(n.Publications, v)
+	}
+	for _, v := range snap.Resources {
+		v.State = nilIfEmpty(v.State)
+		n.Resources = append(n.Resources, v)
+	}
+	for _, v := range snap.Bindings {
+		v.Expires = ms(v.Expires)
+		n.Bindings = append(n.Bindings, v)
+	}
+	slices.SortFunc(n.Subscriptions, func(a, b store.Subscription) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(n.Publications, func(a, b store.Publication) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(n.Resources, func(a, b store.Resource) int {
+		return cmp.Or(cmp.Compare(a.Event, b.Event), cmp.Compare(a.Resource, b.Resource))
+	})
+	slices.SortFunc(n.Bindings, func(a, b store.Binding) int { return cmp.Compare(a.ID, b.ID) })
+	return n
+}
+
+func nilIfEmpty[S ~[]E, E any](s S) S {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+func wantSnapshot(t *testing.T, s store.Store, want *store.Snapshot) {
+	t.Helper()
+	got, want := load(t, s), normal(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("loaded:\n%+v\nwant:\n%+v", got, want)
+	}
+}
+
+// Every field of every kind of record comes back as it was committed,
+// CSeqs over the whole uint32 range.
+func everyKindRoundTrips(t *testing.T, s store.Store) {
+	wantSnapshot(t, s, &store.Snapshot{})
+	big, bound := sub(1), bind(1)
+	big.LocalCSeq, big.RemoteCSeq, bound.CSeq = math.MaxUint32, math.MaxUint32-1, math.MaxUint32
+	empty := sub(2)
+	empty.RouteSet, empty.Accept, empty.State, empty.EventID = nil, nil, nil, ""
+	b := &store.Batch{Subscriptions: []store.Subscription{big, empty}, Publications: []store.Publication{pub(1)},
+		Resources: []store.Resource{res(1)}, Bindings: []store.Binding{bound}}
+	commit(t, s, b)
+	wantSnapshot(t, s, snapshot(b))
+}
+
+// Load returns every record committed, over many batches.
+func loadReturnsEverything(t *testing.T, s store.Store) {
+	want := &store.Snapshot{}
+	for i := range 1000 {
+		want.Subscriptions = append(want.Subscriptions, sub(i))
+		want.Publications = append(want.Publications, pub(i))
+		want.Resources = append(want.Resources, res(i))
+		want.Bindings = append(want.Bindings, bind(i))
+	}
+	for i := 0; i < 1000; i += 100 {
+		commit(t, s, &store.Batch{Subscriptions: want.Subscriptions[i : i+100], Publications: want.Publications[i : i+100],
+			Resources: want.Resources[i : i+100], Bindings: want.Bindings[i : i+100]})
+	}
+	wantSnapshot(t, s, want)
+}
+
+// A record committed again under its key replaces the one before.
+func replaceByID(t *testing.T, s store.Store) {
+	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{sub(1), sub(2)}, Publications: []store.Publication{pub(1), pub(2)},
+		Resources: []store.Resource{res(1), res(2)}, Bindings: []store.Binding{bind(1), bind(2)}})
+	d := sub(1)
+	d.RemoteTarget, d.RouteSet, d.Accept, d.State, d.Status, d.Expires = "sip:b@192.0.2.9", nil, []string{"a/b"}, []byte("new"), "pending", when.Add(time.Hour)
+	p := pub(1)
+	p.ETag, p.ContentType, p.Size, p.Expires = "e9", "application/xpidf+xml", 7, when.Add(time.Hour)
+	r := res(1)
+	r.State = []byte("new state")
+	bd := bind(1)
+	bd.Contact, bd.Q, bd.CallID, bd.CSeq, bd.Expires = "sip:a@192.0.2.99", "", "c2", 9, when.Add(time.Hour)
+	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{d}, Publications: []store.Publication{p},
+		Resources: []store.Resource{r}, Bindings: []store.Binding{bd}})
+	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{d, sub(2)}, Publications: []store.Publication{p, pub(2)},
+		Resources: []store.Resource{r, res(2)}, Bindings: []store.Binding{bd, bind(2)}})
+}
+
+// Deletes remove only what they name, a resource with an empty state is
+// deleted, and deleting what is not there is no error.
+func deleteRecords(t *testing.T, s store.Store) {
+	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{sub(1), sub(2)}, Publications: []store.Publication{pub(1), pub(2)},
+		Resources: []store.Resource{res(1), res(2), res(3)}, Bindings: []store.Binding{bind(1), bind(2)}})
+	gone := res(1)
+	gone.State = nil
+	gone2 := res(3)
+	gone2.State = []byte{}
+	commit(t, s, &store.Batch{DeleteSubscriptions: []string{sub(1).ID, "nothing"}, DeletePublications: []string{pub(1).ID, "nothing"},
+		Resources: []store.Resource{gone, gone2, {Event: "presence", Resource: "sip:nobody@x"}}, DeleteBindings: []string{bind(1).ID, "nothing"}})
+	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{sub(2)}, Publications: []store.Publication{pub(2)},
+		Resources: []store.Resource{res(2)}, Bindings: []store.Binding{bind(2)}})
+}
+
+// A refresh gives a publication a new ETag and expiry and keeps the rest;
+// a refresh of a publication that is not there creates nothing.
+func refreshKeepsThePublication(t *testing.T, s store.Store) {
+	commit(t, s, &store.Batch{Publications: []store.Publication{pub(1), pub(2)}})
+	later := when.Add(time.Hour)
+	commit(t, s, &store.Batch{PublicationRefreshes: []store.PublicationRefresh{{ID: pub(1).ID, ETag: "e9", Expires: later},
+		{ID: "nothing", ETag: "e10", Expires: later}}})
+	want := pub(1)
+	want.ETag, want.Expires = "e9", later
+	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{want, pub(2)}})
+}
+
+// A dialog's local CSeq only rises: a rewrite of its subscription (a
+// refresh, a new state) carrying an older CSeq keeps the stored one, and
+// so does a lower NotifyCSeq; a NotifyCSeq of a subscription that is not
+// there creates nothing. After a restart the dialog must go on above the
+// last CSeq it used.
+func localCSeqNeverLowered(t *testing.T, s store.Store) {
+	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{sub(1)}})
+	commit(t, s, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: sub(1).ID, CSeq: 40}, {ID: "nothing", CSeq: 50}}})
+	rewrite := sub(1)
+	rewrite.RemoteCSeq, rewrite.State = 9, []byte("new")
+	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{rewrite}})
+	commit(t, s, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: sub(1).ID, CSeq: 39}}})
+	want := rewrite
+	want.LocalCSeq = 40
+	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{want}})
+
+	// and a rewrite with a higher CSeq raises it
+	rewrite.LocalCSeq = 41
+	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{rewrite}})
+	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{rewrite}})
+}
+
+// A Load beside the commits sees each batch whole or not at all: every
+// batch replaces one set of records (one of each kind) with the next, so
+// every snapshot holds exactly one whole set.
+func batchesAreAtomic(t *testing.T, s store.Store) {
+	set := func(i int) *store.Batch {
+		b := &store.Batch{Subscriptions: []store.Subscription{sub(i)}, Publications: []store.Publication{pub(i)},
+			Resources: []store.Resource{res(i)}, Bindings: []store.Binding{bind(i)}}
+		if i > 0 {
+			gone := res(i - 1)
+			gone.State = nil
+			b.DeleteSubscriptions, b.DeletePublications = []string{sub(i - 1).ID}, []string{pub(i - 1).ID}
+			b.Resources, b.DeleteBindings = append(b.Resources, gone), []string{bind(i - 1).ID}
+		}
+		return b
+	}
+	commit(t, s, set(0))
+	const n = 300
+	var wg sync.WaitGroup
+	wg.Add(1)
+	done := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		defer close(done)
+		for i := 1; i < n; i++ {
+			if err := s.Commit(context.Background(), set(i)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	loads := 0
+	for finished := false; !finished; loads++ {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		snap := load(t, s)
+		if len(snap.Subscriptions) != 1 || len(snap.Publications) != 1 || len(snap.Resources) != 1 || len(snap.Bindings) != 1 {
+			t.Fatalf("after %d loads, a snapshot of %d subscriptions, %d publications, %d resources, %d bindings",
+				loads, len(snap.Subscriptions), len(snap.Publications), len(snap.Resources), len(snap.Bindings))
+		}
+		i, _ := strconv.Atoi(snap.Subscriptions[0].ID[1:])
+		if want := normal(snapshot(set(i))); !reflect.DeepEqual(snap, want) {
+			t.Fatalf("after %d loads, a snapshot mixing batches: %s", loads, keys(snap))
+		}
+	}
+	wg.Wait()
+	wantSnapshot(t, s, snapshot(set(n-1)))
+}
+
+// keys are the keys of snap's records.
+func keys(snap *store.Snapshot) string {
+	var subs, pubs, res, binds []string
+	for _, v := range snap.Subscriptions {
+		subs = append(subs, v.ID)
+	}
+	for _, v := range snap.Publications {
+		pubs = append(pubs, v.ID)
+	}
+	for _, v := range snap.Resources {
+		res = append(res, v.Event+" "+v.Resource)
+	}
+	for _, v := range snap.Bindings {
+		binds = append(binds, v.ID)
+	}
+	return fmt.Sprintf("subscriptions %q, publications %q, resources %q, bindings %q", subs, pubs, res, binds)
+}
+
+// snapshot is the records b inserts or replaces.
+func snapshot(b *store.Batch) *store.Snapshot {
+	snap := &store.Snapshot{Subscriptions: b.Subscriptions, Publications: b.Publications, Bindings: b.Bindings}
+	for _, r := range b.Resources {
+		if len(r.State) > 0 {
+			snap.Resources = append(snap.Resources, r)
+		}
+	}
+	return snap
+}
+
+// Commits from many goroutines at once all land.
+func concurrentCommitsAllLand(t *testing.T, s store.Store) {
+	const n = 200
+	want := &store.Snapshot{}
+	errs := make(chan error, n)
+	for i := range n {
+		want.Publications = append(want.Publications, pub(i))
+		want.Subscriptions = append(want.Subscriptions, sub(i))
+		go func() {
+			errs <- s.Commit(context.Background(), &store.Batch{Publications: []store.Publication{pub(i)}, Subscriptions: []store.Subscription{sub(i)}})
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantSnapshot(t, s, want)
+}
+
+// A committed batch is the store's: the caller may reuse its records and
+// their slices.
+func commitCopies(t *testing.T, s store.Store) {
+	d, r := sub(1), res(1)
+	b := &store.Batch{Subscriptions: []store.Subscription{d}, Resources: []store.Resource{r}}
+	commit(t, s, b)
+	d.State[0], d.RouteSet[0], d.Accept[0], r.State[0] = 99, "<sip:changed>", "changed", 'X'
+	b.Subscriptions[0].ID = "changed"
+	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{sub(1)}, Resources: []store.Resource{res(1)}})
+}
