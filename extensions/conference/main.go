@@ -14,8 +14,8 @@ import (
 	"slices"
 
 	"github.com/beevik/etree"
-	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/extensions/conference/confinfo"
+	"github.com/presenced/presenced/sdk"
 )
 
 const (
