@@ -47,7 +47,7 @@ FORCE:
 # testdata/fuzz, and a failure found is written there.
 FUZZTIME ?= 10s
 FUZZ := internal/header:FuzzParseEvent internal/header:FuzzParseExpires internal/header:FuzzMediaType internal/header:FuzzRequest \
-	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest \
+	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest abi:FuzzFields \
 	internal/config:FuzzParse sdk:FuzzResourceKey sdk/xmldoc:FuzzParse sdk/xmldoc:FuzzRead sdk/pubstate:FuzzDecode
 
 .PHONY: fuzz

@@ -51,40 +51,12 @@ func (e *enc) bool(n protowire.Number, v bool) {
 
 func (e *enc) msg(n protowire.Number, m []byte) { e.bytes(n, m) }
 
-// field is one decoded field; for varints v holds the value, otherwise b.
-type field struct {
-	num protowire.Number
-	v   uint64
-	b   []byte
-}
-
-// fields walks a message, calling f for each field; unknown wire types are
-// skipped, as protobuf requires.
-func fields(data []byte, f func(field) error) error {
-	for len(data) > 0 {
-		num, typ, n := protowire.ConsumeTag(data)
-		if n < 0 {
-			return fmt.Errorf("abi: bad tag: %w", protowire.ParseError(n))
-		}
-		data = data[n:]
-		fl := field{num: num}
-		switch typ {
-		case protowire.VarintType:
-			fl.v, n = protowire.ConsumeVarint(data)
-		case protowire.BytesType:
-			fl.b, n = protowire.ConsumeBytes(data)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, data)
-		}
-		if n < 0 {
-			return fmt.Errorf("abi: field %d: %w", num, protowire.ParseError(n))
-		}
-		data = data[n:]
-		if typ == protowire.VarintType || typ == protowire.BytesType {
-			if err := f(fl); err != nil {
-				return err
-			}
-		}
+// decode walks a whole message with Fields and marks its errors as the
+// codec's; the walks of nested messages return theirs unmarked, so an error
+// is marked once.
+func decode(data []byte, f func(Field) error) error {
+	if err := Fields(data, f); err != nil {
+		return fmt.Errorf("abi: %w", err)
 	}
 	return nil
 }
@@ -117,12 +89,12 @@ func (e *enc) entries(n protowire.Number, m map[string]string) {
 // entry decodes one key/value entry into m.
 func entry(b []byte, m map[string]string) error {
 	var k, v string
-	err := fields(b, func(f field) error {
-		switch f.num {
+	err := Fields(b, func(f Field) error {
+		switch f.Num {
 		case fEntryKey:
-			k = string(f.b)
+			k = string(f.Bytes)
 		case fEntryValue:
-			v = string(f.b)
+			v = string(f.Bytes)
 		}
 		return nil
 	})
@@ -133,12 +105,12 @@ func entry(b []byte, m map[string]string) error {
 // Unmarshal decodes an InitRequest.
 func (m *InitRequest) Unmarshal(data []byte) error {
 	*m = InitRequest{Config: map[string]string{}}
-	return fields(data, func(f field) error {
-		switch f.num {
+	return decode(data, func(f Field) error {
+		switch f.Num {
 		case fInitName:
-			m.Name = string(f.b)
+			m.Name = string(f.Bytes)
 		case fInitConfig:
-			return entry(f.b, m.Config)
+			return entry(f.Bytes, m.Config)
 		}
 		return nil
 	})
@@ -169,26 +141,26 @@ func (m *Manifest) Marshal() []byte {
 // Unmarshal decodes a Manifest.
 func (m *Manifest) Unmarshal(data []byte) error {
 	*m = Manifest{}
-	return fields(data, func(f field) error {
-		switch f.num {
+	return decode(data, func(f Field) error {
+		switch f.Num {
 		case fManPackages:
 			var p Package
-			err := fields(f.b, func(f field) error {
-				switch f.num {
+			err := Fields(f.Bytes, func(f Field) error {
+				switch f.Num {
 				case fPkgEvent:
-					p.Event = string(f.b)
+					p.Event = string(f.Bytes)
 				case fPkgAccept:
-					p.Accept = append(p.Accept, string(f.b))
+					p.Accept = append(p.Accept, string(f.Bytes))
 				case fPkgExpires:
-					p.DefaultExpires = uint32(f.v)
+					p.DefaultExpires = uint32(f.Varint)
 				case fPkgBind:
-					p.Bindings = f.v != 0
+					p.Bindings = f.Varint != 0
 				case fPkgWinfo:
-					p.WatcherInfoOf = string(f.b)
+					p.WatcherInfoOf = string(f.Bytes)
 				case fPkgMin:
-					p.MinExpires = uint32(f.v)
+					p.MinExpires = uint32(f.Varint)
 				case fPkgMax:
-					p.MaxExpires = uint32(f.v)
+					p.MaxExpires = uint32(f.Varint)
 				}
 				return nil
 			})
@@ -197,7 +169,7 @@ func (m *Manifest) Unmarshal(data []byte) error {
 			}
 			m.Packages = append(m.Packages, p)
 		case fManCommands:
-			m.Commands = append(m.Commands, string(f.b))
+			m.Commands = append(m.Commands, string(f.Bytes))
 		}
 		return nil
 	})
@@ -299,28 +271,28 @@ func (m *Request) Marshal() []byte {
 // Unmarshal decodes a Request. Byte fields alias data.
 func (m *Request) Unmarshal(data []byte) error {
 	*m = Request{}
-	return fields(data, func(f field) error {
-		switch f.num {
+	return decode(data, func(f Field) error {
+		switch f.Num {
 		case fReqOp:
-			m.Op = Op(f.v)
+			m.Op = Op(f.Varint)
 		case fReqEvent:
-			m.Event = string(f.b)
+			m.Event = string(f.Bytes)
 		case fReqResource:
-			m.Resource = string(f.b)
+			m.Resource = string(f.Bytes)
 		case fReqState:
-			m.State = f.b
+			m.State = f.Bytes
 		case fReqPublication:
 			p := &Publication{}
-			err := fields(f.b, func(f field) error {
-				switch f.num {
+			err := Fields(f.Bytes, func(f Field) error {
+				switch f.Num {
 				case fPubID:
-					p.ID = string(f.b)
+					p.ID = string(f.Bytes)
 				case fPubType:
-					p.ContentType = string(f.b)
+					p.ContentType = string(f.Bytes)
 				case fPubBody:
-					p.Body = f.b
+					p.Body = f.Bytes
 				case fPubExpires:
-					p.ExpiresUnix = int64(f.v)
+					p.ExpiresUnix = int64(f.Varint)
 				}
 				return nil
 			})
@@ -330,20 +302,20 @@ func (m *Request) Unmarshal(data []byte) error {
 			m.Publication = p
 		case fReqWatchers:
 			var w Watcher
-			err := fields(f.b, func(f field) error {
-				switch f.num {
+			err := Fields(f.Bytes, func(f Field) error {
+				switch f.Num {
 				case fWatID:
-					w.ID = string(f.b)
+					w.ID = string(f.Bytes)
 				case fWatURI:
-					w.URI = string(f.b)
+					w.URI = string(f.Bytes)
 				case fWatAccept:
-					w.Accept = append(w.Accept, string(f.b))
+					w.Accept = append(w.Accept, string(f.Bytes))
 				case fWatFull:
-					w.Full = f.v != 0
+					w.Full = f.Varint != 0
 				case fWatState:
-					w.State = f.b
+					w.State = f.Bytes
 				case fWatStatus:
-					w.Status = string(f.b)
+					w.Status = string(f.Bytes)
 				}
 				return nil
 			})
@@ -352,74 +324,74 @@ func (m *Request) Unmarshal(data []byte) error {
 			}
 			m.Watchers = append(m.Watchers, w)
 		case fReqNow:
-			m.NowUnixNano = int64(f.v)
+			m.NowUnixNano = int64(f.Varint)
 		case fReqBinding:
 			b := &Binding{}
 			m.Binding = b
-			return fields(f.b, func(f field) error {
-				switch f.num {
+			return Fields(f.Bytes, func(f Field) error {
+				switch f.Num {
 				case fBindID:
-					b.ID = string(f.b)
+					b.ID = string(f.Bytes)
 				case fBindContact:
-					b.Contact = string(f.b)
+					b.Contact = string(f.Bytes)
 				case fBindQ:
-					b.Q = string(f.b)
+					b.Q = string(f.Bytes)
 				case fBindExpires:
-					b.ExpiresUnix = int64(f.v)
+					b.ExpiresUnix = int64(f.Varint)
 				case fBindRemoved:
-					b.Removed = f.v != 0
+					b.Removed = f.Varint != 0
 				}
 				return nil
 			})
 		case fReqWatcherEv:
 			w := &WatcherEvent{}
 			m.WatcherEvent = w
-			return fields(f.b, func(f field) error {
-				switch f.num {
+			return Fields(f.Bytes, func(f Field) error {
+				switch f.Num {
 				case fWevID:
-					w.ID = string(f.b)
+					w.ID = string(f.Bytes)
 				case fWevURI:
-					w.URI = string(f.b)
+					w.URI = string(f.Bytes)
 				case fWevStatus:
-					w.Status = string(f.b)
+					w.Status = string(f.Bytes)
 				case fWevEvent:
-					w.Event = string(f.b)
+					w.Event = string(f.Bytes)
 				case fWevDuration:
-					w.Duration = int64(f.v)
+					w.Duration = int64(f.Varint)
 				case fWevExpires:
-					w.Expires = int64(f.v)
+					w.Expires = int64(f.Varint)
 				}
 				return nil
 			})
 		case fReqCommand:
 			c := &Command{Args: map[string]string{}}
 			m.Command = c
-			return fields(f.b, func(f field) error {
-				switch f.num {
+			return Fields(f.Bytes, func(f Field) error {
+				switch f.Num {
 				case fCmdName:
-					c.Name = string(f.b)
+					c.Name = string(f.Bytes)
 				case fCmdArgs:
-					return entry(f.b, c.Args)
+					return entry(f.Bytes, c.Args)
 				}
 				return nil
 			})
 		case fReqXMPP:
 			x := &XMPPPresence{}
 			m.XMPP = x
-			return fields(f.b, func(f field) error {
-				switch f.num {
+			return Fields(f.Bytes, func(f Field) error {
+				switch f.Num {
 				case fXMPPFrom:
-					x.From = string(f.b)
+					x.From = string(f.Bytes)
 				case fXMPPType:
-					x.Type = string(f.b)
+					x.Type = string(f.Bytes)
 				case fXMPPShow:
-					x.Show = string(f.b)
+					x.Show = string(f.Bytes)
 				case fXMPPStatus:
-					x.Status = string(f.b)
+					x.Status = string(f.Bytes)
 				case fXMPPPrio:
-					x.Priority = int32(int64(f.v))
+					x.Priority = int32(int64(f.Varint))
 				case fXMPPLang:
-					x.Lang = string(f.b)
+					x.Lang = string(f.Bytes)
 				}
 				return nil
 			})
@@ -471,34 +443,34 @@ func (m *Response) sizeHint() int {
 // Unmarshal decodes a Response. Byte fields alias data.
 func (m *Response) Unmarshal(data []byte) error {
 	*m = Response{}
-	return fields(data, func(f field) error {
-		switch f.num {
+	return decode(data, func(f Field) error {
+		switch f.Num {
 		case fResCode:
-			m.Code = uint32(f.v)
+			m.Code = uint32(f.Varint)
 		case fResReason:
-			m.Reason = string(f.b)
+			m.Reason = string(f.Bytes)
 		case fResState:
-			m.State = f.b
+			m.State = f.Bytes
 		case fResChanged:
-			m.StateChanged = f.v != 0
+			m.StateChanged = f.Varint != 0
 		case fResNotes:
 			var n Notification
-			err := fields(f.b, func(f field) error {
-				switch f.num {
+			err := Fields(f.Bytes, func(f Field) error {
+				switch f.Num {
 				case fNotWatcher:
-					n.WatcherID = string(f.b)
+					n.WatcherID = string(f.Bytes)
 				case fNotType:
-					n.ContentType = string(f.b)
+					n.ContentType = string(f.Bytes)
 				case fNotBody:
-					n.Body = f.b
+					n.Body = f.Bytes
 				case fNotPartial:
-					n.Partial = f.v != 0
+					n.Partial = f.Varint != 0
 				case fNotState:
-					n.State = f.b
+					n.State = f.Bytes
 				case fNotChanged:
-					n.StateChanged = f.v != 0
+					n.StateChanged = f.Varint != 0
 				case fNotStatus:
-					n.Status = string(f.b)
+					n.Status = string(f.Bytes)
 				}
 				return nil
 			})

@@ -3,6 +3,8 @@ package abi
 import (
 	"bytes"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 type message interface {
@@ -69,5 +71,65 @@ func FuzzInitRequest(f *testing.F) {
 	f.Add([]byte{0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		roundTrip(t, data, func() message { return &InitRequest{} })
+	})
+}
+
+// FuzzFields checks Fields against protowire's own field-by-field reading:
+// both fail on the same messages, Fields hands over every varint and
+// length-delimited field, and what it hands over, written again, walks the
+// same.
+func FuzzFields(f *testing.F) {
+	f.Add((&Request{Op: OpPublish, Event: "presence", Publication: &Publication{ID: "p", Body: []byte("<x/>")}}).Marshal())
+	f.Add([]byte{0x08, 0x96, 0x02, 0x15, 1, 2, 3, 4, 0x1a, 0x00, 0x23, 0x08, 0x01, 0x24})
+	f.Add([]byte{0x0a, 0x05, 'a'})
+	f.Add([]byte{0x80})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want int
+		var werr error
+		for b := data; len(b) > 0; {
+			_, typ, n := protowire.ConsumeField(b)
+			if n < 0 {
+				werr = protowire.ParseError(n)
+				break
+			}
+			if typ == protowire.VarintType || typ == protowire.BytesType {
+				want++
+			}
+			b = b[n:]
+		}
+		var got []Field
+		err := Fields(data, func(f Field) error {
+			got = append(got, f)
+			return nil
+		})
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("% x: Fields says %v, protowire says %v", data, err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if len(got) != want {
+			t.Fatalf("% x: %d fields handed over, %d in the message", data, len(got), want)
+		}
+		var again []byte
+		for _, f := range got {
+			again = protowire.AppendTag(again, f.Num, f.Type)
+			if f.Type == protowire.VarintType {
+				again = protowire.AppendVarint(again, f.Varint)
+			} else {
+				again = protowire.AppendBytes(again, f.Bytes)
+			}
+		}
+		i := 0
+		err = Fields(again, func(f Field) error {
+			if g := got[i]; f.Num != g.Num || f.Type != g.Type || f.Varint != g.Varint || !bytes.Equal(f.Bytes, g.Bytes) {
+				t.Fatalf("% x: field %d walked as %+v, written again as %+v", data, i, g, f)
+			}
+			i++
+			return nil
+		})
+		if err != nil || i != len(got) {
+			t.Fatalf("% x: written again, %d of %d fields walk, err %v", data, i, len(got), err)
+		}
 	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/presenced/presenced/abi"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -16,7 +17,8 @@ import (
 // Pub.doc is the publication's merged document, normalized and without
 // state or version (confinfo.Canonical). Watcher.doc is the merged
 // document last sent (only with use_partial_states), Watcher.hash its
-// SHA-256 (always). These numbers never change.
+// SHA-256 (always). These numbers never change. A field of a type other
+// than the one it is written with is skipped, as protobuf does.
 const (
 	fStatePub   = 1
 	fStateClock = 2
@@ -82,29 +84,16 @@ func (s *state) encode() []byte {
 
 func decodeState(b []byte) (*state, error) {
 	s := &state{}
-	err := fields(b, func(num protowire.Number, v []byte, n uint64) error {
-		switch num {
-		case fStatePub:
-			var p pub
-			err := fields(v, func(num protowire.Number, v []byte, n uint64) error {
-				switch num {
-				case fPubID:
-					p.id = string(v)
-				case fPubDoc:
-					p.doc = v
-				case fPubVersion:
-					p.version = n
-				case fPubModified:
-					p.modified = n
-				}
-				return nil
-			})
+	err := abi.Fields(b, func(f abi.Field) error {
+		switch {
+		case f.IsBytes(fStatePub):
+			p, err := decodePub(f.Bytes)
 			if err != nil {
 				return fmt.Errorf("publication %d: %w", len(s.pubs)+1, err)
 			}
 			s.pubs = append(s.pubs, p)
-		case fStateClock:
-			s.clock = n
+		case f.IsVarint(fStateClock):
+			s.clock = f.Varint
 		}
 		return nil
 	})
@@ -112,6 +101,24 @@ func decodeState(b []byte) (*state, error) {
 		return nil, fmt.Errorf("decode state: %w", err)
 	}
 	return s, nil
+}
+
+func decodePub(b []byte) (pub, error) {
+	var p pub
+	err := abi.Fields(b, func(f abi.Field) error {
+		switch {
+		case f.IsBytes(fPubID):
+			p.id = string(f.Bytes)
+		case f.IsBytes(fPubDoc):
+			p.doc = f.Bytes
+		case f.IsVarint(fPubVersion):
+			p.version = f.Varint
+		case f.IsVarint(fPubModified):
+			p.modified = f.Varint
+		}
+		return nil
+	})
+	return p, err
 }
 
 func (w *watcherState) encode() []byte {
@@ -131,14 +138,14 @@ func (w *watcherState) encode() []byte {
 
 func decodeWatcher(b []byte) (*watcherState, error) {
 	w := &watcherState{}
-	err := fields(b, func(num protowire.Number, v []byte, n uint64) error {
-		switch num {
-		case fWatVersion:
-			w.version = n
-		case fWatHash:
-			w.hash = v
-		case fWatDoc:
-			w.doc = v
+	err := abi.Fields(b, func(f abi.Field) error {
+		switch {
+		case f.IsVarint(fWatVersion):
+			w.version = f.Varint
+		case f.IsBytes(fWatHash):
+			w.hash = f.Bytes
+		case f.IsBytes(fWatDoc):
+			w.doc = f.Bytes
 		}
 		return nil
 	})
@@ -146,43 +153,4 @@ func decodeWatcher(b []byte) (*watcherState, error) {
 		return nil, fmt.Errorf("decode watcher state: %w", err)
 	}
 	return w, nil
-}
-
-// fields calls f for each varint or length-delimited field of b, skipping
-// other wire types.
-func fields(b []byte, f func(num protowire.Number, v []byte, n uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		switch typ {
-		case protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
-			if err := f(num, nil, v); err != nil {
-				return err
-			}
-		case protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
-			if err := f(num, v, 0); err != nil {
-				return err
-			}
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
-		}
-	}
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk/pubstate"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -62,42 +63,30 @@ func decodeState(b []byte) (*state, error) {
 		return nil, err
 	}
 	st := &state{State: ps}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, fmt.Errorf("decode state: %w", protowire.ParseError(n))
+	err = abi.Fields(b, func(f abi.Field) error {
+		if f.Type != protowire.BytesType {
+			return nil
 		}
-		b = b[n:]
-		if typ != protowire.BytesType || num == 1 || num > fStateXMPPOffline {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return nil, fmt.Errorf("decode state: field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, fmt.Errorf("decode state: field %d: %w", num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		switch num {
+		switch f.Num {
 		case fStateBinding:
-			bd, err := decodeBinding(v)
+			bd, err := decodeBinding(f.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("decode state: binding %d: %w", len(st.Bindings)+1, err)
+				return fmt.Errorf("binding %d: %w", len(st.Bindings)+1, err)
 			}
 			st.Bindings = append(st.Bindings, bd)
 		case fStateRecent:
-			st.Recent = append(st.Recent, string(v))
+			st.Recent = append(st.Recent, string(f.Bytes))
 		case fStateAllow:
-			st.Allow = append(st.Allow, string(v))
+			st.Allow = append(st.Allow, string(f.Bytes))
 		case fStateBlock:
-			st.Block = append(st.Block, string(v))
+			st.Block = append(st.Block, string(f.Bytes))
 		case fStateXMPP, fStateXMPPOffline:
-			if err := st.decodeXMPPField(num, v); err != nil {
-				return nil, err
-			}
+			return st.decodeXMPPField(f.Num, f.Bytes)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decode state: %w", err)
 	}
 	st.normalizeRecent()
 	return st, nil
@@ -201,39 +190,18 @@ func (st *state) encode() []byte {
 
 func decodeBinding(b []byte) (binding, error) {
 	var bd binding
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return bd, protowire.ParseError(n)
-		}
-		b = b[n:]
+	err := abi.Fields(b, func(f abi.Field) error {
 		switch {
-		case typ == protowire.BytesType && (num == fBindID || num == fBindContact || num == fBindQ):
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return bd, protowire.ParseError(n)
-			}
-			b = b[n:]
-			switch num {
-			case fBindID:
-				bd.ID = string(v)
-			case fBindContact:
-				bd.Contact = string(v)
-			default:
-				bd.Q = string(v)
-			}
-		case typ == protowire.VarintType && num == fBindExpires:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return bd, protowire.ParseError(n)
-			}
-			bd.ExpiresUnix, b = int64(v), b[n:]
-		default:
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return bd, protowire.ParseError(n)
-			}
-			b = b[n:]
+		case f.IsBytes(fBindID):
+			bd.ID = string(f.Bytes)
+		case f.IsBytes(fBindContact):
+			bd.Contact = string(f.Bytes)
+		case f.IsBytes(fBindQ):
+			bd.Q = string(f.Bytes)
+		case f.IsVarint(fBindExpires):
+			bd.ExpiresUnix = int64(f.Varint)
 		}
-	}
-	return bd, nil
+		return nil
+	})
+	return bd, err
 }

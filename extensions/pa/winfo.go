@@ -52,64 +52,45 @@ type winfoWatcher struct {
 
 func decodeWinfo(b []byte) ([]winfoWatcher, error) {
 	var out []winfoWatcher
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, fmt.Errorf("decode winfo state: %w", protowire.ParseError(n))
+	err := abi.Fields(b, func(f abi.Field) error {
+		if !f.IsBytes(fWinfoWatcher) {
+			return nil
 		}
-		b = b[n:]
-		if num != fWinfoWatcher || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return nil, fmt.Errorf("decode winfo state: field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, fmt.Errorf("decode winfo state: watcher %d: %w", len(out)+1, protowire.ParseError(n))
-		}
-		b = b[n:]
-		w, err := decodeWinfoWatcher(v)
+		w, err := decodeWinfoWatcher(f.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("decode winfo state: watcher %d: %w", len(out)+1, err)
+			return fmt.Errorf("watcher %d: %w", len(out)+1, err)
 		}
 		out = append(out, w)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decode winfo state: %w", err)
 	}
 	return out, nil
 }
 
 func decodeWinfoWatcher(b []byte) (winfoWatcher, error) {
 	var w winfoWatcher
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return w, protowire.ParseError(n)
-		}
-		b = b[n:]
+	err := abi.Fields(b, func(f abi.Field) error {
 		switch {
-		case typ == protowire.BytesType && num >= fWevID && num <= fWevEvent:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return w, protowire.ParseError(n)
-			}
-			b = b[n:]
-			*[]*string{&w.ID, &w.URI, &w.Status, &w.Event}[num-fWevID] = string(v)
-		case typ == protowire.VarintType && num >= fWevDuration && num <= fWevAt:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return w, protowire.ParseError(n)
-			}
-			b = b[n:]
-			*[]*int64{&w.Duration, &w.Expires, &w.At}[num-fWevDuration] = int64(v)
-		default:
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return w, protowire.ParseError(n)
-			}
-			b = b[n:]
+		case f.IsBytes(fWevID):
+			w.ID = string(f.Bytes)
+		case f.IsBytes(fWevURI):
+			w.URI = string(f.Bytes)
+		case f.IsBytes(fWevStatus):
+			w.Status = string(f.Bytes)
+		case f.IsBytes(fWevEvent):
+			w.Event = string(f.Bytes)
+		case f.IsVarint(fWevDuration):
+			w.Duration = int64(f.Varint)
+		case f.IsVarint(fWevExpires):
+			w.Expires = int64(f.Varint)
+		case f.IsVarint(fWevAt):
+			w.At = int64(f.Varint)
 		}
-	}
-	return w, nil
+		return nil
+	})
+	return w, err
 }
 
 func encodeWinfo(ws []winfoWatcher) []byte {
@@ -131,27 +112,19 @@ func encodeWinfo(ws []winfoWatcher) []byte {
 }
 
 // subVersion reads the version the next document to a winfo subscriber
-// carries: 0 for a new subscription.
+// carries: 0 for a new subscription. A blob damaged before the version
+// also reads as 0, and damage after it does not matter, so the walk's
+// error is not needed.
 func subVersion(b []byte) uint64 {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return 0
+	var v uint64
+	var found bool
+	_ = abi.Fields(b, func(f abi.Field) error {
+		if f.IsVarint(fSubVersion) && !found {
+			v, found = f.Varint, true
 		}
-		b = b[n:]
-		if num == fSubVersion && typ == protowire.VarintType {
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return 0
-			}
-			return v
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-			return 0
-		}
-		b = b[n:]
-	}
-	return 0
+		return nil
+	})
+	return v
 }
 
 func encodeSub(version uint64) []byte {

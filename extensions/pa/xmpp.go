@@ -270,48 +270,24 @@ func encodeXMPPRes(r xmppRes) []byte {
 
 func decodeXMPPRes(b []byte) (xmppRes, error) {
 	var r xmppRes
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return r, protowire.ParseError(n)
-		}
-		b = b[n:]
+	err := abi.Fields(b, func(f abi.Field) error {
 		switch {
-		case typ == protowire.BytesType && (num == fXJID || num == fXShow || num == fXStatus || num == fXLang):
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return r, protowire.ParseError(n)
-			}
-			b = b[n:]
-			switch num {
-			case fXJID:
-				r.JID = string(v)
-			case fXShow:
-				r.Show = string(v)
-			case fXStatus:
-				r.Status = string(v)
-			default:
-				r.Lang = string(v)
-			}
-		case typ == protowire.VarintType && (num == fXPrio || num == fXSeq):
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return r, protowire.ParseError(n)
-			}
-			b = b[n:]
-			if num == fXPrio {
-				r.Priority = int64(v)
-			} else {
-				r.Seq = int64(v)
-			}
-		default:
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return r, protowire.ParseError(n)
-			}
-			b = b[n:]
+		case f.IsBytes(fXJID):
+			r.JID = string(f.Bytes)
+		case f.IsBytes(fXShow):
+			r.Show = string(f.Bytes)
+		case f.IsBytes(fXStatus):
+			r.Status = string(f.Bytes)
+		case f.IsBytes(fXLang):
+			r.Lang = string(f.Bytes)
+		case f.IsVarint(fXPrio):
+			r.Priority = int64(f.Varint)
+		case f.IsVarint(fXSeq):
+			r.Seq = int64(f.Varint)
 		}
-	}
-	return r, nil
+		return nil
+	})
+	return r, err
 }
 
 // appendXMPP adds the XMPP fields to an encoded state.
@@ -331,7 +307,7 @@ func (st *state) appendXMPP(b []byte) []byte {
 func (st *state) decodeXMPPField(num protowire.Number, v []byte) error {
 	r, err := decodeXMPPRes(v)
 	if err != nil {
-		return fmt.Errorf("decode state: xmpp field %d: %w", num, err)
+		return fmt.Errorf("xmpp field %d: %w", num, err)
 	}
 	if num == fStateXMPP {
 		st.XMPP = append(st.XMPP, r)

@@ -5,13 +5,12 @@ import (
 	"testing"
 
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 
 // xmppIn feeds one presence stanza and returns the new state and the body
 // the active watcher w1 gets.
-func xmppIn(t *testing.T, m *extension.Module, state []byte, x abi.XMPPPresence) ([]byte, string) {
+func xmppIn(t *testing.T, m *sdktest.Module, state []byte, x abi.XMPPPresence) ([]byte, string) {
 	t.Helper()
 	w := watcher("w1")
 	w.Status = abi.StatusActive

@@ -19,7 +19,7 @@ import (
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
-	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 )
 
 // The hostile test modules (testdata/*/main.go say what each body does).
@@ -56,7 +56,7 @@ func loadLimited(t *testing.T, pkg string, memoryMB int, timeout time.Duration, 
 		log = io.Discard
 	}
 	m, err := extension.Load(context.Background(), extension.Spec{
-		Name: filepath.Base(pkg), Path: sdktest.Build(t, pkg), MemoryLimitMB: memoryMB,
+		Name: filepath.Base(pkg), Path: extensiontest.Build(t, pkg), MemoryLimitMB: memoryMB,
 		CallTimeout: timeout, Instances: 1,
 		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
 		Logger:   slog.New(slog.NewTextHandler(log, nil)),

@@ -10,7 +10,7 @@ import (
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
-	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 )
 
 const echoPkg = "github.com/presenced/presenced/internal/extension/testdata/echo"
@@ -22,7 +22,7 @@ func publish(body string) *abi.Request {
 }
 
 func TestManifestAndPublish(t *testing.T) {
-	m := sdktest.Load(t, echoPkg, nil)
+	m := extensiontest.Load(t, echoPkg, nil)
 	man := m.Manifest()
 	if len(man.Packages) != 1 || man.Packages[0].Event != "echo" || man.Packages[0].DefaultExpires != 60 {
 		t.Fatalf("manifest = %+v", man)
@@ -38,7 +38,7 @@ func TestManifestAndPublish(t *testing.T) {
 }
 
 func TestRejectIsAnAnswerNotAFailure(t *testing.T) {
-	m := sdktest.Load(t, echoPkg, nil)
+	m := extensiontest.Load(t, echoPkg, nil)
 	res, err := m.Handle(context.Background(), publish("bad"))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func TestRejectIsAnAnswerNotAFailure(t *testing.T) {
 // Each failure mode fails its own call with *extension.Error, discards the
 // instance, and leaves the module serving the next call.
 func TestFailuresDiscardTheInstance(t *testing.T) {
-	path := sdktest.Build(t, echoPkg)
+	path := extensiontest.Build(t, echoPkg)
 	m, err := extension.Load(context.Background(), extension.Spec{Name: "echo", Path: path,
 		MemoryLimitMB: 64, CallTimeout: 300 * time.Millisecond, Instances: 1})
 	if err != nil {
@@ -87,7 +87,7 @@ func TestRefusesAForeignFile(t *testing.T) {
 }
 
 func TestRefusesAnotherABIVersion(t *testing.T) {
-	path := sdktest.Build(t, "github.com/presenced/presenced/internal/extension/testdata/v2")
+	path := extensiontest.Build(t, "github.com/presenced/presenced/internal/extension/testdata/v2")
 	_, err := extension.Load(context.Background(), extension.Spec{Name: "v2", Path: path})
 	if err == nil || !strings.Contains(err.Error(), "module needs presenced ABI v2.0, this host speaks v1.1") {
 		t.Fatalf("err = %v", err)
@@ -98,7 +98,7 @@ func TestRefusesAnotherABIVersion(t *testing.T) {
 // ErrBusy when its deadline passes, nothing is counted as a failure, and
 // no instance is lost.
 func TestBusyPool(t *testing.T) {
-	path := sdktest.Build(t, "github.com/presenced/presenced/internal/extension/testdata/hostile")
+	path := extensiontest.Build(t, "github.com/presenced/presenced/internal/extension/testdata/hostile")
 	m, err := extension.Load(context.Background(), extension.Spec{Name: "hostile", Path: path,
 		MemoryLimitMB: 64, CallTimeout: 3 * time.Second, Instances: 1})
 	if err != nil {
@@ -132,7 +132,7 @@ func TestBusyPool(t *testing.T) {
 func BenchmarkCall(b *testing.B) {
 	for _, trusted := range []bool{true, false} {
 		b.Run(map[bool]string{true: "trusted", false: "checked"}[trusted], func(b *testing.B) {
-			m, err := extension.Load(context.Background(), extension.Spec{Name: "echo", Path: sdktest.Build(b, echoPkg),
+			m, err := extension.Load(context.Background(), extension.Spec{Name: "echo", Path: extensiontest.Build(b, echoPkg),
 				MemoryLimitMB: 64, CallTimeout: 10 * time.Second, Instances: 1, Trusted: trusted})
 			if err != nil {
 				b.Fatal(err)

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/store"
-	"github.com/presenced/presenced/sdk/sdktest"
 )
 
 // benchStores are the backends the throughput benchmarks compare.
@@ -178,7 +178,7 @@ func BenchmarkMemory(b *testing.B) {
 		name, event, ctype string
 		load               func(testing.TB) *extension.Module
 	}
-	paModule := func(t testing.TB) *extension.Module { return sdktest.Load(t, paPkg, nil) }
+	paModule := func(t testing.TB) *extension.Module { return extensiontest.Load(t, paPkg, nil) }
 	for _, m := range []module{{"echo", "echo", "text/plain", echo}, {"pa", "presence", "application/pidf+xml", paModule}} {
 		for _, what := range []string{"publication", "subscription"} {
 			b.Run(what+"/"+m.name, func(b *testing.B) {

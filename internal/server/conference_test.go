@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,7 +12,6 @@ import (
 	"github.com/beevik/etree"
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/extensions/conference/confinfo"
-	"github.com/presenced/presenced/sdk/sdktest"
 )
 
 const confPkg = "github.com/presenced/presenced/extensions/conference"
@@ -80,7 +80,7 @@ func fetch(t *testing.T, p *peer, uri string) string {
 // use_partial_states: a watcher applying the partial documents it gets,
 // in order, has at every step exactly what a new subscriber is sent.
 func TestConferencePartialStates(t *testing.T) {
-	f := start(t, nil, sdktest.Load(t, confPkg, map[string]string{"use_partial_states": "true"}))
+	f := start(t, nil, extensiontest.Load(t, confPkg, map[string]string{"use_partial_states": "true"}))
 	const conf = "sip:conf233@example.com"
 	pub, other := f.peer(t, "TCP"), f.peer(t, "TCP")
 	w := &confWatcher{p: f.peer(t, "TCP")}
@@ -195,7 +195,7 @@ func TestConferencePartialStates(t *testing.T) {
 // documents are small: the host does not send a UDP NOTIFY near the MTU
 // (RFC 3261 §18.1.1), and the scripted ones are bigger.
 func TestConferenceFullStates(t *testing.T) {
-	f := start(t, nil, sdktest.Load(t, confPkg, nil))
+	f := start(t, nil, extensiontest.Load(t, confPkg, nil))
 	const conf = "sip:conf233@example.com"
 	doc := func(state string, v int, users string) string {
 		return `<conference-info xmlns="urn:ietf:params:xml:ns:conference-info" entity="` + conf + `" state="` + state +

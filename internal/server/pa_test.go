@@ -1,18 +1,17 @@
 package server_test
 
 import (
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"github.com/presenced/presenced/internal/store"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/presenced/presenced/sdk/sdktest"
 )
 
 // Two devices publish; both tuples reach the watcher; when one
 // publication expires only its tuple goes.
 func TestPAPublicationExpiryRemovesOnlyItsTuples(t *testing.T) {
-	f := start(t, nil, sdktest.Load(t, paPkg, nil))
+	f := start(t, nil, extensiontest.Load(t, paPkg, nil))
 	erin := "sip:erin@example.com"
 	phone, desk, w := f.peer(t, "UDP"), f.peer(t, "UDP"), f.peer(t, "UDP")
 	wantCode(t, publish(t, phone, "presence", erin, "application/pidf+xml", pidf(erin, "phone", "open", "mobile"), "Expires: 1"), 200)
@@ -32,7 +31,7 @@ func TestPAPublicationExpiryRemovesOnlyItsTuples(t *testing.T) {
 // The registrar is a presence source: a user who registers and publishes
 // nothing is open, and closed again when the binding goes.
 func TestPARegistrarBackend(t *testing.T) {
-	f := start(t, nil, sdktest.Load(t, paPkg, nil))
+	f := start(t, nil, extensiontest.Load(t, paPkg, nil))
 	frank := "sip:frank@example.com"
 	w := f.peer(t, "UDP")
 	_, r := subscribe(t, w, "presence", frank)
@@ -66,7 +65,7 @@ func TestPARegistrarBackend(t *testing.T) {
 // the pending watcher gets no presence until then; a blocked watcher is
 // rejected.
 func TestPAWatcherInfoAndAuthorization(t *testing.T) {
-	f := start(t, nil, sdktest.Load(t, paPkg, map[string]string{"policy": "confirm", "block": "sip:mallory@example.com"}))
+	f := start(t, nil, extensiontest.Load(t, paPkg, map[string]string{"policy": "confirm", "block": "sip:mallory@example.com"}))
 	gina := "sip:gina@example.com"
 	owner, bob, mallory := f.peer(t, "UDP"), f.peer(t, "UDP"), f.peer(t, "UDP")
 	wantCode(t, publish(t, owner, "presence", gina, "application/pidf+xml", pidf(gina, "pc", "open", "secret")), 200)
@@ -145,7 +144,7 @@ func TestPAWatcherInfoAndAuthorization(t *testing.T) {
 // Content-Type and no body keeps the document; an invalid basic is
 // refused with its value named.
 func TestPAClientQuirks(t *testing.T) {
-	f := start(t, nil, sdktest.Load(t, paPkg, nil))
+	f := start(t, nil, extensiontest.Load(t, paPkg, nil))
 	hal := "sip:hal@example.com"
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
 	r := publish(t, p, "presence", hal, "application/pidf+xml", pidf(hal, "t", "open", "kept"))
@@ -179,7 +178,7 @@ func TestPAClientQuirks(t *testing.T) {
 // active, and the ones that came and went meanwhile are not in it.
 func TestPAWatcherInfoForWatchersBeforeIt(t *testing.T) {
 	st := store.NewMemory()
-	f := start(t, st, sdktest.Load(t, paPkg, map[string]string{"policy": "confirm", "allow": "sip:watcher@example.com"}))
+	f := start(t, st, extensiontest.Load(t, paPkg, map[string]string{"policy": "confirm", "allow": "sip:watcher@example.com"}))
 	gina := "sip:gina@example.com"
 	owner, w1, w2, gone := f.peer(t, "UDP"), f.peer(t, "UDP"), f.peer(t, "UDP"), f.peer(t, "UDP")
 	wantCode(t, publish(t, owner, "presence", gina, "application/pidf+xml", pidf(gina, "pc", "open", "here")), 200)

@@ -2,11 +2,10 @@ package server_test
 
 import (
 	"fmt"
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/presenced/presenced/sdk/sdktest"
 )
 
 const paPkg = "github.com/presenced/presenced/extensions/pa"
@@ -23,7 +22,7 @@ func pidf(entity, id, basic, note string) string {
 // reaches every watcher as PIDF, a second publication is composed into the
 // same document, and documents the module refuses change nothing.
 func TestPresenceOverPA(t *testing.T) {
-	pa := sdktest.Load(t, paPkg, map[string]string{"default_expires": "3600"})
+	pa := extensiontest.Load(t, paPkg, map[string]string{"default_expires": "3600"})
 	f := start(t, nil, pa)
 	for _, tr := range []string{"UDP", "TCP"} {
 		t.Run(tr, func(t *testing.T) {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"io"
 	"log/slog"
 	"net"
@@ -139,7 +140,7 @@ func wantCode(t testing.TB, res *sip.Response, code int) {
 	}
 }
 
-func echo(t testing.TB) *extension.Module { return sdktest.Load(t, echoPkg, nil) }
+func echo(t testing.TB) *extension.Module { return extensiontest.Load(t, echoPkg, nil) }
 
 const alice = "sip:alice@example.com"
 

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/abi"
-	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 )
 
 // prosody is a Prosody server the test runs, with the component
@@ -243,7 +243,7 @@ func login(t *testing.T, addr, user, resource string) *client {
 // sip:juliet@localhost gets.
 func TestProsody(t *testing.T) {
 	p := startProsody(t)
-	m := sdktest.Load(t, "github.com/presenced/presenced/extensions/pa", nil)
+	m := extensiontest.Load(t, "github.com/presenced/presenced/extensions/pa", nil)
 
 	var logBuf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))

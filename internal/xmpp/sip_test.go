@@ -13,8 +13,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"github.com/presenced/presenced/internal/server"
-	"github.com/presenced/presenced/sdk/sdktest"
 )
 
 // hook connects the server's subscriptions to the connector, as the
@@ -54,7 +54,7 @@ func TestSIPWatcherSeesXMPPUser(t *testing.T) {
 	srv, err = server.New(server.Options{
 		Listen:       []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
 		Subscription: server.Bounds{Min: 1, Max: 3600}, Publication: server.Bounds{Min: 1, Max: 3600},
-		Modules: []*extension.Module{sdktest.Load(t, "github.com/presenced/presenced/extensions/pa", nil)},
+		Modules: []*extension.Module{extensiontest.Load(t, "github.com/presenced/presenced/extensions/pa", nil)},
 		Watch:   hook{comp}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -1,13 +1,14 @@
 // Package pubstate is a ready-made state blob for an event package whose
 // state is "the live publications of a resource, by id, in arrival order":
 // decode req.State, Put/Push/Remove the request's publication, Encode it
-// into res.State. It builds for GOOS=wasip1 and uses nothing but protowire,
-// which the SDK already links.
+// into res.State. It builds for GOOS=wasip1 and uses nothing but abi's
+// field walker and protowire, which the SDK already links.
 package pubstate
 
 import (
 	"fmt"
 
+	"github.com/presenced/presenced/abi"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -108,63 +109,37 @@ func pubSize(p Publication) int {
 
 // Decode reads a blob Encode wrote; an empty blob is no publications. The
 // bodies alias b rather than copy it: req.State lives as long as the call,
-// and a module keeps nothing longer.
+// and a module keeps nothing longer. A field of a type other than the one
+// Encode writes it with is skipped, as protobuf does.
 func Decode(b []byte) (*State, error) {
 	s := &State{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, fmt.Errorf("decode state: %w", protowire.ParseError(n))
+	err := abi.Fields(b, func(f abi.Field) error {
+		if !f.IsBytes(fStatePub) {
+			return nil
 		}
-		b = b[n:]
-		if num != fStatePub || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return nil, fmt.Errorf("decode state: field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, fmt.Errorf("decode state: publication %d: %w", len(s.Pubs)+1, protowire.ParseError(n))
-		}
-		b = b[n:]
-		p, err := decodePub(v)
+		p, err := decodePub(f.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("decode state: publication %d: %w", len(s.Pubs)+1, err)
+			return fmt.Errorf("publication %d: %w", len(s.Pubs)+1, err)
 		}
 		s.Pubs = append(s.Pubs, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decode state: %w", err)
 	}
 	return s, nil
 }
 
 func decodePub(b []byte) (Publication, error) {
 	var p Publication
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return p, protowire.ParseError(n)
-		}
-		b = b[n:]
+	err := abi.Fields(b, func(f abi.Field) error {
 		switch {
-		case num == fPubID && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return p, protowire.ParseError(n)
-			}
-			p.ID, b = string(v), b[n:]
-		case num == fPubBody && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return p, protowire.ParseError(n)
-			}
-			p.Body, b = v, b[n:]
-		default:
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return p, protowire.ParseError(n)
-			}
-			b = b[n:]
+		case f.IsBytes(fPubID):
+			p.ID = string(f.Bytes)
+		case f.IsBytes(fPubBody):
+			p.Body = f.Bytes
 		}
-	}
-	return p, nil
+		return nil
+	})
+	return p, err
 }

@@ -104,7 +104,7 @@ func TestDecodeErrors(t *testing.T) {
 		blob []byte
 		want string
 	}{
-		{[]byte{0x0a, 0x10, 'x'}, "decode state: publication 1: "},
+		{[]byte{0x0a, 0x10, 'x'}, "decode state: field 1: "}, // the walker cannot read it, so names its field
 		{[]byte{0x0a, 0x02, 0x0a, 0x05}, "decode state: publication 1: "},
 		{[]byte{0x80}, "decode state: "},
 		{[]byte{0x10}, "decode state: field 2: "},

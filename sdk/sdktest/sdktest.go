@@ -1,69 +1,72 @@
-// Package sdktest runs a module's handlers as real wasm under go test: it
-// builds the module with the stock Go toolchain (GOOS=wasip1) and loads it
-// in the same host presenced uses.
+// Package sdktest is the kit a module's tests run on: it builds the module
+// with the stock Go toolchain (GOOS=wasip1) and runs its handlers as real
+// wasm in the same host presenced uses. It hands out its own types, so a
+// module's tests import nothing of the host.
 package sdktest
 
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 )
 
-var (
-	mu    sync.Mutex
-	built = map[string]string{}
-	dir   string
-)
+// Module is a module loaded into the host as a test sees it: the host
+// calls it exactly as it would serve SIP, and the test reads what it
+// answers.
+type Module struct {
+	host *extension.Module
+}
+
+// Handle runs req on a pooled instance, as the host does for a SIP request,
+// and returns the module's response. A refusal (a non-zero Code) is a
+// response, not an error. The error is for a failed call: the module
+// returned an error or a negative status, trapped, ran out of time or
+// memory, or wrote output the host could not decode; the host answers such
+// a request with a 500 and discards the instance.
+func (m *Module) Handle(ctx context.Context, req *abi.Request) (*abi.Response, error) {
+	return m.host.Handle(ctx, req)
+}
+
+// Manifest is what the module's init said it serves.
+func (m *Module) Manifest() abi.Manifest { return m.host.Manifest() }
 
 // Build compiles the module package pkg (an import path or a directory) to
 // .wasm once per test process and returns the file's path.
 func Build(tb testing.TB, pkg string) string {
 	tb.Helper()
-	mu.Lock()
-	defer mu.Unlock()
-	if p, ok := built[pkg]; ok {
-		return p
-	}
-	if dir == "" {
-		d, err := os.MkdirTemp("", "presenced-wasm-")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		dir = d
-	}
-	out := filepath.Join(dir, strings.NewReplacer("/", "_", ".", "_").Replace(pkg)+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("build %s: %v\n%s", pkg, err, b)
-	}
-	built[pkg] = out
-	return out
+	return extensiontest.Build(tb, pkg)
 }
 
 // Load builds pkg and loads it with the given config table, under the
 // limits a default config gives. The module is closed when the test ends.
-func Load(tb testing.TB, pkg string, config map[string]string) *extension.Module {
+func Load(tb testing.TB, pkg string, config map[string]string) *Module {
 	tb.Helper()
-	path := Build(tb, pkg)
-	m, err := extension.Load(context.Background(), extension.Spec{
-		Name: filepath.Base(pkg), Path: path, MemoryLimitMB: 64,
-		CallTimeout: 2 * time.Second, Instances: 2, Config: config,
-		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
-	})
-	if err != nil {
-		tb.Fatal(err)
+	return &Module{host: extensiontest.Load(tb, pkg, config)}
+}
+
+// LoadTrusted is Load with trusted = true (no termination checks, as
+// presenced.toml runs pa and conference) and one instance: for benchmarks
+// of what the daemon really runs.
+func LoadTrusted(tb testing.TB, pkg string, config map[string]string) *Module {
+	tb.Helper()
+	return &Module{host: extensiontest.LoadTrusted(tb, pkg, config)}
+}
+
+// LoadError builds pkg and tries to load it with the given config table,
+// for a test that a bad config is refused: it returns the error loading
+// gave, or nil (closing the module) when it loaded.
+func LoadError(tb testing.TB, pkg string, config map[string]string) error {
+	tb.Helper()
+	m, err := extension.Load(context.Background(), extensiontest.Spec(tb, pkg, config))
+	if err == nil {
+		m.Close(context.Background())
 	}
-	tb.Cleanup(func() { m.Close(context.Background()) })
-	return m
+	return err
 }
 
 // Testdata returns the file testdata/name of the package under test (go
@@ -77,42 +80,10 @@ func Testdata(tb testing.TB, name string) []byte {
 	return b
 }
 
-// LoadTrusted is Load with trusted = true (no termination checks, as
-// presenced.toml runs pa and conference) and one instance: for benchmarks
-// of what the daemon really runs.
-func LoadTrusted(tb testing.TB, pkg string, config map[string]string) *extension.Module {
-	tb.Helper()
-	m, err := extension.Load(context.Background(), extension.Spec{
-		Name: filepath.Base(pkg), Path: Build(tb, pkg), MemoryLimitMB: 64,
-		CallTimeout: 10 * time.Second, Instances: 1, Trusted: true, Config: config,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { m.Close(context.Background()) })
-	return m
-}
-
-// LoadError builds pkg and tries to load it with the given config table,
-// for a test that a bad config is refused: it returns the error loading
-// gave, or nil (closing the module) when it loaded.
-func LoadError(tb testing.TB, pkg string, config map[string]string) error {
-	tb.Helper()
-	path := Build(tb, pkg)
-	m, err := extension.Load(context.Background(), extension.Spec{
-		Name: filepath.Base(pkg), Path: path, MemoryLimitMB: 64,
-		CallTimeout: 2 * time.Second, Instances: 1, Config: config,
-	})
-	if err == nil {
-		m.Close(context.Background())
-	}
-	return err
-}
-
 // Handle runs req on m and returns the response, failing the test when the
 // call fails or the module refuses the request (a non-zero Code): for a
 // request the test expects to succeed.
-func Handle(tb testing.TB, m *extension.Module, req *abi.Request) *abi.Response {
+func Handle(tb testing.TB, m *Module, req *abi.Request) *abi.Response {
 	tb.Helper()
 	res, err := m.Handle(context.Background(), req)
 	if err != nil {
