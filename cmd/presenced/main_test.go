@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,14 +18,36 @@ import (
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 
+var (
+	buildOnce sync.Once
+	binDir    string
+	binErr    error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // buildDaemon builds this command once per test binary.
 func buildDaemon(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "presenced")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "presenced-bin-"); binErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "presenced"), ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("build: %w\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
 	}
-	return bin
+	return filepath.Join(binDir, "presenced")
 }
 
 func writeConfig(t *testing.T, text string) string {
@@ -33,6 +57,147 @@ func writeConfig(t *testing.T, text string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// daemon is a started presenced whose stderr the test reads as it comes.
+type daemon struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once it has exited and its stderr is read
+	err  error         // its exit, once done
+
+	mu  sync.Mutex
+	log strings.Builder
+}
+
+// startDaemon runs bin with args; it is killed when the test ends. Its
+// user cache directory is the test's, so nothing is left in $HOME.
+func startDaemon(t *testing.T, bin string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	d.cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir())
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.log.WriteString(sc.Text() + "\n")
+			d.mu.Unlock()
+		}
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+	})
+	return d
+}
+
+// output is what the daemon has written to stderr so far.
+func (d *daemon) output() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+// await returns the submatches of the first line of stderr matching re,
+// failing the test if the daemon exits or the timeout passes first.
+func (d *daemon) await(t *testing.T, re *regexp.Regexp, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range strings.Split(d.output(), "\n") {
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		}
+		select {
+		case <-d.done:
+			// Read once more: the line may have come with the exit.
+			for _, line := range strings.Split(d.output(), "\n") {
+				if m := re.FindStringSubmatch(line); m != nil {
+					return m
+				}
+			}
+			t.Fatalf("daemon exited (%v) before logging %q:\n%s", d.err, re, d.output())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not log %q within %s:\n%s", re, timeout, d.output())
+		}
+	}
+}
+
+var servingUDP = regexp.MustCompile(`presenced serving.*udp:(127\.0\.0\.1:\d+)`)
+
+// serving waits for the daemon to say it serves and returns its first UDP
+// address.
+func (d *daemon) serving(t *testing.T) string {
+	t.Helper()
+	return d.await(t, servingUDP, 60*time.Second)[1]
+}
+
+// exit waits for the daemon to exit by itself and returns its status;
+// it fails the test if the daemon starts serving or outlives the timeout.
+func (d *daemon) exit(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case <-d.done:
+			var ee *exec.ExitError
+			if !errors.As(d.err, &ee) {
+				t.Fatalf("exit: %v\n%s", d.err, d.output())
+			}
+			return ee.ExitCode()
+		case <-deadline:
+			t.Fatalf("daemon still running after %s:\n%s", timeout, d.output())
+		case <-time.After(20 * time.Millisecond):
+			if strings.Contains(d.output(), "presenced serving") {
+				t.Fatalf("daemon serves; it should have refused to start:\n%s", d.output())
+			}
+		}
+	}
+}
+
+// stop sends SIGTERM and fails the test unless the daemon exits 0.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		if d.err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", d.err, d.output())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop on SIGTERM")
+	}
+}
+
+// options sends an OPTIONS over UDP to addr and returns the answer.
+func options(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "OPTIONS sip:presenced@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-opt1\r\n"+
+		"From: <sip:t@example.com>;tag=1\r\nTo: <sip:presenced@example.com>\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\n"+
+		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", addr, c.LocalAddr())
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("OPTIONS to %s: %v", addr, err)
+	}
+	return string(buf[:n])
 }
 
 // The real daemon, started from a TOML file with the real modules,
@@ -54,59 +219,12 @@ path = %q
 [extension.conference]
 path = %q
 `, t.TempDir(), pa, conf))
-	cmd := exec.Command(bin, "-config", cfg)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	addr := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`udp:(127\.0\.0\.1:\d+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil && strings.Contains(sc.Text(), "serving") {
-				addr <- m[1]
-			}
-		}
-	}()
-	var server string
-	select {
-	case server = <-addr:
-	case <-time.After(60 * time.Second):
-		t.Fatal("daemon did not say it was serving")
-	}
-
-	c, err := net.Dial("udp", server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "OPTIONS sip:presenced@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-opt1\r\n"+
-		"From: <sip:t@example.com>;tag=1\r\nTo: <sip:presenced@example.com>\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\n"+
-		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", server, c.LocalAddr())
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 4096)
-	n, err := c.Read(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := string(buf[:n])
+	d := startDaemon(t, bin, "-config", cfg)
+	res := options(t, d.serving(t))
 	if !strings.HasPrefix(res, "SIP/2.0 200") || !strings.Contains(res, "Allow-Events: conference, presence") {
 		t.Fatalf("OPTIONS answer:\n%s", res)
 	}
-
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("daemon did not stop on SIGTERM")
-	}
+	d.stop(t)
 }
 
 // A bad config stops the daemon before it serves, naming file, line, key.
