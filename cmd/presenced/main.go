@@ -77,6 +77,15 @@ func newLogger(s config.Server) *slog.Logger {
 
 func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	ctx := context.Background()
+	// First, before a socket is bound or the store opened: a daemon
+	// already on this data_dir must not be disturbed at all.
+	if !checkOnly {
+		lock, err := lockDataDir(cfg.Server.DataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+	}
 	cacheDir := filepath.Join(cfg.Server.DataDir, "wasm-cache")
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)

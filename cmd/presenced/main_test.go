@@ -246,3 +246,37 @@ func TestDaemonRefusesABadConfig(t *testing.T) {
 		t.Fatalf("a missing module passed -check-config: %v\n%s", err, out)
 	}
 }
+
+// Two daemons on one data_dir would interleave CSeqs and overwrite each
+// other's acknowledged state: the second is refused before it binds a
+// socket or opens the store, naming the directory and the first's pid,
+// and the first keeps serving.
+func TestDaemonRefusesASharedDataDir(t *testing.T) {
+	bin := buildDaemon(t)
+	data := t.TempDir()
+	// Port 0: the second daemon's ports differ from the first's.
+	text := fmt.Sprintf("[server]\ndata_dir = %q\n[admin]\nlisten = \"127.0.0.1:0\"\n"+
+		"[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n", data)
+	a := startDaemon(t, bin, "-config", writeConfig(t, text))
+	addr := a.serving(t)
+
+	b := startDaemon(t, bin, "-config", writeConfig(t, text))
+	if code := b.exit(t, 30*time.Second); code != 1 {
+		t.Fatalf("second daemon exit status %d, want 1:\n%s", code, b.output())
+	}
+	out := b.output()
+	want := fmt.Sprintf("data directory %s is in use by pid %d", data, a.cmd.Process.Pid)
+	if !strings.Contains(out, want) {
+		t.Fatalf("second daemon's error does not say %q:\n%s", want, out)
+	}
+	for _, done := range []string{"state restored", "admin API serving", "extension loaded"} {
+		if strings.Contains(out, done) {
+			t.Fatalf("second daemon logged %q before refusing:\n%s", done, out)
+		}
+	}
+
+	if res := options(t, addr); !strings.HasPrefix(res, "SIP/2.0 200") {
+		t.Fatalf("first daemon's OPTIONS answer:\n%s", res)
+	}
+	a.stop(t)
+}
