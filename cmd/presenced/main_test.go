@@ -240,6 +240,19 @@ func TestDaemonRefusesABadConfig(t *testing.T) {
 		t.Fatalf("output %q does not name %q", out, want)
 	}
 
+	// The admin API open to the network without a token: both a start
+	// and a check refuse it, before anything listens.
+	cfg = writeConfig(t, "[admin]\nlisten = \"0.0.0.0:0\"\n")
+	for _, flag := range []string{"-check-config", "-config"} {
+		out, err := exec.Command(bin, flag, cfg).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Fatalf("%s: exit = %v, want status 2\n%s", flag, err, out)
+		}
+		if want := cfg + `:2: key "admin.listen": "0.0.0.0:0" is reachable beyond this host`; !strings.Contains(string(out), want) {
+			t.Fatalf("%s: output %q does not name %q", flag, out, want)
+		}
+	}
+
 	cfg = writeConfig(t, "[extension.pa]\npath = \"missing.wasm\"\n")
 	out, err = exec.Command(bin, "-check-config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "missing.wasm") {

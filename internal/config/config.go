@@ -501,8 +501,15 @@ func (c *Config) Validate() error {
 	}
 
 	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+		host, _, err := net.SplitHostPort(c.Admin.Listen)
+		if err != nil {
 			return c.errorf("admin.listen", "must be host:port or empty, got %q", c.Admin.Listen)
+		}
+		// Whoever reaches the API can end subscriptions, reload modules
+		// and read profiles: without a token, only this host may.
+		if c.Admin.Token == "" && !loopback(host) {
+			return c.errorf("admin.listen", "%q is reachable beyond this host without a token: "+
+				"set admin.token, or listen on loopback (127.0.0.1, [::1] or localhost)", c.Admin.Listen)
 		}
 	}
 
@@ -543,6 +550,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// loopback reports whether a listener on host is reachable from this host
+// only. An empty host is every interface; a name other than localhost may
+// resolve to any address, now or later, so it is not counted as loopback.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // resolve makes relative paths relative to c.Dir, so the daemon reads the

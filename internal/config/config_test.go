@@ -232,6 +232,21 @@ func TestErrors(t *testing.T) {
 		{"unflattenable config",
 			"[extension.pa]\npath = \"x\"\n[extension.pa.config]\nok = 1\nm = [[1], [2]]\n",
 			`:5: key "extension.pa.config.m": an array of arrays`},
+		{"admin on every interface without a token",
+			"[admin]\ntoken = \"\"\nlisten = \"0.0.0.0:8070\"\n",
+			`:3: key "admin.listen": "0.0.0.0:8070" is reachable beyond this host without a token: set admin.token, or listen on loopback`},
+		{"admin on an empty host without a token",
+			"[admin]\nlisten = \":8070\"\n",
+			`:2: key "admin.listen": ":8070" is reachable beyond this host`},
+		{"admin on IPv6 any without a token",
+			"[admin]\nlisten = \"[::]:8070\"\n",
+			`:2: key "admin.listen": "[::]:8070" is reachable beyond this host`},
+		{"admin on a public address without a token",
+			"[admin]\nlisten = \"192.0.2.1:8070\"\n",
+			`:2: key "admin.listen": "192.0.2.1:8070" is reachable beyond this host`},
+		{"admin on a host name without a token", // it may resolve to anything
+			"[admin]\nlisten = \"admin.example.com:8070\"\n",
+			`:2: key "admin.listen": "admin.example.com:8070" is reachable beyond this host`},
 		{"bad log level after multi-line array",
 			"[server]\ndomains = [\n  \"a\",\n  # [not.a.table]\n  \"b\",\n]\nlog_level = \"loud\"\n",
 			`:7: key "server.log_level": must be debug, info, warn or error, got "loud"`},
@@ -272,6 +287,21 @@ y = 3
 	} {
 		if got := l.line(key); got != want {
 			t.Errorf("line(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+// The admin API ends subscriptions, reloads and profiles: without a token
+// it may listen on loopback only, and anywhere with one.
+func TestAdminListenerNeedsATokenBeyondLoopback(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:8070", "127.8.9.10:0", "[::1]:8070", "localhost:8070", "LocalHost:8070", ""} {
+		if _, err := Parse("t.toml", []byte("[admin]\nlisten = \""+listen+"\"\n")); err != nil {
+			t.Errorf("listen %q without a token: %v", listen, err)
+		}
+	}
+	for _, listen := range []string{"0.0.0.0:8070", ":8070", "[::]:8070", "192.0.2.1:8070", "admin.example.com:8070"} {
+		if _, err := Parse("t.toml", []byte("[admin]\ntoken = \"s3cret\"\nlisten = \""+listen+"\"\n")); err != nil {
+			t.Errorf("listen %q with a token: %v", listen, err)
 		}
 	}
 }
