@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -85,11 +86,9 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 			return err
 		}
 		defer lock.Close()
+		removeOldCache(cfg, log)
 	}
-	cacheDir := filepath.Join(cfg.Server.DataDir, "wasm-cache")
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
+	cacheDir := compilationCache(cfg.Server.CacheDir, log)
 	mods, err := loadModules(ctx, cfg, cacheDir, log)
 	if err != nil {
 		closeAll(mods)
@@ -183,6 +182,50 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		break
 	}
 	return srv.Close()
+}
+
+// compilationCache returns dir if wazero's compilation cache can be kept
+// there, or "" (no cache) with a warning: the cache only saves compiling at
+// start, and a daemon that can serve must not refuse to for want of it.
+func compilationCache(dir string, log *slog.Logger) string {
+	if dir == "" {
+		log.Info("no compilation cache (server.cache_dir is empty): the modules are compiled at every start")
+		return ""
+	}
+	// 0700: the cache holds native code the daemon will run.
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, ".write-test-*"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		log.Warn("compilation cache unusable, running without it: the modules are compiled at every start",
+			"cache_dir", dir, "err", err)
+		return ""
+	}
+	return dir
+}
+
+// removeOldCache deletes data_dir/wasm-cache, where daemons before
+// server.cache_dir kept the compilation cache: ~30 MB that nothing reads
+// any more, on the volume sized for state. Called under the data_dir lock,
+// so no daemon is using it.
+func removeOldCache(cfg *config.Config, log *slog.Logger) {
+	old := filepath.Join(cfg.Server.DataDir, "wasm-cache")
+	if c := cfg.Server.CacheDir; c == old || strings.HasPrefix(c, old+string(filepath.Separator)) {
+		return
+	}
+	if _, err := os.Stat(old); err != nil {
+		return
+	}
+	if err := os.RemoveAll(old); err != nil {
+		log.Warn("old compilation cache not removed", "dir", old, "err", err)
+		return
+	}
+	log.Info("old compilation cache removed from data_dir; it is now in server.cache_dir", "dir", old, "cache_dir", cfg.Server.CacheDir)
 }
 
 // jabber is the XMPP backend: watchers of presence resources in a mapped

@@ -61,9 +61,10 @@ func writeConfig(t *testing.T, text string) string {
 
 // daemon is a started presenced whose stderr the test reads as it comes.
 type daemon struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once it has exited and its stderr is read
-	err  error         // its exit, once done
+	cmd       *exec.Cmd
+	cacheHome string        // its $XDG_CACHE_HOME
+	done      chan struct{} // closed once it has exited and its stderr is read
+	err       error         // its exit, once done
 
 	mu  sync.Mutex
 	log strings.Builder
@@ -73,8 +74,8 @@ type daemon struct {
 // user cache directory is the test's, so nothing is left in $HOME.
 func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	d.cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir())
+	d := &daemon{cmd: exec.Command(bin, args...), cacheHome: t.TempDir(), done: make(chan struct{})}
+	d.cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+d.cacheHome, "CACHE_DIRECTORY=")
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -201,11 +202,18 @@ func options(t *testing.T, addr string) string {
 }
 
 // The real daemon, started from a TOML file with the real modules,
-// answers SIP on a socket and stops cleanly on SIGTERM.
+// answers SIP on a socket and stops cleanly on SIGTERM. Its compilation
+// cache is in the user's cache directory, not in data_dir, and the one an
+// older daemon left in data_dir is removed.
 func TestDaemonServesAndStops(t *testing.T) {
 	bin := buildDaemon(t)
 	pa := sdktest.Build(t, "github.com/presenced/presenced/extensions/pa")
 	conf := sdktest.Build(t, "github.com/presenced/presenced/extensions/conference")
+	data := t.TempDir()
+	oldCache := filepath.Join(data, "wasm-cache")
+	if err := os.MkdirAll(filepath.Join(oldCache, "wazero-old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cfg := writeConfig(t, fmt.Sprintf(`
 [server]
 data_dir = %q
@@ -218,10 +226,50 @@ address = "127.0.0.1:0"
 path = %q
 [extension.conference]
 path = %q
-`, t.TempDir(), pa, conf))
+`, data, pa, conf))
 	d := startDaemon(t, bin, "-config", cfg)
 	res := options(t, d.serving(t))
 	if !strings.HasPrefix(res, "SIP/2.0 200") || !strings.Contains(res, "Allow-Events: conference, presence") {
+		t.Fatalf("OPTIONS answer:\n%s", res)
+	}
+	d.stop(t)
+
+	if _, err := os.Stat(oldCache); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data_dir still holds wasm-cache: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(d.cacheHome, "presenced", "wazero-*", "*")); len(m) == 0 {
+		t.Errorf("nothing cached in %s", filepath.Join(d.cacheHome, "presenced"))
+	}
+}
+
+// A compilation cache that cannot be created costs a slower start, not
+// the start: the daemon warns and serves.
+func TestDaemonStartsWithoutACache(t *testing.T) {
+	bin := buildDaemon(t)
+	pa := sdktest.Build(t, "github.com/presenced/presenced/extensions/pa")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(file, "cache") // under a file: no one can create it
+	d := startDaemon(t, bin, "-config", writeConfig(t, fmt.Sprintf(`
+[server]
+data_dir = %q
+cache_dir = %q
+[admin]
+listen = ""
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[extension.pa]
+path = %q
+`, t.TempDir(), cache, pa)))
+	addr := d.serving(t)
+	if want := "compilation cache unusable, running without it"; !strings.Contains(d.output(), want) ||
+		!strings.Contains(d.output(), cache) {
+		t.Errorf("no warning %q naming %s:\n%s", want, cache, d.output())
+	}
+	if res := options(t, addr); !strings.HasPrefix(res, "SIP/2.0 200") {
 		t.Fatalf("OPTIONS answer:\n%s", res)
 	}
 	d.stop(t)

@@ -20,13 +20,16 @@ func write(t *testing.T, text string) string {
 }
 
 func TestDefaultsApplied(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("CACHE_DIRECTORY", "")
+	t.Setenv("XDG_CACHE_HOME", cache)
 	p := write(t, "[extension.x]\npath = \"x.wasm\"\n")
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(p)
-	want := Server{DataDir: filepath.Join(dir, "data"), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"}
+	want := Server{DataDir: filepath.Join(dir, "data"), CacheDir: filepath.Join(cache, "presenced"), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"}
 	if !reflect.DeepEqual(c.Server, want) {
 		t.Errorf("server = %+v, want %+v", c.Server, want)
 	}
@@ -303,5 +306,49 @@ func TestAdminListenerNeedsATokenBeyondLoopback(t *testing.T) {
 		if _, err := Parse("t.toml", []byte("[admin]\ntoken = \"s3cret\"\nlisten = \""+listen+"\"\n")); err != nil {
 			t.Errorf("listen %q with a token: %v", listen, err)
 		}
+	}
+}
+
+// The compilation cache is not in data_dir: by default it is where the
+// service manager or the user keeps caches; the file may move or turn it off.
+func TestCacheDir(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("CACHE_DIRECTORY", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", home)
+	cacheDir := func(text string) string {
+		t.Helper()
+		c, err := Parse(filepath.Join(home, "etc", "presenced.toml"), []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Server.CacheDir
+	}
+	if got, want := cacheDir(""), filepath.Join(home, ".cache", "presenced"); got != want {
+		t.Errorf("default cache_dir = %q, want %q", got, want)
+	}
+	if got := Default().Server.CacheDir; got != filepath.Join(home, ".cache", "presenced") {
+		t.Errorf("Default() cache_dir = %q", got)
+	}
+	t.Setenv("XDG_CACHE_HOME", "/xdg/cache")
+	if got := cacheDir(""); got != "/xdg/cache/presenced" {
+		t.Errorf("cache_dir with $XDG_CACHE_HOME = %q", got)
+	}
+	// systemd's CacheDirectory=presenced: the daemon's own directory.
+	t.Setenv("CACHE_DIRECTORY", "/var/cache/presenced:/var/cache/other")
+	if got := cacheDir(""); got != "/var/cache/presenced" {
+		t.Errorf("cache_dir with $CACHE_DIRECTORY = %q", got)
+	}
+	if got := cacheDir("[server]\ncache_dir = \"\"\n"); got != "" {
+		t.Errorf("cache_dir = \"\" gives %q, want the cache off", got)
+	}
+	if got, want := cacheDir("[server]\ncache_dir = \"cache\"\n"), filepath.Join(home, "etc", "cache"); got != want {
+		t.Errorf("relative cache_dir = %q, want %q", got, want)
+	}
+	t.Setenv("CACHE_DIRECTORY", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "")
+	if got := cacheDir(""); got != "" {
+		t.Errorf("cache_dir without any cache directory = %q, want the cache off", got)
 	}
 }
