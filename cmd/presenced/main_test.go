@@ -341,3 +341,61 @@ func TestDaemonRefusesASharedDataDir(t *testing.T) {
 	}
 	a.stop(t)
 }
+
+// A corrupt compilation cache (a disk error, a crash mid-write by another
+// tool) is emptied and the modules compiled again, with a warning; it
+// must not stop the start with wazero's checksum mismatch.
+func TestDaemonRebuildsACorruptCache(t *testing.T) {
+	bin := buildDaemon(t)
+	pa := sdktest.Build(t, "github.com/presenced/presenced/extensions/pa")
+	cache := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf(`
+[server]
+data_dir = %q
+cache_dir = %q
+[admin]
+listen = ""
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[extension.pa]
+path = %q
+trusted = true
+`, t.TempDir(), cache, pa))
+	d := startDaemon(t, bin, "-config", cfg)
+	d.serving(t)
+	d.stop(t)
+
+	files, _ := filepath.Glob(filepath.Join(cache, "wazero-*", "*"))
+	if len(files) == 0 {
+		t.Fatalf("nothing cached in %s", cache)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// In the compiled code, which the file's checksum covers.
+		for _, i := range []int{len(b) / 4, len(b) / 3, len(b) / 2} {
+			b[i] ^= 0xff
+		}
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	d = startDaemon(t, bin, "-config", cfg)
+	addr := d.serving(t)
+	if want := "compilation cache unreadable"; !strings.Contains(d.output(), want) {
+		t.Errorf("no warning %q:\n%s", want, d.output())
+	}
+	if res := options(t, addr); !strings.HasPrefix(res, "SIP/2.0 200") {
+		t.Fatalf("OPTIONS answer:\n%s", res)
+	}
+	d.stop(t)
+	for _, f := range files {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("corrupt %s not removed: %v", f, err)
+		}
+	}
+}
