@@ -78,15 +78,28 @@ func newLogger(s config.Server) *slog.Logger {
 
 func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	ctx := context.Background()
-	// First, before a socket is bound or the store opened: a daemon
-	// already on this data_dir must not be disturbed at all.
+	var adminLn net.Listener
 	if !checkOnly {
+		// First, before a socket is bound or the store opened: a daemon
+		// already on this data_dir must not be disturbed at all.
 		lock, err := lockDataDir(cfg.Server.DataDir)
 		if err != nil {
 			return err
 		}
 		defer lock.Close()
 		removeOldCache(cfg, log)
+		// Then every listener, before the modules are compiled, the store
+		// opened or its state restored: a taken port fails the start
+		// with nothing done.
+		if cfg.Admin.Listen != "" {
+			if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+				return fmt.Errorf("admin listener: %w", err)
+			}
+			defer adminLn.Close()
+		}
+		if err := probeSIP(cfg.Listen); err != nil {
+			return err
+		}
 	}
 	cacheDir := compilationCache(cfg.Server.CacheDir, log)
 	mods, err := loadModules(ctx, cfg, cacheDir, log)
@@ -157,12 +170,8 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		go jabber.Run(ctx)
 	}
 	r := &reloader{file: cfg.File, cacheDir: cacheDir, srv: srv, log: log}
-	if cfg.Admin.Listen != "" {
-		stop, err := serveAdmin(cfg.Admin, srv, r.reload, m, log)
-		if err != nil {
-			srv.Close()
-			return err
-		}
+	if adminLn != nil {
+		stop := serveAdmin(adminLn, cfg.Admin, srv, r.reload, m, log)
 		defer stop()
 	}
 	// Signals are caught before the daemon says it serves: a SIGTERM sent
@@ -329,18 +338,42 @@ func (r *reloader) reload() error {
 	return nil
 }
 
-// serveAdmin starts the admin HTTP API; stop shuts it down.
-func serveAdmin(c config.Admin, srv *server.Server, reload func() error, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("admin listener: %w", err)
-	}
+// serveAdmin serves the admin HTTP API on ln; stop shuts it down.
+func serveAdmin(ln net.Listener, c config.Admin, srv *server.Server, reload func() error, m *metrics.Metrics, log *slog.Logger) (stop func()) {
 	h := admin.New(srv, admin.Options{Token: c.Token, Reload: reload, Logger: log, Profiling: c.Pprof,
 		Metrics: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})})
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	log.Info("admin API serving", "addr", ln.Addr().String())
-	return func() { hs.Close() }, nil
+	return func() { hs.Close() }
+}
+
+// probeSIP binds and releases each SIP listener's address, so that one
+// taken fails the start before the store is opened. The server binds its
+// own sockets (server.Options takes addresses) only once the store is
+// open; it still reports a port taken in between.
+func probeSIP(listen []config.Listener) error {
+	for _, l := range listen {
+		if _, port, _ := net.SplitHostPort(l.Address); port == "0" {
+			continue // any free port: nothing to be taken
+		}
+		var err error
+		if l.Transport == "udp" {
+			var pc net.PacketConn
+			if pc, err = net.ListenPacket("udp", l.Address); err == nil {
+				pc.Close()
+			}
+		} else {
+			var ln net.Listener
+			if ln, err = net.Listen("tcp", l.Address); err == nil {
+				ln.Close()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("listen %s %s: %w", l.Transport, l.Address, err)
+		}
+	}
+	return nil
 }
 
 func openStore(c config.Store) (store.Store, error) {

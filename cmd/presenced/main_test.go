@@ -399,3 +399,65 @@ trusted = true
 		}
 	}
 }
+
+// A taken port, the admin API's or a SIP listener's, fails the start
+// before the store is opened or state restored: the daemon exits 1 naming
+// the address, and nothing was done.
+func TestDaemonFailsFastOnATakenPort(t *testing.T) {
+	bin := buildDaemon(t)
+	for _, c := range []struct {
+		name, admin, sip string // which is taken: "taken" stands for its address
+	}{
+		{"admin", "taken", "udp"},
+		{"sip udp", "127.0.0.1:0", "udp taken"},
+		{"sip tcp", "127.0.0.1:0", "tcp taken"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var taken string
+			if c.sip == "udp taken" {
+				pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pc.Close()
+				taken = pc.LocalAddr().String()
+			} else {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				taken = ln.Addr().String()
+			}
+			admin, transport, sipAddr := c.admin, strings.Fields(c.sip)[0], "127.0.0.1:0"
+			if admin == "taken" {
+				admin = taken
+			} else {
+				sipAddr = taken
+			}
+			data := t.TempDir()
+			d := startDaemon(t, bin, "-config", writeConfig(t, fmt.Sprintf(`
+[server]
+data_dir = %q
+[admin]
+listen = %q
+[[listen]]
+transport = %q
+address = %q
+`, data, admin, transport, sipAddr)))
+			if code := d.exit(t, 15*time.Second); code != 1 {
+				t.Fatalf("exit status %d, want 1:\n%s", code, d.output())
+			}
+			out := d.output()
+			if !strings.Contains(out, taken) || !strings.Contains(out, "address already in use") {
+				t.Errorf("the error does not name %s in use:\n%s", taken, out)
+			}
+			if strings.Contains(out, "state restored") {
+				t.Errorf("state restored before the daemon gave up:\n%s", out)
+			}
+			if _, err := os.Stat(filepath.Join(data, "presenced.db")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the store was opened before the daemon gave up: %v", err)
+			}
+		})
+	}
+}
