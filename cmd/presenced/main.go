@@ -169,7 +169,7 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		defer cancel()
 		go jabber.Run(ctx)
 	}
-	r := &reloader{file: cfg.File, cacheDir: cacheDir, srv: srv, log: log}
+	r := &reloader{file: cfg.File, running: cfg, cacheDir: cacheDir, srv: srv, log: log}
 	if adminLn != nil {
 		stop := serveAdmin(adminLn, cfg.Admin, srv, r.reload, m, log)
 		defer stop()
@@ -295,12 +295,14 @@ func closeAll(mods []*extension.Module) {
 }
 
 // reloader re-reads the config file and swaps in its modules (SIGHUP,
-// presencectl reload). Only extensions change without a restart;
-// listeners, store and bounds keep their start-up values, and a change to
-// them is logged as needing one.
+// presencectl reload). Only extensions change without a restart; every
+// other setting (listeners, data_dir, store, admin, bounds, limits...)
+// keeps its start-up value, and each one changed in the file is logged,
+// by key, as needing one.
 type reloader struct {
 	mu       sync.Mutex
 	file     string
+	running  *config.Config // the start-up configuration, outside [extension.*] the one in force
 	cacheDir string
 	srv      *server.Server
 	log      *slog.Logger
@@ -334,6 +336,10 @@ func (r *reloader) reload() error {
 			}
 		}
 	}()
+	for _, key := range config.RestartNeeded(r.running, cfg) {
+		r.log.Warn("setting changed in the file needs a restart to take effect; the running value stays",
+			"key", key, "config", r.file)
+	}
 	r.log.Info("reloaded", "config", r.file, "extensions", len(mods))
 	return nil
 }

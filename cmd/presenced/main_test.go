@@ -461,3 +461,29 @@ address = %q
 		})
 	}
 }
+
+// A reload applies the modules only: a changed SIP listener is logged, by
+// key, as needing a restart, and the old socket keeps serving.
+func TestReloadNamesWhatNeedsARestart(t *testing.T) {
+	bin := buildDaemon(t)
+	text := fmt.Sprintf("[server]\ndata_dir = %q\n[admin]\nlisten = \"\"\n"+
+		"[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n", t.TempDir())
+	cfg := writeConfig(t, text)
+	d := startDaemon(t, bin, "-config", cfg)
+	addr := d.serving(t)
+
+	moved := strings.Replace(text, `"127.0.0.1:0"`, `"127.0.0.2:0"`, 1)
+	if err := os.WriteFile(cfg, []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.await(t, regexp.MustCompile(`level=INFO msg=reloaded`), 30*time.Second)
+	d.await(t, regexp.MustCompile(`level=WARN .*needs a restart.* key=listen\.0\.address`), time.Second)
+	if strings.Count(d.output(), "needs a restart") != 1 {
+		t.Errorf("other keys logged as changed:\n%s", d.output())
+	}
+	if res := options(t, addr); !strings.HasPrefix(res, "SIP/2.0 200") {
+		t.Fatalf("OPTIONS answer:\n%s", res)
+	}
+	d.stop(t)
+}

@@ -352,3 +352,56 @@ func TestCacheDir(t *testing.T) {
 		t.Errorf("cache_dir without any cache directory = %q, want the cache off", got)
 	}
 }
+
+// A reload applies [extension.*] only; every other key changed in the
+// file is named, so the daemon can say it needs a restart.
+func TestRestartNeeded(t *testing.T) {
+	const base = `
+[server]
+data_dir = "data"
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+[admin]
+listen = "127.0.0.1:8070"
+[limits]
+tcp_idle_timeout = "5m"
+[xmpp.domains]
+"a.example.com" = "a.example.com"
+[extension.pa]
+path = "pa.wasm"
+[extension.pa.config]
+default_expires = 3600
+`
+	load := func(text string) *Config {
+		t.Helper()
+		c, err := Parse("/etc/presenced/presenced.toml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	running := load(base)
+	for _, c := range []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"nothing", "", "", nil},
+		{"a module's setting", "default_expires = 3600", "default_expires = 60", nil},
+		{"a listen address", `address = "127.0.0.1:5060"`, `address = "127.0.0.1:5070"`, []string{"listen.0.address"}},
+		{"a listener more", "[admin]", "[[listen]]\ntransport = \"tcp\"\naddress = \":5060\"\n[admin]", []string{"listen"}},
+		{"data_dir and the store path it implies", `data_dir = "data"`, `data_dir = "state"`,
+			[]string{"server.data_dir", "store.path"}},
+		{"the admin listener and its token", `listen = "127.0.0.1:8070"`, "listen = \"127.0.0.1:8071\"\ntoken = \"t\"",
+			[]string{"admin.listen", "admin.token"}},
+		{"a duration", `tcp_idle_timeout = "5m"`, `tcp_idle_timeout = "1m"`, []string{"limits.tcp_idle_timeout"}},
+		{"a table of names", `"a.example.com" = "a.example.com"`, `"b.example.com" = "a.example.com"`, []string{"xmpp.domains"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := RestartNeeded(running, load(strings.Replace(base, c.old, c.new, 1)))
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("RestartNeeded = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
