@@ -41,7 +41,7 @@ type Config struct {
 type Server struct {
 	DataDir string `toml:"data_dir"` // absolute after Load
 	// CacheDir holds wazero's compilation cache, absolute after Load; ""
-	// turns the cache off. Default: DefaultCacheDir.
+	// turns the cache off. Default: see defaultCacheDir.
 	CacheDir  string   `toml:"cache_dir"`
 	UserAgent string   `toml:"user_agent"`
 	Domains   []string `toml:"domains"` // lower case; empty serves any domain
@@ -164,7 +164,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // a file lists the modules it wants, and may want none.
 func defaults() *Config {
 	return &Config{
-		Server: Server{DataDir: "data", CacheDir: DefaultCacheDir(), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"},
+		Server: Server{DataDir: "data", CacheDir: defaultCacheDir(), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"},
 		Listen: []Listener{
 			{Transport: "udp", Address: "127.0.0.1:5060"},
 			{Transport: "tcp", Address: "127.0.0.1:5060"},
@@ -183,13 +183,13 @@ func defaults() *Config {
 	}
 }
 
-// DefaultCacheDir is where the compilation cache goes when the file does
+// defaultCacheDir is where the compilation cache goes when the file does
 // not say: systemd's CacheDirectory= ($CACHE_DIRECTORY) for a service, else
 // the user's cache directory ($XDG_CACHE_HOME or ~/.cache) + "presenced";
 // "" (no cache) when there is neither. Not data_dir: the cache is ~30 MB
 // of compiled code that can be rebuilt, the wrong thing to fill a volume
 // sized for state with.
-func DefaultCacheDir() string {
+func defaultCacheDir() string {
 	if dir, _, _ := strings.Cut(os.Getenv("CACHE_DIRECTORY"), ":"); filepath.IsAbs(dir) {
 		return dir
 	}
