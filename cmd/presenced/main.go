@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -77,10 +78,30 @@ func newLogger(s config.Server) *slog.Logger {
 
 func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	ctx := context.Background()
-	cacheDir := filepath.Join(cfg.Server.DataDir, "wasm-cache")
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	var adminLn net.Listener
+	if !checkOnly {
+		// First, before a socket is bound or the store opened: a daemon
+		// already on this data_dir must not be disturbed at all.
+		lock, err := lockDataDir(cfg.Server.DataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+		removeOldCache(cfg, log)
+		// Then every listener, before the modules are compiled, the store
+		// opened or its state restored: a taken port fails the start
+		// with nothing done.
+		if cfg.Admin.Listen != "" {
+			if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+				return fmt.Errorf("admin listener: %w", err)
+			}
+			defer adminLn.Close()
+		}
+		if err := probeSIP(cfg.Listen); err != nil {
+			return err
+		}
 	}
+	cacheDir := compilationCache(cfg.Server.CacheDir, log)
 	mods, err := loadModules(ctx, cfg, cacheDir, log)
 	if err != nil {
 		closeAll(mods)
@@ -148,13 +169,9 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		defer cancel()
 		go jabber.Run(ctx)
 	}
-	r := &reloader{file: cfg.File, cacheDir: cacheDir, srv: srv, log: log}
-	if cfg.Admin.Listen != "" {
-		stop, err := serveAdmin(cfg.Admin, srv, r.reload, m, log)
-		if err != nil {
-			srv.Close()
-			return err
-		}
+	r := &reloader{file: cfg.File, running: cfg, cacheDir: cacheDir, srv: srv, log: log}
+	if adminLn != nil {
+		stop := serveAdmin(adminLn, cfg.Admin, srv, r.reload, m, log)
 		defer stop()
 	}
 	// Signals are caught before the daemon says it serves: a SIGTERM sent
@@ -174,6 +191,50 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		break
 	}
 	return srv.Close()
+}
+
+// compilationCache returns dir if wazero's compilation cache can be kept
+// there, or "" (no cache) with a warning: the cache only saves compiling at
+// start, and a daemon that can serve must not refuse to for want of it.
+func compilationCache(dir string, log *slog.Logger) string {
+	if dir == "" {
+		log.Info("no compilation cache (server.cache_dir is empty): the modules are compiled at every start")
+		return ""
+	}
+	// 0700: the cache holds native code the daemon will run.
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, ".write-test-*"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		log.Warn("compilation cache unusable, running without it: the modules are compiled at every start",
+			"cache_dir", dir, "err", err)
+		return ""
+	}
+	return dir
+}
+
+// removeOldCache deletes data_dir/wasm-cache, where daemons before
+// server.cache_dir kept the compilation cache: ~30 MB that nothing reads
+// any more, on the volume sized for state. Called under the data_dir lock,
+// so no daemon is using it.
+func removeOldCache(cfg *config.Config, log *slog.Logger) {
+	old := filepath.Join(cfg.Server.DataDir, "wasm-cache")
+	if c := cfg.Server.CacheDir; c == old || strings.HasPrefix(c, old+string(filepath.Separator)) {
+		return
+	}
+	if _, err := os.Stat(old); err != nil {
+		return
+	}
+	if err := os.RemoveAll(old); err != nil {
+		log.Warn("old compilation cache not removed", "dir", old, "err", err)
+		return
+	}
+	log.Info("old compilation cache removed from data_dir; it is now in server.cache_dir", "dir", old, "cache_dir", cfg.Server.CacheDir)
 }
 
 // jabber is the XMPP backend: watchers of presence resources in a mapped
@@ -234,12 +295,14 @@ func closeAll(mods []*extension.Module) {
 }
 
 // reloader re-reads the config file and swaps in its modules (SIGHUP,
-// presencectl reload). Only extensions change without a restart;
-// listeners, store and bounds keep their start-up values, and a change to
-// them is logged as needing one.
+// presencectl reload). Only extensions change without a restart; every
+// other setting (listeners, data_dir, store, admin, bounds, limits...)
+// keeps its start-up value, and each one changed in the file is logged,
+// by key, as needing one.
 type reloader struct {
 	mu       sync.Mutex
 	file     string
+	running  *config.Config // the start-up configuration, outside [extension.*] the one in force
 	cacheDir string
 	srv      *server.Server
 	log      *slog.Logger
@@ -273,22 +336,50 @@ func (r *reloader) reload() error {
 			}
 		}
 	}()
+	for _, key := range config.RestartNeeded(r.running, cfg) {
+		r.log.Warn("setting changed in the file needs a restart to take effect; the running value stays",
+			"key", key, "config", r.file)
+	}
 	r.log.Info("reloaded", "config", r.file, "extensions", len(mods))
 	return nil
 }
 
-// serveAdmin starts the admin HTTP API; stop shuts it down.
-func serveAdmin(c config.Admin, srv *server.Server, reload func() error, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("admin listener: %w", err)
-	}
+// serveAdmin serves the admin HTTP API on ln; stop shuts it down.
+func serveAdmin(ln net.Listener, c config.Admin, srv *server.Server, reload func() error, m *metrics.Metrics, log *slog.Logger) (stop func()) {
 	h := admin.New(srv, admin.Options{Token: c.Token, Reload: reload, Logger: log, Profiling: c.Pprof,
 		Metrics: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})})
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	log.Info("admin API serving", "addr", ln.Addr().String())
-	return func() { hs.Close() }, nil
+	return func() { hs.Close() }
+}
+
+// probeSIP binds and releases each SIP listener's address, so that one
+// taken fails the start before the store is opened. The server binds its
+// own sockets (server.Options takes addresses) only once the store is
+// open; it still reports a port taken in between.
+func probeSIP(listen []config.Listener) error {
+	for _, l := range listen {
+		if _, port, _ := net.SplitHostPort(l.Address); port == "0" {
+			continue // any free port: nothing to be taken
+		}
+		var err error
+		if l.Transport == "udp" {
+			var pc net.PacketConn
+			if pc, err = net.ListenPacket("udp", l.Address); err == nil {
+				pc.Close()
+			}
+		} else {
+			var ln net.Listener
+			if ln, err = net.Listen("tcp", l.Address); err == nil {
+				ln.Close()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("listen %s %s: %w", l.Transport, l.Address, err)
+		}
+	}
+	return nil
 }
 
 func openStore(c config.Store) (store.Store, error) {

@@ -39,7 +39,10 @@ type Config struct {
 
 // Server is the [server] table.
 type Server struct {
-	DataDir   string   `toml:"data_dir"` // absolute after Load
+	DataDir string `toml:"data_dir"` // absolute after Load
+	// CacheDir holds wazero's compilation cache, absolute after Load; ""
+	// turns the cache off. Default: see defaultCacheDir.
+	CacheDir  string   `toml:"cache_dir"`
 	UserAgent string   `toml:"user_agent"`
 	Domains   []string `toml:"domains"` // lower case; empty serves any domain
 	LogLevel  string   `toml:"log_level"`
@@ -161,7 +164,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // a file lists the modules it wants, and may want none.
 func defaults() *Config {
 	return &Config{
-		Server: Server{DataDir: "data", UserAgent: "presenced", LogLevel: "info", LogFormat: "text"},
+		Server: Server{DataDir: "data", CacheDir: defaultCacheDir(), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"},
 		Listen: []Listener{
 			{Transport: "udp", Address: "127.0.0.1:5060"},
 			{Transport: "tcp", Address: "127.0.0.1:5060"},
@@ -178,6 +181,22 @@ func defaults() *Config {
 			MaxInFlight: 1024, TCPIdleTimeout: Duration{5 * time.Minute}},
 		Extension: map[string]*Extension{},
 	}
+}
+
+// defaultCacheDir is where the compilation cache goes when the file does
+// not say: systemd's CacheDirectory= ($CACHE_DIRECTORY) for a service, else
+// the user's cache directory ($XDG_CACHE_HOME or ~/.cache) + "presenced";
+// "" (no cache) when there is neither. Not data_dir: the cache is ~30 MB
+// of compiled code that can be rebuilt, the wrong thing to fill a volume
+// sized for state with.
+func defaultCacheDir() string {
+	if dir, _, _ := strings.Cut(os.Getenv("CACHE_DIRECTORY"), ":"); filepath.IsAbs(dir) {
+		return dir
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "presenced")
+	}
+	return ""
 }
 
 func defaultExtension(name string) *Extension {
@@ -501,8 +520,15 @@ func (c *Config) Validate() error {
 	}
 
 	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+		host, _, err := net.SplitHostPort(c.Admin.Listen)
+		if err != nil {
 			return c.errorf("admin.listen", "must be host:port or empty, got %q", c.Admin.Listen)
+		}
+		// Whoever reaches the API can end subscriptions, reload modules
+		// and read profiles: without a token, only this host may.
+		if c.Admin.Token == "" && !loopback(host) {
+			return c.errorf("admin.listen", "%q is reachable beyond this host without a token: "+
+				"set admin.token, or listen on loopback (127.0.0.1, [::1] or localhost)", c.Admin.Listen)
 		}
 	}
 
@@ -545,6 +571,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// loopback reports whether a listener on host is reachable from this host
+// only. An empty host is every interface; a name other than localhost may
+// resolve to any address, now or later, so it is not counted as loopback.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // resolve makes relative paths relative to c.Dir, so the daemon reads the
 // same files whatever its working directory.
 func (c *Config) resolve() {
@@ -555,6 +592,9 @@ func (c *Config) resolve() {
 		return filepath.Join(c.Dir, p)
 	}
 	c.Server.DataDir = abs(c.Server.DataDir)
+	if c.Server.CacheDir != "" {
+		c.Server.CacheDir = abs(c.Server.CacheDir)
+	}
 	if c.Store.Path == "" {
 		c.Store.Path = filepath.Join(c.Server.DataDir, "presenced.db")
 	}

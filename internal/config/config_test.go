@@ -20,13 +20,16 @@ func write(t *testing.T, text string) string {
 }
 
 func TestDefaultsApplied(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("CACHE_DIRECTORY", "")
+	t.Setenv("XDG_CACHE_HOME", cache)
 	p := write(t, "[extension.x]\npath = \"x.wasm\"\n")
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(p)
-	want := Server{DataDir: filepath.Join(dir, "data"), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"}
+	want := Server{DataDir: filepath.Join(dir, "data"), CacheDir: filepath.Join(cache, "presenced"), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"}
 	if !reflect.DeepEqual(c.Server, want) {
 		t.Errorf("server = %+v, want %+v", c.Server, want)
 	}
@@ -232,6 +235,21 @@ func TestErrors(t *testing.T) {
 		{"unflattenable config",
 			"[extension.pa]\npath = \"x\"\n[extension.pa.config]\nok = 1\nm = [[1], [2]]\n",
 			`:5: key "extension.pa.config.m": an array of arrays`},
+		{"admin on every interface without a token",
+			"[admin]\ntoken = \"\"\nlisten = \"0.0.0.0:8070\"\n",
+			`:3: key "admin.listen": "0.0.0.0:8070" is reachable beyond this host without a token: set admin.token, or listen on loopback`},
+		{"admin on an empty host without a token",
+			"[admin]\nlisten = \":8070\"\n",
+			`:2: key "admin.listen": ":8070" is reachable beyond this host`},
+		{"admin on IPv6 any without a token",
+			"[admin]\nlisten = \"[::]:8070\"\n",
+			`:2: key "admin.listen": "[::]:8070" is reachable beyond this host`},
+		{"admin on a public address without a token",
+			"[admin]\nlisten = \"192.0.2.1:8070\"\n",
+			`:2: key "admin.listen": "192.0.2.1:8070" is reachable beyond this host`},
+		{"admin on a host name without a token", // it may resolve to anything
+			"[admin]\nlisten = \"admin.example.com:8070\"\n",
+			`:2: key "admin.listen": "admin.example.com:8070" is reachable beyond this host`},
 		{"bad log level after multi-line array",
 			"[server]\ndomains = [\n  \"a\",\n  # [not.a.table]\n  \"b\",\n]\nlog_level = \"loud\"\n",
 			`:7: key "server.log_level": must be debug, info, warn or error, got "loud"`},
@@ -273,5 +291,117 @@ y = 3
 		if got := l.line(key); got != want {
 			t.Errorf("line(%q) = %d, want %d", key, got, want)
 		}
+	}
+}
+
+// The admin API ends subscriptions, reloads and profiles: without a token
+// it may listen on loopback only, and anywhere with one.
+func TestAdminListenerNeedsATokenBeyondLoopback(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:8070", "127.8.9.10:0", "[::1]:8070", "localhost:8070", "LocalHost:8070", ""} {
+		if _, err := Parse("t.toml", []byte("[admin]\nlisten = \""+listen+"\"\n")); err != nil {
+			t.Errorf("listen %q without a token: %v", listen, err)
+		}
+	}
+	for _, listen := range []string{"0.0.0.0:8070", ":8070", "[::]:8070", "192.0.2.1:8070", "admin.example.com:8070"} {
+		if _, err := Parse("t.toml", []byte("[admin]\ntoken = \"s3cret\"\nlisten = \""+listen+"\"\n")); err != nil {
+			t.Errorf("listen %q with a token: %v", listen, err)
+		}
+	}
+}
+
+// The compilation cache is not in data_dir: by default it is where the
+// service manager or the user keeps caches; the file may move or turn it off.
+func TestCacheDir(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("CACHE_DIRECTORY", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", home)
+	cacheDir := func(text string) string {
+		t.Helper()
+		c, err := Parse(filepath.Join(home, "etc", "presenced.toml"), []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Server.CacheDir
+	}
+	if got, want := cacheDir(""), filepath.Join(home, ".cache", "presenced"); got != want {
+		t.Errorf("default cache_dir = %q, want %q", got, want)
+	}
+	if got := Default().Server.CacheDir; got != filepath.Join(home, ".cache", "presenced") {
+		t.Errorf("Default() cache_dir = %q", got)
+	}
+	t.Setenv("XDG_CACHE_HOME", "/xdg/cache")
+	if got := cacheDir(""); got != "/xdg/cache/presenced" {
+		t.Errorf("cache_dir with $XDG_CACHE_HOME = %q", got)
+	}
+	// systemd's CacheDirectory=presenced: the daemon's own directory.
+	t.Setenv("CACHE_DIRECTORY", "/var/cache/presenced:/var/cache/other")
+	if got := cacheDir(""); got != "/var/cache/presenced" {
+		t.Errorf("cache_dir with $CACHE_DIRECTORY = %q", got)
+	}
+	if got := cacheDir("[server]\ncache_dir = \"\"\n"); got != "" {
+		t.Errorf("cache_dir = \"\" gives %q, want the cache off", got)
+	}
+	if got, want := cacheDir("[server]\ncache_dir = \"cache\"\n"), filepath.Join(home, "etc", "cache"); got != want {
+		t.Errorf("relative cache_dir = %q, want %q", got, want)
+	}
+	t.Setenv("CACHE_DIRECTORY", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "")
+	if got := cacheDir(""); got != "" {
+		t.Errorf("cache_dir without any cache directory = %q, want the cache off", got)
+	}
+}
+
+// A reload applies [extension.*] only; every other key changed in the
+// file is named, so the daemon can say it needs a restart.
+func TestRestartNeeded(t *testing.T) {
+	const base = `
+[server]
+data_dir = "data"
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+[admin]
+listen = "127.0.0.1:8070"
+[limits]
+tcp_idle_timeout = "5m"
+[xmpp.domains]
+"a.example.com" = "a.example.com"
+[extension.pa]
+path = "pa.wasm"
+[extension.pa.config]
+default_expires = 3600
+`
+	load := func(text string) *Config {
+		t.Helper()
+		c, err := Parse("/etc/presenced/presenced.toml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	running := load(base)
+	for _, c := range []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"nothing", "", "", nil},
+		{"a module's setting", "default_expires = 3600", "default_expires = 60", nil},
+		{"a listen address", `address = "127.0.0.1:5060"`, `address = "127.0.0.1:5070"`, []string{"listen.0.address"}},
+		{"a listener more", "[admin]", "[[listen]]\ntransport = \"tcp\"\naddress = \":5060\"\n[admin]", []string{"listen"}},
+		{"data_dir and the store path it implies", `data_dir = "data"`, `data_dir = "state"`,
+			[]string{"server.data_dir", "store.path"}},
+		{"the admin listener and its token", `listen = "127.0.0.1:8070"`, "listen = \"127.0.0.1:8071\"\ntoken = \"t\"",
+			[]string{"admin.listen", "admin.token"}},
+		{"a duration", `tcp_idle_timeout = "5m"`, `tcp_idle_timeout = "1m"`, []string{"limits.tcp_idle_timeout"}},
+		{"a table of names", `"a.example.com" = "a.example.com"`, `"b.example.com" = "a.example.com"`, []string{"xmpp.domains"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := RestartNeeded(running, load(strings.Replace(base, c.old, c.new, 1)))
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("RestartNeeded = %q, want %q", got, c.want)
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,14 +90,41 @@ func load(ctx context.Context, spec Spec) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := start(ctx, spec, code, spec.CacheDir)
+	var suspect *cacheSuspect
+	if err == nil || spec.CacheDir == "" || !errors.As(err, &suspect) {
+		return m, err
+	}
+	// wazero fails a compile whose cache entry it cannot read back (a
+	// checksum mismatch after a disk error or a torn write) or cannot
+	// write. Compiling once more without the cache tells that from a
+	// module that does not compile, whose error is the one to report.
+	// The cache only saves time: a module that compiles is not refused
+	// for it.
+	m, err2 := start(ctx, spec, code, "")
+	if err2 != nil {
+		return nil, err2
+	}
+	spec.Logger.Warn("compilation cache unreadable or unwritable: emptied, and the module compiled without it "+
+		"(it is cached again at the next load)", "extension", spec.Name, "cache_dir", spec.CacheDir, "err", err)
+	if err := emptyCache(spec.CacheDir); err != nil {
+		spec.Logger.Warn("compilation cache not emptied", "cache_dir", spec.CacheDir, "err", err)
+	}
+	return m, nil
+}
+
+// start compiles code in a runtime of its own, with wazero's compilation
+// cache in cacheDir unless it is "", and starts the module's first
+// instance.
+func start(ctx context.Context, spec Spec, code []byte, cacheDir string) (*Module, error) {
 	sum := sha256.Sum256(code)
 	rc := wazero.NewRuntimeConfig().
 		WithMemoryLimitPages(uint32(spec.MemoryLimitMB) * 16). // 64 KiB pages
 		WithCloseOnContextDone(!spec.Trusted)
-	if spec.CacheDir != "" {
-		cache, err := wazero.NewCompilationCacheWithDir(spec.CacheDir)
+	if cacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
-			return nil, fmt.Errorf("compilation cache: %w", err)
+			return nil, &cacheSuspect{fmt.Errorf("compilation cache: %w", err)}
 		}
 		rc = rc.WithCompilationCache(cache)
 	}
@@ -110,6 +138,27 @@ func load(ctx context.Context, spec Spec) (*Module, error) {
 	return m, nil
 }
 
+// cacheSuspect is an error the compilation cache may have caused: making
+// it, or wazero's CompileModule, which reads and writes it.
+type cacheSuspect struct{ err error }
+
+func (e *cacheSuspect) Error() string { return e.err.Error() }
+func (e *cacheSuspect) Unwrap() error { return e.err }
+
+// emptyCache removes what wazero keeps in dir, one wazero-VERSION-ARCH-OS
+// directory per wazero version. Nothing else is touched: dir is the
+// operator's choice and may hold other files.
+func emptyCache(dir string) error {
+	entries, err := filepath.Glob(filepath.Join(dir, "wazero-*"))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		err = errors.Join(err, os.RemoveAll(e))
+	}
+	return err
+}
+
 func (m *Module) setup(ctx context.Context, code []byte) error {
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.runtime); err != nil {
 		return fmt.Errorf("wasi: %w", err)
@@ -119,7 +168,7 @@ func (m *Module) setup(ctx context.Context, code []byte) error {
 	}
 	compiled, err := m.runtime.CompileModule(ctx, code)
 	if err != nil {
-		return fmt.Errorf("compile: %w", err)
+		return &cacheSuspect{fmt.Errorf("compile: %w", err)}
 	}
 	m.compiled = compiled
 	version, err := checkContract(compiled)
