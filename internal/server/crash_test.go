@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 
@@ -179,4 +180,92 @@ func buildCommand(t *testing.T, dir, name string) string {
 		t.Fatalf("build %s: %v\n%s", name, err, out)
 	}
 	return bin
+}
+
+// An unsubscribe's 200 means the subscription is gone for good: watchers
+// unsubscribe all at once, the daemon is killed with SIGKILL as soon as
+// the first 200 arrives, and after the restart no acknowledged
+// unsubscription is back (none is resynced, none is listed).
+func TestSIGKILLAfterUnsubscribeKeepsItEnded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the daemon")
+	}
+	dir := t.TempDir()
+	bin := buildCommand(t, dir, "presenced")
+	pa := sdktest.Build(t, paPkg)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := filepath.Join(dir, "presenced.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[server]
+data_dir = %q
+[[listen]]
+transport = "udp"
+address = %q
+[admin]
+listen = ""
+[extension.pa]
+path = %q
+`, filepath.Join(dir, "data"), addr, pa)), 0o644)
+	d := &daemon{t: t, bin: bin, cfg: cfg}
+	d.start()
+	defer func() {
+		if d.cmd.ProcessState == nil {
+			d.kill()
+		}
+	}()
+
+	const n = 40
+	uri := "sip:ended@example.com"
+	w := newPeer(t, "UDP", addr)
+	subs := make([]*subscription, n)
+	for i := range subs {
+		var r *sip.Response
+		subs[i], r = subscribe(t, w, "presence", uri, "Expires: 600")
+		wantCode(t, r, 200)
+		w.notifyIn(subs[i].callID)
+	}
+	// every unsubscribe at once; kill at the first 200
+	for _, s := range subs {
+		s.cseq++
+		w.sendRaw(w.render(msg{method: "SUBSCRIBE", uri: "sip:presenced@" + addr, headers: []string{
+			"From: <sip:watcher@example.com>;tag=" + s.fromTag, "To: <" + uri + ">;tag=" + s.toTag,
+			"Call-ID: " + s.callID, fmt.Sprintf("CSeq: %d SUBSCRIBE", s.cseq), w.contact(),
+			"Event: presence", "Expires: 0"}}))
+	}
+	first := w.response()
+	d.kill()
+	acked := map[string]bool{}
+	if first.StatusCode == 200 {
+		acked[hdr(first, "Call-ID")] = true
+	}
+	for more := true; more; {
+		select {
+		case r := <-w.responses:
+			if r.StatusCode == 200 {
+				acked[hdr(r, "Call-ID")] = true
+			}
+		default:
+			more = false
+		}
+	}
+	if len(acked) == 0 {
+		t.Fatal("no unsubscribe was acknowledged")
+	}
+
+	d.start()
+	// the restart resyncs every subscription it kept; an acknowledged
+	// unsubscription must not be one of them
+	deadline := time.After(3 * time.Second)
+	for {
+		select {
+		case nt := <-w.notifies:
+			if acked[hdr(nt, "Call-ID")] && !strings.HasPrefix(hdr(nt, "Subscription-State"), "terminated") {
+				t.Fatalf("%d unsubscribes acknowledged; this one came back after the restart:\n%s", len(acked), nt)
+			}
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	t.Logf("%d of %d unsubscribes acknowledged before the kill", len(acked), n)
 }
