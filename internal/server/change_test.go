@@ -57,7 +57,13 @@ func loadCoalescing(t *testing.T, pkg, event string, window time.Duration, cfg m
 // subscriber gets. Replacing a rendered NOTIFY skipped the versions the
 // module had counted for the ones replaced.
 func TestCoalescedConferenceVersionsAreConsecutive(t *testing.T) {
-	f := start(t, nil, loadCoalescing(t, confPkg, "conference", 300*time.Millisecond, map[string]string{"use_partial_states": "true"}))
+	for _, partial := range []string{"true", "false"} {
+		t.Run("use_partial_states="+partial, func(t *testing.T) { coalescedConference(t, partial) })
+	}
+}
+
+func coalescedConference(t *testing.T, partial string) {
+	f := start(t, nil, loadCoalescing(t, confPkg, "conference", 300*time.Millisecond, map[string]string{"use_partial_states": partial}))
 	const conf = "sip:conf233@example.com"
 	pub, other := f.peer(t, "TCP"), f.peer(t, "TCP")
 	w := &confWatcher{p: f.peer(t, "TCP")}
