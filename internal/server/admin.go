@@ -10,7 +10,6 @@ import (
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
-	"github.com/presenced/presenced/internal/store"
 )
 
 // What an operator sees of the server: the admin API (internal/admin) is a
@@ -110,13 +109,13 @@ func subscriptionInfo(d *dialog) SubscriptionInfo {
 	d.qmu.Lock()
 	cseq := d.cseq
 	d.qmu.Unlock()
-	st := d.rec.Status
+	st := d.status
 	if st == "" {
 		st = abi.StatusActive
 	}
-	return SubscriptionInfo{ID: d.rec.ID, Event: d.rec.Event, EventID: d.rec.EventID, Resource: d.rec.Resource,
-		Watcher: d.rec.RemoteURI, Status: st, Expires: d.rec.Expires, CSeq: cseq, Transport: d.rec.Transport,
-		Source: d.rec.Source, Contact: d.rec.RemoteTarget, Created: d.rec.Created}
+	return SubscriptionInfo{ID: d.id, Event: d.event(), EventID: d.eventID, Resource: d.resource(),
+		Watcher: d.remoteURI, Status: st, Expires: d.expires(), CSeq: cseq, Transport: d.transport,
+		Source: d.source, Contact: d.target, Created: d.createdAt()}
 }
 
 func publicationInfo(p *publication) PublicationInfo {
@@ -130,7 +129,7 @@ func (s *Server) Subscriptions(f Filter) []SubscriptionInfo {
 	for _, r := range s.resourcesSnapshot() {
 		r.mu.Lock()
 		for _, d := range r.watchers {
-			if f.match(d.rec.Event, d.rec.Resource, d.rec.RemoteURI) {
+			if f.match(d.event(), d.resource(), d.remoteURI) {
 				out = append(out, subscriptionInfo(d))
 			}
 		}
@@ -224,7 +223,7 @@ func (s *Server) presentity(r *resource, render bool) PresentityInfo {
 	}
 	if render {
 		// A change proposed and never committed: it changes nothing.
-		admin := &dialog{rec: store.Subscription{ID: "admin", RemoteURI: r.key.uri, Status: abi.StatusActive}}
+		admin := &dialog{id: "admin", remoteURI: r.key.uri, status: abi.StatusActive, res: r}
 		if n, err := s.newChange().render(r, admin); err == nil && n != nil {
 			info.ContentType, info.Document = n.ContentType, string(n.Body)
 		}

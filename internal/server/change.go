@@ -110,7 +110,7 @@ func (c *change) render(r *resource, d *dialog) (*abi.Notification, error) {
 	}
 	c.step(r).res = nil
 	for i := range res.Notifications {
-		if res.Notifications[i].WatcherID == d.id() {
+		if res.Notifications[i].WatcherID == d.id {
 			return &res.Notifications[i], nil
 		}
 	}
@@ -187,15 +187,15 @@ func (c *change) stage(st *step) {
 			continue
 		}
 		if n.Status == abi.StatusRejected {
-			c.batch.DeleteSubscriptions = append(c.batch.DeleteSubscriptions, d.id())
+			c.batch.DeleteSubscriptions = append(c.batch.DeleteSubscriptions, d.id)
 			continue
 		}
-		if st.final == "" && !c.noHold && (n.Status == "" || n.Status == d.rec.Status) && c.s.hold(d) {
+		if st.final == "" && !c.noHold && (n.Status == "" || n.Status == d.status) && c.s.hold(d) {
 			st.held[i] = true
 			continue
 		}
-		if n.StateChanged || (n.Status != "" && n.Status != d.rec.Status) {
-			rec := d.rec
+		if n.StateChanged || (n.Status != "" && n.Status != d.status) {
+			rec := d.record()
 			if n.StateChanged {
 				rec.State = n.State
 			}
@@ -231,7 +231,7 @@ func (c *change) apply() {
 				continue
 			}
 			if n.StateChanged {
-				d.rec.State = append([]byte(nil), n.State...)
+				d.state = append([]byte(nil), n.State...)
 			}
 			if n.Status == abi.StatusRejected {
 				c.s.forget(d)
@@ -239,9 +239,9 @@ func (c *change) apply() {
 				c.watcherEvent(d, abi.StatusTerminated, "rejected")
 				continue
 			}
-			if n.Status != "" && n.Status != d.rec.Status {
-				was := d.rec.Status
-				d.rec.Status = n.Status
+			if n.Status != "" && n.Status != d.status {
+				was := d.status
+				d.status = n.Status
 				if was == abi.StatusPending && n.Status == abi.StatusActive {
 					c.watcherEvent(d, abi.StatusActive, "approved")
 				}

@@ -18,18 +18,32 @@ import (
 	"github.com/presenced/presenced/internal/store"
 )
 
-// dialog is one subscription, notifier side. rec changes only under
-// res.mu; the NOTIFY queue has its own lock so that sending never holds
-// the resource.
+// dialog is one subscription, notifier side: its identity, fixed for its
+// life and read without locks (the NOTIFY sender reads it), and the few
+// fields a refresh or the module changes, under res.mu. It builds its store
+// record when one is written (record), as publications do: a whole
+// store.Subscription each was ~70 more bytes of every idle subscription,
+// and assigning it whole raced with the sender's reads. The NOTIFY queue
+// has its own lock so that sending never holds the resource.
 type dialog struct {
-	rec  store.Subscription
-	res  *resource
-	exp  expiry
-	gone bool // terminated: no longer in res.watchers or Server.dialogs
-	// The small fields share words: a dialog of 456 bytes is allocated as
-	// 480, one of 424 as 448.
-	sending bool
-	failed  bool
+	id, callID, localTag, remoteTag string
+	localURI, remoteURI             string // our From and our To in NOTIFYs
+	routeSet                        []string
+	transport, source               string // the SUBSCRIBE's: "UDP" or "TCP", ip:port
+	eventID                         string
+	created                         int64     // unix nanoseconds
+	res                             *resource // its key is the event package and presentity
+
+	// Under res.mu.
+	target     string   // the subscriber's Contact: NOTIFY's request-URI
+	accept     []string // the SUBSCRIBE's Accept
+	state      []byte   // the module's per-watcher state
+	status     string   // authorization: active or pending
+	remoteCSeq uint32   // of the last SUBSCRIBE accepted
+	exp        expiry   // exp.at is when the subscription expires
+	gone       bool     // terminated: no longer in res.watchers or Server.dialogs
+	sending    bool
+	failed     bool
 	// hold is set while a coalescing window holds back this watcher's
 	// notifications (change.stage); its timer renders at the window's end.
 	hold *hold
@@ -43,13 +57,37 @@ type dialog struct {
 	sent     int64 // when the last NOTIFY left, unix nanoseconds
 }
 
-// update copies into d.rec the fields a refresh may change; r.mu is held.
-// The others (ids, URIs, event, package) never change, and sendLoop reads
-// them without r.mu: assigning the whole record raced with those reads.
-func (d *dialog) update(rec store.Subscription) {
-	d.rec.RemoteCSeq, d.rec.Expires, d.rec.RemoteTarget = rec.RemoteCSeq, rec.Expires, rec.RemoteTarget
-	d.rec.Accept, d.rec.State, d.rec.Status = rec.Accept, rec.State, rec.Status
+// newDialog is the dialog a stored record describes, on resource r.
+func newDialog(rec store.Subscription, r *resource) *dialog {
+	d := &dialog{id: rec.ID, callID: rec.CallID, localTag: rec.LocalTag, remoteTag: rec.RemoteTag,
+		localURI: rec.LocalURI, remoteURI: rec.RemoteURI, routeSet: rec.RouteSet,
+		transport: rec.Transport, source: rec.Source, eventID: rec.EventID, created: rec.Created.UnixNano(), res: r,
+		target: rec.RemoteTarget, accept: rec.Accept, state: rec.State, status: rec.Status, remoteCSeq: rec.RemoteCSeq,
+		cseq: rec.LocalCSeq, reserved: rec.LocalCSeq}
+	d.exp.at = rec.Expires.UnixNano()
+	return d
 }
+
+// record is d as the store keeps it. Its LocalCSeq is the first block: a
+// store never lowers the CSeq the NOTIFY sender reserved since.
+func (d *dialog) record() store.Subscription {
+	return store.Subscription{ID: d.id, CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag,
+		LocalURI: d.localURI, RemoteURI: d.remoteURI, RemoteTarget: d.target, RouteSet: d.routeSet,
+		Transport: d.transport, Source: d.source, Event: d.res.key.event, EventID: d.eventID,
+		Resource: d.res.key.uri, Accept: d.accept, Expires: d.expires(), LocalCSeq: cseqBlock,
+		RemoteCSeq: d.remoteCSeq, State: d.state, Status: d.status, Created: d.createdAt()}
+}
+
+// update takes from rec the fields a refresh may change; r.mu is held.
+func (d *dialog) update(rec store.Subscription) {
+	d.target, d.accept, d.remoteCSeq = rec.RemoteTarget, rec.Accept, rec.RemoteCSeq
+	d.state, d.status = append([]byte(nil), rec.State...), rec.Status
+}
+
+func (d *dialog) event() string        { return d.res.key.event }
+func (d *dialog) resource() string     { return d.res.key.uri }
+func (d *dialog) expires() time.Time   { return time.Unix(0, d.exp.at) }
+func (d *dialog) createdAt() time.Time { return time.Unix(0, d.created) }
 
 // cseqBlock is how many CSeqs a dialog reserves in the store at a time.
 // Recording each NOTIFY's CSeq before sending it was one commit per NOTIFY:
@@ -93,16 +131,14 @@ func legacyDialogID(callID, localTag, remoteTag string) string {
 	return hex.EncodeToString(h[:12])
 }
 
-func (d *dialog) id() string { return d.rec.ID }
-
 func (d *dialog) watcher(full bool) abi.Watcher {
-	return abi.Watcher{ID: d.rec.ID, URI: d.rec.RemoteURI, Accept: d.rec.Accept, Full: full,
-		State: d.rec.State, Status: d.rec.Status}
+	return abi.Watcher{ID: d.id, URI: d.remoteURI, Accept: d.accept, Full: full,
+		State: d.state, Status: d.status}
 }
 
 // subState is the Subscription-State of a live subscription now.
 func (d *dialog) subState() string {
-	st := d.rec.Status
+	st := d.status
 	if st == "" {
 		st = abi.StatusActive
 	}
@@ -111,7 +147,7 @@ func (d *dialog) subState() string {
 
 // left is how many seconds the subscription has to live.
 func (d *dialog) left() int64 {
-	return max(0, int64(time.Until(d.rec.Expires).Round(time.Second).Seconds()))
+	return max(0, int64(time.Until(d.expires()).Round(time.Second).Seconds()))
 }
 
 // enqueue queues a NOTIFY carrying n (nil: no body) for d. Called under
@@ -142,7 +178,7 @@ func (s *Server) enqueueAt(d *dialog, subState string, n *abi.Notification, fina
 // progress, or d's last NOTIFY left less than a window ago, or one is
 // still queued. r.mu is held.
 func (s *Server) hold(d *dialog) bool {
-	w := d.res.pkg.mod.Coalesce(d.rec.Event)
+	w := d.res.pkg.mod.Coalesce(d.event())
 	if w <= 0 {
 		return false
 	}
@@ -161,11 +197,11 @@ func (s *Server) hold(d *dialog) bool {
 // rendering was dropped with its per-watcher state, so the versions a
 // module counts stay consecutive. r.mu is held.
 func (s *Server) holdUntilWindow(d *dialog) {
-	s.opt.Metrics.NotifyCoalesced(d.rec.Event)
+	s.opt.Metrics.NotifyCoalesced(d.event())
 	if d.hold != nil {
 		return
 	}
-	w := d.res.pkg.mod.Coalesce(d.rec.Event)
+	w := d.res.pkg.mod.Coalesce(d.event())
 	d.qmu.Lock()
 	wait := time.Until(time.Unix(0, d.sent).Add(w))
 	d.qmu.Unlock()
@@ -194,7 +230,7 @@ func (s *Server) endHold(d *dialog, h *hold) {
 	}
 	if err != nil {
 		s.log.Warn("coalesced NOTIFY not sent: the watcher gets the state with the next change",
-			"resource", r.key.uri, "watcher", d.rec.RemoteURI, "err", err)
+			"resource", r.key.uri, "watcher", d.remoteURI, "err", err)
 	}
 }
 
@@ -205,33 +241,33 @@ func (s *Server) endHold(d *dialog, h *hold) {
 // big reports a NOTIFY moved from UDP to TCP for its size.
 func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (req *sip.Request, big bool) {
 	var target sip.Uri
-	if err := sip.ParseUri(d.rec.RemoteTarget, &target); err != nil {
-		s.log.Error("stored remote target does not parse", "target", d.rec.RemoteTarget, "err", err)
+	if err := sip.ParseUri(d.target, &target); err != nil {
+		s.log.Error("stored remote target does not parse", "target", d.target, "err", err)
 	}
 	req = sip.NewRequest(sip.NOTIFY, target)
-	for _, r := range d.rec.RouteSet {
+	for _, r := range d.routeSet {
 		req.AppendHeader(sip.NewHeader("Route", r))
 	}
 	var local, remote sip.Uri
-	sip.ParseUri(d.rec.LocalURI, &local)
-	sip.ParseUri(d.rec.RemoteURI, &remote)
+	sip.ParseUri(d.localURI, &local)
+	sip.ParseUri(d.remoteURI, &remote)
 	from := &sip.FromHeader{Address: local, Params: sip.NewParams()}
-	from.Params.Add("tag", d.rec.LocalTag)
+	from.Params.Add("tag", d.localTag)
 	to := &sip.ToHeader{Address: remote, Params: sip.NewParams()}
-	to.Params.Add("tag", d.rec.RemoteTag)
-	callID := sip.CallIDHeader(d.rec.CallID)
+	to.Params.Add("tag", d.remoteTag)
+	callID := sip.CallIDHeader(d.callID)
 	maxFwd := sip.MaxForwardsHeader(70)
 	req.AppendHeader(from)
 	req.AppendHeader(to)
 	req.AppendHeader(&callID)
 	req.AppendHeader(&maxFwd)
-	transport := strings.ToLower(d.rec.Transport)
+	transport := strings.ToLower(d.transport)
 	if c, ok := s.contact[transport]; ok {
 		req.AppendHeader(&sip.ContactHeader{Address: c})
 	}
-	ev := d.rec.Event
-	if d.rec.EventID != "" {
-		ev += ";id=" + d.rec.EventID
+	ev := d.event()
+	if d.eventID != "" {
+		ev += ";id=" + d.eventID
 	}
 	req.AppendHeader(sip.NewHeader("Event", ev))
 	req.AppendHeader(sip.NewHeader("Subscription-State", subState))
@@ -241,7 +277,7 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (r
 	} else {
 		req.SetBody(nil) // Content-Length: 0, required on TCP
 	}
-	req.SetTransport(d.rec.Transport)
+	req.SetTransport(d.transport)
 	if transport == "udp" && messageSize(req)+udpViaAllowance > udpMaxMessage {
 		// RFC 3261 §18.1.1: a request within 200 bytes of the path MTU
 		// (1300 bytes when it is unknown) goes over a congestion-controlled
@@ -253,12 +289,12 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (r
 		// From the listening socket: sipgo otherwise opens an ephemeral
 		// socket per destination and keeps it open.
 		req.Laddr = s.udpAddr
-	} else if len(d.rec.RouteSet) == 0 && d.rec.Source != "" {
+	} else if len(d.routeSet) == 0 && d.source != "" {
 		// Back over the connection the SUBSCRIBE came in on, while it is
 		// open: the Contact of a client behind NAT is often unreachable.
-		if c, err := s.ua.TransportLayer().GetConnection(transport, d.rec.Source); err == nil && c != nil {
+		if c, err := s.ua.TransportLayer().GetConnection(transport, d.source); err == nil && c != nil {
 			c.TryClose() // GetConnection took a reference
-			req.SetDestination(d.rec.Source)
+			req.SetDestination(d.source)
 		}
 	}
 	return req, big
@@ -325,7 +361,7 @@ func (s *Server) sendLoop(d *dialog) {
 			// refuses, nothing is sent: the job goes back to the head of
 			// the queue and waits.
 			c := s.newChange()
-			c.batch.NotifyCSeqs = []store.NotifyCSeq{{ID: d.rec.ID, CSeq: cseq + cseqBlock - 1}}
+			c.batch.NotifyCSeqs = []store.NotifyCSeq{{ID: d.id, CSeq: cseq + cseqBlock - 1}}
 			if err := c.commit(); err != nil {
 				d.qmu.Lock()
 				d.cseq--
@@ -358,7 +394,7 @@ func (s *Server) sendLoop(d *dialog) {
 			cancel()
 		}
 		ok := err == nil && res.StatusCode >= 200 && res.StatusCode < 300
-		s.opt.Metrics.Notify(d.rec.Event, ok, job.at)
+		s.opt.Metrics.Notify(d.event(), ok, job.at)
 		if ok {
 			continue
 		}
@@ -371,8 +407,8 @@ func (s *Server) sendLoop(d *dialog) {
 		} else {
 			reason = fmt.Sprintf("%d %s", res.StatusCode, res.Reason)
 		}
-		s.log.Info("NOTIFY failed, subscription ended", "resource", d.rec.Resource,
-			"watcher", d.rec.RemoteURI, "cseq", cseq, "reason", reason)
+		s.log.Info("NOTIFY failed, subscription ended", "resource", d.resource(),
+			"watcher", d.remoteURI, "cseq", cseq, "reason", reason)
 		d.qmu.Lock()
 		d.failed = true
 		d.qmu.Unlock()
@@ -403,7 +439,7 @@ func (s *Server) drop(d *dialog) {
 		return
 	}
 	c := s.newChange()
-	c.batch.DeleteSubscriptions = []string{d.id()}
+	c.batch.DeleteSubscriptions = []string{d.id}
 	c.then(func() { s.forget(d) })
 	c.watcherEvent(d, abi.StatusTerminated, "giveup")
 	if err := c.run(); err != nil {
@@ -415,20 +451,20 @@ func (s *Server) drop(d *dialog) {
 // among its resource's watchers); r.mu is held.
 func (s *Server) link(d *dialog) {
 	s.mu.Lock()
-	s.dialogs[d.rec.ID] = d
-	s.watching[d.rec.RemoteURI]++
+	s.dialogs[d.id] = d
+	s.watching[d.remoteURI]++
 	s.mu.Unlock()
-	s.opt.Metrics.Subscriptions(d.rec.Event, 1)
+	s.opt.Metrics.Subscriptions(d.event(), 1)
 	if s.opt.Watch != nil {
-		s.opt.Watch.Watch(d.rec.Event, d.rec.Resource)
+		s.opt.Watch.Watch(d.event(), d.resource())
 	}
 }
 
 // forget unlinks d from its resource and the indexes; r.mu is held.
 func (s *Server) forget(d *dialog) {
-	s.opt.Metrics.Subscriptions(d.rec.Event, -1)
+	s.opt.Metrics.Subscriptions(d.event(), -1)
 	if s.opt.Watch != nil {
-		s.opt.Watch.Unwatch(d.rec.Event, d.rec.Resource)
+		s.opt.Watch.Unwatch(d.event(), d.resource())
 	}
 	d.gone = true
 	if d.hold != nil {
@@ -436,11 +472,11 @@ func (s *Server) forget(d *dialog) {
 		d.hold = nil
 	}
 	s.timers.stop(&d.exp)
-	delete(d.res.watchers, d.rec.ID)
+	delete(d.res.watchers, d.id)
 	s.mu.Lock()
-	delete(s.dialogs, d.rec.ID)
-	if s.watching[d.rec.RemoteURI]--; s.watching[d.rec.RemoteURI] <= 0 {
-		delete(s.watching, d.rec.RemoteURI)
+	delete(s.dialogs, d.id)
+	if s.watching[d.remoteURI]--; s.watching[d.remoteURI] <= 0 {
+		delete(s.watching, d.remoteURI)
 	}
 	s.mu.Unlock()
 }
@@ -451,9 +487,9 @@ func (s *Server) watchingCount(watcher string) int {
 	return s.watching[watcher]
 }
 
-// armTimer (re)starts d's expiry timer; r.mu is held.
-func (s *Server) armTimer(d *dialog) {
-	s.timers.arm(&d.exp, d, d.rec.Expires)
+// armTimer (re)starts d's expiry timer for at; r.mu is held.
+func (s *Server) armTimer(d *dialog, at time.Time) {
+	s.timers.arm(&d.exp, d, at)
 }
 
 func (d *dialog) expired(s *Server) { s.expire(d) }
@@ -473,7 +509,7 @@ func (s *Server) expire(d *dialog) {
 	r := d.res
 	r.mu.Lock()
 	defer s.release(r)
-	if d.gone || time.Now().Before(d.rec.Expires) {
+	if d.gone || time.Now().Before(d.expires()) {
 		return
 	}
 	c, err := s.end(r, d, "timeout")
@@ -498,7 +534,7 @@ func (s *Server) end(r *resource, d *dialog, reason string) (*change, error) {
 	if n != nil && n.Status == abi.StatusPending {
 		n = nil // a pending watcher never sees the state
 	}
-	c.batch.DeleteSubscriptions = []string{d.id()}
+	c.batch.DeleteSubscriptions = []string{d.id}
 	if err := c.commit(); err != nil {
 		return nil, err
 	}
@@ -515,11 +551,11 @@ func (s *Server) end(r *resource, d *dialog, reason string) (*change, error) {
 // resource is locked after it, never before. A failure here is logged and
 // does not undo the subscription change.
 func (s *Server) watcherEvent(d *dialog, status, event string) {
-	wp := s.cat().winfoOf[d.rec.Event]
+	wp := s.cat().winfoOf[d.event()]
 	if wp == nil {
 		return
 	}
-	w := s.lockResource(wp, d.rec.Resource)
+	w := s.lockResource(wp, d.resource())
 	defer s.release(w)
 	if len(w.watchers) == 0 {
 		// Nobody watches: no module call, no commit, no state growing with
@@ -533,33 +569,26 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 		err = c.run()
 	}
 	if err != nil {
-		s.log.Warn("watcher info not updated", "package", wp.name, "resource", d.rec.Resource, "err", err)
+		s.log.Warn("watcher info not updated", "package", wp.name, "resource", d.resource(), "err", err)
 	}
 }
 
-// intern makes d's record share the strings every subscription to the
-// same presentity and package has (its resource's key, the package's name
-// and media types) instead of holding copies parsed from its SUBSCRIBE:
-// ~100 bytes of every idle subscription.
+// intern makes d share the strings every subscription to the same
+// presentity and package has (its resource's URI, the package's media
+// types) instead of holding copies parsed from its SUBSCRIBE: ~100 bytes
+// of every idle subscription.
 func (d *dialog) intern(ep *eventPackage) {
-	r := &d.rec
-	if r.Resource == d.res.key.uri {
-		r.Resource = d.res.key.uri
+	if d.localURI == d.res.key.uri {
+		d.localURI = d.res.key.uri
 	}
-	if r.LocalURI == d.res.key.uri {
-		r.LocalURI = d.res.key.uri
-	}
-	if r.Event == ep.name {
-		r.Event = ep.name
-	}
-	if slices.Equal(r.Accept, ep.info.Accept) {
-		r.Accept = ep.info.Accept
+	if slices.Equal(d.accept, ep.info.Accept) {
+		d.accept = ep.info.Accept
 	}
 }
 
 func watcherEventOf(d *dialog, status, event string) *abi.WatcherEvent {
-	ev := &abi.WatcherEvent{ID: d.rec.ID, URI: d.rec.RemoteURI, Status: status, Event: event,
-		Duration: int64(time.Since(d.rec.Created).Seconds())}
+	ev := &abi.WatcherEvent{ID: d.id, URI: d.remoteURI, Status: status, Event: event,
+		Duration: int64(time.Since(d.createdAt()).Seconds())}
 	if status != abi.StatusTerminated {
 		ev.Expires = d.left()
 	}
@@ -576,7 +605,7 @@ func (s *Server) rebuildWatcherInfo(w, watched *resource) error {
 	c.reset(w)
 	for _, d := range watched.watchers {
 		if _, err := c.propose(w, abi.Request{Op: abi.OpWatcherEvent, Watchers: []abi.Watcher{},
-			WatcherEvent: watcherEventOf(d, d.rec.Status, "subscribe")}); err != nil {
+			WatcherEvent: watcherEventOf(d, d.status, "subscribe")}); err != nil {
 			return err
 		}
 	}

@@ -108,7 +108,7 @@ func (r *resource) addWatcher(d *dialog) {
 	if r.watchers == nil {
 		r.watchers = map[string]*dialog{}
 	}
-	r.watchers[d.rec.ID] = d
+	r.watchers[d.id] = d
 }
 
 // release unlocks r, dropping it from the index when nothing is left.

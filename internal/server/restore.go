@@ -47,10 +47,10 @@ func (s *Server) restore() error {
 	for _, rec := range snap.Subscriptions {
 		if ep := served(rec.Event, "subscription "+rec.RemoteURI); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
-			d := &dialog{rec: rec, res: r, cseq: rec.LocalCSeq, reserved: rec.LocalCSeq}
+			d := newDialog(rec, r)
 			r.addWatcher(d)
 			s.link(d)
-			s.armTimer(d)
+			s.armTimer(d, rec.Expires)
 			resync[r] = true
 			r.mu.Unlock()
 		}

@@ -40,39 +40,6 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	if err != nil {
 		return err
 	}
-
-	localTag := newOrderedID()
-	remoteTag, _ := req.From().Params.Get("tag")
-	d := &dialog{rec: store.Subscription{
-		ID:       dialogID(req.CallID().Value(), localTag, remoteTag),
-		CallID:   req.CallID().Value(),
-		LocalTag: localTag, RemoteTag: remoteTag,
-		LocalURI:     req.To().Address.String(),
-		RemoteURI:    req.From().Address.String(),
-		RemoteTarget: req.Contact().Address.String(),
-		Transport:    req.Transport(),
-		Source:       req.Source(),
-		Event:        ev.Package, EventID: ev.ID,
-		Resource:   uri,
-		Accept:     header.Accept(req),
-		Expires:    time.Now().Add(time.Duration(secs) * time.Second),
-		RemoteCSeq: req.CSeq().SeqNo,
-		LocalCSeq:  cseqBlock, // the first block, reserved with the subscription
-		Created:    time.Now(),
-	}, reserved: cseqBlock}
-	// A proxy that record-routed stays on the path: the route set is the
-	// Record-Route list in order (RFC 3261 §12.1.1).
-	for _, rr := range req.GetHeaders("Record-Route") {
-		d.rec.RouteSet = append(d.rec.RouteSet, rr.Value())
-	}
-	ok := func() {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.To().Params.Add("tag", localTag)
-		s.addContact(res, req)
-		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-		s.respond(req, tx, res, "")
-	}
-
 	// A watcher-info package's state follows the watched package's
 	// subscriptions only while it has watchers of its own (watcherEvent);
 	// its first watcher has it rebuilt from the live ones. The watched
@@ -86,7 +53,7 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	}
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
-	d.res = r
+	d := dialogFor(req, r, ev)
 	d.intern(ep)
 	if watched != nil && len(r.watchers) == 0 {
 		if err := s.rebuildWatcherInfo(r, watched); err != nil {
@@ -96,18 +63,52 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	if max := s.opt.Limits.MaxWatchersPerPresentity; max > 0 && len(r.watchers) >= max {
 		return refusef(403, "%s has %d watchers, the limit", uri, max)
 	}
-	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.rec.RemoteURI) >= max {
-		return refusef(403, "%s has %d subscriptions, the limit", d.rec.RemoteURI, max)
+	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.remoteURI) >= max {
+		return refusef(403, "%s has %d subscriptions, the limit", d.remoteURI, max)
 	}
+	return s.accept(req, tx, r, d, secs)
+}
+
+// dialogFor is the subscription a dialog-creating SUBSCRIBE asks for, on
+// resource r, its expiry not yet set.
+func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
+	localTag := newOrderedID()
+	remoteTag, _ := req.From().Params.Get("tag")
+	d := &dialog{id: dialogID(req.CallID().Value(), localTag, remoteTag), callID: req.CallID().Value(),
+		localTag: localTag, remoteTag: remoteTag,
+		localURI: req.To().Address.String(), remoteURI: req.From().Address.String(),
+		transport: req.Transport(), source: req.Source(), eventID: ev.ID, created: time.Now().UnixNano(), res: r,
+		target: req.Contact().Address.String(), accept: header.Accept(req), remoteCSeq: req.CSeq().SeqNo,
+		reserved: cseqBlock} // the first block, reserved with the subscription
+	// A proxy that record-routed stays on the path: the route set is the
+	// Record-Route list in order (RFC 3261 §12.1.1).
+	for _, rr := range req.GetHeaders("Record-Route") {
+		d.routeSet = append(d.routeSet, rr.Value())
+	}
+	return d
+}
+
+// accept renders r for d, a new subscription, and answers: a rejection or
+// a fetch ends there, anything else is committed and d joins r's watchers.
+// r.mu is held.
+func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource, d *dialog, secs int) error {
+	ok := func() {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.To().Params.Add("tag", d.localTag)
+		s.addContact(res, req)
+		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
+		s.respond(req, tx, res, "")
+	}
+	d.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	c := s.newChange()
 	n, err := c.render(r, d)
 	if err != nil {
 		return err
 	}
-	d.rec.Status = abi.StatusActive // unless the module says otherwise
+	d.status = abi.StatusActive // unless the module says otherwise
 	d.take(n)
 	switch {
-	case d.rec.Status == abi.StatusRejected:
+	case d.status == abi.StatusRejected:
 		// Polite blocking (RFC 3857 §3.1): the watcher learns only that
 		// the subscription ended, not whether the presentity exists.
 		// Nothing was stored, nothing is.
@@ -116,7 +117,7 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 		s.enqueue(d, "terminated;reason=rejected", nil, true)
 		s.watcherEvent(d, abi.StatusTerminated, "rejected")
 		return nil
-	case d.rec.Status == abi.StatusPending:
+	case d.status == abi.StatusPending:
 		n = &abi.Notification{} // never the state before approval
 	}
 	if secs == 0 {
@@ -132,7 +133,7 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	// ran at a fifth of the distinct rate, BenchmarkSubscribeFanIn). A
 	// change applied to r meanwhile is caught by its version: d is rendered
 	// again, so its first NOTIFY is not older than what the others got.
-	c.batch.Subscriptions = []store.Subscription{d.rec}
+	c.batch.Subscriptions = []store.Subscription{d.record()}
 	v := r.version
 	r.pins++
 	r.mu.Unlock()
@@ -145,7 +146,7 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	c.then(func() {
 		r.addWatcher(d)
 		s.link(d)
-		s.armTimer(d)
+		s.armTimer(d, d.expires())
 	})
 	c.apply()
 	ok()
@@ -158,7 +159,7 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	if c == first {
 		c.notify(d, d.subState(), n, false)
 	}
-	c.watcherEvent(d, d.rec.Status, "subscribe")
+	c.watcherEvent(d, d.status, "subscribe")
 	c.emit()
 	return nil
 }
@@ -170,10 +171,10 @@ func (d *dialog) take(n *abi.Notification) {
 		return
 	}
 	if n.StateChanged {
-		d.rec.State = append([]byte(nil), n.State...)
+		d.state = append([]byte(nil), n.State...)
 	}
 	if n.Status != "" {
-		d.rec.Status = n.Status
+		d.status = n.Status
 	}
 }
 
@@ -187,11 +188,11 @@ func (d *dialog) take(n *abi.Notification) {
 func (s *Server) rerender(r *resource, d *dialog) *change {
 	c := s.newChange()
 	m, err := c.render(r, d)
-	if err == nil && (m == nil || m.Status == abi.StatusRejected || (m.Status != "" && m.Status != d.rec.Status)) {
+	if err == nil && (m == nil || m.Status == abi.StatusRejected || (m.Status != "" && m.Status != d.status)) {
 		return nil
 	}
 	if err == nil && m.StateChanged {
-		rec := d.rec
+		rec := d.record()
 		rec.State = m.State
 		c.batch.Subscriptions = []store.Subscription{rec}
 		err = c.commit()
@@ -202,7 +203,7 @@ func (s *Server) rerender(r *resource, d *dialog) *change {
 	}
 	c.apply()
 	d.take(m)
-	if d.rec.Status == abi.StatusPending {
+	if d.status == abi.StatusPending {
 		m = &abi.Notification{}
 	}
 	c.notify(d, d.subState(), m, false)
@@ -228,13 +229,13 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	if d.gone {
 		return refuse(481, "subscription already ended")
 	}
-	if ev.Package != d.rec.Event || ev.ID != d.rec.EventID {
-		return refuse(489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.rec.Event, ID: d.rec.EventID}.String()),
+	if ev.Package != d.event() || ev.ID != d.eventID {
+		return refuse(489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.event(), ID: d.eventID}.String()),
 			sip.NewHeader("Allow-Events", s.cat().allow))
 	}
-	if cseq := req.CSeq().SeqNo; cseq <= d.rec.RemoteCSeq {
+	if cseq := req.CSeq().SeqNo; cseq <= d.remoteCSeq {
 		// RFC 3261 §12.2.2: a lower CSeq is out of order.
-		return refusef(500, "CSeq %d is not above %d", cseq, d.rec.RemoteCSeq)
+		return refusef(500, "CSeq %d is not above %d", cseq, d.remoteCSeq)
 	}
 	secs, _, err := s.expires(req, ep.subscription, ep.info.DefaultExpires)
 	if err != nil {
@@ -246,20 +247,28 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
 		s.respond(req, tx, res, "")
 	}
+	var c *change
 	if secs == 0 {
 		// The 200 says the subscription is gone for good: it is sent once
 		// the deletion is committed, never before.
-		c, err := s.end(r, d, "timeout")
-		if err != nil {
-			return err
-		}
-		d.rec.RemoteCSeq = req.CSeq().SeqNo
-		ok()
-		c.emit()
-		return nil
+		c, err = s.end(r, d, "timeout")
+	} else {
+		c, err = s.renew(req, r, d, secs)
 	}
+	if err != nil {
+		return err
+	}
+	ok()
+	c.emit()
+	return nil
+}
 
-	rec := d.rec
+// renew is a refresh of d (RFC 6665 §4.2.1.2): new expiry, target and
+// Accept, and a NOTIFY with full state; or the end of d if the module now
+// rejects the watcher. It returns the change applied, for the caller to
+// emit once it has answered. r.mu is held.
+func (s *Server) renew(req *sip.Request, r *resource, d *dialog, secs int) (*change, error) {
+	rec := d.record()
 	rec.RemoteCSeq = req.CSeq().SeqNo
 	rec.Expires = time.Now().Add(time.Duration(secs) * time.Second)
 	if c := req.Contact(); c != nil {
@@ -268,26 +277,24 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	if a := header.Accept(req); a != nil {
 		rec.Accept = a
 	}
-	old := d.rec
-	d.update(rec) // render with what the refresh asks for
+	accept := d.accept
+	d.accept = rec.Accept // render with what the refresh asks for
 	c := s.newChange()
 	n, err := c.render(r, d)
-	d.update(old)
+	d.accept = accept
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if n != nil && n.Status == abi.StatusRejected {
-		c.batch.DeleteSubscriptions = []string{d.id()}
+		c.batch.DeleteSubscriptions = []string{d.id}
 		if err := c.commit(); err != nil {
-			return err
+			return nil, err
 		}
 		c.then(func() { s.forget(d) })
 		c.apply()
-		ok()
 		c.notify(d, "terminated;reason=rejected", nil, true)
 		c.watcherEvent(d, abi.StatusTerminated, "rejected")
-		c.emit()
-		return nil
+		return c, nil
 	}
 	if n != nil && n.StateChanged {
 		rec.State = n.State
@@ -297,24 +304,22 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	}
 	c.batch.Subscriptions = []store.Subscription{rec}
 	if err := c.commit(); err != nil {
-		return err
+		return nil, err
 	}
+	was := d.status
 	c.then(func() {
 		d.update(rec)
-		d.rec.State = append([]byte(nil), rec.State...)
-		s.armTimer(d)
+		s.armTimer(d, rec.Expires)
 	})
 	c.apply()
-	ok()
-	if d.rec.Status == abi.StatusPending {
+	if d.status == abi.StatusPending {
 		n = &abi.Notification{}
 	}
 	c.notify(d, d.subState(), n, false)
-	if old.Status == abi.StatusPending && d.rec.Status == abi.StatusActive {
+	if was == abi.StatusPending && d.status == abi.StatusActive {
 		c.watcherEvent(d, abi.StatusActive, "approved")
 	}
-	c.emit()
-	return nil
+	return c, nil
 }
 
 // addContact puts our Contact for the request's transport on res.
