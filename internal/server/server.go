@@ -2,7 +2,8 @@
 // sipgo, validates requests, runs the notifier of RFC 6665 and the event
 // state compositor of RFC 3903, and asks an extension module about every
 // document. It keeps live state in memory and commits every change to a
-// store.Store before answering 2xx; it knows nothing of XML.
+// store.Store before answering 2xx, every change by one path (change.go:
+// propose, commit, apply, emit); it knows nothing of XML.
 package server
 
 import (
