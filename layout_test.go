@@ -34,12 +34,7 @@ const kit = "sdk/sdktest"
 // allowed are imports that break a rule today, as "file import", each with
 // why. A listed import that is no longer there fails the test too, so that
 // the list only shrinks.
-var allowed = map[string]bool{
-	// Reads the conference-info documents watchers get with the module's
-	// own parser; to go when internal/server's tests are rewritten.
-	"internal/server/conference_test.go extensions/conference/confinfo": true,
-	"internal/server/change_test.go extensions/conference/confinfo":     true,
-}
+var allowed = map[string]bool{}
 
 func TestLayout(t *testing.T) {
 	mod := modulePath(t)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // daemon runs the real presenced binary on a config file.
@@ -108,19 +109,19 @@ path = %q
 	}()
 
 	const n = 5 // presentities, each with one publication and two watchers
-	pub := newPeer(t, "UDP", addr)
-	var watchers []*peer
-	var subs []*subscription
+	pub := siptest.NewPeer(t, "UDP", addr)
+	var watchers []*siptest.Peer
+	var subs []*siptest.Subscription
 	etags := make([]string, n)
 	for i := 0; i < n; i++ {
 		uri := fmt.Sprintf("sip:crash%d@example.com", i)
-		r := publish(t, pub, "presence", uri, "application/pidf+xml", pidf(uri, "t1", "open", "before the crash"))
-		wantCode(t, r, 200)
-		etags[i] = hdr(r, "SIP-ETag")
+		r := pub.Publish("presence", uri, "application/pidf+xml", pidf(uri, "t1", "open", "before the crash"))
+		siptest.WantCode(t, r, 200)
+		etags[i] = siptest.Header(r, "SIP-ETag")
 		for j := 0; j < 2; j++ {
-			w := newPeer(t, "UDP", addr)
-			sub, r := subscribe(t, w, "presence", uri, "Expires: 600")
-			wantCode(t, r, 200)
+			w := siptest.NewPeer(t, "UDP", addr)
+			sub, r := w.Subscribe("presence", uri, "Expires: 600")
+			siptest.WantCode(t, r, 200)
 			watchers = append(watchers, w)
 			subs = append(subs, sub)
 		}
@@ -136,16 +137,16 @@ path = %q
 	last := make([]uint32, len(watchers))
 	for i := 0; i < n; i++ {
 		uri := fmt.Sprintf("sip:crash%d@example.com", i)
-		r := publish(t, pub, "presence", uri, "application/pidf+xml", pidf(uri, "t1", "closed", "after the crash"),
+		r := pub.Publish("presence", uri, "application/pidf+xml", pidf(uri, "t1", "closed", "after the crash"),
 			"SIP-If-Match: "+etags[i])
-		wantCode(t, r, 200) // the ETag survived
+		siptest.WantCode(t, r, 200) // the ETag survived
 		for j := 0; j < 2; j++ {
 			k := 2*i + j
 			w, sub := watchers[k], subs[k]
 			for before := 0; ; before++ {
-				nt := w.notify()
+				nt := w.Notify()
 				seq := nt.CSeq().SeqNo
-				if hdr(nt, "Call-ID") != sub.callID || tag(hdr(nt, "From")) != sub.toTag || seq <= last[k] ||
+				if siptest.Header(nt, "Call-ID") != sub.CallID || siptest.Tag(siptest.Header(nt, "From")) != sub.ToTag || seq <= last[k] ||
 					(last[k] > cseqBlock && seq != last[k]+1) {
 					t.Fatalf("watcher %d,%d after restart (CSeq before %d):\n%s", i, j, last[k], nt)
 				}
@@ -163,10 +164,10 @@ path = %q
 		}
 	}
 	// the dialogs accept refreshes
-	if r := subs[0].again("Expires: 600"); r.StatusCode != 200 {
-		t.Fatalf("refresh after restart: %d %s", r.StatusCode, hdr(r, "Warning"))
+	if r := subs[0].Again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh after restart: %d %s", r.StatusCode, siptest.Header(r, "Warning"))
 	}
-	if nt := watchers[0].notify(); nt.CSeq().SeqNo != last[0]+1 {
+	if nt := watchers[0].Notify(); nt.CSeq().SeqNo != last[0]+1 {
 		t.Fatalf("NOTIFY after refresh CSeq %d", nt.CSeq().SeqNo)
 	}
 }

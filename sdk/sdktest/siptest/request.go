@@ -71,6 +71,12 @@ func (s *Subscription) Again(extra ...string) *sip.Response {
 // response.
 func (p *Peer) Publish(event, resource, ctype, body string, extra ...string) *sip.Response {
 	p.t.Helper()
+	return p.Send(PublishRequest(event, resource, ctype, body, extra...))
+}
+
+// PublishRequest is the request Publish sends, for a test that sends it
+// with SendRaw and does not wait for the answer.
+func PublishRequest(event, resource, ctype, body string, extra ...string) Request {
 	h := append([]string{
 		"From: <" + resource + ">;tag=pub" + strconv.FormatInt(callSeq.Load(), 10),
 		"To: <" + resource + ">",
@@ -81,7 +87,7 @@ func (p *Peer) Publish(event, resource, ctype, body string, extra ...string) *si
 	if ctype != "" {
 		h = append(h, "Content-Type: "+ctype)
 	}
-	return p.Send(Request{Method: "PUBLISH", URI: resource, Headers: h, Body: body})
+	return Request{Method: "PUBLISH", URI: resource, Headers: h, Body: body}
 }
 
 // Registration is a registrar binding's Call-ID: the REGISTERs of one
