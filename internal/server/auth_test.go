@@ -16,6 +16,7 @@ import (
 	"github.com/presenced/presenced/internal/auth"
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/server"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // digest answers a challenge the way a UA does (RFC 7616 §3.4.1, qop=auth).
@@ -60,15 +61,15 @@ func TestDigestAuthentication(t *testing.T) {
 		Auth: &server.Auth{Authenticator: a, Realms: []string{"example.com"},
 			Methods: []string{"PUBLISH", "SUBSCRIBE", "REGISTER"}, OwnerOnly: true},
 	})
-	p := newPeer(t, "UDP", addrOf(srv, "udp"))
+	p := siptest.NewPeer(t, "UDP", addrOf(srv, "udp"))
 	pub := func(resource string, extra ...string) *sip.Response {
-		return p.send(msg{method: "PUBLISH", uri: resource, headers: append([]string{
-			"From: <sip:alice@example.com>;tag=a1", "To: <" + resource + ">", "Call-ID: " + newCallID(),
-			"CSeq: 1 PUBLISH", "Event: echo", "Content-Type: text/plain"}, extra...), body: "open"})
+		return p.Send(siptest.Request{Method: "PUBLISH", URI: resource, Headers: append([]string{
+			"From: <sip:alice@example.com>;tag=a1", "To: <" + resource + ">", "Call-ID: " + siptest.NewCallID(),
+			"CSeq: 1 PUBLISH", "Event: echo", "Content-Type: text/plain"}, extra...), Body: "open"})
 	}
 
 	r := pub(alice)
-	wantCode(t, r, 401)
+	siptest.WantCode(t, r, 401)
 	var challenges []string
 	for _, h := range r.GetHeaders("WWW-Authenticate") {
 		challenges = append(challenges, h.Value())
@@ -81,29 +82,29 @@ func TestDigestAuthentication(t *testing.T) {
 	}
 	for i, c := range challenges { // SHA-256 and MD5 both work
 		r = pub(alice, digest(c, "PUBLISH", alice, "alice", "wonderland", i+1))
-		wantCode(t, r, 200)
+		siptest.WantCode(t, r, 200)
 	}
 	// the same nc again is a replay
 	r = pub(alice, digest(challenges[0], "PUBLISH", alice, "alice", "wonderland", 1))
-	wantCode(t, r, 401)
+	siptest.WantCode(t, r, 401)
 	// a wrong password
 	r = pub(alice, digest(challenges[0], "PUBLISH", alice, "alice", "rabbit", 3))
-	wantCode(t, r, 401)
-	if !strings.Contains(hdr(r, "Warning"), "authentication failed") {
-		t.Fatalf("Warning = %q", hdr(r, "Warning"))
+	siptest.WantCode(t, r, 401)
+	if !strings.Contains(siptest.Header(r, "Warning"), "authentication failed") {
+		t.Fatalf("Warning = %q", siptest.Header(r, "Warning"))
 	}
 	// alice may not publish for bob
 	bob := "sip:bob@example.com"
 	r = pub(bob, digest(challenges[0], "PUBLISH", bob, "alice", "wonderland", 4))
-	wantCode(t, r, 403)
+	siptest.WantCode(t, r, 403)
 	// nor claim to be bob in From
-	r = p.send(msg{method: "PUBLISH", uri: bob, headers: []string{
-		"From: <sip:bob@example.com>;tag=b1", "To: <" + bob + ">", "Call-ID: " + newCallID(), "CSeq: 1 PUBLISH",
-		"Event: echo", "Content-Type: text/plain", digest(challenges[0], "PUBLISH", bob, "alice", "wonderland", 5)}, body: "x"})
-	wantCode(t, r, 403) // From bob, credentials of alice
+	r = p.Send(siptest.Request{Method: "PUBLISH", URI: bob, Headers: []string{
+		"From: <sip:bob@example.com>;tag=b1", "To: <" + bob + ">", "Call-ID: " + siptest.NewCallID(), "CSeq: 1 PUBLISH",
+		"Event: echo", "Content-Type: text/plain", digest(challenges[0], "PUBLISH", bob, "alice", "wonderland", 5)}, Body: "x"})
+	siptest.WantCode(t, r, 403) // From bob, credentials of alice
 	// other realms are not challenged
-	r = p.send(msg{method: "PUBLISH", uri: "sip:zed@other.org", headers: []string{
-		"From: <sip:zed@other.org>;tag=z1", "To: <sip:zed@other.org>", "Call-ID: " + newCallID(), "CSeq: 1 PUBLISH",
-		"Event: echo", "Content-Type: text/plain"}, body: "x"})
-	wantCode(t, r, 200)
+	r = p.Send(siptest.Request{Method: "PUBLISH", URI: "sip:zed@other.org", Headers: []string{
+		"From: <sip:zed@other.org>;tag=z1", "To: <sip:zed@other.org>", "Call-ID: " + siptest.NewCallID(), "CSeq: 1 PUBLISH",
+		"Event: echo", "Content-Type: text/plain"}, Body: "x"})
+	siptest.WantCode(t, r, 200)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/store"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // benchStores are the backends the throughput benchmarks compare.
@@ -34,7 +35,7 @@ func benchStores(b *testing.B) map[string]func() store.Store {
 // perStore runs op against a server on each store, from 128 UDP clients
 // in parallel (enough to fill a commit group), each op on a presentity of
 // its own.
-func perStore(b *testing.B, op func(p *peer, uri string)) {
+func perStore(b *testing.B, op func(p *siptest.Peer, uri string)) {
 	for _, name := range []string{"memory", "sqlite"} {
 		b.Run(name, func(b *testing.B) {
 			f := start(b, benchStores(b)[name](), echo(b))
@@ -42,7 +43,7 @@ func perStore(b *testing.B, op func(p *peer, uri string)) {
 			b.SetParallelism(64)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
-				p := newPeer(b, "UDP", f.addr["UDP"])
+				p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
 				for pb.Next() {
 					op(p, fmt.Sprintf("sip:bench%d@example.com", n.Add(1)))
 				}
@@ -55,8 +56,8 @@ func perStore(b *testing.B, op func(p *peer, uri string)) {
 // store's cost against the in-memory one. The echo module keeps wasm time
 // small so the store's share shows.
 func BenchmarkPublish(b *testing.B) {
-	perStore(b, func(p *peer, uri string) {
-		if r := publish(b, p, "echo", uri, "text/plain", "open"); r.StatusCode != 200 {
+	perStore(b, func(p *siptest.Peer, uri string) {
+		if r := p.Publish("echo", uri, "text/plain", "open"); r.StatusCode != 200 {
 			b.Fatalf("PUBLISH: %d", r.StatusCode)
 		}
 	})
@@ -67,11 +68,11 @@ func BenchmarkPublish(b *testing.B) {
 // serialised by its lock, commit included: that case is fan-in, not this
 // one.)
 func BenchmarkSubscribe(b *testing.B) {
-	perStore(b, func(p *peer, uri string) {
-		if _, r := subscribe(b, p, "echo", uri, "Expires: 600"); r.StatusCode != 200 {
+	perStore(b, func(p *siptest.Peer, uri string) {
+		if _, r := p.Subscribe("echo", uri, "Expires: 600"); r.StatusCode != 200 {
 			b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
 		}
-		p.notify()
+		p.Notify()
 	})
 }
 
@@ -80,11 +81,11 @@ func BenchmarkSubscribe(b *testing.B) {
 // phone): the changes to one resource are ordered, so this measures how
 // much of that order costs.
 func BenchmarkSubscribeFanIn(b *testing.B) {
-	perStore(b, func(p *peer, _ string) {
-		if _, r := subscribe(b, p, "echo", "sip:popular@example.com", "Expires: 600"); r.StatusCode != 200 {
+	perStore(b, func(p *siptest.Peer, _ string) {
+		if _, r := p.Subscribe("echo", "sip:popular@example.com", "Expires: 600"); r.StatusCode != 200 {
 			b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
 		}
-		p.notify()
+		p.Notify()
 	})
 }
 
@@ -94,30 +95,30 @@ func BenchmarkSubscribeFanIn(b *testing.B) {
 func BenchmarkNotify(b *testing.B) {
 	const watchers = 100
 	f := start(b, benchStores(b)["sqlite"](), echo(b))
-	p := newPeer(b, "UDP", f.addr["UDP"])
+	p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
 	uri := "sip:lamp@example.com"
-	r := publish(b, p, "echo", uri, "text/plain", "v0")
+	r := p.Publish("echo", uri, "text/plain", "v0")
 	if r.StatusCode != 200 {
 		b.Fatalf("PUBLISH: %d", r.StatusCode)
 	}
-	etag := hdr(r, "SIP-ETag")
-	ws := make([]*peer, watchers)
+	etag := siptest.Header(r, "SIP-ETag")
+	ws := make([]*siptest.Peer, watchers)
 	for i := range ws {
-		ws[i] = newPeer(b, "UDP", f.addr["UDP"])
-		if _, r := subscribe(b, ws[i], "echo", uri, "Expires: 600"); r.StatusCode != 200 {
+		ws[i] = siptest.NewPeer(b, "UDP", f.addr["UDP"])
+		if _, r := ws[i].Subscribe("echo", uri, "Expires: 600"); r.StatusCode != 200 {
 			b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
 		}
-		ws[i].notify()
+		ws[i].Notify()
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r := publish(b, p, "echo", uri, "text/plain", fmt.Sprintf("v%d", i+1), "SIP-If-Match: "+etag)
+		r := p.Publish("echo", uri, "text/plain", fmt.Sprintf("v%d", i+1), "SIP-If-Match: "+etag)
 		if r.StatusCode != 200 {
 			b.Fatalf("PUBLISH: %d", r.StatusCode)
 		}
-		etag = hdr(r, "SIP-ETag")
+		etag = siptest.Header(r, "SIP-ETag")
 		for _, w := range ws {
-			w.notify()
+			w.Notify()
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*watchers), "ns/notify")
@@ -193,25 +194,25 @@ func memoryRun(b *testing.B, heap func() float64, load func(testing.TB) *extensi
 	for i := 0; i < b.N; i++ {
 		mod := load(b)
 		f := start(b, benchStores(b)["sqlite"](), mod)
-		p := newPeer(b, "UDP", f.addr["UDP"])
+		p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
 		add := func(j int) {
 			if what == "subscription" {
 				uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j%presentities)
-				if _, r := subscribe(b, p, event, uri, "Expires: 3600"); r.StatusCode != 200 {
+				if _, r := p.Subscribe(event, uri, "Expires: 3600"); r.StatusCode != 200 {
 					b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
 				}
-				p.notify()
+				p.Notify()
 				return
 			}
 			uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
-			if r := publish(b, p, event, uri, ctype, pidf300(uri)); r.StatusCode != 200 {
+			if r := p.Publish(event, uri, ctype, pidf300(uri)); r.StatusCode != 200 {
 				b.Fatalf("PUBLISH: %d", r.StatusCode)
 			}
 		}
 		if what == "subscription" {
 			for j := 0; j < presentities; j++ {
 				uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
-				if r := publish(b, p, event, uri, ctype, pidf300(uri)); r.StatusCode != 200 {
+				if r := p.Publish(event, uri, ctype, pidf300(uri)); r.StatusCode != 200 {
 					b.Fatalf("PUBLISH: %d", r.StatusCode)
 				}
 			}
@@ -266,6 +267,15 @@ func stackHas(stk []uintptr, pkg string) bool {
 			return false
 		}
 	}
+}
+
+// pidf is a PIDF document of one tuple, for the tests that run pa.
+func pidf(entity, id, basic, note string) string {
+	return fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="%s">
+  <tuple id="%s"><status><basic>%s</basic></status><contact>sip:%s@pc.example.com</contact></tuple>
+  <note>%s</note>
+</presence>`, entity, id, basic, id, note)
 }
 
 // pidf300 is a PIDF document of exactly 300 bytes, the issue's figure

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // daemon runs the real presenced binary on a config file.
@@ -109,19 +110,19 @@ path = %q
 	}()
 
 	const n = 5 // presentities, each with one publication and two watchers
-	pub := newPeer(t, "UDP", addr)
-	var watchers []*peer
-	var subs []*subscription
+	pub := siptest.NewPeer(t, "UDP", addr)
+	var watchers []*siptest.Peer
+	var subs []*siptest.Subscription
 	etags := make([]string, n)
 	for i := 0; i < n; i++ {
 		uri := fmt.Sprintf("sip:crash%d@example.com", i)
-		r := publish(t, pub, "presence", uri, "application/pidf+xml", pidf(uri, "t1", "open", "before the crash"))
-		wantCode(t, r, 200)
-		etags[i] = hdr(r, "SIP-ETag")
+		r := pub.Publish("presence", uri, "application/pidf+xml", pidf(uri, "t1", "open", "before the crash"))
+		siptest.WantCode(t, r, 200)
+		etags[i] = siptest.Header(r, "SIP-ETag")
 		for j := 0; j < 2; j++ {
-			w := newPeer(t, "UDP", addr)
-			sub, r := subscribe(t, w, "presence", uri, "Expires: 600")
-			wantCode(t, r, 200)
+			w := siptest.NewPeer(t, "UDP", addr)
+			sub, r := w.Subscribe("presence", uri, "Expires: 600")
+			siptest.WantCode(t, r, 200)
 			watchers = append(watchers, w)
 			subs = append(subs, sub)
 		}
@@ -137,16 +138,16 @@ path = %q
 	last := make([]uint32, len(watchers))
 	for i := 0; i < n; i++ {
 		uri := fmt.Sprintf("sip:crash%d@example.com", i)
-		r := publish(t, pub, "presence", uri, "application/pidf+xml", pidf(uri, "t1", "closed", "after the crash"),
+		r := pub.Publish("presence", uri, "application/pidf+xml", pidf(uri, "t1", "closed", "after the crash"),
 			"SIP-If-Match: "+etags[i])
-		wantCode(t, r, 200) // the ETag survived
+		siptest.WantCode(t, r, 200) // the ETag survived
 		for j := 0; j < 2; j++ {
 			k := 2*i + j
 			w, sub := watchers[k], subs[k]
 			for before := 0; ; before++ {
-				nt := w.notify()
+				nt := w.Notify()
 				seq := nt.CSeq().SeqNo
-				if hdr(nt, "Call-ID") != sub.callID || tag(hdr(nt, "From")) != sub.toTag || seq <= last[k] ||
+				if siptest.Header(nt, "Call-ID") != sub.CallID || siptest.Tag(siptest.Header(nt, "From")) != sub.ToTag || seq <= last[k] ||
 					(last[k] > cseqBlock && seq != last[k]+1) {
 					t.Fatalf("watcher %d,%d after restart (CSeq before %d):\n%s", i, j, last[k], nt)
 				}
@@ -164,10 +165,10 @@ path = %q
 		}
 	}
 	// the dialogs accept refreshes
-	if r := subs[0].again("Expires: 600"); r.StatusCode != 200 {
-		t.Fatalf("refresh after restart: %d %s", r.StatusCode, hdr(r, "Warning"))
+	if r := subs[0].Again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh after restart: %d %s", r.StatusCode, siptest.Header(r, "Warning"))
 	}
-	if nt := watchers[0].notify(); nt.CSeq().SeqNo != last[0]+1 {
+	if nt := watchers[0].Notify(); nt.CSeq().SeqNo != last[0]+1 {
 		t.Fatalf("NOTIFY after refresh CSeq %d", nt.CSeq().SeqNo)
 	}
 }
@@ -216,36 +217,31 @@ path = %q
 
 	const n = 40
 	uri := "sip:ended@example.com"
-	w := newPeer(t, "UDP", addr)
-	subs := make([]*subscription, n)
+	w := siptest.NewPeer(t, "UDP", addr)
+	subs := make([]*siptest.Subscription, n)
 	for i := range subs {
 		var r *sip.Response
-		subs[i], r = subscribe(t, w, "presence", uri, "Expires: 600")
-		wantCode(t, r, 200)
-		w.notifyIn(subs[i].callID)
+		subs[i], r = w.Subscribe("presence", uri, "Expires: 600")
+		siptest.WantCode(t, r, 200)
+		w.NotifyIn(subs[i].CallID)
 	}
 	// every unsubscribe at once; kill at the first 200
 	for _, s := range subs {
-		s.cseq++
-		w.sendRaw(w.render(msg{method: "SUBSCRIBE", uri: "sip:presenced@" + addr, headers: []string{
-			"From: <sip:watcher@example.com>;tag=" + s.fromTag, "To: <" + uri + ">;tag=" + s.toTag,
-			"Call-ID: " + s.callID, fmt.Sprintf("CSeq: %d SUBSCRIBE", s.cseq), w.contact(),
+		s.CSeq++
+		w.SendRaw(w.Render(siptest.Request{Method: "SUBSCRIBE", URI: "sip:presenced@" + addr, Headers: []string{
+			"From: <sip:watcher@example.com>;tag=" + s.FromTag, "To: <" + uri + ">;tag=" + s.ToTag,
+			"Call-ID: " + s.CallID, fmt.Sprintf("CSeq: %d SUBSCRIBE", s.CSeq), w.Contact(),
 			"Event: presence", "Expires: 0"}}))
 	}
-	first := w.response()
+	first := w.Response()
 	d.kill()
 	acked := map[string]bool{}
 	if first.StatusCode == 200 {
-		acked[hdr(first, "Call-ID")] = true
+		acked[siptest.Header(first, "Call-ID")] = true
 	}
-	for more := true; more; {
-		select {
-		case r := <-w.responses:
-			if r.StatusCode == 200 {
-				acked[hdr(r, "Call-ID")] = true
-			}
-		default:
-			more = false
+	for w.ResponsesWaiting() > 0 {
+		if r := w.Response(); r.StatusCode == 200 {
+			acked[siptest.Header(r, "Call-ID")] = true
 		}
 	}
 	if len(acked) == 0 {
@@ -255,17 +251,10 @@ path = %q
 	d.start()
 	// the restart resyncs every subscription it kept; an acknowledged
 	// unsubscription must not be one of them
-	deadline := time.After(3 * time.Second)
-	for {
-		select {
-		case nt := <-w.notifies:
-			if acked[hdr(nt, "Call-ID")] && !strings.HasPrefix(hdr(nt, "Subscription-State"), "terminated") {
-				t.Fatalf("%d unsubscribes acknowledged; this one came back after the restart:\n%s", len(acked), nt)
-			}
-			continue
-		case <-deadline:
+	for nt := w.NotifyWithin(3 * time.Second); nt != nil; nt = w.NotifyWithin(time.Second) {
+		if acked[siptest.Header(nt, "Call-ID")] && !strings.HasPrefix(siptest.Header(nt, "Subscription-State"), "terminated") {
+			t.Fatalf("%d unsubscribes acknowledged; this one came back after the restart:\n%s", len(acked), nt)
 		}
-		break
 	}
 	t.Logf("%d of %d unsubscribes acknowledged before the kill", len(acked), n)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
 	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -47,19 +48,6 @@ func loadHostile(t *testing.T, pkg string) *extension.Module {
 	return m
 }
 
-// publishMsg is what publish sends, for a test that must not wait for the
-// answer.
-func publishMsg(event, resource, body string) msg {
-	return msg{method: "PUBLISH", uri: resource, body: body, headers: []string{
-		"From: <" + resource + ">;tag=pub" + fmt.Sprint(callSeq.Load()),
-		"To: <" + resource + ">",
-		"Call-ID: " + newCallID(),
-		"CSeq: 1 PUBLISH",
-		"Event: " + event,
-		"Content-Type: text/plain",
-	}}
-}
-
 // A module that misbehaves costs the request that hit it a prompt 500
 // naming the extension, and nothing else: the echo package, served by
 // another module alongside, answers and notifies while the hostile call
@@ -86,10 +74,10 @@ func TestHostileModuleAnswers500(t *testing.T) {
 	defer web.Close()
 	_, addr, _ := strings.Cut(srv.Addrs()[0], ":")
 
-	attacker, bystander, watcher := newPeer(t, "UDP", addr), newPeer(t, "UDP", addr), newPeer(t, "UDP", addr)
-	_, r := subscribe(t, watcher, "echo", alice)
-	wantCode(t, r, 200)
-	watcher.notify()
+	attacker, bystander, watcher := siptest.NewPeer(t, "UDP", addr), siptest.NewPeer(t, "UDP", addr), siptest.NewPeer(t, "UDP", addr)
+	_, r := watcher.Subscribe("echo", alice)
+	siptest.WantCode(t, r, 200)
+	watcher.Notify()
 	before := scrape(t, web.URL)
 
 	cases := []struct {
@@ -113,22 +101,22 @@ func TestHostileModuleAnswers500(t *testing.T) {
 		t.Run(c.event+"/"+c.body, func(t *testing.T) {
 			resource := fmt.Sprintf("sip:victim%d@example.com", i)
 			sent := time.Now()
-			attacker.sendRaw(attacker.render(publishMsg(c.event, resource, c.body)))
+			attacker.SendRaw(attacker.Render(siptest.PublishRequest(c.event, resource, "text/plain", c.body)))
 
 			// meanwhile: another package answers and notifies
-			wantCode(t, publish(t, bystander, "echo", alice, "text/plain", "during "+c.body), 200)
-			if c.long && len(attacker.responses) > 0 {
+			siptest.WantCode(t, bystander.Publish("echo", alice, "text/plain", "during "+c.body), 200)
+			if c.long && attacker.ResponsesWaiting() > 0 {
 				t.Errorf("the hostile call was over before the echo PUBLISH was answered: no overlap shown")
 			}
-			if n := watcher.notify(); string(n.Body()) != "during "+c.body {
+			if n := watcher.Notify(); string(n.Body()) != "during "+c.body {
 				t.Fatalf("NOTIFY during %s:\n%s", c.body, n)
 			}
 
-			r := attacker.response()
+			r := attacker.Response()
 			took := time.Since(sent)
-			wantCode(t, r, 500)
+			siptest.WantCode(t, r, 500)
 			want := fmt.Sprintf(`"extension %s failed"`, c.mod.Name())
-			if w := hdr(r, "Warning"); !strings.HasPrefix(w, "399 ") || !strings.Contains(w, want) {
+			if w := siptest.Header(r, "Warning"); !strings.HasPrefix(w, "399 ") || !strings.Contains(w, want) {
 				t.Fatalf("Warning: %q, want 399 with %s", w, want)
 			}
 			// 1 s deadline; the module sleeps 10 s or loops forever
@@ -138,13 +126,13 @@ func TestHostileModuleAnswers500(t *testing.T) {
 
 			// the hostile package serves its next sound request, on the
 			// same resource
-			wantCode(t, publish(t, attacker, c.event, resource, "text/plain", "fine"), 200)
+			siptest.WantCode(t, attacker.Publish(c.event, resource, "text/plain", "fine"), 200)
 		})
 	}
 
 	// and after it all, the echo package still works
-	wantCode(t, publish(t, bystander, "echo", alice, "text/plain", "after"), 200)
-	if n := watcher.notify(); string(n.Body()) != "after" {
+	siptest.WantCode(t, bystander.Publish("echo", alice, "text/plain", "after"), 200)
+	if n := watcher.Notify(); string(n.Body()) != "after" {
 		t.Fatalf("NOTIFY after:\n%s", n)
 	}
 

@@ -23,6 +23,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/server"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 func startWith(t *testing.T, opt server.Options) *server.Server {
@@ -63,40 +64,40 @@ func TestLimits(t *testing.T) {
 			MaxPublicationsPerPresentity: 2},
 	})
 	addr := addrOf(srv, "udp")
-	p := newPeer(t, "UDP", addr)
+	p := siptest.NewPeer(t, "UDP", addr)
 
-	r := publish(t, p, "echo", alice, "text/plain", strings.Repeat("x", 101))
-	wantCode(t, r, 413)
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "one"), 200)
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "two"), 200)
-	r = publish(t, p, "echo", alice, "text/plain", "three")
-	wantCode(t, r, 403)
-	if !strings.Contains(hdr(r, "Warning"), "publications") {
-		t.Fatalf("Warning = %q", hdr(r, "Warning"))
+	r := p.Publish("echo", alice, "text/plain", strings.Repeat("x", 101))
+	siptest.WantCode(t, r, 413)
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "one"), 200)
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "two"), 200)
+	r = p.Publish("echo", alice, "text/plain", "three")
+	siptest.WantCode(t, r, 403)
+	if !strings.Contains(siptest.Header(r, "Warning"), "publications") {
+		t.Fatalf("Warning = %q", siptest.Header(r, "Warning"))
 	}
 
-	w := newPeer(t, "UDP", addr) // every SUBSCRIBE from it is sip:watcher@example.com
+	w := siptest.NewPeer(t, "UDP", addr) // every SUBSCRIBE from it is sip:watcher@example.com
 	for i := 0; i < 2; i++ {
-		_, r := subscribe(t, w, "echo", alice)
-		wantCode(t, r, 200)
+		_, r := w.Subscribe("echo", alice)
+		siptest.WantCode(t, r, 200)
 	}
-	_, r = subscribe(t, w, "echo", "sip:other@example.com")
-	wantCode(t, r, 403)
-	if !strings.Contains(hdr(r, "Warning"), "subscriptions") {
-		t.Fatalf("Warning = %q", hdr(r, "Warning"))
+	_, r = w.Subscribe("echo", "sip:other@example.com")
+	siptest.WantCode(t, r, 403)
+	if !strings.Contains(siptest.Header(r, "Warning"), "subscriptions") {
+		t.Fatalf("Warning = %q", siptest.Header(r, "Warning"))
 	}
 	// a third watcher of alice is fine, a fourth is not
-	other := newPeer(t, "UDP", addr)
+	other := siptest.NewPeer(t, "UDP", addr)
 	sub := func(from string) *sip.Response {
-		return other.send(msg{method: "SUBSCRIBE", uri: alice, headers: []string{
-			"From: <" + from + ">;tag=f", "To: <" + alice + ">", "Call-ID: " + newCallID(), "CSeq: 1 SUBSCRIBE",
-			other.contact(), "Event: echo"}})
+		return other.Send(siptest.Request{Method: "SUBSCRIBE", URI: alice, Headers: []string{
+			"From: <" + from + ">;tag=f", "To: <" + alice + ">", "Call-ID: " + siptest.NewCallID(), "CSeq: 1 SUBSCRIBE",
+			other.Contact(), "Event: echo"}})
 	}
-	wantCode(t, sub("sip:third@example.com"), 200)
+	siptest.WantCode(t, sub("sip:third@example.com"), 200)
 	r = sub("sip:fourth@example.com")
-	wantCode(t, r, 403)
-	if !strings.Contains(hdr(r, "Warning"), "watchers") {
-		t.Fatalf("Warning = %q", hdr(r, "Warning"))
+	siptest.WantCode(t, r, 403)
+	if !strings.Contains(siptest.Header(r, "Warning"), "watchers") {
+		t.Fatalf("Warning = %q", siptest.Header(r, "Warning"))
 	}
 	if n := len(srv.Subscriptions(server.Filter{})); n != 3 {
 		t.Fatalf("%d subscriptions, want 3", n)
@@ -114,20 +115,20 @@ func TestRateLimitPerSource(t *testing.T) {
 				Modules: []*extension.Module{echo(t)},
 				Limits:  server.Limits{RequestsPerSecondPerSource: 20},
 			})
-			p := newPeer(t, tr, addrOf(srv, strings.ToLower(tr)))
+			p := siptest.NewPeer(t, tr, addrOf(srv, strings.ToLower(tr)))
 			var ok, busy int
 			for i := 0; i < 60; i++ {
-				r := p.send(msg{method: "OPTIONS", uri: "sip:presenced@example.com", headers: []string{
-					"From: <sip:flood@example.com>;tag=f", "To: <sip:presenced@example.com>", "Call-ID: " + newCallID(), "CSeq: 1 OPTIONS"}})
+				r := p.Send(siptest.Request{Method: "OPTIONS", URI: "sip:presenced@example.com", Headers: []string{
+					"From: <sip:flood@example.com>;tag=f", "To: <sip:presenced@example.com>", "Call-ID: " + siptest.NewCallID(), "CSeq: 1 OPTIONS"}})
 				switch r.StatusCode {
 				case 200:
 					ok++
 				case 503:
 					busy++
-					if hdr(r, "Retry-After") == "" {
+					if siptest.Header(r, "Retry-After") == "" {
 						t.Fatal("503 without Retry-After")
 					}
-					if w := hdr(r, "Warning"); !strings.Contains(w, "more than 20 requests a second from 127.0.0.1") {
+					if w := siptest.Header(r, "Warning"); !strings.Contains(w, "more than 20 requests a second from 127.0.0.1") {
 						t.Fatalf("Warning: %q", w)
 					}
 				default:
@@ -158,14 +159,10 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &peer{t: t, transport: "TLS", conn: conn, local: conn.LocalAddr().String(),
-		responses: make(chan *sip.Response, 8), notifies: make(chan *sip.Request, 8)}
-	p.notifyCode.Store(200)
-	go p.readTCP()
-	t.Cleanup(p.close)
-	_, r := subscribe(t, p, "echo", alice)
-	wantCode(t, r, 200)
-	if n := p.notify(); n.CSeq().SeqNo != 1 || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+	p := siptest.NewPeerOn(t, "TLS", conn)
+	_, r := p.Subscribe("echo", alice)
+	siptest.WantCode(t, r, 200)
+	if n := p.Notify(); n.CSeq().SeqNo != 1 || !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active") {
 		t.Fatalf("NOTIFY over TLS:\n%s", n)
 	}
 }
@@ -216,14 +213,14 @@ func TestMalformedFloodDoesNotFloodTheLog(t *testing.T) {
 		Modules: []*extension.Module{echo(t)},
 		Logger:  slog.New(slog.NewTextHandler(&buf, nil)),
 	})
-	p := newPeer(t, "UDP", addrOf(srv, "udp"))
+	p := siptest.NewPeer(t, "UDP", addrOf(srv, "udp"))
 	garbage := strings.Repeat("\x00garbage\r\n", 50)
-	bad := p.render(msg{method: "SUBSCRIBE", uri: alice, headers: []string{"From: <sip:x@example.com>", "To: <" + alice + ">",
+	bad := p.Render(siptest.Request{Method: "SUBSCRIBE", URI: alice, Headers: []string{"From: <sip:x@example.com>", "To: <" + alice + ">",
 		"Call-ID: flood", "CSeq: 1 SUBSCRIBE", "Event: echo"}}) // no From tag: 400, logged as refused
 	for i := 0; i < 1000; i++ {
-		p.sendRaw(garbage)
+		p.SendRaw(garbage)
 		if i%4 == 0 {
-			p.sendRaw(strings.Replace(bad, "flood", fmt.Sprint("flood", i), 1))
+			p.SendRaw(strings.Replace(bad, "flood", fmt.Sprint("flood", i), 1))
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -233,7 +230,7 @@ func TestMalformedFloodDoesNotFloodTheLog(t *testing.T) {
 		t.Fatalf("%d log lines for 1,250 bad packets", n)
 	}
 	// and the server still answers
-	r := newPeer(t, "UDP", addrOf(srv, "udp")).send(msg{method: "OPTIONS", uri: "sip:presenced@example.com", headers: []string{
+	r := siptest.NewPeer(t, "UDP", addrOf(srv, "udp")).Send(siptest.Request{Method: "OPTIONS", URI: "sip:presenced@example.com", Headers: []string{
 		"From: <sip:x@example.com>;tag=1", "To: <sip:presenced@example.com>", "Call-ID: after-flood", "CSeq: 1 OPTIONS"}})
-	wantCode(t, r, 200)
+	siptest.WantCode(t, r, 200)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/presenced/presenced/internal/metrics"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -66,26 +67,26 @@ func TestMetricsCountTraffic(t *testing.T) {
 	_, addr, _ := strings.Cut(srv.Addrs()[0], ":")
 	before := scrape(t, web.URL)
 
-	p, w1, w2 := newPeer(t, "UDP", addr), newPeer(t, "UDP", addr), newPeer(t, "UDP", addr)
+	p, w1, w2 := siptest.NewPeer(t, "UDP", addr), siptest.NewPeer(t, "UDP", addr), siptest.NewPeer(t, "UDP", addr)
 	var etag string
 	for i, uri := range []string{alice, "sip:b@example.com", "sip:c@example.com"} {
-		r := publish(t, p, "echo", uri, "text/plain", "x")
-		wantCode(t, r, 200)
+		r := p.Publish("echo", uri, "text/plain", "x")
+		siptest.WantCode(t, r, 200)
 		if i == 0 {
-			etag = hdr(r, "SIP-ETag")
+			etag = siptest.Header(r, "SIP-ETag")
 		}
 	}
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "bad"), 400)
-	for _, w := range []*peer{w1, w2} {
-		_, r := subscribe(t, w, "echo", alice)
-		wantCode(t, r, 200)
-		w.notify()
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "bad"), 400)
+	for _, w := range []*siptest.Peer{w1, w2} {
+		_, r := w.Subscribe("echo", alice)
+		siptest.WantCode(t, r, 200)
+		w.Notify()
 	}
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "y", "SIP-If-Match: "+etag), 200)
-	w1.notify()
-	w2.notify()
-	_, r := subscribe(t, w1, "dialog", alice)
-	wantCode(t, r, 489)
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "y", "SIP-If-Match: "+etag), 200)
+	w1.Notify()
+	w2.Notify()
+	_, r := w1.Subscribe("dialog", alice)
+	siptest.WantCode(t, r, 489)
 	time.Sleep(100 * time.Millisecond) // the last NOTIFY's 2xx is counted after it is read
 
 	after := scrape(t, web.URL)

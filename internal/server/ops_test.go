@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // An operator's day against the real daemon, through the admin API and
@@ -71,11 +72,11 @@ path = %q
 		t.Fatalf("no token: %v %v", res.StatusCode, err)
 	}
 
-	p, w := newPeer(t, "UDP", addr), newPeer(t, "UDP", addr)
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "hello"), 200)
-	sub, r := subscribe(t, w, "echo", alice, "Expires: 600")
-	wantCode(t, r, 200)
-	if n := w.notify(); string(n.Body()) != "hello" {
+	p, w := siptest.NewPeer(t, "UDP", addr), siptest.NewPeer(t, "UDP", addr)
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "hello"), 200)
+	sub, r := w.Subscribe("echo", alice, "Expires: 600")
+	siptest.WantCode(t, r, 200)
+	if n := w.Notify(); string(n.Body()) != "hello" {
 		t.Fatalf("first NOTIFY:\n%s", n)
 	}
 
@@ -94,8 +95,8 @@ path = %q
 	if out, code := presencectl("reload"); code != 0 {
 		t.Fatalf("reload (exit %d):\n%s", code, out)
 	}
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "after reload"), 200)
-	if n := w.notify(); string(n.Body()) != "AFTER RELOAD" || hdr(n, "Call-ID") != sub.callID || n.CSeq().SeqNo != 2 {
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "after reload"), 200)
+	if n := w.Notify(); string(n.Body()) != "AFTER RELOAD" || siptest.Header(n, "Call-ID") != sub.CallID || n.CSeq().SeqNo != 2 {
 		t.Fatalf("NOTIFY after reload:\n%s", n)
 	}
 	// a broken module is refused and the running one stays
@@ -105,8 +106,8 @@ path = %q
 	if out, code := presencectl("reload"); code != 1 || !strings.Contains(out, "broken.wasm") {
 		t.Fatalf("reload of a broken module (exit %d):\n%s", code, out)
 	}
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "still here"), 200)
-	if n := w.notify(); string(n.Body()) != "STILL HERE" {
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "still here"), 200)
+	if n := w.Notify(); string(n.Body()) != "STILL HERE" {
 		t.Fatalf("NOTIFY after the refused reload:\n%s", n)
 	}
 
@@ -114,7 +115,7 @@ path = %q
 	if out, code := presencectl("subscriptions", "terminate", subs[0].ID, "--reason", "deactivated"); code != 0 {
 		t.Fatalf("terminate (exit %d):\n%s", code, out)
 	}
-	if n := w.notify(); hdr(n, "Subscription-State") != "terminated;reason=deactivated" {
+	if n := w.Notify(); siptest.Header(n, "Subscription-State") != "terminated;reason=deactivated" {
 		t.Fatalf("NOTIFY after terminate:\n%s", n)
 	}
 	if _, code := presencectl("subscriptions", "terminate", subs[0].ID); code != 1 {
@@ -123,16 +124,16 @@ path = %q
 
 	// a pending watcher approved by the operator
 	gina := "sip:gina@example.com"
-	bob := newPeer(t, "UDP", addr)
-	_, r = subscribe(t, bob, "presence", gina)
-	wantCode(t, r, 200)
-	if n := bob.notify(); !strings.HasPrefix(hdr(n, "Subscription-State"), "pending") {
+	bob := siptest.NewPeer(t, "UDP", addr)
+	_, r = bob.Subscribe("presence", gina)
+	siptest.WantCode(t, r, 200)
+	if n := bob.Notify(); !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "pending") {
 		t.Fatalf("confirm policy:\n%s", n)
 	}
 	if out, code := presencectl("watchers", "approve", gina, "sip:watcher@example.com"); code != 0 {
 		t.Fatalf("approve (exit %d):\n%s", code, out)
 	}
-	if n := bob.notify(); !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+	if n := bob.Notify(); !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active") {
 		t.Fatalf("after approval:\n%s", n)
 	}
 
@@ -140,17 +141,17 @@ path = %q
 	room := "sip:room@example.com"
 	doc := `<conference-info xmlns="urn:ietf:params:xml:ns:conference-info" entity="` + room + `" state="full" version="1">` +
 		`<users><user entity="sip:a@example.com"><display-text>A</display-text></user></users></conference-info>`
-	wantCode(t, publish(t, p, "conference", room, "application/conference-info+xml", doc), 200)
-	cw := newPeer(t, "UDP", addr)
-	_, r = subscribe(t, cw, "conference", room)
-	wantCode(t, r, 200)
-	if n := cw.notify(); !strings.Contains(string(n.Body()), "sip:a@example.com") {
+	siptest.WantCode(t, p.Publish("conference", room, "application/conference-info+xml", doc), 200)
+	cw := siptest.NewPeer(t, "UDP", addr)
+	_, r = cw.Subscribe("conference", room)
+	siptest.WantCode(t, r, 200)
+	if n := cw.Notify(); !strings.Contains(string(n.Body()), "sip:a@example.com") {
 		t.Fatalf("conference NOTIFY:\n%s", n)
 	}
 	if out, code := presencectl("ext", "conference", "reset"); code != 0 {
 		t.Fatalf("ext conference reset (exit %d):\n%s", code, out)
 	}
-	if n := cw.notify(); strings.Contains(string(n.Body()), "sip:a@example.com") {
+	if n := cw.Notify(); strings.Contains(string(n.Body()), "sip:a@example.com") {
 		t.Fatalf("NOTIFY after conference_reset still lists the user:\n%s", n)
 	}
 

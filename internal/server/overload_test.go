@@ -11,6 +11,7 @@ import (
 
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/server"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // rawPublish is a PUBLISH of body from the socket c, built by hand so the
@@ -105,10 +106,10 @@ func TestOverloadRefusedOnRead(t *testing.T) {
 		t.Errorf("From: %v", res.From())
 	}
 	// The held call ends (500 at its deadline); then a PUBLISH is served.
-	p := newPeer(t, "UDP", addr)
+	p := siptest.NewPeer(t, "UDP", addr)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		r := publish(t, p, "echo", "sip:bob@example.com", "text/plain", "hello")
+		r := p.Publish("echo", "sip:bob@example.com", "text/plain", "hello")
 		if r.StatusCode == 200 {
 			break
 		}

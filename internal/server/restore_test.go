@@ -3,12 +3,12 @@ package server_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/presenced/presenced/internal/store"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // A server started on the store another one left keeps its publications
@@ -21,16 +21,16 @@ func TestRestartOnTheSameStore(t *testing.T) {
 	first := start(t, st, mod)
 	p, w := first.peer(t, "UDP"), first.peer(t, "UDP")
 
-	r := publish(t, p, "echo", alice, "text/plain", "before")
-	wantCode(t, r, 200)
-	etag := hdr(r, "SIP-ETag")
-	sub, r := subscribe(t, w, "echo", alice, "Expires: 600")
-	wantCode(t, r, 200)
-	if n := w.notify(); string(n.Body()) != "before" || n.CSeq().SeqNo != 1 {
+	r := p.Publish("echo", alice, "text/plain", "before")
+	siptest.WantCode(t, r, 200)
+	etag := siptest.Header(r, "SIP-ETag")
+	sub, r := w.Subscribe("echo", alice, "Expires: 600")
+	siptest.WantCode(t, r, 200)
+	if n := w.Notify(); string(n.Body()) != "before" || n.CSeq().SeqNo != 1 {
 		t.Fatalf("first NOTIFY:\n%s", n)
 	}
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "still before", "SIP-If-Match: "+etag), 200)
-	n := w.notify()
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "still before", "SIP-If-Match: "+etag), 200)
+	n := w.Notify()
 	if n.CSeq().SeqNo != 2 {
 		t.Fatalf("second NOTIFY CSeq = %d", n.CSeq().SeqNo)
 	}
@@ -43,27 +43,26 @@ func TestRestartOnTheSameStore(t *testing.T) {
 	first.srv.Close()
 
 	second := start(t, st, mod)
-	n = w.notify()
-	if string(n.Body()) != "still before" || n.CSeq().SeqNo != reserved+1 || hdr(n, "Call-ID") != sub.callID ||
-		tag(hdr(n, "From")) != sub.toTag || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+	n = w.Notify()
+	if string(n.Body()) != "still before" || n.CSeq().SeqNo != reserved+1 || siptest.Header(n, "Call-ID") != sub.CallID ||
+		siptest.Tag(siptest.Header(n, "From")) != sub.ToTag || !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active") {
 		t.Fatalf("the restarted server's resync NOTIFY is not in the old dialog:\n%s", n)
 	}
-	p2 := newPeer(t, "UDP", second.addr["UDP"])
+	p2 := siptest.NewPeer(t, "UDP", second.addr["UDP"])
 	// the old ETag is honoured: a modify, not a 412
-	r = publish(t, p2, "echo", alice, "text/plain", "after", "SIP-If-Match: "+etag)
-	wantCode(t, r, 200)
-	n = w.notify()
-	if string(n.Body()) != "after" || n.CSeq().SeqNo != reserved+2 || hdr(n, "Call-ID") != sub.callID ||
-		tag(hdr(n, "From")) != sub.toTag || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+	r = p2.Publish("echo", alice, "text/plain", "after", "SIP-If-Match: "+etag)
+	siptest.WantCode(t, r, 200)
+	n = w.Notify()
+	if string(n.Body()) != "after" || n.CSeq().SeqNo != reserved+2 || siptest.Header(n, "Call-ID") != sub.CallID ||
+		siptest.Tag(siptest.Header(n, "From")) != sub.ToTag || !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active") {
 		t.Fatalf("NOTIFY from the restarted server is not in the old dialog:\n%s", n)
 	}
 	// the dialog accepts a refresh, sent to the new server
-	w.server, _ = net.ResolveUDPAddr("udp", second.addr["UDP"])
-	w.serverStr = second.addr["UDP"]
-	if r := sub.again("Expires: 600"); r.StatusCode != 200 {
-		t.Fatalf("refresh after restart: %d %s", r.StatusCode, hdr(r, "Warning"))
+	w.SetServer(second.addr["UDP"])
+	if r := sub.Again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh after restart: %d %s", r.StatusCode, siptest.Header(r, "Warning"))
 	}
-	if n := w.notify(); n.CSeq().SeqNo != reserved+3 {
+	if n := w.Notify(); n.CSeq().SeqNo != reserved+3 {
 		t.Fatalf("NOTIFY after refresh CSeq = %d", n.CSeq().SeqNo)
 	}
 }
@@ -73,22 +72,21 @@ func TestRestartOnTheSameStore(t *testing.T) {
 func TestLegacyDialogIDIsFound(t *testing.T) {
 	st := store.NewMemory()
 	h := sha256.Sum256([]byte("legacy-call\x00srvtag\x00w1"))
-	w := newPeer(t, "UDP", "127.0.0.1:1") // its address is fixed below
+	w := siptest.NewPeer(t, "UDP", "127.0.0.1:1") // its address is fixed below
 	rec := store.Subscription{ID: hex.EncodeToString(h[:12]), CallID: "legacy-call", LocalTag: "srvtag", RemoteTag: "w1",
-		LocalURI: alice, RemoteURI: "sip:watcher@example.com", RemoteTarget: "sip:watcher@" + w.local + ";transport=udp",
+		LocalURI: alice, RemoteURI: "sip:watcher@example.com", RemoteTarget: "sip:watcher@" + w.Local() + ";transport=udp",
 		Transport: "UDP", Event: "echo", Resource: alice, Expires: time.Now().Add(time.Hour), LocalCSeq: 7, RemoteCSeq: 1,
 		Status: "active", Created: time.Now()}
 	if err := st.Commit(t.Context(), &store.Batch{Subscriptions: []store.Subscription{rec}}); err != nil {
 		t.Fatal(err)
 	}
 	f := start(t, st, echo(t))
-	w.server, _ = net.ResolveUDPAddr("udp", f.addr["UDP"])
-	w.serverStr = f.addr["UDP"]
-	if n := w.notify(); n.CSeq().SeqNo != 8 { // the restart's resync
+	w.SetServer(f.addr["UDP"])
+	if n := w.Notify(); n.CSeq().SeqNo != 8 { // the restart's resync
 		t.Fatalf("resync NOTIFY:\n%s", n)
 	}
-	sub := &subscription{p: w, callID: "legacy-call", fromTag: "w1", toTag: "srvtag", cseq: 1, event: "echo", resource: alice}
-	if r := sub.again("Expires: 600"); r.StatusCode != 200 {
-		t.Fatalf("refresh of a legacy dialog: %d %s", r.StatusCode, hdr(r, "Warning"))
+	sub := &siptest.Subscription{Peer: w, CallID: "legacy-call", FromTag: "w1", ToTag: "srvtag", CSeq: 1, Event: "echo", Resource: alice}
+	if r := sub.Again("Expires: 600"); r.StatusCode != 200 {
+		t.Fatalf("refresh of a legacy dialog: %d %s", r.StatusCode, siptest.Header(r, "Warning"))
 	}
 }

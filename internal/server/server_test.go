@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,9 +18,14 @@ import (
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
 	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 const echoPkg = "github.com/presenced/presenced/internal/extension/testdata/echo"
+
+// paPkg is the presence module: the tests of the host that run what the
+// daemon runs (a crash, an operator's day, the memory benchmark) load it.
+const paPkg = "github.com/presenced/presenced/extensions/pa"
 
 // fixture is a real server on 127.0.0.1 with real wasm modules.
 type fixture struct {
@@ -68,76 +71,9 @@ func start(t testing.TB, st store.Store, mods ...*extension.Module) *fixture {
 	return f
 }
 
-func (f *fixture) peer(t testing.TB, transport string) *peer {
-	return newPeer(t, transport, f.addr[transport])
-}
-
-// callSeq numbers Call-IDs and tags; torture cases run in parallel.
-var callSeq atomic.Int64
-
-func newCallID() string {
-	return fmt.Sprintf("call-%d-%d@test", time.Now().UnixNano(), callSeq.Add(1))
-}
-
-// subscription is the subscriber's side of a dialog.
-type subscription struct {
-	p        *peer
-	callID   string
-	fromTag  string
-	toTag    string
-	cseq     int
-	event    string
-	resource string
-}
-
-func subscribe(t testing.TB, p *peer, event, resource string, extra ...string) (*subscription, *sip.Response) {
-	t.Helper()
-	s := &subscription{p: p, callID: newCallID(), fromTag: "w" + strconv.FormatInt(callSeq.Load(), 10), cseq: 1, event: event, resource: resource}
-	res := p.send(msg{method: "SUBSCRIBE", uri: resource, headers: append([]string{
-		"From: <sip:watcher@example.com>;tag=" + s.fromTag,
-		"To: <" + resource + ">",
-		"Call-ID: " + s.callID,
-		"CSeq: 1 SUBSCRIBE",
-		p.contact(),
-		"Event: " + event,
-	}, extra...)})
-	s.toTag = tag(hdr(res, "To"))
-	return s, res
-}
-
-// again sends an in-dialog SUBSCRIBE (refresh or, with Expires: 0, end).
-func (s *subscription) again(extra ...string) *sip.Response {
-	s.cseq++
-	return s.p.send(msg{method: "SUBSCRIBE", uri: "sip:presenced@" + s.p.serverStr, headers: append([]string{
-		"From: <sip:watcher@example.com>;tag=" + s.fromTag,
-		"To: <" + s.resource + ">;tag=" + s.toTag,
-		"Call-ID: " + s.callID,
-		fmt.Sprintf("CSeq: %d SUBSCRIBE", s.cseq),
-		s.p.contact(),
-		"Event: " + s.event,
-	}, extra...)})
-}
-
-func publish(t testing.TB, p *peer, event, resource, ctype, body string, extra ...string) *sip.Response {
-	t.Helper()
-	h := append([]string{
-		"From: <" + resource + ">;tag=pub" + strconv.FormatInt(callSeq.Load(), 10),
-		"To: <" + resource + ">",
-		"Call-ID: " + newCallID(),
-		"CSeq: 1 PUBLISH",
-		"Event: " + event,
-	}, extra...)
-	if ctype != "" {
-		h = append(h, "Content-Type: "+ctype)
-	}
-	return p.send(msg{method: "PUBLISH", uri: resource, headers: h, body: body})
-}
-
-func wantCode(t testing.TB, res *sip.Response, code int) {
-	t.Helper()
-	if res.StatusCode != code {
-		t.Fatalf("got %d %s (Warning: %s), want %d", res.StatusCode, res.Reason, hdr(res, "Warning"), code)
-	}
+// peer opens one of the kit's peers to the server over transport.
+func (f *fixture) peer(t testing.TB, transport string) *siptest.Peer {
+	return siptest.NewPeer(t, transport, f.addr[transport])
 }
 
 func echo(t testing.TB) *extension.Module { return extensiontest.Load(t, echoPkg, nil) }
@@ -153,79 +89,79 @@ func TestSubscriptionLifecycle(t *testing.T) {
 			pub := f.peer(t, tr)
 			watcher := f.peer(t, tr)
 
-			r := publish(t, pub, "echo", res, "text/plain", "hello")
-			wantCode(t, r, 200)
-			etag := hdr(r, "SIP-ETag")
-			if etag == "" || hdr(r, "Expires") != "60" {
+			r := pub.Publish("echo", res, "text/plain", "hello")
+			siptest.WantCode(t, r, 200)
+			etag := siptest.Header(r, "SIP-ETag")
+			if etag == "" || siptest.Header(r, "Expires") != "60" {
 				t.Fatalf("PUBLISH 200 lacks SIP-ETag or Expires 60:\n%s", r)
 			}
 
-			sub, r := subscribe(t, watcher, "echo;id=42", res, "Expires: 600")
-			wantCode(t, r, 200)
-			if hdr(r, "Expires") != "600" || sub.toTag == "" || hdr(r, "Contact") == "" {
+			sub, r := watcher.Subscribe("echo;id=42", res, "Expires: 600")
+			siptest.WantCode(t, r, 200)
+			if siptest.Header(r, "Expires") != "600" || sub.ToTag == "" || siptest.Header(r, "Contact") == "" {
 				t.Fatalf("SUBSCRIBE 200:\n%s", r)
 			}
-			n := watcher.notify()
-			if string(n.Body()) != "hello" || !strings.HasPrefix(hdr(n, "Subscription-State"), "active;expires=") ||
-				hdr(n, "Event") != "echo;id=42" || n.CSeq().SeqNo != 1 {
+			n := watcher.Notify()
+			if string(n.Body()) != "hello" || !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active;expires=") ||
+				siptest.Header(n, "Event") != "echo;id=42" || n.CSeq().SeqNo != 1 {
 				t.Fatalf("first NOTIFY:\n%s", n)
 			}
-			if n.Recipient.User != "watcher" || tag(hdr(n, "From")) != sub.toTag || tag(hdr(n, "To")) != sub.fromTag ||
-				hdr(n, "Call-ID") != sub.callID {
+			if n.Recipient.User != "watcher" || siptest.Tag(siptest.Header(n, "From")) != sub.ToTag || siptest.Tag(siptest.Header(n, "To")) != sub.FromTag ||
+				siptest.Header(n, "Call-ID") != sub.CallID {
 				t.Fatalf("NOTIFY is not in the dialog:\n%s", n)
 			}
 
 			// modify: every watcher hears, CSeq rises by one
-			r = publish(t, pub, "echo", res, "text/plain", "again", "SIP-If-Match: "+etag)
-			wantCode(t, r, 200)
-			if next := hdr(r, "SIP-ETag"); next == "" || next == etag {
+			r = pub.Publish("echo", res, "text/plain", "again", "SIP-If-Match: "+etag)
+			siptest.WantCode(t, r, 200)
+			if next := siptest.Header(r, "SIP-ETag"); next == "" || next == etag {
 				t.Fatalf("modify kept ETag %q", etag)
 			}
-			etag = hdr(r, "SIP-ETag")
-			n = watcher.notify()
+			etag = siptest.Header(r, "SIP-ETag")
+			n = watcher.Notify()
 			if string(n.Body()) != "again" || n.CSeq().SeqNo != 2 {
 				t.Fatalf("NOTIFY after modify:\n%s", n)
 			}
 
 			// refresh without body: new ETag, no NOTIFY
-			r = publish(t, pub, "echo", res, "", "", "SIP-If-Match: "+etag, "Expires: 120")
-			wantCode(t, r, 200)
-			if hdr(r, "Expires") != "120" {
-				t.Fatalf("refresh Expires = %q", hdr(r, "Expires"))
+			r = pub.Publish("echo", res, "", "", "SIP-If-Match: "+etag, "Expires: 120")
+			siptest.WantCode(t, r, 200)
+			if siptest.Header(r, "Expires") != "120" {
+				t.Fatalf("refresh Expires = %q", siptest.Header(r, "Expires"))
 			}
-			watcher.quiet(200 * time.Millisecond)
+			watcher.Quiet(200 * time.Millisecond)
 			// the old ETag is gone
-			wantCode(t, publish(t, pub, "echo", res, "", "", "SIP-If-Match: "+etag), 412)
-			etag = hdr(r, "SIP-ETag")
+			siptest.WantCode(t, pub.Publish("echo", res, "", "", "SIP-If-Match: "+etag), 412)
+			etag = siptest.Header(r, "SIP-ETag")
 
 			// refresh of the subscription: 200 and a full NOTIFY
-			r = sub.again("Expires: 300")
-			wantCode(t, r, 200)
-			n = watcher.notify()
-			if string(n.Body()) != "again" || n.CSeq().SeqNo != 3 || !strings.HasPrefix(hdr(n, "Subscription-State"), "active") {
+			r = sub.Again("Expires: 300")
+			siptest.WantCode(t, r, 200)
+			n = watcher.Notify()
+			if string(n.Body()) != "again" || n.CSeq().SeqNo != 3 || !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active") {
 				t.Fatalf("NOTIFY after refresh:\n%s", n)
 			}
 
 			// removal of the publication: watchers see the empty state
-			r = publish(t, pub, "echo", res, "", "", "SIP-If-Match: "+etag, "Expires: 0")
-			wantCode(t, r, 200)
-			if hdr(r, "Expires") != "0" {
-				t.Fatalf("removal Expires = %q", hdr(r, "Expires"))
+			r = pub.Publish("echo", res, "", "", "SIP-If-Match: "+etag, "Expires: 0")
+			siptest.WantCode(t, r, 200)
+			if siptest.Header(r, "Expires") != "0" {
+				t.Fatalf("removal Expires = %q", siptest.Header(r, "Expires"))
 			}
-			n = watcher.notify()
+			n = watcher.Notify()
 			if len(n.Body()) != 0 || n.CSeq().SeqNo != 4 {
 				t.Fatalf("NOTIFY after removal:\n%s", n)
 			}
 
 			// unsubscribe
-			r = sub.again("Expires: 0")
-			wantCode(t, r, 200)
-			n = watcher.notify()
-			if hdr(n, "Subscription-State") != "terminated;reason=timeout" || n.CSeq().SeqNo != 5 {
+			r = sub.Again("Expires: 0")
+			siptest.WantCode(t, r, 200)
+			n = watcher.Notify()
+			if siptest.Header(n, "Subscription-State") != "terminated;reason=timeout" || n.CSeq().SeqNo != 5 {
 				t.Fatalf("final NOTIFY:\n%s", n)
 			}
 			// the dialog is gone
-			wantCode(t, sub.again("Expires: 60"), 481)
+			siptest.WantCode(t, sub.Again("Expires: 60"), 481)
 		})
 	}
 }
@@ -233,11 +169,11 @@ func TestSubscriptionLifecycle(t *testing.T) {
 func TestSubscriptionExpires(t *testing.T) {
 	f := start(t, nil, echo(t))
 	w := f.peer(t, "UDP")
-	_, r := subscribe(t, w, "echo", alice, "Expires: 1")
-	wantCode(t, r, 200)
-	w.notify()
-	n := w.notify()
-	if hdr(n, "Subscription-State") != "terminated;reason=timeout" {
+	_, r := w.Subscribe("echo", alice, "Expires: 1")
+	siptest.WantCode(t, r, 200)
+	w.Notify()
+	n := w.Notify()
+	if siptest.Header(n, "Subscription-State") != "terminated;reason=timeout" {
 		t.Fatalf("expiry NOTIFY:\n%s", n)
 	}
 }
@@ -245,13 +181,13 @@ func TestSubscriptionExpires(t *testing.T) {
 func TestPublicationExpires(t *testing.T) {
 	f := start(t, nil, echo(t))
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "short-lived", "Expires: 1"), 200)
-	_, r := subscribe(t, w, "echo", alice)
-	wantCode(t, r, 200)
-	if n := w.notify(); string(n.Body()) != "short-lived" {
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "short-lived", "Expires: 1"), 200)
+	_, r := w.Subscribe("echo", alice)
+	siptest.WantCode(t, r, 200)
+	if n := w.Notify(); string(n.Body()) != "short-lived" {
 		t.Fatalf("first NOTIFY:\n%s", n)
 	}
-	if n := w.notify(); len(n.Body()) != 0 {
+	if n := w.Notify(); len(n.Body()) != 0 {
 		t.Fatalf("NOTIFY after expiry still has a body:\n%s", n)
 	}
 }
@@ -259,20 +195,20 @@ func TestPublicationExpires(t *testing.T) {
 func TestSubscribeDefaultsAndBounds(t *testing.T) {
 	f := start(t, nil, echo(t))
 	w := f.peer(t, "UDP")
-	_, r := subscribe(t, w, "echo", alice)
-	wantCode(t, r, 200)
-	if hdr(r, "Expires") != "60" { // the echo package's default
-		t.Fatalf("default Expires = %q", hdr(r, "Expires"))
+	_, r := w.Subscribe("echo", alice)
+	siptest.WantCode(t, r, 200)
+	if siptest.Header(r, "Expires") != "60" { // the echo package's default
+		t.Fatalf("default Expires = %q", siptest.Header(r, "Expires"))
 	}
-	_, r = subscribe(t, w, "echo", alice, "Expires: 999999")
-	wantCode(t, r, 200)
-	if hdr(r, "Expires") != "3600" {
-		t.Fatalf("clamped Expires = %q", hdr(r, "Expires"))
+	_, r = w.Subscribe("echo", alice, "Expires: 999999")
+	siptest.WantCode(t, r, 200)
+	if siptest.Header(r, "Expires") != "3600" {
+		t.Fatalf("clamped Expires = %q", siptest.Header(r, "Expires"))
 	}
 	// a fetch: 200, one terminated NOTIFY, nothing kept
-	fetch, r := subscribe(t, w, "echo", alice, "Expires: 0")
-	wantCode(t, r, 200)
-	if n := w.notifyIn(fetch.callID); hdr(n, "Subscription-State") != "terminated;reason=timeout" {
+	fetch, r := w.Subscribe("echo", alice, "Expires: 0")
+	siptest.WantCode(t, r, 200)
+	if n := w.NotifyIn(fetch.CallID); siptest.Header(n, "Subscription-State") != "terminated;reason=timeout" {
 		t.Fatalf("fetch NOTIFY:\n%s", n)
 	}
 }
@@ -281,76 +217,80 @@ func TestRefusals(t *testing.T) {
 	f := start(t, nil, echo(t))
 	p := f.peer(t, "UDP")
 	base := func(method string) []string {
-		return []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "Call-ID: " + newCallID(),
-			"CSeq: 1 " + method, p.contact()}
+		return []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "Call-ID: " + siptest.NewCallID(),
+			"CSeq: 1 " + method, p.Contact()}
+	}
+	// req keeps the table below one case a line.
+	req := func(method, uri string, headers []string, body string) siptest.Request {
+		return siptest.Request{Method: method, URI: uri, Headers: headers, Body: body}
 	}
 	cases := []struct {
 		name    string
-		m       msg
+		m       siptest.Request
 		code    int
 		header  string // must be present
 		warning string // substring of Warning
 	}{
-		{"unknown package", msg{"SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: dialog"), ""}, 489, "Allow-Events", "not served"},
-		{"unknown package publish", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: dialog", "Content-Type: text/plain"), "x"}, 489, "Allow-Events", ""},
-		{"too brief", msg{"SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: echo", "Expires: 0"), ""}, 200, "", ""},
-		{"missing Event", msg{"SUBSCRIBE", alice, base("SUBSCRIBE"), ""}, 400, "Warning", "missing Event"},
-		{"bad Expires", msg{"SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: echo", "Expires: soon"), ""}, 400, "Warning", "bad Expires"},
-		{"no Contact", msg{"SUBSCRIBE", alice, base("SUBSCRIBE")[:4], ""}, 400, "Warning", ""},
-		{"no From tag", msg{"SUBSCRIBE", alice, append([]string{"From: <sip:bob@example.com>", "To: <" + alice + ">", "Call-ID: x1", "CSeq: 1 SUBSCRIBE", p.contact()}, "Event: echo"), ""}, 400, "Warning", "tag"},
-		{"no To", msg{"SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "Call-ID: x2", "CSeq: 1 SUBSCRIBE", p.contact(), "Event: echo"}, ""}, 400, "Warning", "To"},
-		{"no Call-ID", msg{"SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "CSeq: 1 SUBSCRIBE", p.contact(), "Event: echo"}, ""}, 400, "Warning", "Call-ID"},
-		{"CSeq method", msg{"SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "Call-ID: x3", "CSeq: 1 INVITE", p.contact(), "Event: echo"}, ""}, 400, "Warning", "CSeq"},
-		{"unknown dialog", msg{"SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">;tag=nope", "Call-ID: x4", "CSeq: 2 SUBSCRIBE", p.contact(), "Event: echo"}, ""}, 481, "", ""},
-		{"publish without body or If-Match", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo"), ""}, 400, "Warning", "SIP-If-Match"},
-		{"unknown ETag", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "SIP-If-Match: nosuchtag"), ""}, 412, "", ""},
-		{"unsupported type", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "Content-Type: application/json"), "{}"}, 415, "Accept", ""},
-		{"body without type", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo"), "x"}, 400, "Warning", "Content-Type"},
-		{"module refuses", msg{"PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "Content-Type: text/plain"), "bad"}, 400, "Warning", "bad body"},
-		{"no user part", msg{"PUBLISH", "sip:example.com", append(base("PUBLISH"), "Event: echo", "Content-Type: text/plain"), "x"}, 404, "Warning", "user"},
+		{"unknown package", req("SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: dialog"), ""), 489, "Allow-Events", "not served"},
+		{"unknown package publish", req("PUBLISH", alice, append(base("PUBLISH"), "Event: dialog", "Content-Type: text/plain"), "x"), 489, "Allow-Events", ""},
+		{"too brief", req("SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: echo", "Expires: 0"), ""), 200, "", ""},
+		{"missing Event", req("SUBSCRIBE", alice, base("SUBSCRIBE"), ""), 400, "Warning", "missing Event"},
+		{"bad Expires", req("SUBSCRIBE", alice, append(base("SUBSCRIBE"), "Event: echo", "Expires: soon"), ""), 400, "Warning", "bad Expires"},
+		{"no Contact", req("SUBSCRIBE", alice, base("SUBSCRIBE")[:4], ""), 400, "Warning", ""},
+		{"no From tag", req("SUBSCRIBE", alice, append([]string{"From: <sip:bob@example.com>", "To: <" + alice + ">", "Call-ID: x1", "CSeq: 1 SUBSCRIBE", p.Contact()}, "Event: echo"), ""), 400, "Warning", "tag"},
+		{"no To", req("SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "Call-ID: x2", "CSeq: 1 SUBSCRIBE", p.Contact(), "Event: echo"}, ""), 400, "Warning", "To"},
+		{"no Call-ID", req("SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "CSeq: 1 SUBSCRIBE", p.Contact(), "Event: echo"}, ""), 400, "Warning", "Call-ID"},
+		{"CSeq method", req("SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">", "Call-ID: x3", "CSeq: 1 INVITE", p.Contact(), "Event: echo"}, ""), 400, "Warning", "CSeq"},
+		{"unknown dialog", req("SUBSCRIBE", alice, []string{"From: <sip:bob@example.com>;tag=1", "To: <" + alice + ">;tag=nope", "Call-ID: x4", "CSeq: 2 SUBSCRIBE", p.Contact(), "Event: echo"}, ""), 481, "", ""},
+		{"publish without body or If-Match", req("PUBLISH", alice, append(base("PUBLISH"), "Event: echo"), ""), 400, "Warning", "SIP-If-Match"},
+		{"unknown ETag", req("PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "SIP-If-Match: nosuchtag"), ""), 412, "", ""},
+		{"unsupported type", req("PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "Content-Type: application/json"), "{}"), 415, "Accept", ""},
+		{"body without type", req("PUBLISH", alice, append(base("PUBLISH"), "Event: echo"), "x"), 400, "Warning", "Content-Type"},
+		{"module refuses", req("PUBLISH", alice, append(base("PUBLISH"), "Event: echo", "Content-Type: text/plain"), "bad"), 400, "Warning", "bad body"},
+		{"no user part", req("PUBLISH", "sip:example.com", append(base("PUBLISH"), "Event: echo", "Content-Type: text/plain"), "x"), 404, "Warning", "user"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := p.send(c.m)
-			wantCode(t, r, c.code)
-			if c.header != "" && hdr(r, c.header) == "" {
+			r := p.Send(c.m)
+			siptest.WantCode(t, r, c.code)
+			if c.header != "" && siptest.Header(r, c.header) == "" {
 				t.Fatalf("no %s header:\n%s", c.header, r)
 			}
-			if !strings.Contains(hdr(r, "Warning"), c.warning) {
-				t.Fatalf("Warning %q does not say %q", hdr(r, "Warning"), c.warning)
+			if !strings.Contains(siptest.Header(r, "Warning"), c.warning) {
+				t.Fatalf("Warning %q does not say %q", siptest.Header(r, "Warning"), c.warning)
 			}
 		})
 	}
-	p.notify() // the one from "too brief" (a fetch)
+	p.Notify() // the one from "too brief" (a fetch)
 
 	// 423 needs a minimum above 1
 	f2 := startWith(t, server.Options{Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
 		Subscription: server.Bounds{Min: 60, Max: 3600}, Publication: server.Bounds{Min: 60, Max: 3600},
 		Modules: f.mods})
-	p2 := newPeer(t, "UDP", addrOf(f2, "udp"))
-	_, r := subscribe(t, p2, "echo", alice, "Expires: 5")
-	wantCode(t, r, 423)
-	if hdr(r, "Min-Expires") != "60" {
+	p2 := siptest.NewPeer(t, "UDP", addrOf(f2, "udp"))
+	_, r := p2.Subscribe("echo", alice, "Expires: 5")
+	siptest.WantCode(t, r, 423)
+	if siptest.Header(r, "Min-Expires") != "60" {
 		t.Fatalf("423 without Min-Expires: 60:\n%s", r)
 	}
-	wantCode(t, publish(t, p2, "echo", alice, "text/plain", "x", "Expires: 5"), 423)
+	siptest.WantCode(t, p2.Publish("echo", alice, "text/plain", "x", "Expires: 5"), 423)
 }
 
 // A module that traps fails that request with a 500; the next succeeds.
 func TestModuleTrapIs500(t *testing.T) {
 	f := start(t, nil, echo(t))
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
-	_, r := subscribe(t, w, "echo", alice)
-	wantCode(t, r, 200)
-	w.notify()
-	r = publish(t, p, "echo", alice, "text/plain", "panic")
-	wantCode(t, r, 500)
-	if !strings.Contains(hdr(r, "Warning"), "extension echo failed") {
-		t.Fatalf("500 Warning = %q", hdr(r, "Warning"))
+	_, r := w.Subscribe("echo", alice)
+	siptest.WantCode(t, r, 200)
+	w.Notify()
+	r = p.Publish("echo", alice, "text/plain", "panic")
+	siptest.WantCode(t, r, 500)
+	if !strings.Contains(siptest.Header(r, "Warning"), "extension echo failed") {
+		t.Fatalf("500 Warning = %q", siptest.Header(r, "Warning"))
 	}
-	w.quiet(200 * time.Millisecond) // nothing half-written reached watchers
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "fine"), 200)
-	if n := w.notify(); string(n.Body()) != "fine" {
+	w.Quiet(200 * time.Millisecond) // nothing half-written reached watchers
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "fine"), 200)
+	if n := w.Notify(); string(n.Body()) != "fine" {
 		t.Fatalf("NOTIFY after recovery:\n%s", n)
 	}
 }
@@ -359,16 +299,16 @@ func TestModuleTrapIs500(t *testing.T) {
 func TestNotify481EndsSubscription(t *testing.T) {
 	f := start(t, nil, echo(t))
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
-	sub, r := subscribe(t, w, "echo", alice)
-	wantCode(t, r, 200)
-	w.notify()
-	w.notifyCode.Store(481)
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "one"), 200)
-	w.notify() // answered 481
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "two"), 200)
-	w.quiet(300 * time.Millisecond)
-	w.notifyCode.Store(200)
-	wantCode(t, sub.again(), 481)
+	sub, r := w.Subscribe("echo", alice)
+	siptest.WantCode(t, r, 200)
+	w.Notify()
+	w.AnswerNotifies(481)
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "one"), 200)
+	w.Notify() // answered 481
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "two"), 200)
+	w.Quiet(300 * time.Millisecond)
+	w.AnswerNotifies(200)
+	siptest.WantCode(t, sub.Again(), 481)
 }
 
 // The route set comes from Record-Route, in order, and the NOTIFY goes to
@@ -376,12 +316,12 @@ func TestNotify481EndsSubscription(t *testing.T) {
 func TestRouteSet(t *testing.T) {
 	f := start(t, nil, echo(t))
 	w := f.peer(t, "UDP")
-	_, r := subscribe(t, w, "echo", alice,
-		"Record-Route: <sip:"+w.local+";lr>", "Record-Route: <sip:proxy2.example.com;lr>")
-	wantCode(t, r, 200)
-	n := w.notify()
+	_, r := w.Subscribe("echo", alice,
+		"Record-Route: <sip:"+w.Local()+";lr>", "Record-Route: <sip:proxy2.example.com;lr>")
+	siptest.WantCode(t, r, 200)
+	n := w.Notify()
 	routes := n.GetHeaders("Route")
-	if len(routes) != 2 || !strings.Contains(routes[0].Value(), w.local) || !strings.Contains(routes[1].Value(), "proxy2") {
+	if len(routes) != 2 || !strings.Contains(routes[0].Value(), w.Local()) || !strings.Contains(routes[1].Value(), "proxy2") {
 		t.Fatalf("NOTIFY routes = %v", routes)
 	}
 }
@@ -391,11 +331,11 @@ func TestRouteSet(t *testing.T) {
 func TestTCPNotifyUsesTheInboundConnection(t *testing.T) {
 	f := start(t, nil, echo(t))
 	w := f.peer(t, "TCP")
-	res := w.send(msg{method: "SUBSCRIBE", uri: alice, headers: []string{
-		"From: <sip:watcher@example.com>;tag=nat1", "To: <" + alice + ">", "Call-ID: " + newCallID(),
+	res := w.Send(siptest.Request{Method: "SUBSCRIBE", URI: alice, Headers: []string{
+		"From: <sip:watcher@example.com>;tag=nat1", "To: <" + alice + ">", "Call-ID: " + siptest.NewCallID(),
 		"CSeq: 1 SUBSCRIBE", "Contact: <sip:watcher@127.0.0.1:9;transport=tcp>", "Event: echo"}})
-	wantCode(t, res, 200)
-	if n := w.notify(); n.Recipient.Port != 9 {
+	siptest.WantCode(t, res, 200)
+	if n := w.Notify(); n.Recipient.Port != 9 {
 		t.Fatalf("NOTIFY request-URI should still be the Contact:\n%s", n)
 	}
 }
@@ -405,7 +345,7 @@ func TestTCPNotifyUsesTheInboundConnection(t *testing.T) {
 func TestLargeNotifyMovesToTCP(t *testing.T) {
 	f := start(t, nil, echo(t))
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
-	ln, err := net.Listen("tcp", w.local) // the subscriber's Contact host:port, over TCP
+	ln, err := net.Listen("tcp", w.Local()) // the subscriber's Contact host:port, over TCP
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,22 +356,20 @@ func TestLargeNotifyMovesToTCP(t *testing.T) {
 		if err != nil {
 			return
 		}
-		tp := &peer{t: t, transport: "TCP", conn: c, responses: make(chan *sip.Response, 4), notifies: make(chan *sip.Request, 4)}
-		tp.notifyCode.Store(200)
-		go tp.readTCP()
-		got <- tp.notify()
+		tp := siptest.NewPeerOn(t, "TCP", c)
+		got <- tp.Notify()
 	}()
-	_, r := subscribe(t, w, "echo", alice)
-	wantCode(t, r, 200)
-	w.notify() // small: over UDP
+	_, r := w.Subscribe("echo", alice)
+	siptest.WantCode(t, r, 200)
+	w.Notify() // small: over UDP
 	big := strings.Repeat("x", 2000)
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", big), 200)
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", big), 200)
 	select {
 	case n := <-got:
 		if string(n.Body()) != big || n.CSeq().SeqNo != 2 {
 			t.Fatalf("NOTIFY over TCP: CSeq %d, %d bytes", n.CSeq().SeqNo, len(n.Body()))
 		}
-	case <-time.After(waitFor):
+	case <-time.After(siptest.Timeout):
 		t.Fatal("no NOTIFY over TCP")
 	}
 }
@@ -448,29 +386,29 @@ func TestNotifyCoalescing(t *testing.T) {
 	t.Cleanup(func() { m.Close(context.Background()) })
 	f := start(t, nil, m)
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
-	r := publish(t, p, "echo", alice, "text/plain", "v0")
-	wantCode(t, r, 200)
-	etag := hdr(r, "SIP-ETag")
-	sub, r := subscribe(t, w, "echo", alice, "Expires: 600")
-	wantCode(t, r, 200)
-	if n := w.notify(); string(n.Body()) != "v0" {
+	r := p.Publish("echo", alice, "text/plain", "v0")
+	siptest.WantCode(t, r, 200)
+	etag := siptest.Header(r, "SIP-ETag")
+	sub, r := w.Subscribe("echo", alice, "Expires: 600")
+	siptest.WantCode(t, r, 200)
+	if n := w.Notify(); string(n.Body()) != "v0" {
 		t.Fatalf("first NOTIFY:\n%s", n)
 	}
 	for i := 1; i <= 5; i++ {
-		r := publish(t, p, "echo", alice, "text/plain", fmt.Sprintf("v%d", i), "SIP-If-Match: "+etag)
-		wantCode(t, r, 200)
-		etag = hdr(r, "SIP-ETag")
+		r := p.Publish("echo", alice, "text/plain", fmt.Sprintf("v%d", i), "SIP-If-Match: "+etag)
+		siptest.WantCode(t, r, 200)
+		etag = siptest.Header(r, "SIP-ETag")
 	}
-	n := w.notify()
+	n := w.Notify()
 	if string(n.Body()) != "v5" || n.CSeq().SeqNo != 2 {
 		t.Fatalf("after the burst, want one NOTIFY of v5 with CSeq 2:\n%s", n)
 	}
-	w.quiet(600 * time.Millisecond)
+	w.Quiet(600 * time.Millisecond)
 	// an unsubscribe is final: sent at once, whatever the window
-	if r := sub.again("Expires: 0"); r.StatusCode != 200 {
+	if r := sub.Again("Expires: 0"); r.StatusCode != 200 {
 		t.Fatalf("unsubscribe: %d", r.StatusCode)
 	}
-	if n := w.notify(); hdr(n, "Subscription-State") != "terminated;reason=timeout" || n.CSeq().SeqNo != 3 {
+	if n := w.Notify(); siptest.Header(n, "Subscription-State") != "terminated;reason=timeout" || n.CSeq().SeqNo != 3 {
 		t.Fatalf("final NOTIFY:\n%s", n)
 	}
 }
@@ -500,22 +438,22 @@ func TestChangeDuringSubscribeCommit(t *testing.T) {
 	st := &heldStore{Store: store.NewMemory(), held: make(chan struct{}), release: make(chan struct{})}
 	f := start(t, st, echo(t))
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
-	r := publish(t, p, "echo", alice, "text/plain", "v1")
-	wantCode(t, r, 200)
-	etag := hdr(r, "SIP-ETag")
-	sub := &subscription{p: w, callID: newCallID(), fromTag: "held", cseq: 1, event: "echo", resource: alice}
-	w.sendRaw(w.render(msg{method: "SUBSCRIBE", uri: alice, headers: []string{
-		"From: <sip:watcher@example.com>;tag=held", "To: <" + alice + ">", "Call-ID: " + sub.callID,
-		"CSeq: 1 SUBSCRIBE", w.contact(), "Event: echo", "Expires: 600"}}))
+	r := p.Publish("echo", alice, "text/plain", "v1")
+	siptest.WantCode(t, r, 200)
+	etag := siptest.Header(r, "SIP-ETag")
+	sub := &siptest.Subscription{Peer: w, CallID: siptest.NewCallID(), FromTag: "held", CSeq: 1, Event: "echo", Resource: alice}
+	w.SendRaw(w.Render(siptest.Request{Method: "SUBSCRIBE", URI: alice, Headers: []string{
+		"From: <sip:watcher@example.com>;tag=held", "To: <" + alice + ">", "Call-ID: " + sub.CallID,
+		"CSeq: 1 SUBSCRIBE", w.Contact(), "Event: echo", "Expires: 600"}}))
 	select {
 	case <-st.held:
-	case <-time.After(waitFor):
+	case <-time.After(siptest.Timeout):
 		t.Fatal("the SUBSCRIBE never committed")
 	}
-	wantCode(t, publish(t, p, "echo", alice, "text/plain", "v2", "SIP-If-Match: "+etag), 200)
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "v2", "SIP-If-Match: "+etag), 200)
 	close(st.release)
-	wantCode(t, w.response(), 200)
-	if n := w.notify(); string(n.Body()) != "v2" {
+	siptest.WantCode(t, w.Response(), 200)
+	if n := w.Notify(); string(n.Body()) != "v2" {
 		t.Fatalf("first NOTIFY of the new watcher:\n%s", n)
 	}
 }

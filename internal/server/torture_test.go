@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/internal/server"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // tortureCase is one message of RFC 4475 (§3.1.1 valid, §3.1.2 invalid,
@@ -39,7 +40,7 @@ var tortureCases = []tortureCase{
 	// §3.1.1 valid messages: processed as any other.
 	{file: "valid/wsinv", codes: []int{405}, tcp: true, note: "INVITE is not served: 405",
 		bug: "sipgo does not parse LWS around = in parameters (From: ...;tag = 98asjd8): its transaction layer answers 400 'tag param not found'"},
-	{file: "valid/intmeth", codes: []int{405}, tcp: true, note: "unknown method: 405 (or 501)"},
+	{file: "valid/intmeth", codes: []int{405}, tcp: true, note: "unknown Method: 405 (or 501)"},
 	{file: "valid/esc01", codes: []int{405}, tcp: true},
 	{file: "valid/escnull", codes: []int{200}, tcp: true, state: true, note: "REGISTER with %00 in the AOR and contacts"},
 	{file: "valid/esc02", codes: []int{405}, tcp: true, note: "RE%47IST%45R is not REGISTER"},
@@ -117,9 +118,9 @@ func TestTorture(t *testing.T) {
 				code, raw := sendRaw(t, tr, f.addr[tr], data)
 				// the server still answers
 				p := f.peer(t, "UDP")
-				wantCode(t, p.send(msg{method: "OPTIONS", uri: "sip:presenced@" + f.addr["UDP"], headers: []string{
+				siptest.WantCode(t, p.Send(siptest.Request{Method: "OPTIONS", URI: "sip:presenced@" + f.addr["UDP"], Headers: []string{
 					"From: <sip:probe@example.com>;tag=probe", "To: <sip:presenced@example.com>",
-					"Call-ID: " + newCallID(), "CSeq: 1 OPTIONS"}}), 200)
+					"Call-ID: " + siptest.NewCallID(), "CSeq: 1 OPTIONS"}}), 200)
 				if !c.state {
 					noState(t, f)
 				}

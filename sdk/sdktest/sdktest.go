@@ -1,7 +1,8 @@
 // Package sdktest is the kit a module's tests run on: it builds the module
 // with the stock Go toolchain (GOOS=wasip1) and runs its handlers as real
 // wasm in the same host presenced uses. It hands out its own types, so a
-// module's tests import nothing of the host.
+// module's tests import nothing of the host. Its package siptest serves the
+// module over SIP, for tests of what watchers get.
 package sdktest
 
 import (

@@ -65,7 +65,7 @@ func Spec(tb testing.TB, pkg string, config map[string]string) extension.Spec {
 // The module is closed when the test ends.
 func Load(tb testing.TB, pkg string, config map[string]string) *extension.Module {
 	tb.Helper()
-	return load(tb, Spec(tb, pkg, config))
+	return LoadSpec(tb, Spec(tb, pkg, config))
 }
 
 // LoadTrusted is Load with trusted = true (no termination checks, as
@@ -79,10 +79,12 @@ func LoadTrusted(tb testing.TB, pkg string, config map[string]string) *extension
 	tb.Helper()
 	spec := Spec(tb, pkg, config)
 	spec.Trusted, spec.Instances, spec.CallTimeout, spec.CacheDir = true, 1, 10*time.Second, ""
-	return load(tb, spec)
+	return LoadSpec(tb, spec)
 }
 
-func load(tb testing.TB, spec extension.Spec) *extension.Module {
+// LoadSpec loads a spec a test made from Spec's (a coalescing window, trust),
+// failing the test if it cannot. The module is closed when the test ends.
+func LoadSpec(tb testing.TB, spec extension.Spec) *extension.Module {
 	tb.Helper()
 	m, err := extension.Load(context.Background(), spec)
 	if err != nil {
