@@ -71,3 +71,15 @@ func FuzzInitRequest(f *testing.F) {
 		roundTrip(t, data, func() message { return &InitRequest{} })
 	})
 }
+
+func FuzzMediaType(f *testing.F) {
+	for _, s := range []string{"application/pidf+xml", " Text/Plain ; charset=utf-8", ";", "", "a/b;c=\"d;e\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		m := MediaType(v)
+		if MediaType(m) != m {
+			t.Fatalf("MediaType is not idempotent on %q: %q then %q", v, m, MediaType(m))
+		}
+	})
+}
