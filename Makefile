@@ -47,8 +47,8 @@ FORCE:
 # testdata/fuzz, and a failure found is written there.
 FUZZTIME ?= 10s
 FUZZ := internal/header:FuzzParseEvent internal/header:FuzzParseExpires internal/header:FuzzRequest \
-	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest abi:FuzzMediaType \
-	internal/config:FuzzParse sdk:FuzzResourceKey sdk/xmldoc:FuzzParse sdk/xmldoc:FuzzRead sdk/pubstate:FuzzDecode
+	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest abi:FuzzPresentity abi:FuzzMediaType \
+	internal/config:FuzzParse internal/server:FuzzPresentityOf sdk/xmldoc:FuzzParse sdk/xmldoc:FuzzRead sdk/pubstate:FuzzDecode
 
 .PHONY: fuzz
 fuzz:

@@ -2,6 +2,7 @@ package abi
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -69,6 +70,32 @@ func FuzzInitRequest(f *testing.F) {
 	f.Add([]byte{0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		roundTrip(t, data, func() message { return &InitRequest{} })
+	})
+}
+
+func FuzzPresentity(f *testing.F) {
+	for _, s := range []string{"sip:alice@example.com", "<sips:Alice@EXAMPLE.com:5061;transport=tls>", "pres:a%6Cice@example.com",
+		`"Alice" <sip:alice@example.com:5060?subject=x>`, "sip:", ":", "", "tel:+123", "sip:@", "sip:a@[::1]:5060",
+		"sip:a@b:99999999999999999999", "sip:%", "sip:a@[2001:DB8::0]x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		key, ok := Presentity(uri)
+		if !ok {
+			if key != "" {
+				t.Fatalf("Presentity(%q) = %q, false", uri, key)
+			}
+			return
+		}
+		if again, ok := Presentity(key); !ok || again != key {
+			t.Fatalf("Presentity(%q) = %q, whose presentity is %q, %v", uri, key, again, ok)
+		}
+		user, host, _ := strings.Cut(strings.TrimPrefix(key, "sip:"), "@")
+		if !strings.HasPrefix(key, "sip:") || user == "" || host == "" ||
+			strings.Contains(strings.TrimPrefix(strings.TrimSuffix(host, "]"), "["), "]") ||
+			!strings.HasPrefix(host, "[") && strings.Contains(host, ":") {
+			t.Fatalf("Presentity(%q) = %q: not sip:user@host without a port", uri, key)
+		}
 	})
 }
 

@@ -41,7 +41,11 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 404, fmt.Sprintf("domain %q is not served here", host))
 		return
 	}
-	aor := "sip:" + to.User + "@" + host
+	aor, ok := presentityOf(to)
+	if !ok {
+		s.reply(req, tx, 400, fmt.Sprintf("To %s names no address of record (sip:user@host)", to.String()))
+		return
+	}
 	headerSecs, headerGiven, err := header.Expires(req)
 	if err != nil {
 		s.reply(req, tx, 400, err.Error())

@@ -489,7 +489,7 @@ func (s *Server) event(req *sip.Request, tx sip.ServerTransaction) (header.Event
 }
 
 // resourceURI is the presentity a request is for: its request-URI reduced
-// to sip:user@host. On failure it has answered the request.
+// by presentityOf. On failure it has answered the request.
 func (s *Server) resourceURI(req *sip.Request, tx sip.ServerTransaction) (string, bool) {
 	u := req.Recipient
 	if u.User == "" {
@@ -501,7 +501,12 @@ func (s *Server) resourceURI(req *sip.Request, tx sip.ServerTransaction) (string
 		s.reply(req, tx, 404, fmt.Sprintf("domain %q is not served here", host))
 		return "", false
 	}
-	return "sip:" + u.User + "@" + host, true
+	key, ok := presentityOf(u)
+	if !ok {
+		s.reply(req, tx, 400, fmt.Sprintf("request-URI %s names no presentity (sip:user@host)", u.String()))
+		return "", false
+	}
+	return key, true
 }
 
 // expires applies the Expires rules shared by SUBSCRIBE and PUBLISH:
