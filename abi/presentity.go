@@ -26,16 +26,9 @@ import "strings"
 //
 // A URI without a user part names a domain, not a presentity.
 func Presentity(uri string) (key string, ok bool) {
-	s := strings.TrimSpace(uri)
-	if i := strings.IndexByte(s, '<'); i >= 0 {
-		s = s[i+1:]
-		if j := strings.IndexByte(s, '>'); j >= 0 {
-			s = s[:j]
-		}
-		s = strings.TrimSpace(s)
-	}
-	if strings.ContainsAny(s, "<>") {
-		return "", false // an unbalanced bracket: not a URI (found by fuzzing)
+	s, ok := addrSpec(uri)
+	if !ok {
+		return "", false
 	}
 	scheme, rest, found := strings.Cut(s, ":")
 	if !found {
@@ -72,6 +65,38 @@ func Presentity(uri string) (key string, ok bool) {
 		return "", false
 	}
 	return "sip:" + user + "@" + host, true
+}
+
+// addrSpec returns the URI of a name-addr ("Alice" <sip:alice@host>;tag=1)
+// or of a bare addr-spec. The '<' of a name-addr comes before the scheme's
+// ':' or after a quoted display name; a '<' after the ':' is in a bare
+// URI's parameters or headers, which are not read (sipgo drops headers it
+// cannot parse, "sip:a@b?\x00<": found by FuzzPresentityOf).
+func addrSpec(uri string) (string, bool) {
+	s := strings.TrimSpace(uri)
+	rest, quoted := s, false
+	if strings.HasPrefix(s, `"`) {
+		// A quoted display name may hold anything, '<' and ':' too.
+		end := 1
+		for ; end < len(s) && s[end] != '"'; end++ {
+			if s[end] == '\\' {
+				end++
+			}
+		}
+		if end >= len(s) {
+			return "", false
+		}
+		rest, quoted = s[end+1:], true
+	}
+	lt := strings.IndexByte(rest, '<')
+	if colon := strings.IndexByte(rest, ':'); lt < 0 || !quoted && colon >= 0 && colon < lt {
+		return s, !quoted // a display name needs its <addr-spec>
+	}
+	rest = rest[lt+1:]
+	if gt := strings.IndexByte(rest, '>'); gt >= 0 {
+		rest = rest[:gt]
+	}
+	return strings.TrimSpace(rest), true
 }
 
 // hostOf returns the host of a URI's hostport, lower case, without the

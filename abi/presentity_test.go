@@ -58,6 +58,13 @@ func TestPresentity(t *testing.T) {
 		{"<sip:alice@example.com", "sip:alice@example.com"},
 		{"sip:alice@example.com>", ""},
 		{"<A:0<", ""},
+		{`"Dr. A: Lice" <sip:alice@example.com>`, "sip:alice@example.com"},
+		{`"a<b \"c\" <d>" <sip:alice@example.com>`, "sip:alice@example.com"},
+		{`"Alice" sip:alice@example.com`, ""},
+		{`"Alice <sip:alice@example.com>`, ""},
+		{"sip:alice@example.com;x=<", "sip:alice@example.com"},
+		{"sip:alice@example.com?\x00<", "sip:alice@example.com"},
+		{"<<sip:alice@example.com>", ""},
 	}
 	for _, tt := range tests {
 		got, ok := Presentity(tt.uri)
