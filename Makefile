@@ -46,9 +46,9 @@ FORCE:
 # Each fuzz target for FUZZTIME; the corpora are in each package's
 # testdata/fuzz, and a failure found is written there.
 FUZZTIME ?= 10s
-FUZZ := internal/header:FuzzParseEvent internal/header:FuzzParseExpires internal/header:FuzzMediaType internal/header:FuzzRequest \
-	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest abi:FuzzFields \
-	internal/config:FuzzParse sdk:FuzzResourceKey sdk/xmldoc:FuzzParse sdk/xmldoc:FuzzRead sdk/pubstate:FuzzDecode
+FUZZ := internal/header:FuzzParseEvent internal/header:FuzzParseExpires internal/header:FuzzRequest \
+	abi:FuzzRequest abi:FuzzResponse abi:FuzzManifest abi:FuzzInitRequest abi:FuzzFields abi:FuzzPresentity abi:FuzzMediaType \
+	internal/config:FuzzParse internal/server:FuzzPresentityOf sdk/xmldoc:FuzzParse sdk/xmldoc:FuzzRead sdk/pubstate:FuzzDecode
 
 .PHONY: fuzz
 fuzz:

@@ -2,6 +2,7 @@ package abi
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -130,6 +131,44 @@ func FuzzFields(f *testing.F) {
 		})
 		if err != nil || i != len(got) {
 			t.Fatalf("% x: written again, %d of %d fields walk, err %v", data, i, len(got), err)
+		}
+	})
+}
+
+func FuzzPresentity(f *testing.F) {
+	for _, s := range []string{"sip:alice@example.com", "<sips:Alice@EXAMPLE.com:5061;transport=tls>", "pres:a%6Cice@example.com",
+		`"Alice" <sip:alice@example.com:5060?subject=x>`, "sip:", ":", "", "tel:+123", "sip:@", "sip:a@[::1]:5060",
+		"sip:a@b:99999999999999999999", "sip:%", "sip:a@[2001:DB8::0]x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		key, ok := Presentity(uri)
+		if !ok {
+			if key != "" {
+				t.Fatalf("Presentity(%q) = %q, false", uri, key)
+			}
+			return
+		}
+		if again, ok := Presentity(key); !ok || again != key {
+			t.Fatalf("Presentity(%q) = %q, whose presentity is %q, %v", uri, key, again, ok)
+		}
+		user, host, _ := strings.Cut(strings.TrimPrefix(key, "sip:"), "@")
+		if !strings.HasPrefix(key, "sip:") || user == "" || host == "" ||
+			strings.Contains(strings.TrimPrefix(strings.TrimSuffix(host, "]"), "["), "]") ||
+			!strings.HasPrefix(host, "[") && strings.Contains(host, ":") {
+			t.Fatalf("Presentity(%q) = %q: not sip:user@host without a port", uri, key)
+		}
+	})
+}
+
+func FuzzMediaType(f *testing.F) {
+	for _, s := range []string{"application/pidf+xml", " Text/Plain ; charset=utf-8", ";", "", "a/b;c=\"d;e\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		m := MediaType(v)
+		if MediaType(m) != m {
+			t.Fatalf("MediaType is not idempotent on %q: %q then %q", v, m, MediaType(m))
 		}
 	})
 }

@@ -1,16 +1,15 @@
 package sdk
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/presenced/presenced/abi"
+)
 
 // MediaType is the type/subtype of a Content-Type or Accept value, lower
 // case, without parameters: what to compare a publication's content type
-// with.
-func MediaType(s string) string {
-	if i := strings.IndexByte(s, ';'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.ToLower(strings.TrimSpace(s))
-}
+// with. It is abi.MediaType, the host's reading too.
+func MediaType(s string) string { return abi.MediaType(s) }
 
 // Accepts reports whether a watcher's Accept values (Watcher.Accept) let
 // the module send documents of mediaType: the type itself, its type/*, or

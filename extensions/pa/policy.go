@@ -80,22 +80,10 @@ func entry(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
-// host returns the host of a ResourceKey without a port, lower case.
+// host returns the host of a ResourceKey, which is lower case and has no
+// port.
 func host(key string) string {
-	h := key[strings.IndexByte(key, ':')+1:]
-	if i := strings.LastIndexByte(h, '@'); i >= 0 {
-		h = h[i+1:]
-	}
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i >= 0 {
-			return h[:i+1]
-		}
-		return h
-	}
-	if i := strings.LastIndexByte(h, ':'); i >= 0 {
-		h = h[:i]
-	}
-	return h
+	return key[strings.LastIndexByte(key, '@')+1:]
 }
 
 // matches reports whether a watcher (its ResourceKey) is on a list, by URI

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/abi"
 )
 
 // Event is a parsed Event header (RFC 6665 §8.2.1).
@@ -96,20 +97,13 @@ func Expires(req *sip.Request) (secs int, ok bool, err error) {
 	return secs, true, nil
 }
 
-// MediaType returns the lower-cased type/subtype of a Content-Type or
-// Accept element, without parameters.
-func MediaType(v string) string {
-	t, _, _ := strings.Cut(v, ";")
-	return strings.ToLower(strings.TrimSpace(t))
-}
-
 // Accept returns the media types of every Accept header of req, in order.
 // A request without Accept returns nil.
 func Accept(req *sip.Request) []string {
 	var out []string
 	for _, h := range req.GetHeaders("Accept") {
 		for _, v := range strings.Split(h.Value(), ",") {
-			if t := MediaType(v); t != "" {
+			if t := abi.MediaType(v); t != "" {
 				out = append(out, t)
 			}
 		}
@@ -120,7 +114,7 @@ func Accept(req *sip.Request) []string {
 // ContentType returns the media type of the request's body, "" if none.
 func ContentType(req *sip.Request) string {
 	if h := req.ContentType(); h != nil {
-		return MediaType(h.Value())
+		return abi.MediaType(h.Value())
 	}
 	return ""
 }

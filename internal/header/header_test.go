@@ -46,12 +46,6 @@ func TestParseExpires(t *testing.T) {
 	}
 }
 
-func TestMediaType(t *testing.T) {
-	if got := MediaType(" Application/PIDF+XML ; charset=utf-8"); got != "application/pidf+xml" {
-		t.Errorf("MediaType = %q", got)
-	}
-}
-
 func TestWarningQuotes(t *testing.T) {
 	h := Warning("presenced", "bad \"x\"\r\nvalue")
 	if h.Value() != `399 presenced "bad 'x'  value"` {

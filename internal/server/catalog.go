@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
-	"github.com/presenced/presenced/internal/header"
 )
 
 // catalog is what the loaded modules serve. It is immutable: Reload builds
@@ -34,7 +34,7 @@ func newCatalog(opt Options, mods []*extension.Module) (*catalog, error) {
 			}
 			ep := &eventPackage{name: name, info: p, mod: m, accept: map[string]bool{}}
 			for _, a := range p.Accept {
-				ep.accept[header.MediaType(a)] = true
+				ep.accept[abi.MediaType(a)] = true
 			}
 			if ep.info.DefaultExpires == 0 {
 				ep.info.DefaultExpires = 3600

@@ -47,7 +47,10 @@ func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 	if len(s.domains) > 0 && !s.domains[host] {
 		return refusef(404, "domain %q is not served here", host)
 	}
-	aor := "sip:" + to.User + "@" + host
+	aor, ok := presentityOf(to)
+	if !ok {
+		return refusef(400, "To %s names no address of record (sip:user@host)", to.String())
+	}
 	headerSecs, headerGiven, err := header.Expires(req)
 	if err != nil {
 		return refuse(400, err.Error())

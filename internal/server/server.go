@@ -468,7 +468,11 @@ func (s *Server) resourceURI(req *sip.Request) (string, error) {
 	if len(s.domains) > 0 && !s.domains[host] {
 		return "", refusef(404, "domain %q is not served here", host)
 	}
-	return "sip:" + u.User + "@" + host, nil
+	key, ok := presentityOf(u)
+	if !ok {
+		return "", refusef(400, "request-URI %s names no presentity (sip:user@host)", u.String())
+	}
+	return key, nil
 }
 
 // expires applies the Expires rules shared by SUBSCRIBE and PUBLISH:

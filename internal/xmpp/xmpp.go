@@ -123,18 +123,13 @@ func New(cfg Config, onPresence func(sipURI string, p abi.XMPPPresence)) (*Compo
 // JID returns the XMPP user a SIP URI maps to (bare JID), if its domain is
 // mapped.
 func (c *Component) JID(sipURI string) (string, bool) {
-	u := strings.TrimPrefix(strings.TrimPrefix(sipURI, "sips:"), "sip:")
-	if i := strings.IndexAny(u, ";?>"); i >= 0 {
-		u = u[:i]
-	}
-	user, host, ok := strings.Cut(u, "@")
-	if !ok || user == "" {
+	key, ok := abi.Presentity(sipURI)
+	if !ok {
 		return "", false
 	}
-	host = strings.ToLower(host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
+	// A key's user holds no unescaped '@' and its host is lower case,
+	// without a port.
+	user, host, _ := strings.Cut(strings.TrimPrefix(key, "sip:"), "@")
 	x, ok := c.cfg.Domains[host]
 	if !ok {
 		for s, xd := range c.cfg.Domains {

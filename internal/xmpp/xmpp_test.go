@@ -23,7 +23,8 @@ func TestMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	for in, want := range map[string]string{"sip:Juliet@xmpp.example.com": "juliet@jabber.example.org",
-		"sip:juliet@XMPP.example.com;transport=tcp": "juliet@jabber.example.org", "sip:juliet@example.com": "", "sip:xmpp.example.com": ""} {
+		"sip:juliet@XMPP.example.com;transport=tcp": "juliet@jabber.example.org", "sip:juliet@example.com": "", "sip:xmpp.example.com": "",
+		"pres:%6Auliet@xmpp.example.com:5393": "juliet@jabber.example.org"} {
 		if got, _ := c.JID(in); got != want {
 			t.Errorf("JID(%q) = %q, want %q", in, got, want)
 		}
