@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -171,4 +172,35 @@ func TestEndedSubscriptionStaysGone(t *testing.T) {
 func tagOfID(id string) string {
 	t, _, _ := strings.Cut(id, ".")
 	return t
+}
+
+// String is what the server logged so far.
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A full disk fails every request: its "store commit failed" lines are
+// held to a few a second, like every other refusal's, and the rest
+// counted.
+func TestStoreFailuresDoNotFloodTheLog(t *testing.T) {
+	st := &failingStore{Store: store.NewMemory()}
+	var out syncBuffer
+	f := startLogging(t, st, slog.New(slog.NewTextHandler(&out, nil)), echo(t))
+	p := f.peer(t, "UDP")
+	st.failing.Store(true)
+	const n = 60
+	for i := 0; i < n; i++ {
+		siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "v"), 500)
+	}
+	time.Sleep(1100 * time.Millisecond) // the next second's line says how many were held back
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "v"), 500)
+	logged := strings.Count(out.String(), `msg="store commit failed"`)
+	if logged == 0 || logged > 2*5+1 {
+		t.Fatalf("%d \"store commit failed\" lines for %d failed commits:\n%s", logged, n+1, out.String())
+	}
+	if !strings.Contains(out.String(), "suppressed") {
+		t.Fatalf("the lines held back are not counted:\n%s", out.String())
+	}
 }

@@ -15,6 +15,7 @@ import (
 type rateLimit struct {
 	perSecond int
 	log       *slog.Logger
+	what      string // the lines it holds back, for the line that counts them
 
 	mu         sync.Mutex
 	second     int64
@@ -52,7 +53,7 @@ func (l *rateLimit) allow() bool {
 	defer l.mu.Unlock()
 	if now != l.second {
 		if l.suppressed > 0 {
-			l.log.Warn("refusal log lines suppressed", "count", l.suppressed, "limit_per_second", l.perSecond)
+			l.log.Warn("log lines suppressed", "what", l.what, "count", l.suppressed, "limit_per_second", l.perSecond)
 		}
 		l.second, l.used, l.suppressed = now, 0, 0
 	}

@@ -168,8 +168,8 @@ func New(opt Options) (*Server, error) {
 	}
 	s.timers.s = s
 	s.busyTag = newToken()
-	s.logLimit = rateLimit{perSecond: 50, log: s.log}
-	s.storeLog = rateLimit{perSecond: 5, log: s.log}
+	s.logLimit = rateLimit{perSecond: 50, log: s.log, what: "request refused"}
+	s.storeLog = rateLimit{perSecond: 5, log: s.log, what: "store commit failed"}
 	s.watching = map[string]int{}
 	if n := opt.Limits.RequestsPerSecondPerSource; n > 0 {
 		s.sources = newSourceLimiter(n)
@@ -191,7 +191,7 @@ func New(opt Options) (*Server, error) {
 func (s *Server) Start() error {
 	// sipgo logs through its package default; keep its lines in ours.
 	sipLog := s.log.With("component", "sipgo")
-	setSipgoLog(limitedHandler{sipLog.Handler(), &rateLimit{perSecond: 20, log: s.log}})
+	setSipgoLog(limitedHandler{sipLog.Handler(), &rateLimit{perSecond: 20, log: s.log, what: "sipgo"}})
 	parser := sip.NewParser(sip.WithHeadersParsers(header.Parsers()))
 	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
 		parser.MaxMessageLength = n

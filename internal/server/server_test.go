@@ -37,12 +37,18 @@ type fixture struct {
 
 func start(t testing.TB, st store.Store, mods ...*extension.Module) *fixture {
 	t.Helper()
-	if st == nil {
-		st = store.NewMemory()
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return startLogging(t, st, log, mods...)
+}
+
+// startLogging is start with the server's log going to log.
+func startLogging(t testing.TB, st store.Store, log *slog.Logger, mods ...*extension.Module) *fixture {
+	t.Helper()
+	if st == nil {
+		st = store.NewMemory()
 	}
 	srv, err := server.New(server.Options{
 		Listen: []server.Listener{
@@ -371,6 +377,26 @@ func TestLargeNotifyMovesToTCP(t *testing.T) {
 		}
 	case <-time.After(siptest.Timeout):
 		t.Fatal("no NOTIFY over TCP")
+	}
+}
+
+// A subscriber that takes no TCP connection still gets a NOTIFY too large
+// for UDP: refused over TCP, it goes over UDP (RFC 3261 §18.1.1), and the
+// subscription lives on.
+func TestLargeNotifyFallsBackToUDP(t *testing.T) {
+	f := start(t, nil, echo(t))
+	p, w := f.peer(t, "UDP"), f.peer(t, "UDP") // nothing listens on w's port over TCP
+	_, r := w.Subscribe("echo", alice, "Expires: 600")
+	siptest.WantCode(t, r, 200)
+	w.Notify()
+	big := strings.Repeat("x", 2000)
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", big), 200)
+	if n := w.Notify(); string(n.Body()) != big || n.CSeq().SeqNo != 2 {
+		t.Fatalf("NOTIFY over UDP: CSeq %d, %d bytes", n.CSeq().SeqNo, len(n.Body()))
+	}
+	siptest.WantCode(t, p.Publish("echo", alice, "text/plain", "small again"), 200)
+	if n := w.Notify(); string(n.Body()) != "small again" || n.CSeq().SeqNo != 3 {
+		t.Fatalf("after the large NOTIFY the subscription is gone: CSeq %d %q", n.CSeq().SeqNo, n.Body())
 	}
 }
 
