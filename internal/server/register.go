@@ -51,73 +51,11 @@ func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 	if !ok {
 		return refusef(400, "To %s names no address of record (sip:user@host)", to.String())
 	}
-	headerSecs, headerGiven, err := header.Expires(req)
-	if err != nil {
-		return refuse(400, err.Error())
-	}
-	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
-
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
-	current := s.bindings[aor]
-	var changes []bindingChange
-	contacts := req.GetHeaders("Contact")
-	for i, h := range contacts {
-		c, ok := h.(*sip.ContactHeader)
-		if !ok {
-			return refuse(400, "malformed Contact header")
-		}
-		if c.Address.Wildcard {
-			// "*" removes every binding, and only with Expires: 0 and alone
-			// (RFC 3261 §10.3 step 6).
-			if len(contacts) != 1 || !headerGiven || headerSecs != 0 {
-				return refuse(400, "Contact: * needs Expires: 0 and no other Contact")
-			}
-			for _, b := range current {
-				if b.rec.CallID == callID && cseq <= b.rec.CSeq {
-					return refusef(500, "CSeq %d is not above %d", cseq, b.rec.CSeq)
-				}
-				changes = append(changes, bindingChange{rec: b.rec, removed: true, old: b})
-			}
-			break
-		}
-		secs := s.opt.Registrar.Default
-		if headerGiven {
-			secs = headerSecs
-		}
-		if v, ok := c.Params.Get("expires"); ok {
-			if secs, err = header.ParseExpires(v); err != nil {
-				return refusef(400, "Contact %d: bad expires: %v", i+1, err)
-			}
-		}
-		if secs > 0 && secs < s.opt.Registrar.Min {
-			return refuse(423, fmt.Sprintf("expires %d is below the minimum %d", secs, s.opt.Registrar.Min),
-				sip.NewHeader("Min-Expires", strconv.Itoa(s.opt.Registrar.Min)))
-		}
-		secs = min(secs, s.opt.Registrar.Max)
-		contact := c.Address.String()
-		old := current[contact]
-		if old != nil && old.rec.CallID == callID && cseq <= old.rec.CSeq {
-			return refusef(500, "CSeq %d is not above %d", cseq, old.rec.CSeq)
-		}
-		if secs == 0 {
-			if old != nil {
-				changes = append(changes, bindingChange{rec: old.rec, removed: true, old: old})
-			}
-			continue
-		}
-		rec := store.Binding{ID: newToken(), AOR: aor, Contact: contact, CallID: callID, CSeq: cseq,
-			Expires: time.Now().Add(time.Duration(secs) * time.Second)}
-		if old != nil {
-			rec.ID = old.rec.ID
-		}
-		if q, ok := c.Params.Get("q"); ok {
-			if _, err := strconv.ParseFloat(q, 64); err != nil {
-				return refusef(400, "Contact %d: bad q %q", i+1, q)
-			}
-			rec.Q = q
-		}
-		changes = append(changes, bindingChange{rec: rec, old: old})
+	changes, err := s.bindingChanges(req, aor)
+	if err != nil {
+		return err
 	}
 	c, locked, err := s.applyBindings(aor, changes)
 	if err != nil {
@@ -141,6 +79,78 @@ func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 	s.respond(req, tx, res, "")
 	c.emit()
 	return nil
+}
+
+// bindingChanges is what a REGISTER's Contacts ask of aor's bindings
+// (RFC 3261 §10.3 steps 6 and 7): added, refreshed or removed, each with
+// its expiry. s.regMu is held.
+func (s *Server) bindingChanges(req *sip.Request, aor string) ([]bindingChange, error) {
+	headerSecs, headerGiven, err := header.Expires(req)
+	if err != nil {
+		return nil, refuse(400, err.Error())
+	}
+	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
+	current := s.bindings[aor]
+	var changes []bindingChange
+	contacts := req.GetHeaders("Contact")
+	for i, h := range contacts {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok {
+			return nil, refuse(400, "malformed Contact header")
+		}
+		if c.Address.Wildcard {
+			// "*" removes every binding, and only with Expires: 0 and alone
+			// (RFC 3261 §10.3 step 6).
+			if len(contacts) != 1 || !headerGiven || headerSecs != 0 {
+				return nil, refuse(400, "Contact: * needs Expires: 0 and no other Contact")
+			}
+			for _, b := range current {
+				if b.rec.CallID == callID && cseq <= b.rec.CSeq {
+					return nil, refusef(500, "CSeq %d is not above %d", cseq, b.rec.CSeq)
+				}
+				changes = append(changes, bindingChange{rec: b.rec, removed: true, old: b})
+			}
+			break
+		}
+		secs := s.opt.Registrar.Default
+		if headerGiven {
+			secs = headerSecs
+		}
+		if v, ok := c.Params.Get("expires"); ok {
+			if secs, err = header.ParseExpires(v); err != nil {
+				return nil, refusef(400, "Contact %d: bad expires: %v", i+1, err)
+			}
+		}
+		if secs > 0 && secs < s.opt.Registrar.Min {
+			return nil, refuse(423, fmt.Sprintf("expires %d is below the minimum %d", secs, s.opt.Registrar.Min),
+				sip.NewHeader("Min-Expires", strconv.Itoa(s.opt.Registrar.Min)))
+		}
+		secs = min(secs, s.opt.Registrar.Max)
+		contact := c.Address.String()
+		old := current[contact]
+		if old != nil && old.rec.CallID == callID && cseq <= old.rec.CSeq {
+			return nil, refusef(500, "CSeq %d is not above %d", cseq, old.rec.CSeq)
+		}
+		if secs == 0 {
+			if old != nil {
+				changes = append(changes, bindingChange{rec: old.rec, removed: true, old: old})
+			}
+			continue
+		}
+		rec := store.Binding{ID: newToken(), AOR: aor, Contact: contact, CallID: callID, CSeq: cseq,
+			Expires: time.Now().Add(time.Duration(secs) * time.Second)}
+		if old != nil {
+			rec.ID = old.rec.ID
+		}
+		if q, ok := c.Params.Get("q"); ok {
+			if _, err := strconv.ParseFloat(q, 64); err != nil {
+				return nil, refusef(400, "Contact %d: bad q %q", i+1, q)
+			}
+			rec.Q = q
+		}
+		changes = append(changes, bindingChange{rec: rec, old: old})
+	}
+	return changes, nil
 }
 
 const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
