@@ -275,12 +275,18 @@ func (c *change) emit() {
 	c.out = nil
 }
 
-// run commits, applies and emits: a change nobody answers for.
-func (c *change) run() error {
+// settle commits, applies, answers (a SIP handler's 2xx) and emits: the
+// order every change takes, so that nothing is answered before it is
+// durable and no NOTIFY leaves before the answer.
+func (c *change) settle(answer func()) error {
 	if err := c.commit(); err != nil {
 		return err
 	}
 	c.apply()
+	answer()
 	c.emit()
 	return nil
 }
+
+// run settles a change nobody answers for.
+func (c *change) run() error { return c.settle(func() {}) }

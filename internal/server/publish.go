@@ -122,13 +122,7 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, r *resou
 		s.opt.Metrics.Publications(r.key.event, 1)
 		s.armPublication(p, p.expires())
 	})
-	if err := c.commit(); err != nil {
-		return err
-	}
-	c.apply()
-	s.publishOK(req, tx, p.etag, secs)
-	c.emit()
-	return nil
+	return c.settle(func() { s.publishOK(req, tx, p.etag, secs) })
 }
 
 // publicationInput is the module's input for a publication change: its
@@ -169,13 +163,7 @@ func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resour
 		p.etag, p.ctype, p.size = next.etag, next.ctype, next.size
 		s.armPublication(p, next.expires())
 	})
-	if err := c.commit(); err != nil {
-		return err
-	}
-	c.apply()
-	s.publishOK(req, tx, p.etag, secs)
-	c.emit()
-	return nil
+	return c.settle(func() { s.publishOK(req, tx, p.etag, secs) })
 }
 
 // unpublish removes p from r (a PUBLISH with Expires: 0, an expiry, an
