@@ -23,9 +23,13 @@ import (
 
 const echoPkg = "github.com/presenced/presenced/internal/extension/testdata/echo"
 
-// paPkg is the presence module: the tests of the host that run what the
-// daemon runs (a crash, an operator's day, the memory benchmark) load it.
+// paPkg is the presence module: the memory benchmark loads it, to measure
+// what the daemon runs.
 const paPkg = "github.com/presenced/presenced/extensions/pa"
+
+// cseqBlock is the server's: a dialog reserves its CSeqs in blocks of 32,
+// the first with the subscription.
+const cseqBlock = 32
 
 // fixture is a real server on 127.0.0.1 with real wasm modules.
 type fixture struct {
