@@ -1,56 +1,14 @@
 package server_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"io"
-	"log/slog"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
-
-func startWith(t *testing.T, opt server.Options) *server.Server {
-	t.Helper()
-	if opt.Logger == nil {
-		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if opt.Subscription == (server.Bounds{}) {
-		opt.Subscription, opt.Publication = server.Bounds{Min: 1, Max: 3600}, server.Bounds{Min: 1, Max: 3600}
-	}
-	srv, err := server.New(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
-}
-
-func addrOf(srv *server.Server, transport string) string {
-	for _, a := range srv.Addrs() {
-		if tr, hp, _ := strings.Cut(a, ":"); tr == transport {
-			return hp
-		}
-	}
-	return ""
-}
 
 // Every limit answers with its code and a Warning that names it, and
 // changes nothing.
@@ -142,45 +100,4 @@ func TestRateLimitPerSource(t *testing.T) {
 			}
 		})
 	}
-}
-
-// A TLS listener with a self-signed certificate: SUBSCRIBE over TLS, and
-// the NOTIFY comes back on the same TLS connection.
-func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile := selfSigned(t, dir)
-	srv := startWith(t, server.Options{
-		Listen:  []server.Listener{{Transport: "tls", Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}},
-		Modules: []*extension.Module{echo(t)},
-	})
-	conn, err := tls.Dial("tcp", addrOf(srv, "tls"), &tls.Config{InsecureSkipVerify: true}) // self-signed, made above
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := siptest.NewPeerOn(t, "TLS", conn)
-	_, r := p.Subscribe("echo", alice)
-	siptest.WantCode(t, r, 200)
-	if n := p.Notify(); n.CSeq().SeqNo != 1 || !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active") {
-		t.Fatalf("NOTIFY over TLS:\n%s", n)
-	}
-}
-
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "presenced test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
 }
