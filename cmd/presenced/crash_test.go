@@ -18,8 +18,9 @@ import (
 // in blocks of 32, the first with the subscription.
 const cseqBlock = 32
 
-// freePort is a UDP port free now, for a daemon that must come back on the
-// address its watchers know.
+// freePort is a UDP port free now, for the daemon's SIP listener: its
+// peers know the address before it starts, and a daemon restarted after
+// SIGKILL must come back on it.
 func freePort(t *testing.T) int {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
