@@ -18,10 +18,16 @@ import (
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 
+// The modules the daemon tests load, built from the repository by sdktest.
+const (
+	paPkg   = "github.com/presenced/presenced/extensions/pa"
+	echoPkg = "github.com/presenced/presenced/internal/extension/testdata/echo"
+)
+
 var (
-	buildOnce sync.Once
-	binDir    string
-	binErr    error
+	buildMu sync.Mutex
+	binDir  string                // where the commands are built, removed by TestMain
+	built   = map[string]string{} // command name: its binary
 )
 
 func TestMain(m *testing.M) {
@@ -35,19 +41,31 @@ func TestMain(m *testing.M) {
 // buildDaemon builds this command once per test binary.
 func buildDaemon(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "presenced-bin-"); binErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "presenced"), ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("build: %w\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	return buildCommand(t, "presenced")
+}
+
+// buildCommand builds cmd/name (this command, or presencectl for the
+// tests that drive the daemon as an operator does) once per test binary.
+func buildCommand(t *testing.T, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[name]; ok {
+		return bin
 	}
-	return filepath.Join(binDir, "presenced")
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "presenced-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binDir = dir
+	}
+	bin := filepath.Join(binDir, name)
+	if out, err := exec.Command("go", "build", "-o", bin, "../"+name).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, out)
+	}
+	built[name] = bin
+	return bin
 }
 
 func writeConfig(t *testing.T, text string) string {
@@ -62,6 +80,7 @@ func writeConfig(t *testing.T, text string) string {
 // daemon is a started presenced whose stderr the test reads as it comes.
 type daemon struct {
 	cmd       *exec.Cmd
+	args      []string      // its command line, for a restart
 	cacheHome string        // its $XDG_CACHE_HOME
 	done      chan struct{} // closed once it has exited and its stderr is read
 	err       error         // its exit, once done
@@ -74,7 +93,20 @@ type daemon struct {
 // user cache directory is the test's, so nothing is left in $HOME.
 func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(bin, args...), cacheHome: t.TempDir(), done: make(chan struct{})}
+	return startDaemonIn(t, t.TempDir(), bin, args...)
+}
+
+// restart starts the daemon again on the same command line and cache
+// directory, as a supervisor would after it died; d must have exited.
+func (d *daemon) restart(t *testing.T) *daemon {
+	t.Helper()
+	return startDaemonIn(t, d.cacheHome, d.args[0], d.args[1:]...)
+}
+
+func startDaemonIn(t *testing.T, cacheHome, bin string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(bin, args...), args: append([]string{bin}, args...), cacheHome: cacheHome,
+		done: make(chan struct{})}
 	d.cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+d.cacheHome, "CACHE_DIRECTORY=")
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
@@ -96,6 +128,11 @@ func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 	t.Cleanup(func() {
 		d.cmd.Process.Kill()
 		<-d.done
+		// The tests that speak SIP to the daemon fail on what they got;
+		// why the daemon answered so is in its log.
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.output())
+		}
 	})
 	return d
 }
@@ -144,6 +181,15 @@ func (d *daemon) serving(t *testing.T) string {
 	return d.await(t, servingUDP, 60*time.Second)[1]
 }
 
+var adminServing = regexp.MustCompile(`admin API serving.* addr=(\S+)`)
+
+// admin waits for the daemon to say its admin API serves and returns the
+// API's address.
+func (d *daemon) admin(t *testing.T) string {
+	t.Helper()
+	return d.await(t, adminServing, 60*time.Second)[1]
+}
+
 // exit waits for the daemon to exit by itself and returns its status;
 // it fails the test if the daemon starts serving or outlives the timeout.
 func (d *daemon) exit(t *testing.T, timeout time.Duration) int {
@@ -178,6 +224,18 @@ func (d *daemon) stop(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("daemon did not stop on SIGTERM")
+	}
+}
+
+// kill ends the daemon with SIGKILL, so that no shutdown code runs, and
+// waits for it to be gone.
+func (d *daemon) kill(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not die on SIGKILL")
 	}
 }
 

@@ -2,12 +2,21 @@ package server_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,9 +32,13 @@ import (
 
 const echoPkg = "github.com/presenced/presenced/internal/extension/testdata/echo"
 
-// paPkg is the presence module: the tests of the host that run what the
-// daemon runs (a crash, an operator's day, the memory benchmark) load it.
+// paPkg is the presence module: the memory benchmark loads it, to measure
+// what the daemon runs.
 const paPkg = "github.com/presenced/presenced/extensions/pa"
+
+// cseqBlock is the server's: a dialog reserves its CSeqs in blocks of 32,
+// the first with the subscription.
+const cseqBlock = 32
 
 // fixture is a real server on 127.0.0.1 with real wasm modules.
 type fixture struct {
@@ -83,6 +96,38 @@ func (f *fixture) peer(t testing.TB, transport string) *siptest.Peer {
 }
 
 func echo(t testing.TB) *extension.Module { return extensiontest.Load(t, echoPkg, nil) }
+
+// startWith starts a server on opt, for a test of an option the fixture
+// does not set; bounds and a silent logger are filled in when left zero.
+func startWith(t *testing.T, opt server.Options) *server.Server {
+	t.Helper()
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opt.Subscription == (server.Bounds{}) {
+		opt.Subscription, opt.Publication = server.Bounds{Min: 1, Max: 3600}, server.Bounds{Min: 1, Max: 3600}
+	}
+	srv, err := server.New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// addrOf is the host:port srv listens on for transport ("udp", "tcp",
+// "tls").
+func addrOf(srv *server.Server, transport string) string {
+	for _, a := range srv.Addrs() {
+		if tr, hp, _ := strings.Cut(a, ":"); tr == transport {
+			return hp
+		}
+	}
+	return ""
+}
 
 const alice = "sip:alice@example.com"
 
@@ -482,4 +527,48 @@ func TestChangeDuringSubscribeCommit(t *testing.T) {
 	if n := w.Notify(); string(n.Body()) != "v2" {
 		t.Fatalf("first NOTIFY of the new watcher:\n%s", n)
 	}
+}
+
+// A TLS listener with a self-signed certificate: SUBSCRIBE over TLS, and
+// the NOTIFY comes back on the same TLS connection.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	srv := startWith(t, server.Options{
+		Listen:  []server.Listener{{Transport: "tls", Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}},
+		Modules: []*extension.Module{echo(t)},
+	})
+	conn, err := tls.Dial("tcp", addrOf(srv, "tls"), &tls.Config{InsecureSkipVerify: true}) // self-signed, made above
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := siptest.NewPeerOn(t, "TLS", conn)
+	_, r := p.Subscribe("echo", alice)
+	siptest.WantCode(t, r, 200)
+	if n := p.Notify(); n.CSeq().SeqNo != 1 || !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active") {
+		t.Fatalf("NOTIFY over TLS:\n%s", n)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1, valid an hour either
+// side of now, and its key into dir: made per test, none checked in to
+// expire.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "presenced test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
 }

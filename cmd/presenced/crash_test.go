@@ -1,14 +1,11 @@
-package server_test
+package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,54 +14,13 @@ import (
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
-// daemon runs the real presenced binary on a config file.
-type daemon struct {
-	t     *testing.T
-	bin   string
-	cfg   string
-	cmd   *exec.Cmd
-	admin string // the admin API's address, when it listens
-}
-
-func (d *daemon) start() {
-	d.t.Helper()
-	d.cmd = exec.Command(d.bin, "-config", d.cfg)
-	stderr, _ := d.cmd.StderrPipe()
-	if err := d.cmd.Start(); err != nil {
-		d.t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if line := sc.Text(); strings.Contains(line, "admin API serving") {
-				_, d.admin, _ = strings.Cut(line, "addr=")
-			}
-			if strings.Contains(sc.Text(), "presenced serving") {
-				close(ready)
-			}
-			if testing.Verbose() {
-				fmt.Fprintln(os.Stderr, "daemon:", sc.Text())
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(60 * time.Second):
-		d.t.Fatal("daemon did not start")
-	}
-}
-
-// kill ends the daemon with SIGKILL: no shutdown code runs.
-func (d *daemon) kill() {
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	d.cmd.Wait()
-}
-
-// cseqBlock is the server's: a dialog reserves its CSeqs in blocks of 32,
-// the first with the subscription.
+// cseqBlock is the server's (internal/server): a dialog reserves its CSeqs
+// in blocks of 32, the first with the subscription.
 const cseqBlock = 32
 
+// freePort is a UDP port free now, for the daemon's SIP listener: its
+// peers know the address before it starts, and a daemon restarted after
+// SIGKILL must come back on it.
 func freePort(t *testing.T) int {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -83,7 +39,7 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 		t.Skip("builds and runs the daemon")
 	}
 	dir := t.TempDir()
-	bin := buildCommand(t, dir, "presenced")
+	bin := buildDaemon(t)
 	pa := sdktest.Build(t, paPkg)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -101,13 +57,8 @@ listen = ""
 [extension.pa]
 path = %q
 `, filepath.Join(dir, "data"), addr, pa)), 0o644)
-	d := &daemon{t: t, bin: bin, cfg: cfg}
-	d.start()
-	defer func() {
-		if d.cmd.ProcessState == nil {
-			d.kill()
-		}
-	}()
+	d := startDaemon(t, bin, "-config", cfg)
+	d.serving(t)
 
 	const n = 5 // presentities, each with one publication and two watchers
 	pub := siptest.NewPeer(t, "UDP", addr)
@@ -127,14 +78,14 @@ path = %q
 			subs = append(subs, sub)
 		}
 	}
-	d.kill() // right after the last 2xx
+	d.kill(t) // right after the last 2xx
 
 	// The restarted daemon tells every watcher the state again: each sees
 	// one or two NOTIFYs of it (the first one is lost if the kill came
 	// after its commit and before it left), then the change made after the
 	// restart, in the same dialog. CSeq rises: by one within a run, and
 	// across the restart above the block the first run reserved.
-	d.start()
+	d.restart(t).serving(t)
 	last := make([]uint32, len(watchers))
 	for i := 0; i < n; i++ {
 		uri := fmt.Sprintf("sip:crash%d@example.com", i)
@@ -173,16 +124,6 @@ path = %q
 	}
 }
 
-// buildCommand builds cmd/NAME into dir.
-func buildCommand(t *testing.T, dir, name string) string {
-	t.Helper()
-	bin := filepath.Join(dir, name)
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/presenced/presenced/cmd/"+name).CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", name, err, out)
-	}
-	return bin
-}
-
 // An unsubscribe's 200 means the subscription is gone for good: watchers
 // unsubscribe all at once, the daemon is killed with SIGKILL as soon as
 // the first 200 arrives, and after the restart no acknowledged
@@ -192,7 +133,7 @@ func TestSIGKILLAfterUnsubscribeKeepsItEnded(t *testing.T) {
 		t.Skip("builds and runs the daemon")
 	}
 	dir := t.TempDir()
-	bin := buildCommand(t, dir, "presenced")
+	bin := buildDaemon(t)
 	pa := sdktest.Build(t, paPkg)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := filepath.Join(dir, "presenced.toml")
@@ -207,13 +148,8 @@ listen = ""
 [extension.pa]
 path = %q
 `, filepath.Join(dir, "data"), addr, pa)), 0o644)
-	d := &daemon{t: t, bin: bin, cfg: cfg}
-	d.start()
-	defer func() {
-		if d.cmd.ProcessState == nil {
-			d.kill()
-		}
-	}()
+	d := startDaemon(t, bin, "-config", cfg)
+	d.serving(t)
 
 	const n = 40
 	uri := "sip:ended@example.com"
@@ -234,7 +170,7 @@ path = %q
 			"Event: presence", "Expires: 0"}}))
 	}
 	first := w.Response()
-	d.kill()
+	d.kill(t)
 	acked := map[string]bool{}
 	if first.StatusCode == 200 {
 		acked[siptest.Header(first, "Call-ID")] = true
@@ -248,7 +184,7 @@ path = %q
 		t.Fatal("no unsubscribe was acknowledged")
 	}
 
-	d.start()
+	d.restart(t).serving(t)
 	// the restart resyncs every subscription it kept; an acknowledged
 	// unsubscription must not be one of them
 	for nt := w.NotifyWithin(3 * time.Second); nt != nil; nt = w.NotifyWithin(time.Second) {
@@ -257,4 +193,13 @@ path = %q
 		}
 	}
 	t.Logf("%d of %d unsubscribes acknowledged before the kill", len(acked), n)
+}
+
+// pidf is a PIDF document of one tuple, for the tests that run pa.
+func pidf(entity, id, basic, note string) string {
+	return fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="%s">
+  <tuple id="%s"><status><basic>%s</basic></status><contact>sip:%s@pc.example.com</contact></tuple>
+  <note>%s</note>
+</presence>`, entity, id, basic, id, note)
 }

@@ -1,4 +1,4 @@
-package server_test
+package main
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
+const alice = "sip:alice@example.com"
+
 // An operator's day against the real daemon, through the admin API and
 // presencectl: list, terminate with a reason, approve a pending watcher,
 // reload a changed module under a live subscription, refuse a broken one.
@@ -23,8 +25,8 @@ func TestOperatingTheDaemon(t *testing.T) {
 		t.Skip("builds and runs the daemon")
 	}
 	dir := t.TempDir()
-	bin := buildCommand(t, dir, "presenced")
-	ctl := buildCommand(t, dir, "presencectl")
+	bin := buildDaemon(t)
+	ctl := buildCommand(t, "presencectl")
 	echoWasm, shoutWasm := sdktest.Build(t, echoPkg), sdktest.Build(t, "github.com/presenced/presenced/internal/extension/testdata/shout")
 	pa := sdktest.Build(t, paPkg)
 	conf := sdktest.Build(t, "github.com/presenced/presenced/extensions/conference")
@@ -51,10 +53,9 @@ path = %q
 `, filepath.Join(dir, "data"), addr, echoPath, pa, conf)), 0o644)
 	}
 	write(echoWasm)
-	d := &daemon{t: t, bin: bin, cfg: cfg}
-	d.start()
-	defer d.kill()
-	api := "http://" + d.admin
+	d := startDaemon(t, bin, "-config", cfg)
+	d.serving(t)
+	api := "http://" + d.admin(t)
 	presencectl := func(args ...string) (string, int) {
 		cmd := exec.Command(ctl, append([]string{"-addr", api, "-token", "s3cret"}, args...)...)
 		var out bytes.Buffer
