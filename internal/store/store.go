@@ -1,7 +1,15 @@
 // Package store keeps the server's state where it survives the process:
-// subscriptions, publications and the resource state blobs modules return.
-// The SIP code commits a Batch before it answers 2xx and loads a Snapshot
-// at start; it never sees how or where records are kept.
+// subscriptions, publications, bindings and the resource state blobs
+// modules return, each a record of plain values under its key (no SIP
+// library type crosses this boundary). The server commits one Batch per
+// change of state before it answers 2xx and loads a Snapshot at start; it
+// never sees how or where records are kept.
+//
+// A Batch is the whole of one change, applied whole or not at all, and an
+// error from Commit means it never was and never will be applied: the
+// sequence of committed batches is the change feed a store shared by
+// several nodes carries to the others. Every backend passes
+// storetest.Run.
 package store
 
 import (
@@ -109,7 +117,8 @@ type Snapshot struct {
 
 // Store is implemented by every backend.
 type Store interface {
-	// Commit applies b atomically; when it returns nil the change is kept.
+	// Commit applies b atomically; when it returns nil the change is kept,
+	// and when it returns an error (ctx's included) it is not, ever.
 	Commit(ctx context.Context, b *Batch) error
 	// Load returns every record.
 	Load(ctx context.Context) (*Snapshot, error)
