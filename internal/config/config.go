@@ -210,8 +210,9 @@ func defaultExtension(name string) *Extension {
 }
 
 // Default returns the embedded configuration, what the daemon runs with no
-// file: 127.0.0.1:5060 over UDP and TCP, and the pa and conference modules
-// as `make build` leaves them, relative to the current directory.
+// file: 127.0.0.1:5060 over UDP and TCP, and the modules of this
+// repository (pa, conference, mwi) as `make build` leaves them, relative to
+// the current directory.
 func Default() *Config {
 	c := defaults()
 	c.Dir = "."
@@ -224,10 +225,13 @@ func Default() *Config {
 	conf := defaultExtension("conference")
 	conf.Path = "extensions/conference/conference.wasm"
 	conf.Config["use_partial_states"] = "false"
+	mwi := defaultExtension("mwi")
+	mwi.Path = "extensions/mwi/mwi.wasm"
+	mwi.Config["default_expires"] = "3600"
 	// The modules built from this repository are trusted: without
 	// termination checks they run ~5x faster (internal/extension/RATIONALE.md).
-	pa.Trusted, conf.Trusted = true, true
-	c.Extension = map[string]*Extension{"pa": pa, "conference": conf}
+	pa.Trusted, conf.Trusted, mwi.Trusted = true, true, true
+	c.Extension = map[string]*Extension{"pa": pa, "conference": conf, "mwi": mwi}
 	c.resolve()
 	return c
 }

@@ -70,6 +70,9 @@ func TestDefault(t *testing.T) {
 	if p := c.Extension["conference"].Path; p != filepath.Join(wd, "extensions/conference/conference.wasm") {
 		t.Errorf("conference path = %q", p)
 	}
+	if m := c.Extension["mwi"]; m == nil || m.Path != filepath.Join(wd, "extensions/mwi/mwi.wasm") {
+		t.Errorf("mwi = %+v", m)
+	}
 	if c.Extension["pa"].Config["default_expires"] != "3600" {
 		t.Errorf("pa = %+v", c.Extension["pa"])
 	}
@@ -91,6 +94,7 @@ func TestExampleFile(t *testing.T) {
 	for name, want := range map[string]map[string]string{
 		"pa":         {"default_expires": "3600", "dummy_presence": "true"},
 		"conference": {"default_expires": "3600", "use_partial_states": "false"},
+		"mwi":        {"default_expires": "3600"},
 	} {
 		e := c.Extension[name]
 		if e == nil {
