@@ -2,7 +2,7 @@
 # `make test` runs every test. Both build the wasm modules they need.
 GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-MODULES  := pa conference mwi
+MODULES  := pa conference dialog mwi
 WASM     := $(foreach m,$(MODULES),extensions/$(m)/$(m).wasm)
 
 .PHONY: build run test bench bench-compare vet clean wasm

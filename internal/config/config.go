@@ -211,7 +211,7 @@ func defaultExtension(name string) *Extension {
 
 // Default returns the embedded configuration, what the daemon runs with no
 // file: 127.0.0.1:5060 over UDP and TCP, and the modules of this
-// repository (pa, conference, mwi) as `make build` leaves them, relative to
+// repository (pa, conference, dialog, mwi) as `make build` leaves them, relative to
 // the current directory.
 func Default() *Config {
 	c := defaults()
@@ -225,13 +225,16 @@ func Default() *Config {
 	conf := defaultExtension("conference")
 	conf.Path = "extensions/conference/conference.wasm"
 	conf.Config["use_partial_states"] = "false"
+	dlg := defaultExtension("dialog")
+	dlg.Path = "extensions/dialog/dialog.wasm"
+	dlg.Config["default_expires"] = "3600"
 	mwi := defaultExtension("mwi")
 	mwi.Path = "extensions/mwi/mwi.wasm"
 	mwi.Config["default_expires"] = "3600"
 	// The modules built from this repository are trusted: without
 	// termination checks they run ~5x faster (internal/extension/RATIONALE.md).
-	pa.Trusted, conf.Trusted, mwi.Trusted = true, true, true
-	c.Extension = map[string]*Extension{"pa": pa, "conference": conf, "mwi": mwi}
+	pa.Trusted, conf.Trusted, dlg.Trusted, mwi.Trusted = true, true, true, true
+	c.Extension = map[string]*Extension{"pa": pa, "conference": conf, "dialog": dlg, "mwi": mwi}
 	c.resolve()
 	return c
 }

@@ -94,6 +94,7 @@ func TestExampleFile(t *testing.T) {
 	for name, want := range map[string]map[string]string{
 		"pa":         {"default_expires": "3600", "dummy_presence": "true"},
 		"conference": {"default_expires": "3600", "use_partial_states": "false"},
+		"dialog":     {"default_expires": "3600"},
 		"mwi":        {"default_expires": "3600"},
 	} {
 		e := c.Extension[name]

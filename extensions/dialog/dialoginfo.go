@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/presenced/presenced/sdk"
+	"github.com/presenced/presenced/sdk/xmldoc"
+)
+
+const ns = "urn:ietf:params:xml:ns:dialog-info"
+
+// dialog is what *dialog* keeps of a <dialog> (RFC 4235 §4.1): what a lamp
+// shows, and what a phone needs to pick the call up (identities, targets,
+// and the call-id and tags of an INVITE with Replaces).
+type dialog struct {
+	id, callID, localTag, remoteTag, direction string
+	state, event, code                         string
+	local, remote                              party
+}
+
+type party struct{ display, identity, target string }
+
+// progress orders the states as a dialog moves through them; a dialog
+// never moves back.
+var progress = map[string]int{"trying": 1, "proceeding": 2, "early": 3, "confirmed": 4, "terminated": 5}
+
+func bad(format string, args ...any) error { return sdk.Reject(400, format, args...) }
+
+// parse reads a dialog-info document about resource: whether it is full
+// state, and its dialogs. Elements other than those kept are dropped.
+func parse(body []byte, resource string) (full bool, ds []dialog, err error) {
+	root, err := xmldoc.ReadRoot(body, ns, "dialog-info", resource)
+	if err != nil {
+		return false, nil, err
+	}
+	state, _ := root.Attr("", "state")
+	if state != "full" && state != "partial" {
+		return false, nil, bad("<dialog-info> state %q: want full or partial", state)
+	}
+	if v, ok := root.Attr("", "version"); !ok {
+		return false, nil, bad("<dialog-info> has no version")
+	} else if _, err := strconv.ParseUint(v, 10, 32); err != nil {
+		return false, nil, bad("<dialog-info> version %q: want an unsigned 32-bit integer", v)
+	}
+	seen := map[string]bool{}
+	for _, n := range root.Children {
+		if n.Space != ns || n.Local != "dialog" {
+			continue
+		}
+		attr := func(k string) string { v, _ := n.Attr("", k); return v }
+		d := dialog{id: attr("id"), callID: attr("call-id"), localTag: attr("local-tag"), remoteTag: attr("remote-tag"), direction: attr("direction")}
+		switch s := n.Child(ns, "state"); {
+		case d.id == "":
+			return false, nil, bad("a <dialog> has no id")
+		case seen[d.id]:
+			return false, nil, bad("two dialogs with id %q", d.id)
+		case d.direction != "" && d.direction != "initiator" && d.direction != "recipient":
+			return false, nil, bad("dialog %q: direction %q: want initiator or recipient", d.id, d.direction)
+		case s == nil:
+			return false, nil, bad("dialog %q has no <state>", d.id)
+		case progress[strings.TrimSpace(s.Text())] == 0:
+			return false, nil, bad("dialog %q: state %q: want trying, proceeding, early, confirmed or terminated", d.id, s.Text())
+		default:
+			d.state = strings.TrimSpace(s.Text())
+			d.event, _ = s.Attr("", "event")
+			d.code, _ = s.Attr("", "code")
+		}
+		seen[d.id] = true
+		d.local, d.remote = partyOf(n.Child(ns, "local")), partyOf(n.Child(ns, "remote"))
+		ds = append(ds, d)
+	}
+	return state == "full", ds, nil
+}
+
+func partyOf(n *xmldoc.Node) (p party) {
+	if n == nil {
+		return p
+	}
+	if id := n.Child(ns, "identity"); id != nil {
+		p.identity = strings.TrimSpace(id.Text())
+		p.display, _ = id.Attr("", "display")
+	}
+	if t := n.Child(ns, "target"); t != nil {
+		p.target, _ = t.Attr("", "uri")
+	}
+	return p
+}
+
+var esc = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;")
+
+// render writes a full-state document; its dialogs are the part that
+// differs between two watchers' documents besides the version.
+func render(entity string, version uint64, dialogs string) []byte {
+	return []byte(fmt.Sprintf("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"+
+		"<dialog-info xmlns=\"%s\" version=\"%d\" state=\"full\" entity=\"%s\">\n%s</dialog-info>\n",
+		ns, version, esc.Replace(entity), dialogs))
+}
+
+// dialogsXML writes the <dialog> elements in RFC 4235's element order.
+func dialogsXML(ds []dialog) string {
+	var b strings.Builder
+	attr := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, ` %s="%s"`, k, esc.Replace(v))
+		}
+	}
+	for _, d := range ds {
+		b.WriteString("<dialog")
+		attr("id", d.id)
+		attr("call-id", d.callID)
+		attr("local-tag", d.localTag)
+		attr("remote-tag", d.remoteTag)
+		attr("direction", d.direction)
+		b.WriteString("><state")
+		attr("event", d.event)
+		attr("code", d.code)
+		b.WriteString(">" + d.state + "</state>")
+		for _, p := range []struct {
+			tag string
+			party
+		}{{"local", d.local}, {"remote", d.remote}} {
+			if p.party == (party{}) {
+				continue
+			}
+			b.WriteString("<" + p.tag + ">")
+			if p.identity != "" {
+				b.WriteString("<identity")
+				attr("display", p.display)
+				b.WriteString(">" + esc.Replace(p.identity) + "</identity>")
+			}
+			if p.target != "" {
+				b.WriteString("<target")
+				attr("uri", p.target)
+				b.WriteString("/>")
+			}
+			b.WriteString("</" + p.tag + ">")
+		}
+		b.WriteString("</dialog>\n")
+	}
+	return b.String()
+}

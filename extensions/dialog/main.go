@@ -1,0 +1,185 @@
+// Command dialog is the "dialog" event package (RFC 4235) for busy lamp
+// fields: the dialogs a PBX or proxy PUBLISHes for a presentity, composed
+// by dialog id across publishers, sent to each watcher as a full
+// dialog-info document with a version of its own, identities only to the
+// watchers allowed them, and in the shape each known phone needs.
+package main
+
+import (
+	"errors"
+	"hash/fnv"
+	"slices"
+	"strings"
+
+	"github.com/presenced/presenced/sdk"
+	"github.com/presenced/presenced/sdk/pubstate"
+)
+
+const infoType = "application/dialog-info+xml"
+
+// module holds only its configuration: who sees identities, and which
+// watchers get which quirk (README.md, "Quirks").
+type module struct {
+	identities, dummy, single, direction watchers
+}
+
+func (m *module) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
+	sdk.WarnUnknownKeys(cfg, "dialog", "default_expires", "identities", "dummy_dialog", "single_dialog", "always_direction")
+	expires, err := sdk.SecondsKey(cfg, "default_expires", 3600)
+	for _, l := range []struct {
+		to       *watchers
+		key, def string
+	}{{&m.identities, "identities", "same-domain"}, {&m.dummy, "dummy_dialog", ""}, {&m.single, "single_dialog", ""}, {&m.direction, "always_direction", ""}} {
+		if err == nil {
+			*l.to, err = watcherList(cfg, l.key, l.def)
+		}
+	}
+	return sdk.Manifest{Packages: []sdk.Package{{Event: "dialog", Accept: []string{infoType}, DefaultExpires: expires}}}, err
+}
+
+func (m *module) Publish(req *sdk.Request) (*sdk.Response, error) {
+	p := req.Publication
+	if p == nil {
+		return nil, errors.New("publish without a publication")
+	}
+	if sdk.MediaType(p.ContentType) != infoType {
+		return nil, sdk.Reject(415, "content type %q is not supported, only %s", p.ContentType, infoType)
+	}
+	full, ds, err := parse(p.Body, req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	st, err := pubstate.Decode(req.State)
+	if err != nil {
+		return nil, err
+	}
+	if i := slices.IndexFunc(st.Pubs, func(q pubstate.Publication) bool { return q.ID == p.ID }); !full && i >= 0 {
+		// a partial document changes the dialogs it names (RFC 4235 §4.1)
+		_, old, err := parse(st.Pubs[i].Body, req.Resource)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range old {
+			if !slices.ContainsFunc(ds, func(n dialog) bool { return n.id == d.id }) {
+				ds = append(ds, d)
+			}
+		}
+	}
+	// kept in the form watchers get it, so the stored state is read with
+	// the same parser, and the most recent publication last
+	st.Push(p.ID, render(req.Resource, 0, dialogsXML(ds)))
+	return m.respond(req, st, true)
+}
+
+func (m *module) Unpublish(req *sdk.Request) (*sdk.Response, error) {
+	if req.Publication == nil {
+		return nil, errors.New("unpublish without a publication")
+	}
+	st, err := pubstate.Decode(req.State)
+	if err != nil {
+		return nil, err
+	}
+	return m.respond(req, st, st.Remove(req.Publication.ID))
+}
+
+func (m *module) Render(req *sdk.Request) (*sdk.Response, error) {
+	if err := sdk.CheckAccept(req.Watchers, infoType); err != nil {
+		return nil, err
+	}
+	st, err := pubstate.Decode(req.State)
+	if err != nil {
+		return nil, err
+	}
+	return m.respond(req, st, false)
+}
+
+// compose is the presentity's dialogs: every publication's, by id. Where
+// two publishers say different states of one dialog, the one furthest
+// along wins (states only move forward, so it is the latest, whatever
+// order the PUBLISHes came in); between equals, the latest publication.
+// While any dialog is live, the terminated ones are left out: a cancelled
+// branch of a forked call must not show the line idle while another rings
+// or talks.
+func compose(resource string, st *pubstate.State) ([]dialog, error) {
+	var all []dialog
+	for _, p := range st.Pubs {
+		_, ds, err := parse(p.Body, resource)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
+			if i := slices.IndexFunc(all, func(a dialog) bool { return a.id == d.id }); i < 0 {
+				all = append(all, d)
+			} else if progress[d.state] >= progress[all[i].state] {
+				all[i] = d
+			}
+		}
+	}
+	if live := slices.DeleteFunc(slices.Clone(all), func(d dialog) bool { return d.state == "terminated" }); len(live) > 0 {
+		return live, nil
+	}
+	return all, nil
+}
+
+// interest is which dialog a single_dialog watcher is sent: ringing first
+// (it can be picked up), then talking, then being set up, then ended.
+var interest = map[string]int{"early": 5, "confirmed": 4, "proceeding": 3, "trying": 2, "terminated": 1}
+
+// view is what one watcher is sent of ds.
+func (m *module) view(w sdk.Watcher, resource string, ds []dialog) []dialog {
+	if m.single.has(w.URI, resource) && len(ds) > 1 {
+		best := slices.MaxFunc(ds, func(a, b dialog) int { return interest[a.state] - interest[b.state] })
+		ds = []dialog{best}
+	}
+	if len(ds) == 0 && m.dummy.has(w.URI, resource) {
+		user, _, _ := strings.Cut(strings.TrimPrefix(resource, "sip:"), "@")
+		return []dialog{{id: user, direction: "recipient", state: "terminated"}}
+	}
+	out := slices.Clone(ds)
+	for i := range out {
+		if !m.identities.has(w.URI, resource) {
+			// who calls, and what it takes to pick the call up
+			out[i].callID, out[i].localTag, out[i].remoteTag = "", "", ""
+			out[i].local, out[i].remote = party{}, party{}
+		}
+		if out[i].direction == "" && m.direction.has(w.URI, resource) {
+			out[i].direction = "recipient"
+		}
+	}
+	return out
+}
+
+// respond renders for every watcher given; one whose dialogs would not
+// change is sent nothing, unless it needs full state.
+func (m *module) respond(req *sdk.Request, st *pubstate.State, changed bool) (*sdk.Response, error) {
+	res := &sdk.Response{StateChanged: changed}
+	if changed {
+		res.State = st.Encode()
+	}
+	if len(req.Watchers) == 0 {
+		return res, nil
+	}
+	ds, err := compose(req.Resource, st)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range req.Watchers {
+		s, err := decodeSent(w.State)
+		if err != nil {
+			return nil, err
+		}
+		body := dialogsXML(m.view(w, req.Resource, ds))
+		h := fnv.New64a()
+		h.Write([]byte(body))
+		if !w.Full && s.next > 0 && h.Sum64() == s.hash {
+			continue
+		}
+		res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, ContentType: infoType,
+			Body: render(req.Resource, s.next, body), State: sent{s.next + 1, h.Sum64()}.encode(), StateChanged: true})
+	}
+	return res, nil
+}
+
+func init() { sdk.Register(&module{}) }
+
+func main() {}
