@@ -113,7 +113,7 @@ type Server struct {
 	closed    bool
 
 	regMu    sync.Mutex                     // the registrar; taken before any resource
-	bindings map[string]map[string]*binding // AOR -> contact -> binding
+	bindings map[string]map[string]*binding // AOR -> bindingKey -> binding
 
 	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
 	storeLog rateLimit // of "store commit failed" lines: a full disk fails every request
