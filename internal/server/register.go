@@ -18,6 +18,17 @@ import (
 type binding struct {
 	rec store.Binding
 	exp expiry
+	// flow is the connection its last REGISTER came over, TCP or TLS; not
+	// stored, since no connection outlives the process.
+	flow flow
+}
+
+// flow is a binding as the NOTIFY sender looks it up: the connection
+// (transport, source ip:port) a REGISTER came over, and what a
+// subscriber's Contact is matched with.
+type flow struct {
+	transport, source string // "TCP" or "TLS"; "" for a datagram REGISTER
+	contact, instance string
 }
 
 // bindingChange is one binding added, refreshed or removed by a REGISTER
@@ -26,6 +37,7 @@ type bindingChange struct {
 	rec     store.Binding
 	removed bool
 	old     *binding // the binding replaced or removed, nil for a new one
+	flow    flow     // of the REGISTER that added or refreshed it
 }
 
 // onRegister is a registrar (RFC 3261 §10.3): it keeps the bindings of
@@ -188,7 +200,11 @@ func (s *Server) bindingChanges(req *sip.Request, aor string, path []string) ([]
 			}
 			rec.Q = q
 		}
-		changes = append(changes, bindingChange{rec: rec, old: old})
+		ch := bindingChange{rec: rec, old: old}
+		if tr := req.Transport(); tr == "TCP" || tr == "TLS" {
+			ch.flow = flow{transport: tr, source: req.Source(), contact: rec.Contact, instance: rec.Instance}
+		}
+		changes = append(changes, ch)
 	}
 	return changes, nil
 }
@@ -291,14 +307,57 @@ func (s *Server) bind(aor string, changes []bindingChange) {
 			delete(s.bindings[aor], bindingKey(c.old.rec))
 		}
 		if !c.removed {
-			bd := &binding{rec: c.rec}
+			bd := &binding{rec: c.rec, flow: c.flow}
 			s.bindings[aor][bindingKey(c.rec)] = bd
 			s.armBinding(bd)
+		}
+	}
+	var flows []flow
+	for _, b := range s.bindings[aor] {
+		if b.flow.source != "" {
+			flows = append(flows, b.flow)
 		}
 	}
 	if len(s.bindings[aor]) == 0 {
 		delete(s.bindings, aor)
 	}
+	s.flowMu.Lock()
+	if len(flows) == 0 {
+		delete(s.flows, aor)
+	} else {
+		s.flows[aor] = flows
+	}
+	s.flowMu.Unlock()
+}
+
+// registeredFlow is the source of a live TCP or TLS connection over which
+// d's subscriber registered a binding, "" if there is none: a binding of
+// the subscriber's address of record with d's instance or, without one,
+// d's Contact URI. Any lock may be held.
+func (s *Server) registeredFlow(d *dialog, transport string) string {
+	var u sip.Uri
+	if err := sip.ParseUri(d.remoteURI, &u); err != nil {
+		return ""
+	}
+	aor, ok := presentityOf(u)
+	if !ok {
+		return ""
+	}
+	s.flowMu.Lock()
+	flows := s.flows[aor]
+	s.flowMu.Unlock()
+	for _, f := range flows {
+		if !strings.EqualFold(f.transport, transport) {
+			continue
+		}
+		if d.instance != "" && f.instance == d.instance || d.instance == "" && f.contact == d.target {
+			if c, err := s.ua.TransportLayer().GetConnection(transport, f.source); err == nil && c != nil {
+				c.TryClose() // GetConnection took a reference
+				return f.source
+			}
+		}
+	}
+	return ""
 }
 
 // releaseAll releases resources locked by applyBindings.

@@ -114,6 +114,10 @@ type Server struct {
 
 	regMu    sync.Mutex                     // the registrar; taken before any resource
 	bindings map[string]map[string]*binding // AOR -> bindingKey -> binding
+	// flows are the bindings registered over TCP or TLS, by AOR, for the
+	// NOTIFY sender; flowMu is taken last, under any other lock.
+	flowMu sync.Mutex
+	flows  map[string][]flow
 
 	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
 	storeLog rateLimit // of "store commit failed" lines: a full disk fails every request
@@ -162,7 +166,7 @@ func New(opt Options) (*Server, error) {
 		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
 		dialogs:  map[string]*dialog{},
-		bindings: map[string]map[string]*binding{}}
+		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
 	}

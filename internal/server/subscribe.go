@@ -80,7 +80,10 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 		transport: req.Transport(), source: req.Source(), eventID: ev.ID, created: time.Now().UnixNano(), res: r,
 		target: req.Contact().Address.String(), accept: header.Accept(req), remoteCSeq: req.CSeq().SeqNo,
 		reserved: cseqBlock} // the first block, reserved with the subscription
-	// A proxy that record-routed stays on the path: the route set is the
+	if v, ok := req.Contact().Params.Get("+sip.instance"); ok {
+		d.instance, _ = header.Instance(v) // a malformed one matches no registration
+	}
+		// A proxy that record-routed stays on the path: the route set is the
 	// Record-Route list in order (RFC 3261 §12.1.1).
 	for _, rr := range req.GetHeaders("Record-Route") {
 		d.routeSet = append(d.routeSet, rr.Value())
