@@ -83,7 +83,7 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 	if v, ok := req.Contact().Params.Get("+sip.instance"); ok {
 		d.instance, _ = header.Instance(v) // a malformed one matches no registration
 	}
-		// A proxy that record-routed stays on the path: the route set is the
+	// A proxy that record-routed stays on the path: the route set is the
 	// Record-Route list in order (RFC 3261 §12.1.1).
 	for _, rr := range req.GetHeaders("Record-Route") {
 		d.routeSet = append(d.routeSet, rr.Value())
