@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,6 +90,29 @@ type Limits struct {
 	RequestsPerSecondPerSource   int      `toml:"requests_per_second_per_source"`  // 503 + Retry-After above
 	MaxInFlight                  int      `toml:"max_in_flight"`                   // requests being handled at once; 503 + Retry-After above
 	TCPIdleTimeout               Duration `toml:"tcp_idle_timeout"`                // an idle TCP/TLS connection is closed after it
+	// TrustedSources are proxies (CIDRs or addresses) whose requests are
+	// accounted to the client their Vias name, not to the proxy.
+	TrustedSources []string `toml:"trusted_sources"`
+}
+
+// Trusted is TrustedSources parsed; Validate has checked them, and an
+// address is a prefix of its full length.
+func (l Limits) Trusted() []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range l.TrustedSources {
+		if p, err := parsePrefix(v); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(v string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(v); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(v)
+	return p.Masked(), err
 }
 
 // Auth is the [auth] table: SIP digest authentication (RFC 3261 §22).
@@ -543,6 +567,12 @@ func (c *Config) Validate() error {
 	case "sqlite", "memory":
 	default:
 		return c.errorf("store.backend", "must be sqlite or memory, got %q", c.Store.Backend)
+	}
+
+	for _, v := range c.Limits.TrustedSources {
+		if _, err := parsePrefix(v); err != nil {
+			return c.errorf("limits.trusted_sources", "%q is not an address or a CIDR (such as 10.0.0.0/8)", v)
+		}
 	}
 
 	if r := c.Registrar; r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires {

@@ -192,6 +192,12 @@ func TestErrors(t *testing.T) {
 		{"wrong type in first of two listens",
 			"[[listen]]\ntransport = 5\naddress = \":1\"\n[[listen]]\ntransport = \"tcp\"\naddress = \":1\"\n",
 			`:2: key "listen.transport": incompatible types`},
+		{"bad trusted source",
+			"[limits]\nrequests_per_second_per_source = 10\ntrusted_sources = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n",
+			`:3: key "limits.trusted_sources": "10.0.0.0/33" is not an address or a CIDR (such as 10.0.0.0/8)`},
+		{"trusted source a host name",
+			"[limits]\ntrusted_sources = [\"proxy.example.com\"]\n",
+			`:2: key "limits.trusted_sources": "proxy.example.com" is not an address or a CIDR`},
 		{"min above max",
 			"[subscription]\nmin_expires = 100\nmax_expires = 10\n",
 			`:3: key "subscription.max_expires": must be >= min_expires (100), got 10`},
@@ -408,5 +414,21 @@ default_expires = 3600
 				t.Errorf("RestartNeeded = %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// trusted_sources takes CIDRs and single addresses, IPv4 and IPv6; a CIDR
+// with host bits is its network.
+func TestTrustedSources(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[limits]\ntrusted_sources = [\"10.1.2.3/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Limits.Trusted() {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, " ") != "10.0.0.0/8 192.0.2.7/32 2001:db8::/32" {
+		t.Fatalf("trusted: %v", got)
 	}
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,12 +25,12 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 		s.reply(req, tx, 503, "server busy", sip.NewHeader("Retry-After", "1"))
 		return false
 	}
-	if s.sources != nil && req.Transport() != "UDP" { // UDP: refuseEarly took the token
-		host, _, err := net.SplitHostPort(req.Source())
-		if err != nil {
-			host = req.Source()
-		}
-		if !s.sources.allow(host) {
+	if s.sources != nil {
+		host, proxied := s.clientAddr(req)
+		// Over UDP refuseEarly took the token, unless the request came
+		// through a trusted proxy; a trusted source is not limited.
+		limited := (req.Transport() != "UDP" || proxied) && !s.trusted(host)
+		if limited && !s.sources.allow(host) {
 			s.inFlight.Add(-1)
 			s.reply(req, tx, 503, fmt.Sprintf("more than %d requests a second from %s", s.opt.Limits.RequestsPerSecondPerSource, host),
 				sip.NewHeader("Retry-After", "1"))
@@ -36,6 +38,59 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 		}
 	}
 	return true
+}
+
+// trusted reports whether host (an IP address) is a trusted source.
+func (s *Server) trusted(host string) bool {
+	if len(s.opt.Limits.TrustedSources) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.opt.Limits.TrustedSources {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientAddr is the host a request is accounted to and logged as: its
+// source IP or, when that is a trusted source (a proxy), the client the
+// Vias name below the proxy's own: going down from the second Via, the
+// address of the first (its received parameter, else its sent-by host)
+// that is not itself trusted, or the last one's if all are. A proxy sets
+// received on the Via below its own when the sent-by is not where the
+// request came from (RFC 3261 §18.2.1), so that is the client's address
+// as the proxy saw it. proxied reports a trusted source; a request from
+// an untrusted one is its own source, whatever its Vias claim.
+func (s *Server) clientAddr(req *sip.Request) (host string, proxied bool) {
+	host, _, err := net.SplitHostPort(req.Source())
+	if err != nil {
+		host = req.Source()
+	}
+	if !s.trusted(host) {
+		return host, false
+	}
+	vias := req.GetHeaders("Via")
+	for i := 1; i < len(vias); i++ {
+		v, ok := vias[i].(*sip.ViaHeader)
+		if !ok {
+			break
+		}
+		host = v.Host
+		if r, ok := v.Params.Get("received"); ok && r != "" {
+			host = r
+		}
+		host = strings.Trim(host, "[]")
+		if !s.trusted(host) {
+			break
+		}
+	}
+	return host, true
 }
 
 // sourceLimiter is a token bucket per source address: rate tokens a

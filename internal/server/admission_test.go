@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -97,6 +98,62 @@ func TestRateLimitPerSource(t *testing.T) {
 			// and one in admit, would let only half of it through).
 			if ok < 20 || busy == 0 {
 				t.Fatalf("ok %d, 503 %d", ok, busy)
+			}
+		})
+	}
+}
+
+// Behind a proxy every request comes from the proxy's address. A trusted
+// source is not limited for itself; what it forwards is accounted to the
+// client its Via below the proxy's names (received, else sent-by), so one
+// flooding client is refused and another is not. An untrusted source is
+// its own address whatever Vias it adds.
+func TestRateLimitTrustedSource(t *testing.T) {
+	for _, tr := range []string{"UDP", "TCP"} {
+		t.Run(tr, func(t *testing.T) {
+			for _, trusted := range []string{"127.0.0.0/8", "10.0.0.0/8"} {
+				srv := startWith(t, server.Options{
+					Listen:  []server.Listener{{Transport: strings.ToLower(tr), Address: "127.0.0.1:0"}},
+					Modules: []*extension.Module{echo(t)},
+					Limits: server.Limits{RequestsPerSecondPerSource: 20,
+						TrustedSources: []netip.Prefix{netip.MustParsePrefix(trusted)}},
+				})
+				p := siptest.NewPeer(t, tr, addrOf(srv, strings.ToLower(tr)))
+				count := func(n int, via ...string) (ok, busy int, warning string) {
+					for i := 0; i < n; i++ {
+						r := p.Send(siptest.Request{Method: "OPTIONS", URI: "sip:presenced@example.com", Headers: append(via,
+							"From: <sip:flood@example.com>;tag=f", "To: <sip:presenced@example.com>", "Call-ID: "+siptest.NewCallID(), "CSeq: 1 OPTIONS")})
+						switch r.StatusCode {
+						case 200:
+							ok++
+						case 503:
+							busy++
+							warning = siptest.Header(r, "Warning")
+						default:
+							t.Fatalf("got %d", r.StatusCode)
+						}
+					}
+					return ok, busy, warning
+				}
+				client := func(addr string) string {
+					return "Via: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bK-c" + addr + ";received=" + addr + ";rport=40000"
+				}
+				if trusted == "10.0.0.0/8" { // 127.0.0.1 is not trusted: the Via below is not believed
+					if ok, busy, w := count(60, client("198.51.100.7")); busy == 0 || !strings.Contains(w, "from 127.0.0.1") {
+						t.Fatalf("untrusted source with a client Via: ok %d, 503 %d, Warning %q", ok, busy, w)
+					}
+					continue
+				}
+				if ok, busy, _ := count(60); busy != 0 {
+					t.Fatalf("the trusted proxy's own requests: ok %d, 503 %d", ok, busy)
+				}
+				ok, busy, w := count(60, client("198.51.100.7"))
+				if ok < 20 || busy == 0 || !strings.Contains(w, "more than 20 requests a second from 198.51.100.7") {
+					t.Fatalf("one client through the proxy: ok %d, 503 %d, Warning %q", ok, busy, w)
+				}
+				if ok, busy, _ := count(15, client("198.51.100.8")); ok != 15 {
+					t.Fatalf("another client through the proxy: ok %d, 503 %d", ok, busy)
+				}
 			}
 		})
 	}

@@ -30,6 +30,7 @@ type dialog struct {
 	localURI, remoteURI             string // our From and our To in NOTIFYs
 	routeSet                        []string
 	transport, source               string // the SUBSCRIBE's: "UDP" or "TCP", ip:port
+	instance                        string // its Contact's +sip.instance: how a registration's flow is found
 	eventID                         string
 	created                         int64     // unix nanoseconds
 	res                             *resource // its key is the event package and presentity
@@ -295,6 +296,10 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (r
 		if c, err := s.ua.TransportLayer().GetConnection(transport, d.source); err == nil && c != nil {
 			c.TryClose() // GetConnection took a reference
 			req.SetDestination(d.source)
+		} else if src := s.registeredFlow(d, transport); src != "" {
+			// Gone, but the subscriber registered over a connection
+			// that is open: the same reasons hold for that one.
+			req.SetDestination(src)
 		}
 	}
 	return req, big

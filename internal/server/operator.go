@@ -43,10 +43,13 @@ type PublicationInfo struct {
 
 // BindingInfo describes one registrar binding.
 type BindingInfo struct {
-	AOR     string    `json:"aor"`
-	Contact string    `json:"contact"`
-	Q       string    `json:"q,omitempty"`
-	Expires time.Time `json:"expires"`
+	AOR      string    `json:"aor"`
+	Contact  string    `json:"contact"`
+	Q        string    `json:"q,omitempty"`
+	Expires  time.Time `json:"expires"`
+	Instance string    `json:"instance,omitempty"` // +sip.instance, unquoted
+	RegID    uint32    `json:"reg_id,omitempty"`
+	Path     []string  `json:"path,omitempty"`
 }
 
 // PresentityInfo is a resource with its composed state.
@@ -167,7 +170,8 @@ func (s *Server) Bindings(aor string) []BindingInfo {
 			continue
 		}
 		for _, b := range m {
-			out = append(out, BindingInfo{AOR: b.rec.AOR, Contact: b.rec.Contact, Q: b.rec.Q, Expires: b.rec.Expires})
+			out = append(out, BindingInfo{AOR: b.rec.AOR, Contact: b.rec.Contact, Q: b.rec.Q, Expires: b.rec.Expires,
+				Instance: b.rec.Instance, RegID: b.rec.RegID, Path: b.rec.Path})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -40,7 +40,9 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 		if ua, ok := info.RemoteAddr.(*net.UDPAddr); ok {
 			host = ua.IP.String()
 		}
-		if s.sources.allow(host) {
+		if s.trusted(host) || s.sources.allow(host) {
+			// A proxy's requests are accounted to their clients in
+			// admit, once their Vias are parsed.
 			return data, nil
 		}
 		reason = fmt.Sprintf("more than %d requests a second from %s", s.opt.Limits.RequestsPerSecondPerSource, host)

@@ -18,6 +18,17 @@ import (
 type binding struct {
 	rec store.Binding
 	exp expiry
+	// flow is the connection its last REGISTER came over, TCP or TLS; not
+	// stored, since no connection outlives the process.
+	flow flow
+}
+
+// flow is a binding as the NOTIFY sender looks it up: the connection
+// (transport, source ip:port) a REGISTER came over, and what a
+// subscriber's Contact is matched with.
+type flow struct {
+	transport, source string // "TCP" or "TLS"; "" for a datagram REGISTER
+	contact, instance string
 }
 
 // bindingChange is one binding added, refreshed or removed by a REGISTER
@@ -26,6 +37,7 @@ type bindingChange struct {
 	rec     store.Binding
 	removed bool
 	old     *binding // the binding replaced or removed, nil for a new one
+	flow    flow     // of the REGISTER that added or refreshed it
 }
 
 // onRegister is a registrar (RFC 3261 §10.3): it keeps the bindings of
@@ -51,9 +63,13 @@ func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 	if !ok {
 		return refusef(400, "To %s names no address of record (sip:user@host)", to.String())
 	}
+	path, err := header.Path(req)
+	if err != nil {
+		return refuse(400, err.Error())
+	}
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
-	changes, err := s.bindingChanges(req, aor)
+	changes, err := s.bindingChanges(req, aor, path)
 	if err != nil {
 		return err
 	}
@@ -73,7 +89,20 @@ func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 		if b.rec.Q != "" {
 			ch.Params.Add("q", b.rec.Q)
 		}
+		if b.rec.Instance != "" {
+			ch.Params.Add("+sip.instance", `"`+b.rec.Instance+`"`)
+		}
+		if b.rec.RegID != 0 {
+			ch.Params.Add("reg-id", strconv.FormatUint(uint64(b.rec.RegID), 10))
+		}
 		res.AppendHeader(ch)
+	}
+	// RFC 3327 §5.3: the Path is returned only to a client that said it
+	// understands it; it is stored either way.
+	if header.Supported(req, "path") {
+		for _, p := range path {
+			res.AppendHeader(sip.NewHeader("Path", p))
+		}
 	}
 	res.AppendHeader(sip.NewHeader("Date", time.Now().UTC().Format(http1123)))
 	s.respond(req, tx, res, "")
@@ -82,9 +111,9 @@ func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 }
 
 // bindingChanges is what a REGISTER's Contacts ask of aor's bindings
-// (RFC 3261 §10.3 steps 6 and 7): added, refreshed or removed, each with
-// its expiry. s.regMu is held.
-func (s *Server) bindingChanges(req *sip.Request, aor string) ([]bindingChange, error) {
+// (RFC 3261 §10.3 steps 6 and 7): added, refreshed, replaced or removed,
+// each with its expiry and the REGISTER's Path. s.regMu is held.
+func (s *Server) bindingChanges(req *sip.Request, aor string, path []string) ([]bindingChange, error) {
 	headerSecs, headerGiven, err := header.Expires(req)
 	if err != nil {
 		return nil, refuse(400, err.Error())
@@ -92,6 +121,7 @@ func (s *Server) bindingChanges(req *sip.Request, aor string) ([]bindingChange, 
 	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
 	current := s.bindings[aor]
 	var changes []bindingChange
+	seen := map[string]int{} // binding key -> the Contact that named it
 	contacts := req.GetHeaders("Contact")
 	for i, h := range contacts {
 		c, ok := h.(*sip.ContactHeader)
@@ -126,8 +156,28 @@ func (s *Server) bindingChanges(req *sip.Request, aor string) ([]bindingChange, 
 				sip.NewHeader("Min-Expires", strconv.Itoa(s.opt.Registrar.Min)))
 		}
 		secs = min(secs, s.opt.Registrar.Max)
-		contact := c.Address.String()
-		old := current[contact]
+		rec := store.Binding{AOR: aor, Contact: c.Address.String(), CallID: callID, CSeq: cseq,
+			Expires: time.Now().Add(time.Duration(secs) * time.Second), Path: path}
+		if v, ok := c.Params.Get("+sip.instance"); ok {
+			if rec.Instance, err = header.Instance(v); err != nil {
+				return nil, refusef(400, "Contact %d: %v", i+1, err)
+			}
+		}
+		if v, ok := c.Params.Get("reg-id"); ok {
+			if rec.Instance == "" {
+				// RFC 5626 §6: a reg-id names a flow of an instance.
+				return nil, refusef(400, "Contact %d: reg-id without +sip.instance", i+1)
+			}
+			if rec.RegID, err = header.RegID(v); err != nil {
+				return nil, refusef(400, "Contact %d: %v", i+1, err)
+			}
+		}
+		key := bindingKey(rec)
+		if j, ok := seen[key]; ok {
+			return nil, refusef(400, "Contacts %d and %d name the same binding", j, i+1)
+		}
+		seen[key] = i + 1
+		old := matchBinding(current, rec)
 		if old != nil && old.rec.CallID == callID && cseq <= old.rec.CSeq {
 			return nil, refusef(500, "CSeq %d is not above %d", cseq, old.rec.CSeq)
 		}
@@ -137,8 +187,10 @@ func (s *Server) bindingChanges(req *sip.Request, aor string) ([]bindingChange, 
 			}
 			continue
 		}
-		rec := store.Binding{ID: newToken(), AOR: aor, Contact: contact, CallID: callID, CSeq: cseq,
-			Expires: time.Now().Add(time.Duration(secs) * time.Second)}
+		// A binding replaced by the same instance from another address
+		// keeps its ID: the modules see one binding whose contact moved,
+		// not one more device.
+		rec.ID = newToken()
 		if old != nil {
 			rec.ID = old.rec.ID
 		}
@@ -148,12 +200,44 @@ func (s *Server) bindingChanges(req *sip.Request, aor string) ([]bindingChange, 
 			}
 			rec.Q = q
 		}
-		changes = append(changes, bindingChange{rec: rec, old: old})
+		ch := bindingChange{rec: rec, old: old}
+		if tr := req.Transport(); tr == "TCP" || tr == "TLS" {
+			ch.flow = flow{transport: tr, source: req.Source(), contact: rec.Contact, instance: rec.Instance}
+		}
+		changes = append(changes, ch)
 	}
 	return changes, nil
 }
 
 const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// bindingKey is what identifies a binding among its AOR's: its instance
+// and reg-id when it has an instance (RFC 5626 §6, RFC 5627), its contact
+// URI otherwise (RFC 3261 §10.3). A phone that registers again from a new
+// port (a new TCP connection, a NAT rebinding) keeps its instance and so
+// replaces its binding instead of adding one that would stay open until
+// it expired.
+func bindingKey(rec store.Binding) string {
+	if rec.Instance == "" {
+		return rec.Contact
+	}
+	return rec.Instance + ";reg-id=" + strconv.FormatUint(uint64(rec.RegID), 10)
+}
+
+// matchBinding is the binding of current that rec's Contact names: the
+// one with its key or, for a Contact without an instance, the one with
+// its URI whatever its instance, since RFC 3261 compares bindings by URI.
+func matchBinding(current map[string]*binding, rec store.Binding) *binding {
+	if b := current[bindingKey(rec)]; b != nil || rec.Instance != "" {
+		return b
+	}
+	for _, b := range current {
+		if b.rec.Contact == rec.Contact {
+			return b
+		}
+	}
+	return nil
+}
 
 func sortedBindings(m map[string]*binding) []*binding {
 	out := make([]*binding, 0, len(m))
@@ -220,17 +304,60 @@ func (s *Server) bind(aor string, changes []bindingChange) {
 	for _, c := range changes {
 		if c.old != nil {
 			s.timers.stop(&c.old.exp)
-			delete(s.bindings[aor], c.old.rec.Contact)
+			delete(s.bindings[aor], bindingKey(c.old.rec))
 		}
 		if !c.removed {
-			bd := &binding{rec: c.rec}
-			s.bindings[aor][c.rec.Contact] = bd
+			bd := &binding{rec: c.rec, flow: c.flow}
+			s.bindings[aor][bindingKey(c.rec)] = bd
 			s.armBinding(bd)
+		}
+	}
+	var flows []flow
+	for _, b := range s.bindings[aor] {
+		if b.flow.source != "" {
+			flows = append(flows, b.flow)
 		}
 	}
 	if len(s.bindings[aor]) == 0 {
 		delete(s.bindings, aor)
 	}
+	s.flowMu.Lock()
+	if len(flows) == 0 {
+		delete(s.flows, aor)
+	} else {
+		s.flows[aor] = flows
+	}
+	s.flowMu.Unlock()
+}
+
+// registeredFlow is the source of a live TCP or TLS connection over which
+// d's subscriber registered a binding, "" if there is none: a binding of
+// the subscriber's address of record with d's instance or, without one,
+// d's Contact URI. Any lock may be held.
+func (s *Server) registeredFlow(d *dialog, transport string) string {
+	var u sip.Uri
+	if err := sip.ParseUri(d.remoteURI, &u); err != nil {
+		return ""
+	}
+	aor, ok := presentityOf(u)
+	if !ok {
+		return ""
+	}
+	s.flowMu.Lock()
+	flows := s.flows[aor]
+	s.flowMu.Unlock()
+	for _, f := range flows {
+		if !strings.EqualFold(f.transport, transport) {
+			continue
+		}
+		if d.instance != "" && f.instance == d.instance || d.instance == "" && f.contact == d.target {
+			if c, err := s.ua.TransportLayer().GetConnection(transport, f.source); err == nil && c != nil {
+				c.TryClose() // GetConnection took a reference
+				return f.source
+			}
+		}
+	}
+	return ""
 }
 
 // releaseAll releases resources locked by applyBindings.
@@ -250,7 +377,7 @@ func (b *binding) expired(s *Server) { s.expireBinding(b) }
 func (s *Server) expireBinding(b *binding) {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
-	if s.bindings[b.rec.AOR][b.rec.Contact] != b || time.Now().Before(b.rec.Expires) {
+	if s.bindings[b.rec.AOR][bindingKey(b.rec)] != b || time.Now().Before(b.rec.Expires) {
 		return
 	}
 	c, locked, err := s.applyBindings(b.rec.AOR, []bindingChange{{rec: b.rec, removed: true, old: b}})

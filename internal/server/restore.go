@@ -73,7 +73,7 @@ func (s *Server) restore() error {
 			s.bindings[rec.AOR] = map[string]*binding{}
 		}
 		b := &binding{rec: rec}
-		s.bindings[rec.AOR][rec.Contact] = b
+		s.bindings[rec.AOR][bindingKey(rec)] = b
 		s.armBinding(b)
 	}
 	s.regMu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -55,6 +56,10 @@ type Limits struct {
 	RequestsPerSecondPerSource   int // 503 + Retry-After above, per source IP
 	MaxInFlight                  int // requests handled at once; 503 + Retry-After above
 	TCPIdleTimeout               time.Duration
+	// TrustedSources are proxies: a request from one is accounted to, and
+	// logged as, the client its Vias name (clientAddr), and one a proxy
+	// sends for itself is not limited per source.
+	TrustedSources []netip.Prefix
 }
 
 // Bounds are the Expires limits of one method.
@@ -113,7 +118,11 @@ type Server struct {
 	closed    bool
 
 	regMu    sync.Mutex                     // the registrar; taken before any resource
-	bindings map[string]map[string]*binding // AOR -> contact -> binding
+	bindings map[string]map[string]*binding // AOR -> bindingKey -> binding
+	// flows are the bindings registered over TCP or TLS, by AOR, for the
+	// NOTIFY sender; flowMu is taken last, under any other lock.
+	flowMu sync.Mutex
+	flows  map[string][]flow
 
 	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
 	storeLog rateLimit // of "store commit failed" lines: a full disk fails every request
@@ -162,7 +171,7 @@ func New(opt Options) (*Server, error) {
 		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
 		dialogs:  map[string]*dialog{},
-		bindings: map[string]map[string]*binding{}}
+		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
 	}
@@ -423,8 +432,13 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Re
 		res.AppendHeader(h)
 	}
 	if res.StatusCode >= 300 && s.logLimit.allow() {
-		s.log.Info("request refused", "method", req.Method.String(), "code", res.StatusCode,
-			"reason", warning, "source", req.Source(), "call_id", callID(req))
+		args := []any{"method", req.Method.String(), "code", res.StatusCode, "reason", warning}
+		if client, proxied := s.clientAddr(req); proxied {
+			args = append(args, "source", client, "proxy", req.Source())
+		} else {
+			args = append(args, "source", req.Source())
+		}
+		s.log.Info("request refused", append(args, "call_id", callID(req))...)
 	}
 	s.opt.Metrics.Response(req.Method.String(), res.StatusCode)
 	if err := tx.Respond(res); err != nil {

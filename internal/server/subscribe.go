@@ -80,6 +80,9 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 		transport: req.Transport(), source: req.Source(), eventID: ev.ID, created: time.Now().UnixNano(), res: r,
 		target: req.Contact().Address.String(), accept: header.Accept(req), remoteCSeq: req.CSeq().SeqNo,
 		reserved: cseqBlock} // the first block, reserved with the subscription
+	if v, ok := req.Contact().Params.Get("+sip.instance"); ok {
+		d.instance, _ = header.Instance(v) // a malformed one matches no registration
+	}
 	// A proxy that record-routed stays on the path: the route set is the
 	// Record-Route list in order (RFC 3261 §12.1.1).
 	for _, rr := range req.GetHeaders("Record-Route") {

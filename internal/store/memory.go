@@ -51,6 +51,7 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 		delete(m.pubs, id)
 	}
 	for _, bd := range b.Bindings {
+		bd.Path = slices.Clone(bd.Path)
 		m.bind[bd.ID] = bd
 	}
 	for _, id := range b.DeleteBindings {

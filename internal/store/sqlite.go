@@ -51,7 +51,7 @@ const maxGroup = 512
 
 // schemaVersion is the version this build writes; migrations[i] takes a
 // file from version i to i+1.
-const schemaVersion = 3
+const schemaVersion = 4
 
 var migrations = []string{
 	`CREATE TABLE subscriptions (
@@ -144,6 +144,12 @@ var migrations = []string{
 		SELECT id, etag, event, resource, content_type, length(CAST(body AS BLOB)), expires FROM publications;
 	DROP TABLE publications;
 	ALTER TABLE publications3 RENAME TO publications;`,
+	// 4: a binding keeps the instance and reg-id that identify it (RFC
+	// 5626, RFC 5627) and the Path of its REGISTER (RFC 3327). Existing
+	// bindings had none of them.
+	`ALTER TABLE bindings ADD COLUMN instance TEXT NOT NULL DEFAULT '';
+	ALTER TABLE bindings ADD COLUMN reg_id INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE bindings ADD COLUMN path TEXT NOT NULL DEFAULT '';  -- one URI per line`,
 }
 
 // OpenSQLite opens (creating if needed) the store file at path and brings
@@ -205,7 +211,7 @@ func (st *stmts) prepare(db *sql.DB) error {
 		{&st.delPub, `DELETE FROM publications WHERE id = ?`},
 		{&st.putRes, `INSERT OR REPLACE INTO resources VALUES (?,?,?)`},
 		{&st.delRes, `DELETE FROM resources WHERE event = ? AND resource = ?`},
-		{&st.putBind, `INSERT OR REPLACE INTO bindings VALUES (?,?,?,?,?,?,?)`},
+		{&st.putBind, `INSERT OR REPLACE INTO bindings VALUES (?,?,?,?,?,?,?,?,?,?)`},
 		{&st.delBind, `DELETE FROM bindings WHERE id = ?`},
 		{&st.cseq, `UPDATE subscriptions SET local_cseq = ? WHERE id = ? AND local_cseq < ?`},
 	} {
@@ -396,7 +402,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 	}
 	for _, v := range b.Bindings {
 		err := exec(st.putBind,
-			v.ID, v.AOR, v.Contact, v.Q, v.CallID, v.CSeq, ms(v.Expires))
+			v.ID, v.AOR, v.Contact, v.Q, v.CallID, v.CSeq, ms(v.Expires), v.Instance, v.RegID, lines(v.Path))
 		if err != nil {
 			return fmt.Errorf("binding: %w", err)
 		}
@@ -492,7 +498,7 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT id, aor, contact, q, call_id, cseq, expires FROM bindings`)
+	rows, err = tx.QueryContext(ctx, `SELECT id, aor, contact, q, call_id, cseq, expires, instance, reg_id, path FROM bindings`)
 	if err != nil {
 		return nil, err
 	}
@@ -500,10 +506,11 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 	for rows.Next() {
 		var v Binding
 		var exp int64
-		if err := rows.Scan(&v.ID, &v.AOR, &v.Contact, &v.Q, &v.CallID, &v.CSeq, &exp); err != nil {
+		var path string
+		if err := rows.Scan(&v.ID, &v.AOR, &v.Contact, &v.Q, &v.CallID, &v.CSeq, &exp, &v.Instance, &v.RegID, &path); err != nil {
 			return nil, err
 		}
-		v.Expires = time.UnixMilli(exp)
+		v.Expires, v.Path = time.UnixMilli(exp), unlines(path)
 		snap.Bindings = append(snap.Bindings, v)
 	}
 	return snap, rows.Err()

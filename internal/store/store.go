@@ -50,6 +50,12 @@ type Binding struct {
 	CallID  string
 	CSeq    uint32
 	Expires time.Time
+	// Instance is the Contact's +sip.instance without its quotes
+	// ("<urn:uuid:...>", RFC 5626 §4.1), "" if none; RegID its reg-id, 0
+	// if none. With an instance, they and not Contact identify the binding.
+	Instance string
+	RegID    uint32
+	Path     []string // the REGISTER's Path values in order (RFC 3327), one URI each
 }
 
 // Publication is one RFC 3903 publication.

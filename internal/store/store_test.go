@@ -93,15 +93,7 @@ func TestSQLiteMigrates(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var st stmts
-			if err := st.prepare(db); err != nil {
-				t.Fatal(err)
-			}
-			tx, _ := db.Begin()
-			if err := st.apply(tx, &Batch{Subscriptions: []Subscription{sub}, Resources: []Resource{res}, Bindings: []Binding{bind}}); err != nil {
-				t.Fatal(err)
-			}
-			tx.Commit()
+			writeOldRows(t, db)
 			// publications as the old schemas wrote them, body and all
 			for _, q := range []string{
 				`INSERT INTO publications VALUES ('p1', 'e1', 'presence', 'sip:a@x', 'application/pidf+xml', CAST('<presence/>' AS BLOB), 1800000000000)`,
@@ -134,6 +126,64 @@ func TestSQLiteMigrates(t *testing.T) {
 				t.Fatalf("after migration:\n%+v\nwant\n%+v", snap, want)
 			}
 		})
+	}
+}
+
+// From version 3, bindings gain an instance, a reg-id and a Path, none of
+// which the bindings already stored had.
+func TestSQLiteMigratesBindings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "presenced.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range append(migrations[:3:3], "PRAGMA user_version = 3") {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeOldRows(t, db)
+	db.Close()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	snap, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Binding{bind}; !reflect.DeepEqual(snap.Bindings, want) {
+		t.Fatalf("after migration:\n%+v\nwant\n%+v", snap.Bindings, want)
+	}
+	plain := bind
+	plain.Instance, plain.RegID, plain.Path = "<urn:uuid:x>", 1, []string{"<sip:edge;lr>"}
+	if err := s.Commit(context.Background(), &Batch{Bindings: []Binding{plain}}); err != nil {
+		t.Fatal(err)
+	}
+	if snap, _ := s.Load(context.Background()); !reflect.DeepEqual(snap.Bindings, []Binding{plain}) {
+		t.Fatalf("written after migration: %+v", snap.Bindings)
+	}
+}
+
+// writeOldRows writes sub, res and bind as schemas 1 to 3 kept them: the
+// columns of subscriptions and resources have not changed since, and a
+// binding had neither instance, reg-id nor Path.
+func writeOldRows(t *testing.T, db *sql.DB) {
+	t.Helper()
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, []any{sub.ID, sub.CallID, sub.LocalTag,
+			sub.RemoteTag, sub.LocalURI, sub.RemoteURI, sub.RemoteTarget, lines(sub.RouteSet), sub.Transport, sub.Source, sub.Event,
+			sub.EventID, sub.Resource, lines(sub.Accept), ms(sub.Expires), sub.LocalCSeq, sub.RemoteCSeq, sub.State, sub.Status, ms(sub.Created)}},
+		{`INSERT INTO resources VALUES (?,?,?)`, []any{res.Event, res.Resource, res.State}},
+		{`INSERT INTO bindings VALUES (?,?,?,?,?,?,?)`, []any{bind.ID, bind.AOR, bind.Contact, bind.Q, bind.CallID, bind.CSeq, ms(bind.Expires)}},
+	} {
+		if _, err := db.Exec(q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

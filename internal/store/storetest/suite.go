@@ -69,7 +69,9 @@ func res(i int) store.Resource {
 
 func bind(i int) store.Binding {
 	return store.Binding{ID: fmt.Sprint("b", i), AOR: "sip:a@x", Contact: fmt.Sprintf("sip:a@192.0.2.%d", i%250),
-		Q: "0.5", CallID: "c", CSeq: uint32(i), Expires: when}
+		Q: "0.5", CallID: "c", CSeq: uint32(i), Expires: when,
+		Instance: fmt.Sprintf("<urn:uuid:00000000-0000-1000-8000-%012d>", i), RegID: uint32(i%3 + 1),
+		Path: []string{"<sip:edge.x;lr;ob>", "<sip:core.x;lr>"}}
 }
 
 func commit(t *testing.T, s store.Store, b *store.Batch) {
@@ -110,7 +112,7 @@ func normal(snap *store.Snapshot) *store.Snapshot {
 		n.Resources = append(n.Resources, v)
 	}
 	for _, v := range snap.Bindings {
-		v.Expires = ms(v.Expires)
+		v.Expires, v.Path = ms(v.Expires), nilIfEmpty(v.Path)
 		n.Bindings = append(n.Bindings, v)
 	}
 	slices.SortFunc(n.Subscriptions, func(a, b store.Subscription) int { return cmp.Compare(a.ID, b.ID) })
@@ -142,11 +144,13 @@ func wantSnapshot(t *testing.T, s store.Store, want *store.Snapshot) {
 func everyKindRoundTrips(t *testing.T, s store.Store) {
 	wantSnapshot(t, s, &store.Snapshot{})
 	big, bound := sub(1), bind(1)
-	big.LocalCSeq, big.RemoteCSeq, bound.CSeq = math.MaxUint32, math.MaxUint32-1, math.MaxUint32
+	big.LocalCSeq, big.RemoteCSeq, bound.CSeq, bound.RegID = math.MaxUint32, math.MaxUint32-1, math.MaxUint32, math.MaxInt32
 	empty := sub(2)
 	empty.RouteSet, empty.Accept, empty.State, empty.EventID = nil, nil, nil, ""
+	plain := bind(2) // a binding identified by its contact, as RFC 3261 alone has it
+	plain.Instance, plain.RegID, plain.Path = "", 0, nil
 	b := &store.Batch{Subscriptions: []store.Subscription{big, empty}, Publications: []store.Publication{pub(1)},
-		Resources: []store.Resource{res(1)}, Bindings: []store.Binding{bound}}
+		Resources: []store.Resource{res(1)}, Bindings: []store.Binding{bound, plain}}
 	commit(t, s, b)
 	wantSnapshot(t, s, snapshot(b))
 }
@@ -179,6 +183,7 @@ func replaceByID(t *testing.T, s store.Store) {
 	r.State = []byte("new state")
 	bd := bind(1)
 	bd.Contact, bd.Q, bd.CallID, bd.CSeq, bd.Expires = "sip:a@192.0.2.99", "", "c2", 9, when.Add(time.Hour)
+	bd.RegID, bd.Path = 7, []string{"<sip:other-edge.x;lr>"}
 	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{d}, Publications: []store.Publication{p},
 		Resources: []store.Resource{r}, Bindings: []store.Binding{bd}})
 	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{d, sub(2)}, Publications: []store.Publication{p, pub(2)},
@@ -337,10 +342,11 @@ func concurrentCommitsAllLand(t *testing.T, s store.Store) {
 // A committed batch is the store's: the caller may reuse its records and
 // their slices.
 func commitCopies(t *testing.T, s store.Store) {
-	d, r := sub(1), res(1)
-	b := &store.Batch{Subscriptions: []store.Subscription{d}, Resources: []store.Resource{r}}
+	d, r, bd := sub(1), res(1), bind(1)
+	b := &store.Batch{Subscriptions: []store.Subscription{d}, Resources: []store.Resource{r}, Bindings: []store.Binding{bd}}
 	commit(t, s, b)
-	d.State[0], d.RouteSet[0], d.Accept[0], r.State[0] = 99, "<sip:changed>", "changed", 'X'
+	d.State[0], d.RouteSet[0], d.Accept[0], r.State[0], bd.Path[0] = 99, "<sip:changed>", "changed", 'X', "<sip:changed>"
 	b.Subscriptions[0].ID = "changed"
-	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{sub(1)}, Resources: []store.Resource{res(1)}})
+	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{sub(1)}, Resources: []store.Resource{res(1)},
+		Bindings: []store.Binding{bind(1)}})
 }
