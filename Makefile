@@ -9,7 +9,9 @@ WASM     := $(foreach m,$(MODULES),extensions/$(m)/$(m).wasm)
 
 build: bin/presenced wasm
 
+# The C example (examples/c) needs clang and wasi-libc (README.md).
 wasm: $(WASM)
+	$(MAKE) -s -C examples/c note.wasm
 
 bin/presenced: FORCE
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $@ ./cmd/presenced
@@ -40,6 +42,7 @@ bench-compare: build
 
 clean:
 	rm -rf bin $(WASM)
+	$(MAKE) -s -C examples/c clean
 
 FORCE:
 
