@@ -5,11 +5,16 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 MODULES  := pa conference dialog mwi
 WASM     := $(foreach m,$(MODULES),extensions/$(m)/$(m).wasm)
 
-.PHONY: build run test bench bench-compare vet clean wasm
+.PHONY: build run test bench bench-compare vet clean wasm examples
 
 build: bin/presenced wasm
 
 wasm: $(WASM)
+
+# The C example module; it needs clang and wasi-libc (examples/c/README.md),
+# so only make test builds it, not make build or make run.
+examples:
+	$(MAKE) -s -C examples/c note.wasm
 
 bin/presenced: FORCE
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $@ ./cmd/presenced
@@ -23,7 +28,7 @@ run: build
 	./bin/presenced -config presenced.toml
 
 # The integration tests build the modules they load from source (sdktest).
-test: wasm
+test: wasm examples
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./extensions/... ./sdk
 	$(GO) test -count=1 -timeout 10m ./...
@@ -40,6 +45,7 @@ bench-compare: build
 
 clean:
 	rm -rf bin $(WASM)
+	$(MAKE) -s -C examples/c clean
 
 FORCE:
 

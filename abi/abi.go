@@ -148,10 +148,12 @@ const (
 	StatusRejected = "rejected"
 )
 
-// Log levels of ImportLog, spaced like log/slog's.
+// Log levels of ImportLog, spaced like log/slog's. They are untyped so
+// that they convert to the host's uint32 and to sdk.LogLevel alike, and a
+// module that passes abi.LogWarn to sdk.Log keeps compiling.
 const (
-	LogDebug uint32 = 0
-	LogInfo  uint32 = 1
-	LogWarn  uint32 = 2
-	LogError uint32 = 3
+	LogDebug = 0
+	LogInfo  = 1
+	LogWarn  = 2
+	LogError = 3
 )

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/presenced/presenced/abi"
 )
 
 // Helpers for Init: read the config table's values into the types a module
@@ -56,6 +54,6 @@ func WarnUnknownKeys(cfg Config, what string, known ...string) {
 	}
 	slices.Sort(unknown)
 	for _, k := range unknown {
-		Log(abi.LogWarn, fmt.Sprintf("config key %q is unknown to the %s package; ignored", k, what))
+		Log(LogWarn, fmt.Sprintf("config key %q is unknown to the %s package; ignored", k, what))
 	}
 }

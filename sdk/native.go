@@ -9,6 +9,6 @@ import (
 
 // Log writes one line to the process's default logger when a module runs
 // natively (unit tests); under wasm it goes to the host's log.
-func Log(level uint32, msg string) {
+func Log(level LogLevel, msg string) {
 	slog.Log(context.Background(), slog.Level((int(level)-1)*4), msg)
 }

@@ -64,13 +64,13 @@ type Module interface {
 	// table, flattened to dotted keys. An error stops the extension from
 	// loading, with the error in the host's log.
 	Init(name string, cfg Config) (Manifest, error)
-	// Publish handles abi.OpPublish: validate req.Publication, fold it into
+	// Publish handles OpPublish: validate req.Publication, fold it into
 	// req.State, render for req.Watchers. Refuse bad input with Reject.
-	Publish(req *Request) (*Response, error)
-	// Unpublish handles abi.OpUnpublish: drop req.Publication.ID.
-	Unpublish(req *Request) (*Response, error)
-	// Render handles abi.OpRender: render req.State for req.Watchers.
-	Render(req *Request) (*Response, error)
+	// Unpublish handles OpUnpublish: drop req.Publication.ID. Render
+	// handles OpRender: render req.State for req.Watchers. A module
+	// serving several packages implements them once per package, each a
+	// Handler in a Mux.
+	Handler
 }
 
 // Rejection is an error that refuses a request with a SIP status code. The

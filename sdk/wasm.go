@@ -28,17 +28,17 @@ func abiMarker() {}
 //go:wasmexport presenced_init
 func exportInit(n uint32) int32 {
 	if registered == nil {
-		Log(abi.LogError, "sdk: no module registered; call sdk.Register from init()")
+		Log(LogError, "sdk: no module registered; call sdk.Register from init()")
 		return int32(abi.StatusInternal)
 	}
 	var in abi.InitRequest
 	if err := in.Unmarshal(readInput(n)); err != nil {
-		Log(abi.LogError, "init: "+err.Error())
+		Log(LogError, "init: "+err.Error())
 		return int32(abi.StatusBadInput)
 	}
 	man, err := registered.Init(in.Name, in.Config)
 	if err != nil {
-		Log(abi.LogError, "init: "+err.Error())
+		Log(LogError, "init: "+err.Error())
 		return int32(abi.StatusInternal)
 	}
 	return writeOutput(man.Marshal())
@@ -48,11 +48,11 @@ func exportInit(n uint32) int32 {
 func exportHandle(op uint32, n uint32) int32 {
 	var req abi.Request
 	if err := req.Unmarshal(readInput(n)); err != nil {
-		Log(abi.LogError, "handle: "+err.Error())
+		Log(LogError, "handle: "+err.Error())
 		return int32(abi.StatusBadInput)
 	}
 	if uint32(req.Op) != op {
-		Log(abi.LogError, fmt.Sprintf("handle: op %d in the call, %d in the request", op, req.Op))
+		Log(LogError, fmt.Sprintf("handle: op %d in the call, %d in the request", op, req.Op))
 		return int32(abi.StatusBadInput)
 	}
 	res, err := Dispatch(registered, &req)
@@ -60,7 +60,7 @@ func exportHandle(op uint32, n uint32) int32 {
 		return int32(abi.StatusUnsupported)
 	}
 	if err != nil {
-		Log(abi.LogError, fmt.Sprintf("%s %s: %v", req.Op, req.Resource, err))
+		Log(LogError, fmt.Sprintf("%s %s: %v", req.Op, req.Resource, err))
 		return int32(abi.StatusInternal)
 	}
 	return writeOutput(res.Marshal())
@@ -86,10 +86,10 @@ func writeOutput(b []byte) int32 {
 }
 
 // Log writes one line to the host's log, tagged with the extension's name.
-func Log(level uint32, msg string) {
+func Log(level LogLevel, msg string) {
 	if msg == "" {
 		return
 	}
 	b := []byte(msg)
-	hostLog(level, unsafe.Pointer(&b[0]), uint32(len(b)))
+	hostLog(uint32(level), unsafe.Pointer(&b[0]), uint32(len(b)))
 }

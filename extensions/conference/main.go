@@ -206,25 +206,26 @@ func (c *conference) respond(req *sdk.Request, st *state, changed bool, parsed m
 		if !w.Full && string(ws.hash) == string(sum[:]) {
 			continue
 		}
+		version, next := sdk.NextVersion(w.State, sdk.VersionStartConference)
 		n := sdk.Notification{WatcherID: w.ID, ContentType: infoType, StateChanged: true}
 		var body []byte
 		if c.partial && !w.Full && len(ws.doc) > 0 {
 			if old, err := confinfo.Decode(ws.doc); err == nil {
 				if d, ok := confinfo.Diff(old, doc); ok && d != nil {
-					body = confinfo.Render(d, confinfo.Partial, ws.version+1)
+					body = confinfo.Render(d, confinfo.Partial, version)
 					n.Partial = true
 				}
 			}
 		}
 		if body == nil {
-			body = confinfo.Render(doc, confinfo.Full, ws.version+1)
+			body = confinfo.Render(doc, confinfo.Full, version)
 		}
 		n.Body = body
-		next := watcherState{version: ws.version + 1, hash: sum[:]}
+		sent := watcherState{hash: sum[:]}
 		if c.partial {
-			next.doc = canon
+			sent.doc = canon
 		}
-		n.State = next.encode()
+		n.State = sent.appendTo(next)
 		res.Notifications = append(res.Notifications, n)
 	}
 	return res, nil

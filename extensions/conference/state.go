@@ -12,10 +12,11 @@ import (
 //
 //	message State   { repeated Pub pubs = 1; uint64 clock = 2; }
 //	message Pub     { string id = 1; bytes doc = 2; uint64 version = 3; uint64 modified = 4; }
-//	message Watcher { uint64 version = 1; bytes hash = 2; bytes doc = 3; }
+//	message Watcher { uint64 sent = 1; bytes hash = 2; bytes doc = 3; }
 //
 // Pub.doc is the publication's merged document, normalized and without
-// state or version (confinfo.Canonical). Watcher.doc is the merged
+// state or version (confinfo.Canonical). Watcher.sent is sdk.NextVersion's
+// count of documents sent, whose version is 1 + sent. Watcher.doc is the merged
 // document last sent (only with use_partial_states), Watcher.hash its
 // SHA-256 (always). These numbers never change. A field of a type other
 // than the one it is written with is skipped, as protobuf does.
@@ -28,9 +29,8 @@ const (
 	fPubVersion  = 3
 	fPubModified = 4
 
-	fWatVersion = 1
-	fWatHash    = 2
-	fWatDoc     = 3
+	fWatHash = 2
+	fWatDoc  = 3
 )
 
 type pub struct {
@@ -46,9 +46,8 @@ type state struct {
 }
 
 type watcherState struct {
-	version uint64
-	hash    []byte
-	doc     []byte
+	hash []byte
+	doc  []byte
 }
 
 func (s *state) find(id string) int {
@@ -121,10 +120,8 @@ func decodePub(b []byte) (pub, error) {
 	return p, err
 }
 
-func (w *watcherState) encode() []byte {
-	var b []byte
-	b = protowire.AppendTag(b, fWatVersion, protowire.VarintType)
-	b = protowire.AppendVarint(b, w.version)
+// appendTo appends w to the blob sdk.NextVersion returned.
+func (w *watcherState) appendTo(b []byte) []byte {
 	if len(w.hash) > 0 {
 		b = protowire.AppendTag(b, fWatHash, protowire.BytesType)
 		b = protowire.AppendBytes(b, w.hash)
@@ -140,8 +137,6 @@ func decodeWatcher(b []byte) (*watcherState, error) {
 	w := &watcherState{}
 	err := abi.Fields(b, func(f abi.Field) error {
 		switch {
-		case f.IsVarint(fWatVersion):
-			w.version = f.Varint
 		case f.IsBytes(fWatHash):
 			w.hash = f.Bytes
 		case f.IsBytes(fWatDoc):

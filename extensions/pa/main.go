@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
 )
 
@@ -88,9 +87,6 @@ func optionalSeconds(cfg sdk.Config, key string) (uint32, error) {
 }
 
 func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
-	if req.Event == winfoEvent {
-		return nil, sdk.Reject(489, "%s takes no publications", winfoEvent)
-	}
 	pub := req.Publication
 	if pub == nil {
 		return nil, errors.New("publish without a publication")
@@ -111,9 +107,6 @@ func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 }
 
 func (p *pa) Unpublish(req *sdk.Request) (*sdk.Response, error) {
-	if req.Event == winfoEvent {
-		return &sdk.Response{}, nil
-	}
 	if req.Publication == nil {
 		return nil, errors.New("unpublish without a publication")
 	}
@@ -125,9 +118,6 @@ func (p *pa) Unpublish(req *sdk.Request) (*sdk.Response, error) {
 }
 
 func (p *pa) Render(req *sdk.Request) (*sdk.Response, error) {
-	if req.Event == winfoEvent {
-		return winfoRender(req)
-	}
 	// No Accept means the package default, PIDF (RFC 3856 §6).
 	if err := sdk.CheckAccept(req.Watchers, pidfType); err != nil {
 		return nil, err
@@ -147,24 +137,17 @@ func (p *pa) Binding(req *sdk.Request) (*sdk.Response, error) {
 	if b == nil {
 		return nil, errors.New("binding op without a binding")
 	}
-	if req.Event == winfoEvent {
-		return &sdk.Response{}, nil
-	}
 	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
 	}
 	q := strings.TrimSpace(b.Q)
 	if q != "" && !qvalue.MatchString(q) {
-		sdk.Log(abi.LogWarn, fmt.Sprintf("binding %s of %s: q=%q is not a qvalue; contact sent without a priority", b.ID, req.Resource, b.Q))
+		sdk.Log(sdk.LogWarn, fmt.Sprintf("binding %s of %s: q=%q is not a qvalue; contact sent without a priority", b.ID, req.Resource, b.Q))
 		q = ""
 	}
 	changed := st.setBinding(binding{ID: b.ID, Contact: b.Contact, Q: q, ExpiresUnix: b.ExpiresUnix}, b.Removed)
 	return p.respond(req, st, changed)
-}
-
-func (p *pa) WatcherEvent(req *sdk.Request) (*sdk.Response, error) {
-	return winfoEventOp(req)
 }
 
 // Command runs an admin command on one presentity: approve or reject a
@@ -174,9 +157,6 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 	c := req.Command
 	if c == nil {
 		return nil, errors.New("command op without a command")
-	}
-	if req.Event == winfoEvent {
-		return nil, sdk.Reject(400, "%s has no commands; send %q to %s", winfoEvent, c.Name, presenceEvent)
 	}
 	if c.Name != "approve" && c.Name != "reject" {
 		return nil, sdk.Reject(400, "unknown command %q; want approve or reject", c.Name)
@@ -217,14 +197,14 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 			continue
 		}
 		switch {
-		case c.Name == "approve" && w.Status == abi.StatusPending:
-			n, err := r.active(p, req, st, w, abi.StatusActive)
+		case c.Name == "approve" && w.Status == sdk.StatusPending:
+			n, err := r.active(p, req, st, w, sdk.StatusActive)
 			if err != nil {
 				return nil, err
 			}
 			res.Notifications = append(res.Notifications, n)
-		case c.Name == "reject" && (w.Status == abi.StatusPending || w.Status == abi.StatusActive):
-			res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, Status: abi.StatusRejected})
+		case c.Name == "reject" && (w.Status == sdk.StatusPending || w.Status == sdk.StatusActive):
+			res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, Status: sdk.StatusRejected})
 		}
 	}
 	return res, nil
@@ -247,7 +227,7 @@ func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, 
 			decided = status
 		}
 		switch status {
-		case abi.StatusActive:
+		case sdk.StatusActive:
 			n, err := r.active(p, req, st, w, decided)
 			if err != nil {
 				return nil, err
@@ -288,6 +268,12 @@ func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, sta
 	return sdk.Notification{WatcherID: w.ID, ContentType: r.ctype, Body: r.body, Status: status}, nil
 }
 
-func init() { sdk.Register(&pa{}) }
+func init() {
+	p := &pa{}
+	mux := sdk.NewMux(p.Init)
+	mux.Handle(presenceEvent, p)
+	mux.Handle(winfoEvent, winfo{})
+	sdk.Register(mux)
+}
 
 func main() {}

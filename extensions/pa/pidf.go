@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/beevik/etree"
-	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/pubstate"
 	"github.com/presenced/presenced/sdk/xmldoc"
@@ -55,7 +54,7 @@ func validate(body []byte, resource string, lenient bool) ([]byte, error) {
 			if !lenient {
 				return nil, sdk.Reject(400, "tuple %q: <basic> is %q, want open or closed", id, v)
 			}
-			sdk.Log(abi.LogWarn, fmt.Sprintf("publication for %s: tuple %q: <basic> is %q, stored as closed (lenient_basic)", resource, id, v))
+			sdk.Log(sdk.LogWarn, fmt.Sprintf("publication for %s: tuple %q: <basic> is %q, stored as closed (lenient_basic)", resource, id, v))
 			fix = append(fix, b)
 		}
 	}
@@ -94,7 +93,7 @@ func validate(body []byte, resource string, lenient bool) ([]byte, error) {
 func compose(resource string, pubs []pubstate.Publication, recent []string, binds []binding) ([]byte, error) {
 	var head strings.Builder
 	head.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<presence xmlns="` + nsPIDF + `" entity="`)
-	head.WriteString(escapeAttr(resource))
+	head.WriteString(xmldoc.EscapeAttr(resource))
 	head.WriteByte('"')
 	// Prefixes bound on the composed root; its default namespace is PIDF.
 	bound := map[string]string{"": nsPIDF}
@@ -123,7 +122,7 @@ func compose(resource string, pubs []pubstate.Publication, recent []string, bind
 			case d.Local == "":
 				def = d.Value
 			case !ok:
-				head.WriteString(` xmlns:` + d.Local + `="` + escapeAttr(d.Value) + `"`)
+				head.WriteString(` xmlns:` + d.Local + `="` + xmldoc.EscapeAttr(d.Value) + `"`)
 				bound[d.Local] = d.Value
 			case u != d.Value:
 				local = append(local, d)
@@ -193,9 +192,9 @@ func copyElement(e *xmldoc.Node, local []xmldoc.NodeAttr, id, extra string) stri
 	b.WriteString("<" + e.Name())
 	for _, d := range append(append([]xmldoc.NodeAttr(nil), e.Decls...), add...) {
 		if d.Local == "" {
-			b.WriteString(` xmlns="` + escapeAttr(d.Value) + `"`)
+			b.WriteString(` xmlns="` + xmldoc.EscapeAttr(d.Value) + `"`)
 		} else {
-			b.WriteString(` xmlns:` + d.Local + `="` + escapeAttr(d.Value) + `"`)
+			b.WriteString(` xmlns:` + d.Local + `="` + xmldoc.EscapeAttr(d.Value) + `"`)
 		}
 	}
 	for _, a := range e.Attrs {
@@ -207,7 +206,7 @@ func copyElement(e *xmldoc.Node, local []xmldoc.NodeAttr, id, extra string) stri
 		if a.Prefix != "" {
 			name = a.Prefix + ":" + a.Local
 		}
-		b.WriteString(" " + name + `="` + escapeAttr(v) + `"`)
+		b.WriteString(" " + name + `="` + xmldoc.EscapeAttr(v) + `"`)
 	}
 	if e.Inner == e.End && extra == "" { // <x/>
 		b.WriteString("/>")
@@ -267,9 +266,9 @@ func mergeNotes(person *xmldoc.Node, all []*xmldoc.Node) string {
 		have[k] = true
 		b.WriteString("<" + tag)
 		if k.lang != "" {
-			b.WriteString(` xml:lang="` + escapeAttr(k.lang) + `"`)
+			b.WriteString(` xml:lang="` + xmldoc.EscapeAttr(k.lang) + `"`)
 		}
-		b.WriteString(">" + escapeText(k.text) + "</" + tag + ">")
+		b.WriteString(">" + xmldoc.EscapeText(k.text) + "</" + tag + ">")
 	}
 	return b.String()
 }
@@ -289,10 +288,10 @@ func bindingTuple(b binding, ids map[string]bool) string {
 	id := unique(fmt.Sprintf("reg-%08x", h.Sum32()), ids)
 	prio := ""
 	if b.Q != "" {
-		prio = ` priority="` + escapeAttr(b.Q) + `"`
+		prio = ` priority="` + xmldoc.EscapeAttr(b.Q) + `"`
 	}
-	return `<tuple id="` + escapeAttr(id) + `"><status><basic>open</basic></status><contact` + prio + ">" +
-		escapeText(b.Contact) + "</contact></tuple>"
+	return `<tuple id="` + xmldoc.EscapeAttr(id) + `"><status><basic>open</basic></status><contact` + prio + ">" +
+		xmldoc.EscapeText(b.Contact) + "</contact></tuple>"
 }
 
 // dummy is what watchers of a presentity with no publication get when
@@ -300,7 +299,7 @@ func bindingTuple(b binding, ids map[string]bool) string {
 // a client, rather than a NOTIFY without a body some clients mishandle.
 func dummy(resource string) []byte {
 	return []byte(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<presence xmlns="` + nsPIDF + `" entity="` +
-		escapeAttr(resource) + `">` + "\n" + `<tuple id="pa-dummy"><status><basic>closed</basic></status></tuple>` + "\n</presence>")
+		xmldoc.EscapeAttr(resource) + `">` + "\n" + `<tuple id="pa-dummy"><status><basic>closed</basic></status></tuple>` + "\n</presence>")
 }
 
 // uniqueID returns the id e's copy takes (its own unless an earlier element
@@ -325,14 +324,6 @@ func unique(id string, ids map[string]bool) string {
 	ids[v] = true
 	return v
 }
-
-var (
-	attrEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", `"`, "&quot;", "\t", "&#x9;", "\n", "&#xA;", "\r", "&#xD;")
-	textEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r", "&#xD;")
-)
-
-func escapeAttr(s string) string { return attrEscaper.Replace(s) }
-func escapeText(s string) string { return textEscaper.Replace(s) }
 
 func newPresence(resource string) (*etree.Document, *etree.Element) {
 	doc := etree.NewDocument()

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
 )
 
@@ -103,22 +102,22 @@ func (p *policy) decide(st *state, resource, watcherURI string) string {
 	key := sdk.ResourceKey(watcherURI)
 	switch {
 	case matches(st.Block, key):
-		return abi.StatusRejected
+		return sdk.StatusRejected
 	case matches(st.Allow, key), key != "" && key == sdk.ResourceKey(resource):
-		return abi.StatusActive
+		return sdk.StatusActive
 	case matches(p.block, key):
-		return abi.StatusRejected
+		return sdk.StatusRejected
 	case matches(p.allow, key):
-		return abi.StatusActive
+		return sdk.StatusActive
 	}
 	switch p.mode {
 	case policySameDomain:
 		if r := sdk.ResourceKey(resource); key != "" && r != "" && host(key) == host(r) {
-			return abi.StatusActive
+			return sdk.StatusActive
 		}
-		return abi.StatusPending
+		return sdk.StatusPending
 	case policyConfirm:
-		return abi.StatusPending
+		return sdk.StatusPending
 	}
-	return abi.StatusActive
+	return sdk.StatusActive
 }

@@ -1,14 +1,14 @@
 package main
 
 import (
-	"encoding/xml"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
+	"github.com/presenced/presenced/sdk/xmldoc"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -29,7 +29,7 @@ const (
 //	message Winfo   { repeated Watcher watchers = 1; }
 //	message Watcher { string id = 1; string uri = 2; string status = 3; string event = 4;
 //	                  int64 duration = 5; int64 expires = 6; int64 at = 7; }
-//	message Sub     { uint64 version = 1; }  // the version of the next document
+//	message Sub     { uint64 sent = 1; }  // documents sent: sdk.NextVersion's
 //
 // at is the host's clock (Unix seconds) when duration and expires were
 // given, so a later full document can age them.
@@ -42,7 +42,6 @@ const (
 	fWevDuration  = 5
 	fWevExpires   = 6
 	fWevAt        = 7
-	fSubVersion   = 1
 )
 
 type winfoWatcher struct {
@@ -111,30 +110,28 @@ func encodeWinfo(ws []winfoWatcher) []byte {
 	return b
 }
 
-// subVersion reads the version the next document to a winfo subscriber
-// carries: 0 for a new subscription. A blob damaged before the version
-// also reads as 0, and damage after it does not matter, so the walk's
-// error is not needed.
-func subVersion(b []byte) uint64 {
-	var v uint64
-	var found bool
-	_ = abi.Fields(b, func(f abi.Field) error {
-		if f.IsVarint(fSubVersion) && !found {
-			v, found = f.Varint, true
-		}
-		return nil
-	})
-	return v
+// winfo is the presence.winfo package's sdk.Handler.
+type winfo struct{}
+
+func (winfo) Publish(*sdk.Request) (*sdk.Response, error) {
+	return nil, sdk.Reject(489, "%s takes no publications", winfoEvent)
 }
 
-func encodeSub(version uint64) []byte {
-	b := protowire.AppendTag(nil, fSubVersion, protowire.VarintType)
-	return protowire.AppendVarint(b, version)
+// Unpublish, Binding and XMPP change presence, not who watches it.
+func (winfo) Unpublish(*sdk.Request) (*sdk.Response, error) { return &sdk.Response{}, nil }
+func (winfo) Binding(*sdk.Request) (*sdk.Response, error)   { return &sdk.Response{}, nil }
+func (winfo) XMPP(*sdk.Request) (*sdk.Response, error)      { return &sdk.Response{}, nil }
+
+func (winfo) Command(req *sdk.Request) (*sdk.Response, error) {
+	if req.Command == nil {
+		return nil, errors.New("command op without a command")
+	}
+	return nil, sdk.Reject(400, "%s has no commands; send %q to %s", winfoEvent, req.Command.Name, presenceEvent)
 }
 
-// winfoRender sends every winfo subscriber (only ever the presentity) the
-// full list.
-func winfoRender(req *sdk.Request) (*sdk.Response, error) {
+// Render sends every winfo subscriber (only ever the presentity) the full
+// list.
+func (winfo) Render(req *sdk.Request) (*sdk.Response, error) {
 	for _, w := range req.Watchers {
 		if !sdk.SameResource(w.URI, req.Resource) {
 			return nil, sdk.Reject(403, "only the presentity may watch its watchers")
@@ -154,17 +151,14 @@ func winfoRender(req *sdk.Request) (*sdk.Response, error) {
 	return res, nil
 }
 
-// winfoEventOp folds a change of one presence subscription into the list
+// WatcherEvent folds a change of one presence subscription into the list
 // and sends each winfo subscriber a partial document with that watcher
 // alone (a full one to a subscriber that needs it). A terminated watcher
 // is in that document and then gone.
-func winfoEventOp(req *sdk.Request) (*sdk.Response, error) {
+func (winfo) WatcherEvent(req *sdk.Request) (*sdk.Response, error) {
 	ev := req.WatcherEvent
 	if ev == nil {
 		return nil, fmt.Errorf("watcher event without a WatcherEvent")
-	}
-	if req.Event != winfoEvent {
-		return nil, fmt.Errorf("watcher event for package %q; only %s takes them", req.Event, winfoEvent)
 	}
 	ws, err := decodeWinfo(req.State)
 	if err != nil {
@@ -174,9 +168,9 @@ func winfoEventOp(req *sdk.Request) (*sdk.Response, error) {
 		Duration: ev.Duration, Expires: ev.Expires, At: req.NowUnixNano / 1e9}
 	i := slices.IndexFunc(ws, func(x winfoWatcher) bool { return x.ID == ev.ID })
 	switch {
-	case ev.Status == abi.StatusTerminated && i >= 0:
+	case ev.Status == sdk.StatusTerminated && i >= 0:
 		ws = slices.Delete(ws, i, i+1)
-	case ev.Status == abi.StatusTerminated:
+	case ev.Status == sdk.StatusTerminated:
 	case i >= 0:
 		ws[i] = w
 	default:
@@ -195,43 +189,44 @@ func winfoEventOp(req *sdk.Request) (*sdk.Response, error) {
 }
 
 func winfoNotify(req *sdk.Request, sub sdk.Watcher, ws []winfoWatcher, full bool) sdk.Notification {
-	v := subVersion(sub.State)
+	v, next := sdk.NextVersion(sub.State, sdk.VersionStartWatcherInfo)
 	return sdk.Notification{
 		WatcherID: sub.ID, ContentType: winfoType, Partial: !full,
 		Body:  watcherinfo(req.Resource, v, full, ws, req.NowUnixNano/1e9),
-		State: encodeSub(v + 1), StateChanged: true,
+		State: next, StateChanged: true,
 	}
 }
 
 // watcherinfo writes an RFC 3858 document. now ages the durations and
 // expiries stored with each watcher (0: as stored).
 func watcherinfo(resource string, version uint64, full bool, ws []winfoWatcher, now int64) []byte {
-	var b strings.Builder
 	state := "partial"
 	if full {
 		state = "full"
 	}
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	fmt.Fprintf(&b, `<watcherinfo xmlns="%s" version="%d" state="%s">`+"\n", nsWinfo, version, state)
-	fmt.Fprintf(&b, `<watcher-list resource="%s" package="presence">`+"\n", escape(resource))
-	for _, w := range ws {
+	w := xmldoc.NewWriter()
+	w.Start(nsWinfo, "watcherinfo", xmldoc.A("version", strconv.FormatUint(version, 10)), xmldoc.A("state", state))
+	w.Text("\n")
+	w.Start(nsWinfo, "watcher-list", xmldoc.A("resource", resource), xmldoc.A("package", "presence"))
+	w.Text("\n")
+	for _, wt := range ws {
 		age := int64(0)
-		if now > 0 && w.At > 0 && now > w.At {
-			age = now - w.At
+		if now > 0 && wt.At > 0 && now > wt.At {
+			age = now - wt.At
 		}
-		fmt.Fprintf(&b, `<watcher id="%s" event="%s" status="%s" duration-subscribed="%d"`,
-			escape(w.ID), escape(w.Event), escape(w.Status), max(w.Duration+age, 0))
-		if w.Status != abi.StatusTerminated {
-			b.WriteString(` expiration="` + strconv.FormatInt(max(w.Expires-age, 0), 10) + `"`)
+		attrs := []xmldoc.NodeAttr{xmldoc.A("id", wt.ID), xmldoc.A("event", wt.Event), xmldoc.A("status", wt.Status),
+			xmldoc.A("duration-subscribed", strconv.FormatInt(max(wt.Duration+age, 0), 10))}
+		if wt.Status != sdk.StatusTerminated {
+			attrs = append(attrs, xmldoc.A("expiration", strconv.FormatInt(max(wt.Expires-age, 0), 10)))
 		}
-		b.WriteString(">" + escape(w.URI) + "</watcher>\n")
+		w.Start(nsWinfo, "watcher", attrs...)
+		w.Text(wt.URI)
+		w.End()
+		w.Text("\n")
 	}
-	b.WriteString("</watcher-list>\n</watcherinfo>\n")
-	return []byte(b.String())
-}
-
-func escape(s string) string {
-	var b strings.Builder
-	xml.EscapeText(&b, []byte(s))
-	return b.String()
+	w.End()
+	w.Text("\n")
+	w.End()
+	w.Text("\n")
+	return w.Bytes()
 }

@@ -75,9 +75,6 @@ func (p *pa) XMPP(req *sdk.Request) (*sdk.Response, error) {
 	if x == nil {
 		return nil, errors.New("xmpp op without a presence")
 	}
-	if req.Event == winfoEvent {
-		return &sdk.Response{}, nil
-	}
 	jid := strings.TrimSpace(x.From)
 	if jid == "" || strings.ContainsAny(jid, " <>\"") {
 		return nil, sdk.Reject(400, "xmpp presence from %q: not a JID", x.From)
@@ -94,7 +91,7 @@ func (p *pa) XMPP(req *sdk.Request) (*sdk.Response, error) {
 		switch show {
 		case "", "away", "chat", "dnd", "xa":
 		default:
-			sdk.Log(abi.LogWarn, fmt.Sprintf("xmpp presence of %s for %s: unknown show %q, taken as available", jid, req.Resource, show))
+			sdk.Log(sdk.LogWarn, fmt.Sprintf("xmpp presence of %s for %s: unknown show %q, taken as available", jid, req.Resource, show))
 			show = ""
 		}
 		changed = st.setXMPP(xmppRes{JID: jid, Show: show, Status: x.Status, Lang: x.Lang, Priority: int64(x.Priority)})

@@ -218,7 +218,7 @@ func checkContract(c wazero.CompiledModule) (string, error) {
 	}
 	for _, name := range []string{abi.ExportInitialize, abi.ExportInit, abi.ExportHandle} {
 		if _, ok := exports[name]; !ok {
-			return "", fmt.Errorf("missing export %q (build with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared)", name)
+			return "", fmt.Errorf("missing export %q: a module is a WASI reactor with the exports of ABI.md §2 (build recipes for Go, C and Rust: ABI.md §8)", name)
 		}
 	}
 	for _, f := range c.ImportedFunctions() {

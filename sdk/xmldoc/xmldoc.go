@@ -1,7 +1,10 @@
-// Package xmldoc parses and checks the XML bodies a module is published:
-// it refuses what a watcher's parser would refuse, with a message that
-// says where, and checks that the root element is the package's document
-// about the resource published to. It builds for GOOS=wasip1.
+// Package xmldoc reads and writes the XML documents of a module: it parses
+// and checks a published body, refusing what a watcher's parser would
+// refuse with a message that says where, and checking that the root is the
+// package's document about the resource published to; and it writes what
+// watchers get (Writer), copying elements out of other documents with the
+// namespace declarations they rely on (Writer.Copy, Copy). It builds for
+// GOOS=wasip1.
 package xmldoc
 
 import (
