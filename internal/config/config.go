@@ -51,12 +51,15 @@ type Server struct {
 
 // Listener is one [[listen]] entry.
 type Listener struct {
-	Transport string `toml:"transport"` // "udp", "tcp" or "tls"
+	Transport string `toml:"transport"` // "udp", "tcp", "tls", "ws" or "wss" (SIP over WebSocket, RFC 7118)
 	Address   string `toml:"address"`   // host:port; port 0 picks a free one
 	Advertise string `toml:"advertise"` // host[:port] for Via and Contact; "" = the bound address
-	CertFile  string `toml:"cert_file"` // tls: PEM certificate chain
-	KeyFile   string `toml:"key_file"`  // tls: PEM private key
+	CertFile  string `toml:"cert_file"` // tls, wss: PEM certificate chain
+	KeyFile   string `toml:"key_file"`  // tls, wss: PEM private key
 }
+
+// secure reports whether the listener needs a certificate.
+func (l Listener) secure() bool { return l.Transport == "tls" || l.Transport == "wss" }
 
 // Expires is the [subscription] or [publication] table.
 type Expires struct {
@@ -456,16 +459,18 @@ func (c *Config) Validate() error {
 	if len(c.Listen) == 0 {
 		return c.errorf("listen", "at least one [[listen]] is needed")
 	}
-	seen := map[string]bool{}
+	seen := map[string]string{} // network and address: the transport on it
 	for i, l := range c.Listen {
 		key := "listen." + strconv.Itoa(i) + "."
 		switch {
 		case l.Transport == "":
 			return c.errorf(key+"transport", "missing: udp or tcp")
-		case l.Transport != "udp" && l.Transport != "tcp" && l.Transport != "tls":
-			return c.errorf(key+"transport", "must be udp, tcp or tls, got %q", l.Transport)
-		case l.Transport == "tls" && (l.CertFile == "" || l.KeyFile == ""):
-			return c.errorf(key+"transport", "tls needs cert_file and key_file")
+		case l.Transport != "udp" && l.Transport != "tcp" && l.Transport != "tls" && l.Transport != "ws" && l.Transport != "wss":
+			return c.errorf(key+"transport", "must be udp, tcp, tls, ws or wss, got %q", l.Transport)
+		case l.secure() && (l.CertFile == "" || l.KeyFile == ""):
+			return c.errorf(key+"transport", "%s needs cert_file and key_file", l.Transport)
+		case !l.secure() && (l.CertFile != "" || l.KeyFile != ""):
+			return c.errorf(key+"cert_file", "%s takes no certificate: tls and wss do", l.Transport)
 		case l.Address == "":
 			return c.errorf(key+"address", "missing: host:port")
 		}
@@ -473,10 +478,16 @@ func (c *Config) Validate() error {
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
 			return c.errorf(key+"address", "must be host:port, got %q", l.Address)
 		}
-		if seen[l.Transport+" "+l.Address] {
-			return c.errorf(key+"address", "%s %s is already listened on", l.Transport, l.Address)
+		// tcp, tls, ws and wss all bind a TCP port: two of them cannot
+		// share one.
+		network := "tcp"
+		if l.Transport == "udp" {
+			network = "udp"
 		}
-		seen[l.Transport+" "+l.Address] = true
+		if by, ok := seen[network+" "+l.Address]; ok {
+			return c.errorf(key+"address", "%s %s is already listened on", by, l.Address)
+		}
+		seen[network+" "+l.Address] = l.Transport
 	}
 
 	for _, t := range []struct {
@@ -606,7 +617,7 @@ func (c *Config) resolve() {
 		c.Auth.UsersFile = abs(c.Auth.UsersFile)
 	}
 	for i := range c.Listen {
-		if l := &c.Listen[i]; l.Transport == "tls" {
+		if l := &c.Listen[i]; l.secure() {
 			l.CertFile, l.KeyFile = abs(l.CertFile), abs(l.KeyFile)
 		}
 	}
