@@ -1,11 +1,13 @@
 # presenced: `make run` serves on 127.0.0.1:5060 with presenced.toml;
-# `make test` runs every test. Both build the wasm modules they need.
+# `make buddylist` does too, plus SIP over WebSocket and the browser buddy
+# list (web/buddylist); `make test` runs every test. Each builds the wasm
+# modules it needs.
 GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 MODULES  := pa conference
 WASM     := $(foreach m,$(MODULES),extensions/$(m)/$(m).wasm)
 
-.PHONY: build run test bench bench-compare vet clean wasm
+.PHONY: build run buddylist test bench bench-compare vet clean wasm web
 
 build: bin/presenced wasm
 
@@ -21,6 +23,16 @@ extensions/%.wasm: FORCE
 
 run: build
 	./bin/presenced -config presenced.toml
+
+# The buddy list page's JavaScript, SIP.js, from npm as package-lock.json
+# pins it; the page loads its ES modules as they are, nothing is bundled.
+web: web/buddylist/node_modules/.package-lock.json
+
+web/buddylist/node_modules/.package-lock.json: web/buddylist/package-lock.json
+	cd web/buddylist && npm ci --no-audit --no-fund
+
+buddylist: build web
+	./bin/presenced -config web/buddylist/presenced.toml
 
 # The integration tests build the modules they load from source (sdktest).
 test: wasm
@@ -39,7 +51,7 @@ bench-compare: build
 	bench/run.sh compare
 
 clean:
-	rm -rf bin $(WASM)
+	rm -rf bin $(WASM) web/buddylist/node_modules
 
 FORCE:
 

@@ -29,6 +29,7 @@ type Config struct {
 	Registrar    Registrar
 	Store        Store
 	Admin        Admin
+	Web          Web
 	Limits       Limits
 	Auth         Auth
 	XMPP         XMPP
@@ -60,6 +61,16 @@ type Listener struct {
 
 // secure reports whether the listener needs a certificate.
 func (l Listener) secure() bool { return l.Transport == "tls" || l.Transport == "wss" }
+
+// Web is the [web] table: a static file server for browser pages, such as
+// the buddy list in web/buddylist, that speak SIP over a ws or wss
+// listener. Off while Listen is "".
+type Web struct {
+	Listen   string `toml:"listen"`    // host:port; "" turns it off
+	Dir      string `toml:"dir"`       // the folder served; absolute after Load
+	CertFile string `toml:"cert_file"` // with key_file: HTTPS
+	KeyFile  string `toml:"key_file"`
+}
 
 // Expires is the [subscription] or [publication] table.
 type Expires struct {
@@ -256,6 +267,7 @@ type document struct {
 	Registrar    Registrar
 	Store        Store
 	Admin        Admin
+	Web          Web
 	Limits       Limits
 	Auth         Auth
 	XMPP         XMPP
@@ -279,7 +291,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, c.tomlError(err, -1)
 	}
 	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store, c.Admin = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store, doc.Admin
-	c.Limits, c.Auth, c.XMPP = doc.Limits, doc.Auth, doc.XMPP
+	c.Limits, c.Auth, c.XMPP, c.Web = doc.Limits, doc.Auth, doc.XMPP, doc.Web
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -479,12 +491,12 @@ func (c *Config) Validate() error {
 			return c.errorf(key+"address", "must be host:port, got %q", l.Address)
 		}
 		// tcp, tls, ws and wss all bind a TCP port: two of them cannot
-		// share one.
+		// share one. Port 0 is a free port each.
 		network := "tcp"
 		if l.Transport == "udp" {
 			network = "udp"
 		}
-		if by, ok := seen[network+" "+l.Address]; ok {
+		if by, ok := seen[network+" "+l.Address]; ok && port != "0" {
 			return c.errorf(key+"address", "%s %s is already listened on", by, l.Address)
 		}
 		seen[network+" "+l.Address] = l.Transport
@@ -540,6 +552,18 @@ func (c *Config) Validate() error {
 		if c.Admin.Token == "" && !loopback(host) {
 			return c.errorf("admin.listen", "%q is reachable beyond this host without a token: "+
 				"set admin.token, or listen on loopback (127.0.0.1, [::1] or localhost)", c.Admin.Listen)
+		}
+	}
+
+	if w := c.Web; w.Listen != "" {
+		if _, _, err := net.SplitHostPort(w.Listen); err != nil {
+			return c.errorf("web.listen", "must be host:port or empty, got %q", w.Listen)
+		}
+		if w.Dir == "" {
+			return c.errorf("web.dir", "missing: the folder to serve, e.g. \"web/buddylist\"")
+		}
+		if (w.CertFile == "") != (w.KeyFile == "") {
+			return c.errorf("web.cert_file", "HTTPS needs both cert_file and key_file")
 		}
 	}
 
@@ -619,6 +643,12 @@ func (c *Config) resolve() {
 	for i := range c.Listen {
 		if l := &c.Listen[i]; l.secure() {
 			l.CertFile, l.KeyFile = abs(l.CertFile), abs(l.KeyFile)
+		}
+	}
+	if w := &c.Web; w.Listen != "" {
+		w.Dir = abs(w.Dir)
+		if w.CertFile != "" {
+			w.CertFile, w.KeyFile = abs(w.CertFile), abs(w.KeyFile)
 		}
 	}
 }
