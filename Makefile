@@ -1,11 +1,13 @@
 # presenced: `make run` serves on 127.0.0.1:5060 with presenced.toml;
-# `make test` runs every test. Both build the wasm modules they need.
+# `make buddylist` does too, plus SIP over WebSocket and the browser buddy
+# list (web/buddylist); `make test` runs every test. Each builds the wasm
+# modules it needs.
 GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 MODULES  := pa conference dialog mwi
 WASM     := $(foreach m,$(MODULES),extensions/$(m)/$(m).wasm)
 
-.PHONY: build run test bench bench-compare vet clean wasm examples
+.PHONY: build run buddylist test bench bench-compare vet clean wasm examples web
 
 build: bin/presenced wasm
 
@@ -27,8 +29,20 @@ extensions/%.wasm: FORCE
 run: build
 	./bin/presenced -config presenced.toml
 
+# The buddy list page's JavaScript, SIP.js, from npm as package-lock.json
+# pins it; the page loads its ES modules as they are, nothing is bundled.
+web: web/buddylist/node_modules/.package-lock.json
+
+web/buddylist/node_modules/.package-lock.json: web/buddylist/package-lock.json
+	cd web/buddylist && npm ci --no-audit --no-fund
+
+buddylist: build web
+	./bin/presenced -config web/buddylist/presenced.toml
+
 # The integration tests build the modules they load from source (sdktest).
-test: wasm examples
+# The browser test needs the page's JavaScript: without npm it is not
+# installed, and that test skips (fails in CI).
+test: wasm examples $(if $(shell command -v npm),web)
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./extensions/... ./sdk
 	$(GO) test -count=1 -timeout 10m ./...
@@ -44,7 +58,7 @@ bench-compare: build
 	bench/run.sh compare
 
 clean:
-	rm -rf bin $(WASM)
+	rm -rf bin $(WASM) web/buddylist/node_modules
 	$(MAKE) -s -C examples/c clean
 
 FORCE:

@@ -78,7 +78,7 @@ func newLogger(s config.Server) *slog.Logger {
 
 func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	ctx := context.Background()
-	var adminLn net.Listener
+	var adminLn, webLn net.Listener
 	if !checkOnly {
 		// First, before a socket is bound or the store opened: a daemon
 		// already on this data_dir must not be disturbed at all.
@@ -96,6 +96,12 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 				return fmt.Errorf("admin listener: %w", err)
 			}
 			defer adminLn.Close()
+		}
+		if cfg.Web.Listen != "" {
+			if webLn, err = listenWeb(cfg.Web); err != nil {
+				return err
+			}
+			defer webLn.Close()
 		}
 		if err := probeSIP(cfg.Listen); err != nil {
 			return err
@@ -173,6 +179,10 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	r := &reloader{file: cfg.File, running: cfg, cacheDir: cacheDir, srv: srv, log: log}
 	if adminLn != nil {
 		stop := serveAdmin(adminLn, cfg.Admin, srv, r.reload, m, log)
+		defer stop()
+	}
+	if webLn != nil {
+		stop := serveWeb(webLn, cfg.Web, srv.Addrs(), log)
 		defer stop()
 	}
 	// Signals are caught before the daemon says it serves: a SIGTERM sent

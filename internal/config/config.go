@@ -30,6 +30,7 @@ type Config struct {
 	Registrar    Registrar
 	Store        Store
 	Admin        Admin
+	Web          Web
 	Limits       Limits
 	Auth         Auth
 	XMPP         XMPP
@@ -52,11 +53,24 @@ type Server struct {
 
 // Listener is one [[listen]] entry.
 type Listener struct {
-	Transport string `toml:"transport"` // "udp", "tcp" or "tls"
+	Transport string `toml:"transport"` // "udp", "tcp", "tls", "ws" or "wss" (SIP over WebSocket, RFC 7118)
 	Address   string `toml:"address"`   // host:port; port 0 picks a free one
 	Advertise string `toml:"advertise"` // host[:port] for Via and Contact; "" = the bound address
-	CertFile  string `toml:"cert_file"` // tls: PEM certificate chain
-	KeyFile   string `toml:"key_file"`  // tls: PEM private key
+	CertFile  string `toml:"cert_file"` // tls, wss: PEM certificate chain
+	KeyFile   string `toml:"key_file"`  // tls, wss: PEM private key
+}
+
+// secure reports whether the listener needs a certificate.
+func (l Listener) secure() bool { return l.Transport == "tls" || l.Transport == "wss" }
+
+// Web is the [web] table: a static file server for browser pages, such as
+// the buddy list in web/buddylist, that speak SIP over a ws or wss
+// listener. Off while Listen is "".
+type Web struct {
+	Listen   string `toml:"listen"`    // host:port; "" turns it off
+	Dir      string `toml:"dir"`       // the folder served; absolute after Load
+	CertFile string `toml:"cert_file"` // with key_file: HTTPS
+	KeyFile  string `toml:"key_file"`
 }
 
 // Expires is the [subscription] or [publication] table.
@@ -284,6 +298,7 @@ type document struct {
 	Registrar    Registrar
 	Store        Store
 	Admin        Admin
+	Web          Web
 	Limits       Limits
 	Auth         Auth
 	XMPP         XMPP
@@ -307,7 +322,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, c.tomlError(err, -1)
 	}
 	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store, c.Admin = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store, doc.Admin
-	c.Limits, c.Auth, c.XMPP = doc.Limits, doc.Auth, doc.XMPP
+	c.Limits, c.Auth, c.XMPP, c.Web = doc.Limits, doc.Auth, doc.XMPP, doc.Web
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -487,16 +502,18 @@ func (c *Config) Validate() error {
 	if len(c.Listen) == 0 {
 		return c.errorf("listen", "at least one [[listen]] is needed")
 	}
-	seen := map[string]bool{}
+	seen := map[string]string{} // network and address: the transport on it
 	for i, l := range c.Listen {
 		key := "listen." + strconv.Itoa(i) + "."
 		switch {
 		case l.Transport == "":
 			return c.errorf(key+"transport", "missing: udp or tcp")
-		case l.Transport != "udp" && l.Transport != "tcp" && l.Transport != "tls":
-			return c.errorf(key+"transport", "must be udp, tcp or tls, got %q", l.Transport)
-		case l.Transport == "tls" && (l.CertFile == "" || l.KeyFile == ""):
-			return c.errorf(key+"transport", "tls needs cert_file and key_file")
+		case l.Transport != "udp" && l.Transport != "tcp" && l.Transport != "tls" && l.Transport != "ws" && l.Transport != "wss":
+			return c.errorf(key+"transport", "must be udp, tcp, tls, ws or wss, got %q", l.Transport)
+		case l.secure() && (l.CertFile == "" || l.KeyFile == ""):
+			return c.errorf(key+"transport", "%s needs cert_file and key_file", l.Transport)
+		case !l.secure() && (l.CertFile != "" || l.KeyFile != ""):
+			return c.errorf(key+"cert_file", "%s takes no certificate: tls and wss do", l.Transport)
 		case l.Address == "":
 			return c.errorf(key+"address", "missing: host:port")
 		}
@@ -504,10 +521,16 @@ func (c *Config) Validate() error {
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
 			return c.errorf(key+"address", "must be host:port, got %q", l.Address)
 		}
-		if seen[l.Transport+" "+l.Address] {
-			return c.errorf(key+"address", "%s %s is already listened on", l.Transport, l.Address)
+		// tcp, tls, ws and wss all bind a TCP port: two of them cannot
+		// share one. Port 0 is a free port each.
+		network := "tcp"
+		if l.Transport == "udp" {
+			network = "udp"
 		}
-		seen[l.Transport+" "+l.Address] = true
+		if by, ok := seen[network+" "+l.Address]; ok && port != "0" {
+			return c.errorf(key+"address", "%s %s is already listened on", by, l.Address)
+		}
+		seen[network+" "+l.Address] = l.Transport
 	}
 
 	for _, t := range []struct {
@@ -560,6 +583,18 @@ func (c *Config) Validate() error {
 		if c.Admin.Token == "" && !loopback(host) {
 			return c.errorf("admin.listen", "%q is reachable beyond this host without a token: "+
 				"set admin.token, or listen on loopback (127.0.0.1, [::1] or localhost)", c.Admin.Listen)
+		}
+	}
+
+	if w := c.Web; w.Listen != "" {
+		if _, _, err := net.SplitHostPort(w.Listen); err != nil {
+			return c.errorf("web.listen", "must be host:port or empty, got %q", w.Listen)
+		}
+		if w.Dir == "" {
+			return c.errorf("web.dir", "missing: the folder to serve, e.g. \"web/buddylist\"")
+		}
+		if (w.CertFile == "") != (w.KeyFile == "") {
+			return c.errorf("web.cert_file", "HTTPS needs both cert_file and key_file")
 		}
 	}
 
@@ -643,8 +678,14 @@ func (c *Config) resolve() {
 		c.Auth.UsersFile = abs(c.Auth.UsersFile)
 	}
 	for i := range c.Listen {
-		if l := &c.Listen[i]; l.Transport == "tls" {
+		if l := &c.Listen[i]; l.secure() {
 			l.CertFile, l.KeyFile = abs(l.CertFile), abs(l.KeyFile)
+		}
+	}
+	if w := &c.Web; w.Listen != "" {
+		w.Dir = abs(w.Dir)
+		if w.CertFile != "" {
+			w.CertFile, w.KeyFile = abs(w.CertFile), abs(w.KeyFile)
 		}
 	}
 }

@@ -107,6 +107,28 @@ func TestExampleFile(t *testing.T) {
 	}
 }
 
+// The buddy list's config (`make buddylist`) loads: ws beside UDP and
+// TCP, and [web] serving its own folder.
+func TestBuddyListFile(t *testing.T) {
+	c, err := Load("../../web/buddylist/presenced.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := filepath.Abs("../../web/buddylist")
+	if len(c.Listen) != 3 || c.Listen[2].Transport != "ws" || c.Web.Dir != page || c.Web.Listen != "127.0.0.1:8088" {
+		t.Errorf("got %+v, web %+v", c.Listen, c.Web)
+	}
+}
+
+// Port 0 is a free port for each listener: several stream transports may
+// ask for one on the same host.
+func TestFreePorts(t *testing.T) {
+	p := write(t, "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n[[listen]]\ntransport = \"ws\"\naddress = \"127.0.0.1:0\"\n")
+	if _, err := Load(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRelativePaths(t *testing.T) {
 	p := write(t, "[server]\ndata_dir = \"var/state\"\n[extension.x]\npath = \"mods/x.wasm\"\n[extension.y]\npath = \"/opt/y.wasm\"\n")
 	c, err := Load(p)
@@ -209,7 +231,22 @@ func TestErrors(t *testing.T) {
 			`:2: key "subscription.min_expires": must be >= 1, got 0`},
 		{"bad transport",
 			"[[listen]]\ntransport = \"udp\"\naddress = \":1\"\n[[listen]]\ntransport = \"sctp\"\naddress = \":1\"\n",
-			`:5: key "listen.1.transport": must be udp, tcp or tls, got "sctp"`},
+			`:5: key "listen.1.transport": must be udp, tcp, tls, ws or wss, got "sctp"`},
+		{"wss without a certificate",
+			"[[listen]]\ntransport = \"wss\"\naddress = \":443\"\nkey_file = \"k.pem\"\n",
+			`:2: key "listen.0.transport": wss needs cert_file and key_file`},
+		{"ws with a certificate",
+			"[[listen]]\ntransport = \"ws\"\naddress = \":80\"\ncert_file = \"c.pem\"\n",
+			`:4: key "listen.0.cert_file": ws takes no certificate: tls and wss do`},
+		{"ws on the port of tcp",
+			"[[listen]]\ntransport = \"tcp\"\naddress = \":5060\"\n[[listen]]\ntransport = \"ws\"\naddress = \":5060\"\n",
+			`:6: key "listen.1.address": tcp :5060 is already listened on`},
+		{"web without dir",
+			"[web]\nlisten = \"127.0.0.1:8080\"\n",
+			`:1: key "web.dir": missing`},
+		{"web with a certificate and no key",
+			"[web]\nlisten = \"127.0.0.1:8443\"\ndir = \"web\"\ncert_file = \"c.pem\"\n",
+			`:4: key "web.cert_file": HTTPS needs both cert_file and key_file`},
 		{"bad address",
 			"[[listen]]\ntransport = \"udp\"\naddress = \"localhost\"\n",
 			`:3: key "listen.0.address": must be host:port, got "localhost"`},

@@ -290,6 +290,11 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (r
 		// From the listening socket: sipgo otherwise opens an ephemeral
 		// socket per destination and keeps it open.
 		req.Laddr = s.udpAddr
+	} else if d.overWebSocket() {
+		// A WebSocket peer (a browser) accepts no connection: whatever its
+		// Contact and route set say, it is reached over its own connection
+		// or not at all (sendLoop checks it is still open).
+		req.SetDestination(d.source)
 	} else if len(d.routeSet) == 0 && d.source != "" {
 		// Back over the connection the SUBSCRIBE came in on, while it is
 		// open: the Contact of a client behind NAT is often unreachable.
@@ -384,9 +389,13 @@ func (s *Server) sendLoop(d *dialog) {
 		d.sent = time.Now().UnixNano()
 		d.qmu.Unlock()
 		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
-		ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-		res, err := s.cli.Do(ctx, job.req)
-		cancel()
+		var res *sip.Response
+		err := s.unreachable(d)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
+			res, err = s.cli.Do(ctx, job.req)
+			cancel()
+		}
 		if err != nil && job.big && refused(err) {
 			// RFC 3261 §18.1.1: a request moved to TCP for its size is
 			// sent over UDP when the connection is refused or reset.
@@ -420,6 +429,79 @@ func (s *Server) sendLoop(d *dialog) {
 		if !job.final {
 			s.drop(d)
 		}
+	}
+}
+
+// wsConn is a WebSocket connection: its transport ("ws" or "wss") and the
+// peer's address.
+type wsConn struct{ transport, source string }
+
+// overWebSocket reports whether d came over a WebSocket connection, the only
+// way to reach it.
+func (d *dialog) overWebSocket() bool {
+	return strings.EqualFold(d.transport, "ws") || strings.EqualFold(d.transport, "wss")
+}
+
+func (d *dialog) wsConn() wsConn { return wsConn{strings.ToLower(d.transport), d.source} }
+
+// unreachable says why d cannot be sent a request now, without dialling:
+// its WebSocket connection is closed, or, with no connection of its own
+// and no route set, its Contact's host ends in .invalid, a name RFC 7118
+// §5 has clients make up because nobody can connect to them.
+func (s *Server) unreachable(d *dialog) error {
+	f := d.wsConn()
+	open := false
+	if d.source != "" {
+		if c, err := s.ua.TransportLayer().GetConnection(f.transport, d.source); err == nil && c != nil {
+			c.TryClose() // GetConnection took a reference
+			open = true
+		}
+	}
+	switch {
+	case open:
+		return nil
+	case d.overWebSocket():
+		return fmt.Errorf("its %s connection from %s is closed", strings.ToUpper(f.transport), d.source)
+	case len(d.routeSet) == 0 && invalidHost(d.target):
+		return fmt.Errorf("its Contact %s cannot be connected to (.invalid) and its connection is closed", d.target)
+	}
+	return nil
+}
+
+// invalidHost reports whether the host of uri ends in .invalid (RFC 2606):
+// such a host is never dialled.
+func invalidHost(uri string) bool {
+	var u sip.Uri
+	if err := sip.ParseUri(uri, &u); err != nil {
+		return false
+	}
+	h := strings.TrimSuffix(strings.ToLower(u.Host), ".")
+	return h == "invalid" || strings.HasSuffix(h, ".invalid")
+}
+
+// wsClosed ends the subscriptions that came over a WebSocket connection
+// now closed: nothing can reach them any more (RATIONALE.md). A server
+// shutting down ends none: the store keeps them, and after the restart
+// their first NOTIFY finds no connection and ends them.
+func (s *Server) wsClosed(transport, source string) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	f := wsConn{transport, source}
+	s.mu.Lock()
+	ds := s.wsDialogs[f]
+	delete(s.wsDialogs, f)
+	s.mu.Unlock()
+	if len(ds) == 0 {
+		return
+	}
+	s.log.Info("WebSocket connection closed, its subscriptions ended", "transport", transport,
+		"source", source, "subscriptions", len(ds))
+	for d := range ds {
+		d.qmu.Lock()
+		d.failed = true // nothing queued is sent; a store failure retries the drop (expire)
+		d.qmu.Unlock()
+		s.drop(d)
 	}
 }
 
@@ -458,6 +540,13 @@ func (s *Server) link(d *dialog) {
 	s.mu.Lock()
 	s.dialogs[d.id] = d
 	s.watching[d.remoteURI]++
+	if d.overWebSocket() {
+		f := d.wsConn()
+		if s.wsDialogs[f] == nil {
+			s.wsDialogs[f] = map[*dialog]struct{}{}
+		}
+		s.wsDialogs[f][d] = struct{}{}
+	}
 	s.mu.Unlock()
 	s.opt.Metrics.Subscriptions(d.event(), 1)
 	if s.opt.Watch != nil {
@@ -482,6 +571,11 @@ func (s *Server) forget(d *dialog) {
 	delete(s.dialogs, d.id)
 	if s.watching[d.remoteURI]--; s.watching[d.remoteURI] <= 0 {
 		delete(s.watching, d.remoteURI)
+	}
+	if ds := s.wsDialogs[d.wsConn()]; ds != nil {
+		if delete(ds, d); len(ds) == 0 {
+			delete(s.wsDialogs, d.wsConn())
+		}
 	}
 	s.mu.Unlock()
 }

@@ -1,7 +1,7 @@
-// Package server is presenced's SIP side: it listens on UDP and TCP with
-// sipgo, validates requests, runs the notifier of RFC 6665 and the event
-// state compositor of RFC 3903, and asks an extension module about every
-// document. It keeps live state in memory and commits every change to a
+// Package server is presenced's SIP side: it listens on UDP, TCP, TLS and
+// WebSocket with sipgo, validates requests, runs the notifier of RFC 6665
+// and the event state compositor of RFC 3903, and asks an extension module
+// about every document. It keeps live state in memory and commits every change to a
 // store.Store before answering 2xx, every change by one path (change.go:
 // propose, commit, apply, emit); it knows nothing of XML.
 package server
@@ -31,11 +31,11 @@ import (
 
 // Listener is one SIP listening socket.
 type Listener struct {
-	Transport string // "udp", "tcp" or "tls"
+	Transport string // "udp", "tcp", "tls", "ws" or "wss" (SIP over WebSocket, RFC 7118)
 	Address   string // host:port; port 0 picks a free one
 	Advertise string // host[:port] for Contact and Via; empty: the bound address
-	CertFile  string // tls
-	KeyFile   string // tls
+	CertFile  string // tls, wss
+	KeyFile   string // tls, wss
 }
 
 // WatchHook is told when a resource gains and loses a subscription; calls
@@ -115,6 +115,10 @@ type Server struct {
 	mu        sync.Mutex
 	resources map[resourceKey]*resource
 	dialogs   map[string]*dialog
+	// wsDialogs are the subscriptions that came over each WebSocket
+	// connection, by transport and source: the connection is the only way
+	// to reach them, so they end with it (wsClosed).
+	wsDialogs map[wsConn]map[*dialog]struct{}
 	closed    bool
 
 	regMu    sync.Mutex                     // the registrar; taken before any resource
@@ -170,7 +174,7 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
-		dialogs:  map[string]*dialog{},
+		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
@@ -205,14 +209,16 @@ func (s *Server) Start() error {
 	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
 		parser.MaxMessageLength = n
 	}
-	// An idle TCP or TLS connection costs a goroutine and a 32 KB buffer
-	// (3,000 idle connections were 101 MB of heap): close it after the idle
-	// timeout.
+	// An idle TCP, TLS or WebSocket connection costs a goroutine and a
+	// 32 KB buffer (3,000 idle connections were 101 MB of heap): close it
+	// after the idle timeout.
 	idle := s.opt.Limits.TCPIdleTimeout
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(s.opt.UserAgent), sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
 			TCP: &sip.TransportTCP{ReadTimeout: idle},
 			TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: idle}},
+			WS:  &sip.TransportWS{ReadTimeout: idle},
+			WSS: &sip.TransportWSS{TransportWS: &sip.TransportWS{ReadTimeout: idle}},
 		}), sip.WithTransportLayerReadFilter(s.refuseEarly)))
 	if err != nil {
 		return err
@@ -255,7 +261,7 @@ func (s *Server) Start() error {
 		if _, ok := s.contact[l.Transport]; !ok {
 			p, _ := strconv.Atoi(port)
 			u := sip.Uri{Scheme: "sip", Host: host, Port: p, UriParams: sip.NewParams()}
-			u.UriParams.Add("transport", l.Transport)
+			u.UriParams.Add("transport", uriTransport(l.Transport))
 			s.contact[l.Transport] = u
 		}
 	}
@@ -313,11 +319,11 @@ func (s *Server) listen(l Listener) (string, error) {
 		go func() { defer s.wg.Done(); s.sip.ServeTCP(ln) }()
 		return ln.Addr().String(), nil
 	case "tls":
-		cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+		conf, err := tlsConfig(l)
 		if err != nil {
-			return "", fmt.Errorf("certificate: %w", err)
+			return "", err
 		}
-		ln, err := tls.Listen("tcp", l.Address, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln, err := tls.Listen("tcp", l.Address, conf)
 		if err != nil {
 			return "", err
 		}
@@ -325,8 +331,53 @@ func (s *Server) listen(l Listener) (string, error) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.sip.ServeTLS(ln) }()
 		return ln.Addr().String(), nil
+	case "ws", "wss":
+		var conf *tls.Config
+		if l.Transport == "wss" {
+			var err error
+			if conf, err = tlsConfig(l); err != nil {
+				return "", err
+			}
+		}
+		tcp, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			return "", err
+		}
+		transport := l.Transport
+		ln := newWSListener(tcp, conf, func(raddr string) { s.wsClosed(transport, raddr) })
+		s.closers = append(s.closers, ln.Close)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if transport == "wss" {
+				s.sip.ServeWSS(ln) // TLS is the vetting listener's: sipgo's WSS serves a listener as it is
+			} else {
+				s.sip.ServeWS(ln)
+			}
+		}()
+		return tcp.Addr().String(), nil
 	}
 	return "", fmt.Errorf("unsupported transport %q", l.Transport)
+}
+
+// uriTransport is the transport parameter of a SIP URI reached over
+// transport: RFC 7118 §5.2 defines "ws" alone, secure or not (as RFC 3261
+// has no "tls"); the Via says WS or WSS.
+func uriTransport(transport string) string {
+	if transport == "wss" {
+		return "ws"
+	}
+	return transport
+}
+
+// tlsConfig is a TLS listener's: its certificate, TLS 1.2 at least (RFC
+// 8996 deprecates 1.0 and 1.1).
+func tlsConfig(l Listener) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Addrs returns the bound listeners as "transport:host:port".
