@@ -204,7 +204,7 @@ type binding struct {
 // publications and watchers, and the contacts registered for it.
 type serverView struct {
 	presentity
-	Bindings []binding
+	Bindings []binding `json:"bindings"`
 }
 
 func (c *clientDaemon) view(t *testing.T, aor string) serverView {
@@ -223,7 +223,7 @@ func (v serverView) open() bool {
 
 func (v serverView) String() string {
 	b, _ := json.MarshalIndent(v, "", "  ")
-	return fmt.Sprintf("%s\nbindings: %v", b, v.Bindings)
+	return string(b)
 }
 
 // eventually polls cond every 100ms until it holds or timeout passes, then
@@ -266,6 +266,7 @@ func (o *output) String() string {
 // as they come, for the test to read and to log if it fails.
 type client struct {
 	name   string
+	cmd    *exec.Cmd
 	out    output
 	exited chan struct{} // closed once it has exited
 	err    error         // its exit, once exited
@@ -274,7 +275,7 @@ type client struct {
 // startClient runs cmd; it is killed when the test ends if still running.
 func startClient(t *testing.T, name string, cmd *exec.Cmd) *client {
 	t.Helper()
-	c := &client{name: name, exited: make(chan struct{})}
+	c := &client{name: name, cmd: cmd, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &c.out, &c.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -304,5 +305,17 @@ func (c *client) waitExit(t *testing.T, timeout time.Duration) {
 		}
 	case <-time.After(timeout):
 		t.Fatalf("%s did not exit within %s of quit", c.name, timeout)
+	}
+}
+
+// crash ends the client with SIGKILL, as a phone that loses power: it
+// says nothing to the server.
+func (c *client) crash(t *testing.T) {
+	t.Helper()
+	c.cmd.Process.Kill()
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not die on SIGKILL", c.name)
 	}
 }
