@@ -26,18 +26,21 @@ type baresip struct {
 }
 
 // startBaresip runs baresip on the config directory dir with the given
-// accounts and contacts files. The SIP socket is a random port on
-// loopback; account.so must load before presence.so, which reads the
-// accounts and contacts once, when it starts.
-func startBaresip(t *testing.T, bin, name, dir, accounts, contacts string) *baresip {
+// accounts and contacts files, and its presence module unless the caller
+// loads it later (insmod). The SIP socket is a random port on loopback;
+// account.so must load before presence.so, which reads the accounts and
+// contacts once, when it starts.
+func startBaresip(t *testing.T, bin, name, dir, accounts, contacts string, presence bool) *baresip {
 	t.Helper()
 	ctl := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	modules := "module account.so\nmodule_app contact.so\n"
+	if presence {
+		modules += "module_app presence.so\n"
+	}
 	files := map[string]string{
 		"config": "sip_listen 127.0.0.1:0\n" +
 			"module_path /usr/lib/baresip/modules\n" +
-			"module account.so\n" +
-			"module_app contact.so\n" +
-			"module_app presence.so\n" +
+			modules +
 			"module_app ctrl_tcp.so\n" +
 			"ctrl_tcp_listen " + ctl + "\n",
 		"accounts": accounts + "\n",
@@ -76,7 +79,8 @@ func (b *baresip) command(t *testing.T, cmd string) string {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	req, _ := json.Marshal(map[string]string{"command": cmd, "token": "t"})
+	name, params, _ := strings.Cut(cmd, " ")
+	req, _ := json.Marshal(map[string]string{"command": name, "params": params, "token": "t"})
 	fmt.Fprintf(c, "%d:%s,", len(req), req)
 	r := bufio.NewReader(c)
 	for {
@@ -171,13 +175,31 @@ func baresipPresence(t *testing.T, d *clientDaemon, bin, tr string, p sipPort) {
 	aor := "sip:" + alice + "@127.0.0.1" // the presentity: the port never counts
 	aliceDir := t.TempDir()
 	aliceAccount := fmt.Sprintf("<%s>;regint=600;pubint=600", aliceURI)
+	// alice registers, then sets herself online. Her presence module is
+	// loaded once she is registered, not at start: baresip 1.0 PUBLISHes
+	// both from a timer 10ms after start and at its first 200 to REGISTER,
+	// and when the 200 comes first, as on loopback it may, both PUBLISHes
+	// carry open and no SIP-If-Match: two publications, of which quitting
+	// removes one, and she would stay online after quitting. Loaded late,
+	// the timer's PUBLISH carries status "unknown", which the server
+	// refuses, and presence_online sends the only one.
 	startAlice := func() *baresip {
-		return startBaresip(t, bin, "alice", aliceDir, aliceAccount, "")
+		a := startBaresip(t, bin, "alice", aliceDir, aliceAccount, "", false)
+		eventually(t, 10*time.Second, "alice registered", func() (bool, string) {
+			v := d.view(t, aor)
+			return len(v.Bindings) == 1, v.String()
+		})
+		refused := strings.Count(d.output(), unknownRefused)
+		a.command(t, "insmod presence.so")
+		eventually(t, 5*time.Second, "the server refuses alice's PUBLISH of status unknown", func() (bool, string) {
+			return strings.Count(d.output(), unknownRefused) > refused, d.output()
+		})
+		a.command(t, "presence_online")
+		return a
 	}
 
-	// alice registers and publishes open
 	a := startAlice()
-	eventually(t, 10*time.Second, "alice registered and published", func() (bool, string) {
+	eventually(t, 10*time.Second, "alice published", func() (bool, string) {
 		v := d.view(t, aor)
 		return len(v.Publications) == 1 && len(v.Bindings) == 1 && v.open(), v.String()
 	})
@@ -185,7 +207,7 @@ func baresipPresence(t *testing.T, d *clientDaemon, bin, tr string, p sipPort) {
 	// bob watches her and sees her online
 	b := startBaresip(t, bin, "bob", t.TempDir(),
 		fmt.Sprintf("<sip:%s@%s;transport=%s>;regint=600", bob, host, tr),
-		fmt.Sprintf("\"Alice\" <%s>;presence=p2p", aliceURI))
+		fmt.Sprintf("\"Alice\" <%s>;presence=p2p", aliceURI), true)
 	b.awaitStatus(t, aliceURI, "Online")
 	v := d.view(t, aor)
 	if len(v.Subscriptions) != 1 || !strings.HasPrefix(v.Subscriptions[0].Watcher, "sip:"+bob+"@127.0.0.1") ||
@@ -215,18 +237,24 @@ func baresipPresence(t *testing.T, d *clientDaemon, bin, tr string, p sipPort) {
 		return len(v.Publications) == 0 && len(v.Bindings) == 0 && !v.open(), v.String()
 	})
 
-	// and comes back
+	// and comes back: her registration alone shows her online to bob
+	// already, her publication follows
 	a = startAlice()
 	b.awaitStatus(t, aliceURI, "Online")
-	if v := d.view(t, aor); len(v.Publications) != 1 || len(v.Bindings) != 1 || !v.open() {
-		t.Fatalf("alice back: the server holds:\n%s", v)
-	}
+	eventually(t, 5*time.Second, "alice back", func() (bool, string) {
+		v := d.view(t, aor)
+		return len(v.Publications) == 1 && len(v.Bindings) == 1 && firstBasic(v.Document) == "open", v.String()
+	})
 
 	b.command(t, "quit")
 	a.command(t, "quit")
 	b.waitExit(t, 10*time.Second)
 	a.waitExit(t, 10*time.Second)
 }
+
+// unknownRefused is in the daemon's log line of a PUBLISH refused for
+// baresip's status "unknown".
+const unknownRefused = `<basic> is \"unknown\"`
 
 var basicStatus = regexp.MustCompile(`<basic>(\w+)</basic>`)
 
