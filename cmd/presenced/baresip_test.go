@@ -148,7 +148,7 @@ func TestBaresipPresence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon and baresip")
 	}
-	bin := needTool(t, "baresip", "baresip-core")
+	bin := needProgram(t, "baresip", "baresip-core")
 	ports := sipPorts(t)
 	d := startClientDaemon(t, ports)
 	for _, p := range ports {

@@ -30,19 +30,11 @@ const adminToken = "phones"
 // installed: a missing one is a broken CI, not a reason to skip.
 var inCI = os.Getenv("CI") == "true"
 
-// needTool returns the path of a client's program; without it the test
+// needProgram returns the path of a client's program; without it the test
 // fails in CI and is skipped elsewhere, naming the Debian package.
-func needTool(t *testing.T, name, pkg string) string {
+func needProgram(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if inCI {
-		t.Fatalf("%s is not installed: .ci/run must install the Debian package %s", name, pkg)
-	}
-	t.Skipf("%s is not installed (apt-get install %s): skipping the test with a real client", name, pkg)
-	return ""
+	return needTool(t, name, ".ci/run must install the Debian package "+pkg, func() (string, error) { return exec.LookPath(name) })
 }
 
 // sipPort is one port the daemon serves UDP and TCP on in a client test.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +21,15 @@ import (
 type linphonec struct {
 	*client
 	stdin io.WriteCloser
+}
+
+// instanceOf is the instance id (RFC 5626 §4.1) of the linphonec living
+// in home: linphonec writes one into its rc file at its first start and
+// sends it as +sip.instance from then on; the tests write the rc file
+// afresh at every start, so they keep it themselves, one per home.
+func instanceOf(home string) string {
+	h := sha256.Sum256([]byte(home))
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
 // startLinphonec runs linphonec with its home (its friends database and
@@ -46,7 +56,9 @@ reg_identity=%s
 reg_expires=600
 reg_sendregister=1
 publish=1
-`, udp, tcp, proxy, proxy, identity)
+[misc]
+uuid=%s
+`, udp, tcp, proxy, proxy, identity, instanceOf(home))
 	if err := os.MkdirAll(filepath.Join(home, ".local", "share", "linphone"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +105,7 @@ func TestLinphonePresence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon and linphonec")
 	}
-	bin := needTool(t, "linphonec", "linphone-cli")
+	bin := needProgram(t, "linphonec", "linphone-cli")
 	ports := sipPorts(t)
 	d := startClientDaemon(t, ports)
 	for _, p := range ports {
