@@ -22,6 +22,7 @@ import (
 
 	"github.com/presenced/presenced/abi"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
@@ -166,7 +167,13 @@ func (m *Module) setup(ctx context.Context, code []byte) error {
 	if err := instantiateHost(ctx, m.runtime); err != nil {
 		return fmt.Errorf("host functions: %w", err)
 	}
-	compiled, err := m.runtime.CompileModule(ctx, code)
+	cctx := ctx
+	if !m.spec.Trusted {
+		// Only a checked call can be cut short, the one failure whose
+		// error has no stack of its own.
+		cctx = experimental.WithFunctionListenerFactory(ctx, recordFrames)
+	}
+	compiled, err := m.runtime.CompileModule(cctx, code)
 	if err != nil {
 		return &cacheSuspect{fmt.Errorf("compile: %w", err)}
 	}
