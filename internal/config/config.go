@@ -127,6 +127,7 @@ type Extension struct {
 	MemoryLimitMB int      `toml:"memory_limit_mb"`
 	CallTimeout   Duration `toml:"call_timeout"`
 	Instances     int      `toml:"instances"`
+	MaxInstances  int      `toml:"max_instances"` // default: 8, or instances if more
 	Trusted       bool     `toml:"trusted"`
 	// Coalesce is [extension.NAME.coalesce]: per event package of the
 	// module, a window ("200ms") within which a watcher's NOTIFYs are
@@ -205,6 +206,7 @@ func defaultExtension(name string) *Extension {
 		MemoryLimitMB: 64,
 		CallTimeout:   Duration{200 * time.Millisecond},
 		Instances:     2,
+		MaxInstances:  8,
 		Config:        map[string]string{},
 	}
 }
@@ -302,6 +304,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		if err := md.PrimitiveDecode(doc.Extension[n], e); err != nil {
 			return nil, c.tomlError(err, -1)
+		}
+		if !md.IsDefined("extension", n, "max_instances") {
+			e.MaxInstances = max(e.MaxInstances, e.Instances)
 		}
 		if err := c.mustBeTable(md, "extension", n, "config"); err != nil {
 			return nil, err
@@ -561,6 +566,8 @@ func (c *Config) Validate() error {
 			return c.errorf(key+".call_timeout", "must be above 0 and at most 60s, got %s", e.CallTimeout.Duration)
 		case e.Instances < 1 || e.Instances > 64:
 			return c.errorf(key+".instances", "must be 1..64, got %d", e.Instances)
+		case e.MaxInstances < e.Instances || e.MaxInstances > 64:
+			return c.errorf(key+".max_instances", "must be instances (%d) to 64, got %d", e.Instances, e.MaxInstances)
 		}
 		for event, w := range e.Coalesce {
 			if w.Duration < 0 || w.Duration > time.Minute {

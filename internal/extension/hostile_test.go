@@ -337,3 +337,72 @@ func TestSandbox(t *testing.T) {
 		t.Errorf("a 1 ms sleep took %d ns on the guest's monotonic clock", slept)
 	}
 }
+
+// A call held by a loop does not make a call to another presentity wait
+// for its deadline: the pool grows past Instances, up to MaxInstances,
+// and at that cap a call waits as before (ErrBusy when its wait ends).
+func TestHeldPoolGrows(t *testing.T) {
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: "hostile", Path: extensiontest.Build(t, hostilePkg), MemoryLimitMB: 32,
+		CallTimeout: hostileTimeout, Instances: 1, MaxInstances: 2,
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	loop := func() chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := m.Handle(context.Background(), publishTo("hostile", "loop"))
+			done <- err
+		}()
+		return done
+	}
+	first := loop()
+	time.Sleep(50 * time.Millisecond) // the only instance loops
+	res, err := m.Handle(context.Background(), publishTo("hostile", "other"))
+	if err != nil || string(res.State) != "other" {
+		t.Fatalf("beside a loop: %+v, %v", res, err)
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("the call waited for the loop to end (%v)", err)
+	default:
+	}
+	if st := m.Stats(); st.Instances != 2 || st.MaxInstances != 2 {
+		t.Fatalf("%+v: want 2 instances of at most 2", st)
+	}
+
+	// two loops hold both instances: at the cap, a call waits
+	second := loop()
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := m.Handle(ctx, publishTo("hostile", "other")); !errors.Is(err, extension.ErrBusy) {
+		t.Fatalf("at the cap: err = %v, want ErrBusy", err)
+	}
+	if st := m.Stats(); st.Instances != 2 {
+		t.Fatalf("%d instances, want 2 (the cap)", st.Instances)
+	}
+	<-first
+	<-second
+
+	// The resource's calls overran: its next loop holds the first
+	// instance, and its next call neither grows the pool nor takes the
+	// surplus instance, which stays for other resources.
+	third := loop()
+	time.Sleep(50 * time.Millisecond)
+	other := publishTo("hostile", "other")
+	other.Resource = "sip:other@example.com"
+	if res, err := m.Handle(context.Background(), other); err != nil || string(res.State) != "other" {
+		t.Fatalf("another resource beside the loop: %+v, %v", res, err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := m.Handle(ctx, publishTo("hostile", "other")); !errors.Is(err, extension.ErrBusy) {
+		t.Fatalf("the overrun resource: err = %v, want ErrBusy", err)
+	}
+	<-third
+}

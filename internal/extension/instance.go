@@ -24,6 +24,9 @@ type instance struct {
 	manifest abi.Manifest
 	log      *slog.Logger
 	stderr   *tailBuffer
+	// surplus: made above the pool's min, when its instances were held
+	// (pool.get), and dropped when it comes back to find one idle.
+	surplus bool
 	// done ends the current call's sleeps (see nanosleep, which trusted
 	// modules do not use). Only the goroutine running the call touches it.
 	done <-chan struct{}

@@ -26,13 +26,22 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
+// growAfter is how long no instance may come back before a call waiting
+// for one makes another (up to MaxInstances): far above a sound call
+// (12 µs to 4 ms), and what a call to another presentity waits, besides
+// the 4 ms of making an instance, while the module's instances loop.
+const growAfter = 5 * time.Millisecond
+
 // Spec says which module to load and under which limits.
 type Spec struct {
 	Name          string
 	Path          string
 	MemoryLimitMB int
 	CallTimeout   time.Duration
-	Instances     int
+	// Instances are made as soon as calls need them and kept; up to
+	// MaxInstances (at least Instances) are made when calls hold every
+	// instance for growAfter.
+	Instances, MaxInstances int
 	// Trusted compiles without wazero's termination checks: about 5x faster
 	// for Go guests, but a runaway call can no longer be stopped.
 	Trusted bool
@@ -59,6 +68,7 @@ type Module struct {
 	runtime  wazero.Runtime
 	compiled wazero.CompiledModule
 	pool     *pool
+	overruns overruns
 	log      *slog.Logger
 
 	calls, failures, nanos atomic.Int64
@@ -78,6 +88,7 @@ func load(ctx context.Context, spec Spec) (*Module, error) {
 	if spec.Instances < 1 {
 		spec.Instances = 1
 	}
+	spec.MaxInstances = max(spec.MaxInstances, spec.Instances)
 	if spec.MemoryLimitMB < 1 {
 		spec.MemoryLimitMB = 64
 	}
@@ -183,10 +194,10 @@ func (m *Module) setup(ctx context.Context, code []byte) error {
 		return err
 	}
 	m.abi = version
-	m.pool = newPool(m.spec.Instances, m.newInstance)
+	m.pool = newPool(m.spec.Instances, m.spec.MaxInstances, min(growAfter, m.spec.CallTimeout/2), m.newInstance)
 	// One eager instance fails fast on a bad module or a bad config, and
 	// gives us the manifest.
-	in, err := m.pool.get(ctx)
+	in, err := m.pool.get(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -277,13 +288,14 @@ func (m *Module) Manifest() abi.Manifest { return m.manifest }
 type Stats struct {
 	Calls, Failures int64
 	Total           time.Duration
-	Instances       int
+	// Instances are live now, MaxInstances the most there may be.
+	Instances, MaxInstances int
 }
 
 // Stats returns the module's counters.
 func (m *Module) Stats() Stats {
 	return Stats{Calls: m.calls.Load(), Failures: m.failures.Load(),
-		Total: time.Duration(m.nanos.Load()), Instances: m.pool.live()}
+		Total: time.Duration(m.nanos.Load()), Instances: m.pool.live(), MaxInstances: m.spec.MaxInstances}
 }
 
 // Error is a module failure: a trap, a deadline, a negative status, bad
@@ -326,7 +338,9 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 	// A trusted module's call cannot be cut short (no termination checks),
 	// so its deadline only bounds the wait for an instance: when one is
 	// idle, no deadline (and no timer and context per call) is made.
-	in := m.pool.idleNow()
+	key := req.Event + " " + req.Resource
+	suspect := m.overruns.has(key)
+	in := m.pool.idleNow(suspect)
 	if in == nil || !m.spec.Trusted {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.spec.CallTimeout)
@@ -334,11 +348,14 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 	}
 	if in == nil {
 		var err error
-		if in, err = m.pool.get(ctx); err != nil {
+		if in, err = m.pool.get(ctx, suspect); err != nil {
 			return nil, err
 		}
 	}
 	out, err := in.handle(ctx, req.Op, req.Marshal())
+	if err != nil && ctx.Err() != nil {
+		m.overruns.add(key)
+	}
 	res := &abi.Response{}
 	if err == nil {
 		// Garbage for output is a failure like a trap: the instance that
@@ -356,6 +373,7 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 		m.pool.discard(in)
 		return nil, err
 	}
+	m.overruns.clear(key)
 	m.pool.put(in)
 	return res, nil
 }

@@ -172,7 +172,7 @@ func BenchmarkPublishBesideALoop(b *testing.B) {
 		b.Run(map[bool]string{false: "other-module", true: "same-module"}[same], func(b *testing.B) {
 			hostile, err := extension.Load(context.Background(), extension.Spec{
 				Name: "hostile", Path: sdktest.Build(b, hostileModPkg), MemoryLimitMB: 64,
-				CallTimeout: 200 * time.Millisecond, Instances: 2,
+				CallTimeout: 200 * time.Millisecond, Instances: 2, MaxInstances: 8,
 				CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
 				Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 			})
