@@ -414,6 +414,8 @@ func loadModules(ctx context.Context, cfg *config.Config, cacheDir string, log *
 		m, err := extension.Load(ctx, extension.Spec{
 			Name: name, Path: e.Path, MemoryLimitMB: e.MemoryLimitMB,
 			CallTimeout: e.CallTimeout.Duration, Instances: e.Instances, MaxInstances: e.MaxInstances, Trusted: e.Trusted, Coalesce: windows(e.Coalesce),
+			Backoff: extension.Backoff{After: e.BackoffAfter, Window: e.BackoffWindow.Duration,
+				First: e.Backoff.Duration, Max: e.BackoffMax.Duration},
 			Config: e.Config, CacheDir: cacheDir, Logger: log,
 		})
 		if err != nil {

@@ -129,6 +129,13 @@ type Extension struct {
 	Instances     int      `toml:"instances"`
 	MaxInstances  int      `toml:"max_instances"` // default: 8, or instances if more
 	Trusted       bool     `toml:"trusted"`
+	// BackoffAfter failures in a row, within BackoffWindow, make calls
+	// fail at once (503) for Backoff, doubled up to BackoffMax while the
+	// call let through at the end of each fails; 0 never backs off.
+	BackoffAfter  int      `toml:"backoff_after"`
+	BackoffWindow Duration `toml:"backoff_window"`
+	Backoff       Duration `toml:"backoff"`
+	BackoffMax    Duration `toml:"backoff_max"`
 	// Coalesce is [extension.NAME.coalesce]: per event package of the
 	// module, a window ("200ms") within which a watcher's NOTIFYs are
 	// coalesced (RFC 3856 §6.10); absent or "0s" is off.
@@ -207,6 +214,10 @@ func defaultExtension(name string) *Extension {
 		CallTimeout:   Duration{200 * time.Millisecond},
 		Instances:     2,
 		MaxInstances:  8,
+		BackoffAfter:  5,
+		BackoffWindow: Duration{10 * time.Second},
+		Backoff:       Duration{time.Second},
+		BackoffMax:    Duration{time.Minute},
 		Config:        map[string]string{},
 	}
 }
@@ -568,6 +579,14 @@ func (c *Config) Validate() error {
 			return c.errorf(key+".instances", "must be 1..64, got %d", e.Instances)
 		case e.MaxInstances < e.Instances || e.MaxInstances > 64:
 			return c.errorf(key+".max_instances", "must be instances (%d) to 64, got %d", e.Instances, e.MaxInstances)
+		case e.BackoffAfter < 0 || e.BackoffAfter > 1000:
+			return c.errorf(key+".backoff_after", "must be 0 (never) to 1000, got %d", e.BackoffAfter)
+		case e.BackoffWindow.Duration <= 0 || e.BackoffWindow.Duration > time.Hour:
+			return c.errorf(key+".backoff_window", "must be above 0 and at most 1h, got %s", e.BackoffWindow.Duration)
+		case e.Backoff.Duration <= 0 || e.Backoff.Duration > time.Hour:
+			return c.errorf(key+".backoff", "must be above 0 and at most 1h, got %s", e.Backoff.Duration)
+		case e.BackoffMax.Duration < e.Backoff.Duration || e.BackoffMax.Duration > time.Hour:
+			return c.errorf(key+".backoff_max", "must be backoff (%s) to 1h, got %s", e.Backoff.Duration, e.BackoffMax.Duration)
 		}
 		for event, w := range e.Coalesce {
 			if w.Duration < 0 || w.Duration > time.Minute {

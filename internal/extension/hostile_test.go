@@ -406,3 +406,71 @@ func TestHeldPoolGrows(t *testing.T) {
 	}
 	<-third
 }
+
+// A module that fails After times in a row is not called for a while:
+// calls fail at once with ErrBackoff (neither calls nor failures, and the
+// module never sees them); then one call is let through, whose failure
+// doubles the wait and whose success ends it.
+func TestBackoff(t *testing.T) {
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: "hostile", Path: extensiontest.Build(t, hostilePkg), MemoryLimitMB: 32,
+		CallTimeout: hostileTimeout, Instances: 1,
+		Backoff:  extension.Backoff{After: 3, Window: time.Minute, First: 300 * time.Millisecond, Max: 600 * time.Millisecond},
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	call := func(body string) error {
+		_, err := m.Handle(context.Background(), publishTo("hostile", body))
+		return err
+	}
+	refused := func(want time.Duration) {
+		t.Helper()
+		before := m.Stats()
+		err := call("fine")
+		var xe *extension.Error
+		if !errors.Is(err, extension.ErrBackoff) || !errors.As(err, &xe) || xe.RetryAfter <= 0 || xe.RetryAfter > want {
+			t.Fatalf("err = %v, want ErrBackoff for at most %v", err, want)
+		}
+		after := m.Stats()
+		if after.Calls != before.Calls || after.Failures != before.Failures || after.Refused != before.Refused+1 {
+			t.Fatalf("stats %+v after %+v: want only one more refused", after, before)
+		}
+		if after.BackoffUntil.IsZero() {
+			t.Fatalf("stats %+v: no back-off shown", after)
+		}
+	}
+	waitOut := func() {
+		time.Sleep(time.Until(m.Stats().BackoffUntil) + 10*time.Millisecond)
+	}
+
+	// a success between failures starts the count again
+	for _, body := range []string{"panic", "panic", "fine", "panic", "panic"} {
+		call(body)
+	}
+	if st := m.Stats(); st.FailuresInARow != 2 || !st.BackoffUntil.IsZero() {
+		t.Fatalf("stats %+v: want 2 failures in a row, no back-off", st)
+	}
+	call("panic")
+	refused(300 * time.Millisecond)
+
+	waitOut()
+	if err := call("panic"); err == nil || errors.Is(err, extension.ErrBackoff) {
+		t.Fatalf("the probe: err = %v, want its failure", err)
+	}
+	refused(600 * time.Millisecond) // doubled
+
+	waitOut()
+	if err := call("fine"); err != nil {
+		t.Fatalf("the probe: %v", err)
+	}
+	if err := call("fine"); err != nil {
+		t.Fatalf("after the probe: %v", err)
+	}
+	if st := m.Stats(); st.FailuresInARow != 0 || !st.BackoffUntil.IsZero() {
+		t.Fatalf("stats %+v after the probe succeeded", st)
+	}
+}

@@ -42,6 +42,9 @@ type Spec struct {
 	// MaxInstances (at least Instances) are made when calls hold every
 	// instance for growAfter.
 	Instances, MaxInstances int
+	// Backoff is when calls stop after failures in a row; the zero value
+	// never backs off.
+	Backoff Backoff
 	// Trusted compiles without wazero's termination checks: about 5x faster
 	// for Go guests, but a runaway call can no longer be stopped.
 	Trusted bool
@@ -69,6 +72,7 @@ type Module struct {
 	compiled wazero.CompiledModule
 	pool     *pool
 	overruns overruns
+	breaker  breaker
 	log      *slog.Logger
 
 	calls, failures, nanos atomic.Int64
@@ -89,6 +93,15 @@ func load(ctx context.Context, spec Spec) (*Module, error) {
 		spec.Instances = 1
 	}
 	spec.MaxInstances = max(spec.MaxInstances, spec.Instances)
+	if b := &spec.Backoff; b.After > 0 {
+		if b.Window <= 0 {
+			b.Window = 10 * time.Second
+		}
+		if b.First <= 0 {
+			b.First = time.Second
+		}
+		b.Max = max(b.Max, b.First)
+	}
 	if spec.MemoryLimitMB < 1 {
 		spec.MemoryLimitMB = 64
 	}
@@ -142,7 +155,7 @@ func start(ctx context.Context, spec Spec, code []byte, cacheDir string) (*Modul
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	m := &Module{spec: spec, sha256: hex.EncodeToString(sum[:]), runtime: rt,
-		log: spec.Logger.With("extension", spec.Name)}
+		log: spec.Logger.With("extension", spec.Name), breaker: breaker{cfg: spec.Backoff}}
 	if err := m.setup(ctx, code); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -290,12 +303,19 @@ type Stats struct {
 	Total           time.Duration
 	// Instances are live now, MaxInstances the most there may be.
 	Instances, MaxInstances int
+	// FailuresInARow count toward a back-off; BackoffUntil is when calls
+	// will be let through again (zero: they are), and Refused the calls
+	// refused with ErrBackoff, counted neither as calls nor as failures.
+	FailuresInARow int
+	BackoffUntil   time.Time
+	Refused        int64
 }
 
 // Stats returns the module's counters.
 func (m *Module) Stats() Stats {
 	return Stats{Calls: m.calls.Load(), Failures: m.failures.Load(),
-		Total: time.Duration(m.nanos.Load()), Instances: m.pool.live(), MaxInstances: m.spec.MaxInstances}
+		Total: time.Duration(m.nanos.Load()), Instances: m.pool.live(), MaxInstances: m.spec.MaxInstances,
+		FailuresInARow: int(m.breaker.streak.Load()), BackoffUntil: m.breaker.backingOff(), Refused: m.breaker.refused.Load()}
 }
 
 // Error is a module failure: a trap, a deadline, a negative status, bad
@@ -304,9 +324,14 @@ type Error struct {
 	Extension string
 	Op        abi.Op
 	Err       error
+	// RetryAfter is, with ErrBackoff, how long calls will be refused.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
+	if e.RetryAfter > 0 {
+		return fmt.Sprintf("extension %s: %s: %v (for %s)", e.Extension, e.Op, e.Err, e.RetryAfter.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("extension %s: %s: %v", e.Extension, e.Op, e.Err)
 }
 
@@ -319,17 +344,29 @@ func (m *Module) Handle(ctx context.Context, req *abi.Request) (*abi.Response, e
 	if req.NowUnixNano == 0 {
 		req.NowUnixNano = start.UnixNano()
 	}
+	probe, wait, ok := m.breaker.admit()
+	if !ok {
+		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: ErrBackoff, RetryAfter: wait}
+	}
 	res, err := m.call(ctx, req)
 	if errors.Is(err, ErrBusy) {
 		// No call was made: overload, counted neither as a call nor as a
 		// failure, and no instance is lost.
+		m.breaker.done(probe, notRun)
 		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: err}
 	}
 	m.calls.Add(1)
 	m.nanos.Add(int64(time.Since(start)))
 	if err != nil {
 		m.failures.Add(1)
+		if period := m.breaker.done(probe, failed); period > 0 {
+			m.log.Warn("extension keeps failing: calls refused (503) until one let through succeeds",
+				"failures_in_a_row", m.breaker.streak.Load(), "probe_failed", probe, "for", period)
+		}
 		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: err}
+	}
+	if m.breaker.done(probe, succeeded); probe {
+		m.log.Info("extension back: a call succeeded after a back-off")
 	}
 	return res, nil
 }

@@ -228,3 +228,59 @@ func BenchmarkPublishBesideALoop(b *testing.B) {
 		})
 	}
 }
+
+// A module backed off after failures in a row is answered 503 with the
+// back-off's Retry-After, without a call, and /metrics shows it.
+func TestBackedOffModuleAnswers503(t *testing.T) {
+	hostile, err := extension.Load(context.Background(), extension.Spec{
+		Name: "hostile", Path: sdktest.Build(t, hostileModPkg), MemoryLimitMB: 32,
+		CallTimeout: time.Second, Instances: 1,
+		Backoff:  extension.Backoff{After: 2, Window: time.Minute, First: 3 * time.Second, Max: time.Minute},
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostile.Close(context.Background()) })
+	var srv *server.Server
+	m := metrics.New(func() []*extension.Module { return srv.Modules() })
+	srv, err = server.New(server.Options{
+		Listen:       []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+		Subscription: server.Bounds{Min: 1, Max: 3600}, Publication: server.Bounds{Min: 1, Max: 3600},
+		Modules: []*extension.Module{hostile}, Store: store.NewMemory(), Metrics: m,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	web := httptest.NewServer(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	defer web.Close()
+	_, addr, _ := strings.Cut(srv.Addrs()[0], ":")
+	p := siptest.NewPeer(t, "UDP", addr)
+
+	siptest.WantCode(t, p.Publish("hostile", alice, "text/plain", "panic"), 500)
+	siptest.WantCode(t, p.Publish("hostile", alice, "text/plain", "panic"), 500)
+	r := p.Publish("hostile", alice, "text/plain", "fine")
+	siptest.WantCode(t, r, 503)
+	if ra := siptest.Header(r, "Retry-After"); ra != "3" {
+		t.Errorf("Retry-After: %q, want 3", ra)
+	}
+	if w := siptest.Header(r, "Warning"); !strings.Contains(w, "extension hostile backing off") {
+		t.Errorf("Warning: %q", w)
+	}
+	got := scrape(t, web.URL)
+	for name, want := range map[string]float64{
+		`presenced_extension_backoff{extension="hostile"}`:       1,
+		`presenced_extension_refused_total{extension="hostile"}`: 1,
+		`presenced_extension_calls_total{extension="hostile"}`:   2,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
+	}
+}
