@@ -59,9 +59,9 @@ func TestTables(t *testing.T) {
 			"AOR                    CONTACT                  Q    EXPIRES\n" +
 				"sip:alice@example.com  sip:alice@10.0.0.1:5060  0.5  in 2h\n"},
 		{[]string{"ext", "list"},
-			"NAME        EVENTS                   COMMANDS          ABI  INSTANCES  CALLS  ERRORS  MEAN-CALL  SHA256        FILE\n" +
-				"pa          presence,presence.winfo  approve,reject    1    2          10     0       120µs      ab12cd34ef56  /usr/lib/presenced/pa.wasm\n" +
-				"conference  conference               conference_reset  1    0          0      0       -          99aa          /usr/lib/presenced/conference.wasm\n"},
+			"NAME        EVENTS                   COMMANDS          ABI  INSTANCES  CALLS  ERRORS  BACKOFF  MEAN-CALL  SHA256        FILE\n" +
+				"pa          presence,presence.winfo  approve,reject    1    2/8        10     0       -        120µs      ab12cd34ef56  /usr/lib/presenced/pa.wasm\n" +
+				"conference  conference               conference_reset  1    0/8        0      5       probing  -          99aa          /usr/lib/presenced/conference.wasm\n"},
 	} {
 		code, out, errOut := ctl(append(tc.args, "-addr", addr)...)
 		if code != exitOK || out != tc.want {

@@ -50,16 +50,18 @@ type presentity struct {
 }
 
 type extension struct {
-	Name      string   `json:"name"`
-	File      string   `json:"file"`
-	SHA256    string   `json:"sha256"`
-	ABI       string   `json:"abi"`
-	Events    []string `json:"events"`
-	Commands  []string `json:"commands"`
-	Instances int      `json:"instances"`
-	Calls     int64    `json:"calls"`
-	Errors    int64    `json:"errors"`
-	MeanCall  string   `json:"mean_call"`
+	Name         string     `json:"name"`
+	File         string     `json:"file"`
+	SHA256       string     `json:"sha256"`
+	ABI          string     `json:"abi"`
+	Events       []string   `json:"events"`
+	Commands     []string   `json:"commands"`
+	Instances    int        `json:"instances"`
+	MaxInstances int        `json:"max_instances"`
+	Calls        int64      `json:"calls"`
+	Errors       int64      `json:"errors"`
+	BackoffUntil *time.Time `json:"backoff_until"`
+	MeanCall     string     `json:"mean_call"`
 }
 
 type result struct {
@@ -205,11 +207,24 @@ func listExtensions(c *client, o *output, inv *invocation) error {
 	if err != nil || o.raw(raw) {
 		return err
 	}
-	o.row("NAME", "EVENTS", "COMMANDS", "ABI", "INSTANCES", "CALLS", "ERRORS", "MEAN-CALL", "SHA256", "FILE")
+	o.row("NAME", "EVENTS", "COMMANDS", "ABI", "INSTANCES", "CALLS", "ERRORS", "BACKOFF", "MEAN-CALL", "SHA256", "FILE")
 	for _, e := range exts {
+		instances := strconv.Itoa(e.Instances)
+		if e.MaxInstances > 0 {
+			instances += "/" + strconv.Itoa(e.MaxInstances)
+		}
+		// BACKOFF is how long calls are still refused; "probing" once
+		// that is over and the call let through has not returned
+		backoff := ""
+		if e.BackoffUntil != nil {
+			backoff = "probing"
+			if left := time.Until(*e.BackoffUntil); left > 0 {
+				backoff = left.Round(time.Second).String()
+			}
+		}
 		o.row(e.Name, dash(strings.Join(e.Events, ",")), dash(strings.Join(e.Commands, ",")), e.ABI,
-			strconv.Itoa(e.Instances), strconv.FormatInt(e.Calls, 10), strconv.FormatInt(e.Errors, 10),
-			dash(e.MeanCall), short(e.SHA256), e.File)
+			instances, strconv.FormatInt(e.Calls, 10), strconv.FormatInt(e.Errors, 10),
+			dash(backoff), dash(e.MeanCall), short(e.SHA256), e.File)
 	}
 	o.flush()
 	return o.err

@@ -424,7 +424,9 @@ func loadModules(ctx context.Context, cfg *config.Config, cacheDir string, log *
 		e := cfg.Extension[name]
 		m, err := extension.Load(ctx, extension.Spec{
 			Name: name, Path: e.Path, MemoryLimitMB: e.MemoryLimitMB,
-			CallTimeout: e.CallTimeout.Duration, Instances: e.Instances, Trusted: e.Trusted, Coalesce: windows(e.Coalesce),
+			CallTimeout: e.CallTimeout.Duration, Instances: e.Instances, MaxInstances: e.MaxInstances, Trusted: e.Trusted, Coalesce: windows(e.Coalesce),
+			Backoff: extension.Backoff{After: e.BackoffAfter, Window: e.BackoffWindow.Duration,
+				First: e.Backoff.Duration, Max: e.BackoffMax.Duration},
 			Config: e.Config, CacheDir: cacheDir, Logger: log,
 		})
 		if err != nil {

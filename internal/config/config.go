@@ -165,7 +165,15 @@ type Extension struct {
 	MemoryLimitMB int      `toml:"memory_limit_mb"`
 	CallTimeout   Duration `toml:"call_timeout"`
 	Instances     int      `toml:"instances"`
+	MaxInstances  int      `toml:"max_instances"` // default: 8, or instances if more
 	Trusted       bool     `toml:"trusted"`
+	// BackoffAfter failures in a row, within BackoffWindow, make calls
+	// fail at once (503) for Backoff, doubled up to BackoffMax while the
+	// call let through at the end of each fails; 0 never backs off.
+	BackoffAfter  int      `toml:"backoff_after"`
+	BackoffWindow Duration `toml:"backoff_window"`
+	Backoff       Duration `toml:"backoff"`
+	BackoffMax    Duration `toml:"backoff_max"`
 	// Coalesce is [extension.NAME.coalesce]: per event package of the
 	// module, a window ("200ms") within which a watcher's NOTIFYs are
 	// coalesced (RFC 3856 §6.10); absent or "0s" is off.
@@ -243,6 +251,11 @@ func defaultExtension(name string) *Extension {
 		MemoryLimitMB: 64,
 		CallTimeout:   Duration{200 * time.Millisecond},
 		Instances:     2,
+		MaxInstances:  8,
+		BackoffAfter:  5,
+		BackoffWindow: Duration{10 * time.Second},
+		Backoff:       Duration{time.Second},
+		BackoffMax:    Duration{time.Minute},
 		Config:        map[string]string{},
 	}
 }
@@ -348,6 +361,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		if err := md.PrimitiveDecode(doc.Extension[n], e); err != nil {
 			return nil, c.tomlError(err, -1)
+		}
+		if !md.IsDefined("extension", n, "max_instances") {
+			e.MaxInstances = max(e.MaxInstances, e.Instances)
 		}
 		if err := c.mustBeTable(md, "extension", n, "config"); err != nil {
 			return nil, err
@@ -633,6 +649,16 @@ func (c *Config) Validate() error {
 			return c.errorf(key+".call_timeout", "must be above 0 and at most 60s, got %s", e.CallTimeout.Duration)
 		case e.Instances < 1 || e.Instances > 64:
 			return c.errorf(key+".instances", "must be 1..64, got %d", e.Instances)
+		case e.MaxInstances < e.Instances || e.MaxInstances > 64:
+			return c.errorf(key+".max_instances", "must be instances (%d) to 64, got %d", e.Instances, e.MaxInstances)
+		case e.BackoffAfter < 0 || e.BackoffAfter > 1000:
+			return c.errorf(key+".backoff_after", "must be 0 (never) to 1000, got %d", e.BackoffAfter)
+		case e.BackoffWindow.Duration <= 0 || e.BackoffWindow.Duration > time.Hour:
+			return c.errorf(key+".backoff_window", "must be above 0 and at most 1h, got %s", e.BackoffWindow.Duration)
+		case e.Backoff.Duration <= 0 || e.Backoff.Duration > time.Hour:
+			return c.errorf(key+".backoff", "must be above 0 and at most 1h, got %s", e.Backoff.Duration)
+		case e.BackoffMax.Duration < e.Backoff.Duration || e.BackoffMax.Duration > time.Hour:
+			return c.errorf(key+".backoff_max", "must be backoff (%s) to 1h, got %s", e.Backoff.Duration, e.BackoffMax.Duration)
 		}
 		for event, w := range e.Coalesce {
 			if w.Duration < 0 || w.Duration > time.Minute {

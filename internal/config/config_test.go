@@ -41,7 +41,9 @@ func TestDefaultsApplied(t *testing.T) {
 	}
 	x := c.Extension["x"]
 	if x == nil || x.Name != "x" || x.MemoryLimitMB != 64 || x.CallTimeout.Duration != 200*time.Millisecond ||
-		x.Instances != 2 || x.Trusted || len(x.Config) != 0 {
+		x.Instances != 2 || x.MaxInstances != 8 || x.Trusted || len(x.Config) != 0 ||
+		x.BackoffAfter != 5 || x.BackoffWindow.Duration != 10*time.Second || x.Backoff.Duration != time.Second ||
+		x.BackoffMax.Duration != time.Minute {
 		t.Errorf("extension = %+v", x)
 	}
 	if len(c.Extension) != 1 || c.File != p || c.Dir != dir {
@@ -277,6 +279,24 @@ func TestErrors(t *testing.T) {
 		{"explicit zero instances",
 			"[extension.pa]\npath = \"x\"\ninstances = 0\n",
 			`:3: key "extension.pa.instances": must be 1..64, got 0`},
+		{"max_instances below instances",
+			"[extension.pa]\npath = \"x\"\ninstances = 4\nmax_instances = 3\n",
+			`:4: key "extension.pa.max_instances": must be instances (4) to 64, got 3`},
+		{"max_instances too many",
+			"[extension.pa]\npath = \"x\"\nmax_instances = 65\n",
+			`:3: key "extension.pa.max_instances": must be instances (2) to 64, got 65`},
+		{"negative backoff_after",
+			"[extension.pa]\npath = \"x\"\nbackoff_after = -1\n",
+			`:3: key "extension.pa.backoff_after": must be 0 (never) to 1000, got -1`},
+		{"zero backoff_window",
+			"[extension.pa]\npath = \"x\"\nbackoff_window = \"0s\"\n",
+			`:3: key "extension.pa.backoff_window": must be above 0 and at most 1h, got 0s`},
+		{"zero backoff",
+			"[extension.pa]\npath = \"x\"\nbackoff = \"0s\"\n",
+			`:3: key "extension.pa.backoff": must be above 0 and at most 1h, got 0s`},
+		{"backoff_max below backoff",
+			"[extension.pa]\npath = \"x\"\nbackoff = \"5s\"\nbackoff_max = \"2s\"\n",
+			`:4: key "extension.pa.backoff_max": must be backoff (5s) to 1h, got 2s`},
 		{"bad extension name",
 			"[extension.\"Pa X\"]\npath = \"x\"\n",
 			`:1: key "extension.Pa X": an extension name`},
@@ -467,5 +487,24 @@ func TestTrustedSources(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "10.0.0.0/8 192.0.2.7/32 2001:db8::/32" {
 		t.Fatalf("trusted: %v", got)
+	}
+}
+
+// max_instances left out is 8, or instances when that is more: a file
+// that raises instances alone is not refused for it.
+func TestMaxInstancesDefault(t *testing.T) {
+	for text, want := range map[string]int{
+		"[extension.pa]\npath = \"x\"\n":                                    8,
+		"[extension.pa]\npath = \"x\"\ninstances = 12\n":                    12,
+		"[extension.pa]\npath = \"x\"\ninstances = 3\nmax_instances = 3\n":  3,
+		"[extension.pa]\npath = \"x\"\ninstances = 1\nmax_instances = 40\n": 40,
+	} {
+		c, err := Load(write(t, text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Extension["pa"].MaxInstances; got != want {
+			t.Errorf("%q: max_instances %d, want %d", text, got, want)
+		}
 	}
 }

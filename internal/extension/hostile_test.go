@@ -109,8 +109,11 @@ func TestHostileModules(t *testing.T) {
 		want             []string // in the error
 		stderr           string   // in the log line of the failed call
 	}{
-		{"hostile", "hostile", "loop", []string{"deadline exceeded"}, ""},
-		{"hostile", "hostile", "sleep", []string{"deadline exceeded"}, ""},
+		// where the guest was when the deadline cut it short
+		{"hostile", "hostile", "loop", []string{"deadline exceeded", "wasm stack trace", "main.hostile.Publish"}, ""},
+		// a sleeping Go guest is parked in its scheduler, which on wasm
+		// unwinds the goroutine's frames: only the export is left
+		{"hostile", "hostile", "sleep", []string{"deadline exceeded", "wasm stack trace", "presenced_handle"}, ""},
 		{"hostile", "hostile", "panic", []string{"wasm error: unreachable", "runtime.gopanic"}, "panic: hostile: boom"},
 		// the Go runtime's "out of memory" throw, from the allocation
 		{"capped", "hostile", "alloc", []string{"wasm error: unreachable", "runtime.throw", "runtime.mallocgc"}, ""},
@@ -332,5 +335,142 @@ func TestSandbox(t *testing.T) {
 	}
 	if slept, _ := strconv.ParseInt(got["slept"], 10, 64); slept < int64(time.Millisecond) {
 		t.Errorf("a 1 ms sleep took %d ns on the guest's monotonic clock", slept)
+	}
+}
+
+// A call held by a loop does not make a call to another presentity wait
+// for its deadline: the pool grows past Instances, up to MaxInstances,
+// and at that cap a call waits as before (ErrBusy when its wait ends).
+func TestHeldPoolGrows(t *testing.T) {
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: "hostile", Path: extensiontest.Build(t, hostilePkg), MemoryLimitMB: 32,
+		CallTimeout: hostileTimeout, Instances: 1, MaxInstances: 2,
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	loop := func() chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := m.Handle(context.Background(), publishTo("hostile", "loop"))
+			done <- err
+		}()
+		return done
+	}
+	first := loop()
+	time.Sleep(50 * time.Millisecond) // the only instance loops
+	res, err := m.Handle(context.Background(), publishTo("hostile", "other"))
+	if err != nil || string(res.State) != "other" {
+		t.Fatalf("beside a loop: %+v, %v", res, err)
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("the call waited for the loop to end (%v)", err)
+	default:
+	}
+	if st := m.Stats(); st.Instances != 2 || st.MaxInstances != 2 {
+		t.Fatalf("%+v: want 2 instances of at most 2", st)
+	}
+
+	// two loops hold both instances: at the cap, a call waits
+	second := loop()
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := m.Handle(ctx, publishTo("hostile", "other")); !errors.Is(err, extension.ErrBusy) {
+		t.Fatalf("at the cap: err = %v, want ErrBusy", err)
+	}
+	if st := m.Stats(); st.Instances != 2 {
+		t.Fatalf("%d instances, want 2 (the cap)", st.Instances)
+	}
+	<-first
+	<-second
+
+	// The resource's calls overran: its next loop holds the first
+	// instance, and its next call neither grows the pool nor takes the
+	// surplus instance, which stays for other resources.
+	third := loop()
+	time.Sleep(50 * time.Millisecond)
+	other := publishTo("hostile", "other")
+	other.Resource = "sip:other@example.com"
+	if res, err := m.Handle(context.Background(), other); err != nil || string(res.State) != "other" {
+		t.Fatalf("another resource beside the loop: %+v, %v", res, err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := m.Handle(ctx, publishTo("hostile", "other")); !errors.Is(err, extension.ErrBusy) {
+		t.Fatalf("the overrun resource: err = %v, want ErrBusy", err)
+	}
+	<-third
+}
+
+// A module that fails After times in a row is not called for a while:
+// calls fail at once with ErrBackoff (neither calls nor failures, and the
+// module never sees them); then one call is let through, whose failure
+// doubles the wait and whose success ends it.
+func TestBackoff(t *testing.T) {
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: "hostile", Path: extensiontest.Build(t, hostilePkg), MemoryLimitMB: 32,
+		CallTimeout: hostileTimeout, Instances: 1,
+		Backoff:  extension.Backoff{After: 3, Window: time.Minute, First: 300 * time.Millisecond, Max: 600 * time.Millisecond},
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	call := func(body string) error {
+		_, err := m.Handle(context.Background(), publishTo("hostile", body))
+		return err
+	}
+	refused := func(want time.Duration) {
+		t.Helper()
+		before := m.Stats()
+		err := call("fine")
+		var xe *extension.Error
+		if !errors.Is(err, extension.ErrBackoff) || !errors.As(err, &xe) || xe.RetryAfter <= 0 || xe.RetryAfter > want {
+			t.Fatalf("err = %v, want ErrBackoff for at most %v", err, want)
+		}
+		after := m.Stats()
+		if after.Calls != before.Calls || after.Failures != before.Failures || after.Refused != before.Refused+1 {
+			t.Fatalf("stats %+v after %+v: want only one more refused", after, before)
+		}
+		if after.BackoffUntil.IsZero() {
+			t.Fatalf("stats %+v: no back-off shown", after)
+		}
+	}
+	waitOut := func() {
+		time.Sleep(time.Until(m.Stats().BackoffUntil) + 10*time.Millisecond)
+	}
+
+	// a success between failures starts the count again
+	for _, body := range []string{"panic", "panic", "fine", "panic", "panic"} {
+		call(body)
+	}
+	if st := m.Stats(); st.FailuresInARow != 2 || !st.BackoffUntil.IsZero() {
+		t.Fatalf("stats %+v: want 2 failures in a row, no back-off", st)
+	}
+	call("panic")
+	refused(300 * time.Millisecond)
+
+	waitOut()
+	if err := call("panic"); err == nil || errors.Is(err, extension.ErrBackoff) {
+		t.Fatalf("the probe: err = %v, want its failure", err)
+	}
+	refused(600 * time.Millisecond) // doubled
+
+	waitOut()
+	if err := call("fine"); err != nil {
+		t.Fatalf("the probe: %v", err)
+	}
+	if err := call("fine"); err != nil {
+		t.Fatalf("after the probe: %v", err)
+	}
+	if st := m.Stats(); st.FailuresInARow != 0 || !st.BackoffUntil.IsZero() {
+		t.Fatalf("stats %+v after the probe succeeded", st)
 	}
 }

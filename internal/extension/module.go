@@ -22,8 +22,15 @@ import (
 
 	"github.com/presenced/presenced/abi"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
+
+// growAfter is how long no instance may come back before a call waiting
+// for one makes another (up to MaxInstances): far above a sound call
+// (12 µs to 4 ms), and what a call to another presentity waits, besides
+// the 4 ms of making an instance, while the module's instances loop.
+const growAfter = 5 * time.Millisecond
 
 // Spec says which module to load and under which limits.
 type Spec struct {
@@ -31,7 +38,13 @@ type Spec struct {
 	Path          string
 	MemoryLimitMB int
 	CallTimeout   time.Duration
-	Instances     int
+	// Instances are made as soon as calls need them and kept; up to
+	// MaxInstances (at least Instances) are made when calls hold every
+	// instance for growAfter.
+	Instances, MaxInstances int
+	// Backoff is when calls stop after failures in a row; the zero value
+	// never backs off.
+	Backoff Backoff
 	// Trusted compiles without wazero's termination checks: about 5x faster
 	// for Go guests, but a runaway call can no longer be stopped.
 	Trusted bool
@@ -58,6 +71,8 @@ type Module struct {
 	runtime  wazero.Runtime
 	compiled wazero.CompiledModule
 	pool     *pool
+	overruns overruns
+	breaker  breaker
 	log      *slog.Logger
 
 	calls, failures, nanos atomic.Int64
@@ -76,6 +91,16 @@ func Load(ctx context.Context, spec Spec) (*Module, error) {
 func load(ctx context.Context, spec Spec) (*Module, error) {
 	if spec.Instances < 1 {
 		spec.Instances = 1
+	}
+	spec.MaxInstances = max(spec.MaxInstances, spec.Instances)
+	if b := &spec.Backoff; b.After > 0 {
+		if b.Window <= 0 {
+			b.Window = 10 * time.Second
+		}
+		if b.First <= 0 {
+			b.First = time.Second
+		}
+		b.Max = max(b.Max, b.First)
 	}
 	if spec.MemoryLimitMB < 1 {
 		spec.MemoryLimitMB = 64
@@ -130,7 +155,7 @@ func start(ctx context.Context, spec Spec, code []byte, cacheDir string) (*Modul
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	m := &Module{spec: spec, sha256: hex.EncodeToString(sum[:]), runtime: rt,
-		log: spec.Logger.With("extension", spec.Name)}
+		log: spec.Logger.With("extension", spec.Name), breaker: breaker{cfg: spec.Backoff}}
 	if err := m.setup(ctx, code); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -166,7 +191,13 @@ func (m *Module) setup(ctx context.Context, code []byte) error {
 	if err := instantiateHost(ctx, m.runtime); err != nil {
 		return fmt.Errorf("host functions: %w", err)
 	}
-	compiled, err := m.runtime.CompileModule(ctx, code)
+	cctx := ctx
+	if !m.spec.Trusted {
+		// Only a checked call can be cut short, the one failure whose
+		// error has no stack of its own.
+		cctx = experimental.WithFunctionListenerFactory(ctx, recordFrames)
+	}
+	compiled, err := m.runtime.CompileModule(cctx, code)
 	if err != nil {
 		return &cacheSuspect{fmt.Errorf("compile: %w", err)}
 	}
@@ -176,10 +207,10 @@ func (m *Module) setup(ctx context.Context, code []byte) error {
 		return err
 	}
 	m.abi = version
-	m.pool = newPool(m.spec.Instances, m.newInstance)
+	m.pool = newPool(m.spec.Instances, m.spec.MaxInstances, min(growAfter, m.spec.CallTimeout/2), m.newInstance)
 	// One eager instance fails fast on a bad module or a bad config, and
 	// gives us the manifest.
-	in, err := m.pool.get(ctx)
+	in, err := m.pool.get(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -270,13 +301,21 @@ func (m *Module) Manifest() abi.Manifest { return m.manifest }
 type Stats struct {
 	Calls, Failures int64
 	Total           time.Duration
-	Instances       int
+	// Instances are live now, MaxInstances the most there may be.
+	Instances, MaxInstances int
+	// FailuresInARow count toward a back-off; BackoffUntil is when calls
+	// will be let through again (zero: they are), and Refused the calls
+	// refused with ErrBackoff, counted neither as calls nor as failures.
+	FailuresInARow int
+	BackoffUntil   time.Time
+	Refused        int64
 }
 
 // Stats returns the module's counters.
 func (m *Module) Stats() Stats {
 	return Stats{Calls: m.calls.Load(), Failures: m.failures.Load(),
-		Total: time.Duration(m.nanos.Load()), Instances: m.pool.live()}
+		Total: time.Duration(m.nanos.Load()), Instances: m.pool.live(), MaxInstances: m.spec.MaxInstances,
+		FailuresInARow: int(m.breaker.streak.Load()), BackoffUntil: m.breaker.backingOff(), Refused: m.breaker.refused.Load()}
 }
 
 // Error is a module failure: a trap, a deadline, a negative status, bad
@@ -285,9 +324,14 @@ type Error struct {
 	Extension string
 	Op        abi.Op
 	Err       error
+	// RetryAfter is, with ErrBackoff, how long calls will be refused.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
+	if e.RetryAfter > 0 {
+		return fmt.Sprintf("extension %s: %s: %v (for %s)", e.Extension, e.Op, e.Err, e.RetryAfter.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("extension %s: %s: %v", e.Extension, e.Op, e.Err)
 }
 
@@ -300,17 +344,29 @@ func (m *Module) Handle(ctx context.Context, req *abi.Request) (*abi.Response, e
 	if req.NowUnixNano == 0 {
 		req.NowUnixNano = start.UnixNano()
 	}
+	probe, wait, ok := m.breaker.admit()
+	if !ok {
+		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: ErrBackoff, RetryAfter: wait}
+	}
 	res, err := m.call(ctx, req)
 	if errors.Is(err, ErrBusy) {
 		// No call was made: overload, counted neither as a call nor as a
 		// failure, and no instance is lost.
+		m.breaker.done(probe, notRun)
 		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: err}
 	}
 	m.calls.Add(1)
 	m.nanos.Add(int64(time.Since(start)))
 	if err != nil {
 		m.failures.Add(1)
+		if period := m.breaker.done(probe, failed); period > 0 {
+			m.log.Warn("extension keeps failing: calls refused (503) until one let through succeeds",
+				"failures_in_a_row", m.breaker.streak.Load(), "probe_failed", probe, "for", period)
+		}
 		return nil, &Error{Extension: m.spec.Name, Op: req.Op, Err: err}
+	}
+	if m.breaker.done(probe, succeeded); probe {
+		m.log.Info("extension back: a call succeeded after a back-off")
 	}
 	return res, nil
 }
@@ -319,7 +375,9 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 	// A trusted module's call cannot be cut short (no termination checks),
 	// so its deadline only bounds the wait for an instance: when one is
 	// idle, no deadline (and no timer and context per call) is made.
-	in := m.pool.idleNow()
+	key := req.Event + " " + req.Resource
+	suspect := m.overruns.has(key)
+	in := m.pool.idleNow(suspect)
 	if in == nil || !m.spec.Trusted {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.spec.CallTimeout)
@@ -327,11 +385,14 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 	}
 	if in == nil {
 		var err error
-		if in, err = m.pool.get(ctx); err != nil {
+		if in, err = m.pool.get(ctx, suspect); err != nil {
 			return nil, err
 		}
 	}
 	out, err := in.handle(ctx, req.Op, req.Marshal())
+	if err != nil && ctx.Err() != nil {
+		m.overruns.add(key)
+	}
 	res := &abi.Response{}
 	if err == nil {
 		// Garbage for output is a failure like a trap: the instance that
@@ -349,6 +410,7 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 		m.pool.discard(in)
 		return nil, err
 	}
+	m.overruns.clear(key)
 	m.pool.put(in)
 	return res, nil
 }

@@ -5,23 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
-// pool holds up to max interchangeable instances. Instances are made
-// lazily (a Go guest's instance takes about 4 ms to create and ~9 MiB of
-// host heap once warm), reused while they behave, and dropped after any
-// error. Waiting blocks on channels; it never spins.
+// pool holds interchangeable instances. Instances are made lazily (a Go
+// guest's instance takes about 4 ms to create and ~9 MiB of host heap
+// once warm), reused while they behave, and dropped after any error.
+//
+// Up to min instances are made as soon as a call finds none idle. Beyond
+// that, up to max, the pool grows only when no instance has come back for
+// growAfter: its instances are held by long calls (a loop running to its
+// deadline), not merely busy, and a call waiting behind them would wait
+// the whole deadline. Such a surplus instance is dropped when it comes
+// back to find another one idle. A suspect call (its resource's last call
+// overran) uses only the first min instances: it neither grows the pool
+// nor takes a surplus instance, which are for the calls the loops would
+// otherwise hold up. Waiting blocks on channels; it never spins.
 type pool struct {
-	idle  chan *instance
-	slots chan struct{} // one token per live instance
-	make  func(context.Context) (*instance, error)
+	idle      chan *instance // idle instances of the first min
+	spare     chan *instance // idle surplus instances
+	base      chan struct{}  // one token per live instance up to min
+	extra     chan struct{}  // one token per live instance above min
+	growAfter time.Duration
+	returned  atomic.Uint64 // instances put back or discarded, ever
+	make      func(context.Context) (*instance, error)
 
 	mu     sync.Mutex
 	closed bool
 }
 
-func newPool(max int, mk func(context.Context) (*instance, error)) *pool {
-	return &pool{idle: make(chan *instance, max), slots: make(chan struct{}, max), make: mk}
+func newPool(min, max int, growAfter time.Duration, mk func(context.Context) (*instance, error)) *pool {
+	return &pool{idle: make(chan *instance, min), spare: make(chan *instance, max-min),
+		base: make(chan struct{}, min), extra: make(chan struct{}, max-min), growAfter: growAfter, make: mk}
 }
 
 var errClosed = errors.New("extension closed")
@@ -30,8 +46,17 @@ var errClosed = errors.New("extension closed")
 // the module is saturated, not broken.
 var ErrBusy = errors.New("no free instance")
 
-// idleNow is an idle instance, or nil if none is idle right now.
-func (p *pool) idleNow() *instance {
+// idleNow is an idle instance, or nil if none is idle right now. A surplus
+// one goes first, so that it comes back to find the others idle and is
+// dropped once the calls that needed it are over.
+func (p *pool) idleNow(suspect bool) *instance {
+	if !suspect && cap(p.spare) > 0 {
+		select {
+		case in := <-p.spare:
+			return in
+		default:
+		}
+	}
 	select {
 	case in := <-p.idle:
 		return in
@@ -40,29 +65,74 @@ func (p *pool) idleNow() *instance {
 	}
 }
 
-func (p *pool) get(ctx context.Context) (*instance, error) {
-	if in := p.idleNow(); in != nil {
+// get waits for an instance, an idle one or a new one.
+func (p *pool) get(ctx context.Context, suspect bool) (*instance, error) {
+	if in := p.idleNow(suspect); in != nil {
 		return in, nil
 	}
-	select {
-	case in := <-p.idle:
-		return in, nil
-	case p.slots <- struct{}{}:
-		p.mu.Lock()
-		closed := p.closed
-		p.mu.Unlock()
-		if closed {
-			<-p.slots
-			return nil, errClosed
+	if suspect || cap(p.extra) == 0 {
+		select {
+		case in := <-p.idle:
+			return in, nil
+		case p.base <- struct{}{}:
+			return p.fresh(ctx, false)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
 		}
-		in, err := p.make(ctx)
-		if err != nil {
-			<-p.slots
-			return nil, err
+	}
+	t := time.NewTimer(p.growAfter)
+	defer t.Stop()
+	seen := p.returned.Load()
+	for {
+		select {
+		case in := <-p.spare:
+			return in, nil
+		case in := <-p.idle:
+			return in, nil
+		case p.base <- struct{}{}:
+			return p.fresh(ctx, false)
+		case <-t.C:
+			if now := p.returned.Load(); now != seen {
+				// instances come and go, to callers queued before this
+				// one: busy, not held
+				seen = now
+			} else {
+				select {
+				case p.extra <- struct{}{}:
+					return p.fresh(ctx, true)
+				default: // at max: wait for one to come back
+				}
+			}
+			t.Reset(p.growAfter)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
 		}
-		return in, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
+	}
+}
+
+// fresh makes an instance for the token just taken (from extra if surplus).
+func (p *pool) fresh(ctx context.Context, surplus bool) (*instance, error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	var in *instance
+	err := errClosed
+	if !closed {
+		in, err = p.make(ctx)
+	}
+	if err != nil {
+		p.release(surplus)
+		return nil, err
+	}
+	in.surplus = surplus
+	return in, nil
+}
+
+func (p *pool) release(surplus bool) {
+	if surplus {
+		<-p.extra
+	} else {
+		<-p.base
 	}
 }
 
@@ -70,19 +140,25 @@ func (p *pool) put(in *instance) {
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
-	if closed {
+	if closed || (in.surplus && (len(p.idle) > 0 || len(p.spare) > 0)) {
 		p.discard(in)
 		return
 	}
-	p.idle <- in
+	p.returned.Add(1)
+	if in.surplus {
+		p.spare <- in
+	} else {
+		p.idle <- in
+	}
 }
 
 func (p *pool) discard(in *instance) {
 	in.mod.Close(context.Background())
-	<-p.slots
+	p.returned.Add(1)
+	p.release(in.surplus)
 }
 
-func (p *pool) live() int { return len(p.slots) }
+func (p *pool) live() int { return len(p.base) + len(p.extra) }
 
 // close drops the idle instances; busy ones are dropped when returned.
 func (p *pool) close() {
@@ -92,6 +168,8 @@ func (p *pool) close() {
 	for {
 		select {
 		case in := <-p.idle:
+			p.discard(in)
+		case in := <-p.spare:
 			p.discard(in)
 		default:
 			return

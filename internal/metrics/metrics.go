@@ -148,6 +148,10 @@ var (
 		"Time spent in calls into an extension module.", []string{"extension"}, nil)
 	extInstances = prometheus.NewDesc("presenced_extension_instances",
 		"Live instances in an extension's pool.", []string{"extension"}, nil)
+	extBackoff = prometheus.NewDesc("presenced_extension_backoff",
+		"1 while an extension that kept failing is backed off (its calls refused, answered 503), else 0.", []string{"extension"}, nil)
+	extRefused = prometheus.NewDesc("presenced_extension_refused_total",
+		"Calls refused without running while an extension was backed off.", []string{"extension"}, nil)
 )
 
 func (c *extensionCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -155,6 +159,8 @@ func (c *extensionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- extErrors
 	ch <- extSeconds
 	ch <- extInstances
+	ch <- extBackoff
+	ch <- extRefused
 }
 
 func (c *extensionCollector) Collect(ch chan<- prometheus.Metric) {
@@ -164,5 +170,11 @@ func (c *extensionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(extErrors, prometheus.CounterValue, float64(st.Failures), mod.Name())
 		ch <- prometheus.MustNewConstMetric(extSeconds, prometheus.CounterValue, st.Total.Seconds(), mod.Name())
 		ch <- prometheus.MustNewConstMetric(extInstances, prometheus.GaugeValue, float64(st.Instances), mod.Name())
+		backoff := 0.0
+		if !st.BackoffUntil.IsZero() {
+			backoff = 1
+		}
+		ch <- prometheus.MustNewConstMetric(extBackoff, prometheus.GaugeValue, backoff, mod.Name())
+		ch <- prometheus.MustNewConstMetric(extRefused, prometheus.CounterValue, float64(st.Refused), mod.Name())
 	}
 }

@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/abi"
@@ -56,7 +58,8 @@ func (e *storeError) Unwrap() error { return e.err }
 
 // answer answers req with what err says: a refusal its code and reason, a
 // saturated module 503 (come back, RFC 3261 §21.5.4), a failed module or
-// store 500 with a Warning that says which.
+// store 500 with a Warning that says which, one backed off 503 for as
+// long as it is.
 func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, err error) {
 	var rf *refusal
 	var xe *extension.Error
@@ -64,6 +67,10 @@ func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, err error) {
 	switch {
 	case errors.As(err, &rf):
 		s.reply(req, tx, rf.code, rf.reason, rf.headers...)
+	case errors.Is(err, extension.ErrBackoff) && errors.As(err, &xe):
+		secs := max(1, int((xe.RetryAfter+time.Second-1)/time.Second))
+		s.reply(req, tx, 503, fmt.Sprintf("extension %s backing off", xe.Extension),
+			sip.NewHeader("Retry-After", strconv.Itoa(secs)))
 	case errors.Is(err, extension.ErrBusy):
 		s.reply(req, tx, 503, "extension busy", sip.NewHeader("Retry-After", "1"))
 	case errors.As(err, &xe):

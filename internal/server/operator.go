@@ -71,9 +71,16 @@ type ExtensionInfo struct {
 	Events    []string `json:"events"`
 	Commands  []string `json:"commands"`
 	Instances int      `json:"instances"`
-	Calls     int64    `json:"calls"`
-	Errors    int64    `json:"errors"`
-	MeanCall  string   `json:"mean_call"`
+	// MaxInstances is max_instances; FailuresInARow count toward a
+	// back-off; BackoffUntil is when a backed-off module is called again
+	// (null: it is), Refused the calls refused meanwhile.
+	MaxInstances   int        `json:"max_instances"`
+	Calls          int64      `json:"calls"`
+	Errors         int64      `json:"errors"`
+	FailuresInARow int        `json:"failures_in_a_row"`
+	BackoffUntil   *time.Time `json:"backoff_until"`
+	Refused        int64      `json:"refused"`
+	MeanCall       string     `json:"mean_call"`
 }
 
 // Filter selects subscriptions or publications; empty fields match all.
@@ -297,7 +304,11 @@ func (s *Server) Extensions() []ExtensionInfo {
 	for _, m := range s.cat().modules {
 		st := m.Stats()
 		info := ExtensionInfo{Name: m.Name(), File: m.Path(), SHA256: m.SHA256(), ABI: m.ABI(),
-			Instances: st.Instances, Calls: st.Calls, Errors: st.Failures, Commands: m.Manifest().Commands}
+			Instances: st.Instances, MaxInstances: st.MaxInstances, Calls: st.Calls, Errors: st.Failures,
+			FailuresInARow: st.FailuresInARow, Refused: st.Refused, Commands: m.Manifest().Commands}
+		if !st.BackoffUntil.IsZero() {
+			info.BackoffUntil = &st.BackoffUntil
+		}
 		if info.Commands == nil {
 			info.Commands = []string{}
 		}

@@ -155,6 +155,7 @@ func Sample(now time.Time) *Backend {
 		Transport: "UDP", Source: "127.0.0.1:5062", Contact: "sip:bob@127.0.0.1:5062", Created: now.Add(-time.Minute)}
 	pub := server.PublicationInfo{ETag: "e1", Event: "presence", Resource: "sip:alice@example.com",
 		ContentType: "application/pidf+xml", Size: 210, Expires: now.Add(30 * time.Minute)}
+	backedOff := now.Add(-time.Second)
 	return &Backend{
 		Subs:  []server.SubscriptionInfo{sub},
 		Pubs:  []server.PublicationInfo{pub},
@@ -165,9 +166,12 @@ func Sample(now time.Time) *Backend {
 		Exts: []server.ExtensionInfo{
 			{Name: "pa", File: "/usr/lib/presenced/pa.wasm", SHA256: "ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12",
 				ABI: "1", Events: []string{"presence", "presence.winfo"}, Commands: []string{"approve", "reject"},
-				Instances: 2, Calls: 10, MeanCall: "120µs"},
+				Instances: 2, MaxInstances: 8, Calls: 10, MeanCall: "120µs"},
+			// backed off, its back-off over and the call let through
+			// still out
 			{Name: "conference", File: "/usr/lib/presenced/conference.wasm", SHA256: "99aa", ABI: "1",
-				Events: []string{"conference"}, Commands: []string{"conference_reset"}},
+				Events: []string{"conference"}, Commands: []string{"conference_reset"},
+				MaxInstances: 8, Errors: 5, FailuresInARow: 5, BackoffUntil: &backedOff, Refused: 3},
 		},
 	}
 }
