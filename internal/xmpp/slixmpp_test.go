@@ -177,13 +177,15 @@ func startGateway(t *testing.T, st store.Store, cfg Config) *gateway {
 	return g
 }
 
+// stop stops it as the daemon does: the server first, so that nothing the
+// connector does while stopping reaches the store.
 func (g *gateway) stop() {
 	if g.cancel == nil {
 		return
 	}
+	g.srv.Close()
 	g.cancel()
 	<-g.done
-	g.srv.Close()
 	g.cancel = nil
 }
 
