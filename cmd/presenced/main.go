@@ -250,7 +250,8 @@ func removeOldCache(cfg *config.Config, log *slog.Logger) {
 
 // jabber is the XMPP backend: watchers of presence resources in a mapped
 // domain make the connector subscribe on their behalf, and what it hears is
-// handed to the presence module.
+// handed to the presence module; changes of presence reach the XMPP users
+// subscribed to SIP users.
 type jabber struct{ *xmpp.Component }
 
 func (j jabber) Watch(event, resource string) {
@@ -265,17 +266,36 @@ func (j jabber) Unwatch(event, resource string) {
 	}
 }
 
+func (j jabber) Changed(event, resource string) {
+	if event == "presence" {
+		j.Component.Changed(resource)
+	}
+}
+
+// jabberHost is the server as the connector sees it.
+type jabberHost struct {
+	srv func() *server.Server
+	log *slog.Logger
+}
+
+func (h jabberHost) Presence(uri string, p abi.XMPPPresence) {
+	if err := h.srv().Input("presence", uri, abi.Request{Op: abi.OpXMPP, XMPP: &p}); err != nil {
+		h.log.Warn("XMPP presence not applied", "resource", uri, "err", err)
+	}
+}
+
+func (h jabberHost) Render(uri, watcher string) (string, []byte, error) {
+	status, _, body, err := h.srv().Render("presence", uri, watcher)
+	return status, body, err
+}
+
 func newJabber(c config.XMPP, srv func() *server.Server, log *slog.Logger) (*jabber, error) {
 	if c.Server == "" {
 		return nil, nil
 	}
 	comp, err := xmpp.New(xmpp.Config{Server: c.Server, Domain: c.Domain, Secret: c.Secret, User: c.User,
-		Domains: c.Domains, MaxBackoff: c.MaxBackoff.Duration, Logger: log.With("component", "xmpp")},
-		func(uri string, p abi.XMPPPresence) {
-			if err := srv().Input("presence", uri, abi.Request{Op: abi.OpXMPP, XMPP: &p}); err != nil {
-				log.Warn("XMPP presence not applied", "resource", uri, "err", err)
-			}
-		})
+		Domains: c.Domains, SIPDomain: c.SIPDomain, MaxBackoff: c.MaxBackoff.Duration, Logger: log.With("component", "xmpp")},
+		jabberHost{srv: srv, log: log})
 	if err != nil {
 		return nil, fmt.Errorf("[xmpp]: %w", err)
 	}

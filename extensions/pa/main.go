@@ -6,6 +6,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/presenced/presenced/sdk"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 const (
@@ -213,7 +216,10 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 // respond returns the new state, if changed, and what each watcher is
 // sent: a new watcher is decided by the policy; a rejected one is told so,
 // a pending one gets a NOTIFY without a body, an active one the document,
-// rendered once for all of them.
+// rendered once for all of them. A watcher already told what it would be
+// told now (the same document, or still pending) is sent nothing: an XMPP
+// reconnection, a probe's answer or a publication refreshed unchanged must
+// not repeat a NOTIFY. A new or refreshed subscription (full) always is.
 func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, error) {
 	res := &sdk.Response{StateChanged: changed}
 	if changed {
@@ -232,10 +238,18 @@ func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, 
 			if err != nil {
 				return nil, err
 			}
+			if decided == "" && !w.Full && sentBefore(w, n) {
+				continue
+			}
 			res.Notifications = append(res.Notifications, n)
+		case sdk.StatusPending:
+			if decided == "" && !w.Full {
+				continue
+			}
+			res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, Status: decided})
 		default:
-			// Pending, rejected, or a status this version does not know:
-			// never presence data.
+			// Rejected, or a status this version does not know: never
+			// presence data.
 			res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, Status: decided})
 		}
 	}
@@ -248,7 +262,14 @@ type renderer struct {
 	done  bool
 	ctype string
 	body  []byte
+	state []byte // the per-watcher state of a watcher sent this document
 }
+
+// The per-watcher state of presence is what that watcher was last sent,
+// as a digest (the host keeps it with the NOTIFY that carried it, ABI §6):
+//
+//	message Watcher { bytes sent = 1; }  // SHA-256 of content type, NUL, body
+const fWatcherSent = 1
 
 func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, status string) (sdk.Notification, error) {
 	if !r.done {
@@ -263,9 +284,17 @@ func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, sta
 		case p.dummy:
 			r.ctype, r.body = pidfType, dummy(req.Resource)
 		}
+		sum := sha256.Sum256(append([]byte(r.ctype+"\x00"), r.body...))
+		r.state = protowire.AppendBytes(protowire.AppendTag(nil, fWatcherSent, protowire.BytesType), sum[:])
 		r.done = true
 	}
-	return sdk.Notification{WatcherID: w.ID, ContentType: r.ctype, Body: r.body, Status: status}, nil
+	return sdk.Notification{WatcherID: w.ID, ContentType: r.ctype, Body: r.body, Status: status,
+		State: r.state, StateChanged: true}, nil
+}
+
+// sentBefore reports whether w was last sent n's document.
+func sentBefore(w sdk.Watcher, n sdk.Notification) bool {
+	return len(w.State) > 0 && bytes.Equal(w.State, n.State)
 }
 
 func init() {

@@ -408,3 +408,34 @@ func BenchmarkCompose(b *testing.B) {
 		})
 	}
 }
+
+// A watcher is not sent again the document it was last sent, nor told
+// again it is pending; a new or refreshed subscription (full) always is.
+func TestUnchangedNotSent(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	x := &abi.XMPPPresence{From: "alice@xmpp.example.com/r", Show: "away"}
+	in := func(state []byte, w abi.Watcher, x *abi.XMPPPresence) *abi.Response {
+		return sdktest.Handle(t, m, &abi.Request{Op: abi.OpXMPP, Event: "presence", Resource: resource,
+			State: state, XMPP: x, Watchers: []abi.Watcher{w}})
+	}
+	w := watcher("w1")
+	w.Status = abi.StatusActive
+	first := in(nil, w, x)
+	n := only(t, first)
+	w.Full, w.State = false, n.State
+	if res := in(first.State, w, x); len(res.Notifications) != 0 {
+		t.Errorf("the same presence again: %d notifications, want none", len(res.Notifications))
+	}
+	if res := in(first.State, w, &abi.XMPPPresence{From: x.From, Show: "dnd"}); len(res.Notifications) != 1 {
+		t.Errorf("a new show: %d notifications, want one", len(res.Notifications))
+	}
+	w.Full = true
+	if res := in(first.State, w, x); len(res.Notifications) != 1 {
+		t.Errorf("a refresh: %d notifications, want one", len(res.Notifications))
+	}
+	p := watcher("w2")
+	p.Status, p.Full = abi.StatusPending, false
+	if res := in(first.State, p, &abi.XMPPPresence{From: x.From, Show: "xa"}); len(res.Notifications) != 0 {
+		t.Errorf("a pending watcher: %d notifications, want none", len(res.Notifications))
+	}
+}

@@ -18,7 +18,10 @@ package main
 //     JID (the server's answer to a probe for an offline user, or the
 //     connector losing the XMPP server) removes them all. When no resource
 //     is left the user is shown as one closed tuple (with the last
-//     unavailable status as its note), whatever dummy_presence says.
+//     unavailable status as its note), whatever dummy_presence says;
+//   - reset (the connector (re)connected, or the user is watched again,
+//     and a probe follows) forgets every resource without notifying, so
+//     a resource that left while nobody listened does not stay open.
 //
 // The XMPP part is composed as one more publication, the least recently
 // modified, so a SIP publication's person wins over it.
@@ -97,8 +100,16 @@ func (p *pa) XMPP(req *sdk.Request) (*sdk.Response, error) {
 		changed = st.setXMPP(xmppRes{JID: jid, Show: show, Status: x.Status, Lang: x.Lang, Priority: int64(x.Priority)})
 	case "unavailable":
 		changed = st.dropXMPP(jid, bare, !hasRes, x.Status, x.Lang)
+	case "reset":
+		// The host is about to probe: what this state says of the user may
+		// be stale, and the probe's answers are the truth. Watchers are
+		// not told: the answers, a moment later, notify what differs from
+		// what each was last sent.
+		st.XMPP = nil
+		st.XMPPOffline = &xmppRes{JID: bare}
+		return &sdk.Response{State: st.encode(), StateChanged: true}, nil
 	default:
-		return nil, sdk.Reject(400, "xmpp presence of type %q: only available and unavailable map to presence", x.Type)
+		return nil, sdk.Reject(400, "xmpp presence of type %q: only available, unavailable and reset map to presence", x.Type)
 	}
 	return p.respond(req, st, changed)
 }

@@ -125,3 +125,23 @@ func TestXMPPRefused(t *testing.T) {
 		t.Errorf("winfo: %+v", res)
 	}
 }
+
+// A reset forgets every resource without telling watchers; the probe's
+// answers that follow it are the user's presence. A resource that went
+// offline while the connector was away must not survive it.
+func TestXMPPReset(t *testing.T) {
+	m := sdktest.Load(t, pkg, nil)
+	const a, b = "alice@xmpp.example.com/phone", "alice@xmpp.example.com/desk"
+	st, _ := xmppIn(t, m, nil, abi.XMPPPresence{From: a})
+	st, _ = xmppIn(t, m, st, abi.XMPPPresence{From: b})
+	w := watcher("w1")
+	w.Status = abi.StatusActive
+	res := sdktest.Handle(t, m, &abi.Request{Op: abi.OpXMPP, Event: "presence", Resource: resource, State: st,
+		XMPP: &abi.XMPPPresence{Type: "reset", From: "alice@xmpp.example.com"}, Watchers: []abi.Watcher{w}})
+	if !res.StateChanged || len(res.Notifications) != 0 {
+		t.Fatalf("reset: %+v, want a new state and no notification", res)
+	}
+	_, body := xmppIn(t, m, res.State, abi.XMPPPresence{From: a})
+	wantIn(t, body, "xmpp:"+a, "<basic>open</basic>")
+	wantNotIn(t, body, "xmpp:"+b)
+}

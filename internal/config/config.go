@@ -143,11 +143,12 @@ type Auth struct {
 // XMPP is the [xmpp] table: the "jabber" backend, an XEP-0114 component
 // connection through which SIP watchers see XMPP users (RFC 8048).
 type XMPP struct {
-	Server     string            `toml:"server"`  // the XMPP server's component port, host:port; "" turns it off
-	Domain     string            `toml:"domain"`  // the component's domain, e.g. sip.example.com
-	Secret     string            `toml:"secret"`  // the component's shared secret
-	User       string            `toml:"user"`    // local part of the subscribing JID (default presenced)
-	Domains    map[string]string `toml:"domains"` // SIP domain -> XMPP domain
+	Server     string            `toml:"server"`     // the XMPP server's component port, host:port; "" turns it off
+	Domain     string            `toml:"domain"`     // the component's domain, e.g. sip.example.com
+	Secret     string            `toml:"secret"`     // the component's shared secret
+	User       string            `toml:"user"`       // local part of the subscribing JID (default presenced)
+	Domains    map[string]string `toml:"domains"`    // SIP domain -> XMPP domain
+	SIPDomain  string            `toml:"sip_domain"` // XMPP users' alice@domain is sip:alice@SIPDomain; default: the one SIP domain of domains
 	MaxBackoff Duration          `toml:"max_backoff"`
 }
 

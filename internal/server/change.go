@@ -216,6 +216,9 @@ func (c *change) apply() {
 		r.version++
 		if st.changed {
 			r.state = append([]byte(nil), st.state...)
+			if h, ok := c.s.opt.Watch.(ChangeHook); ok {
+				h.Changed(r.key.event, r.key.uri)
+			}
 		}
 		if st.res == nil {
 			continue

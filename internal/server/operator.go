@@ -221,6 +221,39 @@ func (s *Server) Presentity(event, uri string) (PresentityInfo, error) {
 	return s.presentity(r, true), nil
 }
 
+// Render returns what a new watcher watcherURI of uri would be sent now by
+// the module serving event: its authorization (active, pending, rejected)
+// and, when active, the document. Nothing is committed: it is for watchers
+// that are not SIP subscriptions, such as the XMPP component's subscribers.
+func (s *Server) Render(event, uri, watcherURI string) (status, ctype string, body []byte, err error) {
+	ep := s.cat().packages[event]
+	if ep == nil {
+		return "", "", nil, fmt.Errorf("event package %q is not served", event)
+	}
+	r := s.lockResource(ep, uri)
+	defer s.release(r)
+	w := &dialog{id: "gateway", remoteURI: watcherURI, res: r}
+	n, err := s.newChange().render(r, w)
+	var rf *refusal
+	if errors.As(err, &rf) {
+		return "", "", nil, fmt.Errorf("extension %s refused to render %s for %s: %w", ep.mod.Name(), uri, watcherURI, err)
+	}
+	if err != nil {
+		return "", "", nil, err
+	}
+	if n == nil {
+		return abi.StatusPending, "", nil, nil
+	}
+	status = n.Status
+	if status == "" {
+		status = abi.StatusActive
+	}
+	if status != abi.StatusActive {
+		return status, "", nil, nil
+	}
+	return status, n.ContentType, n.Body, nil
+}
+
 // presentity describes r; r.mu is held. With render, the module renders
 // for a synthetic active watcher (the presentity itself).
 func (s *Server) presentity(r *resource, render bool) PresentityInfo {

@@ -45,6 +45,15 @@ type WatchHook interface {
 	Unwatch(event, resource string)
 }
 
+// ChangeHook, when the Watch hook implements it too, is told of every
+// committed change of a resource's state, after it is live: how a gateway
+// with watchers of its own (the XMPP component's subscribers) knows when
+// to render again. It is called under the resource's lock and must not
+// block.
+type ChangeHook interface {
+	Changed(event, resource string)
+}
+
 // Limits bound what one peer or one presentity may take; 0 turns a limit
 // off.
 type Limits struct {

@@ -41,17 +41,27 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startProsody skips the test when Prosody is not installed: CI installs
-// it (Debian package prosody).
+// missing skips the test for want of a tool, or fails it in CI (CI set),
+// where .ci/run installs every tool a test needs: there a skip would hide a
+// test that never ran.
+func missing(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s: CI must install it (.ci/run)", what)
+	}
+	t.Skip(what + ": skipping the test against a real XMPP server")
+}
+
+// startProsody runs Prosody, whose absence skips the test (fails it in CI).
 func startProsody(t *testing.T) *prosody {
 	t.Helper()
 	bin, err := exec.LookPath("prosody")
 	if err != nil {
-		t.Skip("prosody is not installed (apt-get install prosody): skipping the test against a real XMPP server")
+		missing(t, "prosody is not installed (apt-get install prosody)")
 	}
 	ctl, err := exec.LookPath("prosodyctl")
 	if err != nil {
-		t.Skip("prosodyctl is not installed (apt-get install prosody): skipping the test against a real XMPP server")
+		missing(t, "prosodyctl is not installed (apt-get install prosody)")
 	}
 	dir := t.TempDir()
 	p := &prosody{dir: dir}
@@ -251,22 +261,24 @@ func TestProsody(t *testing.T) {
 	var state []byte
 	comp, err := New(Config{Server: p.component, Domain: "sip.localhost", Secret: componentSecret,
 		Domains: map[string]string{"localhost": "localhost"}, MinBackoff: 100 * time.Millisecond, Logger: logger},
-		func(uri string, x abi.XMPPPresence) {
+		testHost{presence: func(uri string, x abi.XMPPPresence) {
 			if uri != "sip:juliet@localhost" {
 				t.Errorf("presence for %s", uri)
 				return
 			}
 			res, err := m.Handle(context.Background(), &abi.Request{Op: abi.OpXMPP, Event: "presence", Resource: uri,
 				State: state, XMPP: &x, Watchers: []abi.Watcher{{ID: "w1", URI: "sip:romeo@example.com", Status: abi.StatusActive}}})
-			if err != nil || res.Code != 0 || len(res.Notifications) != 1 {
+			if err != nil || res.Code != 0 {
 				t.Errorf("pa refused %+v: %v %+v", x, err, res)
 				return
 			}
 			if res.StateChanged {
 				state = res.State
 			}
-			docs <- string(res.Notifications[0].Body)
-		})
+			if len(res.Notifications) == 1 { // none for a reset
+				docs <- string(res.Notifications[0].Body)
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,20 +323,6 @@ func TestProsody(t *testing.T) {
 	juliet.write(`<presence type='unavailable'/>`)
 	expect("unavailable", []string{"<basic>closed</basic>"}, []string{"<basic>open</basic>"})
 
-	// The last watcher leaving ends the subscription.
-	comp.Unwatch("sip:juliet@localhost")
-	timeout := time.After(10 * time.Second)
-	for got := false; !got; {
-		select {
-		case st, ok := <-juliet.in:
-			if !ok {
-				t.Fatal("juliet's stream ended")
-			}
-			got = st.XMLName.Local == "presence" && st.Type == "unsubscribe" && strings.HasPrefix(st.From, "presenced@sip.localhost")
-		case <-timeout:
-			t.Fatal("no unsubscribe reached juliet")
-		}
-	}
 }
 
 // TestProsodyRefused checks a wrong secret is logged as a refused
@@ -334,7 +332,7 @@ func TestProsodyRefused(t *testing.T) {
 	var logBuf syncBuffer
 	comp, err := New(Config{Server: p.component, Domain: "sip.localhost", Secret: "wrong",
 		Domains: map[string]string{"localhost": "localhost"}, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(&logBuf, nil))}, func(string, abi.XMPPPresence) {})
+		Logger: slog.New(slog.NewTextHandler(&logBuf, nil))}, testHost{presence: func(string, abi.XMPPPresence) {}})
 	if err != nil {
 		t.Fatal(err)
 	}

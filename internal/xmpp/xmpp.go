@@ -1,29 +1,29 @@
 // Package xmpp is the core side of pa's "jabber" backend (RFC 8048): a
 // connector that joins an XMPP server as an external component (XEP-0114,
-// jabber:component:accept), subscribes to the presence of the XMPP users
-// SIP watchers watch, and hands every <presence/> stanza they send to a
-// callback, for the host to give to the presence module (abi.OpXMPP).
+// jabber:component:accept). It owns the XMPP stream and the subscriptions
+// on both sides of the gateway; what presence means stays in the presence
+// module, which it reaches through Host.
 //
-// Addressing. Config.Domains maps a SIP domain to an XMPP domain: the
-// presentity sip:juliet@xmpp.example.com is the XMPP user
+// XMPP users seen from SIP. Config.Domains maps a SIP domain to an XMPP
+// domain: the presentity sip:juliet@xmpp.example.com is the XMPP user
 // juliet@xmpp.example.com when "xmpp.example.com" maps to it. Several SIP
 // watchers of one presentity share one XMPP subscription, made from the
 // fixed JID presenced@<component domain> (Config.User changes the local
 // part): the XMPP user sees and approves one subscriber, the gateway, which
 // is what RFC 8048 §5 allows a gateway to do, and the SIP side's own
 // authorization (pa's policy) decides who among the SIP watchers sees it.
+// The first SIP watcher makes the gateway subscribe, once; presenced never
+// cancels that subscription (the user would have to approve the gateway
+// again for the next watcher), only the user does. Before every probe (on
+// each (re)connection, and when a user is watched again) the module is sent
+// a reset, so no resource that left while nobody listened survives; while
+// the server is unreachable watched users are reported unavailable.
 //
-// Lifecycle. Watch is called for each SIP watcher (or only the first) of a
-// mapped presentity and Unwatch as many times when they leave: on the
-// first Watch the connector sends subscribe (and a probe once subscribed), on the last Unwatch
-// unsubscribe. Both only queue and never block, so the host may call them
-// under its own lock. While the server is unreachable watched presentities
-// are reported unavailable (closed) once, and on every (re)connection the
-// subscriptions are renewed with a probe, so watchers recover.
-//
-// The reverse direction (XMPP users seeing SIP presence) is not
-// implemented: a subscription request to the component is answered
-// "unsubscribed".
+// SIP users seen from XMPP. An XMPP user who subscribes to
+// alice@<component domain> watches sip:alice@<Config.SIPDomain> (gateway.go):
+// the component asks the host for what such a watcher would be sent,
+// answers the request after the module's authorization, and sends the
+// PIDF mapped to <presence/> (pidf.go), now and at every change.
 package xmpp
 
 import (
@@ -46,21 +46,39 @@ import (
 
 // Config is the [xmpp] table of the daemon's TOML.
 type Config struct {
-	Server     string            // component port of the XMPP server, host:port
-	Domain     string            // the component's domain, e.g. sip.example.com
-	Secret     string            // the component's shared secret
-	Domains    map[string]string // SIP domain → XMPP domain
-	User       string            // local part of the subscribing JID; "presenced" if empty
-	MinBackoff time.Duration     // first reconnection delay; 1s if zero
-	MaxBackoff time.Duration     // reconnection delay cap; 60s if zero
-	Keepalive  time.Duration     // whitespace keepalive when idle; 60s if zero
+	Server  string            // component port of the XMPP server, host:port
+	Domain  string            // the component's domain, e.g. sip.example.com
+	Secret  string            // the component's shared secret
+	Domains map[string]string // SIP domain → XMPP domain
+	// SIPDomain is the SIP domain XMPP users reach through the component:
+	// a subscription to alice@Domain watches sip:alice@SIPDomain. Empty:
+	// the SIP domain of Domains if it has one entry, else the reverse
+	// direction is off (requests are answered "unsubscribed").
+	SIPDomain  string
+	User       string        // local part of the subscribing JID; "presenced" if empty
+	MinBackoff time.Duration // first reconnection delay; 1s if zero
+	MaxBackoff time.Duration // reconnection delay cap; 60s if zero
+	Keepalive  time.Duration // whitespace keepalive when idle; 60s if zero
 	Logger     *slog.Logger
+}
+
+// Host is the presence server, as the connector needs it. Neither method
+// is called with a connector lock held, and both are called from one
+// goroutine, one call at a time, in the order the stanzas came.
+type Host interface {
+	// Presence hands an XMPP user's presence to the presence module for
+	// the presentity (op 6).
+	Presence(sipURI string, p abi.XMPPPresence)
+	// Render returns what a new watcher watcherURI of the presentity would
+	// be sent now: the module's authorization (active, pending, rejected)
+	// and, when active, its PIDF document. It changes nothing.
+	Render(sipURI, watcherURI string) (status string, pidf []byte, err error)
 }
 
 // Component is the connector. Create it with New, start it with Run.
 type Component struct {
 	cfg       Config
-	onPres    func(sipURI string, p abi.XMPPPresence)
+	host      Host
 	log       *slog.Logger
 	jid       string            // the subscriber, presenced@domain
 	xmppToSIP map[string]string // reverse of Domains
@@ -70,13 +88,17 @@ type Component struct {
 	out       []string       // queued stanzas for the current connection
 	wake      chan struct{}
 	connected bool
+	down      bool     // watched users were reported unreachable since the last connection
+	inbox     []func() // calls to the host, in order (deliver runs them)
+	post      chan struct{}
+
+	// subs is the reverse direction: SIP URI → subscriber's bare JID. Only
+	// deliver's goroutine touches it.
+	subs map[string]map[string]*subscriber
 }
 
-// New checks cfg and returns a connector calling onPresence with the SIP
-// URI of the presentity and the stanza, for every presence of a watched
-// XMPP user. onPresence is called from the connector's goroutine, one call
-// at a time, never with a connector lock held.
-func New(cfg Config, onPresence func(sipURI string, p abi.XMPPPresence)) (*Component, error) {
+// New checks cfg and returns a connector feeding host.
+func New(cfg Config, host Host) (*Component, error) {
 	if cfg.Server == "" {
 		return nil, errors.New("xmpp: server (host:port of the component port) is not set")
 	}
@@ -95,6 +117,15 @@ func New(cfg Config, onPresence func(sipURI string, p abi.XMPPPresence)) (*Compo
 	if cfg.User == "" {
 		cfg.User = "presenced"
 	}
+	if cfg.SIPDomain == "" && len(cfg.Domains) == 1 {
+		for s := range cfg.Domains {
+			cfg.SIPDomain = s
+		}
+	}
+	cfg.SIPDomain = strings.ToLower(cfg.SIPDomain)
+	if strings.ContainsAny(cfg.SIPDomain, "@/:; ") {
+		return nil, fmt.Errorf("xmpp: sip_domain %q: want a SIP domain, e.g. example.com", cfg.SIPDomain)
+	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = time.Second
 	}
@@ -107,9 +138,12 @@ func New(cfg Config, onPresence func(sipURI string, p abi.XMPPPresence)) (*Compo
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Component{cfg: cfg, onPres: onPresence, log: cfg.Logger.With("component", cfg.Domain, "server", cfg.Server),
+	// "domain", not "component": the daemon tags the connector's lines
+	// component=xmpp, and a JSON line must not carry a key twice.
+	c := &Component{cfg: cfg, host: host, log: cfg.Logger.With("domain", cfg.Domain, "server", cfg.Server),
 		jid: cfg.User + "@" + cfg.Domain, xmppToSIP: map[string]string{},
-		watched: map[string]int{}, wake: make(chan struct{}, 1)}
+		watched: map[string]int{}, wake: make(chan struct{}, 1), post: make(chan struct{}, 1),
+		subs: map[string]map[string]*subscriber{}}
 	for s, x := range cfg.Domains {
 		s, x = strings.ToLower(s), strings.ToLower(x)
 		if o, dup := c.xmppToSIP[x]; dup {
@@ -163,9 +197,12 @@ func (c *Component) Maps(sipURI string) bool {
 	return ok
 }
 
-// Watch records a SIP watcher of sipURI; the first one subscribes to the
-// XMPP user's presence and probes it. It does nothing for an unmapped URI,
-// and never blocks.
+// Watch records a SIP watcher of sipURI. The first one subscribes to the
+// XMPP user's presence (the user's server answers at once when the
+// gateway was approved before) and, connected, resets what the module
+// knows of the user, for the probe that follows; while the server is
+// unreachable it reports the user unavailable. It does nothing for an
+// unmapped URI, and never blocks.
 func (c *Component) Watch(sipURI string) {
 	jid, ok := c.JID(sipURI)
 	if !ok {
@@ -174,12 +211,21 @@ func (c *Component) Watch(sipURI string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.watched[jid]++
-	if c.watched[jid] == 1 && c.connected {
+	if c.watched[jid] > 1 {
+		return
+	}
+	switch {
+	case c.connected:
+		c.enqueue(c.reset(jid))
 		c.queue(c.subscribe(jid)...)
+	case c.down:
+		c.enqueue(c.unreachable(jid))
 	}
 }
 
-// Unwatch undoes one Watch; the last one ends the XMPP subscription.
+// Unwatch undoes one Watch. The last one keeps the XMPP subscription: the
+// connector only stops listening to the user, and a later watcher needs no
+// new approval from them.
 func (c *Component) Unwatch(sipURI string) {
 	jid, ok := c.JID(sipURI)
 	if !ok {
@@ -187,18 +233,11 @@ func (c *Component) Unwatch(sipURI string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, ok := c.watched[jid]
-	if !ok {
-		return
-	}
-	if n > 1 {
-		c.watched[jid] = n - 1
+	if c.watched[jid] > 1 {
+		c.watched[jid]--
 		return
 	}
 	delete(c.watched, jid)
-	if c.connected {
-		c.queue(c.presence(jid, "unsubscribe"))
-	}
 }
 
 // Connected reports whether the component is connected and authenticated.
@@ -222,6 +261,53 @@ func (c *Component) presence(to, typ string) string {
 	return fmt.Sprintf(`<presence from='%s' to='%s' type='%s' id='%s'/>`, esc(c.jid), esc(to), typ, newID())
 }
 
+// reset is the input that makes the module forget the user before a
+// probe (ABI.md, op 6).
+func (c *Component) reset(jid string) func() {
+	return c.input(jid, abi.XMPPPresence{From: jid, Type: "reset"})
+}
+
+// unreachable is the input that shows the user closed while the XMPP
+// server cannot be reached.
+func (c *Component) unreachable(jid string) func() {
+	return c.input(jid, abi.XMPPPresence{From: jid, Type: "unavailable", Status: "XMPP server unreachable", Lang: "en"})
+}
+
+func (c *Component) input(jid string, p abi.XMPPPresence) func() {
+	uri, _ := c.SIPURI(jid)
+	return func() { c.host.Presence(uri, p) }
+}
+
+// enqueue adds a call to the host for deliver; c.mu is held.
+func (c *Component) enqueue(f ...func()) {
+	c.inbox = append(c.inbox, f...)
+	select {
+	case c.post <- struct{}{}:
+	default:
+	}
+}
+
+// deliver makes the calls to the host, in order, until ctx is done: the
+// reader, Watch and Changed only queue them, so none of them waits for a
+// module call, and Watch, called under the server's resource lock, cannot
+// deadlock with a call that takes it.
+func (c *Component) deliver(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		in := c.inbox
+		c.inbox = nil
+		c.mu.Unlock()
+		for _, f := range in {
+			f()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.post:
+		}
+	}
+}
+
 // queue adds stanzas for the writer; c.mu is held.
 func (c *Component) queue(s ...string) {
 	c.out = append(c.out, s...)
@@ -234,6 +320,9 @@ func (c *Component) queue(s ...string) {
 // Run connects and stays connected, reconnecting with a doubling backoff
 // up to MaxBackoff, until ctx is done.
 func (c *Component) Run(ctx context.Context) {
+	delivered := make(chan struct{})
+	go func() { c.deliver(ctx); close(delivered) }()
+	defer func() { <-delivered }()
 	backoff := c.cfg.MinBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -241,11 +330,12 @@ func (c *Component) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		c.lost()
 		if time.Since(start) > 2*c.cfg.MaxBackoff {
 			backoff = c.cfg.MinBackoff
 		}
-		c.log.Warn("xmpp component disconnected; SIP watchers of XMPP users see them closed until it reconnects",
-			"err", err, "retry_in", backoff)
+		c.log.Warn("xmpp component not connected; SIP watchers of XMPP users see them closed until it connects",
+			"err", err, "retry_in", backoff.String())
 		select {
 		case <-ctx.Done():
 			return
@@ -337,7 +427,10 @@ func (c *Component) session(ctx context.Context) (err error) {
 				}
 			}
 			if id == "" {
-				return errors.New("stream header without an id")
+				// A server that will not serve this component (Prosody
+				// for an unknown domain) answers with a header and then
+				// a stream error: report the error, not the header.
+				return c.headerError(dec)
 			}
 		}
 	}
@@ -354,14 +447,25 @@ func (c *Component) session(ctx context.Context) (err error) {
 	conn.SetDeadline(time.Time{})
 	c.log.Info("xmpp component connected", "jid", c.jid)
 
+	// Whatever the module knows of the watched users may be stale (they
+	// changed while the connector was away, or while presenced was
+	// stopped): reset each, then subscribe again, which the user's server
+	// answers (an approved gateway at once) and the probe follows.
 	c.mu.Lock()
-	c.connected = true
+	c.connected, c.down = true, false
 	c.out = nil
 	for jid := range c.watched {
+		c.enqueue(c.reset(jid))
 		c.out = append(c.out, c.subscribe(jid)...)
 	}
+	c.enqueue(c.resend)
 	c.mu.Unlock()
-	defer c.disconnected()
+	defer func() {
+		c.mu.Lock()
+		c.connected = false
+		c.out = nil
+		c.mu.Unlock()
+	}()
 
 	werr := make(chan error, 1)
 	done := make(chan struct{})
@@ -418,21 +522,37 @@ func (c *Component) streamError(dec *xml.Decoder, s xml.StartElement) error {
 	return se
 }
 
-// disconnected reports every watched user unavailable: a down server must
-// not leave SIP watchers with stale presence.
-func (c *Component) disconnected() {
-	c.mu.Lock()
-	c.connected = false
-	c.out = nil
-	jids := make([]string, 0, len(c.watched))
-	for jid := range c.watched {
-		jids = append(jids, jid)
-	}
-	c.mu.Unlock()
-	for _, jid := range jids {
-		if uri, ok := c.SIPURI(jid); ok {
-			c.onPres(uri, abi.XMPPPresence{From: jid, Type: "unavailable", Status: "XMPP server unreachable", Lang: "en"})
+// headerError reads what follows a stream header without an id: the
+// stream error that explains it, if the server sent one.
+func (c *Component) headerError(dec *xml.Decoder) error {
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return errors.New("stream header without an id, and no stream error")
 		}
+		if s, ok := tok.(xml.StartElement); ok {
+			if s.Name.Local == "error" && s.Name.Space == nsStream {
+				err := c.streamError(dec, s)
+				c.log.Error("xmpp server refused the component", "err", err)
+				return err
+			}
+			return fmt.Errorf("stream header without an id, then <%s>", s.Name.Local)
+		}
+	}
+}
+
+// lost reports every watched user unavailable, once per outage: a server
+// that is down, or refuses the component, must not leave SIP watchers with
+// presence from before (saved state at start included).
+func (c *Component) lost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return
+	}
+	c.down = true
+	for jid := range c.watched {
+		c.enqueue(c.unreachable(jid))
 	}
 }
 
@@ -506,12 +626,15 @@ func (c *Component) handle(st *stanza) {
 	}
 	bare, _, _ := strings.Cut(st.From, "/")
 	bare = strings.ToLower(bare)
+	to, _, _ := strings.Cut(strings.ToLower(st.To), "/")
+	if to != c.jid && strings.Contains(to, "@") {
+		c.mu.Lock()
+		c.enqueue(func() { c.fromSubscriber(st, bare, to) })
+		c.mu.Unlock()
+		return
+	}
 	switch st.Type {
 	case "", "unavailable":
-	case "subscribe":
-		// The reverse direction is not served.
-		c.send(fmt.Sprintf(`<presence from='%s' to='%s' type='unsubscribed'/>`, esc(st.To), esc(bare)))
-		return
 	case "unsubscribed":
 		c.log.Info("xmpp user refused or cancelled the presence subscription", "jid", bare)
 		st.Type, st.Show = "unavailable", ""
@@ -526,13 +649,10 @@ func (c *Component) handle(st *stanza) {
 		}
 		c.mu.Unlock()
 		return
-	default: // unsubscribe, probe
-		return
-	}
-	c.mu.Lock()
-	watched := c.watched[bare] > 0
-	c.mu.Unlock()
-	if !watched {
+	default: // subscribe, unsubscribe, probe to the gateway itself
+		if st.Type == "subscribe" {
+			c.send(fmt.Sprintf(`<presence from='%s' to='%s' type='unsubscribed'/>`, esc(c.jid), esc(bare)))
+		}
 		return
 	}
 	uri, ok := c.SIPURI(bare)
@@ -552,7 +672,13 @@ func (c *Component) handle(st *stanza) {
 			}
 		}
 	}
-	c.onPres(uri, p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A user nobody watches is not listened to: the gateway stays
+	// subscribed, and a new watcher's reset and probe bring the user back.
+	if c.watched[bare] > 0 {
+		c.enqueue(func() { c.host.Presence(uri, p) })
+	}
 }
 
 func (c *Component) send(s string) {

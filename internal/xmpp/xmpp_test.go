@@ -18,7 +18,7 @@ import (
 
 func TestMapping(t *testing.T) {
 	c, err := New(Config{Server: "127.0.0.1:1", Domain: "sip.example.com", Secret: "x",
-		Domains: map[string]string{"xmpp.example.com": "jabber.example.org"}}, nil)
+		Domains: map[string]string{"xmpp.example.com": "jabber.example.org"}}, testHost{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestMapping(t *testing.T) {
 		t.Errorf("SIPURI = %q", got)
 	}
 	for _, bad := range []Config{{}, {Server: "x:1"}, {Server: "x:1", Domain: "d"}, {Server: "x:1", Domain: "d", Secret: "s"}} {
-		if _, err := New(bad, nil); err == nil {
+		if _, err := New(bad, testHost{}); err == nil {
 			t.Errorf("New(%+v) accepted", bad)
 		}
 	}
@@ -109,12 +109,27 @@ type event struct {
 	p   abi.XMPPPresence
 }
 
+// testHost adapts functions to Host; a nil render renders nothing.
+type testHost struct {
+	presence func(string, abi.XMPPPresence)
+	render   func(uri, watcher string) (string, []byte, error)
+}
+
+func (h testHost) Presence(uri string, p abi.XMPPPresence) { h.presence(uri, p) }
+
+func (h testHost) Render(uri, watcher string) (string, []byte, error) {
+	if h.render == nil {
+		return abi.StatusPending, nil, nil
+	}
+	return h.render(uri, watcher)
+}
+
 func TestConnector(t *testing.T) {
 	addr, conns := fakeServer(t, "pw")
 	events := make(chan event, 16)
 	c, err := New(Config{Server: addr, Domain: "sip.test", Secret: "pw", Domains: map[string]string{"sip.test.org": "xmpp.test"},
 		MinBackoff: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		func(uri string, p abi.XMPPPresence) { events <- event{uri, p} })
+		testHost{presence: func(uri string, p abi.XMPPPresence) { events <- event{uri, p} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +143,11 @@ func TestConnector(t *testing.T) {
 	conn := <-conns
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	dec := xml.NewDecoder(conn)
+	// On connecting, the module forgets what it knew of juliet before the
+	// subscription's answers come.
+	if e := <-events; e.uri != "sip:juliet@sip.test.org" || e.p.Type != "reset" || e.p.From != "juliet@xmpp.test" {
+		t.Fatalf("on connecting: %+v, want a reset", e)
+	}
 	st := readStanza(t, dec)
 	if st.Type != "subscribe" || st.To != "juliet@xmpp.test" || st.From != "presenced@sip.test" {
 		t.Fatalf("first stanza %+v, want a subscribe", st)
@@ -147,17 +167,21 @@ func TestConnector(t *testing.T) {
 		t.Fatalf("iq answer %+v", st)
 	}
 	c.Unwatch("sip:juliet@sip.test.org")
-	c.Watch("sip:romeo@sip.test.org")
-	if st = readStanza(t, dec); st.Type != "subscribe" || st.To != "romeo@xmpp.test" {
-		t.Fatalf("got %+v, want a subscribe to romeo (juliet still has a watcher)", st)
-	}
 	c.Unwatch("sip:juliet@sip.test.org")
-	if st = readStanza(t, dec); st.Type != "unsubscribe" || st.To != "juliet@xmpp.test" {
-		t.Fatalf("got %+v, want an unsubscribe", st)
+	// The last watcher leaving keeps the subscription: the next stanza is
+	// romeo's subscribe, not an unsubscribe to juliet.
+	c.Watch("sip:romeo@sip.test.org")
+	if e := <-events; e.uri != "sip:romeo@sip.test.org" || e.p.Type != "reset" {
+		t.Fatalf("a new watched user: %+v, want a reset", e)
 	}
+	if st = readStanza(t, dec); st.Type != "subscribe" || st.To != "romeo@xmpp.test" {
+		t.Fatalf("got %+v, want a subscribe to romeo", st)
+	}
+	// juliet, watched by nobody, is not listened to.
+	io.WriteString(conn, `<presence from='juliet@xmpp.test/r1' to='presenced@sip.test'/>`)
 
 	// The server going away makes the watched users unavailable, and the
-	// connector reconnects and subscribes again.
+	// connector reconnects, resets and subscribes again.
 	conn.Close()
 	e = <-events
 	if e.uri != "sip:romeo@sip.test.org" || e.p.Type != "unavailable" || e.p.From != "romeo@xmpp.test" {
@@ -165,6 +189,9 @@ func TestConnector(t *testing.T) {
 	}
 	conn = <-conns
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if e := <-events; e.uri != "sip:romeo@sip.test.org" || e.p.Type != "reset" {
+		t.Fatalf("on reconnecting: %+v, want a reset", e)
+	}
 	if st = readStanza(t, xml.NewDecoder(conn)); st.Type != "subscribe" || st.To != "romeo@xmpp.test" {
 		t.Fatalf("after reconnecting: %+v", st)
 	}
@@ -175,7 +202,7 @@ func TestRefusedHandshake(t *testing.T) {
 	var buf syncBuffer
 	c, _ := New(Config{Server: addr, Domain: "sip.test", Secret: "wrong", Domains: map[string]string{"a": "b"},
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&buf, nil))},
-		func(string, abi.XMPPPresence) {})
+		testHost{presence: func(string, abi.XMPPPresence) {}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	done := make(chan struct{})
