@@ -165,7 +165,7 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 	if !ok || strings.TrimSpace(arg) == "" {
 		return nil, sdk.Reject(400, "%s needs a watcher argument (a URI or a domain)", c.Name)
 	}
-	who, err := entry(strings.TrimSpace(arg))
+	who, err := sdk.WatcherEntry(arg)
 	if err != nil {
 		return nil, sdk.Reject(400, "%s: watcher %v", c.Name, err)
 	}
@@ -190,10 +190,9 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 	if changed {
 		res.State = st.encode()
 	}
-	list := []string{who}
 	var r renderer
 	for _, w := range req.Watchers {
-		if !matches(list, sdk.ResourceKey(w.URI)) {
+		if !(sdk.WatcherList{who}).Has(w.URI, req.Resource) {
 			continue
 		}
 		switch {
