@@ -6,7 +6,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -88,9 +87,6 @@ func optionalSeconds(cfg sdk.Config, key string) (uint32, error) {
 
 func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 	pub := req.Publication
-	if pub == nil {
-		return nil, errors.New("publish without a publication")
-	}
 	if sdk.MediaType(pub.ContentType) != pidfType {
 		return nil, sdk.Reject(415, "content type %q is not supported, only %s", pub.ContentType, pidfType)
 	}
@@ -107,9 +103,6 @@ func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 }
 
 func (p *pa) Unpublish(req *sdk.Request) (*sdk.Response, error) {
-	if req.Publication == nil {
-		return nil, errors.New("unpublish without a publication")
-	}
 	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
@@ -134,9 +127,6 @@ var qvalue = regexp.MustCompile(`^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$`)
 
 func (p *pa) Binding(req *sdk.Request) (*sdk.Response, error) {
 	b := req.Binding
-	if b == nil {
-		return nil, errors.New("binding op without a binding")
-	}
 	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
@@ -155,9 +145,6 @@ func (p *pa) Binding(req *sdk.Request) (*sdk.Response, error) {
 // presentity's state for every later subscription.
 func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 	c := req.Command
-	if c == nil {
-		return nil, errors.New("command op without a command")
-	}
 	if c.Name != "approve" && c.Name != "reject" {
 		return nil, sdk.Reject(400, "unknown command %q; want approve or reject", c.Name)
 	}
