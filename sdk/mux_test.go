@@ -51,7 +51,7 @@ func TestMuxRoutes(t *testing.T) {
 		{OpUnpublish, "a.winfo", "a.winfo unpublish"},
 		{OpWatcherEvent, "a.winfo", "a.winfo watcher-event"},
 	} {
-		res, err := Dispatch(m, &Request{Op: c.op, Event: c.event})
+		res, err := Dispatch(m, &Request{Op: c.op, Event: c.event, Publication: &Publication{ID: "p"}})
 		if err != nil || res.Reason != c.want {
 			t.Errorf("%s %s: %+v, %v; want %q", c.op, c.event, res, err, c.want)
 		}

@@ -69,7 +69,8 @@ type Module interface {
 	// Unpublish handles OpUnpublish: drop req.Publication.ID. Render
 	// handles OpRender: render req.State for req.Watchers. A module
 	// serving several packages implements them once per package, each a
-	// Handler in a Mux.
+	// Handler in a Mux. Dispatch calls them only with req.Publication
+	// set, and the other handlers with the input of their op.
 	Handler
 }
 
@@ -103,6 +104,9 @@ func Register(m Module) {
 // Response. It is what the wasm glue calls, and what a native host or a
 // unit test may call directly.
 func Dispatch(m Module, req *Request) (*Response, error) {
+	if err := checkInput(req); err != nil {
+		return nil, err
+	}
 	var res *Response
 	var err error
 	switch req.Op {
@@ -153,3 +157,26 @@ func Dispatch(m Module, req *Request) (*Response, error) {
 }
 
 var errUnsupported = errors.New("unsupported op")
+
+// checkInput fails a request without the input its op is about (ABI.md
+// §5), so that no handler checks for it: a handler of OpPublish or
+// OpUnpublish gets req.Publication, of OpCommand req.Command, of OpBinding
+// req.Binding, of OpXMPP req.XMPP. A host that leaves it out breaks the
+// ABI, and the call fails as one with bad input does.
+func checkInput(req *Request) error {
+	missing := ""
+	switch {
+	case (req.Op == OpPublish || req.Op == OpUnpublish) && req.Publication == nil:
+		missing = "publication"
+	case req.Op == OpCommand && req.Command == nil:
+		missing = "command"
+	case req.Op == OpBinding && req.Binding == nil:
+		missing = "binding"
+	case req.Op == OpXMPP && req.XMPP == nil:
+		missing = "presence"
+	}
+	if missing != "" {
+		return fmt.Errorf("%s op without a %s", req.Op, missing)
+	}
+	return nil
+}

@@ -9,7 +9,6 @@ package main
 import (
 	"cmp"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -44,9 +43,6 @@ func (c *conference) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 
 func (c *conference) Publish(req *sdk.Request) (*sdk.Response, error) {
 	p := req.Publication
-	if p == nil {
-		return nil, errors.New("publish without a publication")
-	}
 	if sdk.MediaType(p.ContentType) != infoType {
 		return nil, sdk.Reject(415, "content type %q is not supported, only %s", p.ContentType, infoType)
 	}
@@ -101,9 +97,6 @@ func apply(st *state, id string, doc *confinfo.Doc) (*etree.Element, error) {
 }
 
 func (c *conference) Unpublish(req *sdk.Request) (*sdk.Response, error) {
-	if req.Publication == nil {
-		return nil, errors.New("unpublish without a publication")
-	}
 	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
@@ -129,7 +122,7 @@ func (c *conference) Render(req *sdk.Request) (*sdk.Response, error) {
 }
 
 func (c *conference) Command(req *sdk.Request) (*sdk.Response, error) {
-	if req.Command == nil || req.Command.Name != cmdReset {
+	if req.Command.Name != cmdReset {
 		return nil, sdk.Reject(400, "unknown command; this package has %s", cmdReset)
 	}
 	st, err := decodeState(req.State)

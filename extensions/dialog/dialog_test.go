@@ -31,7 +31,7 @@ func TestParse(t *testing.T) {
 		t.Fatalf("got %+v", ds[0])
 	}
 	// what is rendered reads back the same
-	if _, again, err := parse(render(bob, 7, dialogsXML(ds)), bob); err != nil || again[0] != want {
+	if _, again, err := parse(document(bob, 7, ds), bob); err != nil || again[0] != want {
 		t.Fatalf("round trip: %+v %v", again, err)
 	}
 	if _, _, err := parse(sdktest.Testdata(t, "rfc4235-early.xml"), "sip:alice@example.com"); err != nil {
@@ -116,7 +116,12 @@ func TestView(t *testing.T) {
 	}
 	_, ds, _ := parse(sdktest.Testdata(t, "pbx-ringing.xml"), bob)
 	ds = append(ds, dialog{id: "c", state: "confirmed", callID: "c1"})
-	view := func(uri string, ds []dialog) string { return dialogsXML(m.view(sdk.Watcher{URI: uri}, bob, ds)) }
+	// the <dialog> elements of what the watcher uri is sent
+	view := func(uri string, ds []dialog) string {
+		doc := string(document(bob, 0, m.view(sdk.Watcher{URI: uri}, bob, ds)))
+		_, dialogs, _ := strings.Cut(doc, `entity="sip:bob@example.com">`+"\n")
+		return strings.TrimSuffix(dialogs, "</dialog-info>\n")
+	}
 
 	boss, other := view("sip:boss@example.com", ds), view("sip:intern@example.com", ds)
 	if !strings.Contains(boss, `call-id="0_1756536024@10.10.20.34"`) || !strings.Contains(boss, `<identity display="Carol &amp; Co">sip:carol@example.org</identity>`) ||

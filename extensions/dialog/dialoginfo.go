@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -88,35 +87,15 @@ func partyOf(n *xmldoc.Node) (p party) {
 	return p
 }
 
-var esc = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;")
-
-// render writes a full-state document; its dialogs are the part that
-// differs between two watchers' documents besides the version.
-func render(entity string, version uint64, dialogs string) []byte {
-	return []byte(fmt.Sprintf("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"+
-		"<dialog-info xmlns=\"%s\" version=\"%d\" state=\"full\" entity=\"%s\">\n%s</dialog-info>\n",
-		ns, version, esc.Replace(entity), dialogs))
-}
-
-// dialogsXML writes the <dialog> elements in RFC 4235's element order.
-func dialogsXML(ds []dialog) string {
-	var b strings.Builder
-	attr := func(k, v string) {
-		if v != "" {
-			fmt.Fprintf(&b, ` %s="%s"`, k, esc.Replace(v))
-		}
-	}
+// document writes a full-state document about entity, one <dialog> a
+// line, each in RFC 4235's element order.
+func document(entity string, version uint64, ds []dialog) []byte {
+	w := xmldoc.NewWriter()
+	w.Start(ns, "dialog-info", xmldoc.A("version", strconv.FormatUint(version, 10)), xmldoc.A("state", "full"), xmldoc.A("entity", entity))
+	w.Text("\n")
 	for _, d := range ds {
-		b.WriteString("<dialog")
-		attr("id", d.id)
-		attr("call-id", d.callID)
-		attr("local-tag", d.localTag)
-		attr("remote-tag", d.remoteTag)
-		attr("direction", d.direction)
-		b.WriteString("><state")
-		attr("event", d.event)
-		attr("code", d.code)
-		b.WriteString(">" + d.state + "</state>")
+		w.Start(ns, "dialog", attrs("id", d.id, "call-id", d.callID, "local-tag", d.localTag, "remote-tag", d.remoteTag, "direction", d.direction)...)
+		w.Element(ns, "state", d.state, attrs("event", d.event, "code", d.code)...)
 		for _, p := range []struct {
 			tag string
 			party
@@ -124,20 +103,30 @@ func dialogsXML(ds []dialog) string {
 			if p.party == (party{}) {
 				continue
 			}
-			b.WriteString("<" + p.tag + ">")
+			w.Start(ns, p.tag)
 			if p.identity != "" {
-				b.WriteString("<identity")
-				attr("display", p.display)
-				b.WriteString(">" + esc.Replace(p.identity) + "</identity>")
+				w.Element(ns, "identity", p.identity, attrs("display", p.display)...)
 			}
 			if p.target != "" {
-				b.WriteString("<target")
-				attr("uri", p.target)
-				b.WriteString("/>")
+				w.Element(ns, "target", "", xmldoc.A("uri", p.target))
 			}
-			b.WriteString("</" + p.tag + ">")
+			w.End()
 		}
-		b.WriteString("</dialog>\n")
+		w.End()
+		w.Text("\n")
 	}
-	return b.String()
+	w.End()
+	return append(w.Bytes(), '\n')
+}
+
+// attrs is the attributes of name, value pairs but those without a value:
+// every attribute of a <dialog> and its <state> is optional.
+func attrs(pairs ...string) []xmldoc.NodeAttr {
+	var out []xmldoc.NodeAttr
+	for i := 0; i < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			out = append(out, xmldoc.A(pairs[i], pairs[i+1]))
+		}
+	}
+	return out
 }

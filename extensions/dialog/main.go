@@ -6,13 +6,15 @@
 package main
 
 import (
-	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"strings"
 
+	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/pubstate"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 const infoType = "application/dialog-info+xml"
@@ -20,18 +22,18 @@ const infoType = "application/dialog-info+xml"
 // module holds only its configuration: who sees identities, and which
 // watchers get which quirk (README.md, "Quirks").
 type module struct {
-	identities, dummy, single, direction watchers
+	identities, dummy, single, direction sdk.WatcherList
 }
 
 func (m *module) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 	sdk.WarnUnknownKeys(cfg, "dialog", "default_expires", "identities", "dummy_dialog", "single_dialog", "always_direction")
 	expires, err := sdk.SecondsKey(cfg, "default_expires", 3600)
 	for _, l := range []struct {
-		to       *watchers
+		to       *sdk.WatcherList
 		key, def string
 	}{{&m.identities, "identities", "same-domain"}, {&m.dummy, "dummy_dialog", ""}, {&m.single, "single_dialog", ""}, {&m.direction, "always_direction", ""}} {
 		if err == nil {
-			*l.to, err = watcherList(cfg, l.key, l.def)
+			*l.to, err = sdk.WatcherListKey(cfg, l.key, l.def)
 		}
 	}
 	return sdk.Manifest{Packages: []sdk.Package{{Event: "dialog", Accept: []string{infoType}, DefaultExpires: expires}}}, err
@@ -39,9 +41,6 @@ func (m *module) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 
 func (m *module) Publish(req *sdk.Request) (*sdk.Response, error) {
 	p := req.Publication
-	if p == nil {
-		return nil, errors.New("publish without a publication")
-	}
 	if sdk.MediaType(p.ContentType) != infoType {
 		return nil, sdk.Reject(415, "content type %q is not supported, only %s", p.ContentType, infoType)
 	}
@@ -67,14 +66,11 @@ func (m *module) Publish(req *sdk.Request) (*sdk.Response, error) {
 	}
 	// kept in the form watchers get it, so the stored state is read with
 	// the same parser, and the most recent publication last
-	st.Push(p.ID, render(req.Resource, 0, dialogsXML(ds)))
+	st.Push(p.ID, document(req.Resource, 0, ds))
 	return m.respond(req, st, true)
 }
 
 func (m *module) Unpublish(req *sdk.Request) (*sdk.Response, error) {
-	if req.Publication == nil {
-		return nil, errors.New("unpublish without a publication")
-	}
 	st, err := pubstate.Decode(req.State)
 	if err != nil {
 		return nil, err
@@ -127,27 +123,33 @@ var interest = map[string]int{"early": 5, "confirmed": 4, "proceeding": 3, "tryi
 
 // view is what one watcher is sent of ds.
 func (m *module) view(w sdk.Watcher, resource string, ds []dialog) []dialog {
-	if m.single.has(w.URI, resource) && len(ds) > 1 {
+	if m.single.Has(w.URI, resource) && len(ds) > 1 {
 		best := slices.MaxFunc(ds, func(a, b dialog) int { return interest[a.state] - interest[b.state] })
 		ds = []dialog{best}
 	}
-	if len(ds) == 0 && m.dummy.has(w.URI, resource) {
+	if len(ds) == 0 && m.dummy.Has(w.URI, resource) {
 		user, _, _ := strings.Cut(strings.TrimPrefix(resource, "sip:"), "@")
 		return []dialog{{id: user, direction: "recipient", state: "terminated"}}
 	}
 	out := slices.Clone(ds)
 	for i := range out {
-		if !m.identities.has(w.URI, resource) {
+		if !m.identities.Has(w.URI, resource) {
 			// who calls, and what it takes to pick the call up
 			out[i].callID, out[i].localTag, out[i].remoteTag = "", "", ""
 			out[i].local, out[i].remote = party{}, party{}
 		}
-		if out[i].direction == "" && m.direction.has(w.URI, resource) {
+		if out[i].direction == "" && m.direction.Has(w.URI, resource) {
 			out[i].direction = "recipient"
 		}
 	}
 	return out
 }
+
+// digestField is the field of a watcher's state, beside the version
+// count sdk.NextVersion keeps (field 1), holding a digest of the dialogs
+// it was last sent, so that a change that is not one for this watcher
+// sends it nothing: message Watcher { uint64 sent = 1; uint64 digest = 2; }.
+const digestField = 2
 
 // respond renders for every watcher given; one whose dialogs would not
 // change is sent nothing, unless it needs full state.
@@ -164,18 +166,27 @@ func (m *module) respond(req *sdk.Request, st *pubstate.State, changed bool) (*s
 		return nil, err
 	}
 	for _, w := range req.Watchers {
-		s, err := decodeSent(w.State)
+		var last uint64
+		err := abi.Fields(w.State, func(f abi.Field) error {
+			if f.IsVarint(digestField) {
+				last = f.Varint
+			}
+			return nil
+		})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("decode watcher state: %w", err)
 		}
-		body := dialogsXML(m.view(w, req.Resource, ds))
+		view := m.view(w, req.Resource, ds)
+		// of the dialogs, not of the document, whose version always differs
 		h := fnv.New64a()
-		h.Write([]byte(body))
-		if !w.Full && s.next > 0 && h.Sum64() == s.hash {
+		fmt.Fprintf(h, "%q", view)
+		version, next := sdk.NextVersion(w.State, sdk.VersionStartDialog)
+		if !w.Full && version > 0 && h.Sum64() == last {
 			continue
 		}
+		next = protowire.AppendTag(next, digestField, protowire.VarintType)
 		res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, ContentType: infoType,
-			Body: render(req.Resource, s.next, body), State: sent{s.next + 1, h.Sum64()}.encode(), StateChanged: true})
+			Body: document(req.Resource, version, view), State: protowire.AppendVarint(next, h.Sum64()), StateChanged: true})
 	}
 	return res, nil
 }

@@ -7,7 +7,6 @@ package main
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -45,9 +44,6 @@ func (mwi) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 
 func (mwi) Publish(req *sdk.Request) (*sdk.Response, error) {
 	p := req.Publication
-	if p == nil {
-		return nil, errors.New("publish without a publication")
-	}
 	if sdk.MediaType(p.ContentType) != summaryType {
 		return nil, sdk.Reject(415, "content type %q is not supported, only %s", p.ContentType, summaryType)
 	}
@@ -58,9 +54,6 @@ func (mwi) Publish(req *sdk.Request) (*sdk.Response, error) {
 }
 
 func (mwi) Unpublish(req *sdk.Request) (*sdk.Response, error) {
-	if req.Publication == nil {
-		return nil, errors.New("unpublish without a publication")
-	}
 	return change(req, func(st *pubstate.State) { st.Remove(req.Publication.ID) })
 }
 
@@ -81,7 +74,7 @@ func (mwi) Render(req *sdk.Request) (*sdk.Response, error) {
 // as a summary line writes it, "new/old" or "new/old (urgent new/urgent
 // old)". The summary is checked as a PUBLISHed one is.
 func (mwi) Command(req *sdk.Request) (*sdk.Response, error) {
-	if req.Command == nil || req.Command.Name != cmdSet {
+	if req.Command.Name != cmdSet {
 		return nil, sdk.Reject(400, "unknown command; this package has %s", cmdSet)
 	}
 	args := req.Command.Args

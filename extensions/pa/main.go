@@ -8,7 +8,6 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -91,9 +90,6 @@ func optionalSeconds(cfg sdk.Config, key string) (uint32, error) {
 
 func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 	pub := req.Publication
-	if pub == nil {
-		return nil, errors.New("publish without a publication")
-	}
 	if sdk.MediaType(pub.ContentType) != pidfType {
 		return nil, sdk.Reject(415, "content type %q is not supported, only %s", pub.ContentType, pidfType)
 	}
@@ -110,9 +106,6 @@ func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 }
 
 func (p *pa) Unpublish(req *sdk.Request) (*sdk.Response, error) {
-	if req.Publication == nil {
-		return nil, errors.New("unpublish without a publication")
-	}
 	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
@@ -137,9 +130,6 @@ var qvalue = regexp.MustCompile(`^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$`)
 
 func (p *pa) Binding(req *sdk.Request) (*sdk.Response, error) {
 	b := req.Binding
-	if b == nil {
-		return nil, errors.New("binding op without a binding")
-	}
 	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
@@ -158,9 +148,6 @@ func (p *pa) Binding(req *sdk.Request) (*sdk.Response, error) {
 // presentity's state for every later subscription.
 func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 	c := req.Command
-	if c == nil {
-		return nil, errors.New("command op without a command")
-	}
 	if c.Name != "approve" && c.Name != "reject" {
 		return nil, sdk.Reject(400, "unknown command %q; want approve or reject", c.Name)
 	}
@@ -168,7 +155,7 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 	if !ok || strings.TrimSpace(arg) == "" {
 		return nil, sdk.Reject(400, "%s needs a watcher argument (a URI or a domain)", c.Name)
 	}
-	who, err := entry(strings.TrimSpace(arg))
+	who, err := sdk.WatcherEntry(arg)
 	if err != nil {
 		return nil, sdk.Reject(400, "%s: watcher %v", c.Name, err)
 	}
@@ -193,10 +180,9 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 	if changed {
 		res.State = st.encode()
 	}
-	list := []string{who}
 	var r renderer
 	for _, w := range req.Watchers {
-		if !matches(list, sdk.ResourceKey(w.URI)) {
+		if !(sdk.WatcherList{who}).Has(w.URI, req.Resource) {
 			continue
 		}
 		switch {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/presenced/presenced/sdk"
@@ -21,7 +20,7 @@ const (
 // policy is the config's part of the decision: a default and two lists.
 type policy struct {
 	mode         string
-	allow, block []string // sdk.ResourceKey of a URI, or a lower-case domain
+	allow, block sdk.WatcherList
 }
 
 func parsePolicy(cfg sdk.Config) (policy, error) {
@@ -35,64 +34,13 @@ func parsePolicy(cfg sdk.Config) (policy, error) {
 		}
 	}
 	var err error
-	if p.allow, err = listKey(cfg, "allow"); err != nil {
+	if p.allow, err = sdk.WatcherListKey(cfg, "allow", ""); err != nil {
 		return p, err
 	}
-	if p.block, err = listKey(cfg, "block"); err != nil {
+	if p.block, err = sdk.WatcherListKey(cfg, "block", ""); err != nil {
 		return p, err
 	}
 	return p, nil
-}
-
-// listKey reads a list the host flattened to a comma-joined string.
-func listKey(cfg sdk.Config, key string) ([]string, error) {
-	v, ok := cfg[key]
-	if !ok {
-		return nil, nil
-	}
-	var out []string
-	for s := range strings.SplitSeq(v, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		e, err := entry(s)
-		if err != nil {
-			return nil, fmt.Errorf("config %s: %w", key, err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
-}
-
-// entry canonicalizes one list entry: a watcher URI or a bare domain.
-func entry(s string) (string, error) {
-	if strings.Contains(s, ":") && !strings.HasPrefix(s, "[") {
-		if k := sdk.ResourceKey(s); k != "" && strings.Contains(k, "@") {
-			return k, nil
-		}
-		return "", fmt.Errorf("%q: want a watcher URI (sip:user@host) or a domain (example.com)", s)
-	}
-	if strings.ContainsAny(s, "@;?<> ") {
-		return "", fmt.Errorf("%q: want a watcher URI (sip:user@host) or a domain (example.com)", s)
-	}
-	return strings.ToLower(s), nil
-}
-
-// host returns the host of a ResourceKey, which is lower case and has no
-// port.
-func host(key string) string {
-	return key[strings.LastIndexByte(key, '@')+1:]
-}
-
-// matches reports whether a watcher (its ResourceKey) is on a list, by URI
-// or by its domain.
-func matches(list []string, key string) bool {
-	if key == "" {
-		return false
-	}
-	h := host(key)
-	return slices.ContainsFunc(list, func(e string) bool { return e == key || e == h })
 }
 
 // decide is the status of a new watcher of resource. The presentity's own
@@ -101,18 +49,18 @@ func matches(list []string, key string) bool {
 func (p *policy) decide(st *state, resource, watcherURI string) string {
 	key := sdk.ResourceKey(watcherURI)
 	switch {
-	case matches(st.Block, key):
+	case st.Block.Has(watcherURI, resource):
 		return sdk.StatusRejected
-	case matches(st.Allow, key), key != "" && key == sdk.ResourceKey(resource):
+	case st.Allow.Has(watcherURI, resource), key != "" && key == sdk.ResourceKey(resource):
 		return sdk.StatusActive
-	case matches(p.block, key):
+	case p.block.Has(watcherURI, resource):
 		return sdk.StatusRejected
-	case matches(p.allow, key):
+	case p.allow.Has(watcherURI, resource):
 		return sdk.StatusActive
 	}
 	switch p.mode {
 	case policySameDomain:
-		if r := sdk.ResourceKey(resource); key != "" && r != "" && host(key) == host(r) {
+		if (sdk.WatcherList{sdk.SameDomain}).Has(watcherURI, resource) {
 			return sdk.StatusActive
 		}
 		return sdk.StatusPending

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/pubstate"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -49,8 +50,10 @@ type state struct {
 	Bindings []binding
 	// Recent orders publication ids by modification, most recent last: the
 	// person of the last one wins composition.
-	Recent       []string
-	Allow, Block []string
+	Recent []string
+	// Allow and Block are the presentity's approvals and rejections
+	// (commands approve and reject).
+	Allow, Block sdk.WatcherList
 	// XMPP holds the available resources of the XMPP user the presentity
 	// maps to, XMPPOffline the user once none is left (xmpp.go).
 	XMPP        []xmppRes

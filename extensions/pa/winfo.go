@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -123,9 +122,6 @@ func (winfo) Binding(*sdk.Request) (*sdk.Response, error)   { return &sdk.Respon
 func (winfo) XMPP(*sdk.Request) (*sdk.Response, error)      { return &sdk.Response{}, nil }
 
 func (winfo) Command(req *sdk.Request) (*sdk.Response, error) {
-	if req.Command == nil {
-		return nil, errors.New("command op without a command")
-	}
 	return nil, sdk.Reject(400, "%s has no commands; send %q to %s", winfoEvent, req.Command.Name, presenceEvent)
 }
 

@@ -27,7 +27,6 @@ package main
 // modified, so a SIP publication's person wins over it.
 
 import (
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -75,9 +74,6 @@ type xmppRes struct {
 
 func (p *pa) XMPP(req *sdk.Request) (*sdk.Response, error) {
 	x := req.XMPP
-	if x == nil {
-		return nil, errors.New("xmpp op without a presence")
-	}
 	jid := strings.TrimSpace(x.From)
 	if jid == "" || strings.ContainsAny(jid, " <>\"") {
 		return nil, sdk.Reject(400, "xmpp presence from %q: not a JID", x.From)
