@@ -136,7 +136,11 @@ trusted = true
 	see := func(tab context.Context, who, buddy, status, note string) {
 		t.Helper()
 		sel := fmt.Sprintf(`li[data-uri=%q][data-status=%q]`, buddy, status)
-		err := chromedp.Do(tab, chromedp.WaitVisible(chromedp.CSS(sel)))
+		// Bounded well inside the test's own deadline, so that a page that
+		// never shows it fails here, with the page's log still readable.
+		wait, cancel := context.WithTimeout(tab, 10*time.Second)
+		defer cancel()
+		err := chromedp.Do(wait, chromedp.WaitVisible(chromedp.CSS(sel)))
 		var got string
 		if err == nil {
 			got, err = chromedp.Run(tab, chromedp.Text(chromedp.CSS(sel+" .note")))
