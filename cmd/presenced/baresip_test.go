@@ -68,6 +68,33 @@ func startBaresip(t *testing.T, bin, name, dir, accounts, contacts string, prese
 	return b
 }
 
+// startPublisher runs a baresip for the account (one line of its accounts
+// file, with pubint) of the presentity aor and watching the contacts, and
+// sets it online once it is registered. Its presence module is loaded
+// then, not at start: baresip 1.0 PUBLISHes both from a timer 10ms after
+// start and at its first 200 to REGISTER, and when the 200 comes first, as
+// on loopback it may, both PUBLISHes carry open and no SIP-If-Match: two
+// publications, of which quitting removes one, and the user would stay
+// online after quitting. Loaded late, the timer's PUBLISH carries status
+// "unknown", which the server refuses, and presence_online sends the only
+// one. The module SUBSCRIBEs to the contacts marked presence=p2p as it
+// loads.
+func startPublisher(t *testing.T, d *clientDaemon, bin, name, dir, account, contacts, aor string) *baresip {
+	t.Helper()
+	b := startBaresip(t, bin, name, dir, account, contacts, false)
+	eventually(t, 10*time.Second, name+" registered", func() (bool, string) {
+		v := d.view(t, aor)
+		return len(v.Bindings) == 1, v.String()
+	})
+	refused := strings.Count(d.output(), unknownRefused)
+	b.command(t, "insmod presence.so")
+	eventually(t, 5*time.Second, "the server refuses "+name+"'s PUBLISH of status unknown", func() (bool, string) {
+		return strings.Count(d.output(), unknownRefused) > refused, d.output()
+	})
+	b.command(t, "presence_online")
+	return b
+}
+
 // command runs one command as the user would type it, and returns what it
 // printed. ctrl_tcp speaks netstrings of JSON; events (REGISTER_OK, ...)
 // come on the same connection and are passed over.
@@ -131,7 +158,7 @@ func (b *baresip) contactStatus(t *testing.T, uri string) string {
 	return ""
 }
 
-// awaitStatus waits for bob's contact list to show alice as want.
+// awaitStatus waits for b's contact list to show uri as want.
 func (b *baresip) awaitStatus(t *testing.T, uri, want string) {
 	t.Helper()
 	eventually(t, 10*time.Second, fmt.Sprintf("%s shows %s %s", b.name, uri, want), func() (bool, string) {
@@ -175,27 +202,10 @@ func baresipPresence(t *testing.T, d *clientDaemon, bin, tr string, p sipPort) {
 	aor := "sip:" + alice + "@127.0.0.1" // the presentity: the port never counts
 	aliceDir := t.TempDir()
 	aliceAccount := fmt.Sprintf("<%s>;regint=600;pubint=600", aliceURI)
-	// alice registers, then sets herself online. Her presence module is
-	// loaded once she is registered, not at start: baresip 1.0 PUBLISHes
-	// both from a timer 10ms after start and at its first 200 to REGISTER,
-	// and when the 200 comes first, as on loopback it may, both PUBLISHes
-	// carry open and no SIP-If-Match: two publications, of which quitting
-	// removes one, and she would stay online after quitting. Loaded late,
-	// the timer's PUBLISH carries status "unknown", which the server
-	// refuses, and presence_online sends the only one.
+	// alice registers, then sets herself online (startPublisher says why
+	// in that order)
 	startAlice := func() *baresip {
-		a := startBaresip(t, bin, "alice", aliceDir, aliceAccount, "", false)
-		eventually(t, 10*time.Second, "alice registered", func() (bool, string) {
-			v := d.view(t, aor)
-			return len(v.Bindings) == 1, v.String()
-		})
-		refused := strings.Count(d.output(), unknownRefused)
-		a.command(t, "insmod presence.so")
-		eventually(t, 5*time.Second, "the server refuses alice's PUBLISH of status unknown", func() (bool, string) {
-			return strings.Count(d.output(), unknownRefused) > refused, d.output()
-		})
-		a.command(t, "presence_online")
-		return a
+		return startPublisher(t, d, bin, "alice", aliceDir, aliceAccount, "", aor)
 	}
 
 	a := startAlice()

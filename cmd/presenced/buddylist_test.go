@@ -16,13 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/presenced/presenced/sdk/sdktest"
-	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // needTool returns what find found, or ends the test: in CI (CI=true) a
@@ -43,10 +41,17 @@ func needTool(t *testing.T, what, how string, find func() (string, error)) strin
 
 // The buddy list page of web/buddylist, in headless Chromium, served by
 // the daemon's [web] listener: Alice's page connects over ws, Bob's over
-// wss (a certificate made here), and a softphone on UDP (a raw SIP peer)
-// is Carol. Each sees the others' status change, available to busy with a
-// note and back, through SIP.js's PUBLISH and SUBSCRIBE over WebSocket.
+// wss (a certificate made here), and Carol's softphone is a real baresip
+// over UDP with Alice in its contacts (issue 14). Each page sees the
+// other's status change, available to busy with a note and back, through
+// SIP.js's PUBLISH and SUBSCRIBE over WebSocket; baresip shows Alice's
+// changes as it can (Online, Busy: it has no place for a note), and
+// Alice's page shows Carol online, offline when her baresip quits and
+// online again when it starts.
 func TestBuddyListInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon, chromium and baresip")
+	}
 	chromium := needTool(t, "chromium", "apt-get install chromium", func() (string, error) {
 		return exec.LookPath("chromium")
 	})
@@ -56,6 +61,7 @@ func TestBuddyListInBrowser(t *testing.T) {
 		_, err := os.Stat(p)
 		return p, err
 	})
+	baresipBin := needProgram(t, "baresip", "baresip-core")
 	bin := buildDaemon(t)
 	pa := sdktest.Build(t, paPkg)
 	dir := t.TempDir()
@@ -78,24 +84,38 @@ key_file = %q
 listen = "127.0.0.1:0"
 dir = %q
 [admin]
-listen = ""
+listen = "127.0.0.1:0"
+token = %q
 [store]
 backend = "memory"
 [extension.pa]
 path = %q
 trusted = true
-`, filepath.Join(dir, "data"), cert, key, page, pa))
-	d := startDaemon(t, bin, "-config", cfg)
+`, filepath.Join(dir, "data"), cert, key, page, adminToken, pa))
+	d := withAdmin(t, startDaemon(t, bin, "-config", cfg))
 	udp := d.serving(t)
 	ws := d.await(t, regexp.MustCompile(`[ \[]ws:(127\.0\.0\.1:\d+)`), 5*time.Second)[1]
 	wss := d.await(t, regexp.MustCompile(`[ \[]wss:(127\.0\.0\.1:\d+)`), 5*time.Second)[1]
 	web := d.await(t, regexp.MustCompile(`"web serving" addr=(\S+)`), 5*time.Second)[1]
 
 	const alice, bob, carol = "sip:alice@example.com", "sip:bob@example.com", "sip:carol@example.com"
-	phone := siptest.NewPeer(t, "UDP", udp)
-	r := phone.Publish("presence", carol, "application/pidf+xml", phonePIDF(carol, "busy", "On the phone"), "Expires: 600")
-	siptest.WantCode(t, r, 200)
-	etag := siptest.Header(r, "SIP-ETag")
+	// Carol's baresip reaches example.com through the daemon, its outbound
+	// proxy, as a softphone on a LAN would; it registers, publishes and
+	// watches Alice before the pages open, so it is online when they look.
+	carolDir := t.TempDir()
+	carolAccount := fmt.Sprintf("<%s>;outbound=\"sip:%s;transport=udp\";regint=600;pubint=600", carol, udp)
+	carolContacts := fmt.Sprintf("\"Alice\" <%s>;presence=p2p", alice)
+	// published waits for the server to hold Carol's publication, open:
+	// her registration alone already shows her available to the page.
+	published := func() {
+		t.Helper()
+		eventually(t, 10*time.Second, "carol's baresip published", func() (bool, string) {
+			v := d.view(t, carol)
+			return len(v.Publications) == 1 && firstBasic(v.Document) == "open", v.String()
+		})
+	}
+	carolPhone := startPublisher(t, d, baresipBin, "carol's baresip", carolDir, carolAccount, carolContacts, carol)
+	published()
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:0:0],
 		chromedp.ExecPath(chromium),
@@ -136,7 +156,11 @@ trusted = true
 	see := func(tab context.Context, who, buddy, status, note string) {
 		t.Helper()
 		sel := fmt.Sprintf(`li[data-uri=%q][data-status=%q]`, buddy, status)
-		err := chromedp.Do(tab, chromedp.WaitVisible(chromedp.CSS(sel)))
+		// Bounded well inside the test's own deadline, so that a page that
+		// never shows it fails here, with the page's log still readable.
+		wait, cancel := context.WithTimeout(tab, 10*time.Second)
+		defer cancel()
+		err := chromedp.Do(wait, chromedp.WaitVisible(chromedp.CSS(sel)))
 		var got string
 		if err == nil {
 			got, err = chromedp.Run(tab, chromedp.Text(chromedp.CSS(sel+" .note")))
@@ -168,57 +192,40 @@ trusted = true
 	}
 
 	see(alicePage, "Alice (ws)", bob, "available", "")
-	see(alicePage, "Alice (ws)", carol, "busy", "On the phone")
+	see(alicePage, "Alice (ws)", carol, "available", "")
 	see(bobPage, "Bob (wss)", alice, "available", "")
 
-	// Carol's softphone watches Alice.
-	r = phone.Send(siptest.Request{Method: "SUBSCRIBE", URI: alice, Headers: []string{
-		"From: <" + carol + ">;tag=phone1", "To: <" + alice + ">", "Call-ID: " + siptest.NewCallID(),
-		"CSeq: 1 SUBSCRIBE", phone.Contact(), "Event: presence", "Accept: application/pidf+xml", "Expires: 600"}})
-	siptest.WantCode(t, r, 200)
-	phoneSees := func(busy bool, note string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n := phone.NotifyWithin(time.Until(deadline))
-			if n == nil {
-				t.Fatalf("the softphone got no NOTIFY of Alice busy=%v note %q", busy, note)
-			}
-			b := string(n.Body())
-			if strings.Contains(b, "<basic>open</basic>") && strings.Contains(b, "busy/>") == busy &&
-				(note == "" && !strings.Contains(b, "note>") || note != "" && strings.Contains(b, ">"+note+"<")) {
-				return
-			}
-		}
-	}
-	phoneSees(false, "")
+	carolPhone.awaitStatus(t, alice, "Online")
 
 	set(alicePage, "busy", "In a meeting")
 	see(bobPage, "Bob (wss)", alice, "busy", "In a meeting")
-	phoneSees(true, "In a meeting")
+	carolPhone.awaitStatus(t, alice, "Busy")
 
 	set(alicePage, "available", "")
 	see(bobPage, "Bob (wss)", alice, "available", "")
-	phoneSees(false, "")
+	carolPhone.awaitStatus(t, alice, "Online")
 
 	set(bobPage, "away", "Back at three")
 	see(alicePage, "Alice (ws)", bob, "away", "Back at three")
 
-	siptest.WantCode(t, phone.Publish("presence", carol, "application/pidf+xml", phonePIDF(carol, "available", ""),
-		"SIP-If-Match: "+etag, "Expires: 600"), 200)
+	// Carol goes offline and comes back as her phone does it: quitting,
+	// baresip removes its publication and its registration; started again,
+	// it registers and publishes open. Not presence_offline: that PUBLISHes
+	// a closed tuple, but her registration stays, and the document then
+	// holds it as an open tuple after the closed one. baresip, reading the
+	// first tuple, shows Offline (TestBaresipPresence); the page, reading
+	// any open tuple as reachable, shows available. Which is right is the
+	// pa extension's to settle, not this test's.
+	carolPhone.command(t, "quit")
+	carolPhone.waitExit(t, 10*time.Second)
+	see(alicePage, "Alice (ws)", carol, "offline", "")
+	carolPhone = startPublisher(t, d, baresipBin, "carol's baresip", carolDir, carolAccount, carolContacts, carol)
+	published()
 	see(alicePage, "Alice (ws)", carol, "available", "")
-}
+	carolPhone.awaitStatus(t, alice, "Online")
 
-// phonePIDF is what a softphone publishes: an open tuple, and busy with a
-// note, or nothing more.
-func phonePIDF(entity, status, note string) string {
-	person := ""
-	if status == "busy" {
-		person = `<dm:person id="p"><rpid:activities><rpid:busy/></rpid:activities><dm:note>` + note + `</dm:note></dm:person>`
-	}
-	return `<?xml version="1.0" encoding="UTF-8"?>
-<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="` + entity + `">
-<tuple id="phone"><status><basic>open</basic></status></tuple>` + person + `</presence>`
+	carolPhone.command(t, "quit")
+	carolPhone.waitExit(t, 10*time.Second)
 }
 
 // pageLog is the page's own log, for a failure's message.

@@ -147,6 +147,13 @@ token = %q
 path = %q
 `, t.TempDir(), listen.String(), adminToken, pa)))
 	d.serving(t)
+	return withAdmin(t, d)
+}
+
+// withAdmin is d, started with an admin API guarded by adminToken, as a
+// clientDaemon: what a client test asks the server goes through it.
+func withAdmin(t *testing.T, d *daemon) *clientDaemon {
+	t.Helper()
 	return &clientDaemon{daemon: d, api: "http://" + d.admin(t)}
 }
 
