@@ -36,12 +36,19 @@ import (
 // server if one was started. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
+//
+// A TestMain that does more calls Stop after m.Run instead.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops the server, if one was started, and removes its folder.
+func Stop() {
 	if srv != nil {
 		srv.stop()
 	}
-	os.Exit(code)
 }
 
 // DSN returns the URL of a new, empty database that only this test uses,
