@@ -223,3 +223,17 @@ func TestOpenErrorHidesThePassword(t *testing.T) {
 		t.Fatalf("error of a bad DSN: %v", err)
 	}
 }
+
+// The commit benchmarks of internal/store (storetest's), on PostgreSQL.
+
+func BenchmarkCommit(b *testing.B) {
+	s := open(b, pgtest.DSN(b))
+	defer s.Close()
+	storetest.BenchmarkCommit(b, s)
+}
+
+func BenchmarkCommitLatency(b *testing.B) {
+	s := open(b, pgtest.DSN(b))
+	defer s.Close()
+	storetest.BenchmarkCommitLatency(b, s)
+}
