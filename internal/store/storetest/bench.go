@@ -21,6 +21,7 @@ import (
 // loaded server issues them; group commit shares each transaction among
 // them.
 func BenchmarkCommit(b *testing.B, s store.Store) {
+	b.ResetTimer() // not the opening of s, which may start a server
 	b.SetParallelism(64)
 	var n atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
@@ -43,6 +44,7 @@ func BenchmarkCommit(b *testing.B, s store.Store) {
 // request pays for durability (a flush of the log), with nothing to share
 // it with.
 func BenchmarkCommitLatency(b *testing.B, s store.Store) {
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p := benchPub
 		p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
