@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/internal/store/postgres/pgtest"
 	"github.com/presenced/presenced/sdk/sdktest"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
@@ -31,13 +32,23 @@ func freePort(t *testing.T) int {
 }
 
 // A 2xx means the change is on disk: the daemon is killed with SIGKILL
-// right after the answers arrive, restarted on the same data directory,
-// and every acknowledged publication and subscription is back; a new
-// PUBLISH notifies the old watchers in their old dialogs, CSeq rising.
+// right after the answers arrive, restarted on the same data directory
+// or database, and every acknowledged publication and subscription is
+// back; a new PUBLISH notifies the old watchers in their old dialogs,
+// CSeq rising. Once with each durable store.
 func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon")
 	}
+	t.Run("sqlite", func(t *testing.T) { sigkillLosesNothing(t, `backend = "sqlite"`) })
+	t.Run("postgres", func(t *testing.T) {
+		sigkillLosesNothing(t, fmt.Sprintf("backend = \"postgres\"\ndsn = %q", pgtest.DSN(t)))
+	})
+}
+
+// sigkillLosesNothing is TestSIGKILLLosesNothingAcknowledged on the store
+// of storeTable, the [store] table's keys.
+func sigkillLosesNothing(t *testing.T, storeTable string) {
 	dir := t.TempDir()
 	bin := buildDaemon(t)
 	pa := sdktest.Build(t, paPkg)
@@ -51,12 +62,12 @@ data_dir = %q
 transport = "udp"
 address = %q
 [store]
-backend = "sqlite"
+%s
 [admin]
 listen = ""
 [extension.pa]
 path = %q
-`, filepath.Join(dir, "data"), addr, pa)), 0o644)
+`, filepath.Join(dir, "data"), addr, storeTable, pa)), 0o644)
 	d := startDaemon(t, bin, "-config", cfg)
 	d.serving(t)
 

@@ -28,6 +28,7 @@ import (
 	"github.com/presenced/presenced/internal/metrics"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
+	"github.com/presenced/presenced/internal/store/postgres"
 	"github.com/presenced/presenced/internal/xmpp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -120,7 +121,7 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	}
 	var srv *server.Server
 	m := metrics.New(func() []*extension.Module { return srv.Modules() })
-	st, err := openStore(cfg.Store)
+	st, err := openStore(ctx, cfg.Store)
 	if err != nil {
 		closeAll(mods)
 		return err
@@ -413,9 +414,18 @@ func probeSIP(listen []config.Listener) error {
 	return nil
 }
 
-func openStore(c config.Store) (store.Store, error) {
-	if c.Backend == "memory" {
+// storeOpenTimeout bounds the connection to PostgreSQL and its
+// migrations at start: a database out of reach stops the start, named.
+const storeOpenTimeout = 30 * time.Second
+
+func openStore(ctx context.Context, c config.Store) (store.Store, error) {
+	switch c.Backend {
+	case "memory":
 		return store.NewMemory(), nil
+	case "postgres":
+		ctx, cancel := context.WithTimeout(ctx, storeOpenTimeout)
+		defer cancel()
+		return postgres.Open(ctx, c.DSN)
 	}
 	if err := os.MkdirAll(filepath.Dir(c.Path), 0o755); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/internal/store/postgres/pgtest"
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 
@@ -32,6 +33,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgtest.Stop()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,8 +90,26 @@ type Registrar struct {
 
 // Store is the [store] table: where state is committed before a 2xx.
 type Store struct {
-	Backend string `toml:"backend"` // "sqlite" (durable, the default) or "memory"
+	Backend string `toml:"backend"` // "sqlite" (durable, the default), "postgres" or "memory"
 	Path    string `toml:"path"`    // the SQLite file; default data_dir/presenced.db
+	// DSN is the PostgreSQL database's postgres:// URL, for backend
+	// postgres. Errors show it with its password masked (RedactedDSN).
+	DSN string `toml:"dsn"`
+}
+
+// RedactedDSN is s.DSN with its password, in the user part or in a
+// password parameter, masked: what a message may show of it.
+func (s Store) RedactedDSN() string {
+	u, err := url.Parse(s.DSN)
+	if err != nil {
+		// url.Parse's errors quote the whole string, password included.
+		return "(not a URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // Limits is the [limits] table: what one peer or one presentity may take
@@ -615,10 +634,25 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	switch c.Store.Backend {
+	switch st := c.Store; st.Backend {
 	case "sqlite", "memory":
+		if st.DSN != "" {
+			return c.errorf("store.dsn", "is for backend \"postgres\"; backend is %q", st.Backend)
+		}
+	case "postgres":
+		u, err := url.Parse(st.DSN)
+		switch {
+		case st.DSN == "":
+			return c.errorf("store.dsn", "missing: backend \"postgres\" needs the database's URL, "+
+				"e.g. \"postgres://presenced@db.example.com/presenced\"")
+		case err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql"):
+			// Not the value itself: it may hold a password.
+			return c.errorf("store.dsn", "must be a postgres:// or postgresql:// URL, got %s", st.RedactedDSN())
+		case u.Path == "" || u.Path == "/":
+			return c.errorf("store.dsn", "names no database: %s", st.RedactedDSN())
+		}
 	default:
-		return c.errorf("store.backend", "must be sqlite or memory, got %q", c.Store.Backend)
+		return c.errorf("store.backend", "must be sqlite, postgres or memory, got %q", st.Backend)
 	}
 
 	for _, v := range c.Limits.TrustedSources {

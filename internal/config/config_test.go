@@ -318,6 +318,21 @@ func TestErrors(t *testing.T) {
 		{"admin on a host name without a token", // it may resolve to anything
 			"[admin]\nlisten = \"admin.example.com:8070\"\n",
 			`:2: key "admin.listen": "admin.example.com:8070" is reachable beyond this host`},
+		{"unknown store backend",
+			"[store]\nbackend = \"mysql\"\n",
+			`:2: key "store.backend": must be sqlite, postgres or memory, got "mysql"`},
+		{"postgres without a dsn",
+			"[store]\nbackend = \"postgres\"\n",
+			`:1: key "store.dsn": missing: backend "postgres" needs the database's URL`},
+		{"a dsn that is not a postgres URL, its password masked",
+			"[store]\nbackend = \"postgres\"\ndsn = \"mysql://app:s3cret@db/presenced\"\n",
+			`:3: key "store.dsn": must be a postgres:// or postgresql:// URL, got mysql://app:xxxxx@db/presenced`},
+		{"a dsn without a database",
+			"[store]\nbackend = \"postgres\"\ndsn = \"postgres://app@db?password=s3cret\"\n",
+			`:3: key "store.dsn": names no database: postgres://app@db?password=xxxxx`},
+		{"a dsn for sqlite",
+			"[store]\ndsn = \"postgres://app@db/presenced\"\n",
+			`:2: key "store.dsn": is for backend "postgres"; backend is "sqlite"`},
 		{"bad log level after multi-line array",
 			"[server]\ndomains = [\n  \"a\",\n  # [not.a.table]\n  \"b\",\n]\nlog_level = \"loud\"\n",
 			`:7: key "server.log_level": must be debug, info, warn or error, got "loud"`},
@@ -476,6 +491,28 @@ default_expires = 3600
 
 // trusted_sources takes CIDRs and single addresses, IPv4 and IPv6; a CIDR
 // with host bits is its network.
+// A postgres store takes a postgres:// URL; what a message shows of it
+// never holds its password.
+func TestStorePostgres(t *testing.T) {
+	c, err := Parse("p.toml", []byte("[store]\nbackend = \"postgres\"\ndsn = \"postgresql://app:s3cret@db.example.com:5433/presenced?sslmode=require\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.DSN != "postgresql://app:s3cret@db.example.com:5433/presenced?sslmode=require" {
+		t.Fatalf("dsn = %q", c.Store.DSN)
+	}
+	for dsn, want := range map[string]string{
+		c.Store.DSN: "postgresql://app:xxxxx@db.example.com:5433/presenced?sslmode=require",
+		"postgres://app@db/p?password=s3cret&sslmode=disable": "postgres://app@db/p?password=xxxxx&sslmode=disable",
+		"postgres://app@db/p":                 "postgres://app@db/p",
+		"postgres://app:s3cret@db:bad port/p": "(not a URL)",
+	} {
+		if got := (Store{DSN: dsn}).RedactedDSN(); got != want {
+			t.Errorf("RedactedDSN(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+}
+
 func TestTrustedSources(t *testing.T) {
 	c, err := Parse("t.toml", []byte("[limits]\ntrusted_sources = [\"10.1.2.3/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n"))
 	if err != nil {

@@ -3,11 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // pure Go: the build stays cgo-free
@@ -21,33 +18,8 @@ import (
 type SQLite struct {
 	db    *sql.DB
 	stmts stmts
-	queue chan *pendingCommit
-	done  chan struct{}
-	wg    sync.WaitGroup
-
-	mu     sync.Mutex
-	closed bool
+	q     *CommitQueue
 }
-
-// A pendingCommit is queued until the writer takes it, inside a
-// transaction that already holds the write lock, or its caller abandons
-// it; whichever comes first wins the state, so a Commit that returns an
-// error was never written and never will be.
-type pendingCommit struct {
-	b     *Batch
-	state atomic.Int32
-	err   chan error // the writer's outcome, once taken
-}
-
-const (
-	queued int32 = iota
-	taken
-	abandoned
-)
-
-// maxGroup bounds how many batches share one transaction, so one slow
-// group cannot grow without limit.
-const maxGroup = 512
 
 // schemaVersion is the version this build writes; migrations[i] takes a
 // file from version i to i+1.
@@ -180,13 +152,12 @@ func OpenSQLite(path string) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	s := &SQLite{db: db, queue: make(chan *pendingCommit, 4096), done: make(chan struct{})}
+	s := &SQLite{db: db, q: NewCommitQueue()}
 	if err := s.stmts.prepare(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	s.wg.Add(1)
-	go s.writer()
+	go s.q.Serve(s.write)
 	return s, nil
 }
 
@@ -252,86 +223,25 @@ func migrate(db *sql.DB) error {
 	return nil
 }
 
-var errClosed = errors.New("store closed")
-
 // Commit implements Store: it returns nil once b is on disk, and an error
 // only if b was not and will not be written.
-func (s *SQLite) Commit(ctx context.Context, b *Batch) error {
-	if b.Empty() {
-		return nil
-	}
-	p := &pendingCommit{b: b, err: make(chan error, 1)}
-	select {
-	case s.queue <- p:
-	case <-s.done:
-		return errClosed
-	case <-ctx.Done():
-		return fmt.Errorf("commit not written: %w", ctx.Err())
-	}
-	var why error
-	select {
-	case err := <-p.err:
-		return err
-	case <-s.done:
-		why = errClosed
-	case <-ctx.Done():
-		why = fmt.Errorf("commit not written: %w", ctx.Err())
-	}
-	if p.state.CompareAndSwap(queued, abandoned) {
-		return why
-	}
-	// The writer took it: it holds the write lock, so its outcome is one
-	// transaction away, and the caller must not answer before it.
-	return <-p.err
-}
+func (s *SQLite) Commit(ctx context.Context, b *Batch) error { return s.q.Commit(ctx, b) }
 
-func (s *SQLite) writer() {
-	defer s.wg.Done()
-	for {
-		var first *pendingCommit
-		select {
-		case first = <-s.queue:
-		case <-s.done:
-			// What is still queued is abandoned by its callers.
-			return
-		}
-		// Begin waits for the write lock (busy_timeout) before any batch
-		// is taken: a caller whose deadline passes meanwhile abandons
-		// its batch and is answered at once.
-		tx, err := s.db.Begin()
-		group := make([]*pendingCommit, 0, 16)
-		if first.state.CompareAndSwap(queued, taken) {
-			group = append(group, first)
-		}
-	more:
-		for len(group) < maxGroup {
-			select {
-			case p := <-s.queue:
-				if p.state.CompareAndSwap(queued, taken) {
-					group = append(group, p)
-				}
-			default:
-				break more
-			}
-		}
-		if err != nil {
-			err = fmt.Errorf("begin store transaction: %w", err)
-		} else {
-			err = s.write(tx, group)
-		}
-		for _, p := range group {
-			p.err <- err
-		}
+// write is the writer's transaction. Begin waits for the write lock
+// (busy_timeout) before any batch is taken: a caller whose deadline
+// passes meanwhile abandons its batch and is answered at once, and a
+// taken batch is one transaction from its outcome.
+func (s *SQLite) write(take func() []*Batch) error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("begin store transaction: %w", err)
 	}
-}
-
-// write applies a group of batches in tx, in order, and commits them.
-func (s *SQLite) write(tx *sql.Tx, group []*pendingCommit) error {
+	group := take()
 	if len(group) == 0 {
 		return tx.Rollback()
 	}
-	for _, p := range group {
-		if err := s.stmts.apply(tx, p.b); err != nil {
+	for _, b := range group {
+		if err := s.stmts.apply(tx, b); err != nil {
 			tx.Rollback()
 			return err
 		}
@@ -519,14 +429,6 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 // Close waits for the transaction being written, refuses what is still
 // queued, and closes the file.
 func (s *SQLite) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	close(s.done)
-	s.wg.Wait()
+	s.q.Close()
 	return s.db.Close()
 }

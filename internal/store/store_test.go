@@ -2,34 +2,15 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base32"
 	"fmt"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// backends are the stores the benchmarks compare; the conformance suite
-// (storetest.Run) is in conformance_test.go.
-func backends(t testing.TB) map[string]func() Store {
-	dir := t.TempDir()
-	return map[string]func() Store{
-		"memory": func() Store { return NewMemory() },
-		"sqlite": func() Store {
-			s, err := OpenSQLite(filepath.Join(dir, "presenced.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-	}
-}
 
 var (
 	when = time.UnixMilli(1_800_000_000_000)
@@ -198,63 +179,5 @@ func TestSQLiteRefusesANewerSchema(t *testing.T) {
 	_, err = OpenSQLite(path)
 	if err == nil || !strings.Contains(err.Error(), "newer presenced") {
 		t.Fatalf("err = %v", err)
-	}
-}
-
-// BenchmarkCommit is one small commit (a publication and a resource state,
-// what a PUBLISH writes) from many goroutines at once, as a loaded server
-// issues them; group commit shares each fsync among them.
-func BenchmarkCommit(b *testing.B) {
-	for name, open := range backends(b) {
-		b.Run(name, func(b *testing.B) {
-			s := open()
-			defer s.Close()
-			b.SetParallelism(64)
-			var n atomicCounter
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					// As the server's: publication ids rise with time,
-					// ETags and resources are random.
-					i := n.next()
-					p := pub
-					p.ID, p.ETag = fmt.Sprintf("%016d", i), randomToken()
-					p.Resource = fmt.Sprintf("sip:%s%d@example.com", randomToken()[:4], i)
-					r := res
-					r.Resource = p.Resource
-					if err := s.Commit(context.Background(), &Batch{Publications: []Publication{p}, Resources: []Resource{r}}); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		})
-	}
-}
-
-func randomToken() string {
-	var b [10]byte
-	rand.Read(b[:])
-	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
-}
-
-type atomicCounter struct{ n atomic.Int64 }
-
-func (c *atomicCounter) next() int64 { return c.n.Add(1) }
-
-// BenchmarkCommitLatency is one commit at a time: the latency a lone
-// request pays for durability (an fsync of the WAL), with nothing to share
-// it with.
-func BenchmarkCommitLatency(b *testing.B) {
-	for name, open := range backends(b) {
-		b.Run(name, func(b *testing.B) {
-			s := open()
-			defer s.Close()
-			for i := 0; i < b.N; i++ {
-				p := pub
-				p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
-				if err := s.Commit(context.Background(), &Batch{Publications: []Publication{p}}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }

@@ -1,0 +1,64 @@
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/internal/store"
+)
+
+// The commit benchmarks every backend runs, so that their figures
+// compare (internal/store/RATIONALE.md): the same batches, as the server
+// writes them.
+
+// BenchmarkCommit is one small commit (a publication and a resource
+// state, what a PUBLISH writes) from 64 goroutines per CPU at once, as a
+// loaded server issues them; group commit shares each transaction among
+// them.
+func BenchmarkCommit(b *testing.B, s store.Store) {
+	b.ResetTimer() // not the opening of s, which may start a server
+	b.SetParallelism(64)
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			// As the server's: publication ids rise with time, ETags
+			// and resources are random.
+			i := n.Add(1)
+			p := benchPub
+			p.ID, p.ETag = fmt.Sprintf("%016d", i), randomToken()
+			p.Resource = fmt.Sprintf("sip:%s%d@example.com", randomToken()[:4], i)
+			r := store.Resource{Event: "presence", Resource: p.Resource, State: []byte("state")}
+			if err := s.Commit(context.Background(), &store.Batch{Publications: []store.Publication{p}, Resources: []store.Resource{r}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkCommitLatency is one commit at a time: the latency a lone
+// request pays for durability (a flush of the log), with nothing to share
+// it with.
+func BenchmarkCommitLatency(b *testing.B, s store.Store) {
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := benchPub
+		p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
+		if err := s.Commit(context.Background(), &store.Batch{Publications: []store.Publication{p}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var benchPub = store.Publication{ID: "p1", ETag: "e1", Event: "presence", Resource: "sip:a@x",
+	ContentType: "application/pidf+xml", Size: 11, Expires: time.UnixMilli(1_800_000_000_000)}
+
+func randomToken() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+}
