@@ -451,10 +451,27 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 	}
 }
 
+// singleValued are the headers a request may carry once (RFC 3261 §7.3.1)
+// that the server or sipgo reads. sipgo keeps every copy, its accessors
+// return the last and GetHeader the first, so two with different values
+// would have the server act on one and answer with the other (the Expires
+// checked is not the Expires granted; the body framed by one
+// Content-Length, refused by another). Compact forms arrive under their
+// full names (sipgo's parser and header.Parsers map them).
+var singleValued = []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards",
+	"Expires", "Event", "Content-Type", "Content-Length"}
+
+// missingHeader says what makes req unfit for a handler, "" if nothing:
+// a header it needs is missing or malformed, or a single-valued one is
+// repeated with another value. A copy with the same value is ambiguous to
+// nobody and is let through.
 func missingHeader(req *sip.Request) string {
-	for _, name := range []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards"} {
-		if len(req.GetHeaders(name)) > 1 {
-			return "more than one " + name + " header"
+	for _, name := range singleValued {
+		hs := req.GetHeaders(name)
+		for _, h := range hs[min(1, len(hs)):] {
+			if h.Value() != hs[0].Value() {
+				return fmt.Sprintf("more than one %s header (%s; %s)", name, hs[0].Value(), h.Value())
+			}
 		}
 	}
 	switch {
