@@ -58,7 +58,7 @@ type ChangeHook interface {
 // off.
 type Limits struct {
 	MaxBodyBytes                 int // a PUBLISH body above it gets 413
-	MaxMessageBytes              int // the parser drops larger messages
+	MaxMessageBytes              int // larger messages: 513 over UDP, the connection closed over TCP
 	MaxSubscriptionsPerWatcher   int // 403 above
 	MaxWatchersPerPresentity     int // 403 above
 	MaxPublicationsPerPresentity int // 403 above
@@ -114,9 +114,11 @@ type Server struct {
 	contact map[string]sip.Uri
 	udpAddr sip.Addr
 	// udpConns are the UDP listeners by local address, for refuseEarly's
-	// answers; busyTag is the To tag of those answers.
+	// answers; busyTag is the To tag of those answers; parser is sipgo's,
+	// which refuseEarly runs first to answer what sipgo would drop.
 	udpConns sync.Map
 	busyTag  string
+	parser   *sip.Parser
 	bound    []string
 	closers  []func() error
 	timers   timers // every expiry: subscriptions, publications, bindings
@@ -218,6 +220,7 @@ func (s *Server) Start() error {
 	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
 		parser.MaxMessageLength = n
 	}
+	s.parser = parser
 	// An idle TCP, TLS or WebSocket connection costs a goroutine and a
 	// 32 KB buffer (3,000 idle connections were 101 MB of heap): close it
 	// after the idle timeout.
