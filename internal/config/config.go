@@ -116,7 +116,7 @@ func (s Store) RedactedDSN() string {
 // of the server. 0 turns a limit off.
 type Limits struct {
 	MaxBodyBytes                 int      `toml:"max_body_bytes"`                  // 413 above
-	MaxMessageBytes              int      `toml:"max_message_bytes"`               // headers and body; larger messages are dropped by the parser
+	MaxMessageBytes              int      `toml:"max_message_bytes"`               // headers and body; larger: 513 over UDP, connection closed over TCP
 	MaxSubscriptionsPerWatcher   int      `toml:"max_subscriptions_per_watcher"`   // 403 above
 	MaxWatchersPerPresentity     int      `toml:"max_watchers_per_presentity"`     // 403 above
 	MaxPublicationsPerPresentity int      `toml:"max_publications_per_presentity"` // 403 above

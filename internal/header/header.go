@@ -121,12 +121,26 @@ func ContentType(req *sip.Request) string {
 
 // Warning builds a Warning header (RFC 3261 §20.43) with code 399
 // (miscellaneous warning) carrying text, so a client sees why it was
-// refused.
+// refused. text may quote the request, bytes the sender chose, so it is
+// made a valid quoted-string: at most 200 bytes, valid UTF-8, control
+// characters as spaces, a double quote as a single one, and a backslash
+// as a slash, since a backslash would quote the character after it (the
+// closing quote, at the end of the text).
 func Warning(agent, text string) sip.Header {
-	text = strings.NewReplacer(`"`, `'`, "\r", " ", "\n", " ").Replace(text)
 	if len(text) > 200 {
 		text = text[:200]
 	}
+	text = strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r == '\\':
+			return '/'
+		case r < ' ' || r == 0x7f:
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(text, "\uFFFD"))
 	return sip.NewHeader("Warning", fmt.Sprintf(`399 %s "%s"`, agent, text))
 }
 

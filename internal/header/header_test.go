@@ -1,6 +1,9 @@
 package header
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseEvent(t *testing.T) {
 	for _, c := range []struct {
@@ -47,8 +50,15 @@ func TestParseExpires(t *testing.T) {
 }
 
 func TestWarningQuotes(t *testing.T) {
-	h := Warning("presenced", "bad \"x\"\r\nvalue")
-	if h.Value() != `399 presenced "bad 'x'  value"` {
-		t.Errorf("Warning = %q", h.Value())
+	for in, want := range map[string]string{
+		"bad \"x\"\r\nvalue":                 `bad 'x'  value`,
+		`field name with no value: "\x00a\"`: `field name with no value: '/x00a/'`,
+		"nul\x00 tab\t del\x7f":              "nul  tab  del ",
+		"latin1 \xe9t\xe9":                   "latin1 \uFFFDt\uFFFD",
+		strings.Repeat("x", 199) + "é":       strings.Repeat("x", 199) + "\uFFFD", // cut inside the rune
+	} {
+		if got := Warning("presenced", in).Value(); got != `399 presenced "`+want+`"` {
+			t.Errorf("Warning(%q) = %q", in, got)
+		}
 	}
 }

@@ -2,8 +2,11 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"iter"
 	"net"
+	"strings"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/internal/header"
@@ -11,60 +14,148 @@ import (
 
 // refuseEarly is sipgo's read filter: it sees each UDP datagram in the
 // socket's read loop, before sipgo parses it, makes a server transaction
-// and starts a goroutine for it. A request is answered 503 + Retry-After
-// right there, statelessly (RFC 3261 §8.2.7), and dropped, while the
-// server is over max_in_flight or when its source is over
-// requests_per_second_per_source (for UDP the source's token is taken
-// here, and admit does not take another).
+// and starts a goroutine for it. Two kinds of request are answered right
+// there, statelessly (RFC 3261 §8.2.7), and dropped:
 //
-// admit refuses the same requests, but only once sipgo has done all that
-// work for them and the Go scheduler has got round to their goroutines:
-// at twice the PUBLISH peak the refusals themselves came late, past sipp's
-// 500 ms retransmission timer, and the retransmissions were more load
-// still (RATIONALE.md "Overload"). What it costs: a retransmission of a
-// request still being served is refused too, as a stateless server would,
-// so its client may see the 503 of a request that then succeeded; and a
-// retransmission that sipgo would have absorbed takes a source's token.
-// TCP and TLS are read as streams, not messages, and are left to admit.
+//   - while the server is over max_in_flight or the source over
+//     requests_per_second_per_source, with 503 + Retry-After (for UDP the
+//     source's token is taken here, and admit does not take another);
+//   - a request sipgo would drop unanswered, with 400 (its parser refuses
+//     it: a Content-Length beyond the datagram, a malformed header) or 513
+//     (larger than max_message_bytes, or cut by sipgo's read buffer).
+//
+// admit refuses the same requests as the first kind, but only once sipgo
+// has done all that work for them and the Go scheduler has got round to
+// their goroutines: at twice the PUBLISH peak the refusals themselves came
+// late, past sipp's 500 ms retransmission timer, and the retransmissions
+// were more load still (RATIONALE.md "Overload"). What it costs: a
+// retransmission of a request still being served is refused too, as a
+// stateless server would, so its client may see the 503 of a request that
+// then succeeded; and a retransmission that sipgo would have absorbed
+// takes a source's token. The second kind costs a parse of every request
+// datagram the first lets through, since sipgo parses it again
+// (RATIONALE.md "Hostile messages"). TCP and TLS are read as streams, not
+// messages, and are left to admit and to sipgo's framing.
 func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, error) {
 	if info.Transport != "UDP" {
 		return data, nil
 	}
-	busy := s.opt.Limits.MaxInFlight > 0 && s.inFlight.Load() >= int64(s.opt.Limits.MaxInFlight)
-	if !busy && s.sources == nil || requestMethod(data) == "" {
+	method := requestMethod(data)
+	if method == "" {
 		return data, nil
 	}
-	reason := "server busy"
-	if !busy {
-		host := info.RemoteAddr.String()
-		if ua, ok := info.RemoteAddr.(*net.UDPAddr); ok {
-			host = ua.IP.String()
-		}
-		if s.trusted(host) || s.sources.allow(host) {
-			// A proxy's requests are accounted to their clients in
-			// admit, once their Vias are parsed.
-			return data, nil
-		}
-		reason = fmt.Sprintf("more than %d requests a second from %s", s.opt.Limits.RequestsPerSecondPerSource, host)
+	code, reason := s.overloaded(info)
+	if code == 0 {
+		code, reason = s.malformed(data)
+	}
+	if code == 0 {
+		return data, nil
 	}
 	c, ok := s.udpConns.Load(info.LocalAddr.String())
 	if !ok {
 		return data, nil
 	}
-	method, res := busyResponse(data, s.opt.UserAgent, s.busyTag, reason)
-	if res == nil {
-		return data, nil // folded or incomplete headers: sipgo's to judge
+	var res []byte
+	switch code {
+	case 503:
+		_, res = statelessResponse(data, "503 Service Unavailable", s.opt.UserAgent, s.busyTag, reason, "Retry-After: 1")
+	case 513:
+		_, res = statelessResponse(data, "513 Message Too Large", s.opt.UserAgent, s.busyTag, reason)
+	default:
+		_, res = statelessResponse(data, "400 Bad Request", s.opt.UserAgent, s.busyTag, reason)
 	}
-	if _, err := c.(net.PacketConn).WriteTo(res, info.RemoteAddr); err != nil {
-		s.log.Warn("send response", "code", 503, "err", err)
+	if res == nil && code == 503 {
+		return data, nil // a header missing or doubled: sipgo's to judge
 	}
 	s.opt.Metrics.Request(method)
-	s.opt.Metrics.Response(method, 503)
+	if res == nil {
+		// Nothing to address an answer with: dropped, as sipgo would,
+		// but logged with its source and under our limit.
+		if s.logLimit.allow() {
+			s.log.Info("request dropped", "method", method, "reason", reason,
+				"source", info.RemoteAddr.String(), "stage", "read")
+		}
+		return nil, nil
+	}
+	if _, err := c.(net.PacketConn).WriteTo(res, info.RemoteAddr); err != nil {
+		s.log.Warn("send response", "code", code, "err", err)
+	}
+	s.opt.Metrics.Response(method, code)
 	if s.logLimit.allow() {
-		s.log.Info("request refused", "method", method, "code", 503, "reason", reason,
+		s.log.Info("request refused", "method", method, "code", code, "reason", reason,
 			"source", info.RemoteAddr.String(), "stage", "read")
 	}
 	return nil, nil
+}
+
+// overloaded is 503 and why while the server is over max_in_flight or the
+// datagram's source over its rate, else 0. It takes the source's token.
+func (s *Server) overloaded(info sip.TransportReadProps) (int, string) {
+	if s.opt.Limits.MaxInFlight > 0 && s.inFlight.Load() >= int64(s.opt.Limits.MaxInFlight) {
+		return 503, "server busy"
+	}
+	if s.sources == nil {
+		return 0, ""
+	}
+	host := info.RemoteAddr.String()
+	if ua, ok := info.RemoteAddr.(*net.UDPAddr); ok {
+		host = ua.IP.String()
+	}
+	if s.trusted(host) || s.sources.allow(host) {
+		// A proxy's requests are accounted to their clients in admit,
+		// once their Vias are parsed.
+		return 0, ""
+	}
+	return 503, fmt.Sprintf("more than %d requests a second from %s", s.opt.Limits.RequestsPerSecondPerSource, host)
+}
+
+// malformed is the answer sipgo would owe the request datagram in data
+// and drops instead, and why, or 0 when sipgo parses it. A datagram that
+// fills sipgo's read buffer was cut (the socket keeps no more of it), so
+// it is over the limit too; its answer is built from the headers before
+// the cut.
+func (s *Server) malformed(data []byte) (int, string) {
+	limit := min(s.parser.MaxMessageLength, int(sip.TransportBufferReadSize)-1)
+	if len(data) > limit {
+		return 513, fmt.Sprintf("message larger than %d bytes", limit)
+	}
+	msg, err := s.parser.ParseSIP(data)
+	if err == nil {
+		return 0, ""
+	}
+	req, _ := msg.(*sip.Request)
+	if cl := contentLength(req); cl != nil &&
+		(errors.Is(err, sip.ErrParseReadBodyIncomplete) || errors.Is(err, sip.ErrMessageTooLarge)) {
+		_, body, _ := bytes.Cut(data, []byte("\r\n\r\n"))
+		return 400, fmt.Sprintf("Content-Length %d is larger than the %d bytes of body that came", *cl, len(body))
+	}
+	// sipgo's error seldom names what it refused: find it.
+	line, _, _ := bytes.Cut(data, crlf)
+	parts := strings.Split(string(line), " ")
+	if len(parts) != 3 {
+		return 400, "malformed request line: not a method, a request-URI and a version, each after one space"
+	}
+	var uri sip.Uri
+	if uerr := sip.ParseUri(parts[1], &uri); uerr != nil {
+		return 400, fmt.Sprintf("malformed request-URI %s: %v", parts[1], uerr)
+	}
+	for name, line := range headerLines(data) {
+		if _, herr := headerParsers.ParseHeader(nil, line); herr != nil {
+			return 400, fmt.Sprintf("malformed %s header: %v", name, herr)
+		}
+	}
+	return 400, "malformed request: " + err.Error()
+}
+
+// headerParsers are the parser's, to find which header it refused.
+var headerParsers = sip.HeadersParser(header.Parsers())
+
+// contentLength is req's Content-Length, nil if it has none or req is nil.
+func contentLength(req *sip.Request) *sip.ContentLengthHeader {
+	if req == nil {
+		return nil
+	}
+	return req.ContentLength()
 }
 
 // requestMethod is the method of the request in data, or "" for a
@@ -86,40 +177,24 @@ func requestMethod(data []byte) string {
 	}
 }
 
-// busyResponse builds the 503 for the request in data from its raw
-// headers: the Vias, From, To (with a tag if it had none), Call-ID and
-// CSeq as they came, Retry-After and a Warning with reason. It returns nil
-// for anything requestMethod refuses, folded header lines or a request
-// missing one of those headers: sipgo parses those as usual.
-func busyResponse(data []byte, agent, tag, reason string) (method string, res []byte) {
+// statelessResponse builds the response with status ("503 Service
+// Unavailable") to the request in data from its raw headers: the Vias,
+// From, To (with a tag if it had none), Call-ID and CSeq as they came
+// (folded lines joined), the extra header lines, and a Warning with
+// reason. It returns nil for anything requestMethod refuses or a request
+// without exactly one From, To, Call-ID and CSeq: there is nothing to
+// address an answer with.
+func statelessResponse(data []byte, status, agent, tag, reason string, extra ...string) (method string, res []byte) {
 	if method = requestMethod(data); method == "" {
 		return "", nil
 	}
-	eol := bytes.Index(data, crlf)
 	out := make([]byte, 0, 512)
-	out = append(out, "SIP/2.0 503 Service Unavailable\r\n"...)
+	out = append(out, "SIP/2.0 "+status+"\r\n"...)
 	const via, from, to, callID, cseq = 1, 2, 4, 8, 16
 	have := 0
-	rest := data[eol+2:]
-	for {
-		eol = bytes.Index(rest, crlf)
-		if eol < 0 {
-			return "", nil
-		}
-		line := rest[:eol]
-		rest = rest[eol+2:]
-		if len(line) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return "", nil
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return "", nil
-		}
+	for name, line := range headerLines(data) {
 		var bit int
-		switch string(bytes.ToLower(bytes.TrimSpace(line[:colon]))) {
+		switch strings.ToLower(name) {
 		case "via", "v":
 			bit = via
 		case "from", "f":
@@ -138,7 +213,7 @@ func busyResponse(data []byte, agent, tag, reason string) (method string, res []
 		}
 		have |= bit
 		out = append(out, line...)
-		if bit == to && !bytes.Contains(bytes.ToLower(line[colon:]), []byte(";tag=")) {
+		if bit == to && !bytes.Contains(bytes.ToLower(line), []byte(";tag=")) {
 			out = append(out, ";tag="...)
 			out = append(out, tag...)
 		}
@@ -147,11 +222,54 @@ func busyResponse(data []byte, agent, tag, reason string) (method string, res []
 	if have != via|from|to|callID|cseq {
 		return "", nil
 	}
-	out = append(out, "Retry-After: 1\r\n"...)
+	for _, h := range extra {
+		out = append(out, h+"\r\n"...)
+	}
 	w := header.Warning(agent, reason)
 	out = append(out, w.Name()+": "+w.Value()+"\r\n"...)
 	out = append(out, "Content-Length: 0\r\n\r\n"...)
 	return method, out
+}
+
+// headerLines yields the header lines of the message in data with their
+// names as they came, folded lines joined with a space as sipgo joins them,
+// up to the empty line ending the headers or the end of data, whichever
+// comes first: a datagram may have been cut, and a line the cut left
+// without its CRLF is left out. A line without a colon is skipped.
+func headerLines(data []byte) iter.Seq2[string, []byte] {
+	return func(yield func(string, []byte) bool) {
+		eol := bytes.Index(data, crlf)
+		if eol < 0 {
+			return
+		}
+		rest := data[eol+2:]
+		for {
+			eol = bytes.Index(rest, crlf)
+			if eol <= 0 { // the end, or the empty line
+				return
+			}
+			line := rest[:eol]
+			rest = rest[eol+2:]
+			for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+				next := bytes.Index(rest, crlf)
+				if next < 0 {
+					break
+				}
+				// Capped, so append copies: line is data, not to be written.
+				base := bytes.TrimRight(line, " \t")
+				line = append(base[:len(base):len(base)], ' ')
+				line = append(line, bytes.TrimLeft(rest[:next], " \t")...)
+				rest = rest[next+2:]
+			}
+			colon := bytes.IndexByte(line, ':')
+			if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
+				continue
+			}
+			if !yield(string(bytes.TrimSpace(line[:colon])), line) {
+				return
+			}
+		}
+	}
 }
 
 var crlf = []byte("\r\n")

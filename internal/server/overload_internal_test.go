@@ -3,16 +3,21 @@ package server
 import (
 	"strings"
 	"testing"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/internal/header"
 )
 
-func TestBusyResponse(t *testing.T) {
+// The one builder of the read filter's answers, 503 when busy and 400 or 513
+// for what sipgo would drop.
+func TestBusyAndMalformedResponses(t *testing.T) {
 	req := func(lines ...string) []byte {
 		return []byte(strings.Join(lines, "\r\n") + "\r\n\r\n")
 	}
 	base := []string{"SUBSCRIBE sip:a@example.com SIP/2.0", "Via: SIP/2.0/UDP h1;branch=z9hG4bK1",
 		"v: SIP/2.0/UDP h2;branch=z9hG4bK2", "f: <sip:b@example.com>;tag=x", "To: <sip:a@example.com>;TAG=y",
 		"Call-ID: c1", "CSeq: 3 SUBSCRIBE", "Event: presence", "Content-Length: 0"}
-	method, res := busyResponse(req(base...), "presenced", "t0", "server busy")
+	method, res := statelessResponse(req(base...), "503 Service Unavailable", "presenced", "t0", "server busy", "Retry-After: 1")
 	want := "SIP/2.0 503 Service Unavailable\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1\r\nv: SIP/2.0/UDP h2;branch=z9hG4bK2\r\n" +
 		"f: <sip:b@example.com>;tag=x\r\nTo: <sip:a@example.com>;TAG=y\r\nCall-ID: c1\r\nCSeq: 3 SUBSCRIBE\r\n" +
 		"Retry-After: 1\r\nWarning: 399 presenced \"server busy\"\r\nContent-Length: 0\r\n\r\n"
@@ -21,7 +26,7 @@ func TestBusyResponse(t *testing.T) {
 	}
 	noTag := append([]string{}, base...)
 	noTag[4] = "t: <sip:a@example.com>"
-	if _, res := busyResponse(req(noTag...), "presenced", "t0", "server busy"); !strings.Contains(string(res), "\r\nt: <sip:a@example.com>;tag=t0\r\n") {
+	if _, res := statelessResponse(req(noTag...), "503 Service Unavailable", "presenced", "t0", "server busy"); !strings.Contains(string(res), "\r\nt: <sip:a@example.com>;tag=t0\r\n") {
 		t.Errorf("no To tag added: %q", res)
 	}
 	for name, lines := range map[string][]string{
@@ -29,13 +34,50 @@ func TestBusyResponse(t *testing.T) {
 		"ACK":      append([]string{"ACK sip:a@example.com SIP/2.0"}, base[1:]...),
 		"no CSeq":  append(append([]string{}, base[:6]...), base[7:]...),
 		"two From": append(append([]string{}, base...), "From: <sip:c@example.com>;tag=z"),
-		"folded":   append(append([]string{}, base...), " continued"),
 	} {
-		if _, res := busyResponse(req(lines...), "presenced", "t0", "server busy"); res != nil {
+		if _, res := statelessResponse(req(lines...), "503 Service Unavailable", "presenced", "t0", "server busy"); res != nil {
 			t.Errorf("%s: answered %q", name, res)
 		}
 	}
-	if _, res := busyResponse([]byte("SUBSCRIBE sip:a@example.com SIP/2.0\r\nVia: x"), "presenced", "t0", "server busy"); res != nil {
+	if _, res := statelessResponse([]byte("SUBSCRIBE sip:a@example.com SIP/2.0\r\nVia: x"), "503 Service Unavailable", "presenced", "t0", "server busy"); res != nil {
 		t.Errorf("truncated: answered %q", res)
+	}
+
+	// A folded From is copied joined, as sipgo joins it; a line that is no
+	// header is skipped; a datagram cut before the empty line is answered
+	// from the headers before the cut, the line the cut left out.
+	odd := append([]string{}, base[:3]...)
+	odd = append(odd, "f: <sip:b@example.com>", "\t;tag=x", "no colon here")
+	odd = append(odd, base[4:]...)
+	data := req(odd...)
+	data = append(data[:len(data)-4], "\r\nX-Cut: abc"...)
+	_, res = statelessResponse(data, "400 Bad Request", "presenced", "t0", "malformed X header")
+	want = "SIP/2.0 400 Bad Request\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1\r\nv: SIP/2.0/UDP h2;branch=z9hG4bK2\r\n" +
+		"f: <sip:b@example.com> ;tag=x\r\nTo: <sip:a@example.com>;TAG=y\r\nCall-ID: c1\r\nCSeq: 3 SUBSCRIBE\r\n" +
+		"Warning: 399 presenced \"malformed X header\"\r\nContent-Length: 0\r\n\r\n"
+	if string(res) != want {
+		t.Errorf("got %q\nwant %q", res, want)
+	}
+	if !strings.Contains(string(data), "\r\n\t;tag=x\r\n") {
+		t.Errorf("joining a folded line wrote into the datagram: %q", data)
+	}
+}
+
+// BenchmarkReadFilter is what refuseEarly costs a sound request datagram
+// (a 400-byte PUBLISH), which it parses to learn whether sipgo would
+// drop it, before sipgo parses it again.
+func BenchmarkReadFilter(b *testing.B) {
+	s := &Server{parser: sip.NewParser(sip.WithHeadersParsers(header.Parsers()))}
+	data := []byte("PUBLISH sip:alice@example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK.Zb1nTm0GdT7Yh3pQ\r\n" +
+		"From: <sip:alice@example.com>;tag=3c950764\r\nTo: <sip:alice@example.com>\r\n" +
+		"Call-ID: 1-14745@192.0.2.1\r\nCSeq: 1 PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\n" +
+		"Content-Type: application/pidf+xml\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100))
+	info := sip.TransportReadProps{Transport: "UDP"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if out, _ := s.refuseEarly(info, data); len(out) != len(data) {
+			b.Fatal("refused")
+		}
 	}
 }

@@ -58,7 +58,7 @@ type ChangeHook interface {
 // off.
 type Limits struct {
 	MaxBodyBytes                 int // a PUBLISH body above it gets 413
-	MaxMessageBytes              int // the parser drops larger messages
+	MaxMessageBytes              int // larger messages: 513 over UDP, the connection closed over TCP
 	MaxSubscriptionsPerWatcher   int // 403 above
 	MaxWatchersPerPresentity     int // 403 above
 	MaxPublicationsPerPresentity int // 403 above
@@ -114,9 +114,11 @@ type Server struct {
 	contact map[string]sip.Uri
 	udpAddr sip.Addr
 	// udpConns are the UDP listeners by local address, for refuseEarly's
-	// answers; busyTag is the To tag of those answers.
+	// answers; busyTag is the To tag of those answers; parser is sipgo's,
+	// which refuseEarly runs first to answer what sipgo would drop.
 	udpConns sync.Map
 	busyTag  string
+	parser   *sip.Parser
 	bound    []string
 	closers  []func() error
 	timers   timers // every expiry: subscriptions, publications, bindings
@@ -218,6 +220,7 @@ func (s *Server) Start() error {
 	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
 		parser.MaxMessageLength = n
 	}
+	s.parser = parser
 	// An idle TCP, TLS or WebSocket connection costs a goroutine and a
 	// 32 KB buffer (3,000 idle connections were 101 MB of heap): close it
 	// after the idle timeout.
@@ -451,10 +454,27 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 	}
 }
 
+// singleValued are the headers a request may carry once (RFC 3261 §7.3.1)
+// that the server or sipgo reads. sipgo keeps every copy, its accessors
+// return the last and GetHeader the first, so two with different values
+// would have the server act on one and answer with the other (the Expires
+// checked is not the Expires granted; the body framed by one
+// Content-Length, refused by another). Compact forms arrive under their
+// full names (sipgo's parser and header.Parsers map them).
+var singleValued = []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards",
+	"Expires", "Event", "Content-Type", "Content-Length"}
+
+// missingHeader says what makes req unfit for a handler, "" if nothing:
+// a header it needs is missing or malformed, or a single-valued one is
+// repeated with another value. A copy with the same value is ambiguous to
+// nobody and is let through.
 func missingHeader(req *sip.Request) string {
-	for _, name := range []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards"} {
-		if len(req.GetHeaders(name)) > 1 {
-			return "more than one " + name + " header"
+	for _, name := range singleValued {
+		hs := req.GetHeaders(name)
+		for _, h := range hs[min(1, len(hs)):] {
+			if h.Value() != hs[0].Value() {
+				return fmt.Sprintf("more than one %s header (%s; %s)", name, hs[0].Value(), h.Value())
+			}
 		}
 	}
 	switch {
