@@ -47,7 +47,7 @@ type servicesDoc struct {
 
 type serviceDoc struct {
 	URI          string    `xml:"uri,attr"`
-	List         *listDoc  `xml:"urn:ietf:params:xml:ns:resource-lists list"`
+	List         *listDoc  `xml:"list"` // in the rls-services namespace; its entries in resource-lists
 	ResourceList *struct{} `xml:"resource-list"`
 	Packages     []string  `xml:"packages>package"`
 }

@@ -443,7 +443,7 @@ type listChange struct {
 	ended   []*dialog
 	// approved are back-ends a change made active from pending.
 	approved []*dialog
-	notify   bool           // a NOTIFY now, of the members in include
+	notify   bool // a NOTIFY now, of the members in include
 	include  map[string]bool
 	held     bool // a throttle window holds the NOTIFY back
 }
