@@ -127,11 +127,13 @@ func (s *Server) AddListMember(uri string, m rls.Member) error {
 		if old == nil {
 			return nil, fmt.Errorf("list %s: %w", uri, ErrNotFound)
 		}
-		n := rls.List{URI: old.URI, Packages: old.Packages, Members: append(slices.Clone(old.Members), m)}
-		if n, err := normalize(n); err == nil && old.Has(n.Members[len(n.Members)-1].URI) {
-			return nil, fmt.Errorf("list %s: %s is a member already: %w", uri, m.URI, ErrConflict)
+		var u sip.Uri
+		if sip.ParseUri(m.URI, &u) == nil {
+			if p, ok := presentityOf(u); ok && old.Has(p) {
+				return nil, fmt.Errorf("list %s: %s is a member already: %w", uri, p, ErrConflict)
+			}
 		}
-		out, err := normalize(n)
+		out, err := normalize(rls.List{URI: old.URI, Packages: old.Packages, Members: append(slices.Clone(old.Members), m)})
 		return &out, err
 	})
 }

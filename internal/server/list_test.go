@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/internal/admin"
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"github.com/presenced/presenced/internal/rls"
@@ -201,14 +203,21 @@ func TestResourceList(t *testing.T) {
 	}
 }
 
-// A list made, grown and shrunk through the operator's methods (the admin
-// API's): each change reaches its subscriber as a full-state NOTIFY; an
-// edit of a list of the rls-services file is refused.
-func TestResourceListChangedByOperator(t *testing.T) {
+// A list made, grown and shrunk through the admin API: each change
+// reaches its subscriber as a full-state NOTIFY; an edit of a list of the
+// rls-services file is refused (409), and so is a member twice.
+func TestResourceListChangedByAdminAPI(t *testing.T) {
 	f := startLists(t, store.NewMemory(), 0, extensiontest.Load(t, paPkg, nil), friendsList)
+	api := admin.New(f.srv, admin.Options{})
+	call := func(method, path, body string) int {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return rec.Code
+	}
 	mates := "sip:mates@example.com"
-	if err := f.srv.PutList(rls.List{URI: mates, Members: []rls.Member{{URI: alice}}}); err != nil {
-		t.Fatal(err)
+	if code := call("POST", "/v1/lists", `{"uri":"`+mates+`","members":[{"uri":"`+alice+`"}]}`); code != 204 {
+		t.Fatalf("create: %d", code)
 	}
 	w := f.peer(t, "UDP")
 	_, r := w.Subscribe("presence", mates, eventlist...)
@@ -216,8 +225,8 @@ func TestResourceListChangedByOperator(t *testing.T) {
 	if ln := readList(t, w.Notify()); ln.Version != 1 || len(ln.Resource) != 1 {
 		t.Fatalf("first NOTIFY:\n%s", ln.req.Body())
 	}
-	if err := f.srv.AddListMember(mates, rls.Member{URI: bob, Name: "Bob"}); err != nil {
-		t.Fatal(err)
+	if code := call("POST", "/v1/lists/members/add", `{"list":"`+mates+`","uri":"`+bob+`","name":"Bob"}`); code != 204 {
+		t.Fatalf("add: %d", code)
 	}
 	ln := readList(t, w.Notify())
 	if ln.Version != 2 || !ln.Full || len(ln.Resource) != 2 {
@@ -226,20 +235,23 @@ func TestResourceListChangedByOperator(t *testing.T) {
 	if st, _ := ln.instance(t, bob); st != "active" {
 		t.Fatalf("bob is %s", st)
 	}
-	if err := f.srv.RemoveListMember(mates, alice); err != nil {
-		t.Fatal(err)
+	if code := call("POST", "/v1/lists/members/remove", `{"list":"`+mates+`","uri":"`+alice+`"}`); code != 204 {
+		t.Fatalf("remove: %d", code)
 	}
 	if ln = readList(t, w.Notify()); ln.Version != 3 || len(ln.Resource) != 1 || ln.Resource[0].URI != bob {
 		t.Fatalf("NOTIFY after alice was removed:\n%s", ln.req.Body())
 	}
-	if err := f.srv.AddListMember(mates, rls.Member{URI: bob}); err == nil {
-		t.Fatal("bob added twice")
+	if code := call("POST", "/v1/lists/members/add", `{"list":"`+mates+`","uri":"`+bob+`"}`); code != 409 {
+		t.Fatalf("bob added twice: %d", code)
 	}
-	if err := f.srv.AddListMember(friends, rls.Member{URI: bob}); err == nil {
-		t.Fatal("a list of the rls-services file was changed by an operator")
+	if code := call("POST", "/v1/lists/members/add", `{"list":"`+friends+`","uri":"`+bob+`"}`); code != 409 {
+		t.Fatalf("a list of the rls-services file changed through the API: %d", code)
 	}
-	if err := f.srv.DeleteList(mates); err != nil {
-		t.Fatal(err)
+	if code := call("POST", "/v1/lists", `{"uri":"`+mates+`","members":[{"uri":"tel:+1"}]}`); code != 400 {
+		t.Fatalf("a tel: member: %d", code)
+	}
+	if code := call("DELETE", "/v1/lists/"+mates, ""); code != 204 {
+		t.Fatalf("delete: %d", code)
 	}
 	if n := w.Notify(); siptest.Header(n, "Subscription-State") != "terminated;reason=noresource" {
 		t.Fatalf("NOTIFY after the list was deleted:\n%s", n)
