@@ -12,6 +12,7 @@ import (
 
 	"github.com/presenced/presenced/internal/admin"
 	"github.com/presenced/presenced/internal/admin/admintest"
+	"github.com/presenced/presenced/internal/rls"
 	"github.com/presenced/presenced/internal/server"
 )
 
@@ -259,5 +260,40 @@ func TestSpan(t *testing.T) {
 	}
 	if got := until(time.Time{}); got != "-" {
 		t.Errorf("until zero: %q", got)
+	}
+}
+
+// The lists verbs drive the admin API's lists endpoints: made, grown,
+// shrunk, shown and deleted, and a list of the rls-services file refused.
+func TestResourceLists(t *testing.T) {
+	b, addr := fixture(t, admin.Options{})
+	b.ResourceLists = []server.ListInfo{{URI: "sip:friends@example.com", Members: []rls.Member{{URI: "sip:alice@example.com"}}, Source: "file"}}
+	if code, out, errOut := ctl("-addr", addr, "lists", "create", "sip:mates@example.com", "sip:bob@example.com", "--packages", "presence,dialog"); code != exitOK ||
+		out != "list sip:mates@example.com has 1 member(s)\n" {
+		t.Fatalf("create: exit %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := ctl("-addr", addr, "lists", "add", "sip:mates@example.com", "sip:carol@example.com", "--name", "Carol"); code != exitOK ||
+		out != "added sip:carol@example.com to sip:mates@example.com\n" {
+		t.Fatalf("add: exit %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := ctl("-addr", addr, "lists", "add", "sip:mates@example.com", "sip:carol@example.com"); code != exitRefused || !strings.Contains(errOut, "HTTP 409") {
+		t.Fatalf("add twice: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := ctl("-addr", addr, "lists", "add", "sip:friends@example.com", "sip:carol@example.com"); code != exitRefused || !strings.Contains(errOut, "rls-services file: conflict (HTTP 409)") {
+		t.Fatalf("add to the file's list: exit %d %q", code, errOut)
+	}
+	if code, out, _ := ctl("-addr", addr, "lists", "rm", "sip:mates@example.com", "sip:bob@example.com"); code != exitOK || !strings.HasPrefix(out, "removed sip:bob@example.com") {
+		t.Fatalf("remove: exit %d %q", code, out)
+	}
+	code, out, _ := ctl("-addr", addr, "lists", "ls")
+	if code != exitOK || !strings.Contains(out, "sip:mates@example.com") || !strings.Contains(out, "presence,dialog") ||
+		!strings.Contains(out, "sip:carol@example.com") || strings.Contains(out, "sip:bob@example.com") || !strings.Contains(out, "file") {
+		t.Fatalf("ls: exit %d\n%s", code, out)
+	}
+	if code, _, _ := ctl("-addr", addr, "lists", "delete", "sip:mates@example.com"); code != exitOK || len(b.Lists()) != 1 {
+		t.Fatalf("delete: exit %d, %d lists left", code, len(b.Lists()))
+	}
+	if code, _, errOut := ctl("-addr", addr, "lists", "delete", "sip:mates@example.com"); code != exitRefused || !strings.Contains(errOut, "HTTP 404") {
+		t.Fatalf("delete again: exit %d %q", code, errOut)
 	}
 }

@@ -51,6 +51,11 @@ var commands = []*command{
 	{nouns: nounWatchers, verbs: []string{"approve"}, args: []string{"PRESENTITY", "WATCHER"}, flags: []string{"event"}, run: watcher("approve")},
 	{nouns: nounWatchers, verbs: []string{"reject"}, args: []string{"PRESENTITY", "WATCHER"}, flags: []string{"event"}, run: watcher("reject")},
 	{nouns: nounExt, verbs: []string{"list", "ls"}, run: listExtensions},
+	{nouns: nounLists, verbs: []string{"list", "ls"}, run: listLists},
+	{nouns: nounLists, verbs: []string{"create"}, args: []string{"URI"}, variadic: true, flags: []string{"packages"}, run: createList},
+	{nouns: nounLists, verbs: []string{"add"}, args: []string{"LIST", "MEMBER"}, flags: []string{"name"}, run: listMember(true)},
+	{nouns: nounLists, verbs: []string{"remove", "rm"}, args: []string{"LIST", "MEMBER"}, run: listMember(false)},
+	{nouns: nounLists, verbs: []string{"delete"}, args: []string{"LIST"}, run: deleteList},
 	{nouns: []string{"reload"}, run: reload},
 }
 
@@ -64,6 +69,7 @@ var (
 	nounPresentities  = []string{"presentities", "presentity"}
 	nounWatchers      = []string{"watchers", "watcher"}
 	nounExt           = []string{"ext", "extensions", "extension"}
+	nounLists         = []string{"lists", "rls"}
 )
 
 var globalFlags = []string{"addr", "token", "o", "output", "timeout"}

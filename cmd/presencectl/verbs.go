@@ -327,3 +327,74 @@ func short(h string) string {
 	}
 	return dash(h)
 }
+
+type member struct {
+	URI  string `json:"uri"`
+	Name string `json:"name,omitempty"`
+}
+
+type resourceList struct {
+	URI           string   `json:"uri"`
+	Packages      []string `json:"packages"`
+	Members       []member `json:"members"`
+	Source        string   `json:"source"`
+	Subscriptions int      `json:"subscriptions"`
+}
+
+func listLists(c *client, o *output, inv *invocation) error {
+	var ls []resourceList
+	raw, err := c.get("/v1/lists", nil, &ls)
+	if err != nil || o.raw(raw) {
+		return err
+	}
+	o.row("URI", "PACKAGES", "SOURCE", "SUBSCRIPTIONS", "MEMBERS")
+	for _, l := range ls {
+		var ms []string
+		for _, m := range l.Members {
+			ms = append(ms, m.URI)
+		}
+		o.row(l.URI, dash(strings.Join(l.Packages, ",")), l.Source, strconv.Itoa(l.Subscriptions), dash(strings.Join(ms, " ")))
+	}
+	o.flush()
+	return o.err
+}
+
+// createList is "lists create URI [MEMBER ...] [--packages a,b]".
+func createList(c *client, o *output, inv *invocation) error {
+	l := resourceList{URI: inv.args[0], Members: []member{}}
+	for _, m := range inv.args[1:] {
+		l.Members = append(l.Members, member{URI: m})
+	}
+	if p := inv.flag("packages", ""); p != "" {
+		l.Packages = strings.Split(p, ",")
+	}
+	body := map[string]any{"uri": l.URI, "packages": l.Packages, "members": l.Members}
+	if _, err := c.do("POST", "/v1/lists", nil, body); err != nil {
+		return err
+	}
+	o.done("list %s has %d member(s)", l.URI, len(l.Members))
+	return o.err
+}
+
+func listMember(add bool) func(*client, *output, *invocation) error {
+	return func(c *client, o *output, inv *invocation) error {
+		list, uri := inv.args[0], inv.args[1]
+		path, body, said := "/v1/lists/members/remove", map[string]string{"list": list, "uri": uri}, "removed %s from %s"
+		if add {
+			path, body["name"], said = "/v1/lists/members/add", inv.flag("name", ""), "added %s to %s"
+		}
+		if _, err := c.do("POST", path, nil, body); err != nil {
+			return err
+		}
+		o.done(said, uri, list)
+		return o.err
+	}
+}
+
+func deleteList(c *client, o *output, inv *invocation) error {
+	if _, err := c.do("DELETE", "/v1/lists/"+inv.args[0], nil, nil); err != nil {
+		return err
+	}
+	o.done("deleted list %s", inv.args[0])
+	return o.err
+}

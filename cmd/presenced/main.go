@@ -141,10 +141,12 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 			RequestsPerSecondPerSource:   cfg.Limits.RequestsPerSecondPerSource,
 			MaxInFlight:                  cfg.Limits.MaxInFlight, TCPIdleTimeout: cfg.Limits.TCPIdleTimeout.Duration,
 			TrustedSources: cfg.Limits.Trusted()},
-		Modules: mods,
-		Store:   m.Store(st),
-		Logger:  log,
-		Metrics: m,
+		Modules:      mods,
+		Store:        m.Store(st),
+		Logger:       log,
+		Metrics:      m,
+		Lists:        cfg.RLS.Lists,
+		ListThrottle: cfg.RLS.Throttle.Duration,
 	}
 	for _, l := range cfg.Listen {
 		opts.Listen = append(opts.Listen, server.Listener{Transport: l.Transport, Address: l.Address,
@@ -368,6 +370,11 @@ func (r *reloader) reload() error {
 			}
 		}
 	}()
+	// The rls-services file is read again: its lists change live, and
+	// their subscribers get the new full state.
+	if err := r.srv.SetLists(cfg.RLS.Lists); err != nil {
+		return fmt.Errorf("extensions reloaded, lists kept: %w", err)
+	}
 	for _, key := range config.RestartNeeded(r.running, cfg) {
 		r.log.Warn("setting changed in the file needs a restart to take effect; the running value stays",
 			"key", key, "config", r.file)

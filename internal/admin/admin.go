@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/presenced/presenced/internal/rls"
 	"github.com/presenced/presenced/internal/server"
 )
 
@@ -30,6 +31,11 @@ type Backend interface {
 	RemovePublication(etag string) error
 	Extensions() []server.ExtensionInfo
 	Command(event, resource, name string, args map[string]string) (string, error)
+	Lists() []server.ListInfo
+	PutList(rls.List) error
+	AddListMember(list string, m rls.Member) error
+	RemoveListMember(list, member string) error
+	DeleteList(uri string) error
 }
 
 // Options configure the API.
@@ -69,6 +75,11 @@ func New(b Backend, opt Options) http.Handler {
 	a.mux.HandleFunc("POST /v1/commands", a.command)
 	a.mux.HandleFunc("POST /v1/watchers/approve", a.watcher("approve"))
 	a.mux.HandleFunc("POST /v1/watchers/reject", a.watcher("reject"))
+	a.mux.HandleFunc("GET /v1/lists", a.lists)
+	a.mux.HandleFunc("POST /v1/lists", a.putList)
+	a.mux.HandleFunc("DELETE /v1/lists/{uri...}", a.deleteList)
+	a.mux.HandleFunc("POST /v1/lists/members/add", a.listMember(true))
+	a.mux.HandleFunc("POST /v1/lists/members/remove", a.listMember(false))
 	a.mux.HandleFunc("POST /v1/reload", a.reload)
 	if opt.Metrics != nil {
 		a.mux.Handle("GET /metrics", opt.Metrics)
@@ -220,6 +231,10 @@ func fail(w http.ResponseWriter, err error, fallback int) {
 	switch {
 	case errors.Is(err, server.ErrNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, server.ErrConflict):
+		code = http.StatusConflict
+	case errors.Is(err, server.ErrInvalid):
+		code = http.StatusBadRequest
 	case errors.As(err, &ce):
 		code = http.StatusUnprocessableEntity
 		if ce.Code >= 400 && ce.Code < 500 {
@@ -412,4 +427,64 @@ func (a *api) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, resultBody{Result: "reloaded"})
+}
+
+func (a *api) lists(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, orEmpty(a.b.Lists()))
+}
+
+// putList creates a list, or replaces one made through the API.
+func (a *api) putList(w http.ResponseWriter, r *http.Request) {
+	var l rls.List
+	if !decode(w, r, &l) {
+		return
+	}
+	if l.URI == "" {
+		writeError(w, http.StatusBadRequest, `"uri" is required`)
+		return
+	}
+	if err := a.b.PutList(l); err != nil {
+		fail(w, err, http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) deleteList(w http.ResponseWriter, r *http.Request) {
+	if err := a.b.DeleteList(r.PathValue("uri")); err != nil {
+		fail(w, err, http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// MemberRequest is the body of POST /v1/lists/members/add and /remove.
+type MemberRequest struct {
+	List string `json:"list"`
+	URI  string `json:"uri"`
+	Name string `json:"name"` // add only: the member's display name
+}
+
+func (a *api) listMember(add bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req MemberRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		if req.List == "" || req.URI == "" {
+			writeError(w, http.StatusBadRequest, `"list" and "uri" are required`)
+			return
+		}
+		var err error
+		if add {
+			err = a.b.AddListMember(req.List, rls.Member{URI: req.URI, Name: req.Name})
+		} else {
+			err = a.b.RemoveListMember(req.List, req.URI)
+		}
+		if err != nil {
+			fail(w, err, http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/presenced/presenced/internal/rls"
 )
 
 // Config is one presenced.toml, defaults applied and validated.
@@ -35,6 +36,7 @@ type Config struct {
 	Limits       Limits
 	Auth         Auth
 	XMPP         XMPP
+	RLS          RLS
 	Extension    map[string]*Extension // keyed by name
 
 	lines locator // where each key is defined, for errors; nil for Default()
@@ -169,6 +171,19 @@ type XMPP struct {
 	Domains    map[string]string `toml:"domains"`    // SIP domain -> XMPP domain
 	SIPDomain  string            `toml:"sip_domain"` // XMPP users' alice@domain is sip:alice@SIPDomain; default: the one SIP domain of domains
 	MaxBackoff Duration          `toml:"max_backoff"`
+}
+
+// RLS is the [rls] table: the resource list server (RFC 4662).
+type RLS struct {
+	// Services is an RFC 4826 rls-services document, absolute after Load;
+	// "" defines no list. It is read again on every reload.
+	Services string `toml:"services"`
+	// Throttle is the shortest time between two NOTIFYs of one list
+	// subscription (RFC 4662 §6): the changes of a burst within it go in
+	// one. 0 sends each change at once.
+	Throttle Duration `toml:"throttle"`
+	// Lists are the services of the Services file, read by Load.
+	Lists []rls.List
 }
 
 // Admin is the [admin] table: the operator's HTTP API and /metrics.
@@ -335,6 +350,7 @@ type document struct {
 	Limits       Limits
 	Auth         Auth
 	XMPP         XMPP
+	RLS          RLS
 	Extension    map[string]toml.Primitive
 }
 
@@ -349,13 +365,13 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.lines = locate(string(data))
 
-	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin, Limits: c.Limits, Auth: c.Auth, XMPP: c.XMPP}
+	doc := document{Server: c.Server, Subscription: c.Subscription, Publication: c.Publication, Registrar: c.Registrar, Store: c.Store, Admin: c.Admin, Limits: c.Limits, Auth: c.Auth, XMPP: c.XMPP, RLS: c.RLS}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
 		return nil, c.tomlError(err, -1)
 	}
 	c.Server, c.Subscription, c.Publication, c.Registrar, c.Store, c.Admin = doc.Server, doc.Subscription, doc.Publication, doc.Registrar, doc.Store, doc.Admin
-	c.Limits, c.Auth, c.XMPP, c.Web = doc.Limits, doc.Auth, doc.XMPP, doc.Web
+	c.Limits, c.Auth, c.XMPP, c.Web, c.RLS = doc.Limits, doc.Auth, doc.XMPP, doc.Web, doc.RLS
 
 	if md.IsDefined("listen") {
 		c.Listen = make([]Listener, len(doc.Listen))
@@ -412,6 +428,15 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	c.resolve()
+	if c.RLS.Services != "" {
+		data, err := os.ReadFile(c.RLS.Services)
+		if err == nil {
+			c.RLS.Lists, err = rls.ParseServices(data)
+		}
+		if err != nil {
+			return nil, c.errorf("rls.services", "%v", err)
+		}
+	}
 	return c, nil
 }
 
@@ -609,6 +634,10 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.RLS.Throttle.Duration < 0 {
+		return c.errorf("rls.throttle", "must not be negative, got %s", c.RLS.Throttle)
+	}
+
 	if c.Admin.Listen != "" {
 		host, _, err := net.SplitHostPort(c.Admin.Listen)
 		if err != nil {
@@ -737,6 +766,9 @@ func (c *Config) resolve() {
 	}
 	if c.Auth.UsersFile != "" {
 		c.Auth.UsersFile = abs(c.Auth.UsersFile)
+	}
+	if c.RLS.Services != "" {
+		c.RLS.Services = abs(c.RLS.Services)
 	}
 	for i := range c.Listen {
 		if l := &c.Listen[i]; l.secure() {

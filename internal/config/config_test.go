@@ -545,3 +545,31 @@ func TestMaxInstancesDefault(t *testing.T) {
 		}
 	}
 }
+
+// [rls] services names an RFC 4826 document, relative to the file, read
+// at load; a document that does not read stops the load with its key.
+func TestRLSServices(t *testing.T) {
+	src, err := os.ReadFile("../rls/testdata/rls-services.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := write(t, "[rls]\nservices = \"lists.xml\"\nthrottle = \"2s\"\n")
+	if err := os.WriteFile(filepath.Join(filepath.Dir(p), "lists.xml"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RLS.Services != filepath.Join(filepath.Dir(p), "lists.xml") || c.RLS.Throttle.Duration != 2*time.Second ||
+		len(c.RLS.Lists) != 2 || len(c.RLS.Lists[0].Members) != 3 {
+		t.Fatalf("got %+v", c.RLS)
+	}
+	os.WriteFile(filepath.Join(filepath.Dir(p), "lists.xml"), []byte("<rls-services"), 0o644)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), `key "rls.services"`) || !strings.Contains(err.Error(), ":2") {
+		t.Fatalf("a broken rls-services file: %v", err)
+	}
+	if _, err := Parse("x.toml", []byte("[rls]\nthrottle = \"-1s\"\n")); err == nil || !strings.Contains(err.Error(), "rls.throttle") {
+		t.Fatalf("a negative throttle: %v", err)
+	}
+}

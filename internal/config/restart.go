@@ -20,7 +20,11 @@ func RestartNeeded(running, next *Config) []string {
 		switch f := a.Type().Field(i); {
 		case !f.IsExported(), f.Name == "File", f.Name == "Dir", f.Name == "Extension":
 		default:
-			keys = append(keys, changed(strings.ToLower(f.Name), a.Field(i), b.Field(i))...)
+			for _, k := range changed(strings.ToLower(f.Name), a.Field(i), b.Field(i)) {
+				if k != "rls.services" { // read again by every reload
+					keys = append(keys, k)
+				}
+			}
 		}
 	}
 	return keys

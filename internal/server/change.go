@@ -32,6 +32,10 @@ type change struct {
 	// or not: it is the rendering that ends a window.
 	noHold bool
 	since  time.Time // when the change began, if before now (a held window)
+	// lists are the list subscriptions whose members this change
+	// renders for (list.go), locked from commit to apply.
+	lists  map[*listDialog]*listChange
+	locked []*listDialog
 }
 
 // step is what the module said of one resource in a change: the state it
@@ -79,7 +83,9 @@ func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 	if in.Watchers == nil {
 		in.Watchers = make([]abi.Watcher, 0, len(r.watchers))
 		for _, d := range r.watchers {
-			in.Watchers = append(in.Watchers, d.watcher(false))
+			if !d.isList() { // a list's subscription is rendered by the host, from its members
+				in.Watchers = append(in.Watchers, d.watcher(false))
+			}
 		}
 	}
 	// The module bounds the call with its own call_timeout; no second
@@ -149,9 +155,11 @@ const commitTimeout = 10 * time.Second
 // commit stages the module's answers beside the host's records and writes
 // them in one batch. It is the only place the host writes to the store.
 func (c *change) commit() error {
+	c.lockLists()
 	for _, st := range c.steps {
 		c.stage(st)
 	}
+	c.stageLists()
 	if c.batch.Empty() {
 		return nil
 	}
@@ -161,6 +169,7 @@ func (c *change) commit() error {
 		if c.s.storeLog.allow() {
 			c.s.log.Error("store commit failed", "err", err)
 		}
+		c.unlockLists()
 		return &storeError{err}
 	}
 	return nil
@@ -184,6 +193,10 @@ func (c *change) stage(st *step) {
 		n := &st.res.Notifications[i]
 		d := r.watchers[n.WatcherID]
 		if d == nil {
+			continue
+		}
+		if d.isBackend() {
+			c.stageMember(d, n, st.final)
 			continue
 		}
 		if n.Status == abi.StatusRejected {
@@ -226,7 +239,7 @@ func (c *change) apply() {
 		for i := range st.res.Notifications {
 			n := &st.res.Notifications[i]
 			d := r.watchers[n.WatcherID]
-			if d == nil || d.gone {
+			if d == nil || d.gone || d.isBackend() { // a back-end's is its list's (applyLists)
 				continue
 			}
 			if st.held[i] {
@@ -256,6 +269,7 @@ func (c *change) apply() {
 			}
 		}
 	}
+	c.applyLists()
 	for _, f := range c.applies {
 		f()
 	}

@@ -48,6 +48,9 @@ type dialog struct {
 	// hold is set while a coalescing window holds back this watcher's
 	// notifications (change.stage); its timer renders at the window's end.
 	hold *hold
+	// list is, for a list subscription, its own part (list.go); for a
+	// back-end dialog, the list subscription it feeds.
+	list *listDialog
 
 	qmu   sync.Mutex
 	queue []*notifyJob
@@ -519,6 +522,12 @@ const reserveRetry = time.Second
 // silent, and is dropped again later: its row must not come back after a
 // restart.
 func (s *Server) drop(d *dialog) {
+	if d.isList() {
+		if err := s.dropList(d, false, false, "giveup"); err != nil {
+			s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+		}
+		return
+	}
 	r := d.res
 	r.mu.Lock()
 	defer s.release(r)
@@ -603,6 +612,12 @@ func (s *Server) expire(d *dialog) {
 	d.qmu.Unlock()
 	if failed {
 		s.drop(d)
+		return
+	}
+	if d.isList() {
+		if err := s.dropList(d, true, true, "timeout"); err != nil {
+			s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+		}
 		return
 	}
 	r := d.res

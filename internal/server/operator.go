@@ -290,6 +290,12 @@ func (s *Server) Terminate(id, reason string) error {
 	if d == nil {
 		return fmt.Errorf("subscription %s: %w", id, ErrNotFound)
 	}
+	if d.isList() {
+		if err := s.dropList(d, true, false, reason); err != nil {
+			return fmt.Errorf("subscription %s: %w", id, err)
+		}
+		return nil
+	}
 	r := d.res
 	r.mu.Lock()
 	defer s.release(r)

@@ -27,6 +27,10 @@ func (s *Server) restore() error {
 		return ep
 	}
 	for _, rs := range snap.Resources {
+		if rs.Event == listEvent {
+			s.restoreList(rs)
+			continue
+		}
 		if ep := served(rs.Event, "resource "+rs.Resource); ep != nil {
 			r := s.lockResource(ep, rs.Resource)
 			r.state = rs.State
@@ -44,7 +48,14 @@ func (s *Server) restore() error {
 		}
 	}
 	resync := map[*resource]bool{}
+	var lists []*dialog
 	for _, rec := range snap.Subscriptions {
+		if st, ok := decodeListState(rec.State); ok {
+			if ep := served(rec.Event, "list subscription "+rec.RemoteURI); ep != nil {
+				lists = append(lists, s.restoreListDialog(ep, rec, st))
+			}
+			continue
+		}
 		if ep := served(rec.Event, "subscription "+rec.RemoteURI); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
 			d := newDialog(rec, r)
@@ -66,6 +77,14 @@ func (s *Server) restore() error {
 		r.mu.Lock()
 		s.resync(r)
 		r.mu.Unlock()
+	}
+	// A list subscription is brought up to its list, which may have
+	// changed while the server was down, and sent its full state, one
+	// version above the last it stored.
+	for _, d := range lists {
+		if err := s.syncList(d); err != nil {
+			s.log.Warn("restored list subscription not notified", "list", d.resource(), "watcher", d.remoteURI, "err", err)
+		}
 	}
 	s.regMu.Lock()
 	for _, rec := range snap.Bindings {
@@ -90,7 +109,12 @@ func (s *Server) resync(r *resource) {
 	}
 	in := abi.Request{Op: abi.OpRender, Watchers: make([]abi.Watcher, 0, len(r.watchers))}
 	for _, d := range r.watchers {
-		in.Watchers = append(in.Watchers, d.watcher(true))
+		if d.list == nil { // lists and their back-ends: syncList
+			in.Watchers = append(in.Watchers, d.watcher(true))
+		}
+	}
+	if len(in.Watchers) == 0 {
+		return
 	}
 	c := s.newChange()
 	c.noHold = true

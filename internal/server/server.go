@@ -26,6 +26,7 @@ import (
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/header"
 	"github.com/presenced/presenced/internal/metrics"
+	"github.com/presenced/presenced/internal/rls"
 	"github.com/presenced/presenced/internal/store"
 )
 
@@ -95,6 +96,12 @@ type Options struct {
 	Store   store.Store
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics // nil records nothing
+	// Lists are the resource lists of the rls-services file (RFC 4826);
+	// SetLists replaces them. ListThrottle is the shortest time between
+	// two NOTIFYs of one list subscription (RFC 4662 §6); 0 sends each
+	// change at once.
+	Lists        []rls.List
+	ListThrottle time.Duration
 }
 
 // Server is a running presence server.
@@ -144,6 +151,7 @@ type Server struct {
 	inFlight atomic.Int64
 	sources  *sourceLimiter
 	watching map[string]int // subscriptions per watcher URI, under mu
+	lists    lists
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -206,6 +214,10 @@ func New(opt Options) (*Server, error) {
 	s.catalog.Store(c)
 	for _, d := range opt.Domains {
 		s.domains[strings.ToLower(d)] = true
+	}
+	s.lists.admin = map[string]*rls.List{}
+	if s.lists.file, err = listIndex(opt.Lists); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

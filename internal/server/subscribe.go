@@ -36,6 +36,9 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	if err != nil {
 		return err
 	}
+	if def := s.listDef(uri); def != nil {
+		return s.subscribeList(req, tx, ev, ep, def)
+	}
 	secs, _, err := s.expires(req, ep.subscription, ep.info.DefaultExpires)
 	if err != nil {
 		return err
@@ -225,6 +228,9 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	s.mu.Unlock()
 	if d == nil {
 		return refuse(481, "no such subscription")
+	}
+	if d.isList() {
+		return s.refreshList(req, tx, ev, ep, d)
 	}
 	r := d.res
 	r.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/presenced/presenced/internal/rls"
 	"github.com/presenced/presenced/internal/server"
 )
 
@@ -31,6 +32,9 @@ type Backend struct {
 	CommandErr    error
 	Calls         []Call
 	Terminated    map[string]string // id → reason
+	// ResourceLists are the lists; the list methods edit them as the
+	// server does, with its errors.
+	ResourceLists []server.ListInfo
 }
 
 func (b *Backend) Subscriptions(f server.Filter) []server.SubscriptionInfo {
@@ -174,4 +178,88 @@ func Sample(now time.Time) *Backend {
 				MaxInstances: 8, Errors: 5, FailuresInARow: 5, BackoffUntil: &backedOff, Refused: 3},
 		},
 	}
+}
+
+// Lists implements admin.Backend.
+func (b *Backend) Lists() []server.ListInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.ResourceLists)
+}
+
+// list is the index of list uri, or an error the server would give.
+func (b *Backend) list(uri string, editing bool) (int, error) {
+	i := slices.IndexFunc(b.ResourceLists, func(l server.ListInfo) bool { return l.URI == uri })
+	switch {
+	case i < 0:
+		return i, fmt.Errorf("list %s: %w", uri, server.ErrNotFound)
+	case editing && b.ResourceLists[i].Source == "file":
+		return i, fmt.Errorf("list %s is defined in the rls-services file: %w", uri, server.ErrConflict)
+	}
+	return i, nil
+}
+
+// PutList implements admin.Backend.
+func (b *Backend) PutList(l rls.List) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := l.Check(); err != nil {
+		return fmt.Errorf("%w: %w", server.ErrInvalid, err)
+	}
+	info := server.ListInfo{URI: l.URI, Packages: l.Packages, Members: l.Members, Source: "admin"}
+	i, err := b.list(l.URI, true)
+	switch {
+	case i < 0:
+		b.ResourceLists = append(b.ResourceLists, info)
+	case err != nil:
+		return err
+	default:
+		b.ResourceLists[i] = info
+	}
+	return nil
+}
+
+// AddListMember implements admin.Backend.
+func (b *Backend) AddListMember(uri string, m rls.Member) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, err := b.list(uri, true)
+	if err != nil {
+		return err
+	}
+	l := &b.ResourceLists[i]
+	if slices.ContainsFunc(l.Members, func(x rls.Member) bool { return x.URI == m.URI }) {
+		return fmt.Errorf("list %s: %s is a member already: %w", uri, m.URI, server.ErrConflict)
+	}
+	l.Members = append(slices.Clone(l.Members), m)
+	return nil
+}
+
+// RemoveListMember implements admin.Backend.
+func (b *Backend) RemoveListMember(uri, member string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, err := b.list(uri, true)
+	if err != nil {
+		return err
+	}
+	l := &b.ResourceLists[i]
+	n := len(l.Members)
+	l.Members = slices.DeleteFunc(slices.Clone(l.Members), func(x rls.Member) bool { return x.URI == member })
+	if len(l.Members) == n {
+		return fmt.Errorf("list %s has no member %s: %w", uri, member, server.ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteList implements admin.Backend.
+func (b *Backend) DeleteList(uri string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, err := b.list(uri, true)
+	if err != nil {
+		return err
+	}
+	b.ResourceLists = slices.Delete(b.ResourceLists, i, i+1)
+	return nil
 }
