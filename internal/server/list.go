@@ -46,8 +46,8 @@ type listDialog struct {
 	mu       sync.Mutex
 	st       listState
 	backends map[string]*dialog
-	hold     *time.Timer // a throttle window in progress (RFC 4662 §6)
-	sent     time.Time   // when the last NOTIFY was rendered
+	hold     *hold     // a throttle window in progress (RFC 4662 §6)
+	sent     time.Time // when the last NOTIFY was rendered
 }
 
 // listState is what a list subscription has been sent, stored as its
@@ -441,6 +441,9 @@ type listChange struct {
 	st      listState
 	changed map[string]bool
 	ended   []*dialog
+	// staged are the back-ends the change rendered for: their resources
+	// are locked by it, so apply may write their fields (not the others').
+	staged []*dialog
 	// approved are back-ends a change made active from pending.
 	approved []*dialog
 	notify   bool // a NOTIFY now, of the members in include
@@ -498,6 +501,7 @@ func (c *change) stageMember(bd *dialog, n *abi.Notification, final string) {
 	if ms == nil {
 		return
 	}
+	lc.staged = append(lc.staged, bd)
 	before := *ms
 	if final != "" {
 		_, reason, _ := strings.Cut(final, "reason=")
@@ -568,7 +572,7 @@ func (c *change) applyLists() {
 		for _, bd := range lc.approved {
 			c.watcherEvent(bd, abi.StatusActive, "approved")
 		}
-		for _, bd := range l.backends {
+		for _, bd := range lc.staged {
 			if ms := l.st.member(bd.res.key.uri); ms != nil {
 				bd.state, bd.status = ms.Module, ms.Status
 			}
@@ -580,9 +584,12 @@ func (c *change) applyLists() {
 		case lc.held && l.hold == nil:
 			c.s.opt.Metrics.NotifyCoalesced(l.d.event())
 			wait := time.Until(l.sent.Add(c.s.opt.ListThrottle))
-			var t *time.Timer
-			t = time.AfterFunc(max(wait, time.Millisecond), func() { c.s.endListHold(l, t) })
-			l.hold = t
+			// The closure names the window by h, allocated before the
+			// timer starts: reading the timer from it would race with
+			// AfterFunc's return.
+			h := &hold{since: time.Now()}
+			h.timer = time.AfterFunc(max(wait, time.Millisecond), func() { c.s.endListHold(l, h) })
+			l.hold = h
 		case lc.held:
 			c.s.opt.Metrics.NotifyCoalesced(l.d.event())
 		}
@@ -591,10 +598,10 @@ func (c *change) applyLists() {
 
 // endListHold sends, at the end of a throttle window, one NOTIFY with
 // every member that changed during it.
-func (s *Server) endListHold(l *listDialog, t *time.Timer) {
+func (s *Server) endListHold(l *listDialog, h *hold) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.hold != t || l.d.gone || s.ctx.Err() != nil {
+	if l.hold != h || l.d.gone || s.ctx.Err() != nil {
 		return
 	}
 	l.hold = nil
@@ -794,7 +801,7 @@ func (s *Server) endList(l *listDialog, def *rls.List, reason string) (*change, 
 			c.watcherEvent(bd, abi.StatusTerminated, reason)
 		}
 		if l.hold != nil {
-			l.hold.Stop()
+			l.hold.timer.Stop()
 			l.hold = nil
 		}
 		s.forget(d)

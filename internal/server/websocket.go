@@ -56,8 +56,7 @@ func (l *wsListener) acceptLoop() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			l.err = err
-			l.Close()
+			l.closeWith(err)
 			return
 		}
 		go l.vet(c)
@@ -77,9 +76,14 @@ func (l *wsListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *wsListener) Close() error {
+func (l *wsListener) Close() error { return l.closeWith(nil) }
+
+// closeWith closes l once; cause, the accept error that ended it, is set
+// before done closes, so Accept reads it only after it is written.
+func (l *wsListener) closeWith(cause error) error {
 	var err error
 	l.once.Do(func() {
+		l.err = cause
 		close(l.done)
 		err = l.Listener.Close()
 	})
