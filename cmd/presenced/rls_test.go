@@ -107,8 +107,9 @@ func rlsServices(lists ...[]string) string {
 // gets its members' PIDFs beside the RLMI; the file rewritten (a member
 // added, one removed, a list deleted) and SIGHUP sent, the list's
 // subscriber gets a full-state NOTIFY one version up with the new
-// membership, the kept member's instance unchanged, and the deleted
-// list's subscription ends with noresource. A file made invalid is
+// membership, the kept member's instance unchanged, and the removed
+// member sees the subscriber leave her watcher info (presence.winfo); the
+// deleted list's subscription ends with noresource. A file made invalid is
 // refused on SIGHUP, logged with its path and the line of the fault, and
 // the running lists stay: a member's PUBLISH still reaches the list's
 // subscriber, one version up, and a new subscription gets the lists of
@@ -190,6 +191,18 @@ path = %q
 	if st != "active" || !strings.Contains(doc, bob+" here") {
 		t.Fatalf("bob: %s\n%s", st, doc)
 	}
+	// alice watches her watchers (presence.winfo): the list's subscriber
+	// is one of them while she is a member
+	winfo := siptest.NewPeer(t, "UDP", addr)
+	winfoCall := siptest.NewCallID()
+	r = winfo.Send(siptest.Request{Method: "SUBSCRIBE", URI: alice, Headers: []string{
+		"From: <" + alice + ">;tag=winfo1", "To: <" + alice + ">", "Call-ID: " + winfoCall, "CSeq: 1 SUBSCRIBE",
+		winfo.Contact(), "Event: presence.winfo", "Accept: application/watcherinfo+xml", "Expires: 600"}})
+	siptest.WantCode(t, r, 200)
+	watching := regexp.MustCompile(`<watcher [^>]*status="active"[^>]*>sip:watcher@example\.com</watcher>`)
+	if n := winfo.NotifyIn(winfoCall); !watching.Match(n.Body()) {
+		t.Fatalf("alice's watcher info without the list's subscriber:\n%s", n.Body())
+	}
 	msub, r := w.Subscribe("presence", mates, eventlist...)
 	siptest.WantCode(t, r, 200)
 	if l := readRLMI(t, w.NotifyIn(msub.CallID)); strings.Join(l.members(), " ") != carol {
@@ -212,6 +225,14 @@ path = %q
 	if n := w.NotifyIn(msub.CallID); siptest.Header(n, "Subscription-State") != "terminated;reason=noresource" {
 		t.Fatalf("%s after it left the file:\n%s", mates, n)
 	}
+	// alice, out of the list, sees the subscriber go from her watchers,
+	// and her next PUBLISH goes to no one
+	unwatched := regexp.MustCompile(`<watcher [^>]*event="deactivated" status="terminated"[^>]*>sip:watcher@example\.com</watcher>`)
+	if n := winfo.NotifyIn(winfoCall); !unwatched.Match(n.Body()) {
+		t.Fatalf("alice's watcher info after she left the list:\n%s", n.Body())
+	}
+	siptest.WantCode(t, p.Publish("presence", alice, "application/pidf+xml", pidf(alice, "t1", "closed", "alice away")), 200)
+	w.Quiet(200 * time.Millisecond)
 
 	// A file broken in an edit: refused, named with the line where the
 	// parser found the fault (8: the <rl:entry> left open on line 6 meets
