@@ -3,6 +3,7 @@
 package config
 
 import (
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net"
@@ -429,15 +430,29 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.resolve()
 	if c.RLS.Services != "" {
-		data, err := os.ReadFile(c.RLS.Services)
+		data, err := os.ReadFile(c.RLS.Services) // its error names the file
 		if err == nil {
-			c.RLS.Lists, err = rls.ParseServices(data)
+			if c.RLS.Lists, err = rls.ParseServices(data); err != nil {
+				err = servicesError(c.RLS.Services, err)
+			}
 		}
 		if err != nil {
 			return nil, c.errorf("rls.services", "%v", err)
 		}
 	}
 	return c, nil
+}
+
+// servicesError names the rls-services file in err, and for a fault of
+// its XML the line as file:line, as the config's own errors are: the
+// operator who broke it in an edit is sent to the place, not only to the
+// [rls] key that names the file.
+func servicesError(file string, err error) error {
+	var se *xml.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s:%d: XML syntax error: %s", file, se.Line, se.Msg)
+	}
+	return fmt.Errorf("%s: %w", file, err)
 }
 
 // mustBeTable reports key if it is not a table: toml decodes any other

@@ -565,9 +565,14 @@ func TestRLSServices(t *testing.T) {
 		len(c.RLS.Lists) != 2 || len(c.RLS.Lists[0].Members) != 3 {
 		t.Fatalf("got %+v", c.RLS)
 	}
-	os.WriteFile(filepath.Join(filepath.Dir(p), "lists.xml"), []byte("<rls-services"), 0o644)
-	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), `key "rls.services"`) || !strings.Contains(err.Error(), ":2") {
-		t.Fatalf("a broken rls-services file: %v", err)
+	os.WriteFile(filepath.Join(filepath.Dir(p), "lists.xml"), []byte("<rls-services xmlns=\"urn:ietf:params:xml:ns:rls-services\">\n<service uri=\"sip:a@example.com\">\n</rls-services>\n"), 0o644)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+`:2: key "rls.services"`) ||
+		!strings.Contains(err.Error(), filepath.Join(filepath.Dir(p), "lists.xml")+":3: XML syntax error") {
+		t.Fatalf("a broken rls-services file, its fault on line 3: %v", err)
+	}
+	os.WriteFile(filepath.Join(filepath.Dir(p), "lists.xml"), []byte(`<rls-services xmlns="urn:ietf:params:xml:ns:rls-services"><service/></rls-services>`), 0o644)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), filepath.Join(filepath.Dir(p), "lists.xml")+": rls-services: service 1 has no uri") {
+		t.Fatalf("an rls-services file with a service without uri: %v", err)
 	}
 	if _, err := Parse("x.toml", []byte("[rls]\nthrottle = \"-1s\"\n")); err == nil || !strings.Contains(err.Error(), "rls.throttle") {
 		t.Fatalf("a negative throttle: %v", err)

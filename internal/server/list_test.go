@@ -324,3 +324,69 @@ func TestResourceListThrottle(t *testing.T) {
 	}
 	w.Quiet(600 * time.Millisecond)
 }
+
+// A list of the dialog package (RFC 4235, extensions/dialog): a busy lamp
+// field of two lines as one subscription. The first NOTIFY carries each
+// member's dialog-info document beside the RLMI, the busy line's dialog
+// and the idle one's empty document, each at the module's first version;
+// a PBX's PUBLISH for the idle line sends that member alone, its
+// dialog-info one version up, which the list keeps per member as the
+// module's per-watcher state. The list's <packages> names dialog only: a
+// presence SUBSCRIBE to it gets 489 though pa serves presence here.
+func TestResourceListOfDialogs(t *testing.T) {
+	const infoType = "application/dialog-info+xml"
+	lines := rls.List{URI: "sip:lines@example.com", Packages: []string{"dialog"},
+		Members: []rls.Member{{URI: bob, Name: "Bob"}, {URI: carol}}}
+	mods := []*extension.Module{extensiontest.Load(t, "github.com/presenced/presenced/extensions/dialog", nil), extensiontest.Load(t, paPkg, nil)}
+	srv := startWith(t, server.Options{Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+		Modules: mods, Store: store.NewMemory(), Lists: []rls.List{lines}})
+	f := &fixture{srv: srv, addr: map[string]string{"UDP": addrOf(srv, "udp")}, mods: mods}
+	info := func(entity, dialogs string) string {
+		return `<?xml version="1.0"?><dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="1" state="full" entity="` +
+			entity + `">` + dialogs + `</dialog-info>`
+	}
+	pbx, w := f.peer(t, "UDP"), f.peer(t, "UDP")
+	siptest.WantCode(t, pbx.Publish("dialog", bob, infoType, info(bob, `<dialog id="d1" call-id="c1@pbx" local-tag="l1" remote-tag="r1">`+
+		`<state>confirmed</state><remote><identity>sip:dave@example.com</identity></remote></dialog>`)), 200)
+
+	accept := []string{"Supported: eventlist", "Accept: multipart/related, application/rlmi+xml, " + infoType, "Expires: 600"}
+	_, r := w.Subscribe("presence", lines.URI, accept...)
+	siptest.WantCode(t, r, 489)
+	if siptest.Header(r, "Allow-Events") != "dialog" {
+		t.Fatalf("489 for presence does not name the list's package:\n%s", r)
+	}
+	_, r = w.Subscribe("dialog", lines.URI, accept...)
+	siptest.WantCode(t, r, 200)
+	n := w.Notify()
+	if siptest.Header(n, "Event") != "dialog" {
+		t.Fatalf("first NOTIFY's Event:\n%s", n)
+	}
+	ln := readList(t, n)
+	if ln.Version != 1 || !ln.Full || len(ln.Resource) != 2 || len(ln.parts) != 2 {
+		t.Fatalf("first NOTIFY: version %d full %t, %d resources, %d parts:\n%s", ln.Version, ln.Full, len(ln.Resource), len(ln.parts), ln.req.Body())
+	}
+	for cid := range ln.parts {
+		if !strings.Contains(string(ln.req.Body()), "Content-ID: <"+cid+">\r\nContent-Type: "+infoType) {
+			t.Fatalf("part %s is not %s:\n%s", cid, infoType, ln.req.Body())
+		}
+	}
+	st, doc := ln.instance(t, bob)
+	if st != "active" || !strings.Contains(doc, `entity="`+bob+`"`) || !strings.Contains(doc, `version="0"`) ||
+		!strings.Contains(doc, "<state>confirmed</state>") || !strings.Contains(doc, "sip:dave@example.com") {
+		t.Fatalf("bob: %s\n%s", st, doc)
+	}
+	st, doc = ln.instance(t, carol)
+	if st != "active" || !strings.Contains(doc, `entity="`+carol+`"`) || !strings.Contains(doc, `version="0"`) || strings.Contains(doc, "<dialog ") {
+		t.Fatalf("carol: %s\n%s", st, doc)
+	}
+
+	siptest.WantCode(t, pbx.Publish("dialog", carol, infoType, info(carol, `<dialog id="d2" direction="recipient"><state>early</state></dialog>`)), 200)
+	ln = readList(t, w.Notify())
+	if ln.Version != 2 || ln.Full || len(ln.Resource) != 1 || len(ln.parts) != 1 {
+		t.Fatalf("NOTIFY after carol's PUBLISH: version %d full %t, %d resources:\n%s", ln.Version, ln.Full, len(ln.Resource), ln.req.Body())
+	}
+	if st, doc := ln.instance(t, carol); st != "active" || !strings.Contains(doc, `version="1"`) || !strings.Contains(doc, "<state>early</state>") {
+		t.Fatalf("carol after her PUBLISH: %s\n%s", st, doc)
+	}
+	w.Quiet(100 * time.Millisecond)
+}
