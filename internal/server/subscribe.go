@@ -12,15 +12,9 @@ import (
 	"github.com/presenced/presenced/internal/store"
 )
 
-// onSubscribe is the notifier side of RFC 6665: a SUBSCRIBE without a To
+// subscribe is the notifier side of RFC 6665: a SUBSCRIBE without a To
 // tag creates a subscription, one with a To tag refreshes or ends one.
-func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
-	if err := s.subscribe(req, tx); err != nil {
-		s.answer(req, tx, err)
-	}
-}
-
-// subscribe handles a SUBSCRIBE; an error it returns has not been answered.
+// An error it returns has not been answered (answered does).
 func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	ev, ep, err := s.event(req)
 	if err != nil {
