@@ -47,3 +47,13 @@ func CheckAccept(watchers []Watcher, mediaType string) error {
 	}
 	return nil
 }
+
+// CheckContentType refuses with 415 a publication whose content type
+// (Publication.ContentType) is not mediaType, the one type the package
+// takes, case and parameters aside; return it from Publish.
+func CheckContentType(contentType, mediaType string) error {
+	if MediaType(contentType) != MediaType(mediaType) {
+		return Reject(415, "content type %q is not supported, only %s", contentType, mediaType)
+	}
+	return nil
+}

@@ -44,3 +44,15 @@ func TestCheckAccept(t *testing.T) {
 		t.Fatalf("no Accept: %v", err)
 	}
 }
+
+func TestCheckContentType(t *testing.T) {
+	const mwi = "application/simple-message-summary"
+	if err := CheckContentType("Application/Simple-Message-Summary; charset=utf-8", mwi); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckContentType("text/plain", mwi)
+	var rej *Rejection
+	if !errors.As(err, &rej) || rej.Code != 415 || rej.Reason != `content type "text/plain" is not supported, only `+mwi {
+		t.Fatalf("text/plain: %v", err)
+	}
+}

@@ -1,6 +1,9 @@
 package sdk
 
 import (
+	"bytes"
+	"crypto/sha256"
+
 	"github.com/presenced/presenced/abi"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -43,4 +46,50 @@ func NextVersion(state []byte, start uint64) (version uint64, next []byte) {
 	})
 	next = protowire.AppendTag(make([]byte, 0, 16), VersionField, protowire.VarintType)
 	return start + sent, protowire.AppendVarint(next, sent+1)
+}
+
+// DigestField is the field of a watcher's state blob that NextDocument
+// keeps the digest of what the watcher was last sent in, bytes, beside
+// NextVersion's count. A module's own fields are numbered above it.
+const DigestField protowire.Number = 2
+
+// Digest returns the SHA-256 of what a watcher sees, for NextDocument.
+// Hash the rendering without what differs in every document (the
+// version), or a digest of the module's own model of it, so that a change
+// that is none for the watcher (a refresh, another watcher's view) sends
+// it nothing. Work it out once for the watchers that see the same.
+func Digest(seen []byte) []byte {
+	sum := sha256.Sum256(seen)
+	return sum[:]
+}
+
+// NextDocument is NextVersion for a package that sends a watcher nothing
+// when what it would see is what it last saw: send is false when w needs
+// no full state (Watcher.Full) and its state holds digest (Digest).
+// Otherwise version is the version the document carries, start for the
+// first, and state the blob to send with it (Notification.State, with
+// StateChanged), holding the count and the digest, to which the module
+// may append fields of its own:
+//
+//	version, state, send := sdk.NextDocument(w, sdk.VersionStartDialog, sdk.Digest(seen))
+//	if !send {
+//		continue
+//	}
+//
+// A blob without a digest, or damaged before it, reads as another
+// document sent: the watcher is sent this one rather than the call fail.
+func NextDocument(w Watcher, start uint64, digest []byte) (version uint64, state []byte, send bool) {
+	var last []byte
+	_ = abi.Fields(w.State, func(f abi.Field) error {
+		if f.IsBytes(DigestField) {
+			last = f.Bytes
+		}
+		return nil
+	})
+	if !w.Full && len(digest) > 0 && bytes.Equal(last, digest) {
+		return 0, nil, false
+	}
+	version, state = NextVersion(w.State, start)
+	state = protowire.AppendTag(state, DigestField, protowire.BytesType)
+	return version, protowire.AppendBytes(state, digest), true
 }

@@ -39,27 +39,6 @@ func WatcherEntry(s string) (string, error) {
 	return "", fmt.Errorf("%q: want a watcher URI (sip:user@host), a domain (example.com), %q or %q", s, SameDomain, EveryWatcher)
 }
 
-// WatcherListKey reads cfg[key], a list the host flattened to a
-// comma-joined string, or def (comma-joined too) when the key is absent.
-func WatcherListKey(cfg Config, key, def string) (WatcherList, error) {
-	v, ok := cfg[key]
-	if !ok {
-		v = def
-	}
-	var l WatcherList
-	for s := range strings.SplitSeq(v, ",") {
-		if strings.TrimSpace(s) == "" {
-			continue
-		}
-		e, err := WatcherEntry(s)
-		if err != nil {
-			return nil, fmt.Errorf("config %s: %w", key, err)
-		}
-		l = append(l, e)
-	}
-	return l, nil
-}
-
 // Has reports whether the list takes in watcher (a URI, Watcher.URI), a
 // watcher of resource: "*" takes in everyone, a URI entry that watcher, a
 // domain entry every watcher whose host it is, "same-domain" every

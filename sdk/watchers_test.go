@@ -26,22 +26,6 @@ func TestWatcherEntry(t *testing.T) {
 	}
 }
 
-func TestWatcherListKey(t *testing.T) {
-	l, err := WatcherListKey(Config{"allow": " sip:bob@example.com, ,partner.example,"}, "allow", "*")
-	if err != nil || strings.Join(l, " ") != "sip:bob@example.com partner.example" {
-		t.Fatalf("list: %q %v", l, err)
-	}
-	if l, err := WatcherListKey(Config{}, "allow", "same-domain"); err != nil || len(l) != 1 || l[0] != SameDomain {
-		t.Fatalf("default: %q %v", l, err)
-	}
-	if l, err := WatcherListKey(Config{"allow": ""}, "allow", "same-domain"); err != nil || len(l) != 0 {
-		t.Fatalf("an empty list is not the default: %q %v", l, err)
-	}
-	if _, err := WatcherListKey(Config{"allow": "example.com, bob@example.com"}, "allow", ""); err == nil || !strings.HasPrefix(err.Error(), `config allow: "bob@example.com": want`) {
-		t.Fatalf("bad entry: %v", err)
-	}
-}
-
 func TestWatcherListHas(t *testing.T) {
 	const alice = "sip:alice@example.com"
 	for _, c := range []struct {

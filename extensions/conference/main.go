@@ -8,7 +8,6 @@ package main
 
 import (
 	"cmp"
-	"crypto/sha256"
 	"fmt"
 	"slices"
 
@@ -27,24 +26,19 @@ type conference struct {
 }
 
 func (c *conference) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
-	sdk.WarnUnknownKeys(cfg, "conference", "default_expires", "use_partial_states")
-	expires, err := sdk.SecondsKey(cfg, "default_expires", 3600)
-	if err != nil {
-		return sdk.Manifest{}, err
-	}
-	if c.partial, err = sdk.BoolKey(cfg, "use_partial_states", false); err != nil {
-		return sdk.Manifest{}, err
-	}
+	r := sdk.ReadConfig(cfg, "conference")
+	expires := r.Seconds("default_expires", 3600)
+	c.partial = r.Bool("use_partial_states", false)
 	return sdk.Manifest{
 		Packages: []sdk.Package{{Event: "conference", Accept: []string{infoType}, DefaultExpires: expires}},
 		Commands: []string{cmdReset},
-	}, nil
+	}, r.Err()
 }
 
 func (c *conference) Publish(req *sdk.Request) (*sdk.Response, error) {
 	p := req.Publication
-	if sdk.MediaType(p.ContentType) != infoType {
-		return nil, sdk.Reject(415, "content type %q is not supported, only %s", p.ContentType, infoType)
+	if err := sdk.CheckContentType(p.ContentType, infoType); err != nil {
+		return nil, err
 	}
 	doc, err := confinfo.Parse(p.Body, req.Resource)
 	if err != nil {
@@ -190,20 +184,16 @@ func (c *conference) respond(req *sdk.Request, st *state, changed bool, parsed m
 		return nil, err
 	}
 	canon := confinfo.Canonical(doc)
-	sum := sha256.Sum256(canon)
+	sum := sdk.Digest(canon)
 	for _, w := range req.Watchers {
-		ws, err := decodeWatcher(w.State)
-		if err != nil {
-			return nil, err
-		}
-		if !w.Full && string(ws.hash) == string(sum[:]) {
+		version, next, send := sdk.NextDocument(w, sdk.VersionStartConference, sum)
+		if !send {
 			continue
 		}
-		version, next := sdk.NextVersion(w.State, sdk.VersionStartConference)
 		n := sdk.Notification{WatcherID: w.ID, ContentType: infoType, StateChanged: true}
 		var body []byte
-		if c.partial && !w.Full && len(ws.doc) > 0 {
-			if old, err := confinfo.Decode(ws.doc); err == nil {
+		if c.partial && !w.Full {
+			if old, err := sentDoc(w.State); err == nil && old != nil {
 				if d, ok := confinfo.Diff(old, doc); ok && d != nil {
 					body = confinfo.Render(d, confinfo.Partial, version)
 					n.Partial = true
@@ -214,11 +204,9 @@ func (c *conference) respond(req *sdk.Request, st *state, changed bool, parsed m
 			body = confinfo.Render(doc, confinfo.Full, version)
 		}
 		n.Body = body
-		sent := watcherState{hash: sum[:]}
-		if c.partial {
-			sent.doc = canon
+		if n.State = next; c.partial {
+			n.State = appendSentDoc(next, canon)
 		}
-		n.State = sent.appendTo(next)
 		res.Notifications = append(res.Notifications, n)
 	}
 	return res, nil

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 
+	"github.com/beevik/etree"
 	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/extensions/conference/confinfo"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -15,10 +17,11 @@ import (
 //	message Watcher { uint64 sent = 1; bytes hash = 2; bytes doc = 3; }
 //
 // Pub.doc is the publication's merged document, normalized and without
-// state or version (confinfo.Canonical). Watcher.sent is sdk.NextVersion's
-// count of documents sent, whose version is 1 + sent. Watcher.doc is the merged
-// document last sent (only with use_partial_states), Watcher.hash its
-// SHA-256 (always). These numbers never change. A field of a type other
+// state or version (confinfo.Canonical). Watcher.sent and Watcher.hash
+// are sdk.NextDocument's: the count of documents sent, whose version is
+// 1 + sent, and the SHA-256 of the merged document last sent (always).
+// Watcher.doc is that document (only with use_partial_states), for the
+// next partial one. These numbers never change. A field of a type other
 // than the one it is written with is skipped, as protobuf does.
 const (
 	fStatePub   = 1
@@ -29,8 +32,7 @@ const (
 	fPubVersion  = 3
 	fPubModified = 4
 
-	fWatHash = 2
-	fWatDoc  = 3
+	fWatDoc = 3 // after sdk.DigestField
 )
 
 type pub struct {
@@ -43,11 +45,6 @@ type pub struct {
 type state struct {
 	pubs  []pub
 	clock uint64
-}
-
-type watcherState struct {
-	hash []byte
-	doc  []byte
 }
 
 func (s *state) find(id string) int {
@@ -120,32 +117,25 @@ func decodePub(b []byte) (pub, error) {
 	return p, err
 }
 
-// appendTo appends w to the blob sdk.NextVersion returned.
-func (w *watcherState) appendTo(b []byte) []byte {
-	if len(w.hash) > 0 {
-		b = protowire.AppendTag(b, fWatHash, protowire.BytesType)
-		b = protowire.AppendBytes(b, w.hash)
-	}
-	if len(w.doc) > 0 {
-		b = protowire.AppendTag(b, fWatDoc, protowire.BytesType)
-		b = protowire.AppendBytes(b, w.doc)
-	}
-	return b
+// appendSentDoc appends the canonical document sent to a watcher's state
+// blob as sdk.NextDocument returned it.
+func appendSentDoc(state, canon []byte) []byte {
+	state = protowire.AppendTag(state, fWatDoc, protowire.BytesType)
+	return protowire.AppendBytes(state, canon)
 }
 
-func decodeWatcher(b []byte) (*watcherState, error) {
-	w := &watcherState{}
-	err := abi.Fields(b, func(f abi.Field) error {
-		switch {
-		case f.IsBytes(fWatHash):
-			w.hash = f.Bytes
-		case f.IsBytes(fWatDoc):
-			w.doc = f.Bytes
+// sentDoc is the document a watcher was last sent, nil if its state holds
+// none (the first document, or no use_partial_states when it was sent).
+func sentDoc(state []byte) (*etree.Element, error) {
+	var doc []byte
+	err := abi.Fields(state, func(f abi.Field) error {
+		if f.IsBytes(fWatDoc) {
+			doc = f.Bytes
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("decode watcher state: %w", err)
+	if err != nil || doc == nil {
+		return nil, err
 	}
-	return w, nil
+	return confinfo.Decode(doc)
 }

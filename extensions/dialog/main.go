@@ -7,14 +7,11 @@ package main
 
 import (
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"strings"
 
-	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/pubstate"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 const infoType = "application/dialog-info+xml"
@@ -26,23 +23,17 @@ type module struct {
 }
 
 func (m *module) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
-	sdk.WarnUnknownKeys(cfg, "dialog", "default_expires", "identities", "dummy_dialog", "single_dialog", "always_direction")
-	expires, err := sdk.SecondsKey(cfg, "default_expires", 3600)
-	for _, l := range []struct {
-		to       *sdk.WatcherList
-		key, def string
-	}{{&m.identities, "identities", "same-domain"}, {&m.dummy, "dummy_dialog", ""}, {&m.single, "single_dialog", ""}, {&m.direction, "always_direction", ""}} {
-		if err == nil {
-			*l.to, err = sdk.WatcherListKey(cfg, l.key, l.def)
-		}
-	}
-	return sdk.Manifest{Packages: []sdk.Package{{Event: "dialog", Accept: []string{infoType}, DefaultExpires: expires}}}, err
+	c := sdk.ReadConfig(cfg, "dialog")
+	expires := c.Seconds("default_expires", 3600)
+	m.identities, m.dummy = c.Watchers("identities", sdk.SameDomain), c.Watchers("dummy_dialog", "")
+	m.single, m.direction = c.Watchers("single_dialog", ""), c.Watchers("always_direction", "")
+	return sdk.Manifest{Packages: []sdk.Package{{Event: "dialog", Accept: []string{infoType}, DefaultExpires: expires}}}, c.Err()
 }
 
 func (m *module) Publish(req *sdk.Request) (*sdk.Response, error) {
 	p := req.Publication
-	if sdk.MediaType(p.ContentType) != infoType {
-		return nil, sdk.Reject(415, "content type %q is not supported, only %s", p.ContentType, infoType)
+	if err := sdk.CheckContentType(p.ContentType, infoType); err != nil {
+		return nil, err
 	}
 	full, ds, err := parse(p.Body, req.Resource)
 	if err != nil {
@@ -145,12 +136,6 @@ func (m *module) view(w sdk.Watcher, resource string, ds []dialog) []dialog {
 	return out
 }
 
-// digestField is the field of a watcher's state, beside the version
-// count sdk.NextVersion keeps (field 1), holding a digest of the dialogs
-// it was last sent, so that a change that is not one for this watcher
-// sends it nothing: message Watcher { uint64 sent = 1; uint64 digest = 2; }.
-const digestField = 2
-
 // respond renders for every watcher given; one whose dialogs would not
 // change is sent nothing, unless it needs full state.
 func (m *module) respond(req *sdk.Request, st *pubstate.State, changed bool) (*sdk.Response, error) {
@@ -166,27 +151,14 @@ func (m *module) respond(req *sdk.Request, st *pubstate.State, changed bool) (*s
 		return nil, err
 	}
 	for _, w := range req.Watchers {
-		var last uint64
-		err := abi.Fields(w.State, func(f abi.Field) error {
-			if f.IsVarint(digestField) {
-				last = f.Varint
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("decode watcher state: %w", err)
-		}
 		view := m.view(w, req.Resource, ds)
-		// of the dialogs, not of the document, whose version always differs
-		h := fnv.New64a()
-		fmt.Fprintf(h, "%q", view)
-		version, next := sdk.NextVersion(w.State, sdk.VersionStartDialog)
-		if !w.Full && version > 0 && h.Sum64() == last {
-			continue
+		// of the dialogs this watcher sees, not of the document, whose
+		// version always differs
+		version, state, send := sdk.NextDocument(w, sdk.VersionStartDialog, sdk.Digest(fmt.Appendf(nil, "%q", view)))
+		if send {
+			res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, ContentType: infoType,
+				Body: document(req.Resource, version, view), State: state, StateChanged: true})
 		}
-		next = protowire.AppendTag(next, digestField, protowire.VarintType)
-		res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, ContentType: infoType,
-			Body: document(req.Resource, version, view), State: protowire.AppendVarint(next, h.Sum64()), StateChanged: true})
 	}
 	return res, nil
 }

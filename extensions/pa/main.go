@@ -31,21 +31,13 @@ type pa struct {
 	policy  policy
 }
 
-var configKeys = []string{"default_expires", "dummy_presence", "lenient_basic",
-	"policy", "allow", "block", "min_expires", "max_expires"}
-
 func (p *pa) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
-	sdk.WarnUnknownKeys(cfg, presenceEvent, configKeys...)
-	expires, err := sdk.SecondsKey(cfg, "default_expires", 3600)
-	if err != nil {
-		return sdk.Manifest{}, err
-	}
-	minExp, err := optionalSeconds(cfg, "min_expires")
-	if err != nil {
-		return sdk.Manifest{}, err
-	}
-	maxExp, err := optionalSeconds(cfg, "max_expires")
-	if err != nil {
+	c := sdk.ReadConfig(cfg, presenceEvent)
+	expires := c.Seconds("default_expires", 3600)
+	minExp, maxExp := optionalSeconds(c, "min_expires"), optionalSeconds(c, "max_expires")
+	p.dummy, p.lenient = c.Bool("dummy_presence", true), c.Bool("lenient_basic", false)
+	p.policy = parsePolicy(c)
+	if err := c.Err(); err != nil {
 		return sdk.Manifest{}, err
 	}
 	switch {
@@ -53,15 +45,6 @@ func (p *pa) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 		return sdk.Manifest{}, fmt.Errorf("config min_expires = %d is above max_expires = %d", minExp, maxExp)
 	case minExp != 0 && expires < minExp, maxExp != 0 && expires > maxExp:
 		return sdk.Manifest{}, fmt.Errorf("config default_expires = %d is outside min_expires..max_expires; set default_expires within them", expires)
-	}
-	if p.dummy, err = sdk.BoolKey(cfg, "dummy_presence", true); err != nil {
-		return sdk.Manifest{}, err
-	}
-	if p.lenient, err = sdk.BoolKey(cfg, "lenient_basic", false); err != nil {
-		return sdk.Manifest{}, err
-	}
-	if p.policy, err = parsePolicy(cfg); err != nil {
-		return sdk.Manifest{}, err
 	}
 	return sdk.Manifest{
 		Packages: []sdk.Package{{
@@ -76,22 +59,22 @@ func (p *pa) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 }
 
 // optionalSeconds reads a number of seconds where 0 or absent means unset.
-func optionalSeconds(cfg sdk.Config, key string) (uint32, error) {
-	v, ok := cfg[key]
+func optionalSeconds(c *sdk.ConfigReader, key string) uint32 {
+	v, ok := c.Value(key)
 	if !ok {
-		return 0, nil
+		return 0
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("config %s = %q: want a number of seconds (0 for unset)", key, v)
+		c.Fail(fmt.Errorf("config %s = %q: want a number of seconds (0 for unset)", key, v))
 	}
-	return uint32(n), nil
+	return uint32(n)
 }
 
 func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 	pub := req.Publication
-	if sdk.MediaType(pub.ContentType) != pidfType {
-		return nil, sdk.Reject(415, "content type %q is not supported, only %s", pub.ContentType, pidfType)
+	if err := sdk.CheckContentType(pub.ContentType, pidfType); err != nil {
+		return nil, err
 	}
 	body, err := validate(pub.Body, req.Resource, p.lenient)
 	if err != nil {

@@ -1,11 +1,6 @@
 package main
 
-import (
-	"fmt"
-	"strings"
-
-	"github.com/presenced/presenced/sdk"
-)
+import "github.com/presenced/presenced/sdk"
 
 // Watcher authorization (RFC 3857's pending/active/rejected), decided here
 // rather than by the host so that a module with another notion of who may
@@ -23,24 +18,12 @@ type policy struct {
 	allow, block sdk.WatcherList
 }
 
-func parsePolicy(cfg sdk.Config) (policy, error) {
-	p := policy{mode: policyAllow}
-	if v, ok := cfg["policy"]; ok {
-		switch m := strings.ToLower(strings.TrimSpace(v)); m {
-		case policyAllow, policySameDomain, policyConfirm:
-			p.mode = m
-		default:
-			return p, fmt.Errorf("config policy = %q: want allow, same-domain or confirm", v)
-		}
+func parsePolicy(c *sdk.ConfigReader) policy {
+	return policy{
+		mode:  c.Choice("policy", policyAllow, policyAllow, policySameDomain, policyConfirm),
+		allow: c.Watchers("allow", ""),
+		block: c.Watchers("block", ""),
 	}
-	var err error
-	if p.allow, err = sdk.WatcherListKey(cfg, "allow", ""); err != nil {
-		return p, err
-	}
-	if p.block, err = sdk.WatcherListKey(cfg, "block", ""); err != nil {
-		return p, err
-	}
-	return p, nil
 }
 
 // decide is the status of a new watcher of resource. The presentity's own
