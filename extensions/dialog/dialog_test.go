@@ -175,13 +175,13 @@ func TestDialogModule(t *testing.T) {
 	} {
 		res = sdktest.Handle(t, m, &abi.Request{Op: abi.OpPublish, Event: "dialog", Resource: bob, State: st,
 			Publication: &abi.Publication{ID: "p", ContentType: infoType, Body: doc(body)}, Watchers: []abi.Watcher{w}})
-		st = res.State
 		if i == 1 {
-			if len(res.Notifications) != 0 {
-				t.Fatalf("unchanged dialogs notified")
+			if len(res.Notifications) != 0 || res.StateChanged {
+				t.Fatalf("unchanged dialogs notified or stored: %+v", res)
 			}
 			continue
 		}
+		st = res.State
 		n = res.Notifications[0]
 		if want := []string{`version="1"`, "", `version="2"`}[i]; !strings.Contains(string(n.Body), want) {
 			t.Fatalf("NOTIFY %d:\n%s", i, n.Body)

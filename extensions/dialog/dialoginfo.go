@@ -94,8 +94,8 @@ func document(entity string, version uint64, ds []dialog) []byte {
 	w.Start(ns, "dialog-info", xmldoc.A("version", strconv.FormatUint(version, 10)), xmldoc.A("state", "full"), xmldoc.A("entity", entity))
 	w.Text("\n")
 	for _, d := range ds {
-		w.Start(ns, "dialog", attrs("id", d.id, "call-id", d.callID, "local-tag", d.localTag, "remote-tag", d.remoteTag, "direction", d.direction)...)
-		w.Element(ns, "state", d.state, attrs("event", d.event, "code", d.code)...)
+		w.Start(ns, "dialog", xmldoc.Attrs("id", d.id, "call-id", d.callID, "local-tag", d.localTag, "remote-tag", d.remoteTag, "direction", d.direction)...)
+		w.Element(ns, "state", d.state, xmldoc.Attrs("event", d.event, "code", d.code)...)
 		for _, p := range []struct {
 			tag string
 			party
@@ -105,7 +105,7 @@ func document(entity string, version uint64, ds []dialog) []byte {
 			}
 			w.Start(ns, p.tag)
 			if p.identity != "" {
-				w.Element(ns, "identity", p.identity, attrs("display", p.display)...)
+				w.Element(ns, "identity", p.identity, xmldoc.Attrs("display", p.display)...)
 			}
 			if p.target != "" {
 				w.Element(ns, "target", "", xmldoc.A("uri", p.target))
@@ -117,16 +117,4 @@ func document(entity string, version uint64, ds []dialog) []byte {
 	}
 	w.End()
 	return append(w.Bytes(), '\n')
-}
-
-// attrs is the attributes of name, value pairs but those without a value:
-// every attribute of a <dialog> and its <state> is optional.
-func attrs(pairs ...string) []xmldoc.NodeAttr {
-	var out []xmldoc.NodeAttr
-	for i := 0; i < len(pairs); i += 2 {
-		if pairs[i+1] != "" {
-			out = append(out, xmldoc.A(pairs[i], pairs[i+1]))
-		}
-	}
-	return out
 }

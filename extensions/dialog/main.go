@@ -17,8 +17,10 @@ import (
 const infoType = "application/dialog-info+xml"
 
 // module holds only its configuration: who sees identities, and which
-// watchers get which quirk (README.md, "Quirks").
+// watchers get which quirk (README.md, "Quirks"); its state is the live
+// publications, each kept as the dialogs it says.
 type module struct {
+	pubstate.Handler
 	identities, dummy, single, direction sdk.WatcherList
 }
 
@@ -30,24 +32,18 @@ func (m *module) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 	return sdk.Manifest{Packages: []sdk.Package{{Event: "dialog", Accept: []string{infoType}, DefaultExpires: expires}}}, c.Err()
 }
 
-func (m *module) Publish(req *sdk.Request) (*sdk.Response, error) {
+// fold puts a publication's dialogs into st.
+func (m *module) fold(req *sdk.Request, st *pubstate.State) error {
 	p := req.Publication
-	if err := sdk.CheckContentType(p.ContentType, infoType); err != nil {
-		return nil, err
-	}
 	full, ds, err := parse(p.Body, req.Resource)
 	if err != nil {
-		return nil, err
-	}
-	st, err := pubstate.Decode(req.State)
-	if err != nil {
-		return nil, err
+		return err
 	}
 	if i := slices.IndexFunc(st.Pubs, func(q pubstate.Publication) bool { return q.ID == p.ID }); !full && i >= 0 {
 		// a partial document changes the dialogs it names (RFC 4235 §4.1)
 		_, old, err := parse(st.Pubs[i].Body, req.Resource)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, d := range old {
 			if !slices.ContainsFunc(ds, func(n dialog) bool { return n.id == d.id }) {
@@ -58,26 +54,7 @@ func (m *module) Publish(req *sdk.Request) (*sdk.Response, error) {
 	// kept in the form watchers get it, so the stored state is read with
 	// the same parser, and the most recent publication last
 	st.Push(p.ID, document(req.Resource, 0, ds))
-	return m.respond(req, st, true)
-}
-
-func (m *module) Unpublish(req *sdk.Request) (*sdk.Response, error) {
-	st, err := pubstate.Decode(req.State)
-	if err != nil {
-		return nil, err
-	}
-	return m.respond(req, st, st.Remove(req.Publication.ID))
-}
-
-func (m *module) Render(req *sdk.Request) (*sdk.Response, error) {
-	if err := sdk.CheckAccept(req.Watchers, infoType); err != nil {
-		return nil, err
-	}
-	st, err := pubstate.Decode(req.State)
-	if err != nil {
-		return nil, err
-	}
-	return m.respond(req, st, false)
+	return nil
 }
 
 // compose is the presentity's dialogs: every publication's, by id. Where
@@ -136,16 +113,9 @@ func (m *module) view(w sdk.Watcher, resource string, ds []dialog) []dialog {
 	return out
 }
 
-// respond renders for every watcher given; one whose dialogs would not
+// notify renders for every watcher given; one whose dialogs would not
 // change is sent nothing, unless it needs full state.
-func (m *module) respond(req *sdk.Request, st *pubstate.State, changed bool) (*sdk.Response, error) {
-	res := &sdk.Response{StateChanged: changed}
-	if changed {
-		res.State = st.Encode()
-	}
-	if len(req.Watchers) == 0 {
-		return res, nil
-	}
+func (m *module) notify(req *sdk.Request, _, st *pubstate.State) (ns []sdk.Notification, err error) {
 	ds, err := compose(req.Resource, st)
 	if err != nil {
 		return nil, err
@@ -156,13 +126,16 @@ func (m *module) respond(req *sdk.Request, st *pubstate.State, changed bool) (*s
 		// version always differs
 		version, state, send := sdk.NextDocument(w, sdk.VersionStartDialog, sdk.Digest(fmt.Appendf(nil, "%q", view)))
 		if send {
-			res.Notifications = append(res.Notifications, sdk.Notification{WatcherID: w.ID, ContentType: infoType,
+			ns = append(ns, sdk.Notification{WatcherID: w.ID, ContentType: infoType,
 				Body: document(req.Resource, version, view), State: state, StateChanged: true})
 		}
 	}
-	return res, nil
+	return ns, nil
 }
 
-func init() { sdk.Register(&module{}) }
-
+func init() {
+	m := &module{}
+	m.Handler = pubstate.Handler{ContentType: infoType, Fold: m.fold, Notify: m.notify}
+	sdk.Register(m)
+}
 func main() {}

@@ -29,7 +29,7 @@ const (
 // server, and adding would count twice what two of them say. With nothing
 // published, watchers get a body rather than an empty NOTIFY, which some
 // devices do not parse.
-type mwi struct{ pubstate.Latest }
+type mwi struct{ pubstate.Handler }
 
 func (mwi) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 	c := sdk.ReadConfig(cfg, event)
@@ -72,7 +72,7 @@ func (m mwi) Command(req *sdk.Request) (*sdk.Response, error) {
 	if args["waiting"] == "" && !newMessages {
 		body = []byte("Messages-Waiting: no\r\n" + lines)
 	}
-	res, err := m.Change(req, func(st *pubstate.State) { st.Push(operatorID, body) })
+	res, err := m.Change(req, func(st *pubstate.State) error { st.Push(operatorID, body); return nil })
 	if err != nil {
 		return nil, err
 	}
@@ -84,8 +84,8 @@ func (m mwi) Command(req *sdk.Request) (*sdk.Response, error) {
 var _ sdk.CommandHandler = mwi{}
 
 func init() {
-	sdk.Register(mwi{pubstate.Latest{ContentType: summaryType, Empty: []byte("Messages-Waiting: no\r\n"),
-		Check: func(body []byte) error { _, err := check(body); return err }}})
+	sdk.Register(mwi{pubstate.Latest(summaryType, []byte("Messages-Waiting: no\r\n"),
+		func(body []byte) error { _, err := check(body); return err })})
 }
 
 func main() {}

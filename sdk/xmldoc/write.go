@@ -34,6 +34,23 @@ type decl struct{ prefix, space string }
 // it, if nothing binds it yet).
 func A(local, value string) NodeAttr { return NodeAttr{Local: local, Value: value} }
 
+// Attrs returns the unprefixed attributes of name, value pairs for Start,
+// but for those whose value is empty: for a vocabulary whose attributes
+// are all optional, as a <dialog>'s of RFC 4235 are. An odd number of
+// arguments panics, as strings.NewReplacer does.
+func Attrs(pairs ...string) []NodeAttr {
+	if len(pairs)%2 == 1 {
+		panic("xmldoc.Attrs: odd argument count")
+	}
+	var out []NodeAttr
+	for i := 0; i < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			out = append(out, A(pairs[i], pairs[i+1]))
+		}
+	}
+	return out
+}
+
 // NewWriter returns a Writer that has written the XML declaration
 // (version 1.0, UTF-8) and a line break.
 func NewWriter() *Writer {

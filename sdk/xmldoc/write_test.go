@@ -118,3 +118,21 @@ func TestCopyEtree(t *testing.T) {
 		t.Fatalf("attribute x:k lost its namespace:\n%s", s)
 	}
 }
+
+// Attrs leaves out the attributes without a value, in the order given.
+func TestAttrs(t *testing.T) {
+	w := &Writer{}
+	w.Element(nsD, "dialog", "", Attrs("id", "a&b", "call-id", "", "direction", "recipient")...)
+	if got, want := string(w.Bytes()), `<dialog xmlns="`+nsD+`" id="a&amp;b" direction="recipient"/>`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if a := Attrs("id", ""); a != nil {
+		t.Fatalf("no value: %v", a)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("an odd count did not panic")
+		}
+	}()
+	Attrs("id")
+}
