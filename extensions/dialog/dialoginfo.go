@@ -44,11 +44,8 @@ func parse(body []byte, resource string) (full bool, ds []dialog, err error) {
 		return false, nil, bad("<dialog-info> version %q: want an unsigned 32-bit integer", v)
 	}
 	seen := map[string]bool{}
-	for _, n := range root.Children {
-		if n.Space != ns || n.Local != "dialog" {
-			continue
-		}
-		attr := func(k string) string { v, _ := n.Attr("", k); return v }
+	for n := range root.All(ns, "dialog") {
+		attr := func(k string) string { return n.AttrValue("", k) }
 		d := dialog{id: attr("id"), callID: attr("call-id"), localTag: attr("local-tag"), remoteTag: attr("remote-tag"), direction: attr("direction")}
 		switch s := n.Child(ns, "state"); {
 		case d.id == "":
@@ -63,8 +60,7 @@ func parse(body []byte, resource string) (full bool, ds []dialog, err error) {
 			return false, nil, bad("dialog %q: state %q: want trying, proceeding, early, confirmed or terminated", d.id, s.Text())
 		default:
 			d.state = strings.TrimSpace(s.Text())
-			d.event, _ = s.Attr("", "event")
-			d.code, _ = s.Attr("", "code")
+			d.event, d.code = s.AttrValue("", "event"), s.AttrValue("", "code")
 		}
 		seen[d.id] = true
 		d.local, d.remote = partyOf(n.Child(ns, "local")), partyOf(n.Child(ns, "remote"))
@@ -73,18 +69,12 @@ func parse(body []byte, resource string) (full bool, ds []dialog, err error) {
 	return state == "full", ds, nil
 }
 
-func partyOf(n *xmldoc.Node) (p party) {
-	if n == nil {
-		return p
-	}
-	if id := n.Child(ns, "identity"); id != nil {
-		p.identity = strings.TrimSpace(id.Text())
-		p.display, _ = id.Attr("", "display")
-	}
-	if t := n.Child(ns, "target"); t != nil {
-		p.target, _ = t.Attr("", "uri")
-	}
-	return p
+// partyOf is what is kept of a <local> or <remote>: nothing when n, or
+// what it holds, is not there (nil).
+func partyOf(n *xmldoc.Node) party {
+	id := n.Child(ns, "identity")
+	return party{display: id.AttrValue("", "display"), identity: strings.TrimSpace(id.Text()),
+		target: n.Child(ns, "target").AttrValue("", "uri")}
 }
 
 // document writes a full-state document about entity, one <dialog> a

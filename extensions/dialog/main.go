@@ -92,8 +92,7 @@ var interest = map[string]int{"early": 5, "confirmed": 4, "proceeding": 3, "tryi
 // view is what one watcher is sent of ds.
 func (m *module) view(w sdk.Watcher, resource string, ds []dialog) []dialog {
 	if m.single.Has(w.URI, resource) && len(ds) > 1 {
-		best := slices.MaxFunc(ds, func(a, b dialog) int { return interest[a.state] - interest[b.state] })
-		ds = []dialog{best}
+		ds = []dialog{slices.MaxFunc(ds, func(a, b dialog) int { return interest[a.state] - interest[b.state] })}
 	}
 	if len(ds) == 0 && m.dummy.Has(w.URI, resource) {
 		user, _, _ := strings.Cut(strings.TrimPrefix(resource, "sip:"), "@")

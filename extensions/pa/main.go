@@ -7,7 +7,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"regexp"
 	"slices"
@@ -253,8 +252,8 @@ func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, sta
 		case p.dummy:
 			r.ctype, r.body = pidfType, dummy(req.Resource)
 		}
-		sum := sha256.Sum256(append([]byte(r.ctype+"\x00"), r.body...))
-		r.state = protowire.AppendBytes(protowire.AppendTag(nil, fWatcherSent, protowire.BytesType), sum[:])
+		sum := sdk.Digest(append([]byte(r.ctype+"\x00"), r.body...))
+		r.state = protowire.AppendBytes(protowire.AppendTag(nil, fWatcherSent, protowire.BytesType), sum)
 		r.done = true
 	}
 	return sdk.Notification{WatcherID: w.ID, ContentType: r.ctype, Body: r.body, Status: status,

@@ -30,12 +30,9 @@ func validate(body []byte, resource string, lenient bool) ([]byte, error) {
 	}
 	n := 0
 	var fix []*xmldoc.Node // <basic>s to store as closed
-	for _, t := range root.Children {
-		if t.Local != "tuple" || t.Space != nsPIDF {
-			continue
-		}
+	for t := range root.All(nsPIDF, "tuple") {
 		n++
-		id, _ := t.Attr("", "id")
+		id := t.AttrValue("", "id")
 		if id == "" {
 			return nil, sdk.Reject(400, "tuple %d has no id attribute", n)
 		}
@@ -43,10 +40,7 @@ func validate(body []byte, resource string, lenient bool) ([]byte, error) {
 		if status == nil {
 			return nil, sdk.Reject(400, "tuple %q has no <status>", id)
 		}
-		for _, b := range status.Children {
-			if b.Local != "basic" || b.Space != nsPIDF {
-				continue
-			}
+		for b := range status.All(nsPIDF, "basic") {
 			v := strings.TrimSpace(b.Text())
 			if v == "open" || v == "closed" {
 				continue
@@ -273,10 +267,7 @@ func mergeNotes(person *xmldoc.Node, all []*xmldoc.Node) string {
 	return b.String()
 }
 
-func lang(e *xmldoc.Node) string {
-	v, _ := e.Attr("http://www.w3.org/XML/1998/namespace", "lang")
-	return v
-}
+func lang(e *xmldoc.Node) string { return e.AttrValue("http://www.w3.org/XML/1998/namespace", "lang") }
 
 // bindingTuple is the tuple a registered contact shows as: open, reachable
 // at the contact, with its q as the priority. Its id is a hash of the

@@ -3,6 +3,7 @@ package xmldoc
 import (
 	"encoding/xml"
 	"fmt"
+	"iter"
 	"strings"
 	"unicode/utf8"
 
@@ -77,9 +78,17 @@ func (n *Node) Name() string {
 	return n.Prefix + ":" + n.Local
 }
 
+// A nil *Node is an element that is not there: it has no attributes, no
+// text and no children, so that Attr, AttrValue, Text, Child and All read
+// an optional element (n.Child(ns, "target").AttrValue("", "uri")) without
+// a check at each step.
+
 // Attr returns the value of the attribute local in namespace space ("" for
 // an unprefixed attribute).
 func (n *Node) Attr(space, local string) (string, bool) {
+	if n == nil {
+		return "", false
+	}
 	for _, a := range n.Attrs {
 		if a.Local == local && a.Space == space {
 			return a.Value, true
@@ -88,21 +97,50 @@ func (n *Node) Attr(space, local string) (string, bool) {
 	return "", false
 }
 
+// AttrValue is Attr's value alone, "" for an attribute that is not there:
+// for an optional attribute whose absence and emptiness mean the same.
+func (n *Node) AttrValue(space, local string) string {
+	v, _ := n.Attr(space, local)
+	return v
+}
+
 // Text is the character data directly inside the element (CDATA
 // included), unescaped.
-func (n *Node) Text() string { return strings.Join(n.text, "") }
+func (n *Node) Text() string {
+	if n == nil {
+		return ""
+	}
+	return strings.Join(n.text, "")
+}
 
 // Raw is the element as written in the source.
 func (n *Node) Raw() string { return n.Source[n.Start:n.End] }
 
 // Child returns the first child element local in namespace space.
 func (n *Node) Child(space, local string) *Node {
+	if n == nil {
+		return nil
+	}
 	for _, c := range n.Children {
 		if c.Local == local && c.Space == space {
 			return c
 		}
 	}
 	return nil
+}
+
+// All yields the child elements local in namespace space, in order.
+func (n *Node) All(space, local string) iter.Seq[*Node] {
+	return func(yield func(*Node) bool) {
+		if n == nil {
+			return
+		}
+		for _, c := range n.Children {
+			if c.Local == local && c.Space == space && !yield(c) {
+				return
+			}
+		}
+	}
 }
 
 // Lookup resolves a prefix ("" for the default namespace) where n is.

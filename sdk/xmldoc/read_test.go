@@ -165,6 +165,38 @@ func TestReadAccepts(t *testing.T) {
 	}
 }
 
+// All yields the matching children in order; a nil Node, an element that
+// is not there, reads as one with nothing in it.
+func TestNodeAccessors(t *testing.T) {
+	n, err := Read([]byte(`<r xmlns="urn:d" xmlns:x="urn:x"><i id="1"/><x:i id="x"/><i id="2" a=""/><j/></r>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for c := range n.All("urn:d", "i") {
+		ids = append(ids, c.AttrValue("", "id"))
+	}
+	if strings.Join(ids, " ") != "1 2" {
+		t.Fatalf("All: %q", ids)
+	}
+	for range n.All("urn:d", "i") {
+		break // stopping early must not panic
+	}
+	if v := n.Child("urn:d", "i").AttrValue("", "a"); v != "" {
+		t.Fatalf("absent a: %q", v)
+	}
+	var none *Node
+	if v, ok := none.Attr("", "id"); v != "" || ok || none.AttrValue("", "id") != "" || none.Text() != "" || none.Child("urn:d", "i") != nil {
+		t.Fatal("nil Node has something")
+	}
+	for range none.All("urn:d", "i") {
+		t.Fatal("nil Node has children")
+	}
+	if v := n.Child("urn:d", "missing").Child("urn:d", "i").AttrValue("", "id"); v != "" {
+		t.Fatalf("chain through a missing element: %q", v)
+	}
+}
+
 // FuzzRead: whatever Read accepts, Parse (etree, over encoding/xml) accepts
 // too, with the same tree; Read is never the laxer of the two.
 func FuzzRead(f *testing.F) {
