@@ -2,7 +2,10 @@ package sdk
 
 import "strings"
 
-// Header is one "Name: value" line of a text body.
+// Header is one "Name: value" line of a text body. Name is canonical, as
+// net/http writes header names (voice-message and VOICE-MESSAGE are
+// Voice-Message), since such names are read without case: compare it
+// with ==.
 type Header struct {
 	Name, Value string
 	Line        int // its line in the body, from 1
@@ -13,7 +16,7 @@ type Header struct {
 // message/sipfrag (RFC 3420) and text/parameters write it, into its
 // blocks: the runs of lines that empty lines separate, without empty
 // blocks. Lines may end in CRLF or LF. Names and values come trimmed of
-// white space; the module checks what they say. A line that is not
+// white space, names canonical; the module checks what they say. A line that is not
 // "Name: value" (no colon, or a name that is empty or has white space in
 // it) is refused with a 400 that names it, ready to return from Publish.
 func ReadHeaders(body []byte) ([][]Header, error) {
@@ -31,10 +34,26 @@ func ReadHeaders(body []byte) ([][]Header, error) {
 		if name = strings.TrimSpace(name); !ok || name == "" || strings.ContainsAny(name, " \t") {
 			return nil, Reject(400, "line %d: %q is not a header line (Name: value)", i+1, line)
 		}
-		block = append(block, Header{Name: name, Value: strings.TrimSpace(value), Line: i + 1})
+		block = append(block, Header{Name: canonical(name), Value: strings.TrimSpace(value), Line: i + 1})
 	}
 	if block != nil {
 		blocks = append(blocks, block)
 	}
 	return blocks, nil
+}
+
+// canonical upper-cases the first letter of name and each letter after a
+// hyphen, and lower-cases the others; bytes other than ASCII letters stay.
+func canonical(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		upper := i == 0 || b[i-1] == '-'
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			b[i] = c - ('a' - 'A')
+		case !upper && 'A' <= c && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }

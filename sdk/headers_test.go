@@ -9,7 +9,8 @@ func TestReadHeaders(t *testing.T) {
 	for _, c := range []struct{ body, want string }{
 		{"", "[]"},
 		{"\r\n\r\n", "[]"},
-		{"A: 1\r\nb:2\r\n", "[[{A 1 1} {b 2 2}]]"},
+		{"A: 1\r\nb:2\r\n", "[[{A 1 1} {B 2 2}]]"},
+		{"voice-MESSAGE: 1/0\nx-2a-b: y\nÉté-x: z", "[[{Voice-Message 1/0 1} {X-2a-B y 2} {Été-X z 3}]]"},
 		{"\nA: 1\n\n\nSubject: hi: there \nTo:\n", "[[{A 1 2}] [{Subject hi: there 5} {To  6}]]"},
 		{" A\t: 1", "[[{A 1 1}]]"},
 	} {

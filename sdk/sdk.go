@@ -12,8 +12,12 @@
 package sdk
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/presenced/presenced/abi"
 )
@@ -93,6 +97,27 @@ func Reject(code uint32, format string, args ...any) error {
 
 var registered Module
 
+// commands holds the commands the manifest of this instance's Init lists
+// (initialize), nil before it: Dispatch refuses any other, so that no
+// Command method checks the name it is called with. A caller of Dispatch
+// alone, as a unit test is, gets no such check.
+var commands []string
+
+// initialize runs m.Init for the glue and checks the manifest against m:
+// a manifest that lists commands needs a Command method, or every command
+// would fail as unsupported. It keeps the commands for Dispatch.
+func initialize(m Module, name string, cfg Config) (Manifest, error) {
+	man, err := m.Init(name, cfg)
+	if err != nil {
+		return man, err
+	}
+	if _, ok := m.(CommandHandler); !ok && len(man.Commands) > 0 {
+		return man, fmt.Errorf("manifest lists commands %v, but the module has no Command method (sdk.CommandHandler)", man.Commands)
+	}
+	commands = append([]string{}, man.Commands...)
+	return man, nil
+}
+
 // Register hands the module to the runtime. Call it from init(): a
 // -buildmode=c-shared wasm module never runs main.
 func Register(m Module) {
@@ -131,6 +156,10 @@ func Dispatch(m Module, req *Request) (*Response, error) {
 		}
 		res, err = h.WatcherEvent(req)
 	case abi.OpCommand:
+		if commands != nil && !slices.Contains(commands, req.Command.Name) {
+			return &Response{Code: 400, Reason: fmt.Sprintf("unknown command %q; this module has %s",
+				req.Command.Name, cmp.Or(strings.Join(commands, ", "), "none"))}, nil
+		}
 		h, ok := m.(CommandHandler)
 		if !ok {
 			return nil, errUnsupported
@@ -159,6 +188,19 @@ func Dispatch(m Module, req *Request) (*Response, error) {
 }
 
 var errUnsupported = errors.New("unsupported op")
+
+// CheckArgs refuses with 400 a command with an argument not in known,
+// naming it and those the command takes, in sorted order whatever order
+// the map gives them: a misspelt argument must not be taken for one left
+// out.
+func CheckArgs(c *Command, known ...string) error {
+	for _, k := range slices.Sorted(maps.Keys(c.Args)) {
+		if !slices.Contains(known, k) {
+			return Reject(400, "unknown argument %q; %s takes %s", k, c.Name, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
 
 // checkInput fails a request without the input its op is about (ABI.md
 // §5), so that no handler checks for it: a handler of OpPublish or

@@ -28,3 +28,50 @@ func TestDispatchChecksInput(t *testing.T) {
 		t.Errorf("with its publication: %+v, %v", res, err)
 	}
 }
+
+type commander struct{ stubModule }
+
+func (commander) Command(req *Request) (*Response, error) {
+	return &Response{Reason: "ran " + req.Command.Name}, nil
+}
+
+type stubModule struct{ Handler }
+
+func (stubModule) Init(string, Config) (Manifest, error) {
+	return Manifest{Commands: []string{"set", "reset"}}, nil
+}
+
+// After initialize, Dispatch runs only the commands the manifest lists,
+// and a manifest that lists commands needs a Command method.
+func TestInitializeHoldsCommands(t *testing.T) {
+	defer func() { commands = nil }()
+	if _, err := initialize(stubModule{stub("a")}, "x", nil); err == nil || !strings.Contains(err.Error(), "no Command method") {
+		t.Fatalf("commands without a Command method: %v", err)
+	}
+	m := commander{stubModule{stub("a")}}
+	if res, err := Dispatch(m, &Request{Op: OpCommand, Command: &Command{Name: "other"}}); err != nil || res.Reason != "ran other" {
+		t.Fatalf("before initialize, nothing is held: %+v %v", res, err)
+	}
+	if _, err := initialize(m, "x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := Dispatch(m, &Request{Op: OpCommand, Command: &Command{Name: "reset"}}); err != nil || res.Reason != "ran reset" {
+		t.Fatalf("a listed command: %+v %v", res, err)
+	}
+	res, err := Dispatch(m, &Request{Op: OpCommand, Command: &Command{Name: "explode"}})
+	if err != nil || res.Code != 400 || res.Reason != `unknown command "explode"; this module has set, reset` {
+		t.Fatalf("an unlisted command: %+v %v", res, err)
+	}
+}
+
+func TestCheckArgs(t *testing.T) {
+	c := &Command{Name: "set", Args: map[string]string{"voice": "1/0", "account": "sip:a@b"}}
+	if err := CheckArgs(c, "account", "voice", "fax"); err != nil {
+		t.Fatal(err)
+	}
+	c.Args["vioce"], c.Args["zz"] = "2/0", ""
+	err := CheckArgs(c, "account", "voice", "fax")
+	if rej, ok := err.(*Rejection); !ok || rej.Code != 400 || rej.Reason != `unknown argument "vioce"; set takes account, voice, fax` {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -36,7 +36,7 @@ func exportInit(n uint32) int32 {
 		Log(LogError, "init: "+err.Error())
 		return int32(abi.StatusBadInput)
 	}
-	man, err := registered.Init(in.Name, in.Config)
+	man, err := initialize(registered, in.Name, in.Config)
 	if err != nil {
 		Log(LogError, "init: "+err.Error())
 		return int32(abi.StatusInternal)

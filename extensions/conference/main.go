@@ -115,10 +115,9 @@ func (c *conference) Render(req *sdk.Request) (*sdk.Response, error) {
 	return c.respond(req, st, false, nil)
 }
 
+// Command is conference_reset, the one command of the manifest, the one
+// the SDK runs it for.
 func (c *conference) Command(req *sdk.Request) (*sdk.Response, error) {
-	if req.Command.Name != cmdReset {
-		return nil, sdk.Reject(400, "unknown command; this package has %s", cmdReset)
-	}
 	st, err := decodeState(req.State)
 	if err != nil {
 		return nil, err
@@ -211,8 +210,6 @@ func (c *conference) respond(req *sdk.Request, st *state, changed bool, parsed m
 	}
 	return res, nil
 }
-
-var _ sdk.CommandHandler = (*conference)(nil)
 
 func init() { sdk.Register(&conference{}) }
 

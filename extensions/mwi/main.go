@@ -8,7 +8,6 @@ package main
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/presenced/presenced/sdk"
@@ -18,7 +17,6 @@ import (
 const (
 	event       = "message-summary"
 	summaryType = "application/simple-message-summary"
-	cmdSet      = "set"
 	// operatorID is the publication the command set keeps its summary
 	// under, beside the host's publications, whose ids it never takes.
 	operatorID = "operator"
@@ -36,7 +34,7 @@ func (mwi) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 	expires := c.Seconds("default_expires", 3600)
 	return sdk.Manifest{
 		Packages: []sdk.Package{{Event: event, Accept: []string{summaryType}, DefaultExpires: expires}},
-		Commands: []string{cmdSet},
+		Commands: []string{"set"},
 	}, c.Err()
 }
 
@@ -44,17 +42,13 @@ func (mwi) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 // give: account, waiting (yes or no; by default yes when there is a new
 // message) and one per class (voice, fax, pager, multimedia, text, none)
 // as a summary line writes it, "new/old" or "new/old (urgent new/urgent
-// old)". The summary is checked as a PUBLISHed one is.
+// old)". The summary is checked as a PUBLISHed one is. The SDK runs it
+// only for set, the manifest's one command.
 func (m mwi) Command(req *sdk.Request) (*sdk.Response, error) {
-	if req.Command.Name != cmdSet {
-		return nil, sdk.Reject(400, "unknown command; this package has %s", cmdSet)
+	if err := sdk.CheckArgs(req.Command, "account", "waiting", "voice", "fax", "pager", "multimedia", "text", "none"); err != nil {
+		return nil, err
 	}
 	args := req.Command.Args
-	for k := range args {
-		if !slices.Contains([]string{"account", "waiting", "voice", "fax", "pager", "multimedia", "text", "none"}, k) {
-			return nil, sdk.Reject(400, "unknown argument %q; set takes account, waiting, voice, fax, pager, multimedia, text and none", k)
-		}
-	}
 	var lines string
 	if args["account"] != "" {
 		lines += "Message-Account: " + args["account"] + "\r\n"
@@ -80,8 +74,6 @@ func (m mwi) Command(req *sdk.Request) (*sdk.Response, error) {
 		strings.ReplaceAll(strings.TrimSpace(string(body)), "\r\n", ", "), len(res.Notifications))
 	return res, nil
 }
-
-var _ sdk.CommandHandler = mwi{}
 
 func init() {
 	sdk.Register(mwi{pubstate.Latest(summaryType, []byte("Messages-Waiting: no\r\n"),

@@ -33,24 +33,20 @@ func check(body []byte) (newMessages bool, err error) {
 	}
 	waiting, seen := false, map[string]bool{}
 	for i, h := range blocks[0] {
-		class := ""
-		if c := slices.IndexFunc(classes, func(c string) bool { return strings.EqualFold(c, h.Name) }); c >= 0 {
-			class = classes[c]
-		}
-		switch {
-		case i == 0 && !strings.EqualFold(h.Name, "Messages-Waiting"):
+		switch class := h.Name; {
+		case i == 0 && h.Name != "Messages-Waiting":
 			return false, bad("the first line is %s; it must be Messages-Waiting", h.Name)
 		case i == 0 && !strings.EqualFold(h.Value, "yes") && !strings.EqualFold(h.Value, "no"):
 			return false, bad("Messages-Waiting: %q: want yes or no", h.Value)
 		case i == 0:
 			waiting = strings.EqualFold(h.Value, "yes")
-		case strings.EqualFold(h.Name, "Message-Account") && i != 1:
+		case h.Name == "Message-Account" && i != 1:
 			return false, bad("Message-Account on line %d: it must follow Messages-Waiting", h.Line)
-		case strings.EqualFold(h.Name, "Message-Account"):
+		case h.Name == "Message-Account":
 			if scheme, rest, ok := strings.Cut(h.Value, ":"); !ok || scheme == "" || rest == "" || strings.ContainsAny(h.Value, " <>\"") {
 				return false, bad("Message-Account %q is not a URI", h.Value)
 			}
-		case class == "":
+		case !slices.Contains(classes, class):
 			return false, bad("line %d: unknown message class %q; want one of %s", h.Line, h.Name, strings.Join(classes, ", "))
 		case seen[class]:
 			return false, bad("%s twice", class)

@@ -127,12 +127,10 @@ func (p *pa) Binding(req *sdk.Request) (*sdk.Response, error) {
 
 // Command runs an admin command on one presentity: approve or reject a
 // watcher (a URI, or a domain for all its watchers), remembered in the
-// presentity's state for every later subscription.
+// presentity's state for every later subscription. The SDK runs it only
+// for the commands the manifest lists.
 func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 	c := req.Command
-	if c.Name != "approve" && c.Name != "reject" {
-		return nil, sdk.Reject(400, "unknown command %q; want approve or reject", c.Name)
-	}
 	arg, ok := c.Args["watcher"]
 	if !ok || strings.TrimSpace(arg) == "" {
 		return nil, sdk.Reject(400, "%s needs a watcher argument (a URI or a domain)", c.Name)
