@@ -1,8 +1,10 @@
 // Package pubstate is a ready-made state blob for an event package whose
 // state is "the live publications of a resource, by id, in arrival order":
 // decode req.State, Put/Push/Remove the request's publication, Encode it
-// into res.State. It builds for GOOS=wasip1 and uses nothing but abi's
-// field walker and protowire, which the SDK already links.
+// into res.State; and Handler, the handler of such a package, which does
+// that for each op and leaves the module how a publication goes in and
+// what watchers are sent. It builds for GOOS=wasip1 and uses nothing but
+// the SDK, abi's field walker and protowire, which the SDK already links.
 package pubstate
 
 import (
