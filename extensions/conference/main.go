@@ -115,8 +115,8 @@ func (c *conference) Render(req *sdk.Request) (*sdk.Response, error) {
 	return c.respond(req, st, false, nil)
 }
 
-// Command is conference_reset, the one command of the manifest, the one
-// the SDK runs it for.
+// Command runs conference_reset, which clears the conference's merged
+// state; the SDK runs it for no other name, as the manifest lists no other.
 func (c *conference) Command(req *sdk.Request) (*sdk.Response, error) {
 	st, err := decodeState(req.State)
 	if err != nil {
