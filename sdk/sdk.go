@@ -164,7 +164,11 @@ func Dispatch(m Module, req *Request) (*Response, error) {
 		if !ok {
 			return nil, errUnsupported
 		}
-		res, err = h.Command(req)
+		if res, err = h.Command(req); err == nil && res != nil && res.Reason == "" {
+			// What an operator is told by default: the resource and how
+			// many watchers the command reached.
+			res.Reason = fmt.Sprintf("%s: %d watcher(s) notified", req.Resource, len(res.Notifications))
+		}
 	case abi.OpXMPP:
 		h, ok := m.(XMPPHandler)
 		if !ok {

@@ -75,3 +75,22 @@ func TestCheckArgs(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+type quietCommander struct{ stubModule }
+
+func (quietCommander) Command(req *Request) (*Response, error) {
+	return &Response{Notifications: make([]Notification, 2)}, nil
+}
+
+// A command that says nothing of itself tells the operator the resource
+// and how many watchers it reached; one that does keeps its own words.
+func TestCommandDefaultReason(t *testing.T) {
+	res, err := Dispatch(quietCommander{stubModule{stub("a")}}, &Request{Op: OpCommand, Resource: "sip:a@b", Command: &Command{Name: "set"}})
+	if err != nil || res.Reason != "sip:a@b: 2 watcher(s) notified" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	res, err = Dispatch(commander{stubModule{stub("a")}}, &Request{Op: OpCommand, Command: &Command{Name: "set"}})
+	if err != nil || res.Reason != "ran set" {
+		t.Fatalf("%+v %v", res, err)
+	}
+}

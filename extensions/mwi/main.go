@@ -7,7 +7,6 @@ package main
 
 import (
 	"cmp"
-	"fmt"
 	"strings"
 
 	"github.com/presenced/presenced/sdk"
@@ -43,7 +42,8 @@ func (mwi) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 // message) and one per class (voice, fax, pager, multimedia, text, none)
 // as a summary line writes it, "new/old" or "new/old (urgent new/urgent
 // old)". The summary is checked as a PUBLISHed one is. The SDK runs it
-// only for set, the manifest's one command.
+// only for set, the manifest's one command, and tells the operator how
+// many watchers it reached.
 func (m mwi) Command(req *sdk.Request) (*sdk.Response, error) {
 	if err := sdk.CheckArgs(req.Command, "account", "waiting", "voice", "fax", "pager", "multimedia", "text", "none"); err != nil {
 		return nil, err
@@ -66,13 +66,7 @@ func (m mwi) Command(req *sdk.Request) (*sdk.Response, error) {
 	if args["waiting"] == "" && !newMessages {
 		body = []byte("Messages-Waiting: no\r\n" + lines)
 	}
-	res, err := m.Change(req, func(st *pubstate.State) error { st.Push(operatorID, body); return nil })
-	if err != nil {
-		return nil, err
-	}
-	res.Reason = fmt.Sprintf("%s: %s; %d watcher(s) notified", req.Resource,
-		strings.ReplaceAll(strings.TrimSpace(string(body)), "\r\n", ", "), len(res.Notifications))
-	return res, nil
+	return m.Change(req, func(st *pubstate.State) error { st.Push(operatorID, body); return nil })
 }
 
 func init() {
