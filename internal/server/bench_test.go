@@ -122,6 +122,7 @@ func BenchmarkNotify(b *testing.B) {
 		ws[i].Notify()
 	}
 	b.ResetTimer()
+	cpu := processCPU()
 	for i := 0; i < b.N; i++ {
 		r := p.Publish("echo", uri, "text/plain", fmt.Sprintf("v%d", i+1), "SIP-If-Match: "+etag)
 		if r.StatusCode != 200 {
@@ -133,6 +134,7 @@ func BenchmarkNotify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*watchers), "ns/notify")
+	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(b.N*watchers), "cpu-ns/notify")
 }
 
 // BenchmarkMemory reports the live heap each idle subscription and each

@@ -129,6 +129,12 @@ type Server struct {
 	busyTag  string
 	parser   *sip.Parser
 	udp      *udpTransactions
+	// notifies are the NOTIFYs sent over UDP without sipgo's client
+	// transaction, from udpConn (the first UDP listener) with viaHost in
+	// their Via.
+	notifies udpNotifies
+	udpConn  net.PacketConn
+	viaHost  string
 	// handlers are the guarded handlers by method, noRoute the one for
 	// any other: sipgo's and udp's workers call the same.
 	handlers map[sip.RequestMethod]sipgo.RequestHandler
@@ -305,6 +311,12 @@ func (s *Server) Start() error {
 	}
 	if s.udpAddr.IP != nil {
 		s.udp.start(s.serveUDP)
+		s.viaHost = advertiseHost
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.notifies.retransmit(s.ctx, func(err error) { s.log.Warn("retransmit NOTIFY", "err", err) })
+		}()
 	}
 	s.cli, err = sipgo.NewClient(ua, sipgo.WithClientHostname(advertiseHost))
 	if err != nil {
@@ -334,6 +346,7 @@ func (s *Server) listen(l Listener) (string, error) {
 		ua := pc.LocalAddr().(*net.UDPAddr)
 		if s.udpAddr.IP == nil {
 			s.udpAddr = sip.Addr{IP: ua.IP, Port: ua.Port}
+			s.udpConn = pc
 		}
 		s.closers = append(s.closers, pc.Close)
 		s.udpConns.Store(pc.LocalAddr().String(), pc)

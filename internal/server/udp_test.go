@@ -257,3 +257,66 @@ func TestUDPTransactionForgottenAfterTimerJ(t *testing.T) {
 	wantMetric(t, got, `presenced_sip_requests_total{method="PUBLISH"}`, 2)
 	wantMetric(t, got, `presenced_publications{event="echo"}`, 2)
 }
+
+// next is the next datagram within d, or nil.
+func (u *udpClient) next(d time.Duration) []byte {
+	select {
+	case m := <-u.msgs:
+		return m
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// nextNotify is the next NOTIFY within d, unanswered, skipping
+// responses; nil if none comes.
+func (u *udpClient) nextNotify(d time.Duration) []byte {
+	deadline := time.Now().Add(d)
+	for {
+		m := u.next(time.Until(deadline))
+		if m == nil || bytes.HasPrefix(m, []byte("NOTIFY ")) {
+			return m
+		}
+	}
+}
+
+// A NOTIFY over UDP left unanswered is sent again, the same bytes, T1
+// later and then at doubling intervals (RFC 3261 §17.1.2.2, Timer E); once
+// answered it is not sent again, and the subscription lives on.
+func TestUDPNotifyRetransmitted(t *testing.T) {
+	addr, _ := startMetered(t, 0)
+	u := newUDPClient(t, addr)
+	u.send(u.request("SUBSCRIBE", "z9hG4bK-subE", "subE@test"))
+	first := u.nextNotify(5 * time.Second)
+	if first == nil {
+		t.Fatal("no NOTIFY")
+	}
+	sent := time.Now()
+	again := u.nextNotify(5 * time.Second)
+	if !bytes.Equal(again, first) {
+		t.Fatalf("retransmission\n%s\nnot\n%s", again, first)
+	}
+	if d := time.Since(sent); d < sip.T1*8/10 {
+		t.Errorf("retransmitted after %v, before T1", d)
+	}
+	third := u.nextNotify(5 * time.Second)
+	if !bytes.Equal(third, first) {
+		t.Fatalf("second retransmission\n%s\nnot\n%s", third, first)
+	}
+	if d := time.Since(sent); d < (sip.T1+2*sip.T1)*8/10 {
+		t.Errorf("second retransmission %v after the NOTIFY, want about 3*T1", d)
+	}
+	msg, err := sip.ParseMessage(third)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.send(sip.NewResponseFromRequest(msg.(*sip.Request), 200, "OK", nil).String())
+	if m := u.nextNotify(3 * sip.T1 * 2); m != nil {
+		t.Fatalf("sent again after its 200:\n%s", m)
+	}
+	u.send(u.request("PUBLISH", "z9hG4bK-pubE", "pubE@test", "open"))
+	n := u.nextNotify(5 * time.Second)
+	if n == nil || bytes.Equal(n, first) || !bytes.Contains(n, []byte("\r\n\r\nopen")) {
+		t.Fatalf("after the PUBLISH: %s", n)
+	}
+}
