@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,17 +51,44 @@ const udpBuckets = 8
 
 // udpTx is one non-INVITE server transaction over UDP. Until its final
 // response it holds its request, and a retransmission is absorbed; after,
-// only the response's bytes, sent again to each retransmission.
+// what it takes to send that response again to each retransmission.
 type udpTx struct {
 	l    *udpTransactions
 	key  string
 	conn net.PacketConn
 	dest netip.AddrPort
 	req  *sip.Request // while being handled
-	res  []byte       // the final response as sent; nil until then
-	err  error        // of the last send
-	gone bool         // terminated: out of the table
-	done chan struct{}
+	// res is the final response as sent, nil until then; or, when code
+	// is set, only what follows the part derived from the request, which
+	// is built again from the retransmission (derived).
+	res    []byte
+	code   int
+	reason string
+	toTag  string
+	err    error // of the last send
+	gone   bool  // terminated: out of the table
+	done   chan struct{}
+}
+
+// derived is the start line and the headers that sipgo's
+// NewResponseFromRequest derives from req for a response with code,
+// reason and To tag (its Vias, From, To, Call-ID, CSeq, Record-Route), as
+// sent, or nil when their end is not found. A response keeps only what
+// follows them for the retransmissions of its request, which are the same
+// bytes (RATIONALE.md "UDP requests without sipgo's transactions").
+func derived(req *sip.Request, code int, reason, toTag string) []byte {
+	b := sip.NewResponseFromRequest(req, code, reason, nil)
+	if to := b.To(); to != nil && toTag != "" {
+		to.Params.Add("tag", toTag)
+	}
+	var buf bytes.Buffer
+	buf.Grow(512)
+	b.StringWrite(&buf)
+	out, ok := bytes.CutSuffix(buf.Bytes(), []byte("Content-Length: 0\r\n\r\n"))
+	if !ok {
+		return nil
+	}
+	return out
 }
 
 func newUDPTransactions(s *Server, queue int) *udpTransactions {
@@ -138,8 +166,11 @@ func (l *udpTransactions) receive(req *sip.Request, conn net.PacketConn, from ne
 	}
 	l.mu.Lock()
 	if tx := l.txs[key]; tx != nil {
-		res, dest := tx.res, tx.dest
+		res, dest, code, reason, toTag := tx.res, tx.dest, tx.code, tx.reason, tx.toTag
 		l.mu.Unlock()
+		if res != nil && code != 0 {
+			res = append(derived(req, code, reason, toTag), res...)
+		}
 		if res != nil {
 			if _, err := conn.WriteTo(res, net.UDPAddrFromAddrPort(dest)); err != nil {
 				l.s.log.Warn("send response", "err", err, "retransmission", true)
@@ -212,21 +243,39 @@ func (tx *udpTx) terminate() {
 var errAnswered = errors.New("transaction already has its final response")
 
 // Respond sends res to where the request's answers go. A final response
-// is kept for the retransmissions of the request; a second one is an
-// error.
+// is kept for the retransmissions of the request: the bytes after the
+// part derived from the request, when the handler left that part as
+// NewResponseFromRequest made it, else all of them. A second final
+// response is an error.
 func (tx *udpTx) Respond(res *sip.Response) error {
 	var buf bytes.Buffer
 	buf.Grow(512)
 	res.StringWrite(&buf)
 	data := buf.Bytes()
+	var kept []byte
+	var tag string
+	final := res.StatusCode >= 200
+	if final {
+		if to := res.To(); to != nil {
+			tag, _ = to.Params.Get("tag")
+		}
+		if p := derived(tx.req, res.StatusCode, res.Reason, tag); p != nil && bytes.HasPrefix(data, p) {
+			kept = bytes.Clone(data[len(p):]) // the exact size: it is kept timerJ
+		} else {
+			kept, tag = bytes.Clone(data), ""
+		}
+	}
 	l := tx.l
 	l.mu.Lock()
 	if tx.res != nil || tx.gone {
 		l.mu.Unlock()
 		return errAnswered
 	}
-	if res.StatusCode >= 200 {
-		tx.res = bytes.Clone(data) // the exact size: it is kept timerJ
+	if final {
+		tx.res = kept
+		if len(kept) < len(data) {
+			tx.code, tx.reason, tx.toTag = res.StatusCode, res.Reason, strings.Clone(tag)
+		}
 		l.answered[l.cur] = append(l.answered[l.cur], tx)
 	}
 	l.mu.Unlock()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/internal/header"
@@ -62,5 +64,78 @@ func BenchmarkUDPTransactionMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/tx")
 		runtime.KeepAlive(l)
+	}
+}
+
+// An answered transaction keeps only what follows the part of its
+// response derived from the request, and a retransmission gets the same
+// bytes, rebuilt; a response whose derived part the handler changed is
+// kept whole.
+func TestUDPTxKeepsWhatItCannotRebuild(t *testing.T) {
+	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		parser: sip.NewParser(sip.WithHeadersParsers(header.Parsers()))}
+	srv, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cli, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	from := cli.LocalAddr().(*net.UDPAddr).AddrPort()
+	read := func() []byte {
+		buf := make([]byte, 4096)
+		cli.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := cli.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return buf[:n]
+	}
+	l := newUDPTransactions(s, 4)
+	for i, tc := range []struct {
+		name    string
+		alter   func(*sip.Response)
+		rebuilt bool
+	}{
+		{"a To tag and headers of its own", func(r *sip.Response) {
+			r.To().Params.Add("tag", "t1")
+			r.AppendHeader(sip.NewHeader("Expires", "60"))
+		}, true},
+		{"a Via changed", func(r *sip.Response) { r.Via().Params.Add("x", "y") }, false},
+	} {
+		data := fmt.Sprintf("SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"+
+			"Via: SIP/2.0/UDP %s;rport;branch=z9hG4bK-k%d\r\nRecord-Route: <sip:p.example.com;lr>\r\n"+
+			"From: <sip:w@example.com>;tag=f\r\nTo: <sip:alice@example.com>\r\nCall-ID: c%d\r\n"+
+			"CSeq: 1 SUBSCRIBE\r\nMax-Forwards: 70\r\nEvent: presence\r\nContent-Length: 0\r\n\r\n", from, i, i)
+		parse := func() *sip.Request {
+			req, code, reason := s.parse([]byte(data))
+			if code != 0 {
+				t.Fatal(code, reason)
+			}
+			req.SetTransport("UDP")
+			req.SetSource(from.String())
+			return req
+		}
+		if taken, busy := l.receive(parse(), srv, from); !taken || busy {
+			t.Fatal("not taken")
+		}
+		tx := <-l.queue
+		res := sip.NewResponseFromRequest(tx.req, 200, "OK", nil)
+		tc.alter(res)
+		if err := tx.Respond(res); err != nil {
+			t.Fatal(err)
+		}
+		tx.finish()
+		first := read()
+		if rebuilt := tx.code != 0; rebuilt != tc.rebuilt || rebuilt && len(tx.res) >= len(first) {
+			t.Errorf("%s: kept %d of %d bytes, rebuilt %v", tc.name, len(tx.res), len(first), rebuilt)
+		}
+		l.receive(parse(), srv, from)
+		if again := read(); !bytes.Equal(again, first) {
+			t.Errorf("%s: retransmission answered\n%s\nnot\n%s", tc.name, again, first)
+		}
 	}
 }
