@@ -97,8 +97,8 @@ func newUDPTransactions(s *Server, queue int) *udpTransactions {
 }
 
 // start runs the workers until close and the sweeper until s.ctx ends.
-// A worker waits on the queue alone: a select on s.ctx too had every idle
-// worker parked on that one channel as well.
+// A worker waits on the queue alone: with a select on s.ctx too, every
+// idle worker would be parked on that one channel as well.
 func (l *udpTransactions) start(handle func(*udpTx)) {
 	for range udpWorkers {
 		l.s.wg.Add(1)
