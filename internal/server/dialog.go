@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -348,6 +349,18 @@ func (c *byteCount) WriteString(s string) (int, error) {
 // gives a non-INVITE transaction.
 const notifyTimeout = 32 * time.Second
 
+// notifyDo sends a NOTIFY and returns its final response: over UDP to an
+// IP address as a udpNotifies transaction, else with sipgo's client
+// transaction.
+func (s *Server) notifyDo(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	if s.udpConn != nil && strings.EqualFold(req.Transport(), "UDP") {
+		if dest, err := netip.ParseAddrPort(req.Destination()); err == nil {
+			return s.notifies.do(ctx, req, s.udpConn, sip.Addr{Hostname: s.viaHost, Port: s.udpAddr.Port}, dest)
+		}
+	}
+	return s.cli.Do(ctx, req)
+}
+
 // sendLoop sends d's queued NOTIFYs one at a time, in order. A NOTIFY that
 // fails (timeout, transport error, any non-2xx final answer) ends the
 // subscription, as RFC 6665 §4.2.2 asks.
@@ -396,7 +409,7 @@ func (s *Server) sendLoop(d *dialog) {
 		err := s.unreachable(d)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-			res, err = s.cli.Do(ctx, job.req)
+			res, err = s.notifyDo(ctx, job.req)
 			cancel()
 		}
 		if err != nil && job.big && refused(err) {
@@ -407,7 +420,7 @@ func (s *Server) sendLoop(d *dialog) {
 			job.req.SetDestination("")
 			job.req.Laddr = s.udpAddr
 			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-			res, err = s.cli.Do(ctx, job.req)
+			res, err = s.notifyDo(ctx, job.req)
 			cancel()
 		}
 		ok := err == nil && res.StatusCode >= 200 && res.StatusCode < 300

@@ -13,47 +13,70 @@ import (
 )
 
 // refuseEarly is sipgo's read filter: it sees each UDP datagram in the
-// socket's read loop, before sipgo parses it, makes a server transaction
-// and starts a goroutine for it. Two kinds of request are answered right
-// there, statelessly (RFC 3261 §8.2.7), and dropped:
+// socket's read loop, before sipgo parses it. A request other than
+// INVITE, ACK and CANCEL it takes whole, parsed once here, to a worker
+// (udp.go), and a response to a NOTIFY sent without sipgo to its
+// transaction (udpnotify.go); sipgo never sees them. Two kinds of request are answered
+// right there, statelessly (RFC 3261 §8.2.7), and dropped:
 //
-//   - while the server is over max_in_flight or the source over
-//     requests_per_second_per_source, with 503 + Retry-After (for UDP the
-//     source's token is taken here, and admit does not take another);
-//   - a request sipgo would drop unanswered, with 400 (its parser refuses
-//     it: a Content-Length beyond the datagram, a malformed header) or 513
-//     (larger than max_message_bytes, or cut by sipgo's read buffer).
+//   - while the server is over max_in_flight (requests handled and
+//     queued) or the source over requests_per_second_per_source, with
+//     503 + Retry-After (for UDP the source's token is taken here, and
+//     admit does not take another);
+//   - a request sipgo's parser refuses, with 400 (a Content-Length beyond
+//     the datagram, a malformed header) or 513 (larger than
+//     max_message_bytes, or cut by sipgo's read buffer), where sipgo would
+//     drop it unanswered.
 //
-// admit refuses the same requests as the first kind, but only once sipgo
-// has done all that work for them and the Go scheduler has got round to
-// their goroutines: at twice the PUBLISH peak the refusals themselves came
-// late, past sipp's 500 ms retransmission timer, and the retransmissions
-// were more load still (RATIONALE.md "Overload"). What it costs: a
-// retransmission of a request still being served is refused too, as a
-// stateless server would, so its client may see the 503 of a request that
-// then succeeded; and a retransmission that sipgo would have absorbed
-// takes a source's token. The second kind costs a parse of every request
-// datagram the first lets through, since sipgo parses it again
-// (RATIONALE.md "Hostile messages"). TCP and TLS are read as streams, not
-// messages, and are left to admit and to sipgo's framing.
+// Refused in admit only, the 503s came late, past sipp's 500 ms
+// retransmission timer, and the retransmissions were more load still
+// (RATIONALE.md "Overload"). What it costs: a retransmission of a request
+// still being served is refused too, as a stateless server would, so its
+// client may see the 503 of a request that then succeeded; and a
+// retransmission takes a source's token. TCP and TLS are read as
+// streams, not messages, and are left to admit and to sipgo's framing.
 func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, error) {
 	if info.Transport != "UDP" {
+		return data, nil
+	}
+	if isNotifyResponse(data) {
+		if msg, err := s.parser.ParseSIP(data); err == nil {
+			if res, ok := msg.(*sip.Response); ok {
+				s.notifies.receive(res)
+				return nil, nil
+			}
+		}
 		return data, nil
 	}
 	method := requestMethod(data)
 	if method == "" {
 		return data, nil
 	}
-	code, reason := s.overloaded(info)
-	if code == 0 {
-		code, reason = s.malformed(data)
-	}
-	if code == 0 {
-		return data, nil
-	}
 	c, ok := s.udpConns.Load(info.LocalAddr.String())
 	if !ok {
 		return data, nil
+	}
+	conn := c.(net.PacketConn)
+	code, reason := s.overloaded(info)
+	if code == 0 {
+		var req *sip.Request
+		req, code, reason = s.parse(data)
+		if code == 0 {
+			if req.Method == sip.INVITE {
+				return data, nil
+			}
+			from, source := udpSource(info.RemoteAddr)
+			req.SetTransport("UDP")
+			req.SetSource(source)
+			taken, busy := s.udp.receive(req, conn, from)
+			if !taken {
+				return data, nil
+			}
+			if !busy {
+				return nil, nil
+			}
+			code, reason = 503, "server busy"
+		}
 	}
 	var res []byte
 	switch code {
@@ -77,7 +100,7 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 		}
 		return nil, nil
 	}
-	if _, err := c.(net.PacketConn).WriteTo(res, info.RemoteAddr); err != nil {
+	if _, err := conn.WriteTo(res, info.RemoteAddr); err != nil {
 		s.log.Warn("send response", "code", code, "err", err)
 	}
 	s.opt.Metrics.Response(method, code)
@@ -91,7 +114,7 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 // overloaded is 503 and why while the server is over max_in_flight or the
 // datagram's source over its rate, else 0. It takes the source's token.
 func (s *Server) overloaded(info sip.TransportReadProps) (int, string) {
-	if s.opt.Limits.MaxInFlight > 0 && s.inFlight.Load() >= int64(s.opt.Limits.MaxInFlight) {
+	if s.opt.Limits.MaxInFlight > 0 && s.inFlight.Load()+int64(len(s.udp.queue)) >= int64(s.opt.Limits.MaxInFlight) {
 		return 503, "server busy"
 	}
 	if s.sources == nil {
@@ -109,42 +132,45 @@ func (s *Server) overloaded(info sip.TransportReadProps) (int, string) {
 	return 503, fmt.Sprintf("more than %d requests a second from %s", s.opt.Limits.RequestsPerSecondPerSource, host)
 }
 
-// malformed is the answer sipgo would owe the request datagram in data
-// and drops instead, and why, or 0 when sipgo parses it. A datagram that
-// fills sipgo's read buffer was cut (the socket keeps no more of it), so
-// it is over the limit too; its answer is built from the headers before
-// the cut.
-func (s *Server) malformed(data []byte) (int, string) {
+// parse parses the request datagram in data. When sipgo's parser
+// refuses it, it returns the answer sipgo would owe it and drops instead,
+// and why. A datagram that fills sipgo's read buffer was cut (the socket
+// keeps no more of it), so it is over the limit too; its answer is built
+// from the headers before the cut.
+func (s *Server) parse(data []byte) (*sip.Request, int, string) {
 	limit := min(s.parser.MaxMessageLength, int(sip.TransportBufferReadSize)-1)
 	if len(data) > limit {
-		return 513, fmt.Sprintf("message larger than %d bytes", limit)
+		return nil, 513, fmt.Sprintf("message larger than %d bytes", limit)
 	}
 	msg, err := s.parser.ParseSIP(data)
-	if err == nil {
-		return 0, ""
-	}
 	req, _ := msg.(*sip.Request)
+	if err == nil && req != nil {
+		return req, 0, ""
+	}
+	if err == nil {
+		return nil, 400, "not a request"
+	}
 	if cl := contentLength(req); cl != nil &&
 		(errors.Is(err, sip.ErrParseReadBodyIncomplete) || errors.Is(err, sip.ErrMessageTooLarge)) {
 		_, body, _ := bytes.Cut(data, []byte("\r\n\r\n"))
-		return 400, fmt.Sprintf("Content-Length %d is larger than the %d bytes of body that came", *cl, len(body))
+		return nil, 400, fmt.Sprintf("Content-Length %d is larger than the %d bytes of body that came", *cl, len(body))
 	}
 	// sipgo's error seldom names what it refused: find it.
 	line, _, _ := bytes.Cut(data, crlf)
 	parts := strings.Split(string(line), " ")
 	if len(parts) != 3 {
-		return 400, "malformed request line: not a method, a request-URI and a version, each after one space"
+		return nil, 400, "malformed request line: not a method, a request-URI and a version, each after one space"
 	}
 	var uri sip.Uri
 	if uerr := sip.ParseUri(parts[1], &uri); uerr != nil {
-		return 400, fmt.Sprintf("malformed request-URI %s: %v", parts[1], uerr)
+		return nil, 400, fmt.Sprintf("malformed request-URI %s: %v", parts[1], uerr)
 	}
 	for name, line := range headerLines(data) {
 		if _, herr := headerParsers.ParseHeader(nil, line); herr != nil {
-			return 400, fmt.Sprintf("malformed %s header: %v", name, herr)
+			return nil, 400, fmt.Sprintf("malformed %s header: %v", name, herr)
 		}
 	}
-	return 400, "malformed request: " + err.Error()
+	return nil, 400, "malformed request: " + err.Error()
 }
 
 // headerParsers are the parser's, to find which header it refused.

@@ -7,6 +7,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -64,7 +65,7 @@ type Limits struct {
 	MaxWatchersPerPresentity     int // 403 above
 	MaxPublicationsPerPresentity int // 403 above
 	RequestsPerSecondPerSource   int // 503 + Retry-After above, per source IP
-	MaxInFlight                  int // requests handled at once; 503 + Retry-After above
+	MaxInFlight                  int // requests handled or queued at once; 503 + Retry-After above
 	TCPIdleTimeout               time.Duration
 	// TrustedSources are proxies: a request from one is accounted to, and
 	// logged as, the client its Vias name (clientAddr), and one a proxy
@@ -122,10 +123,22 @@ type Server struct {
 	udpAddr sip.Addr
 	// udpConns are the UDP listeners by local address, for refuseEarly's
 	// answers; busyTag is the To tag of those answers; parser is sipgo's,
-	// which refuseEarly runs first to answer what sipgo would drop.
+	// which refuseEarly runs to answer what sipgo would drop and to hand
+	// udp the request parsed.
 	udpConns sync.Map
 	busyTag  string
 	parser   *sip.Parser
+	udp      *udpTransactions
+	// notifies are the NOTIFYs sent over UDP without sipgo's client
+	// transaction, from udpConn (the first UDP listener) with viaHost in
+	// their Via.
+	notifies udpNotifies
+	udpConn  net.PacketConn
+	viaHost  string
+	// handlers are the guarded handlers by method, noRoute the one for
+	// any other: sipgo's and udp's workers call the same.
+	handlers map[sip.RequestMethod]sipgo.RequestHandler
+	noRoute  sipgo.RequestHandler
 	bound    []string
 	closers  []func() error
 	timers   timers // every expiry: subscriptions, publications, bindings
@@ -200,6 +213,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s.timers.s = s
 	s.busyTag = newToken()
+	s.udp = newUDPTransactions(s, cmp.Or(opt.Limits.MaxInFlight, 1024))
 	s.logLimit = rateLimit{perSecond: 50, log: s.log, what: "request refused"}
 	s.storeLog = rateLimit{perSecond: 5, log: s.log, what: "store commit failed"}
 	s.watching = map[string]int{}
@@ -252,17 +266,23 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	s.sip.OnSubscribe(s.guard(s.answered(s.subscribe)))
-	s.sip.OnPublish(s.guard(s.answered(s.publish)))
-	s.sip.OnRegister(s.guard(s.answered(s.register)))
+	s.handlers = map[sip.RequestMethod]sipgo.RequestHandler{
+		sip.SUBSCRIBE: s.guard(s.answered(s.subscribe)),
+		sip.PUBLISH:   s.guard(s.answered(s.publish)),
+		sip.REGISTER:  s.guard(s.answered(s.register)),
+		sip.OPTIONS: s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
+			s.reply(req, tx, 200, "", sip.NewHeader("Allow-Events", s.cat().allow))
+		}),
+	}
+	for m, h := range s.handlers {
+		s.sip.OnRequest(m, h)
+	}
 	// Other methods are validated like ours before the 405, so a malformed
 	// request gets its 400 whatever its method (RFC 4475 mismatch02, insuf).
-	s.sip.OnNoRoute(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
+	s.noRoute = s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 405, "", sip.NewHeader("Allow", "SUBSCRIBE, PUBLISH, REGISTER, OPTIONS"))
-	}))
-	s.sip.OnOptions(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {
-		s.reply(req, tx, 200, "", sip.NewHeader("Allow-Events", s.cat().allow))
-	}))
+	})
+	s.sip.OnNoRoute(s.noRoute)
 	var advertiseHost string
 	for _, l := range s.opt.Listen {
 		addr, err := s.listen(l)
@@ -288,6 +308,15 @@ func (s *Server) Start() error {
 			u.UriParams.Add("transport", uriTransport(l.Transport))
 			s.contact[l.Transport] = u
 		}
+	}
+	if s.udpAddr.IP != nil {
+		s.udp.start(s.serveUDP)
+		s.viaHost = advertiseHost
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.notifies.retransmit(s.ctx, func(err error) { s.log.Warn("retransmit NOTIFY", "err", err) })
+		}()
 	}
 	s.cli, err = sipgo.NewClient(ua, sipgo.WithClientHostname(advertiseHost))
 	if err != nil {
@@ -317,6 +346,7 @@ func (s *Server) listen(l Listener) (string, error) {
 		ua := pc.LocalAddr().(*net.UDPAddr)
 		if s.udpAddr.IP == nil {
 			s.udpAddr = sip.Addr{IP: ua.IP, Port: ua.Port}
+			s.udpConn = pc
 		}
 		s.closers = append(s.closers, pc.Close)
 		s.udpConns.Store(pc.LocalAddr().String(), pc)
@@ -419,6 +449,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.timers.close()
 	s.cancel()
+	s.udp.close()
 	for _, c := range s.closers {
 		c()
 	}

@@ -1,0 +1,7 @@
+package server
+
+import "time"
+
+// SetTimerJ sets how long s keeps an answered UDP server transaction
+// (64*T1, 32 s, outside tests); call it between New and Start.
+func SetTimerJ(s *Server, d time.Duration) { s.udp.timerJ = d }
