@@ -54,6 +54,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg.Server)
+	setRuntime(cfg.Server, log)
 	if err := run(cfg, log, *check != ""); err != nil {
 		log.Error("presenced stopped", "err", err)
 		os.Exit(1)
