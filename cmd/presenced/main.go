@@ -175,6 +175,11 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		return err
 	}
 	defer func() { closeAll(srv.Modules()) }()
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go releaseWhenIdle(ctx, 15*time.Second)
+	}
 	if jabber != nil {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()

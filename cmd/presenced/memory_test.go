@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+	"time"
 
 	"github.com/presenced/presenced/internal/config"
 )
@@ -42,3 +46,38 @@ func TestSetRuntime(t *testing.T) {
 		t.Error("memory_limit_mb applied over GOMEMLIMIT from the environment")
 	}
 }
+
+// TestReleaseWhenIdle: after a tick with a collection, the quiet ticks
+// that follow collect and give memory back, idleReleases of them, and
+// then nothing more happens while the process stays quiet.
+func TestReleaseWhenIdle(t *testing.T) {
+	forced := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const tick = 50 * time.Millisecond
+	go releaseWhenIdle(ctx, tick)
+	time.Sleep(tick / 2)
+
+	garbage = make([]byte, 64<<20) // a burst, collected once
+	garbage = nil
+	runtime.GC()
+	start := forced()
+	deadline := time.Now().Add(5 * time.Second)
+	for forced()-start < idleReleases && time.Now().Before(deadline) {
+		time.Sleep(tick / 5)
+	}
+	if n := forced() - start; n < idleReleases {
+		t.Fatalf("%d collections after the burst, want %d", n, idleReleases)
+	}
+	after := forced()
+	time.Sleep(10 * tick)
+	if n := forced() - after; n != 0 {
+		t.Errorf("%d more collections while quiet", n)
+	}
+}
+
+var garbage []byte
