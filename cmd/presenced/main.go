@@ -54,6 +54,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg.Server)
+	setRuntime(cfg.Server, log)
 	if err := run(cfg, log, *check != ""); err != nil {
 		log.Error("presenced stopped", "err", err)
 		os.Exit(1)
@@ -174,6 +175,11 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 		return err
 	}
 	defer func() { closeAll(srv.Modules()) }()
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go releaseWhenIdle(ctx, 15*time.Second)
+	}
 	if jabber != nil {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()

@@ -53,6 +53,12 @@ type Server struct {
 	Domains   []string `toml:"domains"` // lower case; empty serves any domain
 	LogLevel  string   `toml:"log_level"`
 	LogFormat string   `toml:"log_format"`
+	// MemoryLimitMB is the Go runtime's soft memory limit
+	// (debug.SetMemoryLimit) in MiB, 0 for none, and GCPercent its GOGC,
+	// -1 for off (only with a limit). GOMEMLIMIT and GOGC in the
+	// environment win over them, as they do in any Go program.
+	MemoryLimitMB int `toml:"memory_limit_mb"`
+	GCPercent     int `toml:"gc_percent"`
 }
 
 // Listener is one [[listen]] entry.
@@ -246,7 +252,8 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // a file lists the modules it wants, and may want none.
 func defaults() *Config {
 	return &Config{
-		Server: Server{DataDir: "data", CacheDir: defaultCacheDir(), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"},
+		Server: Server{DataDir: "data", CacheDir: defaultCacheDir(), UserAgent: "presenced", LogLevel: "info", LogFormat: "text",
+			GCPercent: 100},
 		Listen: []Listener{
 			{Transport: "udp", Address: "127.0.0.1:5060"},
 			{Transport: "tcp", Address: "127.0.0.1:5060"},
@@ -573,6 +580,15 @@ func (c *Config) Validate() error {
 	}
 	if s.LogFormat != "text" && s.LogFormat != "json" {
 		return c.errorf("server.log_format", "must be text or json, got %q", s.LogFormat)
+	}
+	switch {
+	case s.MemoryLimitMB < 0 || s.MemoryLimitMB > 1<<20:
+		return c.errorf("server.memory_limit_mb", "must be 0 (none) up to 1048576, got %d", s.MemoryLimitMB)
+	case s.GCPercent == -1 && s.MemoryLimitMB == 0:
+		// GOGC=off alone never collects: the heap would only grow.
+		return c.errorf("server.gc_percent", "-1 (off) needs a memory_limit_mb")
+	case s.GCPercent < -1 || s.GCPercent == 0:
+		return c.errorf("server.gc_percent", "must be -1 (off, with memory_limit_mb) or a percentage >= 1, got %d", s.GCPercent)
 	}
 
 	if len(c.Listen) == 0 {

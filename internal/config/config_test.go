@@ -29,7 +29,8 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(p)
-	want := Server{DataDir: filepath.Join(dir, "data"), CacheDir: filepath.Join(cache, "presenced"), UserAgent: "presenced", LogLevel: "info", LogFormat: "text"}
+	want := Server{DataDir: filepath.Join(dir, "data"), CacheDir: filepath.Join(cache, "presenced"), UserAgent: "presenced", LogLevel: "info", LogFormat: "text",
+		GCPercent: 100}
 	if !reflect.DeepEqual(c.Server, want) {
 		t.Errorf("server = %+v, want %+v", c.Server, want)
 	}
@@ -333,6 +334,18 @@ func TestErrors(t *testing.T) {
 		{"a dsn for sqlite",
 			"[store]\ndsn = \"postgres://app@db/presenced\"\n",
 			`:2: key "store.dsn": is for backend "postgres"; backend is "sqlite"`},
+		{"negative memory limit",
+			"[server]\nmemory_limit_mb = -5\n",
+			`:2: key "server.memory_limit_mb": must be 0 (none) up to 1048576, got -5`},
+		{"memory limit as a string",
+			"[server]\nmemory_limit_mb = \"300MB\"\n",
+			`:2: key "server.memory_limit_mb": incompatible types`},
+		{"gc off without a memory limit",
+			"[server]\ngc_percent = -1\n",
+			`:2: key "server.gc_percent": -1 (off) needs a memory_limit_mb`},
+		{"gc percent zero",
+			"[server]\nlog_level = \"info\"\ngc_percent = 0\n",
+			`:3: key "server.gc_percent": must be -1 (off, with memory_limit_mb) or a percentage >= 1, got 0`},
 		{"bad log level after multi-line array",
 			"[server]\ndomains = [\n  \"a\",\n  # [not.a.table]\n  \"b\",\n]\nlog_level = \"loud\"\n",
 			`:7: key "server.log_level": must be debug, info, warn or error, got "loud"`},

@@ -183,14 +183,14 @@ func TestHostileModules(t *testing.T) {
 	}
 }
 
-// heapAfterGC is the host's live heap, linear memories included (wazero
-// keeps them in Go slices).
+// heapAfterGC is the host's live heap plus the linear memories of live
+// instances, which are mapped outside it.
 func heapAfterGC() uint64 {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+	return ms.HeapAlloc + uint64(extension.MappedBytes())
 }
 
 // memory_limit_mb caps the guest: the allocating call fails on the cap,

@@ -458,7 +458,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		cfg = cfg.WithNanosleep(in.nanosleep)
 		in.done = ctx.Done()
 	}
-	mod, err := m.runtime.InstantiateModule(ctx, m.compiled, cfg)
+	mod, err := m.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, linearMemory), m.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}

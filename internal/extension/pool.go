@@ -10,8 +10,9 @@ import (
 )
 
 // pool holds interchangeable instances. Instances are made lazily (a Go
-// guest's instance takes about 4 ms to create and ~9 MiB of host heap
-// once warm), reused while they behave, and dropped after any error.
+// guest's instance takes about 4 ms to create and 5-8 MiB of linear
+// memory once warm), reused while they behave, and dropped after any
+// error.
 //
 // Up to min instances are made as soon as a call finds none idle. Beyond
 // that, up to max, the pool grows only when no instance has come back for
