@@ -31,9 +31,10 @@ func setRuntime(s config.Server, log *slog.Logger) {
 }
 
 // idleReleases is how many quiet ticks after a busy one give memory back:
-// sipgo keeps a transaction 32 s after its last message (Timer J, Timer
-// K), so what a burst of requests leaves behind is garbage only up to
-// that long after the burst.
+// a UDP server transaction is kept up to 36 s after its answer (Timer J,
+// in buckets) and sipgo's transactions 32 s (Timer J, Timer K), so what a
+// burst of requests leaves behind is garbage only up to that long after
+// the burst.
 const idleReleases = 4
 
 // releaseWhenIdle gives the heap's free memory back to the system once
