@@ -33,7 +33,7 @@ func (s *Server) restore() error {
 		}
 		if ep := served(rs.Event, "resource "+rs.Resource); ep != nil {
 			r := s.lockResource(ep, rs.Resource)
-			r.state = rs.State
+			r.state, r.stored = rs.State, rs.Version
 			r.mu.Unlock()
 		}
 	}

@@ -216,6 +216,7 @@ func New(opt Options) (*Server, error) {
 		s.domains[strings.ToLower(d)] = true
 	}
 	s.lists.admin = map[string]*rls.List{}
+	s.lists.stored = map[string]uint64{}
 	if s.lists.file, err = listIndex(opt.Lists); err != nil {
 		return nil, err
 	}

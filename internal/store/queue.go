@@ -81,11 +81,19 @@ func (q *CommitQueue) Commit(ctx context.Context, b *Batch) error {
 	return <-p.err
 }
 
+// Conflicts is what a writer returns when it wrote its group but for
+// some batches, left out for a version conflict: their indexes in what
+// take returned. Those fail with ErrConflict, the rest succeed.
+type Conflicts map[int]bool
+
+func (c Conflicts) Error() string { return fmt.Sprintf("%d batches of the group conflicted", len(c)) }
+
 // Serve is the writer: until Close, for each group it calls write, which
 // gets ready to write (takes a lock, a connection), then calls take for
 // the batches queued so far, in order, and writes them as one
-// transaction. write's error is the outcome of every batch it took; if it
-// returns before calling take, the batches queued get its error.
+// transaction. write's error is the outcome of every batch it took (but
+// Conflicts, which names the batches that failed); if it returns before
+// calling take, the batches queued get its error.
 func (q *CommitQueue) Serve(write func(take func() []*Batch) error) {
 	defer close(q.stopped)
 	for {
@@ -124,8 +132,16 @@ func (q *CommitQueue) Serve(write func(take func() []*Batch) error) {
 			}
 			take()
 		}
-		for _, p := range group {
-			p.err <- err
+		conflicts, partial := err.(Conflicts)
+		for i, p := range group {
+			switch {
+			case !partial:
+				p.err <- err
+			case conflicts[i]:
+				p.err <- fmt.Errorf("commit not written: %w", ErrConflict)
+			default:
+				p.err <- nil
+			}
 		}
 	}
 }

@@ -14,6 +14,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -70,10 +71,25 @@ type Publication struct {
 }
 
 // Resource is a module's state for one resource of one event package.
+//
+// Every write of it is conditional (optimistic concurrency, for several
+// nodes sharing a store: docs/cluster.md): it lands only if the version
+// stored is still Prev, the one its State was computed from, and
+// otherwise its whole batch fails with ErrConflict. Versions are tags
+// chosen by the writer, not counters: a resource deleted and made again
+// must never repeat a version a node may still hold, which a counter
+// restarting at 1 would (and a counter kept across deletion would need
+// the deleted row kept).
 type Resource struct {
 	Event    string
 	Resource string
 	State    []byte
+	// Version is the version of State: what Load and LoadResource
+	// return, and what a write stores (0 with an empty State, none).
+	Version uint64
+	// Prev is, in a batch, the version the write replaces: 0 if the writer
+	// saw none stored. Load leaves it 0.
+	Prev uint64
 }
 
 // Batch is a set of changes committed together, atomically.
@@ -86,9 +102,11 @@ type Batch struct {
 	// would have nothing new to write but those two.
 	PublicationRefreshes []PublicationRefresh
 	DeletePublications   []string
-	Resources            []Resource // inserted or replaced by (Event, Resource); empty State deletes
-	Bindings             []Binding  // inserted or replaced by ID
-	DeleteBindings       []string
+	// Resources are inserted, replaced or (empty State) deleted by
+	// (Event, Resource), each only if its Prev is still stored.
+	Resources      []Resource
+	Bindings       []Binding // inserted or replaced by ID
+	DeleteBindings []string
 	// NotifyCSeqs records the CSeq of a NOTIFY about to be sent, so that
 	// after a restart a dialog's CSeq keeps rising.
 	NotifyCSeqs []NotifyCSeq
@@ -121,6 +139,12 @@ type Snapshot struct {
 	Bindings      []Binding
 }
 
+// ErrConflict is the error of a Commit whose batch writes a resource
+// whose stored version is no longer its Prev (another node wrote it
+// first): like every Commit error, the batch was not written. The writer
+// reads the resource again (LoadResource) and computes its change anew.
+var ErrConflict = errors.New("resource written elsewhere since it was read (version conflict)")
+
 // Store is implemented by every backend.
 type Store interface {
 	// Commit applies b atomically; when it returns nil the change is kept,
@@ -128,5 +152,8 @@ type Store interface {
 	Commit(ctx context.Context, b *Batch) error
 	// Load returns every record.
 	Load(ctx context.Context) (*Snapshot, error)
+	// LoadResource returns the state and version stored for one resource
+	// now, Version 0 and no State if none is.
+	LoadResource(ctx context.Context, event, resource string) (Resource, error)
 	Close() error
 }

@@ -97,20 +97,52 @@ func (s *Store) write(take func() []*store.Batch) error {
 	ctx, cancel := context.WithTimeout(context.Background(), txTimeout)
 	defer cancel()
 	var xid string
-	batch := &pgx.Batch{}
-	batch.Queue(`BEGIN`)
-	batch.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
-	for _, b := range group {
-		queue(batch, b)
-	}
-	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
-		// No COMMIT was sent: the transaction is rolled back, on this
-		// connection or by the server when it goes.
-		if _, rerr := conn.Exec(ctx, `ROLLBACK`); rerr != nil {
-			conn.Conn().Close(ctx)
+	conflicts := store.Conflicts{}
+	for {
+		hit := store.Conflicts{}
+		batch := &pgx.Batch{}
+		batch.Queue(`BEGIN`)
+		batch.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
+		for i, b := range group {
+			if !conflicts[i] {
+				queue(batch, b, func() { hit[i] = true })
+			}
 		}
-		conn.Release()
-		return fmt.Errorf("store %s: %w", s.where, err)
+		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+			// No COMMIT was sent: the transaction is rolled back, on this
+			// connection or by the server when it goes.
+			if _, rerr := conn.Exec(ctx, `ROLLBACK`); rerr != nil {
+				conn.Conn().Close(ctx)
+			}
+			conn.Release()
+			return fmt.Errorf("store %s: %w", s.where, err)
+		}
+		if len(hit) == 0 {
+			break
+		}
+		// A batch wrote a resource another node wrote first: the group is
+		// rolled back and written again without it (a third round trip,
+		// only on a conflict), until none conflicts: each try leaves out at
+		// least one batch, so the tries end.
+		for i := range hit {
+			conflicts[i] = true
+		}
+		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+			conn.Conn().Close(ctx)
+			conn.Release()
+			return fmt.Errorf("store %s: rollback of a conflicting group: %w", s.where, err)
+		}
+		if len(conflicts) == len(group) {
+			conn.Release()
+			return conflicts
+		}
+	}
+	// What did not conflict is written; the rest fail with ErrConflict.
+	partial := func(err error) error {
+		if err == nil && len(conflicts) > 0 {
+			return conflicts
+		}
+		return err
 	}
 	tag, err := conn.Exec(ctx, `COMMIT`)
 	if err == nil && tag.String() != "COMMIT" {
@@ -120,7 +152,7 @@ func (s *Store) write(take func() []*store.Batch) error {
 	switch {
 	case err == nil:
 		conn.Release()
-		return nil
+		return partial(nil)
 	case errors.As(err, &pgErr):
 		// The server answered: the transaction was rolled back.
 		conn.Release()
@@ -132,7 +164,7 @@ func (s *Store) write(take func() []*store.Batch) error {
 	// Store's promise.
 	conn.Conn().Close(ctx)
 	conn.Release()
-	return s.outcome(xid, err)
+	return partial(s.outcome(xid, err))
 }
 
 // ErrOutcomeUnknown is the error of a commit whose COMMIT got no answer
@@ -183,8 +215,9 @@ func list(v []string) []string {
 }
 
 // queue adds b's statements to batch, in the order Memory and SQLite
-// apply them.
-func queue(batch *pgx.Batch, b *store.Batch) {
+// apply them. A resource write whose version is no longer stored touches
+// no row, and calls conflict.
+func queue(batch *pgx.Batch, b *store.Batch, conflict func()) {
 	for _, v := range b.Subscriptions {
 		// A rewrite of a subscription (refresh, new state) never lowers
 		// the CSeq the NOTIFY path reserved meanwhile.
@@ -214,13 +247,34 @@ func queue(batch *pgx.Batch, b *store.Batch) {
 	for _, id := range b.DeletePublications {
 		batch.Queue(`DELETE FROM publications WHERE id = $1`, id)
 	}
+	// Each resource statement touches one row if the version it names
+	// (Prev) is the one stored. Under READ COMMITTED a statement on a row
+	// another transaction is writing waits for it and then checks the
+	// version that transaction left, so two nodes cannot both land. A new
+	// state with no Prev inserts a row that must not exist, an empty
+	// state with none checks that none does.
 	for _, v := range b.Resources {
-		if len(v.State) == 0 {
-			batch.Queue(`DELETE FROM resources WHERE event = $1 AND resource = $2`, v.Event, v.Resource)
-			continue
+		var q *pgx.QueuedQuery
+		switch {
+		case len(v.State) == 0 && v.Prev == 0:
+			q = batch.Queue(`SELECT WHERE NOT EXISTS (SELECT FROM resources WHERE event = $1 AND resource = $2)`,
+				v.Event, v.Resource)
+		case len(v.State) == 0:
+			q = batch.Queue(`DELETE FROM resources WHERE event = $1 AND resource = $2 AND version = $3`,
+				v.Event, v.Resource, int64(v.Prev))
+		case v.Prev == 0:
+			q = batch.Queue(`INSERT INTO resources (event, resource, state, version) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (event, resource) DO NOTHING`, v.Event, v.Resource, v.State, int64(v.Version))
+		default:
+			q = batch.Queue(`UPDATE resources SET state = $3, version = $4 WHERE event = $1 AND resource = $2 AND version = $5`,
+				v.Event, v.Resource, v.State, int64(v.Version), int64(v.Prev))
 		}
-		batch.Queue(`INSERT INTO resources (event, resource, state) VALUES ($1, $2, $3)
-			ON CONFLICT (event, resource) DO UPDATE SET state = $3`, v.Event, v.Resource, v.State)
+		q.Exec(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != 1 {
+				conflict()
+			}
+			return nil
+		})
 	}
 	for _, v := range b.Bindings {
 		batch.Queue(`INSERT INTO bindings (id, aor, contact, q, call_id, cseq, expires, instance, reg_id, path)
@@ -321,9 +375,11 @@ func load(ctx context.Context, tx pgx.Tx) (*store.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap.Resources, err = collect(ctx, tx, `SELECT event, resource, state FROM resources`,
+	snap.Resources, err = collect(ctx, tx, `SELECT event, resource, state, version FROM resources`,
 		func(r pgx.CollectableRow) (v store.Resource, err error) {
-			err = r.Scan(&v.Event, &v.Resource, &v.State)
+			var version int64
+			err = r.Scan(&v.Event, &v.Resource, &v.State, &version)
+			v.Version = uint64(version)
 			return v, err
 		})
 	if err != nil {
@@ -348,6 +404,22 @@ func collect[T any](ctx context.Context, tx pgx.Tx, sql string, scan pgx.RowToFu
 		return nil, err
 	}
 	return pgx.CollectRows(rows, scan)
+}
+
+// LoadResource implements store.Store.
+func (s *Store) LoadResource(ctx context.Context, event, resource string) (store.Resource, error) {
+	r := store.Resource{Event: event, Resource: resource}
+	var version int64
+	err := s.pool.QueryRow(ctx, `SELECT state, version FROM resources WHERE event = $1 AND resource = $2`,
+		event, resource).Scan(&r.State, &version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return r, nil
+	case err != nil:
+		return r, fmt.Errorf("load resource %s from store %s: %w", resource, s.where, err)
+	}
+	r.Version = uint64(version)
+	return r, nil
 }
 
 // Close refuses what is still queued, waits for the transaction being
