@@ -72,3 +72,17 @@ func TestTruncatedInputIsAnError(t *testing.T) {
 		t.Fatal("truncated message decoded without error")
 	}
 }
+
+// MarshalAppend writes after what the buffer holds, the same bytes Marshal
+// returns, and reuses the buffer when it is large enough.
+func TestResponseMarshalAppend(t *testing.T) {
+	in := Response{Code: 400, Reason: "bad", Notifications: []Notification{{WatcherID: "w", Body: []byte("b")}}}
+	buf := append(make([]byte, 0, 256), "head"...)
+	got := in.MarshalAppend(buf)
+	if string(got[:4]) != "head" || string(got[4:]) != string(in.Marshal()) {
+		t.Fatalf("MarshalAppend = %q, want head then %q", got, in.Marshal())
+	}
+	if &got[0] != &buf[0] {
+		t.Error("MarshalAppend did not reuse a buffer large enough")
+	}
+}

@@ -7,6 +7,8 @@
 // resource's state blob (what the module returned last time) and an input,
 // and returns the new state and what each watcher is sent. Keep nothing
 // between calls that matters; the host may use any instance for any call.
+// A request's byte fields (state, bodies) are valid until the call returns:
+// in wasm the next call reads its request into the same memory.
 package sdk
 
 import (

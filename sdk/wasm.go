@@ -44,10 +44,32 @@ func exportInit(n uint32) int32 {
 	return writeOutput(man.Marshal())
 }
 
+// in and out are the buffers every presenced_handle call of this instance
+// reads its request into and encodes its response in: an allocation in a
+// Go guest is what a call mostly costs (sdk/RATIONALE.md). The request's
+// byte fields alias in, so they last until the next call: a module keeps
+// nothing between calls. A buffer grown past keepBuffer is let go after
+// its call, so one large document does not hold memory for the life of
+// the instance.
+var in, out []byte
+
+const keepBuffer = 64 << 10
+
 //go:wasmexport presenced_handle
 func exportHandle(op uint32, n uint32) int32 {
+	defer func() {
+		if cap(in) > keepBuffer {
+			in = nil
+		}
+		if cap(out) > keepBuffer {
+			out = nil
+		}
+	}()
+	if uint32(cap(in)) < n {
+		in = make([]byte, n)
+	}
 	var req abi.Request
-	if err := req.Unmarshal(readInput(n)); err != nil {
+	if err := req.Unmarshal(readInputInto(in[:n])); err != nil {
 		Log(LogError, "handle: "+err.Error())
 		return int32(abi.StatusBadInput)
 	}
@@ -63,15 +85,18 @@ func exportHandle(op uint32, n uint32) int32 {
 		Log(LogError, fmt.Sprintf("%s %s: %v", req.Op, req.Resource, err))
 		return int32(abi.StatusInternal)
 	}
-	return writeOutput(res.Marshal())
+	out = res.MarshalAppend(out[:0])
+	return writeOutput(out)
 }
 
-func readInput(n uint32) []byte {
-	if n == 0 {
+func readInput(n uint32) []byte { return readInputInto(make([]byte, n)) }
+
+// readInputInto reads the call's input into buf, as long as the input.
+func readInputInto(buf []byte) []byte {
+	if len(buf) == 0 {
 		return nil
 	}
-	buf := make([]byte, n)
-	got := inputRead(unsafe.Pointer(&buf[0]), n, 0)
+	got := inputRead(unsafe.Pointer(&buf[0]), uint32(len(buf)), 0)
 	if got < 0 {
 		return nil
 	}

@@ -2,15 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
 // needTool returns what find found, or ends the test: in CI (CI=true) a
@@ -65,7 +58,7 @@ func TestBuddyListInBrowser(t *testing.T) {
 	bin := buildDaemon(t)
 	pa := sdktest.Build(t, paPkg)
 	dir := t.TempDir()
-	cert, key := selfSigned(t, dir)
+	cert, key := siptest.SelfSigned(t, dir)
 	cfg := writeConfig(t, fmt.Sprintf(`
 [server]
 data_dir = %q
@@ -237,27 +230,4 @@ func pageLog(tab context.Context) string {
 		return "page log unreadable: " + err.Error()
 	}
 	return "page log:\n" + s
-}
-
-// selfSigned writes a certificate for 127.0.0.1, valid an hour either side
-// of now, and its key into dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "presenced test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
 }

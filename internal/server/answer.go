@@ -90,3 +90,13 @@ func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, err error) {
 		s.reply(req, tx, 500, "internal error")
 	}
 }
+
+// answered makes a SIP handler of h, whose error (not yet answered) is
+// answered here: one way from a typed error to a response.
+func (s *Server) answered(h func(*sip.Request, sip.ServerTransaction) error) func(*sip.Request, sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if err := h(req, tx); err != nil {
+			s.answer(req, tx, err)
+		}
+	}
+}

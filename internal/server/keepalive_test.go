@@ -18,7 +18,7 @@ import (
 // outlives tcp_idle_timeout. sipgo does this in its stream read loop;
 // this test holds it to that.
 func TestCRLFKeepAlive(t *testing.T) {
-	certFile, keyFile := selfSigned(t, t.TempDir())
+	certFile, keyFile := siptest.SelfSigned(t, t.TempDir())
 	srv := startWith(t, server.Options{
 		Listen: []server.Listener{{Transport: "tcp", Address: "127.0.0.1:0"},
 			{Transport: "tls", Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}},

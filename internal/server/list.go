@@ -681,27 +681,11 @@ func (s *Server) refreshList(req *sip.Request, tx sip.ServerTransaction, ev head
 	rs, def, unlock := s.lockList(d)
 	defer unlock()
 	l := d.list
-	if d.gone {
-		return refuse(481, "subscription already ended")
-	}
-	if ev.Package != d.event() || ev.ID != d.eventID {
-		return refuse(489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.event(), ID: d.eventID}.String()),
-			sip.NewHeader("Allow-Events", s.cat().allow))
-	}
-	if cseq := req.CSeq().SeqNo; cseq <= d.remoteCSeq {
-		return refusef(500, "CSeq %d is not above %d", cseq, d.remoteCSeq)
-	}
-	secs, _, err := s.expires(req, ep.subscription, ep.info.DefaultExpires)
+	secs, err := s.inDialog(req, ev, ep, d)
 	if err != nil {
 		return err
 	}
-	ok := func() {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		s.addContact(res, req)
-		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-		res.AppendHeader(sip.NewHeader("Require", "eventlist"))
-		s.respond(req, tx, res, "")
-	}
+	ok := func() { s.refreshOK(req, tx, secs, sip.NewHeader("Require", "eventlist")) }
 	if secs == 0 || def == nil {
 		reason := "timeout"
 		if def == nil {

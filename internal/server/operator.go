@@ -313,7 +313,7 @@ func (s *Server) Terminate(id, reason string) error {
 // RemovePublication removes the publication with etag, as a PUBLISH with
 // Expires: 0 would, and tells the watchers.
 //
-// There is no index by ETag (see onPublish): an operator's removal looks
+// There is no index by ETag (see publish): an operator's removal looks
 // through every presentity.
 func (s *Server) RemovePublication(etag string) error {
 	for _, r := range s.resourcesSnapshot() {

@@ -13,16 +13,10 @@ import (
 	"github.com/presenced/presenced/internal/store"
 )
 
-// onPublish is the event state compositor of RFC 3903: a PUBLISH without
+// publish is the event state compositor of RFC 3903: a PUBLISH without
 // SIP-If-Match creates a publication; with one it refreshes (no body),
 // modifies (a body) or removes (Expires: 0) the publication of that ETag.
-func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
-	if err := s.publish(req, tx); err != nil {
-		s.answer(req, tx, err)
-	}
-}
-
-// publish handles a PUBLISH; an error it returns has not been answered.
+// An error it returns has not been answered (answered does).
 func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 	_, ep, err := s.event(req)
 	if err != nil {

@@ -40,16 +40,10 @@ type bindingChange struct {
 	flow    flow     // of the REGISTER that added or refreshed it
 }
 
-// onRegister is a registrar (RFC 3261 §10.3): it keeps the bindings of
+// register is a registrar (RFC 3261 §10.3): it keeps the bindings of
 // each address of record and hands every change to the packages that
 // compose presence from registrations.
-func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
-	if err := s.register(req, tx); err != nil {
-		s.answer(req, tx, err)
-	}
-}
-
-// register handles a REGISTER; an error it returns has not been answered.
+// An error it returns has not been answered (answered does).
 func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 	to := req.To().Address
 	if to.User == "" {

@@ -253,9 +253,9 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	s.sip.OnSubscribe(s.guard(s.onSubscribe))
-	s.sip.OnPublish(s.guard(s.onPublish))
-	s.sip.OnRegister(s.guard(s.onRegister))
+	s.sip.OnSubscribe(s.guard(s.answered(s.subscribe)))
+	s.sip.OnPublish(s.guard(s.answered(s.publish)))
+	s.sip.OnRegister(s.guard(s.answered(s.register)))
 	// Other methods are validated like ours before the 405, so a malformed
 	// request gets its 400 whatever its method (RFC 4475 mismatch02, insuf).
 	s.sip.OnNoRoute(s.guard(func(req *sip.Request, tx sip.ServerTransaction) {

@@ -2,25 +2,18 @@ package server_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/internal/extension"
@@ -533,7 +526,7 @@ func TestChangeDuringSubscribeCommit(t *testing.T) {
 // the NOTIFY comes back on the same TLS connection.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := selfSigned(t, dir)
+	certFile, keyFile := siptest.SelfSigned(t, dir)
 	srv := startWith(t, server.Options{
 		Listen:  []server.Listener{{Transport: "tls", Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}},
 		Modules: []*extension.Module{echo(t)},
@@ -548,27 +541,4 @@ func TestTLS(t *testing.T) {
 	if n := p.Notify(); n.CSeq().SeqNo != 1 || !strings.HasPrefix(siptest.Header(n, "Subscription-State"), "active") {
 		t.Fatalf("NOTIFY over TLS:\n%s", n)
 	}
-}
-
-// selfSigned writes a certificate for 127.0.0.1, valid an hour either
-// side of now, and its key into dir: made per test, none checked in to
-// expire.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "presenced test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
 }

@@ -12,15 +12,9 @@ import (
 	"github.com/presenced/presenced/internal/store"
 )
 
-// onSubscribe is the notifier side of RFC 6665: a SUBSCRIBE without a To
+// subscribe is the notifier side of RFC 6665: a SUBSCRIBE without a To
 // tag creates a subscription, one with a To tag refreshes or ends one.
-func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
-	if err := s.subscribe(req, tx); err != nil {
-		s.answer(req, tx, err)
-	}
-}
-
-// subscribe handles a SUBSCRIBE; an error it returns has not been answered.
+// An error it returns has not been answered (answered does).
 func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	ev, ep, err := s.event(req)
 	if err != nil {
@@ -235,27 +229,11 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	r := d.res
 	r.mu.Lock()
 	defer s.release(r)
-	if d.gone {
-		return refuse(481, "subscription already ended")
-	}
-	if ev.Package != d.event() || ev.ID != d.eventID {
-		return refuse(489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.event(), ID: d.eventID}.String()),
-			sip.NewHeader("Allow-Events", s.cat().allow))
-	}
-	if cseq := req.CSeq().SeqNo; cseq <= d.remoteCSeq {
-		// RFC 3261 §12.2.2: a lower CSeq is out of order.
-		return refusef(500, "CSeq %d is not above %d", cseq, d.remoteCSeq)
-	}
-	secs, _, err := s.expires(req, ep.subscription, ep.info.DefaultExpires)
+	secs, err := s.inDialog(req, ev, ep, d)
 	if err != nil {
 		return err
 	}
-	ok := func() {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		s.addContact(res, req)
-		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-		s.respond(req, tx, res, "")
-	}
+	ok := func() { s.refreshOK(req, tx, secs) }
 	var c *change
 	if secs == 0 {
 		// The 200 says the subscription is gone for good: it is sent once
@@ -270,6 +248,33 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 	ok()
 	c.emit()
 	return nil
+}
+
+// inDialog checks a SUBSCRIBE in d's dialog (its lock held) and returns
+// the expiry it asks for: d live, the same event, a CSeq above the last
+// (RFC 3261 §12.2.2: a lower one is out of order), Expires in bounds.
+func (s *Server) inDialog(req *sip.Request, ev header.Event, ep *eventPackage, d *dialog) (int, error) {
+	if d.gone {
+		return 0, refuse(481, "subscription already ended")
+	}
+	if ev.Package != d.event() || ev.ID != d.eventID {
+		return 0, refuse(489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.event(), ID: d.eventID}.String()),
+			sip.NewHeader("Allow-Events", s.cat().allow))
+	}
+	if cseq := req.CSeq().SeqNo; cseq <= d.remoteCSeq {
+		return 0, refusef(500, "CSeq %d is not above %d", cseq, d.remoteCSeq)
+	}
+	secs, _, err := s.expires(req, ep.subscription, ep.info.DefaultExpires)
+	return secs, err
+}
+
+// refreshOK answers an in-dialog SUBSCRIBE: 200, our Contact, the expiry
+// granted, and any header the dialog's kind adds.
+func (s *Server) refreshOK(req *sip.Request, tx sip.ServerTransaction, secs int, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	s.addContact(res, req)
+	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
+	s.respond(req, tx, res, "", hdrs...)
 }
 
 // renew is a refresh of d (RFC 6665 §4.2.1.2): new expiry, target and

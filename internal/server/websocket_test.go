@@ -88,7 +88,7 @@ func (browserAddr) String() string  { return browserHost }
 // test), and UDP for peers that are not browsers.
 func startWS(t *testing.T) *server.Server {
 	t.Helper()
-	certFile, keyFile := selfSigned(t, t.TempDir())
+	certFile, keyFile := siptest.SelfSigned(t, t.TempDir())
 	return startWith(t, server.Options{
 		Listen: []server.Listener{
 			{Transport: "udp", Address: "127.0.0.1:0"},
