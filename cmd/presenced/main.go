@@ -83,11 +83,18 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	if !checkOnly {
 		// First, before a socket is bound or the store opened: a daemon
 		// already on this data_dir must not be disturbed at all.
-		lock, err := lockDataDir(cfg.Server.DataDir)
+		lock, err := lockDir(cfg.Server.DataDir, "data directory")
 		if err != nil {
 			return err
 		}
 		defer lock.Close()
+		if dir := filepath.Dir(cfg.Store.Path); cfg.Store.Backend == "sqlite" && dir != cfg.Server.DataDir {
+			lock, err := lockDir(dir, "store directory")
+			if err != nil {
+				return err
+			}
+			defer lock.Close()
+		}
 		removeOldCache(cfg, log)
 		// Then every listener, before the modules are compiled, the store
 		// opened or its state restored: a taken port fails the start

@@ -119,7 +119,13 @@ func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 	if res.Code != 0 {
 		return res, c.s.moduleRefusal(r.pkg, res)
 	}
-	if res.StateChanged {
+	// A rendering never changes the resource's state (abi/ABI.md, op 3;
+	// the conformance kit checks it): one that says it does is not taken.
+	// So a SUBSCRIBE, which commits its rendering without r's lock
+	// (accept), never writes r's state, and every write of a resource's
+	// state is made under its lock: one node's writes cannot race, which
+	// SQLite, checking no version, relies on (store.Resource).
+	if res.StateChanged && in.Op != abi.OpRender {
 		st.state, st.changed = res.State, true
 	}
 	st.res = res

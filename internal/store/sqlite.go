@@ -24,7 +24,7 @@ type SQLite struct {
 
 // schemaVersion is the version this build writes; migrations[i] takes a
 // file from version i to i+1.
-const schemaVersion = 5
+const schemaVersion = 4
 
 var migrations = []string{
 	`CREATE TABLE subscriptions (
@@ -123,10 +123,6 @@ var migrations = []string{
 	`ALTER TABLE bindings ADD COLUMN instance TEXT NOT NULL DEFAULT '';
 	ALTER TABLE bindings ADD COLUMN reg_id INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE bindings ADD COLUMN path TEXT NOT NULL DEFAULT '';  -- one URI per line`,
-	// 5: a resource's state carries its version, which every write checks
-	// (Resource.Prev). A state stored before had one write: any nonzero
-	// version names it.
-	`ALTER TABLE resources ADD COLUMN version INTEGER NOT NULL DEFAULT 1;`,
 }
 
 // OpenSQLite opens (creating if needed) the store file at path and brings
@@ -169,7 +165,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 // stmts are the writer's statements, prepared once: preparing each
 // statement per row was a third of the store's CPU under load.
 type stmts struct {
-	putSub, delSub, putPub, refreshPub, delPub, insRes, updRes, delRes, noRes, putBind, delBind, cseq *sql.Stmt
+	putSub, delSub, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
 }
 
 func (st *stmts) prepare(db *sql.DB) error {
@@ -185,14 +181,8 @@ func (st *stmts) prepare(db *sql.DB) error {
 		{&st.putPub, `INSERT OR REPLACE INTO publications VALUES (?,?,?,?,?,?,?)`},
 		{&st.refreshPub, `UPDATE publications SET etag = ?, expires = ? WHERE id = ?`},
 		{&st.delPub, `DELETE FROM publications WHERE id = ?`},
-		// A resource write lands only on the version it names (Prev), and
-		// says so by touching one row: a new state is an insert of a row
-		// that must not exist, an empty one with no version a check that
-		// none does.
-		{&st.insRes, `INSERT INTO resources (event, resource, state, version) VALUES (?,?,?,?) ON CONFLICT DO NOTHING`},
-		{&st.updRes, `UPDATE resources SET state = ?, version = ? WHERE event = ? AND resource = ? AND version = ?`},
-		{&st.delRes, `DELETE FROM resources WHERE event = ? AND resource = ? AND version = ?`},
-		{&st.noRes, `SELECT NOT EXISTS (SELECT 1 FROM resources WHERE event = ? AND resource = ?)`},
+		{&st.putRes, `INSERT OR REPLACE INTO resources VALUES (?,?,?)`},
+		{&st.delRes, `DELETE FROM resources WHERE event = ? AND resource = ?`},
 		{&st.putBind, `INSERT OR REPLACE INTO bindings VALUES (?,?,?,?,?,?,?,?,?,?)`},
 		{&st.delBind, `DELETE FROM bindings WHERE id = ?`},
 		{&st.cseq, `UPDATE subscriptions SET local_cseq = ? WHERE id = ? AND local_cseq < ?`},
@@ -251,42 +241,14 @@ func (s *SQLite) write(take func() []*Batch) error {
 	if len(group) == 0 {
 		return tx.Rollback()
 	}
-	// A batch that writes a resource runs in a savepoint, so that a
-	// version conflict undoes that batch alone and the group commits
-	// without it. One node never conflicts with itself; a conflict here
-	// is a writer that computed from a version it no longer holds.
-	conflicts := Conflicts{}
-	for i, b := range group {
-		sp := len(b.Resources) > 0
-		if sp {
-			if _, err := tx.Exec(`SAVEPOINT batch`); err != nil {
-				tx.Rollback()
-				return err
-			}
-		}
-		err := s.stmts.apply(tx, b)
-		if errors.Is(err, ErrConflict) {
-			if _, err := tx.Exec(`ROLLBACK TO batch`); err != nil {
-				tx.Rollback()
-				return err
-			}
-			conflicts[i] = true
-		} else if err != nil {
+	for _, b := range group {
+		if err := s.stmts.apply(tx, b); err != nil {
 			tx.Rollback()
 			return err
-		}
-		if sp {
-			if _, err := tx.Exec(`RELEASE batch`); err != nil {
-				tx.Rollback()
-				return err
-			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit store transaction: %w", err)
-	}
-	if len(conflicts) > 0 {
-		return conflicts
 	}
 	return nil
 }
@@ -339,31 +301,14 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 		}
 	}
 	for _, v := range b.Resources {
-		var res sql.Result
 		var err error
-		switch {
-		case len(v.State) == 0 && v.Prev == 0:
-			var none bool
-			err = tx.Stmt(st.noRes).QueryRow(v.Event, v.Resource).Scan(&none)
-			if err == nil && !none {
-				return ErrConflict
-			}
-		case len(v.State) == 0:
-			res, err = tx.Stmt(st.delRes).Exec(v.Event, v.Resource, int64(v.Prev))
-		case v.Prev == 0:
-			res, err = tx.Stmt(st.insRes).Exec(v.Event, v.Resource, v.State, int64(v.Version))
-		default:
-			res, err = tx.Stmt(st.updRes).Exec(v.State, int64(v.Version), v.Event, v.Resource, int64(v.Prev))
+		if len(v.State) == 0 {
+			err = exec(st.delRes, v.Event, v.Resource)
+		} else {
+			err = exec(st.putRes, v.Event, v.Resource, v.State)
 		}
 		if err != nil {
 			return fmt.Errorf("resource: %w", err)
-		}
-		if res != nil {
-			if n, err := res.RowsAffected(); err != nil {
-				return fmt.Errorf("resource: %w", err)
-			} else if n != 1 {
-				return ErrConflict
-			}
 		}
 	}
 	for _, v := range b.Bindings {
@@ -447,18 +392,16 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT event, resource, state, version FROM resources`)
+	rows, err = tx.QueryContext(ctx, `SELECT event, resource, state FROM resources`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var v Resource
-		var version int64
-		if err := rows.Scan(&v.Event, &v.Resource, &v.State, &version); err != nil {
+		if err := rows.Scan(&v.Event, &v.Resource, &v.State); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		v.Version = uint64(version)
 		snap.Resources = append(snap.Resources, v)
 	}
 	rows.Close()
@@ -484,25 +427,21 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 	return snap, rows.Err()
 }
 
-// LoadResource implements Store.
-func (s *SQLite) LoadResource(ctx context.Context, event, resource string) (Resource, error) {
-	r := Resource{Event: event, Resource: resource}
-	var version int64
-	err := s.db.QueryRowContext(ctx, `SELECT state, version FROM resources WHERE event = ? AND resource = ?`,
-		event, resource).Scan(&r.State, &version)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return r, nil
-	case err != nil:
-		return r, fmt.Errorf("load resource %s: %w", resource, err)
-	}
-	r.Version = uint64(version)
-	return r, nil
-}
-
 // Close waits for the transaction being written, refuses what is still
 // queued, and closes the file.
 func (s *SQLite) Close() error {
 	s.q.Close()
 	return s.db.Close()
+}
+
+// LoadResource implements Store. SQLite keeps no versions (it is never
+// shared: Resource), so the version is always 0.
+func (s *SQLite) LoadResource(ctx context.Context, event, resource string) (Resource, error) {
+	r := Resource{Event: event, Resource: resource}
+	err := s.db.QueryRowContext(ctx, `SELECT state FROM resources WHERE event = ? AND resource = ?`,
+		event, resource).Scan(&r.State)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("load resource %s: %w", resource, err)
+	}
+	return r, nil
 }

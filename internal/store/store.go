@@ -72,20 +72,26 @@ type Publication struct {
 
 // Resource is a module's state for one resource of one event package.
 //
-// Every write of it is conditional (optimistic concurrency, for several
-// nodes sharing a store: docs/cluster.md): it lands only if the version
+// In a store several servers may write at once (PostgreSQL; Memory,
+// which tests share between servers), every write of it is conditional
+// (optimistic concurrency: docs/cluster.md): it lands only if the version
 // stored is still Prev, the one its State was computed from, and
-// otherwise its whole batch fails with ErrConflict. Versions are tags
-// chosen by the writer, not counters: a resource deleted and made again
-// must never repeat a version a node may still hold, which a counter
-// restarting at 1 would (and a counter kept across deletion would need
-// the deleted row kept).
+// otherwise its whole batch fails with ErrConflict. SQLite is written by
+// one daemon alone (cmd/presenced locks the store file's directory),
+// whose changes to one resource run one at a time under the resource's
+// lock, so it writes by key and keeps no version (Version 0): the check
+// would cost it a savepoint per batch for a conflict that cannot happen.
+// Versions are tags chosen by the writer, not counters: a resource
+// deleted and made again must never repeat a version a node may still
+// hold, which a counter restarting at 1 would (and a counter kept across
+// deletion would need the deleted row kept).
 type Resource struct {
 	Event    string
 	Resource string
 	State    []byte
 	// Version is the version of State: what Load and LoadResource
-	// return, and what a write stores (0 with an empty State, none).
+	// return, and what a write stores (0 with an empty State, none; 0
+	// always from SQLite).
 	Version uint64
 	// Prev is, in a batch, the version the write replaces: 0 if the writer
 	// saw none stored. Load leaves it 0.

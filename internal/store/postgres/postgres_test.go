@@ -28,7 +28,9 @@ func open(t testing.TB, dsn string) *Store {
 }
 
 func TestSuite(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return open(t, pgtest.DSN(t)) })
+	fresh := func(t *testing.T) store.Store { return open(t, pgtest.DSN(t)) }
+	storetest.Run(t, fresh)
+	storetest.RunShared(t, fresh)
 }
 
 var (

@@ -34,19 +34,36 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BatchesAreAtomic", batchesAreAtomic},
 		{"ConcurrentCommitsAllLand", concurrentCommitsAllLand},
 		{"CommitCopies", commitCopies},
+	} {
+		t.Run(tt.name, func(t *testing.T) { tt.test(t, opened(t, open)) })
+	}
+}
+
+// RunShared runs, beside Run, what a store that several servers may
+// write at once (PostgreSQL; Memory, which tests share between servers)
+// must pass too: a resource write lands only on the version it was
+// computed from (store.Resource).
+func RunShared(t *testing.T, open func(t *testing.T) store.Store) {
+	for _, tt := range []struct {
+		name string
+		test func(t *testing.T, s store.Store)
+	}{
 		{"ResourceWritesCheckTheVersion", resourceWritesCheckTheVersion},
 		{"AConflictFailsItsBatchAlone", aConflictFailsItsBatchAlone},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			tt.test(t, s)
-		})
+		t.Run(tt.name, func(t *testing.T) { tt.test(t, opened(t, open)) })
 	}
+}
+
+// opened is a new store from open, closed when t ends.
+func opened(t *testing.T, open func(t *testing.T) store.Store) store.Store {
+	s := open(t)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
 }
 
 var when = time.UnixMilli(1_800_000_000_000)
@@ -107,7 +124,9 @@ func load(t *testing.T, s store.Store) *store.Snapshot {
 }
 
 // normal is snap in the form the suite compares: records in key order,
-// times in UTC to the millisecond, empty slices nil.
+// times in UTC to the millisecond, empty slices nil, no resource versions
+// (which only a store several servers share keeps: RunShared checks
+// them).
 func normal(snap *store.Snapshot) *store.Snapshot {
 	ms := func(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
 	n := &store.Snapshot{}
@@ -121,7 +140,7 @@ func normal(snap *store.Snapshot) *store.Snapshot {
 		n.Publications = append(n.Publications, v)
 	}
 	for _, v := range snap.Resources {
-		v.State, v.Prev = nilIfEmpty(v.State), 0
+		v.State, v.Version, v.Prev = nilIfEmpty(v.State), 0, 0
 		n.Resources = append(n.Resources, v)
 	}
 	for _, v := range snap.Bindings {
@@ -162,10 +181,8 @@ func everyKindRoundTrips(t *testing.T, s store.Store) {
 	empty.RouteSet, empty.Accept, empty.State, empty.EventID = nil, nil, nil, ""
 	plain := bind(2) // a binding identified by its contact, as RFC 3261 alone has it
 	plain.Instance, plain.RegID, plain.Path = "", 0, nil
-	r := res(1)
-	r.Version = math.MaxInt64 // the largest a writer may choose (bigint in PostgreSQL)
 	b := &store.Batch{Subscriptions: []store.Subscription{big, empty}, Publications: []store.Publication{pub(1)},
-		Resources: []store.Resource{r}, Bindings: []store.Binding{bound, plain}}
+		Resources: []store.Resource{res(1)}, Bindings: []store.Binding{bound, plain}}
 	commit(t, s, b)
 	wantSnapshot(t, s, snapshot(b))
 }
@@ -409,6 +426,19 @@ func resourceWritesCheckTheVersion(t *testing.T, s store.Store) {
 	commit(t, s, &store.Batch{Resources: []store.Resource{again}})
 	conflict("a write from the version before the deletion", &store.Batch{Resources: []store.Resource{next(v2, "aba")}})
 	wantSnapshot(t, s, &store.Snapshot{Resources: []store.Resource{again}})
+
+	// The largest version a writer may choose (bigint in PostgreSQL)
+	// comes back from Load and LoadResource, and is written over.
+	top := next(again, "top")
+	top.Version = math.MaxInt64
+	commit(t, s, &store.Batch{Resources: []store.Resource{top}})
+	loadRes(top)
+	snap, err := s.Load(ctx)
+	if err != nil || len(snap.Resources) != 1 || snap.Resources[0].Version != top.Version {
+		t.Fatalf("Load: %+v, %v; want version %d", snap, err, top.Version)
+	}
+	commit(t, s, &store.Batch{Resources: []store.Resource{next(top, "")}})
+	loadRes(none)
 }
 
 // Batches committed at once, some conflicting, share a group commit in
