@@ -138,6 +138,7 @@ type Server struct {
 	// to reach them, so they end with it (wsClosed).
 	wsDialogs map[wsConn]map[*dialog]struct{}
 	closed    bool
+	restored  chan struct{} // closed once restore is done: what the feed heard waits for it
 
 	regMu    sync.Mutex                     // the registrar; taken before any resource
 	bindings map[string]map[string]*binding // AOR -> bindingKey -> binding
@@ -294,10 +295,16 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	s.restored = make(chan struct{})
+	if err := s.follow(); err != nil {
+		s.Close()
+		return fmt.Errorf("follow the store's changes: %w", err)
+	}
 	if err := s.restore(); err != nil {
 		s.Close()
 		return fmt.Errorf("restore state: %w", err)
 	}
+	close(s.restored)
 	return nil
 }
 

@@ -163,3 +163,25 @@ type Store interface {
 	LoadResource(ctx context.Context, event, resource string) (Resource, error)
 	Close() error
 }
+
+// Change is a resource write another node committed, as a Feed tells it.
+type Change struct {
+	Event    string
+	Resource string
+	Version  uint64 // of the state written; 0: deleted
+	// Resync says that writes may have been missed (the feed was cut and
+	// is back): every resource held must be read again. The other fields
+	// are empty.
+	Resync bool
+}
+
+// Feed is implemented by a store several nodes share (PostgreSQL): it
+// tells each node of the resource states the others write, so that its
+// watchers hear of them (docs/cluster.md, section 2).
+type Feed interface {
+	// Follow returns once it is following: every resource write another
+	// node commits from then on is passed to fn, in commit order, from one
+	// goroutine, until ctx ends or the store is closed. A write of this
+	// store's own is not. After a cut, fn gets a Change with Resync.
+	Follow(ctx context.Context, fn func(Change)) error
+}

@@ -28,6 +28,7 @@ type Store struct {
 	where  string // user@host:port/database, for errors: never the password
 	cancel context.CancelFunc
 	ctx    context.Context // ends at Close: a writer waiting for a connection gives up
+	node   string          // names this store's writes in the feed (feed.go)
 }
 
 // txTimeout bounds one group's transaction. A group that has not sent
@@ -63,7 +64,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store %s: %w", where, err)
 	}
-	s := &Store{pool: pool, q: store.NewCommitQueue(), where: where}
+	s := &Store{pool: pool, q: store.NewCommitQueue(), where: where, node: newNodeID()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.q.Serve(s.write)
 	return s, nil
@@ -103,11 +104,14 @@ func (s *Store) write(take func() []*store.Batch) error {
 		batch := &pgx.Batch{}
 		batch.Queue(`BEGIN`)
 		batch.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
+		var written []*store.Batch
 		for i, b := range group {
 			if !conflicts[i] {
 				queue(batch, b, func() { hit[i] = true })
+				written = append(written, b)
 			}
 		}
+		s.announce(batch, written)
 		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 			// No COMMIT was sent: the transaction is rolled back, on this
 			// connection or by the server when it goes.
