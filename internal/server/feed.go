@@ -20,7 +20,7 @@ import (
 // store: a write committed after the load is heard, one before it is in
 // the load. What is heard waits for the restore to end.
 func (s *Server) follow() error {
-	f, ok := s.store.(store.Feed)
+	f, ok := store.As[store.Feed](s.store)
 	if !ok {
 		return nil
 	}
@@ -94,7 +94,7 @@ func (s *Server) lockHeld(key resourceKey) *resource {
 // one change path. r.mu is held. On a store no other node writes it does
 // nothing.
 func (s *Server) catchUp(r *resource) error {
-	if _, ok := s.store.(store.Feed); !ok {
+	if _, ok := store.As[store.Feed](s.store); !ok {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)

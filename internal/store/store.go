@@ -185,3 +185,20 @@ type Feed interface {
 	// store's own is not. After a cut, fn gets a Change with Resync.
 	Follow(ctx context.Context, fn func(Change)) error
 }
+
+// As finds in s, or in the store a wrapper of it (the metrics' timing)
+// passes calls on to, the one that implements T (a Feed): a wrapper says
+// what it wraps with Unwrap.
+func As[T any](s Store) (T, bool) {
+	for {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			var none T
+			return none, false
+		}
+		s = u.Unwrap()
+	}
+}
