@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/presenced/presenced/internal/store/postgres/pgtest"
-	"github.com/presenced/presenced/sdk/sdktest"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
@@ -17,28 +14,11 @@ import (
 // cluster (docs/cluster.md). It returns their SIP addresses.
 func startNodeDaemons(t *testing.T, n int) []string {
 	bin := buildDaemon(t)
-	pa := sdktest.Build(t, paPkg)
 	dsn := pgtest.DSN(t)
 	var addrs []string
 	for range n {
-		dir := t.TempDir()
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		cfg := filepath.Join(dir, "presenced.toml")
-		os.WriteFile(cfg, []byte(fmt.Sprintf(`
-[server]
-data_dir = %q
-[[listen]]
-transport = "udp"
-address = %q
-[store]
-backend = "postgres"
-dsn = %q
-[admin]
-listen = ""
-[extension.pa]
-path = %q
-`, filepath.Join(dir, "data"), addr, dsn, pa)), 0o644)
-		d := startDaemon(t, bin, "-config", cfg)
+		d := startDaemon(t, bin, "-config", paConfig(t, addr, fmt.Sprintf("backend = \"postgres\"\ndsn = %q", dsn)))
 		d.serving(t)
 		t.Cleanup(func() { d.stop(t) })
 		addrs = append(addrs, addr)
