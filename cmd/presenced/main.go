@@ -150,6 +150,8 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 			TrustedSources: cfg.Limits.Trusted()},
 		Modules:      mods,
 		Store:        m.Store(st),
+		Lease:        cfg.Store.Lease.Duration,
+		Node:         nodeName(cfg.Server.DataDir),
 		Logger:       log,
 		Metrics:      m,
 		Lists:        cfg.RLS.Lists,
@@ -487,4 +489,12 @@ func loadModules(ctx context.Context, cfg *config.Config, cacheDir string, log *
 		mods = append(mods, m)
 	}
 	return mods, nil
+}
+
+// nodeName names this daemon among those sharing a database: its host and
+// data_dir, which one process at a time holds (lockDir), so that back
+// after a crash it takes its dialogs at once (server.Options.Node).
+func nodeName(dataDir string) string {
+	host, _ := os.Hostname()
+	return host + ":" + dataDir
 }

@@ -94,6 +94,13 @@ type Options struct {
 	Watch   WatchHook
 	Modules []*extension.Module
 	Store   store.Store
+	// Lease is how long this node's lease on its dialogs runs without a
+	// renewal, on a store several nodes share (DefaultLease if 0). Node
+	// names it there (its data_dir: one process holds it), so that, back
+	// after a crash, it takes its dialogs at once; "" is a name of its
+	// own, and they wait for the lease to run out.
+	Lease   time.Duration
+	Node    string
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics // nil records nothing
 	// Lists are the resource lists of the rls-services file (RFC 4826);
@@ -136,9 +143,12 @@ type Server struct {
 	// wsDialogs are the subscriptions that came over each WebSocket
 	// connection, by transport and source: the connection is the only way
 	// to reach them, so they end with it (wsClosed).
-	wsDialogs map[wsConn]map[*dialog]struct{}
-	closed    bool
-	restored  chan struct{} // closed once restore is done: what the feed heard waits for it
+	wsDialogs  map[wsConn]map[*dialog]struct{}
+	closed     bool
+	restored   chan struct{} // closed once restore is done: what the feed heard waits for it
+	leases     store.Leases  // on a shared store: this node's epoch and lease (lease.go)
+	leaseUntil atomic.Int64  // unix nanoseconds, by this node's clock, its lease as last renewed
+	node       string        // its name there
 
 	regMu    sync.Mutex                     // the registrar; taken before any resource
 	bindings map[string]map[string]*binding // AOR -> bindingKey -> binding
@@ -201,6 +211,10 @@ func New(opt Options) (*Server, error) {
 	}
 	s.timers.s = s
 	s.busyTag = newToken()
+	s.node = opt.Node
+	if s.node == "" {
+		s.node = newToken()
+	}
 	s.logLimit = rateLimit{perSecond: 50, log: s.log, what: "request refused"}
 	s.storeLog = rateLimit{perSecond: 5, log: s.log, what: "store commit failed"}
 	s.watching = map[string]int{}
@@ -295,6 +309,10 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	if err := s.join(); err != nil {
+		s.Close()
+		return fmt.Errorf("join the store's nodes: %w", err)
+	}
 	s.restored = make(chan struct{})
 	if err := s.follow(); err != nil {
 		s.Close()
@@ -305,6 +323,17 @@ func (s *Server) Start() error {
 		return fmt.Errorf("restore state: %w", err)
 	}
 	close(s.restored)
+	if s.leases != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
+		err := s.takeOver(ctx)
+		cancel()
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("take over dialogs: %w", err)
+		}
+		s.wg.Add(1)
+		go s.keepLease()
+	}
 	return nil
 }
 

@@ -82,9 +82,10 @@ func (q *CommitQueue) Commit(ctx context.Context, b *Batch) error {
 }
 
 // Conflicts is what a writer returns when it wrote its group but for
-// some batches, left out for a version conflict: their indexes in what
-// take returned. Those fail with ErrConflict, the rest succeed.
-type Conflicts map[int]bool
+// some batches, left out for a version conflict (ErrConflict) or a
+// dialog another node owns (ErrFenced): their indexes in what take
+// returned, and why. Those fail, the rest succeed.
+type Conflicts map[int]error
 
 func (c Conflicts) Error() string { return fmt.Sprintf("%d batches of the group conflicted", len(c)) }
 
@@ -137,8 +138,8 @@ func (q *CommitQueue) Serve(write func(take func() []*Batch) error) {
 			switch {
 			case !partial:
 				p.err <- err
-			case conflicts[i]:
-				p.err <- fmt.Errorf("commit not written: %w", ErrConflict)
+			case conflicts[i] != nil:
+				p.err <- fmt.Errorf("commit not written: %w", conflicts[i])
 			default:
 				p.err <- nil
 			}

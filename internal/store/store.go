@@ -151,6 +151,13 @@ type Snapshot struct {
 // reads the resource again (LoadResource) and computes its change anew.
 var ErrConflict = errors.New("resource written elsewhere since it was read (version conflict)")
 
+// ErrFenced is the error of a Commit whose batch writes a subscription
+// dialog another node's epoch owns now (it took the dialog over when
+// this node's lease ran out), and of a Renew of a lease that ran out:
+// nothing was written, and the node must neither write nor send for
+// those dialogs again.
+var ErrFenced = errors.New("dialog owned by another node (lease lost)")
+
 // Store is implemented by every backend.
 type Store interface {
 	// Commit applies b atomically; when it returns nil the change is kept,
@@ -201,4 +208,25 @@ func As[T any](s Store) (T, bool) {
 		}
 		s = u.Unwrap()
 	}
+}
+
+// Leases is implemented by a store several nodes share (PostgreSQL):
+// each subscription dialog belongs to one node's epoch, and an epoch
+// holds a lease in the store, renewed by the store's clock
+// (docs/cluster.md, section 3).
+type Leases interface {
+	// Join takes a new epoch for this store, its lease running d, for
+	// the node called name. An earlier epoch of that name ends at once,
+	// its dialogs this epoch's: its process is gone (the name is the
+	// node's data_dir, which one process holds). From then on Load
+	// returns only this epoch's subscriptions, a subscription written is
+	// this epoch's, and a write to one another epoch owns fails its batch
+	// with ErrFenced.
+	Join(ctx context.Context, name string, d time.Duration) error
+	// Renew runs the lease d from now, or returns ErrFenced if it had run
+	// out: the epoch's dialogs may be another's now.
+	Renew(ctx context.Context, d time.Duration) error
+	// TakeOver makes this epoch the owner of every subscription whose
+	// epoch's lease ran out, and returns them.
+	TakeOver(ctx context.Context) ([]Subscription, error)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -29,6 +30,7 @@ type Store struct {
 	cancel context.CancelFunc
 	ctx    context.Context // ends at Close: a writer waiting for a connection gives up
 	node   string          // names this store's writes in the feed (feed.go)
+	epoch  atomic.Int64    // the epoch that owns the dialogs this store writes, once joined (lease.go)
 }
 
 // txTimeout bounds one group's transaction. A group that has not sent
@@ -105,9 +107,14 @@ func (s *Store) write(take func() []*store.Batch) error {
 		batch.Queue(`BEGIN`)
 		batch.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
 		var written []*store.Batch
+		epoch := s.epoch.Load()
 		for i, b := range group {
-			if !conflicts[i] {
-				queue(batch, b, func() { hit[i] = true })
+			if conflicts[i] == nil {
+				queue(batch, b, epoch, func(why error) {
+					if hit[i] == nil {
+						hit[i] = why
+					}
+				})
 				written = append(written, b)
 			}
 		}
@@ -124,12 +131,13 @@ func (s *Store) write(take func() []*store.Batch) error {
 		if len(hit) == 0 {
 			break
 		}
-		// A batch wrote a resource another node wrote first: the group is
-		// rolled back and written again without it (a third round trip,
-		// only on a conflict), until none conflicts: each try leaves out at
-		// least one batch, so the tries end.
-		for i := range hit {
-			conflicts[i] = true
+		// A batch wrote a resource another node wrote first, or a dialog
+		// another node owns: the group is rolled back and written again
+		// without it (a third round trip, only then), until none
+		// conflicts: each try leaves out at least one batch, so the tries
+		// end.
+		for i, why := range hit {
+			conflicts[i] = why
 		}
 		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
 			conn.Conn().Close(ctx)
@@ -220,21 +228,26 @@ func list(v []string) []string {
 
 // queue adds b's statements to batch, in the order Memory and SQLite
 // apply them. A resource write whose version is no longer stored touches
-// no row, and calls conflict.
-func queue(batch *pgx.Batch, b *store.Batch, conflict func()) {
+// no row, and calls conflict with ErrConflict. Once the store has joined
+// (epoch not 0), a subscription written is the epoch's, and one another
+// epoch owns is not written: conflict is called with ErrFenced.
+func queue(batch *pgx.Batch, b *store.Batch, epoch int64, conflict func(error)) {
+	if epoch != 0 {
+		fence(batch, b, epoch, conflict)
+	}
 	for _, v := range b.Subscriptions {
 		// A rewrite of a subscription (refresh, new state) never lowers
 		// the CSeq the NOTIFY path reserved meanwhile.
 		batch.Queue(`INSERT INTO subscriptions (id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
-				route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+				route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created, owner)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 			ON CONFLICT (id) DO UPDATE SET call_id = $2, local_tag = $3, remote_tag = $4, local_uri = $5, remote_uri = $6,
 				remote_target = $7, route_set = $8, transport = $9, source = $10, event = $11, event_id = $12, resource = $13,
 				accept = $14, expires = $15, local_cseq = GREATEST(subscriptions.local_cseq, $16), remote_cseq = $17,
 				state = $18, status = $19, created = $20`,
 			v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, list(v.RouteSet),
 			v.Transport, v.Source, v.Event, v.EventID, v.Resource, list(v.Accept), v.Expires,
-			int64(v.LocalCSeq), int64(v.RemoteCSeq), v.State, v.Status, v.Created)
+			int64(v.LocalCSeq), int64(v.RemoteCSeq), v.State, v.Status, v.Created, epoch)
 	}
 	for _, id := range b.DeleteSubscriptions {
 		batch.Queue(`DELETE FROM subscriptions WHERE id = $1`, id)
@@ -275,7 +288,7 @@ func queue(batch *pgx.Batch, b *store.Batch, conflict func()) {
 		}
 		q.Exec(func(tag pgconn.CommandTag) error {
 			if tag.RowsAffected() != 1 {
-				conflict()
+				conflict(store.ErrConflict)
 			}
 			return nil
 		})
@@ -344,7 +357,7 @@ func (s *Store) Load(ctx context.Context) (*store.Snapshot, error) {
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error {
 			var err error
-			snap, err = load(ctx, tx)
+			snap, err = load(ctx, tx, s.epoch.Load())
 			return err
 		})
 	if err != nil {
@@ -353,20 +366,15 @@ func (s *Store) Load(ctx context.Context) (*store.Snapshot, error) {
 	return snap, nil
 }
 
-func load(ctx context.Context, tx pgx.Tx) (*store.Snapshot, error) {
+// load reads every record; once the store has joined (epoch not 0),
+// only the subscriptions its epoch owns.
+func load(ctx context.Context, tx pgx.Tx, epoch int64) (*store.Snapshot, error) {
 	snap := &store.Snapshot{}
-	var err error
-	snap.Subscriptions, err = collect(ctx, tx, `SELECT id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
-		route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created
-		FROM subscriptions`, func(r pgx.CollectableRow) (v store.Subscription, err error) {
-		var local, remote int64
-		err = r.Scan(&v.ID, &v.CallID, &v.LocalTag, &v.RemoteTag, &v.LocalURI, &v.RemoteURI, &v.RemoteTarget,
-			&v.RouteSet, &v.Transport, &v.Source, &v.Event, &v.EventID, &v.Resource, &v.Accept, &v.Expires,
-			&local, &remote, &v.State, &v.Status, &v.Created)
-		v.LocalCSeq, v.RemoteCSeq = uint32(local), uint32(remote)
-		return v, err
-	})
+	rows, err := tx.Query(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions WHERE $1 = 0 OR owner = $1`, epoch)
 	if err != nil {
+		return nil, err
+	}
+	if snap.Subscriptions, err = pgx.CollectRows(rows, scanSubscription); err != nil {
 		return nil, err
 	}
 	snap.Publications, err = collect(ctx, tx, `SELECT id, etag, event, resource, content_type, size, expires FROM publications`,
@@ -408,6 +416,19 @@ func collect[T any](ctx context.Context, tx pgx.Tx, sql string, scan pgx.RowToFu
 		return nil, err
 	}
 	return pgx.CollectRows(rows, scan)
+}
+
+// subscriptionColumns are what scanSubscription reads, in its order.
+const subscriptionColumns = `id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
+	route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created`
+
+func scanSubscription(r pgx.CollectableRow) (v store.Subscription, err error) {
+	var local, remote int64
+	err = r.Scan(&v.ID, &v.CallID, &v.LocalTag, &v.RemoteTag, &v.LocalURI, &v.RemoteURI, &v.RemoteTarget,
+		&v.RouteSet, &v.Transport, &v.Source, &v.Event, &v.EventID, &v.Resource, &v.Accept, &v.Expires,
+		&local, &remote, &v.State, &v.Status, &v.Created)
+	v.LocalCSeq, v.RemoteCSeq = uint32(local), uint32(remote)
+	return v, err
 }
 
 // LoadResource implements store.Store.
