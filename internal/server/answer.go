@@ -83,6 +83,11 @@ func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, err error) {
 		// 503 as the server being out of service and send everything
 		// elsewhere, for a contention on one presentity.
 		s.reply(req, tx, 500, "state changed elsewhere meanwhile, try again", sip.NewHeader("Retry-After", "1"))
+	case errors.As(err, &se) && errors.Is(err, store.ErrUnavailable):
+		// The database is down, restarting or cut off: nothing was
+		// stored. 503 sends the client (or proxy) to another node, or
+		// back later.
+		s.reply(req, tx, 503, "state store out of reach", sip.NewHeader("Retry-After", strconv.Itoa(unavailableRetry)))
 	case errors.As(err, &se):
 		s.reply(req, tx, 500, "state could not be stored")
 	default:
@@ -100,3 +105,7 @@ func (s *Server) answered(h func(*sip.Request, sip.ServerTransaction) error) fun
 		}
 	}
 }
+
+// unavailableRetry is the Retry-After, in seconds, of a request refused
+// while the store is out of reach: about what a database restart takes.
+const unavailableRetry = 5

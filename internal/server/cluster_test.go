@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/presenced/presenced/internal/extension/extensiontest"
@@ -118,6 +120,63 @@ func TestCutFeedIsCaughtUp(t *testing.T) {
 	res = nodes[1].peer(t, "UDP").Publish("presence", carol, "application/pidf+xml", pidf(carol, "during-cut", "open", "x"), "Expires: 600")
 	siptest.WantCode(t, res, 200)
 	notifiedOf(t, w, "watcher on the cut node", "during-cut")
+}
+
+// While the database refuses a node (its connections cut, new ones not
+// allowed: a restart, a partition), every request that would change state
+// is answered 503 with Retry-After and stores nothing; once it is back
+// the node serves again, and what was refused never shows.
+func TestDatabaseOutageIs503(t *testing.T) {
+	nodes, dsn := startNodes(t, 1)
+	f := nodes[0]
+	const carol = "sip:carol@example.com"
+	p := f.peer(t, "UDP")
+	siptest.WantCode(t, p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "before")), 200)
+
+	// The database is reached through another one on the same server, so
+	// that cutting this one's sessions spares the admin's.
+	ctx := context.Background()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	admin, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`ALTER DATABASE ` + db + ` ALLOW_CONNECTIONS false`)
+	exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '` + db + `'`)
+	for _, res := range []*sip.Response{
+		p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t2", "open", "during")),
+		func() *sip.Response {
+			_, res := f.peer(t, "UDP").Subscribe("presence", carol, "Expires: 600")
+			return res
+		}(),
+	} {
+		siptest.WantCode(t, res, 503)
+		if res.GetHeader("Retry-After") == nil {
+			t.Fatalf("503 without Retry-After:\n%s", res)
+		}
+	}
+
+	exec(`ALTER DATABASE ` + db + ` ALLOW_CONNECTIONS true`)
+	w := f.peer(t, "UDP")
+	_, res := w.Subscribe("presence", carol, "Expires: 600")
+	siptest.WantCode(t, res, 200)
+	if body := string(w.Notify().Body()); !strings.Contains(body, "before") || strings.Contains(body, "during") {
+		t.Fatalf("after the outage:\n%s", body)
+	}
+	siptest.WantCode(t, p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t3", "open", "after")), 200)
+	notifiedOf(t, w, "watcher after the outage", "after")
 }
 
 // notifiedOf waits for a NOTIFY to w whose body holds every id.

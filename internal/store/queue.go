@@ -62,7 +62,7 @@ func (q *CommitQueue) Commit(ctx context.Context, b *Batch) error {
 	case <-q.done:
 		return ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("commit not written: %w", ctx.Err())
+		return fmt.Errorf("commit not written: %w (%w)", ErrUnavailable, ctx.Err())
 	}
 	var why error
 	select {
@@ -71,7 +71,8 @@ func (q *CommitQueue) Commit(ctx context.Context, b *Batch) error {
 	case <-q.done:
 		why = ErrClosed
 	case <-ctx.Done():
-		why = fmt.Errorf("commit not written: %w", ctx.Err())
+		// The writer did not take it in time: the store is down or slow.
+		why = fmt.Errorf("commit not written: %w (%w)", ErrUnavailable, ctx.Err())
 	}
 	if p.state.CompareAndSwap(queued, abandoned) {
 		return why

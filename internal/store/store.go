@@ -158,6 +158,12 @@ var ErrConflict = errors.New("resource written elsewhere since it was read (vers
 // those dialogs again.
 var ErrFenced = errors.New("dialog owned by another node (lease lost)")
 
+// ErrUnavailable marks a Commit error caused by the store being out of
+// reach (the database down, restarting, paused or cut off, or too slow to
+// take the batch before its deadline) rather than by the batch: like
+// every Commit error, nothing was written, and a try later may land.
+var ErrUnavailable = errors.New("store out of reach")
+
 // Store is implemented by every backend.
 type Store interface {
 	// Commit applies b atomically; when it returns nil the change is kept,

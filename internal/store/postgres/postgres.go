@@ -90,7 +90,7 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 func (s *Store) write(take func() []*store.Batch) error {
 	conn, err := s.pool.Acquire(s.ctx)
 	if err != nil {
-		return fmt.Errorf("store %s: %w", s.where, err)
+		return fmt.Errorf("store %s: %w: %w", s.where, store.ErrUnavailable, err)
 	}
 	group := take()
 	if len(group) == 0 {
@@ -126,7 +126,7 @@ func (s *Store) write(take func() []*store.Batch) error {
 				conn.Conn().Close(ctx)
 			}
 			conn.Release()
-			return fmt.Errorf("store %s: %w", s.where, err)
+			return fmt.Errorf("store %s: %w", s.where, unreached(err))
 		}
 		if len(hit) == 0 {
 			break
@@ -168,7 +168,7 @@ func (s *Store) write(take func() []*store.Batch) error {
 	case errors.As(err, &pgErr):
 		// The server answered: the transaction was rolled back.
 		conn.Release()
-		return fmt.Errorf("store %s: commit: %w", s.where, err)
+		return fmt.Errorf("store %s: commit: %w", s.where, unreached(err))
 	}
 	// COMMIT went out and no answer came back: it may or may not have
 	// been applied. The server knows which; ask it on another
@@ -199,7 +199,7 @@ func (s *Store) outcome(xid string, cause error) error {
 		case err == nil && status != nil && *status == "committed":
 			return nil
 		case err == nil && status != nil && *status == "aborted":
-			return fmt.Errorf("store %s: commit lost its connection and was rolled back: %w", s.where, cause)
+			return fmt.Errorf("store %s: commit lost its connection and was rolled back: %w: %w", s.where, store.ErrUnavailable, cause)
 		}
 		// "in progress" (the server is still at it), or no answer yet.
 		if s.ctx.Err() != nil {
@@ -211,6 +211,21 @@ func (s *Store) outcome(xid string, cause error) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// unreached marks err ErrUnavailable unless the server answered it for
+// the statements' sake (a constraint, a lock timeout): a connection lost
+// or refused (whatever the server said), or the server shutting down,
+// starting or out of resources (SQLSTATE classes 08, 57P and 53), is the
+// database out of reach.
+func unreached(err error) error {
+	var pgErr *pgconn.PgError
+	var connect *pgconn.ConnectError
+	if !errors.As(err, &connect) && errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") &&
+		!strings.HasPrefix(pgErr.Code, "57P") && !strings.HasPrefix(pgErr.Code, "53") {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
 
 // outcomeGrace is how long a closing store still asks for the outcome of
@@ -441,7 +456,7 @@ func (s *Store) LoadResource(ctx context.Context, event, resource string) (store
 	case errors.Is(err, pgx.ErrNoRows):
 		return r, nil
 	case err != nil:
-		return r, fmt.Errorf("load resource %s from store %s: %w", resource, s.where, err)
+		return r, fmt.Errorf("load resource %s from store %s: %w", resource, s.where, unreached(err))
 	}
 	r.Version = uint64(version)
 	return r, nil
