@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/presenced/presenced/internal/extension/extensiontest"
+	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
 	"github.com/presenced/presenced/internal/store/postgres"
 	"github.com/presenced/presenced/internal/store/postgres/pgtest"
@@ -177,6 +178,43 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	}
 	siptest.WantCode(t, p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t3", "open", "after")), 200)
 	notifiedOf(t, w, "watcher after the outage", "after")
+}
+
+// A node whose lease ran out without another node taking its dialogs
+// (here: made to run out in the database; in life, the node or its link
+// paused longer than a lease) finds it lost at its next renewal, drops
+// every dialog, joins again and gets back those nobody took: its watcher
+// is sent the state again in its dialog, CSeq rising, and hears the next
+// PUBLISH.
+func TestLostLeaseKeepsDialogsNobodyTook(t *testing.T) {
+	nodes, dsn := startNodes(t, 1)
+	f := nodes[0]
+	const carol = "sip:carol@example.com"
+	w := f.peer(t, "UDP")
+	sub, res := w.Subscribe("presence", carol, "Expires: 600")
+	siptest.WantCode(t, res, 200)
+	last := w.Notify().CSeq().SeqNo
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE nodes SET lease_until = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	n := w.NotifyWithin(3 * server.DefaultLease)
+	if n == nil || siptest.Header(n, "Call-ID") != sub.CallID || n.CSeq().SeqNo <= last {
+		t.Fatalf("after the lease was lost (CSeq before %d): %v", last, n)
+	}
+	var owners int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM nodes`).Scan(&owners); err != nil || owners != 1 {
+		t.Fatalf("%d epochs in nodes, want the node's new one: %v", owners, err)
+	}
+	res = f.peer(t, "UDP").Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "after-rejoin"))
+	siptest.WantCode(t, res, 200)
+	notifiedOf(t, w, "watcher after the rejoin", "after-rejoin")
 }
 
 // notifiedOf waits for a NOTIFY to w whose body holds every id.

@@ -39,14 +39,21 @@ func (s *Server) join() error {
 		return nil
 	}
 	s.leases = l
+	_, err := s.rejoin()
+	return err
+}
+
+// rejoin takes a new epoch and returns the dialogs it kept of this
+// node's old one.
+func (s *Server) rejoin() ([]store.Subscription, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
 	defer cancel()
 	start := time.Now()
-	if err := l.Join(ctx, s.node, s.lease()); err != nil {
-		return err
+	kept, err := s.leases.Join(ctx, s.node, s.lease())
+	if err == nil {
+		s.leaseUntil.Store(start.Add(s.lease()).UnixNano())
 	}
-	s.leaseUntil.Store(start.Add(s.lease()).UnixNano())
-	return nil
+	return kept, err
 }
 
 // leased reports whether this node may send: no leases, or its own, as
@@ -84,9 +91,14 @@ func (s *Server) keepLease() {
 			s.leaseUntil.Store(start.Add(s.lease()).UnixNano())
 			err = s.takeOver(ctx)
 		case errors.Is(err, store.ErrFenced):
+			// Those no other node took (all were cut off, say) are this
+			// node's again under its new epoch, and made live anew.
 			s.log.Warn("lease lost: this node's dialogs are another's now, dropped", "err", err)
 			s.abandonAll()
-			err = s.join()
+			var kept []store.Subscription
+			if kept, err = s.rejoin(); err == nil {
+				s.restoreDialogs(kept)
+			}
 		}
 		cancel()
 		if err != nil && s.ctx.Err() == nil && s.storeLog.allow() {

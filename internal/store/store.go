@@ -223,12 +223,13 @@ func As[T any](s Store) (T, bool) {
 type Leases interface {
 	// Join takes a new epoch for this store, its lease running d, for
 	// the node called name. An earlier epoch of that name ends at once,
-	// its dialogs this epoch's: its process is gone (the name is the
-	// node's data_dir, which one process holds). From then on Load
+	// its dialogs this epoch's, and returned: its process is gone (the
+	// name is the node's data_dir, which one process holds), or it is
+	// this one, joining again after losing its lease. From then on Load
 	// returns only this epoch's subscriptions, a subscription written is
 	// this epoch's, and a write to one another epoch owns fails its batch
 	// with ErrFenced.
-	Join(ctx context.Context, name string, d time.Duration) error
+	Join(ctx context.Context, name string, d time.Duration) ([]Subscription, error)
 	// Renew runs the lease d from now, or returns ErrFenced if it had run
 	// out: the epoch's dialogs may be another's now.
 	Renew(ctx context.Context, d time.Duration) error

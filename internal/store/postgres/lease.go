@@ -18,8 +18,9 @@ import (
 // its dialogs taken by another (TakeOver).
 
 // Join implements store.Leases.
-func (s *Store) Join(ctx context.Context, name string, d time.Duration) error {
+func (s *Store) Join(ctx context.Context, name string, d time.Duration) ([]store.Subscription, error) {
 	var epoch int64
+	var kept []store.Subscription
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `DELETE FROM nodes WHERE name = $1 RETURNING epoch`, name)
 		if err != nil {
@@ -36,14 +37,19 @@ func (s *Store) Join(ctx context.Context, name string, d time.Duration) error {
 		// The dialogs of this name's old epoch, and any stored before
 		// owners, are this epoch's: Load returns them, as after a restart
 		// on one node.
-		_, err = tx.Exec(ctx, `UPDATE subscriptions SET owner = $1 WHERE owner = ANY($2) OR owner = 0`, epoch, old)
+		rows, err = tx.Query(ctx, `UPDATE subscriptions SET owner = $1 WHERE owner = ANY($2) OR owner = 0
+			RETURNING `+subscriptionColumns, epoch, old)
+		if err != nil {
+			return err
+		}
+		kept, err = pgx.CollectRows(rows, scanSubscription)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("join store %s: %w", s.where, err)
+		return nil, fmt.Errorf("join store %s: %w", s.where, err)
 	}
 	s.epoch.Store(epoch)
-	return nil
+	return kept, nil
 }
 
 // Renew implements store.Leases.

@@ -22,10 +22,10 @@ func TestLeasesFenceDialogs(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	const lease = time.Second // a's; b's runs a minute
-	if err := a.Join(ctx, "a", lease); err != nil {
+	if _, err := a.Join(ctx, "a", lease); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Join(ctx, "b", time.Minute); err != nil {
+	if _, err := b.Join(ctx, "b", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	sub := store.Subscription{ID: "d1", CallID: "c1", LocalTag: "l", RemoteTag: "r", LocalURI: "sip:a@x", RemoteURI: "sip:b@x",
@@ -69,7 +69,7 @@ func TestLeasesFenceDialogs(t *testing.T) {
 	}
 	c := open(t, dsn)
 	defer c.Close()
-	if err := c.Join(ctx, "c", lease); err != nil {
+	if _, err := c.Join(ctx, "c", lease); err != nil {
 		t.Fatal(err)
 	}
 	if snap, err := c.Load(ctx); err != nil || len(snap.Subscriptions) != 0 {
@@ -79,8 +79,8 @@ func TestLeasesFenceDialogs(t *testing.T) {
 	// once: its old epoch's process is gone.
 	b2 := open(t, dsn)
 	defer b2.Close()
-	if err := b2.Join(ctx, "b", time.Minute); err != nil {
-		t.Fatal(err)
+	if kept, err := b2.Join(ctx, "b", time.Minute); err != nil || len(kept) != 1 {
+		t.Fatalf("b restarted kept %+v, %v", kept, err)
 	}
 	if snap, err := b2.Load(ctx); err != nil || len(snap.Subscriptions) != 1 {
 		t.Fatalf("b restarted loads %+v, %v", snap, err)
