@@ -49,26 +49,9 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 // sigkillLosesNothing is TestSIGKILLLosesNothingAcknowledged on the store
 // of storeTable, the [store] table's keys.
 func sigkillLosesNothing(t *testing.T, storeTable string) {
-	dir := t.TempDir()
 	bin := buildDaemon(t)
-	pa := sdktest.Build(t, paPkg)
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cfg := filepath.Join(dir, "presenced.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-[server]
-data_dir = %q
-[[listen]]
-transport = "udp"
-address = %q
-[store]
-%s
-[admin]
-listen = ""
-[extension.pa]
-path = %q
-`, filepath.Join(dir, "data"), addr, storeTable, pa)), 0o644)
-	d := startDaemon(t, bin, "-config", cfg)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	d := startDaemon(t, bin, "-config", paConfig(t, addr, storeTable))
 	d.serving(t)
 
 	const n = 5 // presentities, each with one publication and two watchers
@@ -143,23 +126,9 @@ func TestSIGKILLAfterUnsubscribeKeepsItEnded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon")
 	}
-	dir := t.TempDir()
 	bin := buildDaemon(t)
-	pa := sdktest.Build(t, paPkg)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := filepath.Join(dir, "presenced.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-[server]
-data_dir = %q
-[[listen]]
-transport = "udp"
-address = %q
-[admin]
-listen = ""
-[extension.pa]
-path = %q
-`, filepath.Join(dir, "data"), addr, pa)), 0o644)
-	d := startDaemon(t, bin, "-config", cfg)
+	d := startDaemon(t, bin, "-config", paConfig(t, addr, ""))
 	d.serving(t)
 
 	const n = 40
@@ -213,4 +182,29 @@ func pidf(entity, id, basic, note string) string {
   <tuple id="%s"><status><basic>%s</basic></status><contact>sip:%s@pc.example.com</contact></tuple>
   <note>%s</note>
 </presence>`, entity, id, basic, id, note)
+}
+
+// paConfig writes a daemon's config in a new directory (its data_dir
+// there): one UDP listener on addr, no admin API, the presence module,
+// and storeTable as the [store] table's keys. It returns its path.
+func paConfig(t *testing.T, addr, storeTable string) string {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "presenced.toml")
+	err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[server]
+data_dir = %q
+[[listen]]
+transport = "udp"
+address = %q
+[store]
+%s
+[admin]
+listen = ""
+[extension.pa]
+path = %q
+`, filepath.Join(dir, "data"), addr, storeTable, sdktest.Build(t, paPkg))), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -84,11 +84,18 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 	if !checkOnly {
 		// First, before a socket is bound or the store opened: a daemon
 		// already on this data_dir must not be disturbed at all.
-		lock, err := lockDataDir(cfg.Server.DataDir)
+		lock, err := lockDir(cfg.Server.DataDir, "data directory")
 		if err != nil {
 			return err
 		}
 		defer lock.Close()
+		if dir := filepath.Dir(cfg.Store.Path); cfg.Store.Backend == "sqlite" && dir != cfg.Server.DataDir {
+			lock, err := lockDir(dir, "store directory")
+			if err != nil {
+				return err
+			}
+			defer lock.Close()
+		}
 		removeOldCache(cfg, log)
 		// Then every listener, before the modules are compiled, the store
 		// opened or its state restored: a taken port fails the start
@@ -144,6 +151,8 @@ func run(cfg *config.Config, log *slog.Logger, checkOnly bool) error {
 			TrustedSources: cfg.Limits.Trusted()},
 		Modules:      mods,
 		Store:        m.Store(st),
+		Lease:        cfg.Store.Lease.Duration,
+		Node:         nodeName(cfg.Server.DataDir),
 		Logger:       log,
 		Metrics:      m,
 		Lists:        cfg.RLS.Lists,
@@ -486,4 +495,12 @@ func loadModules(ctx context.Context, cfg *config.Config, cacheDir string, log *
 		mods = append(mods, m)
 	}
 	return mods, nil
+}
+
+// nodeName names this daemon among those sharing a database: its host and
+// data_dir, which one process at a time holds (lockDir), so that back
+// after a crash it takes its dialogs at once (server.Options.Node).
+func nodeName(dataDir string) string {
+	host, _ := os.Hostname()
+	return host + ":" + dataDir
 }

@@ -368,8 +368,8 @@ func TestDaemonRefusesABadConfig(t *testing.T) {
 	}
 }
 
-// Two daemons on one data_dir would interleave CSeqs and overwrite each
-// other's acknowledged state: the second is refused before it binds a
+// Two daemons on one data_dir, or one SQLite file, would interleave CSeqs
+// and overwrite each other's acknowledged state: the second is refused before it binds a
 // socket or opens the store, naming the directory and the first's pid,
 // and the first keeps serving.
 func TestDaemonRefusesASharedDataDir(t *testing.T) {
@@ -394,6 +394,18 @@ func TestDaemonRefusesASharedDataDir(t *testing.T) {
 		if strings.Contains(out, done) {
 			t.Fatalf("second daemon logged %q before refusing:\n%s", done, out)
 		}
+	}
+
+	// A data_dir of its own but the first's SQLite file: refused too, since
+	// SQLite's writes do not check another daemon's.
+	c := startDaemon(t, bin, "-config", writeConfig(t, fmt.Sprintf("[server]\ndata_dir = %q\n[store]\npath = %q\n"+
+		"[admin]\nlisten = \"\"\n[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n",
+		t.TempDir(), filepath.Join(data, "presenced.db"))))
+	if code := c.exit(t, 30*time.Second); code != 1 {
+		t.Fatalf("daemon on the first's store file: exit status %d, want 1:\n%s", code, c.output())
+	}
+	if want := fmt.Sprintf("store directory %s is in use by pid %d", data, a.cmd.Process.Pid); !strings.Contains(c.output(), want) {
+		t.Fatalf("daemon on the first's store file does not say %q:\n%s", want, c.output())
 	}
 
 	if res := options(t, addr); !strings.HasPrefix(res, "SIP/2.0 200") {

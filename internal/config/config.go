@@ -104,6 +104,11 @@ type Store struct {
 	// DSN is the PostgreSQL database's postgres:// URL, for backend
 	// postgres. Errors show it with its password masked (RedactedDSN).
 	DSN string `toml:"dsn"`
+	// Lease is how long a node's hold on its subscription dialogs lasts
+	// without a renewal, for backend postgres: the longest its watchers
+	// go without NOTIFYs when it dies, before another node takes them
+	// (docs/cluster.md, section 3). 0: server.DefaultLease.
+	Lease Duration `toml:"lease"`
 }
 
 // RedactedDSN is s.DSN with its password, in the user part or in a
@@ -699,6 +704,9 @@ func (c *Config) Validate() error {
 		if st.DSN != "" {
 			return c.errorf("store.dsn", "is for backend \"postgres\"; backend is %q", st.Backend)
 		}
+		if st.Lease.Duration != 0 {
+			return c.errorf("store.lease", "is for backend \"postgres\"; backend is %q", st.Backend)
+		}
 	case "postgres":
 		u, err := url.Parse(st.DSN)
 		switch {
@@ -710,6 +718,11 @@ func (c *Config) Validate() error {
 			return c.errorf("store.dsn", "must be a postgres:// or postgresql:// URL, got %s", st.RedactedDSN())
 		case u.Path == "" || u.Path == "/":
 			return c.errorf("store.dsn", "names no database: %s", st.RedactedDSN())
+		case st.Lease.Duration != 0 && st.Lease.Duration < time.Second:
+			// Renewed three times per lease, each a round trip that may
+			// wait on a busy database: below a second a pause would cost
+			// a live node its dialogs.
+			return c.errorf("store.lease", "must be at least 1s, got %s", st.Lease.Duration)
 		}
 	default:
 		return c.errorf("store.backend", "must be sqlite, postgres or memory, got %q", st.Backend)

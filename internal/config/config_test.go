@@ -319,6 +319,12 @@ func TestErrors(t *testing.T) {
 		{"admin on a host name without a token", // it may resolve to anything
 			"[admin]\nlisten = \"admin.example.com:8070\"\n",
 			`:2: key "admin.listen": "admin.example.com:8070" is reachable beyond this host`},
+		{"lease with sqlite",
+			"[store]\nlease = \"5s\"\n",
+			`:2: key "store.lease": is for backend "postgres"; backend is "sqlite"`},
+		{"lease below a second",
+			"[store]\nbackend = \"postgres\"\ndsn = \"postgres://h/db\"\nlease = \"500ms\"\n",
+			`:4: key "store.lease": must be at least 1s, got 500ms`},
 		{"unknown store backend",
 			"[store]\nbackend = \"mysql\"\n",
 			`:2: key "store.backend": must be sqlite, postgres or memory, got "mysql"`},

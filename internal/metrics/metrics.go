@@ -122,6 +122,10 @@ type timedStore struct {
 	m *Metrics
 }
 
+// Unwrap returns the store timed, whose Feed the server follows
+// (store.As).
+func (t *timedStore) Unwrap() store.Store { return t.Store }
+
 func (t *timedStore) Commit(ctx context.Context, b *store.Batch) error {
 	start := time.Now()
 	err := t.Store.Commit(ctx, b)

@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/store"
 )
 
 // The errors a change or a check can end in. Only the SIP handlers turn
@@ -75,6 +76,18 @@ func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, err error) {
 		s.reply(req, tx, 503, "extension busy", sip.NewHeader("Retry-After", "1"))
 	case errors.As(err, &xe):
 		s.reply(req, tx, 500, fmt.Sprintf("extension %s failed", xe.Extension))
+	case errors.As(err, &se) && errors.Is(err, store.ErrConflict):
+		// Other nodes kept writing this presentity's state first, each
+		// time: nothing was applied, and a try a moment later will
+		// likely land. 500, not 503: RFC 3263 clients and proxies take a
+		// 503 as the server being out of service and send everything
+		// elsewhere, for a contention on one presentity.
+		s.reply(req, tx, 500, "state changed elsewhere meanwhile, try again", sip.NewHeader("Retry-After", "1"))
+	case errors.As(err, &se) && errors.Is(err, store.ErrUnavailable):
+		// The database is down, restarting or cut off: nothing was
+		// stored. 503 sends the client (or proxy) to another node, or
+		// back later.
+		s.reply(req, tx, 503, "state store out of reach", sip.NewHeader("Retry-After", strconv.Itoa(unavailableRetry)))
 	case errors.As(err, &se):
 		s.reply(req, tx, 500, "state could not be stored")
 	default:
@@ -92,3 +105,7 @@ func (s *Server) answered(h func(*sip.Request, sip.ServerTransaction) error) fun
 		}
 	}
 }
+
+// unavailableRetry is the Retry-After, in seconds, of a request refused
+// while the store is out of reach: about what a database restart takes.
+const unavailableRetry = 5

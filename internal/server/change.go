@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"time"
 
 	"github.com/presenced/presenced/abi"
@@ -36,6 +38,22 @@ type change struct {
 	// renders for (list.go), locked from commit to apply.
 	lists  map[*listDialog]*listChange
 	locked []*listDialog
+	// journal is every module call of the change, in order, so that one
+	// whose resource state another node wrote first (store.ErrConflict)
+	// is computed again from that state (commit). handed is set once a
+	// module's answer went to the caller (render): it would not see a
+	// second one, so such a change is not computed again.
+	journal   []proposal
+	replaying bool
+	handed    bool
+}
+
+// proposal is one module call of a change: propose's input, or a reset.
+type proposal struct {
+	r      *resource
+	in     abi.Request
+	reset  bool
+	render bool // its answer is the caller's, not r's watchers'
 }
 
 // step is what the module said of one resource in a change: the state it
@@ -48,6 +66,7 @@ type step struct {
 	res     *abi.Response
 	final   string // Subscription-State of every NOTIFY: the subscriptions are ending
 	held    []bool // per notification of res: held back by a coalescing window
+	version uint64 // of state, when staged: r.stored once applied
 }
 
 // emission is one thing to send once the change is live: a NOTIFY, or a
@@ -78,6 +97,9 @@ func (c *change) step(r *resource) *step {
 // in.Watchers) and stages its answer; r.mu is held. A module refusal is a
 // *refusal. It is the only place the host calls a module.
 func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
+	if !c.replaying {
+		c.journal = append(c.journal, proposal{r: r, in: in})
+	}
 	st := c.step(r)
 	in.Event, in.Resource, in.State = r.key.event, r.key.uri, st.state
 	if in.Watchers == nil {
@@ -97,7 +119,13 @@ func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 	if res.Code != 0 {
 		return res, c.s.moduleRefusal(r.pkg, res)
 	}
-	if res.StateChanged {
+	// A rendering never changes the resource's state (abi/ABI.md, op 3;
+	// the conformance kit checks it): one that says it does is not taken.
+	// So a SUBSCRIBE, which commits its rendering without r's lock
+	// (accept), never writes r's state, and every write of a resource's
+	// state is made under its lock: one node's writes cannot race, which
+	// SQLite, checking no version, relies on (store.Resource).
+	if res.StateChanged && in.Op != abi.OpRender {
 		st.state, st.changed = res.State, true
 	}
 	st.res = res
@@ -114,6 +142,8 @@ func (c *change) render(r *resource, d *dialog) (*abi.Notification, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.journal[len(c.journal)-1].render = true
+	c.handed = true
 	c.step(r).res = nil
 	for i := range res.Notifications {
 		if res.Notifications[i].WatcherID == d.id {
@@ -126,6 +156,9 @@ func (c *change) render(r *resource, d *dialog) (*abi.Notification, error) {
 // reset makes r's staged state empty: a watcher-info state rebuilt from
 // its events starts from nothing.
 func (c *change) reset(r *resource) {
+	if !c.replaying {
+		c.journal = append(c.journal, proposal{r: r, reset: true})
+	}
 	st := c.step(r)
 	st.state, st.changed = nil, len(r.state) > 0
 }
@@ -152,25 +185,109 @@ func (c *change) watcherEvent(d *dialog, status, event string) {
 // the store guarantees the batch is then never written.
 const commitTimeout = 10 * time.Second
 
+// conflictRetries is how many times a change whose resource state another
+// node wrote first is computed again before it fails. Each retry is a
+// read, a module call and a commit; a resource written so often by
+// several nodes at once that three in a row lose is better answered
+// "try again" (500 with Retry-After) than held.
+const conflictRetries = 3
+
 // commit stages the module's answers beside the host's records and writes
 // them in one batch. It is the only place the host writes to the store.
+//
+// A resource state is written only if the store still holds the version
+// it was computed from (r.stored). If another node wrote it first
+// (store.ErrConflict, nothing written), the change reads that state,
+// calls the module again with the same inputs, and commits anew, at most
+// conflictRetries times. A change whose module answer went to its caller
+// (render), or whose caller wrote a resource record itself, cannot be
+// computed again here and fails on the first conflict.
 func (c *change) commit() error {
-	c.lockLists()
-	for _, st := range c.steps {
-		c.stage(st)
-	}
-	c.stageLists()
-	if c.batch.Empty() {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(c.s.ctx, commitTimeout)
-	defer cancel()
-	if err := c.s.store.Commit(ctx, &c.batch); err != nil {
-		if c.s.storeLog.allow() {
-			c.s.log.Error("store commit failed", "err", err)
+	base := clip(c.batch) // the caller's records, staged again on each try
+	for try := 0; ; try++ {
+		c.lockLists()
+		for _, st := range c.steps {
+			c.stage(st)
+		}
+		c.stageLists()
+		if c.batch.Empty() {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(c.s.ctx, commitTimeout)
+		err := c.s.store.Commit(ctx, &c.batch)
+		if err == nil {
+			cancel()
+			return nil
 		}
 		c.unlockLists()
+		if errors.Is(err, store.ErrConflict) && try < conflictRetries && !c.handed && len(base.Resources) == 0 {
+			c.batch, c.lists = clip(base), nil
+			err = c.reload(ctx)
+			cancel()
+			if err == nil {
+				if err := c.recompute(); err != nil {
+					return err // a module's refusal or failure: nothing was applied
+				}
+				continue
+			}
+		}
+		cancel()
+		if c.s.storeLog.allow() {
+			c.s.log.Error("store commit failed", "err", err, "tries", try+1)
+		}
 		return &storeError{err}
+	}
+}
+
+// clip is b with every slice at its length, so that appending to the
+// copy leaves b's records as they are.
+func clip(b store.Batch) store.Batch {
+	b.Subscriptions, b.DeleteSubscriptions = slices.Clip(b.Subscriptions), slices.Clip(b.DeleteSubscriptions)
+	b.Publications, b.PublicationRefreshes = slices.Clip(b.Publications), slices.Clip(b.PublicationRefreshes)
+	b.DeletePublications, b.Resources = slices.Clip(b.DeletePublications), slices.Clip(b.Resources)
+	b.Bindings, b.DeleteBindings = slices.Clip(b.Bindings), slices.Clip(b.DeleteBindings)
+	b.NotifyCSeqs = slices.Clip(b.NotifyCSeqs)
+	return b
+}
+
+// reload reads the stored state and version of every resource of the
+// change, whose locks are held: what another node wrote becomes this
+// node's. The watchers here learn of it from the change computed anew,
+// which renders from it.
+func (c *change) reload(ctx context.Context) error {
+	for _, st := range c.steps {
+		r := st.r
+		rec, err := c.s.store.LoadResource(ctx, r.key.event, r.key.uri)
+		if err != nil {
+			return err
+		}
+		if rec.Version != r.stored {
+			r.state, r.stored = rec.State, rec.Version
+			r.version++ // a SUBSCRIBE committing meanwhile renders again
+		}
+	}
+	return nil
+}
+
+// recompute runs the change's module calls again, in order and with the
+// same inputs, from the resources' states as they are now.
+func (c *change) recompute() error {
+	for _, st := range c.steps {
+		st.state, st.changed, st.res, st.held = st.r.state, false, nil, nil
+	}
+	c.replaying = true
+	defer func() { c.replaying = false }()
+	for _, p := range c.journal {
+		if p.reset {
+			c.reset(p.r)
+			continue
+		}
+		if _, err := c.propose(p.r, p.in); err != nil {
+			return err
+		}
+		if p.render {
+			c.step(p.r).res = nil
+		}
 	}
 	return nil
 }
@@ -183,7 +300,14 @@ func (c *change) commit() error {
 func (c *change) stage(st *step) {
 	r := st.r
 	if st.changed {
-		c.batch.Resources = append(c.batch.Resources, store.Resource{Event: r.key.event, Resource: r.key.uri, State: st.state})
+		// The new state gets a version of its own and names the one it
+		// was computed from; a deletion stores none.
+		st.version = 0
+		if len(st.state) > 0 {
+			st.version = newStateVersion()
+		}
+		c.batch.Resources = append(c.batch.Resources, store.Resource{Event: r.key.event, Resource: r.key.uri,
+			State: st.state, Version: st.version, Prev: r.stored})
 	}
 	if st.res == nil {
 		return
@@ -228,7 +352,7 @@ func (c *change) apply() {
 		r := st.r
 		r.version++
 		if st.changed {
-			r.state = append([]byte(nil), st.state...)
+			r.state, r.stored = append([]byte(nil), st.state...), st.version
 			if h, ok := c.s.opt.Watch.(ChangeHook); ok {
 				h.Changed(r.key.event, r.key.uri)
 			}

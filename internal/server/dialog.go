@@ -345,6 +345,10 @@ func (c *byteCount) WriteString(s string) (int, error) {
 	return len(s), nil
 }
 
+// errLeaseEnding holds a NOTIFY back while this node's lease is near its
+// end and not renewed.
+var errLeaseEnding = errors.New("lease ending")
+
 // notifyTimeout bounds one NOTIFY transaction: 64*T1, the time Timer F
 // gives a non-INVITE transaction.
 const notifyTimeout = 32 * time.Second
@@ -380,33 +384,43 @@ func (s *Server) sendLoop(d *dialog) {
 		cseq := d.cseq
 		d.qmu.Unlock()
 
-		if cseq > d.reserved {
-			// Reserved before use, so a crash can never reuse a CSeq. A
-			// final NOTIFY reserves too: its row may outlive it if the
-			// server stops before the deletion commits. While the store
-			// refuses, nothing is sent: the job goes back to the head of
-			// the queue and waits.
+		// Reserved before use, so a crash can never reuse a CSeq. A final
+		// NOTIFY reserves too: its row may outlive it if the server stops
+		// before the deletion commits. While the store refuses, or this
+		// node's lease is near its end (lease.go), nothing is sent: the
+		// job goes back to the head of the queue and waits. A dialog
+		// another node owns now is dropped unsent.
+		var err error
+		if !s.leased() {
+			err = errLeaseEnding
+		} else if cseq > d.reserved {
 			c := s.newChange()
 			c.batch.NotifyCSeqs = []store.NotifyCSeq{{ID: d.id, CSeq: cseq + cseqBlock - 1}}
-			if err := c.commit(); err != nil {
-				d.qmu.Lock()
-				d.cseq--
-				d.queue = append([]*notifyJob{job}, d.queue...)
-				d.qmu.Unlock()
-				select {
-				case <-time.After(reserveRetry):
-				case <-s.ctx.Done():
-				}
-				continue
+			if err = c.commit(); err == nil {
+				d.reserved = cseq + cseqBlock - 1
 			}
-			d.reserved = cseq + cseqBlock - 1
+		}
+		if errors.Is(err, store.ErrFenced) {
+			s.abandon(d)
+			continue
+		}
+		if err != nil {
+			d.qmu.Lock()
+			d.cseq--
+			d.queue = append([]*notifyJob{job}, d.queue...)
+			d.qmu.Unlock()
+			select {
+			case <-time.After(reserveRetry):
+			case <-s.ctx.Done():
+			}
+			continue
 		}
 		d.qmu.Lock()
 		d.sent = time.Now().UnixNano()
 		d.qmu.Unlock()
 		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
 		var res *sip.Response
-		err := s.unreachable(d)
+		err = s.unreachable(d)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
 			res, err = s.notifyDo(ctx, job.req)

@@ -112,6 +112,9 @@ type lists struct {
 	mu    sync.Mutex
 	file  map[string]*rls.List
 	admin map[string]*rls.List
+	// stored is the store's version of each admin list's record
+	// (store.Resource): its next write names it. Read and written under op.
+	stored map[string]uint64
 	// op serialises operators' changes: each is committed, then synced
 	// to the list's subscriptions, before the next.
 	op sync.Mutex

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -189,18 +190,34 @@ func (s *Server) changeList(uri string, edit func(*rls.List) (*rls.List, error))
 	if file != nil {
 		return fmt.Errorf("list %s is defined in the rls-services file; change it there and reload: %w", uri, ErrConflict)
 	}
-	n, err := edit(old)
-	if err != nil {
-		return err
-	}
-	rec := store.Resource{Event: listEvent, Resource: uri}
-	if n != nil {
-		rec.State, _ = json.Marshal(n)
-	}
-	c := s.newChange()
-	c.batch.Resources = []store.Resource{rec}
-	if err := c.commit(); err != nil {
-		return fmt.Errorf("list %s: %w", uri, err)
+	// The record is written only over the version this node holds: if
+	// another node changed the list first (store.ErrConflict), its list
+	// is read and edited instead, as the change path does with module
+	// state.
+	var n *rls.List
+	for try := 0; ; try++ {
+		var err error
+		if n, err = edit(old); err != nil {
+			return err
+		}
+		rec := store.Resource{Event: listEvent, Resource: uri, Prev: s.lists.stored[uri]}
+		if n != nil {
+			rec.State, _ = json.Marshal(n)
+			rec.Version = newStateVersion()
+		}
+		c := s.newChange()
+		c.batch.Resources = []store.Resource{rec}
+		err = c.commit()
+		if err == nil {
+			s.lists.stored[uri] = rec.Version
+			break
+		}
+		if !errors.Is(err, store.ErrConflict) || try == conflictRetries {
+			return fmt.Errorf("list %s: %w", uri, err)
+		}
+		if old, err = s.reloadList(uri); err != nil {
+			return fmt.Errorf("list %s: %w", uri, err)
+		}
 	}
 	s.lists.mu.Lock()
 	if n == nil {
@@ -259,6 +276,34 @@ func (s *Server) restoreList(rec store.Resource) {
 		s.log.Warn("list made through the admin API is also in the rls-services file; the file's is served", "list", l.URI)
 	}
 	s.lists.admin[l.URI] = &l
+	s.lists.stored[l.URI] = rec.Version
+}
+
+// reloadList reads list uri's record as the store holds it now, after
+// another node wrote it, and makes it this node's; s.lists.op is held.
+func (s *Server) reloadList(uri string) (*rls.List, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
+	defer cancel()
+	rec, err := s.store.LoadResource(ctx, listEvent, uri)
+	if err != nil {
+		return nil, err
+	}
+	var l *rls.List
+	if len(rec.State) > 0 {
+		l = &rls.List{}
+		if err := json.Unmarshal(rec.State, l); err != nil {
+			return nil, fmt.Errorf("stored list does not read: %w", err)
+		}
+	}
+	s.lists.stored[uri] = rec.Version
+	s.lists.mu.Lock()
+	if l == nil {
+		delete(s.lists.admin, uri)
+	} else {
+		s.lists.admin[uri] = l
+	}
+	s.lists.mu.Unlock()
+	return l, nil
 }
 
 // restoreListDialog makes list subscription rec live again with its

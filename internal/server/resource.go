@@ -32,6 +32,10 @@ type resource struct {
 	// version counts the module answers applied (apply): a SUBSCRIBE that
 	// commits without the lock renders again if it moved meanwhile.
 	version uint64
+	// stored is the store's version of state (store.Resource): the next
+	// write of state names it, and lands only if no other node wrote
+	// since. 0: none stored.
+	stored uint64
 	// pins keeps r in Server.resources while a SUBSCRIBE commits without
 	// its lock, so that the dialog joins the live resource. It sits beside
 	// dead so that the two share a word: 128 bytes, not 144.
@@ -138,6 +142,16 @@ func newOrderedID() string {
 }
 
 var orderedEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+// newStateVersion returns a version for a resource state about to be
+// written: 63 random bits (the store keeps a signed 64-bit integer), never
+// 0, which means none. Random, not a count, so that a state deleted and
+// written again never repeats a version another node may still hold.
+func newStateVersion() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return max(1, binary.BigEndian.Uint64(b[:])>>1)
+}
 
 // newToken returns an unguessable identifier (SIP-ETags, binding ids):
 // 80 random bits from crypto/rand.

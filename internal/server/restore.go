@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/internal/store"
 )
 
 // restore loads what the store kept into the live indexes and re-arms
@@ -19,13 +20,7 @@ func (s *Server) restore() error {
 	if err != nil {
 		return err
 	}
-	served := func(event, what string) *eventPackage {
-		ep := s.cat().packages[event]
-		if ep == nil {
-			s.log.Warn("stored state of an event package no module serves, left in the store", "event", event, "what", what)
-		}
-		return ep
-	}
+	served := s.served
 	for _, rs := range snap.Resources {
 		if rs.Event == listEvent {
 			s.restoreList(rs)
@@ -33,7 +28,7 @@ func (s *Server) restore() error {
 		}
 		if ep := served(rs.Event, "resource "+rs.Resource); ep != nil {
 			r := s.lockResource(ep, rs.Resource)
-			r.state = rs.State
+			r.state, r.stored = rs.State, rs.Version
 			r.mu.Unlock()
 		}
 	}
@@ -47,45 +42,13 @@ func (s *Server) restore() error {
 			r.mu.Unlock()
 		}
 	}
-	resync := map[*resource]bool{}
-	var lists []*dialog
-	for _, rec := range snap.Subscriptions {
-		if st, ok := decodeListState(rec.State); ok {
-			if ep := served(rec.Event, "list subscription "+rec.RemoteURI); ep != nil {
-				lists = append(lists, s.restoreListDialog(ep, rec, st))
-			}
-			continue
-		}
-		if ep := served(rec.Event, "subscription "+rec.RemoteURI); ep != nil {
-			r := s.lockResource(ep, rec.Resource)
-			d := newDialog(rec, r)
-			r.addWatcher(d)
-			s.link(d)
-			s.armTimer(d, rec.Expires)
-			resync[r] = true
-			r.mu.Unlock()
-		}
-	}
 	// Every restored subscription is sent its current state. A NOTIFY's
 	// CSeq is recorded before it is sent, and changes are committed before
 	// their NOTIFYs are queued, so a stop (a crash, or a clean one with
 	// NOTIFYs still queued) can leave a watcher without the last state, or
 	// without its first NOTIFY, with nothing in the store to tell which:
-	// RFC 6665 lets a notifier NOTIFY at any time, so all are told. One
-	// module call per resource renders for all its watchers.
-	for r := range resync {
-		r.mu.Lock()
-		s.resync(r)
-		r.mu.Unlock()
-	}
-	// A list subscription is brought up to its list, which may have
-	// changed while the server was down, and sent its full state, one
-	// version above the last it stored.
-	for _, d := range lists {
-		if err := s.syncList(d); err != nil {
-			s.log.Warn("restored list subscription not notified", "list", d.resource(), "watcher", d.remoteURI, "err", err)
-		}
-	}
+	// RFC 6665 lets a notifier NOTIFY at any time, so all are told.
+	resynced := s.restoreDialogs(snap.Subscriptions)
 	s.regMu.Lock()
 	for _, rec := range snap.Bindings {
 		if s.bindings[rec.AOR] == nil {
@@ -97,19 +60,70 @@ func (s *Server) restore() error {
 	}
 	s.regMu.Unlock()
 	s.log.Info("state restored", "bindings", len(snap.Bindings), "resources", len(snap.Resources),
-		"publications", len(snap.Publications), "subscriptions", len(snap.Subscriptions), "resynced_resources", len(resync))
+		"publications", len(snap.Publications), "subscriptions", len(snap.Subscriptions), "resynced_resources", resynced)
 	return nil
 }
 
-// resync renders r's document for all its watchers, each as a new
-// subscription would get it (full state), and queues their NOTIFYs.
-func (s *Server) resync(r *resource) {
-	if len(r.watchers) == 0 {
+// served is the package of event, or nil, logged, if no module serves it.
+func (s *Server) served(event, what string) *eventPackage {
+	ep := s.cat().packages[event]
+	if ep == nil {
+		s.log.Warn("stored state of an event package no module serves, left in the store", "event", event, "what", what)
+	}
+	return ep
+}
+
+// restoreDialogs makes the stored subscriptions recs live (at start, or
+// taken over from a node whose lease ran out) and sends each its current
+// state: one module call per resource renders for its dialogs among recs.
+// A list subscription is brought up to its list, which may have changed
+// meanwhile, and sent its full state, one version above the last it
+// stored. It returns how many resources it rendered.
+func (s *Server) restoreDialogs(recs []store.Subscription) int {
+	resync := map[*resource][]*dialog{}
+	var lists []*dialog
+	for _, rec := range recs {
+		if st, ok := decodeListState(rec.State); ok {
+			if ep := s.served(rec.Event, "list subscription "+rec.RemoteURI); ep != nil {
+				lists = append(lists, s.restoreListDialog(ep, rec, st))
+			}
+			continue
+		}
+		if ep := s.served(rec.Event, "subscription "+rec.RemoteURI); ep != nil {
+			r := s.lockResource(ep, rec.Resource)
+			d := newDialog(rec, r)
+			r.addWatcher(d)
+			s.link(d)
+			s.armTimer(d, rec.Expires)
+			resync[r] = append(resync[r], d)
+			r.mu.Unlock()
+		}
+	}
+	for r, ds := range resync {
+		r.mu.Lock()
+		s.resync(r, ds)
+		s.release(r)
+	}
+	for _, d := range lists {
+		if err := s.syncList(d); err != nil {
+			s.log.Warn("restored list subscription not notified", "list", d.resource(), "watcher", d.remoteURI, "err", err)
+		}
+	}
+	return len(resync)
+}
+
+// resync renders r's document for ds, some of its watchers, each as a new
+// subscription would get it (full state), and queues their NOTIFYs. On a
+// shared store it reads r's state first: another node may have written
+// it since this one last read it.
+func (s *Server) resync(r *resource, ds []*dialog) {
+	if err := s.catchUp(r); err != nil {
+		s.log.Warn("restored watchers not notified", "resource", r.key.uri, "err", err)
 		return
 	}
-	in := abi.Request{Op: abi.OpRender, Watchers: make([]abi.Watcher, 0, len(r.watchers))}
-	for _, d := range r.watchers {
-		if d.list == nil { // lists and their back-ends: syncList
+	in := abi.Request{Op: abi.OpRender, Watchers: make([]abi.Watcher, 0, len(ds))}
+	for _, d := range ds {
+		if d.list == nil && !d.gone { // lists and their back-ends: syncList
 			in.Watchers = append(in.Watchers, d.watcher(true))
 		}
 	}

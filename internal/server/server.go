@@ -95,6 +95,13 @@ type Options struct {
 	Watch   WatchHook
 	Modules []*extension.Module
 	Store   store.Store
+	// Lease is how long this node's lease on its dialogs runs without a
+	// renewal, on a store several nodes share (DefaultLease if 0). Node
+	// names it there (its data_dir: one process holds it), so that, back
+	// after a crash, it takes its dialogs at once; "" is a name of its
+	// own, and they wait for the lease to run out.
+	Lease   time.Duration
+	Node    string
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics // nil records nothing
 	// Lists are the resource lists of the rls-services file (RFC 4826);
@@ -149,8 +156,12 @@ type Server struct {
 	// wsDialogs are the subscriptions that came over each WebSocket
 	// connection, by transport and source: the connection is the only way
 	// to reach them, so they end with it (wsClosed).
-	wsDialogs map[wsConn]map[*dialog]struct{}
-	closed    bool
+	wsDialogs  map[wsConn]map[*dialog]struct{}
+	closed     bool
+	restored   chan struct{} // closed once restore is done: what the feed heard waits for it
+	leases     store.Leases  // on a shared store: this node's epoch and lease (lease.go)
+	leaseUntil atomic.Int64  // unix nanoseconds, by this node's clock, its lease as last renewed
+	node       string        // its name there
 
 	regMu    sync.Mutex                     // the registrar; taken before any resource
 	bindings map[string]map[string]*binding // AOR -> bindingKey -> binding
@@ -214,6 +225,10 @@ func New(opt Options) (*Server, error) {
 	s.timers.s = s
 	s.busyTag = newToken()
 	s.udp = newUDPTransactions(s, cmp.Or(opt.Limits.MaxInFlight, 1024))
+	s.node = opt.Node
+	if s.node == "" {
+		s.node = newToken()
+	}
 	s.logLimit = rateLimit{perSecond: 50, log: s.log, what: "request refused"}
 	s.storeLog = rateLimit{perSecond: 5, log: s.log, what: "store commit failed"}
 	s.watching = map[string]int{}
@@ -230,6 +245,7 @@ func New(opt Options) (*Server, error) {
 		s.domains[strings.ToLower(d)] = true
 	}
 	s.lists.admin = map[string]*rls.List{}
+	s.lists.stored = map[string]uint64{}
 	if s.lists.file, err = listIndex(opt.Lists); err != nil {
 		return nil, err
 	}
@@ -322,9 +338,30 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	if err := s.join(); err != nil {
+		s.Close()
+		return fmt.Errorf("join the store's nodes: %w", err)
+	}
+	s.restored = make(chan struct{})
+	if err := s.follow(); err != nil {
+		s.Close()
+		return fmt.Errorf("follow the store's changes: %w", err)
+	}
 	if err := s.restore(); err != nil {
 		s.Close()
 		return fmt.Errorf("restore state: %w", err)
+	}
+	close(s.restored)
+	if s.leases != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
+		err := s.takeOver(ctx)
+		cancel()
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("take over dialogs: %w", err)
+		}
+		s.wg.Add(1)
+		go s.keepLease()
 	}
 	return nil
 }

@@ -100,6 +100,12 @@ func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource,
 		s.respond(req, tx, res, "")
 	}
 	d.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
+	// On a shared store, what another node wrote a moment ago may not
+	// have been heard yet: the first NOTIFY is rendered from the stored
+	// state.
+	if err := s.catchUp(r); err != nil {
+		return &storeError{err}
+	}
 	c := s.newChange()
 	n, err := c.render(r, d)
 	if err != nil {

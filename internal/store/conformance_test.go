@@ -9,7 +9,9 @@ import (
 )
 
 func TestMemory(t *testing.T) {
-	storetest.Run(t, func(*testing.T) store.Store { return store.NewMemory() })
+	open := func(*testing.T) store.Store { return store.NewMemory() }
+	storetest.Run(t, open)
+	storetest.RunShared(t, open)
 }
 
 func TestSQLite(t *testing.T) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 )
@@ -26,6 +27,12 @@ func NewMemory() *Memory {
 func (m *Memory) Commit(_ context.Context, b *Batch) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Checked before anything is applied: a conflict writes nothing.
+	for _, r := range b.Resources {
+		if m.res[[2]string{r.Event, r.Resource}].Version != r.Prev {
+			return fmt.Errorf("commit not written: %w", ErrConflict)
+		}
+	}
 	for _, s := range b.Subscriptions {
 		s.RouteSet = slices.Clone(s.RouteSet)
 		s.Accept = slices.Clone(s.Accept)
@@ -69,7 +76,7 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 			delete(m.res, key)
 			continue
 		}
-		r.State = slices.Clone(r.State)
+		r.State, r.Prev = slices.Clone(r.State), 0
 		m.res[key] = r
 	}
 	return nil
@@ -93,6 +100,18 @@ func (m *Memory) Load(context.Context) (*Snapshot, error) {
 		s.Bindings = append(s.Bindings, v)
 	}
 	return s, nil
+}
+
+// LoadResource implements Store.
+func (m *Memory) LoadResource(_ context.Context, event, resource string) (Resource, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.res[[2]string{event, resource}]
+	if !ok {
+		return Resource{Event: event, Resource: resource}, nil
+	}
+	r.State = slices.Clone(r.State)
+	return r, nil
 }
 
 // Close implements Store.

@@ -62,7 +62,7 @@ func (q *CommitQueue) Commit(ctx context.Context, b *Batch) error {
 	case <-q.done:
 		return ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("commit not written: %w", ctx.Err())
+		return fmt.Errorf("commit not written: %w (%w)", ErrUnavailable, ctx.Err())
 	}
 	var why error
 	select {
@@ -71,7 +71,8 @@ func (q *CommitQueue) Commit(ctx context.Context, b *Batch) error {
 	case <-q.done:
 		why = ErrClosed
 	case <-ctx.Done():
-		why = fmt.Errorf("commit not written: %w", ctx.Err())
+		// The writer did not take it in time: the store is down or slow.
+		why = fmt.Errorf("commit not written: %w (%w)", ErrUnavailable, ctx.Err())
 	}
 	if p.state.CompareAndSwap(queued, abandoned) {
 		return why
@@ -81,11 +82,20 @@ func (q *CommitQueue) Commit(ctx context.Context, b *Batch) error {
 	return <-p.err
 }
 
+// Conflicts is what a writer returns when it wrote its group but for
+// some batches, left out for a version conflict (ErrConflict) or a
+// dialog another node owns (ErrFenced): their indexes in what take
+// returned, and why. Those fail, the rest succeed.
+type Conflicts map[int]error
+
+func (c Conflicts) Error() string { return fmt.Sprintf("%d batches of the group conflicted", len(c)) }
+
 // Serve is the writer: until Close, for each group it calls write, which
 // gets ready to write (takes a lock, a connection), then calls take for
 // the batches queued so far, in order, and writes them as one
-// transaction. write's error is the outcome of every batch it took; if it
-// returns before calling take, the batches queued get its error.
+// transaction. write's error is the outcome of every batch it took (but
+// Conflicts, which names the batches that failed); if it returns before
+// calling take, the batches queued get its error.
 func (q *CommitQueue) Serve(write func(take func() []*Batch) error) {
 	defer close(q.stopped)
 	for {
@@ -124,8 +134,16 @@ func (q *CommitQueue) Serve(write func(take func() []*Batch) error) {
 			}
 			take()
 		}
-		for _, p := range group {
-			p.err <- err
+		conflicts, partial := err.(Conflicts)
+		for i, p := range group {
+			switch {
+			case !partial:
+				p.err <- err
+			case conflicts[i] != nil:
+				p.err <- fmt.Errorf("commit not written: %w", conflicts[i])
+			default:
+				p.err <- nil
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -431,4 +432,16 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 func (s *SQLite) Close() error {
 	s.q.Close()
 	return s.db.Close()
+}
+
+// LoadResource implements Store. SQLite keeps no versions (it is never
+// shared: Resource), so the version is always 0.
+func (s *SQLite) LoadResource(ctx context.Context, event, resource string) (Resource, error) {
+	r := Resource{Event: event, Resource: resource}
+	err := s.db.QueryRowContext(ctx, `SELECT state FROM resources WHERE event = ? AND resource = ?`,
+		event, resource).Scan(&r.State)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("load resource %s: %w", resource, err)
+	}
+	return r, nil
 }

@@ -14,6 +14,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -70,10 +71,31 @@ type Publication struct {
 }
 
 // Resource is a module's state for one resource of one event package.
+//
+// In a store several servers may write at once (PostgreSQL; Memory,
+// which tests share between servers), every write of it is conditional
+// (optimistic concurrency: docs/cluster.md): it lands only if the version
+// stored is still Prev, the one its State was computed from, and
+// otherwise its whole batch fails with ErrConflict. SQLite is written by
+// one daemon alone (cmd/presenced locks the store file's directory),
+// whose changes to one resource run one at a time under the resource's
+// lock, so it writes by key and keeps no version (Version 0): the check
+// would cost it a savepoint per batch for a conflict that cannot happen.
+// Versions are tags chosen by the writer, not counters: a resource
+// deleted and made again must never repeat a version a node may still
+// hold, which a counter restarting at 1 would (and a counter kept across
+// deletion would need the deleted row kept).
 type Resource struct {
 	Event    string
 	Resource string
 	State    []byte
+	// Version is the version of State: what Load and LoadResource
+	// return, and what a write stores (0 with an empty State, none; 0
+	// always from SQLite).
+	Version uint64
+	// Prev is, in a batch, the version the write replaces: 0 if the writer
+	// saw none stored. Load leaves it 0.
+	Prev uint64
 }
 
 // Batch is a set of changes committed together, atomically.
@@ -86,9 +108,11 @@ type Batch struct {
 	// would have nothing new to write but those two.
 	PublicationRefreshes []PublicationRefresh
 	DeletePublications   []string
-	Resources            []Resource // inserted or replaced by (Event, Resource); empty State deletes
-	Bindings             []Binding  // inserted or replaced by ID
-	DeleteBindings       []string
+	// Resources are inserted, replaced or (empty State) deleted by
+	// (Event, Resource), each only if its Prev is still stored.
+	Resources      []Resource
+	Bindings       []Binding // inserted or replaced by ID
+	DeleteBindings []string
 	// NotifyCSeqs records the CSeq of a NOTIFY about to be sent, so that
 	// after a restart a dialog's CSeq keeps rising.
 	NotifyCSeqs []NotifyCSeq
@@ -121,6 +145,25 @@ type Snapshot struct {
 	Bindings      []Binding
 }
 
+// ErrConflict is the error of a Commit whose batch writes a resource
+// whose stored version is no longer its Prev (another node wrote it
+// first): like every Commit error, the batch was not written. The writer
+// reads the resource again (LoadResource) and computes its change anew.
+var ErrConflict = errors.New("resource written elsewhere since it was read (version conflict)")
+
+// ErrFenced is the error of a Commit whose batch writes a subscription
+// dialog another node's epoch owns now (it took the dialog over when
+// this node's lease ran out), and of a Renew of a lease that ran out:
+// nothing was written, and the node must neither write nor send for
+// those dialogs again.
+var ErrFenced = errors.New("dialog owned by another node (lease lost)")
+
+// ErrUnavailable marks a Commit error caused by the store being out of
+// reach (the database down, restarting, paused or cut off, or too slow to
+// take the batch before its deadline) rather than by the batch: like
+// every Commit error, nothing was written, and a try later may land.
+var ErrUnavailable = errors.New("store out of reach")
+
 // Store is implemented by every backend.
 type Store interface {
 	// Commit applies b atomically; when it returns nil the change is kept,
@@ -128,5 +171,69 @@ type Store interface {
 	Commit(ctx context.Context, b *Batch) error
 	// Load returns every record.
 	Load(ctx context.Context) (*Snapshot, error)
+	// LoadResource returns the state and version stored for one resource
+	// now, Version 0 and no State if none is.
+	LoadResource(ctx context.Context, event, resource string) (Resource, error)
 	Close() error
+}
+
+// Change is a resource write another node committed, as a Feed tells it.
+type Change struct {
+	Event    string
+	Resource string
+	Version  uint64 // of the state written; 0: deleted
+	// Resync says that writes may have been missed (the feed was cut and
+	// is back): every resource held must be read again. The other fields
+	// are empty.
+	Resync bool
+}
+
+// Feed is implemented by a store several nodes share (PostgreSQL): it
+// tells each node of the resource states the others write, so that its
+// watchers hear of them (docs/cluster.md, section 2).
+type Feed interface {
+	// Follow returns once it is following: every resource write another
+	// node commits from then on is passed to fn, in commit order, from one
+	// goroutine, until ctx ends or the store is closed. A write of this
+	// store's own is not. After a cut, fn gets a Change with Resync.
+	Follow(ctx context.Context, fn func(Change)) error
+}
+
+// As finds in s, or in the store a wrapper of it (the metrics' timing)
+// passes calls on to, the one that implements T (a Feed): a wrapper says
+// what it wraps with Unwrap.
+func As[T any](s Store) (T, bool) {
+	for {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			var none T
+			return none, false
+		}
+		s = u.Unwrap()
+	}
+}
+
+// Leases is implemented by a store several nodes share (PostgreSQL):
+// each subscription dialog belongs to one node's epoch, and an epoch
+// holds a lease in the store, renewed by the store's clock
+// (docs/cluster.md, section 3).
+type Leases interface {
+	// Join takes a new epoch for this store, its lease running d, for
+	// the node called name. An earlier epoch of that name ends at once,
+	// its dialogs this epoch's, and returned: its process is gone (the
+	// name is the node's data_dir, which one process holds), or it is
+	// this one, joining again after losing its lease. From then on Load
+	// returns only this epoch's subscriptions, a subscription written is
+	// this epoch's, and a write to one another epoch owns fails its batch
+	// with ErrFenced.
+	Join(ctx context.Context, name string, d time.Duration) ([]Subscription, error)
+	// Renew runs the lease d from now, or returns ErrFenced if it had run
+	// out: the epoch's dialogs may be another's now.
+	Renew(ctx context.Context, d time.Duration) error
+	// TakeOver makes this epoch the owner of every subscription whose
+	// epoch's lease ran out, and returns them.
+	TakeOver(ctx context.Context) ([]Subscription, error)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +29,8 @@ type Store struct {
 	where  string // user@host:port/database, for errors: never the password
 	cancel context.CancelFunc
 	ctx    context.Context // ends at Close: a writer waiting for a connection gives up
+	node   string          // names this store's writes in the feed (feed.go)
+	epoch  atomic.Int64    // the epoch that owns the dialogs this store writes, once joined (lease.go)
 }
 
 // txTimeout bounds one group's transaction. A group that has not sent
@@ -63,7 +66,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store %s: %w", where, err)
 	}
-	s := &Store{pool: pool, q: store.NewCommitQueue(), where: where}
+	s := &Store{pool: pool, q: store.NewCommitQueue(), where: where, node: newNodeID()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.q.Serve(s.write)
 	return s, nil
@@ -87,7 +90,7 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 func (s *Store) write(take func() []*store.Batch) error {
 	conn, err := s.pool.Acquire(s.ctx)
 	if err != nil {
-		return fmt.Errorf("store %s: %w", s.where, err)
+		return fmt.Errorf("store %s: %w: %w", s.where, store.ErrUnavailable, err)
 	}
 	group := take()
 	if len(group) == 0 {
@@ -97,20 +100,61 @@ func (s *Store) write(take func() []*store.Batch) error {
 	ctx, cancel := context.WithTimeout(context.Background(), txTimeout)
 	defer cancel()
 	var xid string
-	batch := &pgx.Batch{}
-	batch.Queue(`BEGIN`)
-	batch.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
-	for _, b := range group {
-		queue(batch, b)
-	}
-	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
-		// No COMMIT was sent: the transaction is rolled back, on this
-		// connection or by the server when it goes.
-		if _, rerr := conn.Exec(ctx, `ROLLBACK`); rerr != nil {
-			conn.Conn().Close(ctx)
+	conflicts := store.Conflicts{}
+	for {
+		hit := store.Conflicts{}
+		batch := &pgx.Batch{}
+		batch.Queue(`BEGIN`)
+		batch.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
+		var written []*store.Batch
+		epoch := s.epoch.Load()
+		for i, b := range group {
+			if conflicts[i] == nil {
+				queue(batch, b, epoch, func(why error) {
+					if hit[i] == nil {
+						hit[i] = why
+					}
+				})
+				written = append(written, b)
+			}
 		}
-		conn.Release()
-		return fmt.Errorf("store %s: %w", s.where, err)
+		s.announce(batch, written)
+		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+			// No COMMIT was sent: the transaction is rolled back, on this
+			// connection or by the server when it goes.
+			if _, rerr := conn.Exec(ctx, `ROLLBACK`); rerr != nil {
+				conn.Conn().Close(ctx)
+			}
+			conn.Release()
+			return fmt.Errorf("store %s: %w", s.where, unreached(err))
+		}
+		if len(hit) == 0 {
+			break
+		}
+		// A batch wrote a resource another node wrote first, or a dialog
+		// another node owns: the group is rolled back and written again
+		// without it (a third round trip, only then), until none
+		// conflicts: each try leaves out at least one batch, so the tries
+		// end.
+		for i, why := range hit {
+			conflicts[i] = why
+		}
+		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+			conn.Conn().Close(ctx)
+			conn.Release()
+			return fmt.Errorf("store %s: rollback of a conflicting group: %w", s.where, err)
+		}
+		if len(conflicts) == len(group) {
+			conn.Release()
+			return conflicts
+		}
+	}
+	// What did not conflict is written; the rest fail with ErrConflict.
+	partial := func(err error) error {
+		if err == nil && len(conflicts) > 0 {
+			return conflicts
+		}
+		return err
 	}
 	tag, err := conn.Exec(ctx, `COMMIT`)
 	if err == nil && tag.String() != "COMMIT" {
@@ -120,11 +164,11 @@ func (s *Store) write(take func() []*store.Batch) error {
 	switch {
 	case err == nil:
 		conn.Release()
-		return nil
+		return partial(nil)
 	case errors.As(err, &pgErr):
 		// The server answered: the transaction was rolled back.
 		conn.Release()
-		return fmt.Errorf("store %s: commit: %w", s.where, err)
+		return fmt.Errorf("store %s: commit: %w", s.where, unreached(err))
 	}
 	// COMMIT went out and no answer came back: it may or may not have
 	// been applied. The server knows which; ask it on another
@@ -132,7 +176,7 @@ func (s *Store) write(take func() []*store.Batch) error {
 	// Store's promise.
 	conn.Conn().Close(ctx)
 	conn.Release()
-	return s.outcome(xid, err)
+	return partial(s.outcome(xid, err))
 }
 
 // ErrOutcomeUnknown is the error of a commit whose COMMIT got no answer
@@ -155,7 +199,7 @@ func (s *Store) outcome(xid string, cause error) error {
 		case err == nil && status != nil && *status == "committed":
 			return nil
 		case err == nil && status != nil && *status == "aborted":
-			return fmt.Errorf("store %s: commit lost its connection and was rolled back: %w", s.where, cause)
+			return fmt.Errorf("store %s: commit lost its connection and was rolled back: %w: %w", s.where, store.ErrUnavailable, cause)
 		}
 		// "in progress" (the server is still at it), or no answer yet.
 		if s.ctx.Err() != nil {
@@ -167,6 +211,21 @@ func (s *Store) outcome(xid string, cause error) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// unreached marks err ErrUnavailable unless the server answered it for
+// the statements' sake (a constraint, a lock timeout): a connection lost
+// or refused (whatever the server said), or the server shutting down,
+// starting or out of resources (SQLSTATE classes 08, 57P and 53), is the
+// database out of reach.
+func unreached(err error) error {
+	var pgErr *pgconn.PgError
+	var connect *pgconn.ConnectError
+	if !errors.As(err, &connect) && errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") &&
+		!strings.HasPrefix(pgErr.Code, "57P") && !strings.HasPrefix(pgErr.Code, "53") {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
 
 // outcomeGrace is how long a closing store still asks for the outcome of
@@ -183,21 +242,27 @@ func list(v []string) []string {
 }
 
 // queue adds b's statements to batch, in the order Memory and SQLite
-// apply them.
-func queue(batch *pgx.Batch, b *store.Batch) {
+// apply them. A resource write whose version is no longer stored touches
+// no row, and calls conflict with ErrConflict. Once the store has joined
+// (epoch not 0), a subscription written is the epoch's, and one another
+// epoch owns is not written: conflict is called with ErrFenced.
+func queue(batch *pgx.Batch, b *store.Batch, epoch int64, conflict func(error)) {
+	if epoch != 0 {
+		fence(batch, b, epoch, conflict)
+	}
 	for _, v := range b.Subscriptions {
 		// A rewrite of a subscription (refresh, new state) never lowers
 		// the CSeq the NOTIFY path reserved meanwhile.
 		batch.Queue(`INSERT INTO subscriptions (id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
-				route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+				route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created, owner)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 			ON CONFLICT (id) DO UPDATE SET call_id = $2, local_tag = $3, remote_tag = $4, local_uri = $5, remote_uri = $6,
 				remote_target = $7, route_set = $8, transport = $9, source = $10, event = $11, event_id = $12, resource = $13,
 				accept = $14, expires = $15, local_cseq = GREATEST(subscriptions.local_cseq, $16), remote_cseq = $17,
 				state = $18, status = $19, created = $20`,
 			v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, list(v.RouteSet),
 			v.Transport, v.Source, v.Event, v.EventID, v.Resource, list(v.Accept), v.Expires,
-			int64(v.LocalCSeq), int64(v.RemoteCSeq), v.State, v.Status, v.Created)
+			int64(v.LocalCSeq), int64(v.RemoteCSeq), v.State, v.Status, v.Created, epoch)
 	}
 	for _, id := range b.DeleteSubscriptions {
 		batch.Queue(`DELETE FROM subscriptions WHERE id = $1`, id)
@@ -214,13 +279,34 @@ func queue(batch *pgx.Batch, b *store.Batch) {
 	for _, id := range b.DeletePublications {
 		batch.Queue(`DELETE FROM publications WHERE id = $1`, id)
 	}
+	// Each resource statement touches one row if the version it names
+	// (Prev) is the one stored. Under READ COMMITTED a statement on a row
+	// another transaction is writing waits for it and then checks the
+	// version that transaction left, so two nodes cannot both land. A new
+	// state with no Prev inserts a row that must not exist, an empty
+	// state with none checks that none does.
 	for _, v := range b.Resources {
-		if len(v.State) == 0 {
-			batch.Queue(`DELETE FROM resources WHERE event = $1 AND resource = $2`, v.Event, v.Resource)
-			continue
+		var q *pgx.QueuedQuery
+		switch {
+		case len(v.State) == 0 && v.Prev == 0:
+			q = batch.Queue(`SELECT WHERE NOT EXISTS (SELECT FROM resources WHERE event = $1 AND resource = $2)`,
+				v.Event, v.Resource)
+		case len(v.State) == 0:
+			q = batch.Queue(`DELETE FROM resources WHERE event = $1 AND resource = $2 AND version = $3`,
+				v.Event, v.Resource, int64(v.Prev))
+		case v.Prev == 0:
+			q = batch.Queue(`INSERT INTO resources (event, resource, state, version) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (event, resource) DO NOTHING`, v.Event, v.Resource, v.State, int64(v.Version))
+		default:
+			q = batch.Queue(`UPDATE resources SET state = $3, version = $4 WHERE event = $1 AND resource = $2 AND version = $5`,
+				v.Event, v.Resource, v.State, int64(v.Version), int64(v.Prev))
 		}
-		batch.Queue(`INSERT INTO resources (event, resource, state) VALUES ($1, $2, $3)
-			ON CONFLICT (event, resource) DO UPDATE SET state = $3`, v.Event, v.Resource, v.State)
+		q.Exec(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != 1 {
+				conflict(store.ErrConflict)
+			}
+			return nil
+		})
 	}
 	for _, v := range b.Bindings {
 		batch.Queue(`INSERT INTO bindings (id, aor, contact, q, call_id, cseq, expires, instance, reg_id, path)
@@ -286,7 +372,7 @@ func (s *Store) Load(ctx context.Context) (*store.Snapshot, error) {
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error {
 			var err error
-			snap, err = load(ctx, tx)
+			snap, err = load(ctx, tx, s.epoch.Load())
 			return err
 		})
 	if err != nil {
@@ -295,20 +381,15 @@ func (s *Store) Load(ctx context.Context) (*store.Snapshot, error) {
 	return snap, nil
 }
 
-func load(ctx context.Context, tx pgx.Tx) (*store.Snapshot, error) {
+// load reads every record; once the store has joined (epoch not 0),
+// only the subscriptions its epoch owns.
+func load(ctx context.Context, tx pgx.Tx, epoch int64) (*store.Snapshot, error) {
 	snap := &store.Snapshot{}
-	var err error
-	snap.Subscriptions, err = collect(ctx, tx, `SELECT id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
-		route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created
-		FROM subscriptions`, func(r pgx.CollectableRow) (v store.Subscription, err error) {
-		var local, remote int64
-		err = r.Scan(&v.ID, &v.CallID, &v.LocalTag, &v.RemoteTag, &v.LocalURI, &v.RemoteURI, &v.RemoteTarget,
-			&v.RouteSet, &v.Transport, &v.Source, &v.Event, &v.EventID, &v.Resource, &v.Accept, &v.Expires,
-			&local, &remote, &v.State, &v.Status, &v.Created)
-		v.LocalCSeq, v.RemoteCSeq = uint32(local), uint32(remote)
-		return v, err
-	})
+	rows, err := tx.Query(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions WHERE $1 = 0 OR owner = $1`, epoch)
 	if err != nil {
+		return nil, err
+	}
+	if snap.Subscriptions, err = pgx.CollectRows(rows, scanSubscription); err != nil {
 		return nil, err
 	}
 	snap.Publications, err = collect(ctx, tx, `SELECT id, etag, event, resource, content_type, size, expires FROM publications`,
@@ -321,9 +402,11 @@ func load(ctx context.Context, tx pgx.Tx) (*store.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap.Resources, err = collect(ctx, tx, `SELECT event, resource, state FROM resources`,
+	snap.Resources, err = collect(ctx, tx, `SELECT event, resource, state, version FROM resources`,
 		func(r pgx.CollectableRow) (v store.Resource, err error) {
-			err = r.Scan(&v.Event, &v.Resource, &v.State)
+			var version int64
+			err = r.Scan(&v.Event, &v.Resource, &v.State, &version)
+			v.Version = uint64(version)
 			return v, err
 		})
 	if err != nil {
@@ -348,6 +431,35 @@ func collect[T any](ctx context.Context, tx pgx.Tx, sql string, scan pgx.RowToFu
 		return nil, err
 	}
 	return pgx.CollectRows(rows, scan)
+}
+
+// subscriptionColumns are what scanSubscription reads, in its order.
+const subscriptionColumns = `id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
+	route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created`
+
+func scanSubscription(r pgx.CollectableRow) (v store.Subscription, err error) {
+	var local, remote int64
+	err = r.Scan(&v.ID, &v.CallID, &v.LocalTag, &v.RemoteTag, &v.LocalURI, &v.RemoteURI, &v.RemoteTarget,
+		&v.RouteSet, &v.Transport, &v.Source, &v.Event, &v.EventID, &v.Resource, &v.Accept, &v.Expires,
+		&local, &remote, &v.State, &v.Status, &v.Created)
+	v.LocalCSeq, v.RemoteCSeq = uint32(local), uint32(remote)
+	return v, err
+}
+
+// LoadResource implements store.Store.
+func (s *Store) LoadResource(ctx context.Context, event, resource string) (store.Resource, error) {
+	r := store.Resource{Event: event, Resource: resource}
+	var version int64
+	err := s.pool.QueryRow(ctx, `SELECT state, version FROM resources WHERE event = $1 AND resource = $2`,
+		event, resource).Scan(&r.State, &version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return r, nil
+	case err != nil:
+		return r, fmt.Errorf("load resource %s from store %s: %w", resource, s.where, unreached(err))
+	}
+	r.Version = uint64(version)
+	return r, nil
 }
 
 // Close refuses what is still queued, waits for the transaction being

@@ -28,7 +28,9 @@ func open(t testing.TB, dsn string) *Store {
 }
 
 func TestSuite(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return open(t, pgtest.DSN(t)) })
+	fresh := func(t *testing.T) store.Store { return open(t, pgtest.DSN(t)) }
+	storetest.Run(t, fresh)
+	storetest.RunShared(t, fresh)
 }
 
 var (
@@ -155,7 +157,7 @@ func TestOutcomeAsksTheServer(t *testing.T) {
 		if err := conn.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := conn.Exec(ctx, "INSERT INTO resources VALUES ('presence', $1, 'x')", end); err != nil {
+		if _, err := conn.Exec(ctx, "INSERT INTO resources VALUES ('presence', $1, 'x', 1)", end); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := conn.Exec(ctx, end); err != nil {
@@ -203,6 +205,39 @@ func TestMigrations(t *testing.T) {
 	}
 	if _, err := Open(ctx, dsn); err == nil || !strings.Contains(err.Error(), "newer presenced") {
 		t.Fatalf("open of a newer schema: %v", err)
+	}
+}
+
+// A database of schema 1 (before versions) opens with each resource state
+// at version 1, which the next write names; a write from no version
+// conflicts with it.
+func TestMigrationGivesStoredStatesAVersion(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{`CREATE TABLE schema_version (version integer NOT NULL)`, `INSERT INTO schema_version VALUES (1)`,
+		migrations[0], `INSERT INTO resources VALUES ('presence', 'sip:a@x', 'old')`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := open(t, dsn)
+	defer s.Close()
+	r, err := s.LoadResource(ctx, "presence", "sip:a@x")
+	if err != nil || r.Version != 1 || string(r.State) != "old" {
+		t.Fatalf("migrated resource: %+v, %v", r, err)
+	}
+	fresh := store.Resource{Event: "presence", Resource: "sip:a@x", State: []byte("new"), Version: 5}
+	if err := s.Commit(ctx, &store.Batch{Resources: []store.Resource{fresh}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("write from no version over a migrated state: %v", err)
+	}
+	fresh.Prev = 1
+	if err := s.Commit(ctx, &store.Batch{Resources: []store.Resource{fresh}}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 // schemaVersion is the version this build writes; migrations[i] takes a
 // database from version i to i+1. It counts on its own, apart from the
 // SQLite file's: version 1 here holds what SQLite's version 4 holds.
-const schemaVersion = 1
+const schemaVersion = 3
 
 // migrations keep the records of internal/store as SQLite does, in
 // PostgreSQL's own types: times as timestamptz and lists as text[], so
@@ -48,6 +48,19 @@ var migrations = []string{
 		call_id text NOT NULL, cseq bigint NOT NULL, expires timestamptz NOT NULL,
 		instance text NOT NULL, reg_id bigint NOT NULL, path text[] NOT NULL
 	);`,
+	// 2: a resource's state carries its version, which every write checks
+	// (store.Resource.Prev), so that two nodes writing one resource at
+	// once cannot both land. A state stored before had one write: any
+	// nonzero version names it. The default goes once the rows have it:
+	// every write names its version.
+	`ALTER TABLE resources ADD COLUMN version bigint NOT NULL DEFAULT 1;
+	ALTER TABLE resources ALTER COLUMN version DROP DEFAULT;`,
+	// 3: each dialog belongs to one node's epoch, which holds a lease
+	// (lease.go). A subscription stored before has none (0): the first
+	// node to look takes it.
+	`CREATE SEQUENCE epochs;
+	CREATE TABLE nodes (epoch bigint PRIMARY KEY, lease_until timestamptz NOT NULL, name text NOT NULL);
+	ALTER TABLE subscriptions ADD COLUMN owner bigint NOT NULL DEFAULT 0;`,
 }
 
 // migrationLock is the advisory lock migrations hold ("pres"): nodes

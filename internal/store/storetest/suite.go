@@ -3,6 +3,7 @@ package storetest
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -34,16 +35,35 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCommitsAllLand", concurrentCommitsAllLand},
 		{"CommitCopies", commitCopies},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			tt.test(t, s)
-		})
+		t.Run(tt.name, func(t *testing.T) { tt.test(t, opened(t, open)) })
 	}
+}
+
+// RunShared runs, beside Run, what a store that several servers may
+// write at once (PostgreSQL; Memory, which tests share between servers)
+// must pass too: a resource write lands only on the version it was
+// computed from (store.Resource).
+func RunShared(t *testing.T, open func(t *testing.T) store.Store) {
+	for _, tt := range []struct {
+		name string
+		test func(t *testing.T, s store.Store)
+	}{
+		{"ResourceWritesCheckTheVersion", resourceWritesCheckTheVersion},
+		{"AConflictFailsItsBatchAlone", aConflictFailsItsBatchAlone},
+	} {
+		t.Run(tt.name, func(t *testing.T) { tt.test(t, opened(t, open)) })
+	}
+}
+
+// opened is a new store from open, closed when t ends.
+func opened(t *testing.T, open func(t *testing.T) store.Store) store.Store {
+	s := open(t)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
 }
 
 var when = time.UnixMilli(1_800_000_000_000)
@@ -64,7 +84,17 @@ func pub(i int) store.Publication {
 }
 
 func res(i int) store.Resource {
-	return store.Resource{Event: "presence", Resource: fmt.Sprintf("sip:a%d@x", i), State: []byte(fmt.Sprint("state", i))}
+	return store.Resource{Event: "presence", Resource: fmt.Sprintf("sip:a%d@x", i), State: []byte(fmt.Sprint("state", i)),
+		Version: uint64(i) + 1}
+}
+
+// next is r's next write: state, with a version of its own.
+func next(r store.Resource, state string) store.Resource {
+	r.Prev, r.Version, r.State = r.Version, r.Version+1000, []byte(state)
+	if state == "" {
+		r.Version, r.State = 0, nil
+	}
+	return r
 }
 
 func bind(i int) store.Binding {
@@ -94,7 +124,9 @@ func load(t *testing.T, s store.Store) *store.Snapshot {
 }
 
 // normal is snap in the form the suite compares: records in key order,
-// times in UTC to the millisecond, empty slices nil.
+// times in UTC to the millisecond, empty slices nil, no resource versions
+// (which only a store several servers share keeps: RunShared checks
+// them).
 func normal(snap *store.Snapshot) *store.Snapshot {
 	ms := func(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
 	n := &store.Snapshot{}
@@ -108,7 +140,7 @@ func normal(snap *store.Snapshot) *store.Snapshot {
 		n.Publications = append(n.Publications, v)
 	}
 	for _, v := range snap.Resources {
-		v.State = nilIfEmpty(v.State)
+		v.State, v.Version, v.Prev = nilIfEmpty(v.State), 0, 0
 		n.Resources = append(n.Resources, v)
 	}
 	for _, v := range snap.Bindings {
@@ -179,8 +211,7 @@ func replaceByID(t *testing.T, s store.Store) {
 	d.RemoteTarget, d.RouteSet, d.Accept, d.State, d.Status, d.Expires = "sip:b@192.0.2.9", nil, []string{"a/b"}, []byte("new"), "pending", when.Add(time.Hour)
 	p := pub(1)
 	p.ETag, p.ContentType, p.Size, p.Expires = "e9", "application/xpidf+xml", 7, when.Add(time.Hour)
-	r := res(1)
-	r.State = []byte("new state")
+	r := next(res(1), "new state")
 	bd := bind(1)
 	bd.Contact, bd.Q, bd.CallID, bd.CSeq, bd.Expires = "sip:a@192.0.2.99", "", "c2", 9, when.Add(time.Hour)
 	bd.RegID, bd.Path = 7, []string{"<sip:other-edge.x;lr>"}
@@ -195,9 +226,8 @@ func replaceByID(t *testing.T, s store.Store) {
 func deleteRecords(t *testing.T, s store.Store) {
 	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{sub(1), sub(2)}, Publications: []store.Publication{pub(1), pub(2)},
 		Resources: []store.Resource{res(1), res(2), res(3)}, Bindings: []store.Binding{bind(1), bind(2)}})
-	gone := res(1)
-	gone.State = nil
-	gone2 := res(3)
+	gone := next(res(1), "")
+	gone2 := next(res(3), "")
 	gone2.State = []byte{}
 	commit(t, s, &store.Batch{DeleteSubscriptions: []string{sub(1).ID, "nothing"}, DeletePublications: []string{pub(1).ID, "nothing"},
 		Resources: []store.Resource{gone, gone2, {Event: "presence", Resource: "sip:nobody@x"}}, DeleteBindings: []string{bind(1).ID, "nothing"}})
@@ -247,8 +277,7 @@ func batchesAreAtomic(t *testing.T, s store.Store) {
 		b := &store.Batch{Subscriptions: []store.Subscription{sub(i)}, Publications: []store.Publication{pub(i)},
 			Resources: []store.Resource{res(i)}, Bindings: []store.Binding{bind(i)}}
 		if i > 0 {
-			gone := res(i - 1)
-			gone.State = nil
+			gone := next(res(i-1), "")
 			b.DeleteSubscriptions, b.DeletePublications = []string{sub(i - 1).ID}, []string{pub(i - 1).ID}
 			b.Resources, b.DeleteBindings = append(b.Resources, gone), []string{bind(i - 1).ID}
 		}
@@ -334,6 +363,119 @@ func concurrentCommitsAllLand(t *testing.T, s store.Store) {
 	for range n {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
+		}
+	}
+	wantSnapshot(t, s, want)
+}
+
+// A resource write lands only on the version it was computed from (its
+// Prev), and a batch with one that does not is not written at all, with
+// ErrConflict: two nodes writing one resource from one version cannot
+// both land. A version is never mistaken for one from before a deletion.
+func resourceWritesCheckTheVersion(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	conflict := func(what string, b *store.Batch) {
+		t.Helper()
+		if err := s.Commit(ctx, b); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("%s: Commit returned %v, want ErrConflict", what, err)
+		}
+	}
+	loadRes := func(want store.Resource) {
+		t.Helper()
+		got, err := s.LoadResource(ctx, want.Event, want.Resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.State, want.State, want.Prev = nilIfEmpty(got.State), nilIfEmpty(want.State), 0
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("LoadResource: %+v, want %+v", got, want)
+		}
+	}
+	none := store.Resource{Event: "presence", Resource: "sip:a1@x"}
+	loadRes(none) // never written: version 0, no state
+
+	v1 := res(1)
+	commit(t, s, &store.Batch{Resources: []store.Resource{v1}})
+	loadRes(v1)
+	// Another writer that saw none, or saw a version that is not stored,
+	// conflicts, and nothing of its batch is written.
+	other := res(1)
+	other.Version, other.State = 77, []byte("other")
+	conflict("a new state over a stored one", &store.Batch{Resources: []store.Resource{other}, Publications: []store.Publication{pub(1)}})
+	stale := next(v1, "stale")
+	stale.Prev = 12345
+	conflict("a write from a version never stored", &store.Batch{Resources: []store.Resource{stale}, Subscriptions: []store.Subscription{sub(1)}})
+	empty := none
+	conflict("an empty state that saw none, over a stored one", &store.Batch{Resources: []store.Resource{empty}})
+	wantSnapshot(t, s, &store.Snapshot{Resources: []store.Resource{v1}})
+
+	// The writer that read v1 lands, once; a second write from v1 is late.
+	v2 := next(v1, "two")
+	commit(t, s, &store.Batch{Resources: []store.Resource{v2}})
+	loadRes(v2)
+	conflict("a second write from one version", &store.Batch{Resources: []store.Resource{next(v1, "late")}})
+	conflict("a deletion from an old version", &store.Batch{Resources: []store.Resource{next(v1, "")}})
+
+	// Deleted: a writer still holding v2 conflicts rather than bringing
+	// it back, and one that saw none writes.
+	commit(t, s, &store.Batch{Resources: []store.Resource{next(v2, "")}})
+	loadRes(none)
+	conflict("a write over a deleted resource", &store.Batch{Resources: []store.Resource{next(v2, "back")}})
+	again := res(1)
+	again.Version, again.State = 9, []byte("again")
+	commit(t, s, &store.Batch{Resources: []store.Resource{again}})
+	conflict("a write from the version before the deletion", &store.Batch{Resources: []store.Resource{next(v2, "aba")}})
+	wantSnapshot(t, s, &store.Snapshot{Resources: []store.Resource{again}})
+
+	// The largest version a writer may choose (bigint in PostgreSQL)
+	// comes back from Load and LoadResource, and is written over.
+	top := next(again, "top")
+	top.Version = math.MaxInt64
+	commit(t, s, &store.Batch{Resources: []store.Resource{top}})
+	loadRes(top)
+	snap, err := s.Load(ctx)
+	if err != nil || len(snap.Resources) != 1 || snap.Resources[0].Version != top.Version {
+		t.Fatalf("Load: %+v, %v; want version %d", snap, err, top.Version)
+	}
+	commit(t, s, &store.Batch{Resources: []store.Resource{next(top, "")}})
+	loadRes(none)
+}
+
+// Batches committed at once, some conflicting, share a group commit in
+// the stores that have one: those conflicting fail, and only they.
+func aConflictFailsItsBatchAlone(t *testing.T, s store.Store) {
+	const n = 100
+	ctx := context.Background()
+	var stored []store.Resource
+	for i := range n {
+		stored = append(stored, res(i))
+	}
+	commit(t, s, &store.Batch{Resources: stored})
+	want := &store.Snapshot{}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		r := next(res(i), fmt.Sprint("new", i))
+		if i%3 == 0 {
+			r.Prev = 5000 // not the stored version
+			want.Resources = append(want.Resources, res(i))
+		} else {
+			want.Resources = append(want.Resources, r)
+			want.Publications = append(want.Publications, pub(i))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Commit(ctx, &store.Batch{Resources: []store.Resource{r}, Publications: []store.Publication{pub(i)}})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%3 == 0 && !errors.Is(err, store.ErrConflict) {
+			t.Errorf("batch %d, conflicting: %v, want ErrConflict", i, err)
+		}
+		if i%3 != 0 && err != nil {
+			t.Errorf("batch %d: %v", i, err)
 		}
 	}
 	wantSnapshot(t, s, want)

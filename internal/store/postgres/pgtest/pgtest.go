@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -287,3 +288,44 @@ func (s *pgServer) stop() {
 	}
 	os.RemoveAll(s.dir)
 }
+
+// ServerCPU is the CPU time, user and system, used so far by the test
+// binary's server and the backends it runs now (a backend that ended
+// took its share with it), read from Linux's /proc; 0 where there is
+// none or no server was started. Benchmarks report the database's share
+// of an operation from it.
+func ServerCPU() time.Duration {
+	if srv == nil {
+		return 0
+	}
+	root := srv.cmd.Process.Pid
+	dirs, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime stime: fields 4, 14 and 15;
+		// comm may hold spaces, so count from its closing parenthesis.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); pid != root && ppid != root {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += utime + stime
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// clockTicks is Linux's USER_HZ, the unit of /proc's times: 100 on every
+// architecture Go runs Linux on.
+const clockTicks = 100
