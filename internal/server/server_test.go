@@ -53,21 +53,24 @@ func start(t testing.TB, st store.Store, mods ...*extension.Module) *fixture {
 // startLogging is start with the server's log going to log.
 func startLogging(t testing.TB, st store.Store, log *slog.Logger, mods ...*extension.Module) *fixture {
 	t.Helper()
-	if st == nil {
-		st = store.NewMemory()
+	return startFixture(t, server.Options{Store: st, Logger: log, Modules: mods})
+}
+
+// startFixture is start on opt, whose listeners and bounds it sets: for
+// a test that sets more of the options (Metrics).
+func startFixture(t testing.TB, opt server.Options) *fixture {
+	t.Helper()
+	if opt.Store == nil {
+		opt.Store = store.NewMemory()
 	}
-	srv, err := server.New(server.Options{
-		Listen: []server.Listener{
-			{Transport: "udp", Address: "127.0.0.1:0"},
-			{Transport: "tcp", Address: "127.0.0.1:0"},
-		},
-		Subscription: server.Bounds{Min: 1, Max: 3600},
-		Publication:  server.Bounds{Min: 1, Max: 3600},
-		Registrar:    server.RegistrarBounds{Min: 1, Max: 3600, Default: 3600},
-		Modules:      mods,
-		Store:        st,
-		Logger:       log,
-	})
+	opt.Listen = []server.Listener{
+		{Transport: "udp", Address: "127.0.0.1:0"},
+		{Transport: "tcp", Address: "127.0.0.1:0"},
+	}
+	opt.Subscription = server.Bounds{Min: 1, Max: 3600}
+	opt.Publication = server.Bounds{Min: 1, Max: 3600}
+	opt.Registrar = server.RegistrarBounds{Min: 1, Max: 3600, Default: 3600}
+	srv, err := server.New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +78,7 @@ func startLogging(t testing.TB, st store.Store, log *slog.Logger, mods ...*exten
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	f := &fixture{srv: srv, store: st, addr: map[string]string{}, mods: mods}
+	f := &fixture{srv: srv, store: opt.Store, addr: map[string]string{}, mods: opt.Modules}
 	for _, a := range srv.Addrs() {
 		tr, hp, _ := strings.Cut(a, ":")
 		f.addr[strings.ToUpper(tr)] = hp

@@ -85,10 +85,12 @@ func StartupTime() time.Duration {
 }
 
 var (
+	found   sync.Once
+	bin     string // binDir's
+	missing error  // PostgreSQL's programs were not found
 	once    sync.Once
 	srv     *pgServer
 	srvErr  error
-	missing error // PostgreSQL's programs were not found
 	dbs     atomic.Int64
 )
 
@@ -96,23 +98,27 @@ var (
 // skips it (fails it in CI), any other failure to start fails it.
 func server(t testing.TB) *pgServer {
 	t.Helper()
-	once.Do(func() {
-		var bin string
-		if bin, missing = binDir(); missing == nil {
-			srv, srvErr = start(bin)
-		}
-	})
-	switch {
-	case missing != nil:
+	bin := programs(t)
+	once.Do(func() { srv, srvErr = start(bin) })
+	if srvErr != nil {
+		t.Fatalf("pgtest: start PostgreSQL: %v", srvErr)
+	}
+	return srv
+}
+
+// programs is binDir, or ends the test: a missing PostgreSQL skips it
+// (fails it in CI).
+func programs(t testing.TB) string {
+	t.Helper()
+	found.Do(func() { bin, missing = binDir() })
+	if missing != nil {
 		msg := fmt.Sprintf("PostgreSQL not found (%v): apt-get install postgresql", missing)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
-	case srvErr != nil:
-		t.Fatalf("pgtest: start PostgreSQL: %v", srvErr)
 	}
-	return srv
+	return bin
 }
 
 // binDir is the folder holding initdb and postgres: PATH's, else the
@@ -141,6 +147,8 @@ func version(binDir string) int {
 
 type pgServer struct {
 	dir     string // holds data/, the socket and the log
+	bin     string
+	cred    *syscall.Credential
 	port    int
 	cmd     *exec.Cmd
 	exited  chan struct{}
@@ -173,7 +181,7 @@ func start(bin string) (*pgServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &pgServer{dir: dir}
+	s := &pgServer{dir: dir, bin: bin, cred: cred}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			os.RemoveAll(dir)
@@ -192,7 +200,7 @@ func start(bin string) (*pgServer, error) {
 	// A port found free may be taken before the server binds it: try
 	// another then.
 	for try := 0; ; try++ {
-		err = s.run(bin, cred)
+		err = s.run()
 		if err == nil || try == 4 {
 			break
 		}
@@ -207,15 +215,22 @@ func start(bin string) (*pgServer, error) {
 
 // run starts the server on a free port and waits until it takes
 // connections.
-func (s *pgServer) run(bin string, cred *syscall.Credential) error {
+func (s *pgServer) run() error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	s.port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
+	return s.launch()
+}
+
+// launch starts the server on s.port and waits until it takes
+// connections.
+func (s *pgServer) launch() error {
 	logPath := filepath.Join(s.dir, "postgres.log")
-	log, err := os.Create(logPath)
+	// Appended to: a server started again keeps its first run's log.
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -223,10 +238,10 @@ func (s *pgServer) run(bin string, cred *syscall.Credential) error {
 	// The postmaster is this process's child, not pg_ctl's daemon, so that
 	// the kernel stops it (SIGQUIT, immediate shutdown) if the test binary
 	// dies without running Main's stop, as on a test timeout.
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", filepath.Join(s.dir, "data"),
+	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"),
 		"-p", strconv.Itoa(s.port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+s.dir)
 	s.cmd.Stdout, s.cmd.Stderr = log, log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT}
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
@@ -275,9 +290,15 @@ func credential() (*syscall.Credential, error) {
 	return nil, errors.New("running as root, and no user postgres or nobody to run PostgreSQL as")
 }
 
-// stop shuts the server down (fast: open sessions are ended) and removes
-// its folder.
+// stop shuts the server down and removes its folder.
 func (s *pgServer) stop() {
+	s.halt()
+	os.RemoveAll(s.dir)
+}
+
+// halt shuts the server down, fast (open sessions are ended, what was
+// committed is kept), as pg_ctl stop's default mode does.
+func (s *pgServer) halt() {
 	s.admin.Close(context.Background())
 	s.cmd.Process.Signal(syscall.SIGINT)
 	select {
@@ -286,7 +307,6 @@ func (s *pgServer) stop() {
 		s.cmd.Process.Kill()
 		<-s.exited
 	}
-	os.RemoveAll(s.dir)
 }
 
 // ServerCPU is the CPU time, user and system, used so far by the test
@@ -306,13 +326,7 @@ func ServerCPU() time.Duration {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ... utime stime: fields 4, 14 and 15;
-		// comm may hold spaces, so count from its closing parenthesis.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		f := stat(d.Name())
 		if len(f) < 13 {
 			continue
 		}
@@ -324,6 +338,18 @@ func ServerCPU() time.Duration {
 		ticks += utime + stime
 	}
 	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// stat is the fields of /proc/pid/stat from the third on (state, ppid,
+// ...: f[1] is the parent's pid, f[11] and f[12] utime and stime), nil
+// if there is no such process. The second, comm, may hold spaces, so
+// they are counted from its closing parenthesis.
+func stat(pid string) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 }
 
 // clockTicks is Linux's USER_HZ, the unit of /proc's times: 100 on every
