@@ -3,6 +3,7 @@ package pgtest_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/presenced/presenced/internal/store/postgres/pgtest"
@@ -38,5 +39,43 @@ func TestEachTestItsOwnDatabase(t *testing.T) {
 	}
 	if _, err := cb.Exec(ctx, "SELECT * FROM x"); err == nil {
 		t.Fatal("the second database sees the first's table")
+	}
+}
+
+// A server of the test's own keeps what was committed across Stop and
+// Start, on the same URL, refuses connections while stopped, and answers
+// nothing while paused.
+func TestOwnServerStopsStartsAndPauses(t *testing.T) {
+	db := pgtest.Own(t)
+	ctx := context.Background()
+	within := func(d time.Duration, sql string) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, db.DSN())
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := within(10*time.Second, "CREATE TABLE x (v int); INSERT INTO x VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Stop()
+	if err := within(time.Second, "SELECT 1"); err == nil {
+		t.Fatal("a stopped server answered")
+	}
+	db.Start()
+	if err := within(10*time.Second, "SELECT 1 / count(*) FROM x WHERE v = 1"); err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+	db.Pause()
+	if err := within(500*time.Millisecond, "SELECT 1"); err == nil {
+		t.Fatal("a paused server answered")
+	}
+	db.Resume()
+	if err := within(10*time.Second, "SELECT 1"); err != nil {
+		t.Fatalf("after the pause: %v", err)
 	}
 }
