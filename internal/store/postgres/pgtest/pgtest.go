@@ -1,7 +1,8 @@
 // Package pgtest starts a throwaway PostgreSQL server for a test binary
 // and gives each test a database of its own on it. It owns that server's
 // life: started at the first DSN, stopped by Main after the tests. It is
-// for tests only; nothing in the daemon imports it.
+// for tests only; nothing in the daemon imports it. A test that stops,
+// restarts or pauses PostgreSQL gets a server of its own from Own.
 //
 // The server is the machine's own PostgreSQL (initdb and postgres from
 // PATH or Debian's /usr/lib/postgresql/*/bin), in a temporary folder, on

@@ -67,6 +67,7 @@ func TestOwnServerStopsStartsAndPauses(t *testing.T) {
 		t.Fatal("a stopped server answered")
 	}
 	db.Start()
+	// Division by zero if the row is gone.
 	if err := within(10*time.Second, "SELECT 1 / count(*) FROM x WHERE v = 1"); err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
