@@ -352,13 +352,17 @@ const notifyTimeout = 32 * time.Second
 // notifyDo sends a NOTIFY and returns its final response: over UDP to an
 // IP address as a udpNotifies transaction, else with sipgo's client
 // transaction.
-func (s *Server) notifyDo(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+func (s *Server) notifyDo(ctx context.Context, req *sip.Request) (notifyResult, error) {
 	if s.udpConn != nil && strings.EqualFold(req.Transport(), "UDP") {
 		if dest, err := netip.ParseAddrPort(req.Destination()); err == nil {
 			return s.notifies.do(ctx, req, s.udpConn, sip.Addr{Hostname: s.viaHost, Port: s.udpAddr.Port}, dest)
 		}
 	}
-	return s.cli.Do(ctx, req)
+	res, err := s.cli.Do(ctx, req)
+	if err != nil {
+		return notifyResult{}, err
+	}
+	return notifyResult{res.StatusCode, res.Reason}, nil
 }
 
 // sendLoop sends d's queued NOTIFYs one at a time, in order. A NOTIFY that
@@ -405,7 +409,7 @@ func (s *Server) sendLoop(d *dialog) {
 		d.sent = time.Now().UnixNano()
 		d.qmu.Unlock()
 		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
-		var res *sip.Response
+		var res notifyResult
 		err := s.unreachable(d)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
@@ -423,7 +427,7 @@ func (s *Server) sendLoop(d *dialog) {
 			res, err = s.notifyDo(ctx, job.req)
 			cancel()
 		}
-		ok := err == nil && res.StatusCode >= 200 && res.StatusCode < 300
+		ok := err == nil && res.code >= 200 && res.code < 300
 		s.opt.Metrics.Notify(d.event(), ok, job.at)
 		if ok {
 			continue
@@ -435,7 +439,7 @@ func (s *Server) sendLoop(d *dialog) {
 			}
 			reason = err.Error()
 		} else {
-			reason = fmt.Sprintf("%d %s", res.StatusCode, res.Reason)
+			reason = fmt.Sprintf("%d %s", res.code, res.reason)
 		}
 		s.log.Info("NOTIFY failed, subscription ended", "resource", d.resource(),
 			"watcher", d.remoteURI, "cseq", cseq, "reason", reason)

@@ -39,12 +39,12 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 	if info.Transport != "UDP" {
 		return data, nil
 	}
-	if isNotifyResponse(data) {
-		if msg, err := s.parser.ParseSIP(data); err == nil {
-			if res, ok := msg.(*sip.Response); ok {
-				s.notifies.receive(res)
-				return nil, nil
+	if bytes.HasPrefix(data, []byte("SIP/")) {
+		if code, reason, branch, ours, ok := readNotifyResponse(data); ours {
+			if ok {
+				s.notifies.receive(code, reason, branch)
 			}
+			return nil, nil
 		}
 		return data, nil
 	}
