@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
 	"strings"
@@ -333,7 +334,7 @@ func init() {
 // a SUBSCRIBE and a tenth of the bytes it allocated).
 func messageSize(req *sip.Request) int {
 	var n byteCount
-	req.StringWrite(&n)
+	writeRequest(&n, req, "")
 	return int(n)
 }
 
@@ -343,6 +344,34 @@ type byteCount int
 func (c *byteCount) WriteString(s string) (int, error) {
 	*c += byteCount(len(s))
 	return len(s), nil
+}
+
+func (c *byteCount) Write(b []byte) (int, error) {
+	*c += byteCount(len(b))
+	return len(b), nil
+}
+
+// wireWriter is what writeRequest writes to: a buffer, or a byteCount.
+type wireWriter interface {
+	io.Writer
+	io.StringWriter
+}
+
+// writeRequest writes req as sent, with via (whole header lines, or "")
+// before its own headers. Unlike sipgo's StringWrite it makes no string
+// of the request-URI nor of the body, which were two of the allocations
+// of each NOTIFY over UDP (RATIONALE.md).
+func writeRequest(w wireWriter, req *sip.Request, via string) {
+	w.WriteString(string(req.Method))
+	w.WriteString(" ")
+	req.Recipient.StringWrite(w)
+	w.WriteString(" ")
+	w.WriteString(req.SipVersion)
+	w.WriteString("\r\n")
+	w.WriteString(via)
+	req.MessageData.StringWrite(w) // the headers, each line ending in CRLF
+	w.WriteString("\r\n")
+	w.Write(req.Body())
 }
 
 // notifyTimeout bounds one NOTIFY transaction: 64*T1, the time Timer F

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,16 +75,19 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 	}
 }
 
-// do sends req from conn to dest, adding a Via with sentBy and a branch
-// of its own, and returns its final response, or ctx's error.
+// do sends req from conn to dest, with a Via of sentBy and a branch of its
+// own written before its headers (not added to req: nothing reads it
+// there), and returns its final response, or ctx's error.
 func (n *udpNotifies) do(ctx context.Context, req *sip.Request, conn net.PacketConn, sentBy sip.Addr, dest netip.AddrPort) (notifyResult, error) {
 	branch := notifyBranch + sip.GenerateTagN(16)
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP",
-		Host: sentBy.Hostname, Port: sentBy.Port, Params: sip.NewParams()}
-	via.Params.Add("branch", branch)
-	req.PrependHeader(via)
-	var buf bytes.Buffer
-	req.StringWrite(&buf)
+	host := sentBy.Hostname
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]" // IPv6
+	}
+	via := "Via: SIP/2.0/UDP " + host + ":" + strconv.Itoa(sentBy.Port) + ";branch=" + branch + "\r\n"
+	// Room for a NOTIFY under the UDP limit (buildNotify), in one piece.
+	buf := bytes.NewBuffer(make([]byte, 0, udpMaxMessage+len(req.Body())))
+	writeRequest(buf, req, via)
 	tx := &notifyTx{data: buf.Bytes(), dest: net.UDPAddrFromAddrPort(dest), conn: conn,
 		next: time.Now().Add(sip.T1), interval: sip.T1, res: make(chan notifyResult, 1)}
 	n.mu.Lock()
