@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"slices"
 	"strings"
@@ -106,7 +105,10 @@ const cseqBlock = 32
 // notifyJob is one NOTIFY, built when its state change happened; the CSeq
 // is set when it is sent, so CSeq order is send order.
 type notifyJob struct {
-	req   *sip.Request
+	req *sip.Request
+	// wire is req as udpNotifies sends it, less its Via and CSeq, when it
+	// goes over UDP: written once, to measure it and to send it.
+	wire  []byte
 	final bool
 	at    time.Time // when the change it reports happened
 	// big is a NOTIFY moved from UDP to TCP for its size: if the watcher
@@ -165,13 +167,13 @@ func (s *Server) enqueue(d *dialog, subState string, n *abi.Notification, final 
 // enqueueAt is enqueue for a change that happened at (the first change a
 // coalescing window held back).
 func (s *Server) enqueueAt(d *dialog, subState string, n *abi.Notification, final bool, at time.Time) {
-	req, big := s.buildNotify(d, subState, n)
+	req, wire, big := s.buildNotify(d, subState, n)
 	d.qmu.Lock()
 	defer d.qmu.Unlock()
 	if d.failed {
 		return
 	}
-	d.queue = append(d.queue, &notifyJob{req: req, final: final, at: at, big: big})
+	d.queue = append(d.queue, &notifyJob{req: req, wire: wire, final: final, at: at, big: big})
 	if !d.sending {
 		d.sending = true
 		s.wg.Add(1)
@@ -244,8 +246,9 @@ func (s *Server) endHold(d *dialog, h *hold) {
 // §12.2.1): request-URI the subscriber's Contact, Route from the route set,
 // From/To the dialog's, our own CSeq space.
 //
-// big reports a NOTIFY moved from UDP to TCP for its size.
-func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (req *sip.Request, big bool) {
+// wire is the request written for UDP (udpWire), nil over other
+// transports; big reports a NOTIFY moved from UDP to TCP for its size.
+func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (req *sip.Request, wire []byte, big bool) {
 	var target sip.Uri
 	if err := sip.ParseUri(d.target, &target); err != nil {
 		s.log.Error("stored remote target does not parse", "target", d.target, "err", err)
@@ -284,11 +287,14 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (r
 		req.SetBody(nil) // Content-Length: 0, required on TCP
 	}
 	req.SetTransport(d.transport)
-	if transport == "udp" && messageSize(req)+udpViaAllowance > udpMaxMessage {
+	if transport == "udp" {
+		wire = udpWire(req)
+	}
+	if transport == "udp" && len(wire)+udpViaAllowance > udpMaxMessage {
 		// RFC 3261 §18.1.1: a request within 200 bytes of the path MTU
 		// (1300 bytes when it is unknown) goes over a congestion-controlled
 		// transport.
-		transport, big = "tcp", true
+		transport, wire, big = "tcp", nil, true
 		req.SetTransport("TCP")
 	}
 	if transport == "udp" {
@@ -312,7 +318,7 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (r
 			req.SetDestination(src)
 		}
 	}
-	return req, big
+	return req, wire, big
 }
 
 // udpMaxMessage is RFC 3261 §18.1.1's limit for UDP without a known path
@@ -329,65 +335,41 @@ func init() {
 	sip.UDPMTUSize = 65535
 }
 
-// messageSize is the size of req as sent, counted without building it
-// (building the whole NOTIFY once only to measure it was 2 % of the CPU of
-// a SUBSCRIBE and a tenth of the bytes it allocated).
-func messageSize(req *sip.Request) int {
-	var n byteCount
-	writeRequest(&n, req, "")
-	return int(n)
-}
-
-// byteCount counts the bytes written to it.
-type byteCount int
-
-func (c *byteCount) WriteString(s string) (int, error) {
-	*c += byteCount(len(s))
-	return len(s), nil
-}
-
-func (c *byteCount) Write(b []byte) (int, error) {
-	*c += byteCount(len(b))
-	return len(b), nil
-}
-
-// wireWriter is what writeRequest writes to: a buffer, or a byteCount.
-type wireWriter interface {
-	io.Writer
-	io.StringWriter
-}
-
-// writeRequest writes req as sent, with via (whole header lines, or "")
-// before its own headers. Unlike sipgo's StringWrite it makes no string
-// of the request-URI nor of the body, which were two of the allocations
-// of each NOTIFY over UDP (RATIONALE.md).
-func writeRequest(w wireWriter, req *sip.Request, via string) {
-	w.WriteString(string(req.Method))
-	w.WriteString(" ")
-	req.Recipient.StringWrite(w)
-	w.WriteString(" ")
-	w.WriteString(req.SipVersion)
-	w.WriteString("\r\n")
-	w.WriteString(via)
-	req.MessageData.StringWrite(w) // the headers, each line ending in CRLF
-	w.WriteString("\r\n")
-	w.Write(req.Body())
+// udpWire writes req as udpNotifies sends it, less the Via and CSeq it
+// adds. The NOTIFY is written once, both to tell whether it fits UDP and
+// to send it; unlike sipgo's StringWrite this makes no string of the
+// request-URI nor of the body (RATIONALE.md).
+func udpWire(req *sip.Request) []byte {
+	buf := bytes.NewBuffer(make([]byte, 0, 512+len(req.Body())))
+	buf.WriteString(string(req.Method))
+	buf.WriteString(" ")
+	req.Recipient.StringWrite(buf)
+	buf.WriteString(" ")
+	buf.WriteString(req.SipVersion)
+	buf.WriteString("\r\n")
+	req.MessageData.StringWrite(buf) // the headers, each line ending in CRLF
+	buf.WriteString("\r\n")
+	buf.Write(req.Body())
+	return buf.Bytes()
 }
 
 // notifyTimeout bounds one NOTIFY transaction: 64*T1, the time Timer F
 // gives a non-INVITE transaction.
 const notifyTimeout = 32 * time.Second
 
-// notifyDo sends a NOTIFY and returns its final response: over UDP to an
-// IP address as a udpNotifies transaction, else with sipgo's client
-// transaction.
-func (s *Server) notifyDo(ctx context.Context, req *sip.Request) (notifyResult, error) {
-	if s.udpConn != nil && strings.EqualFold(req.Transport(), "UDP") {
-		if dest, err := netip.ParseAddrPort(req.Destination()); err == nil {
-			return s.notifies.do(ctx, req, s.udpConn, sip.Addr{Hostname: s.viaHost, Port: s.udpAddr.Port}, dest)
+// notifyDo sends job's NOTIFY with cseq and returns its final response:
+// over UDP to an IP address as a udpNotifies transaction, else with
+// sipgo's client transaction.
+func (s *Server) notifyDo(ctx context.Context, job *notifyJob, cseq uint32) (notifyResult, error) {
+	if s.udpConn != nil && job.wire != nil {
+		if dest, err := netip.ParseAddrPort(job.req.Destination()); err == nil {
+			return s.notifies.do(ctx, job.wire, cseq, s.udpConn, sip.Addr{Hostname: s.viaHost, Port: s.udpAddr.Port}, dest)
 		}
 	}
-	res, err := s.cli.Do(ctx, req)
+	if job.req.CSeq() == nil {
+		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
+	}
+	res, err := s.cli.Do(ctx, job.req)
 	if err != nil {
 		return notifyResult{}, err
 	}
@@ -437,23 +419,24 @@ func (s *Server) sendLoop(d *dialog) {
 		d.qmu.Lock()
 		d.sent = time.Now().UnixNano()
 		d.qmu.Unlock()
-		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
 		var res notifyResult
 		err := s.unreachable(d)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-			res, err = s.notifyDo(ctx, job.req)
+			res, err = s.notifyDo(ctx, job, cseq)
 			cancel()
 		}
 		if err != nil && job.big && refused(err) {
 			// RFC 3261 §18.1.1: a request moved to TCP for its size is
 			// sent over UDP when the connection is refused or reset.
 			job.req.RemoveHeader("Via")
+			job.req.RemoveHeader("CSeq")
 			job.req.SetTransport("UDP")
 			job.req.SetDestination("")
 			job.req.Laddr = s.udpAddr
+			job.wire = udpWire(job.req)
 			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-			res, err = s.notifyDo(ctx, job.req)
+			res, err = s.notifyDo(ctx, job, cseq)
 			cancel()
 		}
 		ok := err == nil && res.code >= 200 && res.code < 300

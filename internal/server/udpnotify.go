@@ -75,20 +75,33 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 	}
 }
 
-// do sends req from conn to dest, with a Via of sentBy and a branch of its
-// own written before its headers (not added to req: nothing reads it
-// there), and returns its final response, or ctx's error.
-func (n *udpNotifies) do(ctx context.Context, req *sip.Request, conn net.PacketConn, sentBy sip.Addr, dest netip.AddrPort) (notifyResult, error) {
+// do sends wire (udpWire) with cseq from conn to dest, with a Via of
+// sentBy and a branch of its own, and returns its final response, or
+// ctx's error.
+func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net.PacketConn, sentBy sip.Addr, dest netip.AddrPort) (notifyResult, error) {
 	branch := notifyBranch + sip.GenerateTagN(16)
 	host := sentBy.Hostname
 	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
 		host = "[" + host + "]" // IPv6
 	}
-	via := "Via: SIP/2.0/UDP " + host + ":" + strconv.Itoa(sentBy.Port) + ";branch=" + branch + "\r\n"
-	// Room for a NOTIFY under the UDP limit (buildNotify), in one piece.
-	buf := bytes.NewBuffer(make([]byte, 0, udpMaxMessage+len(req.Body())))
-	writeRequest(buf, req, via)
-	tx := &notifyTx{data: buf.Bytes(), dest: net.UDPAddrFromAddrPort(dest), conn: conn,
+	// The Via first, the CSeq last of the headers, as sipgo writes them.
+	start := bytes.Index(wire, []byte("\r\n")) + 2
+	end := bytes.Index(wire, []byte("\r\n\r\n")) + 2
+	data := make([]byte, 0, len(wire)+len(host)+len(branch)+64)
+	data = append(data, wire[:start]...)
+	data = append(data, "Via: SIP/2.0/UDP "...)
+	data = append(data, host...)
+	data = append(data, ':')
+	data = strconv.AppendInt(data, int64(sentBy.Port), 10)
+	data = append(data, ";branch="...)
+	data = append(data, branch...)
+	data = append(data, "\r\n"...)
+	data = append(data, wire[start:end]...)
+	data = append(data, "CSeq: "...)
+	data = strconv.AppendUint(data, uint64(cseq), 10)
+	data = append(data, " NOTIFY\r\n"...)
+	data = append(data, wire[end:]...)
+	tx := &notifyTx{data: data, dest: net.UDPAddrFromAddrPort(dest), conn: conn,
 		next: time.Now().Add(sip.T1), interval: sip.T1, res: make(chan notifyResult, 1)}
 	n.mu.Lock()
 	if n.txs == nil {
