@@ -357,18 +357,21 @@ func udpWire(req *sip.Request) []byte {
 // gives a non-INVITE transaction.
 const notifyTimeout = 32 * time.Second
 
-// notifyDo sends job's NOTIFY with cseq and returns its final response:
-// over UDP to an IP address as a udpNotifies transaction, else with
-// sipgo's client transaction.
-func (s *Server) notifyDo(ctx context.Context, job *notifyJob, cseq uint32) (notifyResult, error) {
+// notifyDo sends job's NOTIFY with cseq and returns its final response,
+// within notifyTimeout: over UDP to an IP address as a udpNotifies
+// transaction (whose Timer F is its own, no context and timer per
+// NOTIFY), else with sipgo's client transaction.
+func (s *Server) notifyDo(job *notifyJob, cseq uint32) (notifyResult, error) {
 	if s.udpConn != nil && job.wire != nil {
 		if dest, err := netip.ParseAddrPort(job.req.Destination()); err == nil {
-			return s.notifies.do(ctx, job.wire, cseq, s.udpConn, sip.Addr{Hostname: s.viaHost, Port: s.udpAddr.Port}, dest)
+			return s.notifies.do(s.ctx, job.wire, cseq, s.udpConn, sip.Addr{Hostname: s.viaHost, Port: s.udpAddr.Port}, dest)
 		}
 	}
 	if job.req.CSeq() == nil {
 		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
 	}
+	ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
+	defer cancel()
 	res, err := s.cli.Do(ctx, job.req)
 	if err != nil {
 		return notifyResult{}, err
@@ -422,9 +425,7 @@ func (s *Server) sendLoop(d *dialog) {
 		var res notifyResult
 		err := s.unreachable(d)
 		if err == nil {
-			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-			res, err = s.notifyDo(ctx, job, cseq)
-			cancel()
+			res, err = s.notifyDo(job, cseq)
 		}
 		if err != nil && job.big && refused(err) {
 			// RFC 3261 §18.1.1: a request moved to TCP for its size is
@@ -435,9 +436,7 @@ func (s *Server) sendLoop(d *dialog) {
 			job.req.SetDestination("")
 			job.req.Laddr = s.udpAddr
 			job.wire = udpWire(job.req)
-			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-			res, err = s.notifyDo(ctx, job, cseq)
-			cancel()
+			res, err = s.notifyDo(job, cseq)
 		}
 		ok := err == nil && res.code >= 200 && res.code < 300
 		s.opt.Metrics.Notify(d.event(), ok, job.at)

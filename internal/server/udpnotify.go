@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -18,9 +19,9 @@ import (
 // transaction, whose goroutine and timers each NOTIFY paid for: a
 // udpNotifies entry keeps the request's bytes under its branch, one
 // goroutine for all of them retransmits as Timer E says (RFC 3261
-// §17.1.2.2: T1, doubling up to T2; T2 once a provisional came), and the
-// read filter hands it its response by branch. Timer F is the caller's
-// context (notifyTimeout). A NOTIFY to a host name, and the TCP ones, stay
+// §17.1.2.2: T1, doubling up to T2; T2 once a provisional came) and ends
+// it at Timer F (notifyTimeout), and the read filter hands it its response
+// by branch. A NOTIFY to a host name, and the TCP ones, stay
 // with sipgo (its resolver).
 
 // notifyBranch starts the branch of each NOTIFY sent so: the read filter
@@ -33,6 +34,8 @@ const notifyBranch = sip.RFC3261BranchMagicCookie + "-pn."
 type udpNotifies struct {
 	mu  sync.Mutex
 	txs map[string]*notifyTx // by branch
+	// timerF is notifyTimeout unless a test shortens it.
+	timerF time.Duration
 }
 
 type notifyTx struct {
@@ -40,12 +43,13 @@ type notifyTx struct {
 	dest     *net.UDPAddr
 	conn     net.PacketConn
 	next     time.Time     // of the next retransmission
+	timeout  time.Time     // Timer F
 	interval time.Duration // Timer E
 	res      chan notifyResult
 }
 
-// retransmit runs Timer E of every NOTIFY until ctx ends, on one ticker:
-// a retransmission is up to a tick (T1/5) late.
+// retransmit runs Timer E and Timer F of every NOTIFY until ctx ends, on
+// one ticker: each is up to a tick (T1/5) late.
 func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 	t := time.NewTicker(sip.T1 / 5)
 	defer t.Stop()
@@ -57,7 +61,12 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 		case now := <-t.C:
 			due = due[:0]
 			n.mu.Lock()
-			for _, tx := range n.txs {
+			for branch, tx := range n.txs {
+				if !now.Before(tx.timeout) {
+					delete(n.txs, branch)
+					tx.res <- notifyResult{} // code 0: no final response
+					continue
+				}
 				if !now.Before(tx.next) {
 					tx.interval = min(2*tx.interval, sip.T2)
 					tx.next = now.Add(tx.interval)
@@ -77,7 +86,7 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 
 // do sends wire (udpWire) with cseq from conn to dest, with a Via of
 // sentBy and a branch of its own, and returns its final response, or
-// ctx's error.
+// errNotifyTimeout at Timer F, or ctx's error.
 func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net.PacketConn, sentBy sip.Addr, dest netip.AddrPort) (notifyResult, error) {
 	branch := notifyBranch + sip.GenerateTagN(16)
 	host := sentBy.Hostname
@@ -101,8 +110,9 @@ func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net
 	data = strconv.AppendUint(data, uint64(cseq), 10)
 	data = append(data, " NOTIFY\r\n"...)
 	data = append(data, wire[end:]...)
+	now := time.Now()
 	tx := &notifyTx{data: data, dest: net.UDPAddrFromAddrPort(dest), conn: conn,
-		next: time.Now().Add(sip.T1), interval: sip.T1, res: make(chan notifyResult, 1)}
+		next: now.Add(sip.T1), interval: sip.T1, timeout: now.Add(cmp.Or(n.timerF, notifyTimeout)), res: make(chan notifyResult, 1)}
 	n.mu.Lock()
 	if n.txs == nil {
 		n.txs = map[string]*notifyTx{}
@@ -119,11 +129,11 @@ func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net
 	}
 	select {
 	case res := <-tx.res:
+		if res.code == 0 {
+			return res, errNotifyTimeout
+		}
 		return res, nil
 	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return notifyResult{}, errNotifyTimeout
-		}
 		return notifyResult{}, ctx.Err()
 	}
 }
