@@ -104,11 +104,26 @@ func BenchmarkSubscribeFanIn(b *testing.B) {
 // reading its 200) in a fan-out: one presentity with 100 UDP watchers, each
 // op a modifying PUBLISH, reported per NOTIFY delivered.
 func BenchmarkNotify(b *testing.B) {
-	const watchers = 100
-	f := start(b, benchStores(b)["sqlite"](), echo(b))
+	fanOut(b, echo(b), "echo", "text/plain", 100, func(uri string, i int) string { return fmt.Sprintf("v%d", i) })
+}
+
+// BenchmarkNotifyPresence is bench's fan-out workload in process: one
+// presentity with 1,000 UDP watchers, the pa module rendering each NOTIFY,
+// each op a modifying PUBLISH of a PIDF. What it reports per NOTIFY is the
+// whole process (server and the watchers answering), allocations included.
+func BenchmarkNotifyPresence(b *testing.B) {
+	fanOut(b, extensiontest.Load(b, paPkg, nil), "presence", "application/pidf+xml", 1000,
+		func(uri string, i int) string { return pidf(uri, "t1", "open", fmt.Sprintf("v%d", i)) })
+}
+
+// fanOut runs b.N modifying PUBLISHes of body(uri, i) to one presentity
+// with the given number of UDP watchers, each op waiting for every
+// watcher's NOTIFY (answered 200), on the SQLite store.
+func fanOut(b *testing.B, mod *extension.Module, event, ctype string, watchers int, body func(uri string, i int) string) {
+	f := start(b, benchStores(b)["sqlite"](), mod)
 	p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
 	uri := "sip:lamp@example.com"
-	r := p.Publish("echo", uri, "text/plain", "v0")
+	r := p.Publish(event, uri, ctype, body(uri, 0))
 	if r.StatusCode != 200 {
 		b.Fatalf("PUBLISH: %d", r.StatusCode)
 	}
@@ -116,15 +131,18 @@ func BenchmarkNotify(b *testing.B) {
 	ws := make([]*siptest.Peer, watchers)
 	for i := range ws {
 		ws[i] = siptest.NewPeer(b, "UDP", f.addr["UDP"])
-		if _, r := ws[i].Subscribe("echo", uri, "Expires: 600"); r.StatusCode != 200 {
+		if _, r := ws[i].Subscribe(event, uri, "Expires: 600"); r.StatusCode != 200 {
 			b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
 		}
 		ws[i].Notify()
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs := ms.Mallocs
 	b.ResetTimer()
 	cpu := processCPU()
 	for i := 0; i < b.N; i++ {
-		r := p.Publish("echo", uri, "text/plain", fmt.Sprintf("v%d", i+1), "SIP-If-Match: "+etag)
+		r := p.Publish(event, uri, ctype, body(uri, i+1), "SIP-If-Match: "+etag)
 		if r.StatusCode != 200 {
 			b.Fatalf("PUBLISH: %d", r.StatusCode)
 		}
@@ -133,8 +151,12 @@ func BenchmarkNotify(b *testing.B) {
 			w.Notify()
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*watchers), "ns/notify")
-	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(b.N*watchers), "cpu-ns/notify")
+	n := float64(b.N * watchers)
+	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/n, "cpu-ns/notify")
+	b.StopTimer()
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/notify")
+	b.ReportMetric(float64(ms.Mallocs-mallocs)/n, "allocs/notify")
 }
 
 // BenchmarkMemory reports the live heap each idle subscription and each

@@ -105,7 +105,10 @@ const cseqBlock = 32
 // notifyJob is one NOTIFY, built when its state change happened; the CSeq
 // is set when it is sent, so CSeq order is send order.
 type notifyJob struct {
-	req   *sip.Request
+	req *sip.Request
+	// wire is req as udpNotifies sends it, less its Via and CSeq, when it
+	// goes over UDP: written once, to measure it and to send it.
+	wire  []byte
 	final bool
 	at    time.Time // when the change it reports happened
 	// big is a NOTIFY moved from UDP to TCP for its size: if the watcher
@@ -164,13 +167,13 @@ func (s *Server) enqueue(d *dialog, subState string, n *abi.Notification, final 
 // enqueueAt is enqueue for a change that happened at (the first change a
 // coalescing window held back).
 func (s *Server) enqueueAt(d *dialog, subState string, n *abi.Notification, final bool, at time.Time) {
-	req, big := s.buildNotify(d, subState, n)
+	req, wire, big := s.buildNotify(d, subState, n)
 	d.qmu.Lock()
 	defer d.qmu.Unlock()
 	if d.failed {
 		return
 	}
-	d.queue = append(d.queue, &notifyJob{req: req, final: final, at: at, big: big})
+	d.queue = append(d.queue, &notifyJob{req: req, wire: wire, final: final, at: at, big: big})
 	if !d.sending {
 		d.sending = true
 		s.wg.Add(1)
@@ -243,8 +246,9 @@ func (s *Server) endHold(d *dialog, h *hold) {
 // §12.2.1): request-URI the subscriber's Contact, Route from the route set,
 // From/To the dialog's, our own CSeq space.
 //
-// big reports a NOTIFY moved from UDP to TCP for its size.
-func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (req *sip.Request, big bool) {
+// wire is the request written for UDP (udpWire), nil over other
+// transports; big reports a NOTIFY moved from UDP to TCP for its size.
+func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (req *sip.Request, wire []byte, big bool) {
 	var target sip.Uri
 	if err := sip.ParseUri(d.target, &target); err != nil {
 		s.log.Error("stored remote target does not parse", "target", d.target, "err", err)
@@ -283,11 +287,14 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (r
 		req.SetBody(nil) // Content-Length: 0, required on TCP
 	}
 	req.SetTransport(d.transport)
-	if transport == "udp" && messageSize(req)+udpViaAllowance > udpMaxMessage {
+	if transport == "udp" {
+		wire = udpWire(req)
+	}
+	if transport == "udp" && len(wire)+udpViaAllowance > udpMaxMessage {
 		// RFC 3261 §18.1.1: a request within 200 bytes of the path MTU
 		// (1300 bytes when it is unknown) goes over a congestion-controlled
 		// transport.
-		transport, big = "tcp", true
+		transport, wire, big = "tcp", nil, true
 		req.SetTransport("TCP")
 	}
 	if transport == "udp" {
@@ -311,7 +318,7 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) (r
 			req.SetDestination(src)
 		}
 	}
-	return req, big
+	return req, wire, big
 }
 
 // udpMaxMessage is RFC 3261 §18.1.1's limit for UDP without a known path
@@ -328,21 +335,22 @@ func init() {
 	sip.UDPMTUSize = 65535
 }
 
-// messageSize is the size of req as sent, counted without building it
-// (building the whole NOTIFY once only to measure it was 2 % of the CPU of
-// a SUBSCRIBE and a tenth of the bytes it allocated).
-func messageSize(req *sip.Request) int {
-	var n byteCount
-	req.StringWrite(&n)
-	return int(n)
-}
-
-// byteCount counts the bytes written to it.
-type byteCount int
-
-func (c *byteCount) WriteString(s string) (int, error) {
-	*c += byteCount(len(s))
-	return len(s), nil
+// udpWire writes req as udpNotifies sends it, less the Via and CSeq it
+// adds. The NOTIFY is written once, both to tell whether it fits UDP and
+// to send it; unlike sipgo's StringWrite this makes no string of the
+// request-URI nor of the body (RATIONALE.md).
+func udpWire(req *sip.Request) []byte {
+	buf := bytes.NewBuffer(make([]byte, 0, 512+len(req.Body())))
+	buf.WriteString(string(req.Method))
+	buf.WriteString(" ")
+	req.Recipient.StringWrite(buf)
+	buf.WriteString(" ")
+	buf.WriteString(req.SipVersion)
+	buf.WriteString("\r\n")
+	req.MessageData.StringWrite(buf) // the headers, each line ending in CRLF
+	buf.WriteString("\r\n")
+	buf.Write(req.Body())
+	return buf.Bytes()
 }
 
 // errLeaseEnding holds a NOTIFY back while this node's lease is near its
@@ -353,16 +361,26 @@ var errLeaseEnding = errors.New("lease ending")
 // gives a non-INVITE transaction.
 const notifyTimeout = 32 * time.Second
 
-// notifyDo sends a NOTIFY and returns its final response: over UDP to an
-// IP address as a udpNotifies transaction, else with sipgo's client
-// transaction.
-func (s *Server) notifyDo(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	if s.udpConn != nil && strings.EqualFold(req.Transport(), "UDP") {
-		if dest, err := netip.ParseAddrPort(req.Destination()); err == nil {
-			return s.notifies.do(ctx, req, s.udpConn, sip.Addr{Hostname: s.viaHost, Port: s.udpAddr.Port}, dest)
+// notifyDo sends job's NOTIFY with cseq and returns its final response,
+// within notifyTimeout: over UDP to an IP address as a udpNotifies
+// transaction (whose Timer F is its own, no context and timer per
+// NOTIFY), else with sipgo's client transaction.
+func (s *Server) notifyDo(job *notifyJob, cseq uint32) (notifyResult, error) {
+	if s.udpConn != nil && job.wire != nil {
+		if dest, err := netip.ParseAddrPort(job.req.Destination()); err == nil {
+			return s.notifies.do(s.ctx, job.wire, cseq, s.udpConn, sip.Addr{Hostname: s.viaHost, Port: s.udpAddr.Port}, dest)
 		}
 	}
-	return s.cli.Do(ctx, req)
+	if job.req.CSeq() == nil {
+		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
+	defer cancel()
+	res, err := s.cli.Do(ctx, job.req)
+	if err != nil {
+		return notifyResult{}, err
+	}
+	return notifyResult{res.StatusCode, res.Reason}, nil
 }
 
 // sendLoop sends d's queued NOTIFYs one at a time, in order. A NOTIFY that
@@ -418,26 +436,23 @@ func (s *Server) sendLoop(d *dialog) {
 		d.qmu.Lock()
 		d.sent = time.Now().UnixNano()
 		d.qmu.Unlock()
-		job.req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
-		var res *sip.Response
+		var res notifyResult
 		err = s.unreachable(d)
 		if err == nil {
-			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-			res, err = s.notifyDo(ctx, job.req)
-			cancel()
+			res, err = s.notifyDo(job, cseq)
 		}
 		if err != nil && job.big && refused(err) {
 			// RFC 3261 §18.1.1: a request moved to TCP for its size is
 			// sent over UDP when the connection is refused or reset.
 			job.req.RemoveHeader("Via")
+			job.req.RemoveHeader("CSeq")
 			job.req.SetTransport("UDP")
 			job.req.SetDestination("")
 			job.req.Laddr = s.udpAddr
-			ctx, cancel := context.WithTimeout(s.ctx, notifyTimeout)
-			res, err = s.notifyDo(ctx, job.req)
-			cancel()
+			job.wire = udpWire(job.req)
+			res, err = s.notifyDo(job, cseq)
 		}
-		ok := err == nil && res.StatusCode >= 200 && res.StatusCode < 300
+		ok := err == nil && res.code >= 200 && res.code < 300
 		s.opt.Metrics.Notify(d.event(), ok, job.at)
 		if ok {
 			continue
@@ -449,7 +464,7 @@ func (s *Server) sendLoop(d *dialog) {
 			}
 			reason = err.Error()
 		} else {
-			reason = fmt.Sprintf("%d %s", res.StatusCode, res.Reason)
+			reason = fmt.Sprintf("%d %s", res.code, res.reason)
 		}
 		s.log.Info("NOTIFY failed, subscription ended", "resource", d.resource(),
 			"watcher", d.remoteURI, "cseq", cseq, "reason", reason)

@@ -15,8 +15,9 @@ import (
 // refuseEarly is sipgo's read filter: it sees each UDP datagram in the
 // socket's read loop, before sipgo parses it. A request other than
 // INVITE, ACK and CANCEL it takes whole, parsed once here, to a worker
-// (udp.go), and a response to a NOTIFY sent without sipgo to its
-// transaction (udpnotify.go); sipgo never sees them. Two kinds of request are answered
+// (udp.go), and a response to a NOTIFY sent without sipgo, read from its
+// bytes without a parse, to its transaction (udpnotify.go); sipgo never
+// sees them. Two kinds of request are answered
 // right there, statelessly (RFC 3261 §8.2.7), and dropped:
 //
 //   - while the server is over max_in_flight (requests handled and
@@ -39,12 +40,12 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 	if info.Transport != "UDP" {
 		return data, nil
 	}
-	if isNotifyResponse(data) {
-		if msg, err := s.parser.ParseSIP(data); err == nil {
-			if res, ok := msg.(*sip.Response); ok {
-				s.notifies.receive(res)
-				return nil, nil
+	if bytes.HasPrefix(data, []byte("SIP/")) {
+		if code, reason, branch, ours, ok := readNotifyResponse(data); ours {
+			if ok {
+				s.notifies.receive(code, reason, branch)
 			}
+			return nil, nil
 		}
 		return data, nil
 	}

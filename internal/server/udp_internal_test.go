@@ -139,3 +139,53 @@ func TestUDPTxKeepsWhatItCannotRebuild(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPNotifyTimerF sends a NOTIFY over a real socket to a peer that
+// never answers: the transaction is retransmitted, then ends with
+// errNotifyTimeout at Timer F, and its branch is forgotten.
+func TestUDPNotifyTimerF(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	n := &udpNotifies{timerF: 2 * sip.T1}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.retransmit(ctx, func(err error) { t.Error(err) })
+	wire := []byte("NOTIFY sip:w@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+	start := time.Now()
+	_, err = n.do(ctx, wire, 7, conn, sip.Addr{Hostname: "127.0.0.1", Port: 5060}, peer.LocalAddr().(*net.UDPAddr).AddrPort())
+	if err != errNotifyTimeout {
+		t.Fatalf("do: %v, want %v", err, errNotifyTimeout)
+	}
+	if d := time.Since(start); d < 2*sip.T1 || d > 2*sip.T1+time.Second {
+		t.Errorf("Timer F after %v, want %v", d, 2*sip.T1)
+	}
+	peer.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 2048)
+	sent := 0
+	for {
+		m, _, err := peer.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if !bytes.Contains(buf[:m], []byte("\r\nCSeq: 7 NOTIFY\r\n\r\n")) || !bytes.Contains(buf[:m], []byte("\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch="+notifyBranch)) {
+			t.Fatalf("sent:\n%s", buf[:m])
+		}
+		sent++
+	}
+	if sent < 2 {
+		t.Errorf("sent %d times before Timer F, want the NOTIFY and its retransmission", sent)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.txs) != 0 {
+		t.Errorf("%d transactions left after Timer F", len(n.txs))
+	}
+}

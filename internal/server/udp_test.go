@@ -280,17 +280,25 @@ func (u *udpClient) nextNotify(d time.Duration) []byte {
 	}
 }
 
-// A NOTIFY over UDP left unanswered is sent again, the same bytes, T1
-// later and then at doubling intervals (RFC 3261 §17.1.2.2, Timer E); once
-// answered it is not sent again, and the subscription lives on.
-func TestUDPNotifyRetransmitted(t *testing.T) {
+// subscribeUDP subscribes over UDP to a fresh server (call-ID id@test) and
+// returns the client and the first NOTIFY, unanswered.
+func subscribeUDP(t *testing.T, id string) (*udpClient, []byte) {
+	t.Helper()
 	addr, _ := startMetered(t, 0)
 	u := newUDPClient(t, addr)
-	u.send(u.request("SUBSCRIBE", "z9hG4bK-subE", "subE@test"))
+	u.send(u.request("SUBSCRIBE", "z9hG4bK-"+id, id+"@test"))
 	first := u.nextNotify(5 * time.Second)
 	if first == nil {
 		t.Fatal("no NOTIFY")
 	}
+	return u, first
+}
+
+// A NOTIFY over UDP left unanswered is sent again, the same bytes, T1
+// later and then at doubling intervals (RFC 3261 §17.1.2.2, Timer E); once
+// answered it is not sent again, and the subscription lives on.
+func TestUDPNotifyRetransmitted(t *testing.T) {
+	u, first := subscribeUDP(t, "subE")
 	sent := time.Now()
 	again := u.nextNotify(5 * time.Second)
 	if !bytes.Equal(again, first) {
@@ -318,5 +326,53 @@ func TestUDPNotifyRetransmitted(t *testing.T) {
 	n := u.nextNotify(5 * time.Second)
 	if n == nil || bytes.Equal(n, first) || !bytes.Contains(n, []byte("\r\n\r\nopen")) {
 		t.Fatalf("after the PUBLISH: %s", n)
+	}
+}
+
+// TestUDPNotifyResponseReadFromBytes answers a NOTIFY over UDP with
+// responses the server reads without parsing them whole: one whose status
+// line is malformed is ignored (the NOTIFY is retransmitted), a 100 slows
+// the retransmissions to T2, and a 200 written with compact headers and
+// odd spacing ends the transaction.
+func TestUDPNotifyResponseReadFromBytes(t *testing.T) {
+	u, first := subscribeUDP(t, "subF")
+	msg, err := sip.ParseMessage(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	via := req.Via()
+	branch, _ := via.Params.Get("branch")
+	// respond writes a response to the NOTIFY with the given status line
+	// and top Via header, the rest copied from the request.
+	respond := func(status, topVia string) string {
+		return status + "\r\n" + topVia + "\r\n" +
+			"From: " + req.From().Value() + "\r\n" +
+			"To: " + req.To().Value() + "\r\n" +
+			"Call-ID: " + req.CallID().Value() + "\r\n" +
+			"CSeq: " + req.CSeq().Value() + "\r\n" +
+			"Content-Length: 0\r\n\r\n"
+	}
+	viaLine := "Via: SIP/2.0/UDP " + via.Host + ":" + fmt.Sprint(via.Port) + ";branch=" + branch
+	for _, status := range []string{"SIP/2.0 2OO OK", "SIP/2.0  200 OK", "SIP/2.0 200", "SIP/3.0 200 OK"} {
+		u.send(respond(status, viaLine))
+	}
+	sent := time.Now()
+	if again := u.nextNotify(5 * time.Second); !bytes.Equal(again, first) {
+		t.Fatalf("after malformed responses, not retransmitted: %s", again)
+	}
+	u.send(respond("SIP/2.0 100 Trying", viaLine))
+	time.Sleep(100 * time.Millisecond)
+	since := time.Now()
+	if again := u.nextNotify(sip.T2 + 2*time.Second); !bytes.Equal(again, first) {
+		t.Fatalf("after a 100, not retransmitted: %s", again)
+	}
+	if d := time.Since(since); d < sip.T2*8/10 {
+		t.Errorf("after a 100, retransmitted within %v (%v since the NOTIFY), want T2", d, time.Since(sent))
+	}
+	u.send(respond("SIP/2.0 200 OK", "v :SIP/2.0/UDP  "+via.Host+" : "+fmt.Sprint(via.Port)+
+		" ;rport ; BRANCH = "+branch+" , SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-x"))
+	if m := u.nextNotify(sip.T2 + time.Second); m != nil {
+		t.Fatalf("sent again after its 200:\n%s", m)
 	}
 }
