@@ -69,7 +69,8 @@ func (s *Server) leased() bool {
 }
 
 // keepLease renews the lease and takes over the dialogs of nodes whose
-// lease ran out, leaseRenewals times per lease, until the server closes.
+// lease ran out, leaseRenewals times per lease, and once per lease removes
+// the publications of nodes gone (expireLeft), until the server closes.
 // A lease found lost (the node was paused or cut off longer than it) has
 // every dialog dropped from memory, unsent and unwritten, and the node
 // joins again.
@@ -77,7 +78,7 @@ func (s *Server) keepLease() {
 	defer s.wg.Done()
 	tick := time.NewTicker(s.lease() / leaseRenewals)
 	defer tick.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-s.ctx.Done():
 			return
@@ -90,6 +91,10 @@ func (s *Server) keepLease() {
 		case err == nil:
 			s.leaseUntil.Store(start.Add(s.lease()).UnixNano())
 			err = s.takeOver(ctx)
+			// Once per lease: the scan reads every publication.
+			if err == nil && n%leaseRenewals == 0 {
+				err = s.expireLeft(ctx)
+			}
 		case errors.Is(err, store.ErrFenced):
 			// Those no other node took (all were cut off, say) are this
 			// node's again under its new epoch, and made live anew.

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -72,6 +74,10 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 	switch {
 	case given && secs == 0:
 		c, err := s.unpublish(r, p)
+		if errors.Is(err, store.ErrStalePublication) {
+			s.removePublication(r, p) // refreshed or removed by another node
+			return refusef(412, "publication with entity-tag %q for %s refreshed or removed elsewhere", etag, uri)
+		}
 		if err != nil {
 			return err
 		}
@@ -167,8 +173,12 @@ func (s *Server) unpublish(r *resource, p *publication) (*change, error) {
 	if _, err := c.propose(r, publicationInput(abi.OpUnpublish, p, nil)); err != nil {
 		return nil, err
 	}
-	c.batch.DeletePublications = []string{p.id}
-	c.then(func() { s.removePublication(r, p) })
+	c.batch.DeletePublications = []store.PublicationRef{{ID: p.id, ETag: p.etag}}
+	c.then(func() {
+		if r.hasPub(p) { // not if p is another node's (expireLeft)
+			s.removePublication(r, p)
+		}
+	})
 	if err := c.commit(); err != nil {
 		return nil, err
 	}
@@ -209,10 +219,54 @@ func (s *Server) expirePublication(p *publication) {
 		return
 	}
 	c, err := s.unpublish(r, p)
+	if errors.Is(err, store.ErrStalePublication) {
+		// Another node refreshed it (it is that node's now) or removed it:
+		// this node held it from its restore.
+		s.removePublication(r, p)
+		return
+	}
 	if err != nil {
 		s.log.Warn("expired publication not removed, tried again later", "resource", r.key.uri, "err", err)
 		s.armPublication(p, time.Now().Add(retryExpiry))
 		return
 	}
 	c.emit()
+}
+
+// expireLeft removes, through the one change path, every publication
+// whose expiry passed a lease ago or more: a node removes its own at
+// their expiry (expirePublication), so those are a dead node's, whose
+// watchers would otherwise be shown them until a node starts. The
+// removal names the ETag read: one its node refreshed meanwhile is not
+// removed (store.ErrStalePublication), nor one another node removed
+// first. One this node holds is left to its own timer.
+func (s *Server) expireLeft(ctx context.Context) error {
+	left, err := s.leases.Expired(ctx, time.Now().Add(-s.lease()))
+	if err != nil {
+		return err
+	}
+	for _, rec := range left {
+		ep := s.served(rec.Event, "publication "+rec.ETag)
+		if ep == nil {
+			continue
+		}
+		r := s.lockResource(ep, rec.Resource)
+		if slices.ContainsFunc(r.pubs, func(p *publication) bool { return p.id == rec.ID }) {
+			s.release(r)
+			continue
+		}
+		err := s.catchUp(r)
+		if err == nil {
+			var c *change
+			if c, err = s.unpublish(r, &publication{id: rec.ID, etag: rec.ETag, res: r}); err == nil {
+				c.emit()
+				s.log.Info("publication of a node gone removed at its expiry", "resource", rec.Resource, "expired", rec.Expires)
+			}
+		}
+		s.release(r)
+		if err != nil && !errors.Is(err, store.ErrStalePublication) {
+			return err
+		}
+	}
+	return nil
 }

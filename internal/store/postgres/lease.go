@@ -96,6 +96,19 @@ func (s *Store) TakeOver(ctx context.Context) ([]store.Subscription, error) {
 	return taken, nil
 }
 
+// Expired implements store.Leases. It scans the publications (no index
+// on expires: every refresh would write one; a node asks once per lease).
+func (s *Store) Expired(ctx context.Context, t time.Time) ([]store.Publication, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+publicationColumns+` FROM publications WHERE expires < $1`, t)
+	if err == nil {
+		var expired []store.Publication
+		if expired, err = pgx.CollectRows(rows, scanPublication); err == nil {
+			return expired, nil
+		}
+	}
+	return nil, fmt.Errorf("expired publications in store %s: %w", s.where, err)
+}
+
 // fence queues, before b's statements, a check that no dialog b writes
 // (a subscription, its deletion, its CSeq) is another epoch's. FOR
 // UPDATE waits for a takeover writing the row, and sees what it left.

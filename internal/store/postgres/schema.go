@@ -17,7 +17,9 @@ const schemaVersion = 3
 // PostgreSQL's own types: times as timestamptz and lists as text[], so
 // that psql shows them as they are. As in SQLite, no index but the
 // primary keys: rows are written and deleted by key and read only by the
-// full load at start (internal/store/RATIONALE.md, "The cost is pages").
+// full load at start and, once per lease, the scan for the publications
+// of nodes gone (Store.Expired): internal/store/RATIONALE.md, "The cost
+// is pages".
 // Keys are COLLATE "C": byte order, the cheapest comparison, whatever the
 // database's locale.
 var migrations = []string{
