@@ -487,3 +487,36 @@ func TestDeadNodesPublicationsExpire(t *testing.T) {
 		}
 	}
 }
+
+// A publication taken by one node is refreshed, modified and removed
+// through another, as a proxy routing its client elsewhere sends them:
+// each node finds it in the store by its ETag. The node that took it
+// does not remove it at the expiry it knew (it was refreshed since on
+// the other), and an ETag gone stale is still 412.
+func TestPublicationFollowsRouting(t *testing.T) {
+	nodes, _ := startNodes(t, 2)
+	const carol = "sip:carol@example.com"
+	w := watching(t, nodes[1], carol)
+	publish := func(f *fixture, code int, ctype, body string, extra ...string) string {
+		t.Helper()
+		res := f.peer(t, "UDP").Publish("presence", carol, ctype, body, extra...)
+		siptest.WantCode(t, res, code)
+		return siptest.Header(res, "SIP-ETag")
+	}
+	const ct = "application/pidf+xml"
+	e1 := publish(nodes[0], 200, ct, pidf(carol, "t1", "open", "first"), "Expires: 2")
+	notifiedOf(t, w, "watcher on node 1, after the PUBLISH to node 0", "first")
+	e2 := publish(nodes[1], 200, "", "", "SIP-If-Match: "+e1, "Expires: 600")
+	if e2 == "" || e2 == e1 {
+		t.Fatalf("refresh on node 1: ETag %q after %q", e2, e1)
+	}
+	w.Quiet(3 * time.Second) // past the expiry node 0 knew: nothing removed
+	e3 := publish(nodes[0], 200, ct, pidf(carol, "t1", "closed", "second"), "SIP-If-Match: "+e2, "Expires: 600")
+	notifiedOf(t, w, "watcher on node 1, after the modify on node 0", "second")
+	publish(nodes[1], 412, "", "", "SIP-If-Match: "+e2, "Expires: 0")
+	publish(nodes[1], 200, "", "", "SIP-If-Match: "+e3, "Expires: 0")
+	n := w.NotifyWithin(siptest.Timeout)
+	if n == nil || bytes.Contains(n.Body(), []byte("second")) {
+		t.Fatalf("after the removal on node 1: %v", n)
+	}
+}

@@ -59,14 +59,27 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 
 	// An ETag is looked up among its presentity's publications (one to a
 	// few): a server-wide index by ETag was ~45 bytes of every publication.
-	s.mu.Lock()
-	r := s.resources[resourceKey{ep.name, uri}]
-	s.mu.Unlock()
+	// On a shared store, one this node does not hold may be another's.
+	var r *resource
+	if s.leases != nil {
+		r = s.lockResource(ep, uri)
+	} else {
+		s.mu.Lock()
+		r = s.resources[resourceKey{ep.name, uri}]
+		s.mu.Unlock()
+		if r != nil {
+			r.mu.Lock()
+		}
+	}
 	var p *publication
 	if r != nil {
-		r.mu.Lock()
 		defer s.release(r)
 		p = r.pubByETag(etag) // none if r died meanwhile: it had none
+		if p == nil && s.leases != nil {
+			if p, err = s.adopt(r, etag); err != nil {
+				return err
+			}
+		}
 	}
 	if p == nil {
 		return refusef(412, "no publication with entity-tag %q for %s", etag, uri)
@@ -89,6 +102,36 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 	default:
 		return s.republish(req, tx, r, p, secs, body)
 	}
+}
+
+// adopt makes the publication of r with that ETag, stored by another
+// node, this node's too, or returns nil if none is stored unexpired: a
+// client whose proxy routes it here now refreshes, modifies or removes
+// its publication instead of publishing anew. A copy held from before
+// (an older ETag) is brought up to date. The node that took it drops
+// its own copy at that copy's expiry (its ETag is stale then). r.mu is
+// held.
+func (s *Server) adopt(r *resource, etag string) (*publication, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
+	defer cancel()
+	rec, ok, err := s.leases.Publication(ctx, r.key.event, r.key.uri, etag)
+	if err == nil && ok && rec.Expires.After(time.Now()) {
+		err = s.catchUp(r)
+	} else if err == nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &storeError{err}
+	}
+	p := r.pubByID(rec.ID)
+	if p == nil {
+		p = &publication{id: rec.ID, res: r}
+		r.addPub(p)
+		s.opt.Metrics.Publications(r.key.event, 1)
+	}
+	p.etag, p.ctype, p.size = rec.ETag, r.pkg.mediaType(rec.ContentType), rec.Size
+	s.armPublication(p, rec.Expires)
+	return p, nil
 }
 
 // acceptable checks the body's Content-Type against what the package
@@ -251,7 +294,7 @@ func (s *Server) expireLeft(ctx context.Context) error {
 			continue
 		}
 		r := s.lockResource(ep, rec.Resource)
-		if slices.ContainsFunc(r.pubs, func(p *publication) bool { return p.id == rec.ID }) {
+		if r.pubByID(rec.ID) != nil {
 			s.release(r)
 			continue
 		}

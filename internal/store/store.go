@@ -253,4 +253,8 @@ type Leases interface {
 	// removes its own at their expiry, so those long past it are left by a
 	// node that died, for another to remove.
 	Expired(ctx context.Context, t time.Time) ([]Publication, error)
+	// Publication returns the publication of resource with that ETag,
+	// false if none is stored: a node asked to refresh, modify or remove
+	// one another node took.
+	Publication(ctx context.Context, event, resource, etag string) (Publication, bool, error)
 }

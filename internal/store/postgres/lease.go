@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -107,6 +108,22 @@ func (s *Store) Expired(ctx context.Context, t time.Time) ([]store.Publication, 
 		}
 	}
 	return nil, fmt.Errorf("expired publications in store %s: %w", s.where, err)
+}
+
+// Publication implements store.Leases, through the index on resource.
+func (s *Store) Publication(ctx context.Context, event, resource, etag string) (store.Publication, bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+publicationColumns+` FROM publications
+		WHERE resource = $1 AND event = $2 AND etag = $3`, resource, event, etag)
+	if err == nil {
+		var p store.Publication
+		if p, err = pgx.CollectExactlyOneRow(rows, scanPublication); err == nil {
+			return p, true, nil
+		}
+		if errors.Is(err, pgx.ErrNoRows) {
+			return p, false, nil
+		}
+	}
+	return store.Publication{}, false, fmt.Errorf("publication in store %s: %w", s.where, err)
 }
 
 // fence queues, before b's statements, a check that no dialog b writes

@@ -503,7 +503,8 @@ func commitCopies(t *testing.T, s store.Store) {
 // one refreshed (new ETag) or removed since fails its whole batch with
 // ErrStalePublication, so a node removing another node's publication at
 // its expiry cannot remove one refreshed meanwhile. Expired lists only
-// what expired before the time given.
+// what expired before the time given, Publication finds one by its
+// current ETag alone.
 func stalePublicationDeletionFails(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	early := pub(2)
@@ -524,6 +525,14 @@ func stalePublicationDeletionFails(t *testing.T, s store.Store) {
 		got, err := l.Expired(ctx, when.Add(-time.Second))
 		if err != nil || len(got) != 1 || got[0].ID != early.ID {
 			t.Fatalf("Expired before %v: %v, %v; want %s alone", when.Add(-time.Second), got, err, early.ID)
+		}
+	}
+	if l, ok := store.As[store.Leases](s); ok {
+		for _, etag := range []string{"refreshed", stale.ETag} {
+			got, found, err := l.Publication(ctx, refreshed.Event, refreshed.Resource, etag)
+			if want := etag == "refreshed"; err != nil || found != want || (want && got.ID != refreshed.ID) {
+				t.Fatalf("Publication of ETag %s: %v, %v, %v", etag, got, found, err)
+			}
 		}
 	}
 	commit(t, s, &store.Batch{DeletePublications: []store.PublicationRef{{ID: stale.ID, ETag: "refreshed"}}})
