@@ -69,8 +69,7 @@ func (s *Server) leased() bool {
 }
 
 // keepLease renews the lease and takes over the dialogs of nodes whose
-// lease ran out, leaseRenewals times per lease, and once per lease removes
-// the publications of nodes gone (expireLeft), until the server closes.
+// lease ran out, leaseRenewals times per lease, until the server closes.
 // A lease found lost (the node was paused or cut off longer than it) has
 // every dialog dropped from memory, unsent and unwritten, and the node
 // joins again.
@@ -78,7 +77,7 @@ func (s *Server) keepLease() {
 	defer s.wg.Done()
 	tick := time.NewTicker(s.lease() / leaseRenewals)
 	defer tick.Stop()
-	for n := 1; ; n++ {
+	for {
 		select {
 		case <-s.ctx.Done():
 			return
@@ -91,10 +90,6 @@ func (s *Server) keepLease() {
 		case err == nil:
 			s.leaseUntil.Store(start.Add(s.lease()).UnixNano())
 			err = s.takeOver(ctx)
-			// Once per lease: the scan reads every publication.
-			if err == nil && n%leaseRenewals == 0 {
-				err = s.expireLeft(ctx)
-			}
 		case errors.Is(err, store.ErrFenced):
 			// Those no other node took (all were cut off, say) are this
 			// node's again under its new epoch, and made live anew.
@@ -108,6 +103,28 @@ func (s *Server) keepLease() {
 		cancel()
 		if err != nil && s.ctx.Err() == nil && s.storeLog.allow() {
 			s.log.Error("lease not renewed", "err", err)
+		}
+	}
+}
+
+// expireLeftEachLease removes the publications of nodes gone once per
+// lease (the scan reads every publication), until the server closes:
+// apart from keepLease, whose renewals many removals must not delay.
+func (s *Server) expireLeftEachLease() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.lease())
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
+		err := s.expireLeft(ctx)
+		cancel()
+		if err != nil && s.ctx.Err() == nil && s.storeLog.allow() {
+			s.log.Error("publications of nodes gone not removed", "err", err)
 		}
 	}
 }

@@ -289,9 +289,9 @@ func (s *Server) expireLeft(ctx context.Context) error {
 		return err
 	}
 	for _, rec := range left {
-		ep := s.served(rec.Event, "publication "+rec.ETag)
+		ep := s.cat().packages[rec.Event]
 		if ep == nil {
-			continue
+			continue // left in the store, as at restore
 		}
 		r := s.lockResource(ep, rec.Resource)
 		if r.pubByID(rec.ID) != nil {

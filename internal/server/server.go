@@ -360,8 +360,9 @@ func (s *Server) Start() error {
 			s.Close()
 			return fmt.Errorf("take over dialogs: %w", err)
 		}
-		s.wg.Add(1)
+		s.wg.Add(2)
 		go s.keepLease()
+		go s.expireLeftEachLease()
 	}
 	return nil
 }
