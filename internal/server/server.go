@@ -361,8 +361,8 @@ func (s *Server) Start() error {
 			return fmt.Errorf("take over dialogs: %w", err)
 		}
 		s.wg.Add(2)
-		go s.keepLease()
-		go s.expireLeftEachLease()
+		go s.every(s.lease()/leaseRenewals, s.keepLease)
+		go s.every(s.lease(), s.expireLeftNow)
 	}
 	return nil
 }
