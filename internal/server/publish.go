@@ -264,7 +264,7 @@ func (s *Server) expirePublication(p *publication) {
 	c, err := s.unpublish(r, p)
 	if errors.Is(err, store.ErrStalePublication) {
 		// Another node refreshed it (it is that node's now) or removed it:
-		// this node held it from its restore.
+		// this node held a copy, from its restore or taken on (adopt).
 		s.removePublication(r, p)
 		return
 	}
@@ -282,7 +282,8 @@ func (s *Server) expirePublication(p *publication) {
 // watchers would otherwise be shown them until a node starts. The
 // removal names the ETag read: one its node refreshed meanwhile is not
 // removed (store.ErrStalePublication), nor one another node removed
-// first. One this node holds is left to its own timer.
+// first. One this node holds under the same ETag is left to its own
+// timer.
 func (s *Server) expireLeft(ctx context.Context) error {
 	left, err := s.leases.Expired(ctx, time.Now().Add(-s.lease()))
 	if err != nil {
@@ -294,9 +295,12 @@ func (s *Server) expireLeft(ctx context.Context) error {
 			continue // left in the store, as at restore
 		}
 		r := s.lockResource(ep, rec.Resource)
-		if r.pubByID(rec.ID) != nil {
-			s.release(r)
-			continue
+		if p := r.pubByID(rec.ID); p != nil {
+			if p.etag == rec.ETag {
+				s.release(r)
+				continue
+			}
+			s.removePublication(r, p) // a copy gone stale: refreshed since on a node gone
 		}
 		err := s.catchUp(r)
 		if err == nil {
