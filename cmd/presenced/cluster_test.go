@@ -14,8 +14,8 @@ import (
 
 // startNodeDaemons starts n daemons with the presence module on one
 // pgtest database, each with its own data_dir and port, their leases a
-// second: the nodes of a cluster (docs/cluster.md). It returns them and
-// their SIP addresses.
+// second, publications of a second or more taken: the nodes of a cluster
+// (docs/cluster.md). It returns them and their SIP addresses.
 func startNodeDaemons(t *testing.T, n int) ([]*daemon, []string) {
 	bin := buildDaemon(t)
 	dsn := pgtest.DSN(t)
@@ -23,7 +23,7 @@ func startNodeDaemons(t *testing.T, n int) ([]*daemon, []string) {
 	var addrs []string
 	for range n {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		d := startDaemon(t, bin, "-config", paConfig(t, addr, fmt.Sprintf("backend = \"postgres\"\ndsn = %q\nlease = \"1s\"", dsn)))
+		d := startDaemon(t, bin, "-config", paConfig(t, addr, fmt.Sprintf("backend = \"postgres\"\ndsn = %q\nlease = \"1s\"\n[publication]\nmin_expires = 1", dsn)))
 		d.serving(t)
 		ds, addrs = append(ds, d), append(addrs, addr)
 	}
@@ -32,22 +32,36 @@ func startNodeDaemons(t *testing.T, n int) ([]*daemon, []string) {
 
 // Two daemons on one database: a PUBLISH to one reaches a watcher held
 // by the other, in the daemon as built (its store behind the metrics'
-// timing, through which the feed is found).
+// timing, through which the feed is found). The publishing daemon
+// SIGKILLed, its publication is removed by the other once its expiry is
+// a lease past, and the watcher told: no busy lamp stays lit.
 func TestDaemonsShareChanges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon")
 	}
-	_, addrs := startNodeDaemons(t, 2)
+	ds, addrs := startNodeDaemons(t, 2)
 	const carol = "sip:carol@example.com"
 	w := siptest.NewPeer(t, "UDP", addrs[1])
 	_, res := w.Subscribe("presence", carol, "Expires: 600")
 	siptest.WantCode(t, res, 200)
 	w.Notify()
+	const secs = 2
 	res = siptest.NewPeer(t, "UDP", addrs[0]).Publish("presence", carol, "application/pidf+xml",
-		pidf(carol, "t1", "open", "published on the other daemon"))
+		pidf(carol, "t1", "open", "published on the other daemon"), fmt.Sprintf("Expires: %d", secs))
 	siptest.WantCode(t, res, 200)
 	if body := string(w.Notify().Body()); !strings.Contains(body, "published on the other daemon") {
 		t.Fatalf("NOTIFY from the watcher's daemon:\n%s", body)
+	}
+
+	ds[0].kill(t)
+	killed := time.Now()
+	bound := secs*time.Second + 2*time.Second + 2*time.Second // the expiry, two leases, and slack
+	n := w.NotifyWithin(bound)
+	if n == nil {
+		t.Fatalf("no NOTIFY within %v of the kill", bound)
+	}
+	if body := string(n.Body()); strings.Contains(body, "published on the other daemon") {
+		t.Fatalf("NOTIFY %v after the kill still holds the killed daemon's publication:\n%s", time.Since(killed), body)
 	}
 }
 

@@ -232,7 +232,9 @@ func (c *change) commit() error {
 			}
 		}
 		cancel()
-		if c.s.storeLog.allow() {
+		// A stale publication is no failure: another node refreshed or
+		// removed it first, and the caller says so.
+		if !errors.Is(err, store.ErrStalePublication) && c.s.storeLog.allow() {
 			c.s.log.Error("store commit failed", "err", err, "tries", try+1)
 		}
 		return &storeError{err}

@@ -55,10 +55,7 @@ func TestPublishReachesWatchersOnEveryNode(t *testing.T) {
 	const carol = "sip:carol@example.com"
 	var watchers []*siptest.Peer
 	for _, n := range nodes {
-		w := n.peer(t, "UDP")
-		_, res := w.Subscribe("presence", carol, "Expires: 600")
-		siptest.WantCode(t, res, 200)
-		w.Notify()
+		w := watching(t, n, carol)
 		watchers = append(watchers, w)
 	}
 	var ids []string
@@ -91,10 +88,7 @@ func TestPublishReachesWatchersOnEveryNode(t *testing.T) {
 func TestCutFeedIsCaughtUp(t *testing.T) {
 	nodes, dsn := startNodes(t, 2)
 	const carol = "sip:carol@example.com"
-	w := nodes[0].peer(t, "UDP")
-	_, res := w.Subscribe("presence", carol, "Expires: 600")
-	siptest.WantCode(t, res, 200)
-	w.Notify()
+	w := watching(t, nodes[0], carol)
 
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -118,7 +112,7 @@ func TestCutFeedIsCaughtUp(t *testing.T) {
 	for deadline := time.Now().Add(time.Second); listening() > 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	res = nodes[1].peer(t, "UDP").Publish("presence", carol, "application/pidf+xml", pidf(carol, "during-cut", "open", "x"), "Expires: 600")
+	res := nodes[1].peer(t, "UDP").Publish("presence", carol, "application/pidf+xml", pidf(carol, "during-cut", "open", "x"), "Expires: 600")
 	siptest.WantCode(t, res, 200)
 	notifiedOf(t, w, "watcher on the cut node", "during-cut")
 }
@@ -217,6 +211,17 @@ func TestLostLeaseKeepsDialogsNobodyTook(t *testing.T) {
 	notifiedOf(t, w, "watcher after the rejoin", "after-rejoin")
 }
 
+// watching is a peer subscribed to uri's presence on f, its first NOTIFY
+// read.
+func watching(t testing.TB, f *fixture, uri string) *siptest.Peer {
+	t.Helper()
+	w := f.peer(t, "UDP")
+	_, res := w.Subscribe("presence", uri, "Expires: 600")
+	siptest.WantCode(t, res, 200)
+	w.Notify()
+	return w
+}
+
 // notifiedOf waits for a NOTIFY to w whose body holds every id.
 func notifiedOf(t testing.TB, w *siptest.Peer, what string, ids ...string) {
 	t.Helper()
@@ -294,10 +299,7 @@ func TestTwoNodesLoseNoPublication(t *testing.T) {
 	done := make(chan struct{})
 	var drained sync.WaitGroup
 	for _, n := range nodes {
-		w := n.peer(t, "UDP")
-		_, res := w.Subscribe("presence", carol, "Expires: 600")
-		siptest.WantCode(t, res, 200)
-		w.Notify()
+		w := watching(t, n, carol)
 		drained.Add(1)
 		go func() { // the NOTIFYs every change sends, read so none waits
 			defer drained.Done()
@@ -450,5 +452,71 @@ func TestConflictingTooOftenIs500RetryAfter(t *testing.T) {
 	siptest.WantCode(t, sres, 200)
 	if body := string(w.Notify().Body()); strings.Contains(body, "t1") {
 		t.Fatalf("refused publication rendered:\n%s", body)
+	}
+}
+
+// A node that dies leaves its publications in the store, where no timer
+// of its own removes them; another node removes each once its expiry is
+// a lease past, through the one change path, and its watchers are told:
+// a busy lamp lit on the dead node goes out. The dead node is closed
+// before its publication's expiry: its timer never fires, as with a kill.
+func TestDeadNodesPublicationsExpire(t *testing.T) {
+	nodes, _ := startNodes(t, 2)
+	const carol = "sip:carol@example.com"
+	w := watching(t, nodes[1], carol)
+	const secs = 3
+	res := nodes[0].peer(t, "UDP").Publish("presence", carol, "application/pidf+xml",
+		pidf(carol, "t1", "open", "on-the-phone"), fmt.Sprintf("Expires: %d", secs))
+	siptest.WantCode(t, res, 200)
+	notifiedOf(t, w, "watcher on node 1, after the PUBLISH to node 0", "on-the-phone")
+	nodes[0].srv.Close()
+	died := time.Now()
+
+	// The expiry, a lease past it, and the sweep once per lease.
+	bound := secs*time.Second + 2*server.DefaultLease + time.Second
+	for {
+		n := w.NotifyWithin(time.Until(died.Add(bound)))
+		if n == nil {
+			t.Fatalf("no NOTIFY without the dead node's publication within %v", bound)
+		}
+		if !bytes.Contains(n.Body(), []byte("on-the-phone")) {
+			if since := time.Since(died); since < secs*time.Second {
+				t.Fatalf("publication gone after %v, before its expiry", since)
+			}
+			return
+		}
+	}
+}
+
+// A publication taken by one node is refreshed, modified and removed
+// through another, as a proxy routing its client elsewhere sends them:
+// each node finds it in the store by its ETag. The node that took it
+// does not remove it at the expiry it knew (it was refreshed since on
+// the other), and an ETag gone stale is still 412.
+func TestPublicationFollowsRouting(t *testing.T) {
+	nodes, _ := startNodes(t, 2)
+	const carol = "sip:carol@example.com"
+	w := watching(t, nodes[1], carol)
+	publish := func(f *fixture, code int, ctype, body string, extra ...string) string {
+		t.Helper()
+		res := f.peer(t, "UDP").Publish("presence", carol, ctype, body, extra...)
+		siptest.WantCode(t, res, code)
+		return siptest.Header(res, "SIP-ETag")
+	}
+	const ct = "application/pidf+xml"
+	e1 := publish(nodes[0], 200, ct, pidf(carol, "t1", "open", "first"), "Expires: 2")
+	notifiedOf(t, w, "watcher on node 1, after the PUBLISH to node 0", "first")
+	e2 := publish(nodes[1], 200, "", "", "SIP-If-Match: "+e1, "Expires: 600")
+	if e2 == "" || e2 == e1 {
+		t.Fatalf("refresh on node 1: ETag %q after %q", e2, e1)
+	}
+	w.Quiet(3 * time.Second) // past the expiry node 0 knew: nothing removed
+	e3 := publish(nodes[0], 200, ct, pidf(carol, "t1", "closed", "second"), "SIP-If-Match: "+e2, "Expires: 600")
+	notifiedOf(t, w, "watcher on node 1, after the modify on node 0", "second")
+	publish(nodes[1], 412, "", "", "SIP-If-Match: "+e2, "Expires: 0")
+	publish(nodes[1], 200, "", "", "SIP-If-Match: "+e3, "Expires: 0")
+	n := w.NotifyWithin(siptest.Timeout)
+	if n == nil || bytes.Contains(n.Body(), []byte("second")) {
+		t.Fatalf("after the removal on node 1: %v", n)
 	}
 }

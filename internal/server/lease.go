@@ -69,13 +69,48 @@ func (s *Server) leased() bool {
 }
 
 // keepLease renews the lease and takes over the dialogs of nodes whose
-// lease ran out, leaseRenewals times per lease, until the server closes.
-// A lease found lost (the node was paused or cut off longer than it) has
-// every dialog dropped from memory, unsent and unwritten, and the node
-// joins again.
+// lease ran out; run leaseRenewals times per lease. A lease found lost
+// (the node was paused or cut off longer than it) has every dialog
+// dropped from memory, unsent and unwritten, and the node joins again.
 func (s *Server) keepLease() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.lease()/leaseRenewals)
+	defer cancel()
+	start := time.Now()
+	err := s.leases.Renew(ctx, s.lease())
+	switch {
+	case err == nil:
+		s.leaseUntil.Store(start.Add(s.lease()).UnixNano())
+		err = s.takeOver(ctx)
+	case errors.Is(err, store.ErrFenced):
+		// Those no other node took (all were cut off, say) are this
+		// node's again under its new epoch, and made live anew.
+		s.log.Warn("lease lost: this node's dialogs are another's now, dropped", "err", err)
+		s.abandonAll()
+		var kept []store.Subscription
+		if kept, err = s.rejoin(); err == nil {
+			s.restoreDialogs(kept)
+		}
+	}
+	if err != nil && s.ctx.Err() == nil && s.storeLog.allow() {
+		s.log.Error("lease not renewed", "err", err)
+	}
+}
+
+// expireLeftNow removes the publications of nodes gone (expireLeft); run
+// once per lease (the scan reads every publication), apart from
+// keepLease, whose renewals many removals must not delay.
+func (s *Server) expireLeftNow() {
+	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
+	defer cancel()
+	if err := s.expireLeft(ctx); err != nil && s.ctx.Err() == nil && s.storeLog.allow() {
+		s.log.Error("publications of nodes gone not removed", "err", err)
+	}
+}
+
+// every runs f each d until the server closes; s.wg counts it.
+func (s *Server) every(d time.Duration, f func()) {
 	defer s.wg.Done()
-	tick := time.NewTicker(s.lease() / leaseRenewals)
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
@@ -83,27 +118,7 @@ func (s *Server) keepLease() {
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.lease()/leaseRenewals)
-		start := time.Now()
-		err := s.leases.Renew(ctx, s.lease())
-		switch {
-		case err == nil:
-			s.leaseUntil.Store(start.Add(s.lease()).UnixNano())
-			err = s.takeOver(ctx)
-		case errors.Is(err, store.ErrFenced):
-			// Those no other node took (all were cut off, say) are this
-			// node's again under its new epoch, and made live anew.
-			s.log.Warn("lease lost: this node's dialogs are another's now, dropped", "err", err)
-			s.abandonAll()
-			var kept []store.Subscription
-			if kept, err = s.rejoin(); err == nil {
-				s.restoreDialogs(kept)
-			}
-		}
-		cancel()
-		if err != nil && s.ctx.Err() == nil && s.storeLog.allow() {
-			s.log.Error("lease not renewed", "err", err)
-		}
+		f()
 	}
 }
 

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -57,14 +59,27 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 
 	// An ETag is looked up among its presentity's publications (one to a
 	// few): a server-wide index by ETag was ~45 bytes of every publication.
-	s.mu.Lock()
-	r := s.resources[resourceKey{ep.name, uri}]
-	s.mu.Unlock()
+	// On a shared store, one this node does not hold may be another's.
+	var r *resource
+	if s.leases != nil {
+		r = s.lockResource(ep, uri)
+	} else {
+		s.mu.Lock()
+		r = s.resources[resourceKey{ep.name, uri}]
+		s.mu.Unlock()
+		if r != nil {
+			r.mu.Lock()
+		}
+	}
 	var p *publication
 	if r != nil {
-		r.mu.Lock()
 		defer s.release(r)
 		p = r.pubByETag(etag) // none if r died meanwhile: it had none
+		if p == nil && s.leases != nil {
+			if p, err = s.adopt(r, etag); err != nil {
+				return err
+			}
+		}
 	}
 	if p == nil {
 		return refusef(412, "no publication with entity-tag %q for %s", etag, uri)
@@ -72,6 +87,10 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 	switch {
 	case given && secs == 0:
 		c, err := s.unpublish(r, p)
+		if errors.Is(err, store.ErrStalePublication) {
+			s.removePublication(r, p) // refreshed or removed by another node
+			return refusef(412, "publication with entity-tag %q for %s refreshed or removed elsewhere", etag, uri)
+		}
 		if err != nil {
 			return err
 		}
@@ -83,6 +102,36 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 	default:
 		return s.republish(req, tx, r, p, secs, body)
 	}
+}
+
+// adopt makes the publication of r with that ETag, stored by another
+// node, this node's too, or returns nil if none is stored unexpired: a
+// client whose proxy routes it here now refreshes, modifies or removes
+// its publication instead of publishing anew. A copy held from before
+// (an older ETag) is brought up to date. The node that took it drops
+// its own copy at that copy's expiry (its ETag is stale then). r.mu is
+// held.
+func (s *Server) adopt(r *resource, etag string) (*publication, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
+	defer cancel()
+	rec, ok, err := s.leases.Publication(ctx, r.key.event, r.key.uri, etag)
+	if err == nil && ok && rec.Expires.After(time.Now()) {
+		err = s.catchUp(r)
+	} else if err == nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &storeError{err}
+	}
+	p := r.pubByID(rec.ID)
+	if p == nil {
+		p = &publication{id: rec.ID, res: r}
+		r.addPub(p)
+		s.opt.Metrics.Publications(r.key.event, 1)
+	}
+	p.etag, p.ctype, p.size = rec.ETag, r.pkg.mediaType(rec.ContentType), rec.Size
+	s.armPublication(p, rec.Expires)
+	return p, nil
 }
 
 // acceptable checks the body's Content-Type against what the package
@@ -167,8 +216,12 @@ func (s *Server) unpublish(r *resource, p *publication) (*change, error) {
 	if _, err := c.propose(r, publicationInput(abi.OpUnpublish, p, nil)); err != nil {
 		return nil, err
 	}
-	c.batch.DeletePublications = []string{p.id}
-	c.then(func() { s.removePublication(r, p) })
+	c.batch.DeletePublications = []store.PublicationRef{{ID: p.id, ETag: p.etag}}
+	c.then(func() {
+		if r.hasPub(p) { // not if p is another node's (expireLeft)
+			s.removePublication(r, p)
+		}
+	})
 	if err := c.commit(); err != nil {
 		return nil, err
 	}
@@ -209,10 +262,58 @@ func (s *Server) expirePublication(p *publication) {
 		return
 	}
 	c, err := s.unpublish(r, p)
+	if errors.Is(err, store.ErrStalePublication) {
+		// Another node refreshed it (it is that node's now) or removed it:
+		// this node held a copy, from its restore or taken on (adopt).
+		s.removePublication(r, p)
+		return
+	}
 	if err != nil {
 		s.log.Warn("expired publication not removed, tried again later", "resource", r.key.uri, "err", err)
 		s.armPublication(p, time.Now().Add(retryExpiry))
 		return
 	}
 	c.emit()
+}
+
+// expireLeft removes, through the one change path, every publication
+// whose expiry passed a lease ago or more: a node removes its own at
+// their expiry (expirePublication), so those are a dead node's, whose
+// watchers would otherwise be shown them until a node starts. The
+// removal names the ETag read: one its node refreshed meanwhile is not
+// removed (store.ErrStalePublication), nor one another node removed
+// first. One this node holds under the same ETag is left to its own
+// timer.
+func (s *Server) expireLeft(ctx context.Context) error {
+	left, err := s.leases.Expired(ctx, time.Now().Add(-s.lease()))
+	if err != nil {
+		return err
+	}
+	for _, rec := range left {
+		ep := s.cat().packages[rec.Event]
+		if ep == nil {
+			continue // left in the store, as at restore
+		}
+		r := s.lockResource(ep, rec.Resource)
+		if p := r.pubByID(rec.ID); p != nil {
+			if p.etag == rec.ETag {
+				s.release(r)
+				continue
+			}
+			s.removePublication(r, p) // a copy gone stale: refreshed since on a node gone
+		}
+		err := s.catchUp(r)
+		if err == nil {
+			var c *change
+			if c, err = s.unpublish(r, &publication{id: rec.ID, etag: rec.ETag, res: r}); err == nil {
+				c.emit()
+				s.log.Info("publication of a node gone removed at its expiry", "resource", rec.Resource, "expired", rec.Expires)
+			}
+		}
+		s.release(r)
+		if err != nil && !errors.Is(err, store.ErrStalePublication) {
+			return err
+		}
+	}
+	return nil
 }

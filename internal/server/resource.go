@@ -100,6 +100,16 @@ func (r *resource) pubByETag(etag string) *publication {
 }
 
 // hasPub reports whether p is still one of r's live publications.
+// pubByID is r's live publication of that ID, or nil.
+func (r *resource) pubByID(id string) *publication {
+	for _, p := range r.pubs {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
 func (r *resource) hasPub(p *publication) bool { return slices.Contains(r.pubs, p) }
 
 func (r *resource) removePub(p *publication) {

@@ -360,8 +360,9 @@ func (s *Server) Start() error {
 			s.Close()
 			return fmt.Errorf("take over dialogs: %w", err)
 		}
-		s.wg.Add(1)
-		go s.keepLease()
+		s.wg.Add(2)
+		go s.every(s.lease()/leaseRenewals, s.keepLease)
+		go s.every(s.lease(), s.expireLeftNow)
 	}
 	return nil
 }

@@ -33,6 +33,11 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 			return fmt.Errorf("commit not written: %w", ErrConflict)
 		}
 	}
+	for _, ref := range b.DeletePublications {
+		if p, ok := m.pubs[ref.ID]; !ok || p.ETag != ref.ETag {
+			return fmt.Errorf("commit not written: publication %s: %w", ref.ID, ErrStalePublication)
+		}
+	}
 	for _, s := range b.Subscriptions {
 		s.RouteSet = slices.Clone(s.RouteSet)
 		s.Accept = slices.Clone(s.Accept)
@@ -54,8 +59,8 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 			m.pubs[r.ID] = p
 		}
 	}
-	for _, id := range b.DeletePublications {
-		delete(m.pubs, id)
+	for _, ref := range b.DeletePublications {
+		delete(m.pubs, ref.ID)
 	}
 	for _, bd := range b.Bindings {
 		bd.Path = slices.Clone(bd.Path)

@@ -295,8 +295,10 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 			return fmt.Errorf("publication refresh: %w", err)
 		}
 	}
-	for _, id := range b.DeletePublications {
-		if err := exec(st.delPub, id); err != nil {
+	// By ID alone: one daemon writes a SQLite store, so the ETag it
+	// names is always the one stored (Batch.DeletePublications).
+	for _, ref := range b.DeletePublications {
+		if err := exec(st.delPub, ref.ID); err != nil {
 			return err
 		}
 	}

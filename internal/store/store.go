@@ -107,7 +107,12 @@ type Batch struct {
 	// expiry and keep the rest: a refresh carries no body, so the server
 	// would have nothing new to write but those two.
 	PublicationRefreshes []PublicationRefresh
-	DeletePublications   []string
+	// DeletePublications are deleted each only if its ETag is still the
+	// one stored, else the batch fails with ErrStalePublication: on a
+	// shared store a node may remove a publication another node holds
+	// (its expiry, once that node died), which must not remove one that
+	// node refreshed meanwhile (its ETag rotates on every refresh).
+	DeletePublications []PublicationRef
 	// Resources are inserted, replaced or (empty State) deleted by
 	// (Event, Resource), each only if its Prev is still stored.
 	Resources      []Resource
@@ -123,6 +128,9 @@ type PublicationRefresh struct {
 	ID, ETag string
 	Expires  time.Time
 }
+
+// PublicationRef names a publication by its ID and its ETag.
+type PublicationRef struct{ ID, ETag string }
 
 // NotifyCSeq is the last CSeq used in a subscription's dialog.
 type NotifyCSeq struct {
@@ -157,6 +165,11 @@ var ErrConflict = errors.New("resource written elsewhere since it was read (vers
 // nothing was written, and the node must neither write nor send for
 // those dialogs again.
 var ErrFenced = errors.New("dialog owned by another node (lease lost)")
+
+// ErrStalePublication is the error of a Commit whose batch deletes a
+// publication whose ETag is no longer stored (another node refreshed or
+// removed it): nothing was written.
+var ErrStalePublication = errors.New("publication refreshed or removed elsewhere")
 
 // ErrUnavailable marks a Commit error caused by the store being out of
 // reach (the database down, restarting, paused or cut off, or too slow to
@@ -236,4 +249,12 @@ type Leases interface {
 	// TakeOver makes this epoch the owner of every subscription whose
 	// epoch's lease ran out, and returns them.
 	TakeOver(ctx context.Context) ([]Subscription, error)
+	// Expired returns the publications whose expiry is before t: a node
+	// removes its own at their expiry, so those long past it are left by a
+	// node that died, for another to remove.
+	Expired(ctx context.Context, t time.Time) ([]Publication, error)
+	// Publication returns the publication of resource with that ETag,
+	// false if none is stored: a node asked to refresh, modify or remove
+	// one another node took.
+	Publication(ctx context.Context, event, resource, etag string) (Publication, bool, error)
 }

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -94,6 +95,35 @@ func (s *Store) TakeOver(ctx context.Context) ([]store.Subscription, error) {
 		return nil, fmt.Errorf("take over dialogs in store %s: %w", s.where, err)
 	}
 	return taken, nil
+}
+
+// Expired implements store.Leases. It scans the publications (no index
+// on expires: every refresh would write one; a node asks once per lease).
+func (s *Store) Expired(ctx context.Context, t time.Time) ([]store.Publication, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+publicationColumns+` FROM publications WHERE expires < $1`, t)
+	if err == nil {
+		var expired []store.Publication
+		if expired, err = pgx.CollectRows(rows, scanPublication); err == nil {
+			return expired, nil
+		}
+	}
+	return nil, fmt.Errorf("expired publications in store %s: %w", s.where, err)
+}
+
+// Publication implements store.Leases, through the index on resource.
+func (s *Store) Publication(ctx context.Context, event, resource, etag string) (store.Publication, bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+publicationColumns+` FROM publications
+		WHERE resource = $1 AND event = $2 AND etag = $3`, resource, event, etag)
+	if err == nil {
+		var p store.Publication
+		if p, err = pgx.CollectExactlyOneRow(rows, scanPublication); err == nil {
+			return p, true, nil
+		}
+		if errors.Is(err, pgx.ErrNoRows) {
+			return p, false, nil
+		}
+	}
+	return store.Publication{}, false, fmt.Errorf("publication in store %s: %w", s.where, err)
 }
 
 // fence queues, before b's statements, a check that no dialog b writes

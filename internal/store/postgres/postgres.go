@@ -276,8 +276,14 @@ func queue(batch *pgx.Batch, b *store.Batch, epoch int64, conflict func(error)) 
 	for _, r := range b.PublicationRefreshes {
 		batch.Queue(`UPDATE publications SET etag = $1, expires = $2 WHERE id = $3`, r.ETag, r.Expires, r.ID)
 	}
-	for _, id := range b.DeletePublications {
-		batch.Queue(`DELETE FROM publications WHERE id = $1`, id)
+	for _, ref := range b.DeletePublications {
+		batch.Queue(`DELETE FROM publications WHERE id = $1 AND etag = $2`, ref.ID, ref.ETag).
+			Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() != 1 {
+					conflict(store.ErrStalePublication)
+				}
+				return nil
+			})
 	}
 	// Each resource statement touches one row if the version it names
 	// (Prev) is the one stored. Under READ COMMITTED a statement on a row
@@ -346,7 +352,9 @@ func storable(b *store.Batch) error {
 	for _, r := range b.PublicationRefreshes {
 		check("publication refresh "+r.ID, r.ID, r.ETag)
 	}
-	check("publication deletion", b.DeletePublications...)
+	for _, r := range b.DeletePublications {
+		check("publication deletion "+r.ID, r.ID, r.ETag)
+	}
 	for _, v := range b.Resources {
 		check("resource "+v.Resource, v.Event, v.Resource)
 	}
@@ -381,6 +389,15 @@ func (s *Store) Load(ctx context.Context) (*store.Snapshot, error) {
 	return snap, nil
 }
 
+const publicationColumns = `id, etag, event, resource, content_type, size, expires`
+
+func scanPublication(r pgx.CollectableRow) (v store.Publication, err error) {
+	var size int64
+	err = r.Scan(&v.ID, &v.ETag, &v.Event, &v.Resource, &v.ContentType, &size, &v.Expires)
+	v.Size = int(size)
+	return v, err
+}
+
 // load reads every record; once the store has joined (epoch not 0),
 // only the subscriptions its epoch owns.
 func load(ctx context.Context, tx pgx.Tx, epoch int64) (*store.Snapshot, error) {
@@ -392,13 +409,7 @@ func load(ctx context.Context, tx pgx.Tx, epoch int64) (*store.Snapshot, error) 
 	if snap.Subscriptions, err = pgx.CollectRows(rows, scanSubscription); err != nil {
 		return nil, err
 	}
-	snap.Publications, err = collect(ctx, tx, `SELECT id, etag, event, resource, content_type, size, expires FROM publications`,
-		func(r pgx.CollectableRow) (v store.Publication, err error) {
-			var size int64
-			err = r.Scan(&v.ID, &v.ETag, &v.Event, &v.Resource, &v.ContentType, &size, &v.Expires)
-			v.Size = int(size)
-			return v, err
-		})
+	snap.Publications, err = collect(ctx, tx, `SELECT `+publicationColumns+` FROM publications`, scanPublication)
 	if err != nil {
 		return nil, err
 	}

@@ -11,13 +11,15 @@ import (
 // schemaVersion is the version this build writes; migrations[i] takes a
 // database from version i to i+1. It counts on its own, apart from the
 // SQLite file's: version 1 here holds what SQLite's version 4 holds.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // migrations keep the records of internal/store as SQLite does, in
 // PostgreSQL's own types: times as timestamptz and lists as text[], so
 // that psql shows them as they are. As in SQLite, no index but the
-// primary keys: rows are written and deleted by key and read only by the
-// full load at start (internal/store/RATIONALE.md, "The cost is pages").
+// primary keys (and one on publications, migration 4): rows are written
+// and deleted by key and read only by the full load at start and, once
+// per lease, the scan for the publications of nodes gone
+// (Store.Expired): internal/store/RATIONALE.md, "The cost is pages".
 // Keys are COLLATE "C": byte order, the cheapest comparison, whatever the
 // database's locale.
 var migrations = []string{
@@ -61,6 +63,11 @@ var migrations = []string{
 	`CREATE SEQUENCE epochs;
 	CREATE TABLE nodes (epoch bigint PRIMARY KEY, lease_until timestamptz NOT NULL, name text NOT NULL);
 	ALTER TABLE subscriptions ADD COLUMN owner bigint NOT NULL DEFAULT 0;`,
+	// 4: a publication is looked up by its presentity and ETag when a
+	// node that does not hold it is asked to refresh it
+	// (Store.Publication). On resource, which a publication keeps for
+	// life, so a refresh (a new ETag and expiry) writes no index entry.
+	`CREATE INDEX publications_resource ON publications (resource);`,
 }
 
 // migrationLock is the advisory lock migrations hold ("pres"): nodes

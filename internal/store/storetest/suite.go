@@ -50,6 +50,7 @@ func RunShared(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"ResourceWritesCheckTheVersion", resourceWritesCheckTheVersion},
 		{"AConflictFailsItsBatchAlone", aConflictFailsItsBatchAlone},
+		{"StalePublicationDeletionFails", stalePublicationDeletionFails},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, opened(t, open)) })
 	}
@@ -81,6 +82,10 @@ func sub(i int) store.Subscription {
 func pub(i int) store.Publication {
 	return store.Publication{ID: fmt.Sprintf("%016d", i), ETag: fmt.Sprint("e", i), Event: "presence",
 		Resource: fmt.Sprintf("sip:a%d@x", i), ContentType: "application/pidf+xml", Size: 300 + i, Expires: when}
+}
+
+func ref(p store.Publication) store.PublicationRef {
+	return store.PublicationRef{ID: p.ID, ETag: p.ETag}
 }
 
 func res(i int) store.Resource {
@@ -222,14 +227,15 @@ func replaceByID(t *testing.T, s store.Store) {
 }
 
 // Deletes remove only what they name, a resource with an empty state is
-// deleted, and deleting what is not there is no error.
+// deleted, and deleting a subscription, resource or binding that is not
+// there is no error.
 func deleteRecords(t *testing.T, s store.Store) {
 	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{sub(1), sub(2)}, Publications: []store.Publication{pub(1), pub(2)},
 		Resources: []store.Resource{res(1), res(2), res(3)}, Bindings: []store.Binding{bind(1), bind(2)}})
 	gone := next(res(1), "")
 	gone2 := next(res(3), "")
 	gone2.State = []byte{}
-	commit(t, s, &store.Batch{DeleteSubscriptions: []string{sub(1).ID, "nothing"}, DeletePublications: []string{pub(1).ID, "nothing"},
+	commit(t, s, &store.Batch{DeleteSubscriptions: []string{sub(1).ID, "nothing"}, DeletePublications: []store.PublicationRef{ref(pub(1))},
 		Resources: []store.Resource{gone, gone2, {Event: "presence", Resource: "sip:nobody@x"}}, DeleteBindings: []string{bind(1).ID, "nothing"}})
 	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{sub(2)}, Publications: []store.Publication{pub(2)},
 		Resources: []store.Resource{res(2)}, Bindings: []store.Binding{bind(2)}})
@@ -278,7 +284,7 @@ func batchesAreAtomic(t *testing.T, s store.Store) {
 			Resources: []store.Resource{res(i)}, Bindings: []store.Binding{bind(i)}}
 		if i > 0 {
 			gone := next(res(i-1), "")
-			b.DeleteSubscriptions, b.DeletePublications = []string{sub(i - 1).ID}, []string{pub(i - 1).ID}
+			b.DeleteSubscriptions, b.DeletePublications = []string{sub(i - 1).ID}, []store.PublicationRef{ref(pub(i - 1))}
 			b.Resources, b.DeleteBindings = append(b.Resources, gone), []string{bind(i - 1).ID}
 		}
 		return b
@@ -491,4 +497,44 @@ func commitCopies(t *testing.T, s store.Store) {
 	b.Subscriptions[0].ID = "changed"
 	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{sub(1)}, Resources: []store.Resource{res(1)},
 		Bindings: []store.Binding{bind(1)}})
+}
+
+// A publication is deleted only under the ETag stored: the deletion of
+// one refreshed (new ETag) or removed since fails its whole batch with
+// ErrStalePublication, so a node removing another node's publication at
+// its expiry cannot remove one refreshed meanwhile. Expired lists only
+// what expired before the time given, Publication finds one by its
+// current ETag alone.
+func stalePublicationDeletionFails(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	early := pub(2)
+	early.Expires = when.Add(-time.Minute)
+	commit(t, s, &store.Batch{Publications: []store.Publication{pub(1), early}, Resources: []store.Resource{res(1)}})
+	stale := ref(pub(1))
+	commit(t, s, &store.Batch{PublicationRefreshes: []store.PublicationRefresh{{ID: stale.ID, ETag: "refreshed", Expires: when}}})
+	for what, r := range map[string]store.PublicationRef{"refreshed": stale, "absent": {ID: "nothing", ETag: "e"}} {
+		err := s.Commit(ctx, &store.Batch{DeletePublications: []store.PublicationRef{r}, Resources: []store.Resource{next(res(1), "")}})
+		if !errors.Is(err, store.ErrStalePublication) {
+			t.Fatalf("deletion of a publication %s: Commit returned %v, want ErrStalePublication", what, err)
+		}
+	}
+	refreshed := pub(1)
+	refreshed.ETag = "refreshed"
+	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{refreshed, early}, Resources: []store.Resource{res(1)}})
+	if l, ok := store.As[store.Leases](s); ok {
+		got, err := l.Expired(ctx, when.Add(-time.Second))
+		if err != nil || len(got) != 1 || got[0].ID != early.ID {
+			t.Fatalf("Expired before %v: %v, %v; want %s alone", when.Add(-time.Second), got, err, early.ID)
+		}
+	}
+	if l, ok := store.As[store.Leases](s); ok {
+		for _, etag := range []string{"refreshed", stale.ETag} {
+			got, found, err := l.Publication(ctx, refreshed.Event, refreshed.Resource, etag)
+			if want := etag == "refreshed"; err != nil || found != want || (want && got.ID != refreshed.ID) {
+				t.Fatalf("Publication of ETag %s: %v, %v, %v", etag, got, found, err)
+			}
+		}
+	}
+	commit(t, s, &store.Batch{DeletePublications: []store.PublicationRef{{ID: stale.ID, ETag: "refreshed"}}})
+	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{early}, Resources: []store.Resource{res(1)}})
 }
