@@ -101,6 +101,7 @@ func (s *Store) write(take func() []*store.Batch) error {
 	defer cancel()
 	var xid string
 	conflicts := store.Conflicts{}
+	redialed := false
 	for {
 		hit := store.Conflicts{}
 		batch := &pgx.Batch{}
@@ -122,6 +123,18 @@ func (s *Store) write(take func() []*store.Batch) error {
 		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 			// No COMMIT was sent: the transaction is rolled back, on this
 			// connection or by the server when it goes.
+			if conn.Conn().IsClosed() && !redialed {
+				// The connection was dead before the group went out: the
+				// pool hands out one idle for less than a second unchecked,
+				// so the first write after a short database restart (or a
+				// terminated backend) met it. Once more on a new one.
+				redialed = true
+				conn.Release()
+				if conn, err = s.pool.Acquire(ctx); err != nil {
+					return fmt.Errorf("store %s: %w: %w", s.where, store.ErrUnavailable, err)
+				}
+				continue
+			}
 			if _, rerr := conn.Exec(ctx, `ROLLBACK`); rerr != nil {
 				conn.Conn().Close(ctx)
 			}

@@ -272,3 +272,45 @@ func BenchmarkCommitLatency(b *testing.B) {
 	defer s.Close()
 	storetest.BenchmarkCommitLatency(b, s)
 }
+
+// A commit that meets a pooled connection whose backend is gone (a
+// database restart shorter than the pool's one-second idle check, or an
+// operator's pg_terminate_backend) is written on a new connection, not
+// refused as the database out of reach.
+func TestCommitRedialsADeadConnection(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	s := open(t, dsn)
+	defer s.Close()
+	if err := s.Commit(ctx, &store.Batch{Publications: []store.Publication{pub1}}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	const others = `FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) `+others); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) `+others).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d backends still there", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Commit(ctx, &store.Batch{Publications: []store.Publication{pub2}}); err != nil {
+		t.Fatalf("commit after the backends went: %v", err)
+	}
+	if ids := publications(t, s); !slices.Equal(ids, []string{"p1", "p2"}) {
+		t.Fatalf("publications %v, want p1 p2", ids)
+	}
+}
