@@ -172,22 +172,7 @@ func (b *baresip) awaitStatus(t *testing.T, uri, want string) {
 // contact list shows is what the user sees; the admin API shows what the
 // server holds at each step.
 func TestBaresipPresence(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the daemon and baresip")
-	}
-	bin := needProgram(t, "baresip", "baresip-core")
-	ports := sipPorts(t)
-	d := startClientDaemon(t, ports)
-	for _, p := range ports {
-		for _, tr := range []string{"udp", "tcp"} {
-			t.Run(tr+"/"+p.name, func(t *testing.T) {
-				p.use(t)
-				start := time.Now()
-				baresipPresence(t, d, bin, tr, p)
-				t.Logf("%s", time.Since(start).Round(time.Millisecond))
-			})
-		}
-	}
+	eachClientCase(t, "baresip", "baresip-core", baresipPresence)
 }
 
 func baresipPresence(t *testing.T, d *clientDaemon, bin, tr string, p sipPort) {

@@ -9,10 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/internal/logtest"
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 
@@ -242,31 +242,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-// output collects a client process's stdout and stderr, for the test to
-// read as it comes and to log when the test fails.
-type output struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
 // client is a softphone's process; its stdout and stderr are collected
 // as they come, for the test to read and to log if it fails.
 type client struct {
 	name   string
 	cmd    *exec.Cmd
-	out    output
+	out    logtest.Buffer
 	exited chan struct{} // closed once it has exited
 	err    error         // its exit, once exited
 }
@@ -316,5 +297,27 @@ func (c *client) crash(t *testing.T) {
 	case <-c.exited:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s did not die on SIGKILL", c.name)
+	}
+}
+
+// eachClientCase runs a client's presence case once per transport (UDP,
+// TCP) and port of sipPorts, against one daemon, with the client program
+// from its Debian package.
+func eachClientCase(t *testing.T, program, pkg string, run func(t *testing.T, d *clientDaemon, bin, tr string, p sipPort)) {
+	if testing.Short() {
+		t.Skip("runs the daemon and " + program)
+	}
+	bin := needProgram(t, program, pkg)
+	ports := sipPorts(t)
+	d := startClientDaemon(t, ports)
+	for _, p := range ports {
+		for _, tr := range []string{"udp", "tcp"} {
+			t.Run(tr+"/"+p.name, func(t *testing.T) {
+				p.use(t)
+				start := time.Now()
+				run(t, d, bin, tr, p)
+				t.Logf("%s", time.Since(start).Round(time.Millisecond))
+			})
+		}
 	}
 }

@@ -102,22 +102,7 @@ func (l *linphonec) friendStatus(uri string) string {
 // At each step both sides must agree: what bob's linphonec prints of
 // alice, and what the admin API shows the server holds for her.
 func TestLinphonePresence(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the daemon and linphonec")
-	}
-	bin := needProgram(t, "linphonec", "linphone-cli")
-	ports := sipPorts(t)
-	d := startClientDaemon(t, ports)
-	for _, p := range ports {
-		for _, tr := range []string{"udp", "tcp"} {
-			t.Run(tr+"/"+p.name, func(t *testing.T) {
-				p.use(t)
-				start := time.Now()
-				linphonePresence(t, d, bin, tr, p)
-				t.Logf("%s", time.Since(start).Round(time.Millisecond))
-			})
-		}
-	}
+	eachClientCase(t, "linphonec", "linphone-cli", linphonePresence)
 }
 
 func linphonePresence(t *testing.T, d *clientDaemon, bin, tr string, p sipPort) {

@@ -1,7 +1,6 @@
 package extension_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/extension/extensiontest"
+	"github.com/presenced/presenced/internal/logtest"
 )
 
 // The hostile test modules (testdata/*/main.go say what each body does).
@@ -28,25 +27,6 @@ const (
 	rawabiPkg  = "github.com/presenced/presenced/internal/extension/testdata/rawabi"
 	sandboxPkg = "github.com/presenced/presenced/internal/extension/testdata/sandbox"
 )
-
-// syncBuffer collects the host's log lines; the host logs from the calling
-// goroutine, but a test may read while another call runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // loadLimited loads pkg with one instance, so Stats().Instances shows
 // whether the instance survived a call.
@@ -95,7 +75,7 @@ const hostileTimeout = time.Second
 // empty after the call, and the next call is served by a new instance);
 // and the module serves the next sound call.
 func TestHostileModules(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	mods := map[string]*extension.Module{
 		"hostile": loadLimited(t, hostilePkg, 32, hostileTimeout, logs),
 		"raw":     loadLimited(t, rawabiPkg, 32, hostileTimeout, logs),

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/internal/logtest"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
@@ -177,19 +178,12 @@ func tagOfID(id string) string {
 	return t
 }
 
-// String is what the server logged so far.
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A full disk fails every request: its "store commit failed" lines are
 // held to a few a second, like every other refusal's, and the rest
 // counted.
 func TestStoreFailuresDoNotFloodTheLog(t *testing.T) {
 	st := &failingStore{Store: store.NewMemory()}
-	var out syncBuffer
+	var out logtest.Buffer
 	f := startLogging(t, st, slog.New(slog.NewTextHandler(&out, nil)), echo(t))
 	p := f.peer(t, "UDP")
 	st.failing.Store(true)

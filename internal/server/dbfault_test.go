@@ -14,6 +14,7 @@ import (
 
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/extension/extensiontest"
+	"github.com/presenced/presenced/internal/logtest"
 	"github.com/presenced/presenced/internal/metrics"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store/postgres"
@@ -37,7 +38,7 @@ func TestDatabaseRestartAndPause(t *testing.T) {
 	t.Cleanup(func() { st.Close() }) // after the server's Close
 	var srv *server.Server
 	m := metrics.New(func() []*extension.Module { return srv.Modules() })
-	var log syncBuffer
+	var log logtest.Buffer
 	f := startFixture(t, server.Options{Store: m.Store(st), Metrics: m,
 		Logger: slog.New(slog.NewTextHandler(&log, nil)), Modules: []*extension.Module{extensiontest.Load(t, paPkg, nil)}})
 	srv = f.srv

@@ -4,36 +4,18 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/logtest"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
-// syncBuffer is a log destination safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), "\n")
-}
-
 // A flood of garbage and of malformed requests does not flood the log.
 func TestMalformedFloodDoesNotFloodTheLog(t *testing.T) {
-	var buf syncBuffer
+	var buf logtest.Buffer
 	srv := startWith(t, server.Options{
 		Listen:  []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
 		Modules: []*extension.Module{echo(t)},
@@ -52,7 +34,7 @@ func TestMalformedFloodDoesNotFloodTheLog(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	// at most 20 sipgo lines and 50 refusal lines a second, plus the
 	// counts of what was held back; the flood took well under 2 s
-	if n := buf.lines(); n > 200 {
+	if n := strings.Count(buf.String(), "\n"); n > 200 {
 		t.Fatalf("%d log lines for 1,250 bad packets", n)
 	}
 	// and the server still answers

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/logtest"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
@@ -276,7 +277,7 @@ func statusCode(m []byte) int {
 // nothing to address an answer with is dropped with a log line naming its
 // source.
 func TestMalformedBounds(t *testing.T) {
-	var log syncBuffer
+	var log logtest.Buffer
 	srv := startWith(t, server.Options{
 		Listen: []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"},
 			{Transport: "tcp", Address: "127.0.0.1:0"}},

@@ -20,6 +20,7 @@ import (
 
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension/extensiontest"
+	"github.com/presenced/presenced/internal/logtest"
 )
 
 // prosody is a Prosody server the test runs, with the component
@@ -255,7 +256,7 @@ func TestProsody(t *testing.T) {
 	p := startProsody(t)
 	m := extensiontest.Load(t, "github.com/presenced/presenced/extensions/pa", nil)
 
-	var logBuf syncBuffer
+	var logBuf logtest.Buffer
 	logger := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	docs := make(chan string, 32)
 	var state []byte
@@ -329,7 +330,7 @@ func TestProsody(t *testing.T) {
 // handshake and retried.
 func TestProsodyRefused(t *testing.T) {
 	p := startProsody(t)
-	var logBuf syncBuffer
+	var logBuf logtest.Buffer
 	comp, err := New(Config{Server: p.component, Domain: "sip.localhost", Secret: "wrong",
 		Domains: map[string]string{"localhost": "localhost"}, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logBuf, nil))}, testHost{presence: func(string, abi.XMPPPresence) {}})
@@ -348,21 +349,4 @@ func TestProsodyRefused(t *testing.T) {
 	if n := strings.Count(logBuf.String(), "handshake refused"); n < 2 {
 		t.Fatalf("want two refused handshakes logged, got:\n%s", logBuf.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

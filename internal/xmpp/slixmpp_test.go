@@ -20,6 +20,7 @@ import (
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/extension/extensiontest"
+	"github.com/presenced/presenced/internal/logtest"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
 )
@@ -124,7 +125,7 @@ type gateway struct {
 	comp   *Component
 	cancel func()
 	done   chan struct{}
-	log    syncBuffer
+	log    logtest.Buffer
 }
 
 type serverHost struct{ srv *server.Server }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/internal/logtest"
 )
 
 func TestMapping(t *testing.T) {
@@ -199,7 +200,7 @@ func TestConnector(t *testing.T) {
 
 func TestRefusedHandshake(t *testing.T) {
 	addr, _ := fakeServer(t, "right")
-	var buf syncBuffer
+	var buf logtest.Buffer
 	c, _ := New(Config{Server: addr, Domain: "sip.test", Secret: "wrong", Domains: map[string]string{"a": "b"},
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&buf, nil))},
 		testHost{presence: func(string, abi.XMPPPresence) {}})
