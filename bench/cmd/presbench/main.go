@@ -56,12 +56,14 @@ type Row struct {
 
 // Result is one run against one server.
 type Result struct {
-	Name     string    `json:"name"`
-	Server   string    `json:"server"`
-	Started  time.Time `json:"started"`
-	Rows     []Row     `json:"rows"`
-	IdleRSS  int       `json:"idle_rss_kb"`
-	Comments []string  `json:"comments,omitempty"`
+	Name    string    `json:"name"`
+	Server  string    `json:"server"`
+	Started time.Time `json:"started"`
+	Rows    []Row     `json:"rows"`
+	IdleRSS int       `json:"idle_rss_kb"`
+	// RestRSS is the server's RSS -rest after the last step (0: not read).
+	RestRSS  int      `json:"rest_rss_kb,omitempty"`
+	Comments []string `json:"comments,omitempty"`
 }
 
 type driver struct {
@@ -103,6 +105,7 @@ func main() {
 		compare   = flag.String("compare", "", "print the comparison of two -json files `a.json,b.json` and exit")
 		verbose   = flag.Bool("v", false, "print each sipp command line")
 		freePort  = flag.Bool("free-port", false, "print a free UDP port on 127.0.0.1 and exit (for scripts)")
+		rest      = flag.Duration("rest", 0, "read the server's RSS this long after the last step (0: not read), to see what the load left")
 	)
 	flag.Parse()
 	if *freePort {
@@ -169,6 +172,10 @@ func main() {
 			d.comment("%s: %v", w, err)
 			fmt.Fprintf(os.Stderr, "presbench: %s: %v\n", w, err)
 		}
+	}
+	if d.pid > 0 && *rest > 0 {
+		time.Sleep(*rest)
+		d.res.RestRSS = d.rss()
 	}
 	printTable(os.Stdout, d.res)
 	if *jsonOut != "" {
@@ -830,6 +837,9 @@ func printTable(w io.Writer, res *Result) {
 			r.Workload, r.Unit, r.Offered, r.Achieved, r.Failed, r.FailPct, r.Rejected, r.Retrans, r.CPUus, r.CPUPct, float64(r.RSSKB)/1024)
 	}
 	tw.Flush()
+	if res.RestRSS > 0 {
+		fmt.Fprintf(w, "server RSS after the rest: %d MB\n", res.RestRSS/1024)
+	}
 	for _, r := range res.Rows {
 		if r.Note != "" {
 			fmt.Fprintf(w, "  %s %.0f: %s\n", r.Workload, r.Offered, r.Note)
