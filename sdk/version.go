@@ -2,8 +2,9 @@ package sdk
 
 import (
 	"bytes"
-	"crypto/sha256"
+	"encoding/binary"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/presenced/presenced/abi"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -53,14 +54,17 @@ func NextVersion(state []byte, start uint64) (version uint64, next []byte) {
 // NextVersion's count. A module's own fields are numbered above it.
 const DigestField protowire.Number = 2
 
-// Digest returns the SHA-256 of what a watcher sees, for NextDocument.
-// Hash the rendering without what differs in every document (the
-// version), or a digest of the module's own model of it, so that a change
-// that is none for the watcher (a refresh, another watcher's view) sends
-// it nothing. Work it out once for the watchers that see the same.
+// Digest returns a 64-bit hash (XXH64) of what a watcher sees, for
+// NextDocument. Hash the rendering without what differs in every document
+// (the version), or a digest of the module's own model of it, so that a
+// change that is none for the watcher (a refresh, another watcher's view)
+// sends it nothing. Work it out once for the watchers that see the same.
+//
+// Not a cryptographic hash: it only decides whether a watcher is sent a
+// document again, and the documents are the presentity's own. In a Go
+// guest SHA-256 cost 9.2 µs for 400 bytes, XXH64 0.08 µs (RATIONALE.md).
 func Digest(seen []byte) []byte {
-	sum := sha256.Sum256(seen)
-	return sum[:]
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), xxhash.Sum64(seen))
 }
 
 // NextDocument is NextVersion for a package that sends a watcher nothing

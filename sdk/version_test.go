@@ -75,7 +75,7 @@ func TestNextDocument(t *testing.T) {
 }
 
 // The blob is the one conference wrote before the helper (count, then the
-// SHA-256 of the document last sent, field 2), so its watchers are not
+// digest of the document last sent, field 2), so its watchers are not
 // sent again what they have; a damaged blob sends the document.
 func TestNextDocumentBlob(t *testing.T) {
 	d := Digest([]byte("<conference-info/>"))

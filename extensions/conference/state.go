@@ -19,7 +19,7 @@ import (
 // Pub.doc is the publication's merged document, normalized and without
 // state or version (confinfo.Canonical). Watcher.sent and Watcher.hash
 // are sdk.NextDocument's: the count of documents sent, whose version is
-// 1 + sent, and the SHA-256 of the merged document last sent (always).
+// 1 + sent, and the sdk.Digest of the merged document last sent (always).
 // Watcher.doc is that document (only with use_partial_states), for the
 // next partial one. These numbers never change. A field of a type other
 // than the one it is written with is skipped, as protobuf does.

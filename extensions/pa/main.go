@@ -234,7 +234,7 @@ type renderer struct {
 // The per-watcher state of presence is what that watcher was last sent,
 // as a digest (the host keeps it with the NOTIFY that carried it, ABI §6):
 //
-//	message Watcher { bytes sent = 1; }  // SHA-256 of content type, NUL, body
+//	message Watcher { bytes sent = 1; }  // sdk.Digest of content type, NUL, body
 const fWatcherSent = 1
 
 func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, status string) (sdk.Notification, error) {
