@@ -245,6 +245,7 @@ func (c *change) commit() error {
 // copy leaves b's records as they are.
 func clip(b store.Batch) store.Batch {
 	b.Subscriptions, b.DeleteSubscriptions = slices.Clip(b.Subscriptions), slices.Clip(b.DeleteSubscriptions)
+	b.SubscriptionStates = slices.Clip(b.SubscriptionStates)
 	b.Publications, b.PublicationRefreshes = slices.Clip(b.Publications), slices.Clip(b.PublicationRefreshes)
 	b.DeletePublications, b.Resources = slices.Clip(b.DeletePublications), slices.Clip(b.Resources)
 	b.Bindings, b.DeleteBindings = slices.Clip(b.Bindings), slices.Clip(b.DeleteBindings)
@@ -334,14 +335,17 @@ func (c *change) stage(st *step) {
 			continue
 		}
 		if n.StateChanged || (n.Status != "" && n.Status != d.status) {
-			rec := d.record()
+			// d is one of r's watchers, so its record is stored (accept
+			// adds it once committed): only what the NOTIFY changes is
+			// written.
+			ws := store.SubscriptionState{ID: d.id, State: d.state, Status: d.status}
 			if n.StateChanged {
-				rec.State = n.State
+				ws.State = n.State
 			}
 			if n.Status != "" {
-				rec.Status = n.Status
+				ws.Status = n.Status
 			}
-			c.batch.Subscriptions = append(c.batch.Subscriptions, rec)
+			c.batch.SubscriptionStates = append(c.batch.SubscriptionStates, ws)
 		}
 	}
 }

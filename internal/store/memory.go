@@ -47,6 +47,12 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 		}
 		m.subs[s.ID] = s
 	}
+	for _, v := range b.SubscriptionStates {
+		if s, ok := m.subs[v.ID]; ok {
+			s.State, s.Status = slices.Clone(v.State), v.Status
+			m.subs[v.ID] = s
+		}
+	}
 	for _, id := range b.DeleteSubscriptions {
 		delete(m.subs, id)
 	}

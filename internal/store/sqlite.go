@@ -165,7 +165,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 // stmts are the writer's statements, prepared once: preparing each
 // statement per row was a third of the store's CPU under load.
 type stmts struct {
-	putSub, delSub, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
+	putSub, subState, delSub, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
 }
 
 func (st *stmts) prepare(db *sql.DB) error {
@@ -177,6 +177,7 @@ func (st *stmts) prepare(db *sql.DB) error {
 		// the CSeq the NOTIFY path reserved meanwhile.
 		{&st.putSub, `INSERT OR REPLACE INTO subscriptions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,
 			max(?16, coalesce((SELECT local_cseq FROM subscriptions WHERE id = ?1), 0)),?17,?18,?19,?20)`},
+		{&st.subState, `UPDATE subscriptions SET state = ?, status = ? WHERE id = ?`},
 		{&st.delSub, `DELETE FROM subscriptions WHERE id = ?`},
 		{&st.putPub, `INSERT OR REPLACE INTO publications VALUES (?,?,?,?,?,?,?)`},
 		{&st.refreshPub, `UPDATE publications SET etag = ?, expires = ? WHERE id = ?`},
@@ -276,6 +277,11 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 			v.LocalCSeq, v.RemoteCSeq, v.State, v.Status, ms(v.Created))
 		if err != nil {
 			return fmt.Errorf("subscription: %w", err)
+		}
+	}
+	for _, v := range b.SubscriptionStates {
+		if err := exec(st.subState, v.State, v.Status, v.ID); err != nil {
+			return fmt.Errorf("subscription state: %w", err)
 		}
 	}
 	for _, id := range b.DeleteSubscriptions {

@@ -130,8 +130,11 @@ func (s *Store) Publication(ctx context.Context, event, resource, etag string) (
 // (a subscription, its deletion, its CSeq) is another epoch's. FOR
 // UPDATE waits for a takeover writing the row, and sees what it left.
 func fence(batch *pgx.Batch, b *store.Batch, epoch int64, conflict func(error)) {
-	ids := make([]string, 0, len(b.Subscriptions)+len(b.DeleteSubscriptions)+len(b.NotifyCSeqs))
+	ids := make([]string, 0, len(b.Subscriptions)+len(b.SubscriptionStates)+len(b.DeleteSubscriptions)+len(b.NotifyCSeqs))
 	for _, v := range b.Subscriptions {
+		ids = append(ids, v.ID)
+	}
+	for _, v := range b.SubscriptionStates {
 		ids = append(ids, v.ID)
 	}
 	ids = append(ids, b.DeleteSubscriptions...)

@@ -277,6 +277,9 @@ func queue(batch *pgx.Batch, b *store.Batch, epoch int64, conflict func(error)) 
 			v.Transport, v.Source, v.Event, v.EventID, v.Resource, list(v.Accept), v.Expires,
 			int64(v.LocalCSeq), int64(v.RemoteCSeq), v.State, v.Status, v.Created, epoch)
 	}
+	for _, v := range b.SubscriptionStates {
+		batch.Queue(`UPDATE subscriptions SET state = $1, status = $2 WHERE id = $3`, v.State, v.Status, v.ID)
+	}
 	for _, id := range b.DeleteSubscriptions {
 		batch.Queue(`DELETE FROM subscriptions WHERE id = $1`, id)
 	}
@@ -357,6 +360,9 @@ func storable(b *store.Batch) error {
 			v.Transport, v.Source, v.Event, v.EventID, v.Resource, v.Status)
 		check("subscription "+v.ID, v.RouteSet...)
 		check("subscription "+v.ID, v.Accept...)
+	}
+	for _, v := range b.SubscriptionStates {
+		check("subscription state "+v.ID, v.ID, v.Status)
 	}
 	check("subscription deletion", b.DeleteSubscriptions...)
 	for _, v := range b.Publications {

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReplaceByID", replaceByID},
 		{"Delete", deleteRecords},
 		{"RefreshKeepsThePublication", refreshKeepsThePublication},
+		{"SubscriptionStateKeepsTheRest", subscriptionStateKeepsTheRest},
 		{"LocalCSeqNeverLowered", localCSeqNeverLowered},
 		{"BatchesAreAtomic", batchesAreAtomic},
 		{"ConcurrentCommitsAllLand", concurrentCommitsAllLand},
@@ -251,6 +252,19 @@ func refreshKeepsThePublication(t *testing.T, s store.Store) {
 	want := pub(1)
 	want.ETag, want.Expires = "e9", later
 	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{want, pub(2)}})
+}
+
+// A SubscriptionState changes a subscription's state and status alone,
+// after a NotifyCSeq too, and one for a subscription not stored creates
+// nothing.
+func subscriptionStateKeepsTheRest(t *testing.T, s store.Store) {
+	commit(t, s, &store.Batch{Subscriptions: []store.Subscription{sub(1), sub(2)}})
+	commit(t, s, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: sub(1).ID, CSeq: 40}}})
+	commit(t, s, &store.Batch{SubscriptionStates: []store.SubscriptionState{{ID: sub(1).ID, State: []byte("sent v2"), Status: "pending"},
+		{ID: "nothing", State: []byte("x"), Status: "active"}}})
+	want := sub(1)
+	want.LocalCSeq, want.State, want.Status = 40, []byte("sent v2"), "pending"
+	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{want, sub(2)}})
 }
 
 // A dialog's local CSeq only rises: a rewrite of its subscription (a
