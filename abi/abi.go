@@ -12,14 +12,14 @@ import "fmt"
 // raises Minor. Message fields are added freely under protobuf rules.
 const (
 	Major = 1
-	Minor = 1
+	Minor = 2
 )
 
 // Names a module exports.
 const (
 	// ExportMarker is never called; its presence says which ABI the module
 	// was built against, as "presenced_abi_v<major>_<minor>".
-	ExportMarker = "presenced_abi_v1_1"
+	ExportMarker = "presenced_abi_v1_2"
 	// ExportInit is called once per instance, after _initialize, with an
 	// InitRequest as input; it returns a status and writes a Manifest.
 	ExportInit = "presenced_init"

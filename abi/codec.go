@@ -269,9 +269,15 @@ func (m *Request) Marshal() []byte {
 	return e
 }
 
-// Unmarshal decodes a Request. Byte fields alias data.
+// Unmarshal decodes a Request. Byte fields alias data. The watchers'
+// strings are cut from one copy of data, and watchers with the same
+// Accept list share one slice: a module decodes every watcher of a
+// presentity on each of its changes, and in a Go guest five allocations a
+// watcher cost more than the copy (RATIONALE.md).
 func (m *Request) Unmarshal(data []byte) error {
 	*m = Request{}
+	t := strtab{data: data}
+	var accept []string // the watcher's, read into one scratch slice
 	return decode(data, func(f Field) error {
 		switch f.Num {
 		case fReqOp:
@@ -302,26 +308,37 @@ func (m *Request) Unmarshal(data []byte) error {
 			}
 			m.Publication = p
 		case fReqWatchers:
+			if m.Watchers == nil {
+				m.Watchers = make([]Watcher, 0, count(data, fReqWatchers))
+			}
 			var w Watcher
+			accept = accept[:0]
 			err := Fields(f.Bytes, func(f Field) error {
 				switch f.Num {
 				case fWatID:
-					w.ID = string(f.Bytes)
+					w.ID = t.str(f.Bytes)
 				case fWatURI:
-					w.URI = string(f.Bytes)
+					w.URI = t.str(f.Bytes)
 				case fWatAccept:
-					w.Accept = append(w.Accept, string(f.Bytes))
+					accept = append(accept, t.str(f.Bytes))
 				case fWatFull:
 					w.Full = f.Varint != 0
 				case fWatState:
 					w.State = f.Bytes
 				case fWatStatus:
-					w.Status = string(f.Bytes)
+					w.Status = t.str(f.Bytes)
 				}
 				return nil
 			})
 			if err != nil {
 				return err
+			}
+			if len(accept) > 0 {
+				if i := len(m.Watchers) - 1; i >= 0 && slices.Equal(m.Watchers[i].Accept, accept) {
+					w.Accept = m.Watchers[i].Accept
+				} else {
+					w.Accept = slices.Clone(accept)
+				}
 			}
 			m.Watchers = append(m.Watchers, w)
 		case fReqNow:
@@ -401,6 +418,40 @@ func (m *Request) Unmarshal(data []byte) error {
 	})
 }
 
+// strtab makes the strings of one message as substrings of a single copy
+// of it, made on first use; a byte slice that is not data's own is copied
+// alone.
+type strtab struct {
+	data []byte
+	s    string
+}
+
+func (t *strtab) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	off := cap(t.data) - cap(b)
+	if off < 0 || off+len(b) > len(t.data) || &t.data[off] != &b[0] {
+		return string(b)
+	}
+	if t.s == "" {
+		t.s = string(t.data)
+	}
+	return t.s[off : off+len(b)]
+}
+
+// count returns how many fields numbered num data holds at its top level.
+func count(data []byte, num protowire.Number) int {
+	n := 0
+	_ = Fields(data, func(f Field) error {
+		if f.Num == num {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
 // Marshal encodes a Response.
 func (m *Response) Marshal() []byte { return m.MarshalAppend(nil) }
 
@@ -418,12 +469,21 @@ func (m *Response) MarshalAppend(b []byte) []byte {
 		e.bool(fResChanged, true)
 	}
 	var ne enc
+	carrier := -1 // the last notification that carried its body
 	for i := range m.Notifications {
 		n := &m.Notifications[i]
 		ne = ne[:0]
 		ne.str(fNotWatcher, n.WatcherID)
-		ne.str(fNotType, n.ContentType)
-		ne.optBytes(fNotBody, n.Body)
+		if carrier >= 0 && sameBody(n, &m.Notifications[carrier]) {
+			// One document rendered for many watchers goes once (1.2).
+			ne.uint(fNotBodyOf, uint64(carrier+1))
+		} else {
+			ne.str(fNotType, n.ContentType)
+			ne.optBytes(fNotBody, n.Body)
+			if len(n.Body) > 0 {
+				carrier = i
+			}
+		}
 		ne.bool(fNotPartial, n.Partial)
 		ne.str(fNotStatus, n.Status)
 		if n.StateChanged {
@@ -435,12 +495,22 @@ func (m *Response) MarshalAppend(b []byte) []byte {
 	return e
 }
 
+// sameBody reports whether n carries the very body of c (the same bytes
+// in memory, as a module hands one rendering to many watchers) with the
+// same content type.
+func sameBody(n, c *Notification) bool {
+	return len(n.Body) > 0 && len(n.Body) == len(c.Body) && &n.Body[0] == &c.Body[0] && n.ContentType == c.ContentType
+}
+
 // sizeHint is a little over the encoded size of m.
 func (m *Response) sizeHint() int {
 	n := 32 + len(m.Reason) + len(m.State)
 	for i := range m.Notifications {
 		nt := &m.Notifications[i]
-		n += 48 + len(nt.WatcherID) + len(nt.ContentType) + len(nt.Body) + len(nt.Status) + len(nt.State)
+		n += 48 + len(nt.WatcherID) + len(nt.Status) + len(nt.State)
+		if i == 0 || !sameBody(nt, &m.Notifications[i-1]) { // a shared body is written once
+			n += len(nt.ContentType) + len(nt.Body)
+		}
 	}
 	return n
 }
@@ -460,8 +530,11 @@ func (m *Response) Unmarshal(data []byte) error {
 			m.StateChanged = f.Varint != 0
 		case fResNotes:
 			var n Notification
+			var bodyOf uint64
 			err := Fields(f.Bytes, func(f Field) error {
 				switch f.Num {
+				case fNotBodyOf:
+					bodyOf = f.Varint
 				case fNotWatcher:
 					n.WatcherID = string(f.Bytes)
 				case fNotType:
@@ -481,6 +554,13 @@ func (m *Response) Unmarshal(data []byte) error {
 			})
 			if err != nil {
 				return err
+			}
+			if bodyOf != 0 {
+				if bodyOf > uint64(len(m.Notifications)) || n.ContentType != "" || n.Body != nil {
+					return fmt.Errorf("notification %d: body_of %d names no earlier notification, or comes with a body", len(m.Notifications)+1, bodyOf)
+				}
+				c := &m.Notifications[bodyOf-1]
+				n.ContentType, n.Body = c.ContentType, c.Body
 			}
 			m.Notifications = append(m.Notifications, n)
 		}

@@ -1,7 +1,9 @@
 package abi
 
 import (
+	"bytes"
 	"reflect"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -85,4 +87,52 @@ func TestResponseMarshalAppend(t *testing.T) {
 	if &got[0] != &buf[0] {
 		t.Error("MarshalAppend did not reuse a buffer large enough")
 	}
+}
+
+// Notifications handed one rendering (the same bytes) encode it once, as
+// body_of the first that carried it, and decode with it again; equal bytes
+// elsewhere in memory are encoded whole, and a body_of naming no earlier
+// notification is refused.
+func TestResponseSharedBody(t *testing.T) {
+	doc, other := []byte("<presence/>"), []byte("<presence/>")
+	in := Response{Notifications: []Notification{
+		{WatcherID: "w1", ContentType: "a/b", Body: doc},
+		{WatcherID: "w2", ContentType: "a/b", Body: doc, StateChanged: true, State: []byte("s")},
+		{WatcherID: "w3", ContentType: "a/b", Body: other},
+		{WatcherID: "w4", ContentType: "c/d", Body: other},
+		{WatcherID: "w5", Status: StatusPending},
+		{WatcherID: "w6", ContentType: "c/d", Body: other},
+	}}
+	enc := in.Marshal()
+	if n := bytes.Count(enc, doc); n != 3 {
+		t.Errorf("the document is encoded %d times, want 3 (w1, w3, w4; w2 and w6 by reference)", n)
+	}
+	var out Response
+	if err := out.Unmarshal(enc); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range out.Notifications {
+		w := in.Notifications[i]
+		if n.WatcherID != w.WatcherID || n.ContentType != w.ContentType || !bytes.Equal(n.Body, w.Body) ||
+			!bytes.Equal(n.State, w.State) || n.Status != w.Status {
+			t.Errorf("notification %d = %+v, want %+v", i, n, w)
+		}
+	}
+	for _, bad := range [][]byte{
+		notes(protowire.AppendVarint(protowire.AppendTag(nil, fNotBodyOf, protowire.VarintType), 2)), // itself
+		notes(protowire.AppendVarint(protowire.AppendTag(nil, fNotBodyOf, protowire.VarintType), 1),
+			protowire.AppendString(protowire.AppendTag(nil, fNotBody, protowire.BytesType), "x")),
+	} {
+		if err := (&Response{}).Unmarshal(bad); err == nil {
+			t.Errorf("body_of accepted in %x", bad)
+		}
+	}
+}
+
+// notes encodes a response whose first notification carries a body and
+// whose second is made of the given fields.
+func notes(second ...[]byte) []byte {
+	first := protowire.AppendString(protowire.AppendTag(nil, fNotBody, protowire.BytesType), "b")
+	b := protowire.AppendBytes(protowire.AppendTag(nil, fResNotes, protowire.BytesType), first)
+	return protowire.AppendBytes(protowire.AppendTag(b, fResNotes, protowire.BytesType), slices.Concat(second...))
 }

@@ -201,4 +201,5 @@ const (
 	fNotState   = 5
 	fNotChanged = 6
 	fNotStatus  = 7
+	fNotBodyOf  = 8
 )

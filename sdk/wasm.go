@@ -22,7 +22,7 @@ func hostLog(level uint32, p unsafe.Pointer, n uint32) int32
 // The marker export: its name is the ABI version this SDK speaks. It must
 // match abi.ExportMarker.
 //
-//go:wasmexport presenced_abi_v1_1
+//go:wasmexport presenced_abi_v1_2
 func abiMarker() {}
 
 //go:wasmexport presenced_init

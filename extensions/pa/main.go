@@ -187,7 +187,7 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 // reconnection, a probe's answer or a publication refreshed unchanged must
 // not repeat a NOTIFY. A new or refreshed subscription (full) always is.
 func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, error) {
-	res := &sdk.Response{StateChanged: changed}
+	res := &sdk.Response{StateChanged: changed, Notifications: make([]sdk.Notification, 0, len(req.Watchers))}
 	if changed {
 		res.State = st.encode()
 	}

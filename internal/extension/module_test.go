@@ -89,7 +89,7 @@ func TestRefusesAForeignFile(t *testing.T) {
 func TestRefusesAnotherABIVersion(t *testing.T) {
 	path := extensiontest.Build(t, "github.com/presenced/presenced/internal/extension/testdata/v2")
 	_, err := extension.Load(context.Background(), extension.Spec{Name: "v2", Path: path})
-	if err == nil || !strings.Contains(err.Error(), "module needs presenced ABI v2.0, this host speaks v1.1") {
+	if err == nil || !strings.Contains(err.Error(), "module needs presenced ABI v2.0, this host speaks v1.2") {
 		t.Fatalf("err = %v", err)
 	}
 }
