@@ -99,7 +99,7 @@ func main() {
 		maxFail   = flag.Float64("max-fail", 1, "stop a workload's steps once a step fails more than this `percent`")
 		watchers  = flag.Int("watchers", 1000, "watchers of the fan-out presentity")
 		prefill   = flag.Int("prefill", 10000, "presentities published before the subscribe workload")
-		timeout   = flag.Duration("timeout", 6*time.Minute, "global time limit of the run")
+		timeout   = flag.Duration("timeout", 9*time.Minute, "global time limit of the run")
 		buf       = flag.Int("buff-size", 4194304, "sipp socket buffer size (-buff_size)")
 		jsonOut   = flag.String("json", "", "also write the result to this `file`")
 		compare   = flag.String("compare", "", "print the comparison of two -json files `a.json,b.json` and exit")
