@@ -2,10 +2,12 @@ package server
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"hash/maphash"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,10 +16,10 @@ import (
 
 // UDP requests other than INVITE, ACK and CANCEL skip sipgo's transaction
 // layer: the read filter (refuseEarly) parses the datagram once, and the
-// request goes to a fixed set of workers with a udpTx, which keeps what
-// RFC 3261 §17.2.2 needs of a non-INVITE server transaction: the final
-// response's bytes and where they went, under the transaction's key,
-// until Timer J. sipgo spent a goroutine, a transaction object with its
+// request goes to a fixed set of workers with a udpTx. What RFC 3261
+// §17.2.2 needs of a non-INVITE server transaction once answered, the
+// final response's bytes and where they went for the transaction's key
+// until Timer J, is kept as about 100 bytes with no pointer. sipgo spent a goroutine, a transaction object with its
 // timers (about 4.6 KB kept 32 s) and a second parse on each request
 // (RATIONALE.md "UDP requests without sipgo's transactions"). INVITE
 // stays with sipgo: its transaction (ACK, Timers G and H) is another
@@ -35,47 +37,224 @@ type udpTransactions struct {
 	s      *Server
 	queue  chan *udpTx
 	timerJ time.Duration
+	// seeds of the two hashes of a transaction key: the first finds an
+	// answered transaction, the second, kept in its record, confirms it.
+	seeds [2]maphash.Seed
 
 	mu     sync.Mutex
-	closed bool // queue closed: the server is stopping
-	txs    map[string]*udpTx
+	closed bool              // queue closed: the server is stopping
+	txs    map[string]*udpTx // not yet answered finally
 	// answered are the transactions answered finally, in buckets of
 	// timerJ/udpBuckets by time of answer: a bucket is dropped whole once
 	// its youngest entry is timerJ old, with no timer per transaction.
 	// An entry is kept timerJ to timerJ*(1+1/udpBuckets).
-	answered [udpBuckets + 1][]*udpTx
+	answered [udpBuckets + 1]udpBucket
 	cur      int
+	sweeps   uint64 // since start: the bucket filled at sweeps s is dropped at s+len(answered)
 }
 
 const udpBuckets = 8
 
+// udpBucket keeps the final responses of the transactions answered in
+// one timerJ/udpBuckets, for their retransmissions, with no pointer per
+// transaction: a record of each (udpAnswer) in chunks of bytes, found by
+// the first hash of its key. Neither the maps nor the chunks hold
+// pointers, so the garbage collector does not scan them (RATIONALE.md
+// "UDP requests without sipgo's transactions").
+type udpBucket struct {
+	// at finds a record by the low 32 bits of the key's first hash; more
+	// by the whole hash, for a key whose 32 bits were taken in at.
+	at      map[uint32]udpPos
+	more    map[uint64]udpPos
+	chunks  [][]byte
+	waiting []*udpTx // answered transactions whose Done was asked for
+}
+
+// udpPos is where a record starts in its bucket: chunk<<udpChunkBits |
+// offset.
+type udpPos uint32
+
+// A bucket's chunks are 1<<udpChunkBits bytes, so a record starts within
+// those bits; a larger record has a chunk of its own. 2^18 chunks of 16
+// KB hold 4 GB of records.
+const udpChunkBits = 14
+
+// put keeps rec under h; false when the bucket is full.
+func (b *udpBucket) put(h uint64, rec []byte) (udpPos, bool) {
+	n := len(b.chunks)
+	if n == 0 || cap(b.chunks[n-1])-len(b.chunks[n-1]) < len(rec) {
+		if n == 1<<(32-udpChunkBits) {
+			return 0, false
+		}
+		b.chunks = append(b.chunks, make([]byte, 0, max(1<<udpChunkBits, len(rec))))
+		n++
+	}
+	c := &b.chunks[n-1]
+	pos := udpPos(n-1)<<udpChunkBits | udpPos(len(*c))
+	*c = append(*c, rec...)
+	if _, taken := b.at[uint32(h)]; !taken {
+		b.at[uint32(h)] = pos
+	} else {
+		if b.more == nil {
+			b.more = map[uint64]udpPos{}
+		}
+		b.more[h] = pos
+	}
+	return pos, true
+}
+
+// get is the record put under h whose first 8 bytes are check, followed
+// by the rest of its chunk, or nil.
+func (b *udpBucket) get(h, check uint64) []byte {
+	if pos, ok := b.at[uint32(h)]; ok {
+		if rec := b.record(pos); binary.LittleEndian.Uint64(rec) == check {
+			return rec
+		}
+	}
+	if pos, ok := b.more[h]; ok {
+		if rec := b.record(pos); binary.LittleEndian.Uint64(rec) == check {
+			return rec
+		}
+	}
+	return nil
+}
+
+func (b *udpBucket) record(pos udpPos) []byte {
+	return b.chunks[pos>>udpChunkBits][pos&(1<<udpChunkBits-1):]
+}
+
+// forget drops the record put at pos under h.
+func (b *udpBucket) forget(h uint64, pos udpPos) {
+	if p, ok := b.at[uint32(h)]; ok && p == pos {
+		delete(b.at, uint32(h))
+	} else if p, ok := b.more[h]; ok && p == pos {
+		delete(b.more, h)
+	}
+}
+
+// udpAnswer is what an answered transaction keeps, as a record of bytes:
+// the second hash of its key, where the response went, and the response:
+// whole when code is 0, else only what follows the part derived from the
+// request, which a retransmission builds again with code, reason and
+// toTag (derived).
+type udpAnswer struct {
+	check  uint64
+	dest   netip.AddrPort
+	code   int
+	reason []byte
+	toTag  []byte
+	res    []byte
+}
+
+// udpTagUUID, in a record's code, says its To tag is kept as the 16 bytes
+// of a UUID, which sipgo writes as 36 characters.
+const udpTagUUID = 1 << 15
+
+// appendTo appends a's record to b: check, then the code in two bytes,
+// and each field with its length before it but a UUID To tag.
+func (a *udpAnswer) appendTo(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint64(b, a.check)
+	var buf [32]byte
+	dest, _ := a.dest.AppendBinary(buf[:0])
+	b = appendField(b, dest)
+	if u, ok := packUUID(a.toTag); ok {
+		b = binary.LittleEndian.AppendUint16(b, uint16(a.code)|udpTagUUID)
+		b = append(b, u[:]...)
+	} else {
+		b = binary.LittleEndian.AppendUint16(b, uint16(a.code))
+		b = appendField(b, a.toTag)
+	}
+	b = appendField(b, a.reason)
+	return appendField(b, a.res)
+}
+
+func appendField(b, f []byte) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(f))), f...)
+}
+
+// readAnswer reads the record at the start of b, written by appendTo.
+func readAnswer(b []byte) (a udpAnswer) {
+	a.check, b = binary.LittleEndian.Uint64(b), b[8:]
+	var dest []byte
+	dest, b = readField(b)
+	a.dest.UnmarshalBinary(dest) // as MarshalBinary wrote it
+	code := binary.LittleEndian.Uint16(b)
+	b = b[2:]
+	if a.code = int(code &^ udpTagUUID); code&udpTagUUID != 0 {
+		a.toTag, b = appendUUID(nil, b[:16]), b[16:]
+	} else {
+		a.toTag, b = readField(b)
+	}
+	a.reason, b = readField(b)
+	a.res, _ = readField(b)
+	return a
+}
+
+func readField(b []byte) (f, rest []byte) {
+	n, k := binary.Uvarint(b)
+	return b[k : k+int(n) : k+int(n)], b[k+int(n):]
+}
+
+// packUUID is the 16 bytes of tag when it is a UUID written as
+// appendUUID writes it, the form of sipgo's To tags.
+func packUUID(tag []byte) (u [16]byte, ok bool) {
+	if len(tag) != 36 {
+		return u, false
+	}
+	var h [32]byte
+	copy(h[:], tag[:8])
+	copy(h[8:], tag[9:13])
+	copy(h[12:], tag[14:18])
+	copy(h[16:], tag[19:23])
+	copy(h[20:], tag[24:])
+	if _, err := hex.Decode(u[:], h[:]); err != nil {
+		return u, false
+	}
+	var buf [36]byte
+	return u, bytes.Equal(appendUUID(buf[:0], u[:]), tag)
+}
+
+// appendUUID appends the 16 bytes of a UUID in lowercase hexadecimal, in
+// groups of 8, 4, 4, 4 and 12 digits separated by '-'.
+func appendUUID(b, u []byte) []byte {
+	for i, n := range [...]int{4, 2, 2, 2, 6} {
+		if i > 0 {
+			b = append(b, '-')
+		}
+		b, u = hex.AppendEncode(b, u[:n]), u[n:]
+	}
+	return b
+}
+
 // udpTx is one non-INVITE server transaction over UDP. Until its final
 // response it holds its request, and a retransmission is absorbed; after,
-// what it takes to send that response again to each retransmission.
+// its bucket keeps what it takes to send that response again to each
+// retransmission, and the udpTx is the handler's alone.
 type udpTx struct {
 	l    *udpTransactions
 	key  string
+	hash [2]uint64 // of key, with l.seeds
 	conn net.PacketConn
 	dest netip.AddrPort
 	req  *sip.Request // while being handled
-	// res is the final response as sent, nil until then; or, when code
-	// is set, only what follows the part derived from the request, which
-	// is built again from the retransmission (derived).
-	res    []byte
-	code   int
-	reason string
-	toTag  string
-	err    error // of the last send
-	gone   bool  // terminated: out of the table
-	done   chan struct{}
+	err  error        // of the last send
+	gone bool         // terminated: out of the table
+	done chan struct{}
+	// final: answered finally, its record put at pos in l.answered[bucket]
+	// when l.sweeps was sweep, kept until the sweep l.sweeps == sweep+len(l.answered).
+	final  bool
+	bucket int
+	sweep  uint64
+	pos    udpPos
 }
 
 // derived is the start line and the headers that sipgo's
 // NewResponseFromRequest derives from req for a response with code,
-// reason and To tag (its Vias, From, To, Call-ID, CSeq, Record-Route), as
-// sent, or nil when their end is not found. A response keeps only what
-// follows them for the retransmissions of its request, which are the same
-// bytes (RATIONALE.md "UDP requests without sipgo's transactions").
+// reason and To tag (its Vias, From, To, Call-ID, CSeq, Record-Route) and
+// the name of the Content-Length header it writes after them, as sent, or
+// nil when their end is not found. A response keeps only what follows
+// them for the retransmissions of its request, which are the same bytes
+// (RATIONALE.md "UDP requests without sipgo's transactions").
 func derived(req *sip.Request, code int, reason, toTag string) []byte {
 	b := sip.NewResponseFromRequest(req, code, reason, nil)
 	if to := b.To(); to != nil && toTag != "" {
@@ -84,7 +263,7 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 	var buf bytes.Buffer
 	buf.Grow(512)
 	b.StringWrite(&buf)
-	out, ok := bytes.CutSuffix(buf.Bytes(), []byte("Content-Length: 0\r\n\r\n"))
+	out, ok := bytes.CutSuffix(buf.Bytes(), []byte("0\r\n\r\n"))
 	if !ok {
 		return nil
 	}
@@ -92,8 +271,12 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 }
 
 func newUDPTransactions(s *Server, queue int) *udpTransactions {
-	return &udpTransactions{s: s, queue: make(chan *udpTx, queue), timerJ: 64 * sip.T1,
-		txs: map[string]*udpTx{}}
+	l := &udpTransactions{s: s, queue: make(chan *udpTx, queue), timerJ: 64 * sip.T1,
+		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, txs: map[string]*udpTx{}}
+	for i := range l.answered {
+		l.answered[i].at = map[uint32]udpPos{}
+	}
+	return l
 }
 
 // start runs the workers until close and the sweeper until s.ctx ends.
@@ -144,14 +327,28 @@ func (l *udpTransactions) close() {
 // answered udpBuckets ticks ago or more, so at least timerJ.
 func (l *udpTransactions) sweep() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.answered[l.cur].at) // the bucket just filled: how many the next may hold
+	l.sweeps++
 	l.cur = (l.cur + 1) % len(l.answered)
-	old := l.answered[l.cur]
-	for _, tx := range old {
+	b := &l.answered[l.cur]
+	waiting := b.waiting
+	*b = udpBucket{at: make(map[uint32]udpPos, n)}
+	for _, tx := range waiting {
 		tx.terminate()
 	}
-	clear(old) // the array would keep them alive
-	l.answered[l.cur] = old[:0]
-	l.mu.Unlock()
+}
+
+// find is the record of the answered transaction whose key has hash, or
+// nil; under l.mu. Its bytes are never written again, and stay while the
+// caller holds them.
+func (l *udpTransactions) find(hash [2]uint64) []byte {
+	for i := range l.answered {
+		if rec := l.answered[i].get(hash[0], hash[1]); rec != nil {
+			return rec
+		}
+	}
+	return nil
 }
 
 // receive takes a parsed request datagram. It reports false when the
@@ -164,17 +361,21 @@ func (l *udpTransactions) receive(req *sip.Request, conn net.PacketConn, from ne
 	if err != nil {
 		return false, false
 	}
+	hash := [2]uint64{maphash.String(l.seeds[0], key), maphash.String(l.seeds[1], key)}
 	l.mu.Lock()
-	if tx := l.txs[key]; tx != nil {
-		res, dest, code, reason, toTag := tx.res, tx.dest, tx.code, tx.reason, tx.toTag
+	if l.txs[key] != nil {
 		l.mu.Unlock()
-		if res != nil && code != 0 {
-			res = append(derived(req, code, reason, toTag), res...)
+		return true, false // absorbed: being handled
+	}
+	if rec := l.find(hash); rec != nil {
+		l.mu.Unlock()
+		a := readAnswer(rec)
+		res := a.res
+		if a.code != 0 {
+			res = append(derived(req, a.code, string(a.reason), string(a.toTag)), res...)
 		}
-		if res != nil {
-			if _, err := conn.WriteTo(res, net.UDPAddrFromAddrPort(dest)); err != nil {
-				l.s.log.Warn("send response", "err", err, "retransmission", true)
-			}
+		if _, err := conn.WriteTo(res, net.UDPAddrFromAddrPort(a.dest)); err != nil {
+			l.s.log.Warn("send response", "err", err, "retransmission", true)
 		}
 		return true, false
 	}
@@ -182,7 +383,7 @@ func (l *udpTransactions) receive(req *sip.Request, conn net.PacketConn, from ne
 		l.mu.Unlock()
 		return true, false // dropped: the server is stopping
 	}
-	tx := &udpTx{l: l, key: key, conn: conn, dest: responseAddr(req, from), req: req}
+	tx := &udpTx{l: l, key: key, hash: hash, conn: conn, dest: responseAddr(req, from), req: req}
 	select {
 	case l.queue <- tx:
 		l.txs[key] = tx
@@ -220,7 +421,7 @@ func (tx *udpTx) finish() {
 	l := tx.l
 	l.mu.Lock()
 	tx.req = nil
-	if tx.res == nil {
+	if !tx.final {
 		tx.terminate()
 	}
 	l.mu.Unlock()
@@ -232,12 +433,23 @@ func (tx *udpTx) terminate() {
 		return
 	}
 	tx.gone = true
-	if tx.l.txs[tx.key] == tx {
-		delete(tx.l.txs, tx.key)
+	l := tx.l
+	if !tx.final {
+		if l.txs[tx.key] == tx {
+			delete(l.txs, tx.key)
+		}
+	} else if !tx.expired() {
+		l.answered[tx.bucket].forget(tx.hash[0], tx.pos)
 	}
 	if tx.done != nil {
 		close(tx.done)
 	}
+}
+
+// expired reports whether the bucket of an answered tx has been
+// dropped; under l.mu.
+func (tx *udpTx) expired() bool {
+	return tx.final && tx.l.sweeps-tx.sweep >= uint64(len(tx.l.answered))
 }
 
 var errAnswered = errors.New("transaction already has its final response")
@@ -252,31 +464,42 @@ func (tx *udpTx) Respond(res *sip.Response) error {
 	buf.Grow(512)
 	res.StringWrite(&buf)
 	data := buf.Bytes()
-	var kept []byte
-	var tag string
+	var rec []byte
 	final := res.StatusCode >= 200
 	if final {
+		a := udpAnswer{check: tx.hash[1], dest: tx.dest, res: data}
+		var tag string
 		if to := res.To(); to != nil {
 			tag, _ = to.Params.Get("tag")
 		}
 		if p := derived(tx.req, res.StatusCode, res.Reason, tag); p != nil && bytes.HasPrefix(data, p) {
-			kept = bytes.Clone(data[len(p):]) // the exact size: it is kept timerJ
-		} else {
-			kept, tag = bytes.Clone(data), ""
+			a.code, a.reason, a.toTag, a.res = res.StatusCode, []byte(res.Reason), []byte(tag), data[len(p):]
 		}
+		var buf [256]byte // the record is copied into its bucket
+		rec = a.appendTo(buf[:0])
 	}
 	l := tx.l
 	l.mu.Lock()
-	if tx.res != nil || tx.gone {
+	if tx.final || tx.gone {
 		l.mu.Unlock()
 		return errAnswered
 	}
 	if final {
-		tx.res = kept
-		if len(kept) < len(data) {
-			tx.code, tx.reason, tx.toTag = res.StatusCode, res.Reason, strings.Clone(tag)
+		// From the table of those being handled to the bucket, at once:
+		// a retransmission finds the one or the other.
+		delete(l.txs, tx.key)
+		tx.final, tx.bucket, tx.sweep = true, l.cur, l.sweeps
+		var kept bool
+		if tx.pos, kept = l.answered[l.cur].put(tx.hash[0], rec); !kept {
+			tx.gone = true // a retransmission is a new request
 		}
-		l.answered[l.cur] = append(l.answered[l.cur], tx)
+		if tx.done != nil {
+			if tx.gone {
+				close(tx.done)
+			} else {
+				l.answered[l.cur].waiting = append(l.answered[l.cur].waiting, tx)
+			}
+		}
 	}
 	l.mu.Unlock()
 	_, err := tx.conn.WriteTo(data, net.UDPAddrFromAddrPort(tx.dest))
@@ -314,8 +537,15 @@ func (tx *udpTx) Done() <-chan struct{} {
 	defer tx.l.mu.Unlock()
 	if tx.done == nil {
 		tx.done = make(chan struct{})
-		if tx.gone {
+		switch {
+		case tx.gone:
 			close(tx.done)
+		case tx.expired():
+			tx.gone = true
+			close(tx.done)
+		case tx.final:
+			l := tx.l
+			l.answered[tx.bucket].waiting = append(l.answered[tx.bucket].waiting, tx)
 		}
 	}
 	return tx.done

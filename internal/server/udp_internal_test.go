@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"testing"
 	"time"
@@ -67,34 +68,87 @@ func BenchmarkUDPTransactionMemory(b *testing.B) {
 	}
 }
 
+// udpTestbed is a udpTransactions without workers or sweeper, and a
+// client socket whose requests it receives.
+type udpTestbed struct {
+	t        *testing.T
+	s        *Server
+	l        *udpTransactions
+	srv, cli net.PacketConn
+	from     netip.AddrPort
+}
+
+func newUDPTestbed(t *testing.T) *udpTestbed {
+	b := &udpTestbed{t: t, s: &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		parser: sip.NewParser(sip.WithHeadersParsers(header.Parsers()))}}
+	for _, c := range []*net.PacketConn{&b.srv, &b.cli} {
+		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		*c = conn
+	}
+	b.from = b.cli.LocalAddr().(*net.UDPAddr).AddrPort()
+	b.l = newUDPTransactions(b.s, 4)
+	return b
+}
+
+// subscribe is a SUBSCRIBE from the client with branch z9hG4bK-<id>.
+func (b *udpTestbed) subscribe(id string) []byte {
+	return fmt.Appendf(nil, "SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP %s;rport;branch=z9hG4bK-%s\r\nRecord-Route: <sip:p.example.com;lr>\r\n"+
+		"From: <sip:w@example.com>;tag=f\r\nTo: <sip:alice@example.com>\r\nCall-ID: c%s\r\n"+
+		"CSeq: 1 SUBSCRIBE\r\nMax-Forwards: 70\r\nEvent: presence\r\nContent-Length: 0\r\n\r\n", b.from, id, id)
+}
+
+// receive hands data to l as the read filter does and returns the
+// transaction queued for it, or nil when it was answered or absorbed.
+func (b *udpTestbed) receive(data []byte) *udpTx {
+	req, code, reason := b.s.parse(data)
+	if code != 0 {
+		b.t.Fatal(code, reason)
+	}
+	req.SetTransport("UDP")
+	req.SetSource(b.from.String())
+	if taken, busy := b.l.receive(req, b.srv, b.from); !taken || busy {
+		b.t.Fatal("not taken")
+	}
+	select {
+	case tx := <-b.l.queue:
+		return tx
+	default:
+		return nil
+	}
+}
+
+// answer has tx respond 200, changed by alter, and its handler return.
+func (b *udpTestbed) answer(tx *udpTx, alter func(*sip.Response)) {
+	res := sip.NewResponseFromRequest(tx.req, 200, "OK", nil)
+	alter(res)
+	if err := tx.Respond(res); err != nil {
+		b.t.Fatal(err)
+	}
+	tx.finish()
+}
+
+// read is the next datagram to the client within d, or nil.
+func (b *udpTestbed) read(d time.Duration) []byte {
+	buf := make([]byte, 4096)
+	b.cli.SetReadDeadline(time.Now().Add(d))
+	n, _, err := b.cli.ReadFrom(buf)
+	if err != nil {
+		return nil
+	}
+	return buf[:n]
+}
+
 // An answered transaction keeps only what follows the part of its
 // response derived from the request, and a retransmission gets the same
 // bytes, rebuilt; a response whose derived part the handler changed is
 // kept whole.
 func TestUDPTxKeepsWhatItCannotRebuild(t *testing.T) {
-	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		parser: sip.NewParser(sip.WithHeadersParsers(header.Parsers()))}
-	srv, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cli, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	from := cli.LocalAddr().(*net.UDPAddr).AddrPort()
-	read := func() []byte {
-		buf := make([]byte, 4096)
-		cli.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, _, err := cli.ReadFrom(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return buf[:n]
-	}
-	l := newUDPTransactions(s, 4)
+	b := newUDPTestbed(t)
 	for i, tc := range []struct {
 		name    string
 		alter   func(*sip.Response)
@@ -104,39 +158,121 @@ func TestUDPTxKeepsWhatItCannotRebuild(t *testing.T) {
 			r.To().Params.Add("tag", "t1")
 			r.AppendHeader(sip.NewHeader("Expires", "60"))
 		}, true},
+		{"sipgo's To tag, a UUID, and a body", func(r *sip.Response) {
+			r.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
+			r.SetBody([]byte("a body of 19 bytes."))
+		}, true},
+		{"a To tag that is a UUID in upper case", func(r *sip.Response) {
+			r.To().Params.Add("tag", "8F14E45F-CEEA-467A-9575-2A4E1D8B6C0F")
+		}, true},
 		{"a Via changed", func(r *sip.Response) { r.Via().Params.Add("x", "y") }, false},
 	} {
-		data := fmt.Sprintf("SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"+
-			"Via: SIP/2.0/UDP %s;rport;branch=z9hG4bK-k%d\r\nRecord-Route: <sip:p.example.com;lr>\r\n"+
-			"From: <sip:w@example.com>;tag=f\r\nTo: <sip:alice@example.com>\r\nCall-ID: c%d\r\n"+
-			"CSeq: 1 SUBSCRIBE\r\nMax-Forwards: 70\r\nEvent: presence\r\nContent-Length: 0\r\n\r\n", from, i, i)
-		parse := func() *sip.Request {
-			req, code, reason := s.parse([]byte(data))
-			if code != 0 {
-				t.Fatal(code, reason)
-			}
-			req.SetTransport("UDP")
-			req.SetSource(from.String())
-			return req
+		data := b.subscribe(fmt.Sprint("k", i))
+		tx := b.receive(data)
+		b.answer(tx, tc.alter)
+		first := b.read(2 * time.Second)
+		b.l.mu.Lock()
+		a := readAnswer(b.l.find(tx.hash))
+		b.l.mu.Unlock()
+		if rebuilt := a.code != 0; rebuilt != tc.rebuilt || rebuilt && len(a.res) >= len(first) {
+			t.Errorf("%s: kept %d of %d bytes, rebuilt %v", tc.name, len(a.res), len(first), rebuilt)
 		}
-		if taken, busy := l.receive(parse(), srv, from); !taken || busy {
-			t.Fatal("not taken")
+		if tx := b.receive(data); tx != nil {
+			t.Fatalf("%s: retransmission handled as new", tc.name)
 		}
-		tx := <-l.queue
-		res := sip.NewResponseFromRequest(tx.req, 200, "OK", nil)
-		tc.alter(res)
-		if err := tx.Respond(res); err != nil {
-			t.Fatal(err)
-		}
-		tx.finish()
-		first := read()
-		if rebuilt := tx.code != 0; rebuilt != tc.rebuilt || rebuilt && len(tx.res) >= len(first) {
-			t.Errorf("%s: kept %d of %d bytes, rebuilt %v", tc.name, len(tx.res), len(first), rebuilt)
-		}
-		l.receive(parse(), srv, from)
-		if again := read(); !bytes.Equal(again, first) {
+		if again := b.read(2 * time.Second); !bytes.Equal(again, first) {
 			t.Errorf("%s: retransmission answered\n%s\nnot\n%s", tc.name, again, first)
 		}
+	}
+}
+
+// A To tag is kept as 16 bytes only when writing them again gives the
+// same tag.
+func TestPackUUID(t *testing.T) {
+	for tag, packed := range map[string]bool{
+		"8f14e45f-ceea-467a-9575-2a4e1d8b6c0f":  true,
+		"8F14E45F-CEEA-467A-9575-2A4E1D8B6C0F":  false,
+		"8f14e45fceea-467a-9575-2a4e1d8b6c0f-":  false,
+		"8f14e45f-ceea-467a-9575-2a4e1d8b6c0g":  false,
+		"8f14e45f-ceea-467a-9575-2a4e1d8b6c0":   false,
+		"8f14e45f-ceea-467a-9575-2a4e1d8b6c0f0": false,
+	} {
+		u, ok := packUUID([]byte(tag))
+		if ok != packed || ok && string(appendUUID(nil, u[:])) != tag {
+			t.Errorf("%s: packed %v as %x", tag, ok, u)
+		}
+	}
+}
+
+// Two keys whose first hashes share their low 32 bits are both found,
+// each with its own record; a key whose second hash is another's is not
+// taken for it; forget drops one record and leaves the other.
+func TestUDPBucketCollision(t *testing.T) {
+	b := udpBucket{at: map[uint32]udpPos{}}
+	h1, h2 := uint64(1)<<32|7, uint64(2)<<32|7
+	rec := func(check uint64, s string) []byte {
+		a := udpAnswer{check: check, res: []byte(s)}
+		return a.appendTo(nil)
+	}
+	p1, _ := b.put(h1, rec(11, "first"))
+	b.put(h2, rec(22, "second"))
+	for _, c := range []struct {
+		h, check uint64
+		want     string
+	}{{h1, 11, "first"}, {h2, 22, "second"}, {h1, 33, ""}, {h2, 33, ""}, {3<<32 | 7, 33, ""}} {
+		got := ""
+		if r := b.get(c.h, c.check); r != nil {
+			got = string(readAnswer(r).res)
+		}
+		if got != c.want {
+			t.Errorf("get(%#x, %d) = %q, want %q", c.h, c.check, got, c.want)
+		}
+	}
+	b.forget(h1, p1)
+	if b.get(h1, 11) != nil || b.get(h2, 22) == nil {
+		t.Error("forget dropped the wrong record")
+	}
+}
+
+// An answered transaction is dropped at the udpBuckets+1st sweep after
+// its answer (Timer J to 1.125 J), when its Done is closed and a
+// retransmission becomes a new request; Terminate drops it at once.
+func TestUDPTxDroppedWithItsBucket(t *testing.T) {
+	b := newUDPTestbed(t)
+	data := b.subscribe("j")
+	tx := b.receive(data)
+	b.answer(tx, func(*sip.Response) {})
+	first := b.read(2 * time.Second)
+	done := tx.Done()
+	for i := range udpBuckets {
+		b.l.sweep()
+		if tx := b.receive(data); tx != nil {
+			t.Fatalf("after %d sweeps: retransmission handled as new", i+1)
+		}
+		if again := b.read(2 * time.Second); !bytes.Equal(again, first) {
+			t.Fatalf("after %d sweeps: retransmission answered\n%s\nnot\n%s", i+1, again, first)
+		}
+		select {
+		case <-done:
+			t.Fatalf("done after %d sweeps", i+1)
+		default:
+		}
+	}
+	b.l.sweep()
+	<-done
+	tx = b.receive(data)
+	if tx == nil {
+		t.Fatal("retransmission after its bucket was dropped not handled as new")
+	}
+	b.answer(tx, func(*sip.Response) {})
+	b.read(2 * time.Second)
+	tx.Terminate()
+	<-tx.Done()
+	if tx := b.receive(data); tx == nil {
+		t.Fatal("retransmission after Terminate not handled as new")
+	}
+	if extra := b.read(100 * time.Millisecond); extra != nil {
+		t.Fatalf("answered from a dropped transaction: %s", extra)
 	}
 }
 
