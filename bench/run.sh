@@ -40,6 +40,9 @@ cat >"$TMP/presenced/presenced.toml" <<TOML
 [server]
 data_dir = "$TMP/presenced/data"
 log_level = "info"
+# The daemon's memory budget, as Kamailio is given -m 1024 below: the Go
+# collector keeps the heap under it instead of letting it double.
+memory_limit_mb = ${MEMORY_LIMIT_MB:-256}
 
 [[listen]]
 transport = "udp"
