@@ -270,8 +270,10 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 	return out
 }
 
+// newUDPTransactions keeps answered transactions for sipgo's Timer J (64
+// T1 unless set otherwise), as its own transactions did.
 func newUDPTransactions(s *Server, queue int) *udpTransactions {
-	l := &udpTransactions{s: s, queue: make(chan *udpTx, queue), timerJ: 64 * sip.T1,
+	l := &udpTransactions{s: s, queue: make(chan *udpTx, queue), timerJ: sip.Timer_J,
 		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, txs: map[string]*udpTx{}}
 	for i := range l.answered {
 		l.answered[i].at = map[uint32]udpPos{}
