@@ -706,8 +706,14 @@ func (r *reader) content(n *Node) error {
 			r.pos += lt
 		}
 		rest := r.src[r.pos:]
+		// Dispatch on the byte after '<': a chain of prefix tests costs a
+		// call each in wasm.
+		var next byte
+		if len(rest) > 1 {
+			next = rest[1]
+		}
 		switch {
-		case strings.HasPrefix(rest, "</"):
+		case next == '/':
 			if k := len(r.open) - mark; k > 0 {
 				n.Children = carve(&r.kids, k, &r.kidsLeft)
 				for i, c := range r.open[mark:] { // copy would call typedslicecopy
@@ -716,11 +722,11 @@ func (r *reader) content(n *Node) error {
 				r.open = r.open[:mark]
 			}
 			return nil
-		case strings.HasPrefix(rest, "<!--"):
+		case next == '!' && strings.HasPrefix(rest, "<!--"):
 			if err := r.comment(); err != nil {
 				return err
 			}
-		case strings.HasPrefix(rest, "<![CDATA["):
+		case next == '!' && strings.HasPrefix(rest, "<![CDATA["):
 			end := strings.Index(rest, "]]>")
 			if end < 0 {
 				return fmt.Errorf("unterminated CDATA section")
@@ -731,11 +737,11 @@ func (r *reader) content(n *Node) error {
 				}
 			}
 			r.pos += end + 3
-		case strings.HasPrefix(rest, "<?"):
+		case next == '?':
 			if err := r.pi(); err != nil {
 				return err
 			}
-		case strings.HasPrefix(rest, "<!"):
+		case next == '!':
 			return fmt.Errorf("markup declaration inside <%s>", n.Name())
 		default:
 			c, err := r.element(n)
