@@ -548,8 +548,11 @@ func (r *reader) element(parent *Node) (*Node, error) {
 		return nil, fmt.Errorf("malformed start tag")
 	}
 	var err error
-	if n.Prefix, n.Local, err = splitQName(qname, r.colon); err != nil {
-		return nil, err
+	n.Local = qname
+	if r.colon >= 0 {
+		if n.Prefix, n.Local, err = splitQName(qname, r.colon); err != nil {
+			return nil, err
+		}
 	}
 	var buf [8]rawAttr // enough for most elements, on the stack
 	attrs := buf[:0]
@@ -645,11 +648,13 @@ func (r *reader) element(parent *Node) (*Node, error) {
 		if isDecl(a.qname) {
 			continue
 		}
-		p, l, err := splitQName(a.qname, a.colon)
-		if err != nil {
-			return nil, err
+		at := NodeAttr{Local: a.qname, Value: a.value}
+		if a.colon >= 0 {
+			if at.Prefix, at.Local, err = splitQName(a.qname, a.colon); err != nil {
+				return nil, err
+			}
 		}
-		at := NodeAttr{Local: l, Prefix: p, Value: a.value}
+		p := at.Prefix
 		if p != "" {
 			if at.Space, ok = n.Lookup(p); !ok {
 				return nil, fmt.Errorf("attribute %s of <%s> uses undeclared prefix %q", a.qname, qname, p)
@@ -819,11 +824,9 @@ func (r *reader) skipSpace() bool {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// splitQName splits a name read by name at its first colon, -1 for none.
+// splitQName splits a name read by name at its first colon (a name
+// without one is its own local name, with no call).
 func splitQName(q string, colon int) (prefix, local string, err error) {
-	if colon < 0 {
-		return "", q, nil
-	}
 	p, l := q[:colon], q[colon+1:]
 	if p == "" || l == "" || strings.IndexByte(l, ':') >= 0 {
 		return "", "", fmt.Errorf("malformed name %q", q)
