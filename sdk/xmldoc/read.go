@@ -192,7 +192,9 @@ func (n *Node) Lookup(prefix string) (string, bool) {
 	}
 	for e := n; e != nil; e = e.Parent {
 		for _, d := range e.Decls {
-			if d.Local == prefix {
+			// Lengths first: comparing two empty strings still calls
+			// memequal, costly in wasm, and most lookups are of "".
+			if len(d.Local) == len(prefix) && (prefix == "" || d.Local == prefix) {
 				return d.Value, true
 			}
 		}
