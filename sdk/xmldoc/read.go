@@ -217,7 +217,8 @@ type reader struct {
 	colon int // set by name
 
 	has uint8 // the scan bits of the whole document
-	// upper bounds on the elements, children and attributes not yet read
+	// what scan counted of the elements, children and attributes not
+	// yet read: it sizes the chunks, a wrong count costs one more
 	nodesLeft, kidsLeft, attrsLeft int
 	nodes                          []Node
 	kids                           []*Node
@@ -355,9 +356,9 @@ func (r *reader) scan() bool {
 const chunk = 256
 
 // carve returns n entries from the chunk *pool, starting a new chunk with
-// room for want (at most chunk) when it has too few; the result's
-// capacity is its length, so an append to it never writes into a
-// neighbour's.
+// room for what *left says is still to come (at most chunk, at least n)
+// when it has too few; the result's capacity is its length, so an append
+// to it never writes into a neighbour's.
 func carve[T any](pool *[]T, n int, left *int) []T {
 	p := *pool
 	if cap(p)-len(p) < n {
