@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"iter"
+	"math/bits"
 	"strings"
 	"unicode/utf8"
 
@@ -63,7 +64,6 @@ type Node struct {
 	// end tags, empty for <x/>) is Source[Inner:InnerEnd].
 	Start, Inner, InnerEnd, End int
 	Source                      string
-	text                        []string // character data directly inside, unescaped
 }
 
 // NodeAttr is an attribute: its namespace URI ("" for an unprefixed one),
@@ -105,12 +105,54 @@ func (n *Node) AttrValue(space, local string) string {
 }
 
 // Text is the character data directly inside the element (CDATA
-// included), unescaped.
+// included), unescaped. Read only checks it: the usual leaf holds plain
+// text, which Text returns as a substring of the source, and the text of
+// an element with children, rarely wanted, is put together here.
 func (n *Node) Text() string {
 	if n == nil {
 		return ""
 	}
-	return strings.Join(n.text, "")
+	s := n.Source[n.Inner:n.InnerEnd]
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '<' || c == '&' || c == '\r' {
+			return n.joinText()
+		}
+	}
+	return s
+}
+
+// joinText walks the content Read checked, so every piece is known to be
+// well formed: the text between the markup, end-of-line handled and
+// unescaped piece by piece as Read saw it, and CDATA sections.
+func (n *Node) joinText() string {
+	var b strings.Builder
+	p, k := n.Inner, 0
+	for p < n.InnerEnd {
+		rest := n.Source[p:n.InnerEnd]
+		lt := strings.IndexByte(rest, '<')
+		if lt < 0 {
+			lt = len(rest)
+		}
+		if lt > 0 {
+			resolve(&b, newlines(rest[:lt]))
+			p += lt
+			continue
+		}
+		switch {
+		case strings.HasPrefix(rest, "<!--"):
+			p += 4 + strings.Index(rest[4:], "--") + 3
+		case strings.HasPrefix(rest, "<![CDATA["):
+			end := strings.Index(rest, "]]>")
+			b.WriteString(newlines(rest[9:end]))
+			p += end + 3
+		case strings.HasPrefix(rest, "<?"):
+			p += 2 + strings.Index(rest[2:], "?>") + 2
+		default:
+			p = n.Children[k].End
+			k++
+		}
+	}
+	return b.String()
 }
 
 // Raw is the element as written in the source.
@@ -150,7 +192,9 @@ func (n *Node) Lookup(prefix string) (string, bool) {
 	}
 	for e := n; e != nil; e = e.Parent {
 		for _, d := range e.Decls {
-			if d.Local == prefix {
+			// Lengths first: comparing two empty strings still calls
+			// memequal, costly in wasm, and most lookups are of "".
+			if len(d.Local) == len(prefix) && (prefix == "" || d.Local == prefix) {
 				return d.Value, true
 			}
 		}
@@ -160,15 +204,180 @@ func (n *Node) Lookup(prefix string) (string, bool) {
 
 const nsXML = "http://www.w3.org/XML/1998/namespace"
 
+// A reader makes few allocations and calls, which is what costs in a Go
+// wasm guest (RATIONALE.md, "Cheap in wasm"): one pass over the source
+// (scan) finds what the document holds, so that the checks, end-of-line
+// handling and unescaping each piece would need are skipped when the
+// document has nothing for them, and bounds how many Nodes and NodeAttrs
+// it can have, which are then taken from a few slices instead of being
+// allocated one by one.
 type reader struct {
-	src string
-	pos int
+	src   string
+	pos   int
+	colon int // set by name
+
+	has uint8 // the scan bits of the whole document
+	// what scan counted of the elements, children and attributes not
+	// yet read: it sizes the chunks, a wrong count costs one more
+	nodesLeft, kidsLeft, attrsLeft int
+	nodes                          []Node
+	kids                           []*Node
+	attrs                          []NodeAttr
+	open                           []*Node // children of the elements being read, until their parent closes
+}
+
+// What scan records of a document: an excluded character, a CR, a '&',
+// "]]>", '<' and '='.
+const (
+	hasOdd = 1 << iota
+	hasCR
+	hasAmp
+	hasCDEnd
+	hasLT
+	hasEq
+)
+
+// byteScan is scan's view of an ASCII byte, byteName name's: a byte that
+// may start a name, or one that may only follow.
+var byteScan, byteName = func() (scan, name [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c < 0x20 && c != '\t' && c != '\n' && c != '\r':
+			scan[c] = hasOdd
+		case c == '\r':
+			scan[c] = hasCR
+		case c == '&':
+			scan[c] = hasAmp
+		case c == ']':
+			scan[c] = hasCDEnd
+		case c == '<':
+			scan[c] = hasLT
+		case c == '=':
+			scan[c] = hasEq
+		}
+		switch {
+		case c >= 0x80:
+			name[c] = nameStart | nameMore | nameHigh
+		case c == ':':
+			name[c] = nameStart | nameMore | nameColon
+		case c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+			name[c] = nameStart | nameMore
+		case c == '-' || c == '.' || '0' <= c && c <= '9':
+			name[c] = nameMore
+		}
+	}
+	return
+}()
+
+const (
+	nameStart = 1 << iota
+	nameMore
+	nameHigh
+	nameColon
+)
+
+// scan checks that the source is UTF-8 and records in r.has what it holds,
+// in nodesLeft its '<'s before a name and in attrsLeft its '='s. An ASCII
+// stretch is read eight bytes at a time: a loop over bytes costs about
+// 6 ns a byte in a wasm guest. What it records may be more than the
+// document holds (a ']' is taken for a "]]>"), never less, except the two
+// counts, which only size the first chunks.
+func (r *reader) scan() bool {
+	const lo, hi, low7 = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	// is has the high bit of each byte of x (all ASCII) that is c.
+	is := func(x uint64, c byte) uint64 { return ^((x ^ uint64(c)*lo) + low7) & hi }
+	s := r.src
+	var has uint8
+	nodes, eqs := 0, 0
+	for i := 0; i < len(s); {
+		if i+9 <= len(s) {
+			x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			if x&hi == 0 {
+				next := x>>8 | uint64(s[i+8])<<56
+				// A name starts with a byte from 0x40 up (':' aside).
+				nodes += bits.OnesCount64(is(x, '<') & (next << 1))
+				eqs += bits.OnesCount64(is(x, '='))
+				if is(x, '&') != 0 {
+					has |= hasAmp
+				}
+				if is(x, ']') != 0 {
+					has |= hasCDEnd
+				}
+				if low := ^(x<<1 | x<<2) & hi; low != 0 { // a byte below 0x20
+					cr := is(x, '\r')
+					if cr != 0 {
+						has |= hasCR
+					}
+					if low&^(cr|is(x, '\n')|is(x, '\t')) != 0 {
+						has |= hasOdd
+					}
+				}
+				i += 8
+				continue
+			}
+		}
+		c := s[i]
+		if c >= 0x80 {
+			ru, size := utf8.DecodeRuneInString(s[i:])
+			if size == 1 {
+				return false
+			}
+			if ru == 0xFFFE || ru == 0xFFFF {
+				has |= hasOdd
+			}
+			i += size
+			continue
+		}
+		switch k := byteScan[c]; k {
+		case 0:
+		case hasLT:
+			if i+1 < len(s) && byteName[s[i+1]]&nameStart != 0 {
+				nodes++
+			}
+		case hasEq:
+			eqs++
+		case hasCDEnd:
+			if i+2 < len(s) && s[i+1] == ']' && s[i+2] == '>' {
+				has |= hasCDEnd
+			}
+		default:
+			has |= k
+		}
+		i++
+	}
+	r.has, r.nodesLeft, r.kidsLeft, r.attrsLeft = has, nodes, nodes, eqs
+	return true
+}
+
+// Nodes, their children and attributes come from chunks of at most
+// chunk entries, enough for any presence document in one, and bounded so
+// that a large malformed body costs little before it is refused.
+const chunk = 256
+
+// carve returns n entries from the chunk *pool, starting a new chunk with
+// room for what *left says is still to come (at most chunk, at least n)
+// when it has too few; the result's capacity is its length, so an append
+// to it never writes into a neighbour's.
+func carve[T any](pool *[]T, n int, left *int) []T {
+	p := *pool
+	if cap(p)-len(p) < n {
+		p = make([]T, 0, max(n, min(*left, chunk)))
+	}
+	*left -= n
+	*pool = p[:len(p)+n]
+	return p[len(p) : len(p)+n : len(p)+n]
 }
 
 func (r *reader) document() (*Node, error) {
-	if !utf8.ValidString(r.src) {
+	if !r.scan() {
 		return nil, fmt.Errorf("invalid UTF-8")
 	}
+	// One allocation for the children of every element and the stack
+	// they wait on until their parent closes.
+	k := min(r.kidsLeft, chunk)
+	ptrs := make([]*Node, 2*k)
+	r.kids, r.open = ptrs[:0:k], ptrs[k:k]
 	if strings.HasPrefix(r.src, "\ufeff") {
 		r.pos = 3 // a UTF-8 byte order mark
 	}
@@ -215,9 +424,28 @@ func (r *reader) document() (*Node, error) {
 	return root, nil
 }
 
+// commonDecls are the XML declarations presence clients send, which
+// xmlDecl accepts without reading them piece by piece (about 1 µs in wasm).
+var commonDecls = [...]struct {
+	text  string
+	attrs int // its '='s
+}{
+	{`<?xml version="1.0" encoding="UTF-8"?>`, 2},
+	{`<?xml version="1.0" encoding="utf-8"?>`, 2},
+	{`<?xml version='1.0' encoding='UTF-8'?>`, 2},
+	{`<?xml version="1.0"?>`, 1},
+}
+
 // xmlDecl reads <?xml version="1.0" encoding="..." standalone="..."?>: the
 // body is taken as UTF-8, so another encoding is refused.
 func (r *reader) xmlDecl() error {
+	for _, d := range commonDecls {
+		if strings.HasPrefix(r.src[r.pos:], d.text) {
+			r.pos += len(d.text)
+			r.attrsLeft -= d.attrs
+			return nil
+		}
+	}
 	end := strings.Index(r.src[r.pos:], "?>")
 	if end < 0 {
 		return fmt.Errorf("unterminated XML declaration")
@@ -265,6 +493,7 @@ func (r *reader) xmlDecl() error {
 	if seen == 0 {
 		return fmt.Errorf("XML declaration without a version")
 	}
+	r.attrsLeft -= seen // scan counted their '='s
 	return nil
 }
 
@@ -297,27 +526,40 @@ func (r *reader) pi() error {
 	if end > 0 && !isSpace(r.src[r.pos]) {
 		return fmt.Errorf("malformed processing instruction <?%s", target)
 	}
-	if err := checkChars(r.src[r.pos : r.pos+end]); err != nil {
-		return err
+	if r.has&hasOdd != 0 {
+		if err := checkChars(r.src[r.pos : r.pos+end]); err != nil {
+			return err
+		}
 	}
 	r.pos += end + 2
 	return nil
 }
 
+// rawAttr is an attribute as read, before its name is resolved.
+type rawAttr struct {
+	qname, value string
+	colon        int // where name found qname's first colon
+}
+
 // element reads one element and its content; r.pos is at its '<'.
 func (r *reader) element(parent *Node) (*Node, error) {
-	n := &Node{Parent: parent, Start: r.pos, Source: r.src}
+	n := &carve(&r.nodes, 1, &r.nodesLeft)[0]
+	n.Parent, n.Start, n.Source = parent, r.pos, r.src
 	r.pos++
 	qname := r.name()
 	if qname == "" {
 		return nil, fmt.Errorf("malformed start tag")
 	}
 	var err error
-	if n.Prefix, n.Local, err = splitQName(qname); err != nil {
-		return nil, err
+	n.Local = qname
+	if r.colon >= 0 {
+		if n.Prefix, n.Local, err = splitQName(qname, r.colon); err != nil {
+			return nil, err
+		}
 	}
-	type raw struct{ qname, value string }
-	var attrs []raw
+	var buf [8]rawAttr // enough for most elements, on the stack
+	attrs := buf[:0]
+	decls := 0
 	for {
 		sp := r.skipSpace()
 		if r.pos == len(r.src) {
@@ -331,6 +573,7 @@ func (r *reader) element(parent *Node) (*Node, error) {
 			return nil, fmt.Errorf("no space before an attribute in <%s>", qname)
 		}
 		an := r.name()
+		colon := r.colon
 		if an == "" {
 			return nil, fmt.Errorf("malformed attribute in <%s>", qname)
 		}
@@ -353,37 +596,51 @@ func (r *reader) element(parent *Node) (*Node, error) {
 		if strings.IndexByte(v, '<') >= 0 {
 			return nil, fmt.Errorf("attribute %s of <%s>: '<' in a value", an, qname)
 		}
-		if err := checkChars(v); err != nil {
-			return nil, fmt.Errorf("attribute %s of <%s>: %v", an, qname, err)
+		if r.has&hasOdd != 0 {
+			if err := checkChars(v); err != nil {
+				return nil, fmt.Errorf("attribute %s of <%s>: %v", an, qname, err)
+			}
 		}
-		if v, err = unescape(newlines(v)); err != nil {
-			return nil, fmt.Errorf("attribute %s of <%s>: %v", an, qname, err)
+		if r.has&(hasCR|hasAmp) != 0 {
+			if v, err = unescape(newlines(v)); err != nil {
+				return nil, fmt.Errorf("attribute %s of <%s>: %v", an, qname, err)
+			}
 		}
 		for _, a := range attrs {
 			if a.qname == an {
 				return nil, fmt.Errorf("attribute %s repeated in <%s>", an, qname)
 			}
 		}
-		attrs = append(attrs, raw{an, v})
+		if isDecl(an) {
+			decls++
+		}
+		attrs = append(attrs, rawAttr{an, v, colon})
 	}
-	// Declarations first: they apply to the element's own name and
-	// attributes.
-	for _, a := range attrs {
-		switch {
-		case a.qname == "xmlns":
-			n.Decls = append(n.Decls, NodeAttr{Local: "", Value: a.value})
-		case strings.HasPrefix(a.qname, "xmlns:"):
-			p := a.qname[6:]
-			if p == "" || strings.IndexByte(p, ':') >= 0 {
-				return nil, fmt.Errorf("malformed declaration %s in <%s>", a.qname, qname)
+	if len(attrs) > 0 {
+		// Declarations first: they apply to the element's own name and
+		// attributes.
+		all := carve(&r.attrs, len(attrs), &r.attrsLeft)
+		n.Decls, n.Attrs = all[:0:decls], all[decls:decls]
+		for _, a := range attrs {
+			switch {
+			case a.qname == "xmlns":
+				n.Decls = append(n.Decls, NodeAttr{Local: "", Value: a.value})
+			case isDecl(a.qname):
+				p := a.qname[6:]
+				if p == "" || strings.IndexByte(p, ':') >= 0 {
+					return nil, fmt.Errorf("malformed declaration %s in <%s>", a.qname, qname)
+				}
+				if a.value == "" {
+					return nil, fmt.Errorf("prefix %q bound to an empty namespace in <%s>", p, qname)
+				}
+				if p == "xmlns" || (p == "xml") != (a.value == nsXML) {
+					return nil, fmt.Errorf("prefix %q cannot be bound to %q", p, a.value)
+				}
+				n.Decls = append(n.Decls, NodeAttr{Local: p, Value: a.value})
 			}
-			if a.value == "" {
-				return nil, fmt.Errorf("prefix %q bound to an empty namespace in <%s>", p, qname)
-			}
-			if p == "xmlns" || (p == "xml") != (a.value == nsXML) {
-				return nil, fmt.Errorf("prefix %q cannot be bound to %q", p, a.value)
-			}
-			n.Decls = append(n.Decls, NodeAttr{Local: p, Value: a.value})
+		}
+		if decls == 0 {
+			n.Decls = nil
 		}
 	}
 	var ok bool
@@ -391,14 +648,16 @@ func (r *reader) element(parent *Node) (*Node, error) {
 		return nil, fmt.Errorf("element <%s> uses undeclared prefix %q", qname, n.Prefix)
 	}
 	for _, a := range attrs {
-		if a.qname == "xmlns" || strings.HasPrefix(a.qname, "xmlns:") {
+		if isDecl(a.qname) {
 			continue
 		}
-		p, l, err := splitQName(a.qname)
-		if err != nil {
-			return nil, err
+		at := NodeAttr{Local: a.qname, Value: a.value}
+		if a.colon >= 0 {
+			if at.Prefix, at.Local, err = splitQName(a.qname, a.colon); err != nil {
+				return nil, err
+			}
 		}
-		at := NodeAttr{Local: l, Prefix: p, Value: a.value}
+		p := at.Prefix
 		if p != "" {
 			if at.Space, ok = n.Lookup(p); !ok {
 				return nil, fmt.Errorf("attribute %s of <%s> uses undeclared prefix %q", a.qname, qname, p)
@@ -410,6 +669,9 @@ func (r *reader) element(parent *Node) (*Node, error) {
 			}
 		}
 		n.Attrs = append(n.Attrs, at)
+	}
+	if len(n.Attrs) == 0 {
+		n.Attrs = nil
 	}
 	if r.src[r.pos] == '/' {
 		if !strings.HasPrefix(r.src[r.pos:], "/>") {
@@ -427,7 +689,11 @@ func (r *reader) element(parent *Node) (*Node, error) {
 	// r.pos is at "</"
 	n.InnerEnd = r.pos
 	r.pos += 2
-	if end := r.name(); end != qname {
+	// The end tag usually repeats the name: compared in place, it needs
+	// no second read.
+	if e := r.pos + len(qname); e <= len(r.src) && r.src[r.pos:e] == qname && (e == len(r.src) || byteName[r.src[e]] == 0) {
+		r.pos = e
+	} else if end := r.name(); end != qname {
 		return nil, fmt.Errorf("element <%s> closed by </%s>", qname, end)
 	}
 	r.skipSpace()
@@ -439,8 +705,15 @@ func (r *reader) element(parent *Node) (*Node, error) {
 	return n, nil
 }
 
+// isDecl tells a namespace declaration from an attribute.
+func isDecl(qname string) bool {
+	return len(qname) >= 5 && qname[:5] == "xmlns" && (len(qname) == 5 || qname[5] == ':')
+}
+
 // content reads what is inside n up to its end tag, leaving r.pos at "</".
+// Text is only checked here; Text puts it together when asked.
 func (r *reader) content(n *Node) error {
+	mark := len(r.open)
 	for {
 		lt := strings.IndexByte(r.src[r.pos:], '<')
 		if lt < 0 {
@@ -448,72 +721,94 @@ func (r *reader) content(n *Node) error {
 		}
 		if lt > 0 {
 			text := r.src[r.pos : r.pos+lt]
-			if strings.Contains(text, "]]>") {
+			if r.has&hasCDEnd != 0 && strings.Contains(text, "]]>") {
 				return fmt.Errorf(`"]]>" in text`)
 			}
-			if err := checkChars(text); err != nil {
-				return err
+			if r.has&hasOdd != 0 {
+				if err := checkChars(text); err != nil {
+					return err
+				}
 			}
-			t, err := unescape(newlines(text))
-			if err != nil {
-				return err
+			if r.has&hasAmp != 0 {
+				if err := resolve(nil, newlines(text)); err != nil {
+					return err
+				}
 			}
-			n.text = append(n.text, t)
 			r.pos += lt
 		}
 		rest := r.src[r.pos:]
+		// Dispatch on the byte after '<': a chain of prefix tests costs a
+		// call each in wasm.
+		var next byte
+		if len(rest) > 1 {
+			next = rest[1]
+		}
 		switch {
-		case strings.HasPrefix(rest, "</"):
+		case next == '/':
+			if k := len(r.open) - mark; k > 0 {
+				n.Children = carve(&r.kids, k, &r.kidsLeft)
+				for i, c := range r.open[mark:] { // copy would call typedslicecopy
+					n.Children[i] = c
+				}
+				r.open = r.open[:mark]
+			}
 			return nil
-		case strings.HasPrefix(rest, "<!--"):
+		case next == '!' && strings.HasPrefix(rest, "<!--"):
 			if err := r.comment(); err != nil {
 				return err
 			}
-		case strings.HasPrefix(rest, "<![CDATA["):
+		case next == '!' && strings.HasPrefix(rest, "<![CDATA["):
 			end := strings.Index(rest, "]]>")
 			if end < 0 {
 				return fmt.Errorf("unterminated CDATA section")
 			}
-			if err := checkChars(rest[9:end]); err != nil {
-				return err
+			if r.has&hasOdd != 0 {
+				if err := checkChars(rest[9:end]); err != nil {
+					return err
+				}
 			}
-			n.text = append(n.text, newlines(rest[9:end]))
 			r.pos += end + 3
-		case strings.HasPrefix(rest, "<?"):
+		case next == '?':
 			if err := r.pi(); err != nil {
 				return err
 			}
-		case strings.HasPrefix(rest, "<!"):
+		case next == '!':
 			return fmt.Errorf("markup declaration inside <%s>", n.Name())
 		default:
 			c, err := r.element(n)
 			if err != nil {
 				return err
 			}
-			n.Children = append(n.Children, c)
+			r.open = append(r.open, c)
 		}
 	}
 }
 
 // name reads an XML Name (prefixes included) and returns "" if there is
-// none at r.pos. A name with non-ASCII runes is checked by encoding/xml,
-// whose tables say which runes names may have: rare in presence documents,
-// so the slow path is fine.
+// none at r.pos; it leaves in r.colon where the name's first colon is, -1
+// for none. A name with non-ASCII runes is checked by encoding/xml, whose
+// tables say which runes names may have: rare in presence documents, so
+// the slow path is fine.
 func (r *reader) name() string {
-	start := r.pos
-	ascii := true
-	for r.pos < len(r.src) {
-		c := r.src[r.pos]
-		if c >= 0x80 || c == '_' || c == ':' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' ||
-			r.pos > start && (c == '-' || c == '.' || '0' <= c && c <= '9') {
-			ascii = ascii && c < 0x80
-			r.pos++
-			continue
-		}
-		break
+	s, start, i := r.src, r.pos, r.pos
+	if i == len(s) || byteName[s[i]]&nameStart == 0 {
+		return ""
 	}
-	name := r.src[start:r.pos]
-	if !ascii {
+	var seen uint8
+	for ; i < len(s); i++ {
+		k := byteName[s[i]]
+		if k == 0 {
+			break
+		}
+		seen |= k
+	}
+	r.pos = i
+	name := s[start:i]
+	r.colon = -1
+	if seen&nameColon != 0 {
+		r.colon = strings.IndexByte(name, ':')
+	}
+	if seen&nameHigh != 0 {
 		if _, err := xml.NewDecoder(strings.NewReader("<" + name + "/>")).Token(); err != nil {
 			r.pos = start
 			return ""
@@ -532,11 +827,10 @@ func (r *reader) skipSpace() bool {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-func splitQName(q string) (prefix, local string, err error) {
-	p, l, ok := strings.Cut(q, ":")
-	if !ok {
-		return "", q, nil
-	}
+// splitQName splits a name read by name at its first colon (a name
+// without one is its own local name, with no call).
+func splitQName(q string, colon int) (prefix, local string, err error) {
+	p, l := q[:colon], q[colon+1:]
 	if p == "" || l == "" || strings.IndexByte(l, ':') >= 0 {
 		return "", "", fmt.Errorf("malformed name %q", q)
 	}
@@ -568,43 +862,60 @@ func newlines(s string) string {
 // unescape resolves the five predefined entities and character references;
 // any other entity is an error (there is no DTD to define one).
 func unescape(s string) (string, error) {
-	amp := strings.IndexByte(s, '&')
-	if amp < 0 {
+	if strings.IndexByte(s, '&') < 0 {
 		return s, nil
 	}
 	var b strings.Builder
 	b.Grow(len(s))
-	for amp >= 0 {
-		b.WriteString(s[:amp])
+	if err := resolve(&b, s); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// resolve writes s to b with its references resolved, or only checks them
+// when b is nil.
+func resolve(b *strings.Builder, s string) error {
+	for {
+		amp := strings.IndexByte(s, '&')
+		if amp < 0 {
+			break
+		}
+		if b != nil {
+			b.WriteString(s[:amp])
+		}
 		s = s[amp:]
 		semi := strings.IndexByte(s, ';')
 		if semi < 0 {
-			return "", fmt.Errorf("unterminated reference %q", clip(s))
+			return fmt.Errorf("unterminated reference %q", clip(s))
 		}
-		ref := s[1:semi]
-		switch ref {
+		var c rune
+		switch ref := s[1:semi]; ref {
 		case "lt":
-			b.WriteByte('<')
+			c = '<'
 		case "gt":
-			b.WriteByte('>')
+			c = '>'
 		case "amp":
-			b.WriteByte('&')
+			c = '&'
 		case "quot":
-			b.WriteByte('"')
+			c = '"'
 		case "apos":
-			b.WriteByte('\'')
+			c = '\''
 		default:
-			r, ok := charRef(ref)
-			if !ok {
-				return "", fmt.Errorf("unknown reference &%s;", clip(ref))
+			var ok bool
+			if c, ok = charRef(ref); !ok {
+				return fmt.Errorf("unknown reference &%s;", clip(ref))
 			}
-			b.WriteRune(r)
+		}
+		if b != nil {
+			b.WriteRune(c)
 		}
 		s = s[semi+1:]
-		amp = strings.IndexByte(s, '&')
 	}
-	b.WriteString(s)
-	return b.String(), nil
+	if b != nil {
+		b.WriteString(s)
+	}
+	return nil
 }
 
 // charRef reads "#123" or "#x7B" as a character XML allows.
