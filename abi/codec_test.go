@@ -2,6 +2,7 @@ package abi
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -135,4 +136,43 @@ func notes(second ...[]byte) []byte {
 	first := protowire.AppendString(protowire.AppendTag(nil, fNotBody, protowire.BytesType), "b")
 	b := protowire.AppendBytes(protowire.AppendTag(nil, fResNotes, protowire.BytesType), first)
 	return protowire.AppendBytes(protowire.AppendTag(b, fResNotes, protowire.BytesType), slices.Concat(second...))
+}
+
+// fanOut is a change to a presentity with n watchers: the request naming
+// them, and the response handing each one rendering of 300 bytes.
+func fanOut(n int) ([]byte, *Response) {
+	req := Request{Op: OpPublish, Event: "presence", Resource: "sip:lamp@example.com", State: make([]byte, 350)}
+	res := &Response{}
+	doc := bytes.Repeat([]byte("x"), 300)
+	for i := range n {
+		id := fmt.Sprintf("w%04d-abcdefabcdef", i)
+		req.Watchers = append(req.Watchers, Watcher{ID: id, URI: fmt.Sprintf("sip:w%d@example.com", i),
+			Status: StatusActive, Accept: []string{"application/pidf+xml"}, State: []byte("0123456789ab")})
+		res.Notifications = append(res.Notifications, Notification{WatcherID: id, ContentType: "application/pidf+xml",
+			Body: doc, StateChanged: true, State: []byte("0123456789ab")})
+	}
+	return req.Marshal(), res
+}
+
+// BenchmarkFanOut is the codec's share of a module call for a change to a
+// presentity with 1,000 watchers: decoding the request, encoding the
+// response. Run it inside wasm, where a module runs
+// (sdk/sdktest/wasmrun), for the figures of RATIONALE.md.
+func BenchmarkFanOut(b *testing.B) {
+	req, res := fanOut(1000)
+	b.Run("decode-request", func(b *testing.B) {
+		for b.Loop() {
+			var r Request
+			if err := r.Unmarshal(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encode-response", func(b *testing.B) {
+		var out []byte
+		for b.Loop() {
+			out = res.MarshalAppend(out[:0])
+		}
+		b.ReportMetric(float64(len(out)), "bytes")
+	})
 }

@@ -62,7 +62,7 @@ const DigestField protowire.Number = 2
 //
 // Not a cryptographic hash: it only decides whether a watcher is sent a
 // document again, and the documents are the presentity's own. In a Go
-// guest SHA-256 cost 9.2 µs for 400 bytes, XXH64 0.08 µs (RATIONALE.md).
+// guest SHA-256 cost 8.9 µs for 400 bytes, Digest 0.23 µs (RATIONALE.md).
 func Digest(seen []byte) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), xxhash.Sum64(seen))
 }

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -90,4 +91,22 @@ func TestNextDocumentBlob(t *testing.T) {
 	if _, _, send := NextDocument(Watcher{State: []byte{0x12, 0x7f}}, 1, d); !send {
 		t.Fatal("a damaged blob sent nothing")
 	}
+}
+
+// BenchmarkDigest is what a render pays for NextDocument's digest of a
+// 400-byte document, beside the SHA-256 it replaced; run it inside wasm,
+// where a module runs (sdk/sdktest/wasmrun), for the figures of
+// RATIONALE.md.
+func BenchmarkDigest(b *testing.B) {
+	doc := bytes.Repeat([]byte("x"), 400)
+	b.Run("xxh64", func(b *testing.B) {
+		for b.Loop() {
+			Digest(doc)
+		}
+	})
+	b.Run("sha256", func(b *testing.B) {
+		for b.Loop() {
+			sha256.Sum256(doc)
+		}
+	})
 }

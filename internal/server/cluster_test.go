@@ -91,11 +91,7 @@ func TestCutFeedIsCaughtUp(t *testing.T) {
 	w := watching(t, nodes[0], carol)
 
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, dsn)
 	listening := func() (n int) {
 		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`).Scan(&n)
@@ -137,11 +133,7 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	}
 	db := strings.TrimPrefix(u.Path, "/")
 	u.Path = "/postgres"
-	admin, err := pgx.Connect(ctx, u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := connect(t, u.String())
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := admin.Exec(ctx, sql); err != nil {
@@ -190,11 +182,7 @@ func TestLostLeaseKeepsDialogsNobodyTook(t *testing.T) {
 	last := w.Notify().CSeq().SeqNo
 
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, dsn)
 	if _, err := conn.Exec(ctx, `UPDATE nodes SET lease_until = now() - interval '1 second'`); err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +197,17 @@ func TestLostLeaseKeepsDialogsNobodyTook(t *testing.T) {
 	res = f.peer(t, "UDP").Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "after-rejoin"))
 	siptest.WantCode(t, res, 200)
 	notifiedOf(t, w, "watcher after the rejoin", "after-rejoin")
+}
+
+// connect opens a connection to the database at dsn, closed when t ends.
+func connect(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // watching is a peer subscribed to uri's presence on f, its first NOTIFY
