@@ -127,7 +127,10 @@ type Server struct {
 	// contacts and flows, per transport ("udp", "tcp"), from the first
 	// listener of each
 	contact map[string]sip.Uri
-	udpAddr sip.Addr
+	// udpContact is the Contact header line of NOTIFYs over UDP, as
+	// udpNotify writes it ("" without a UDP listener).
+	udpContact string
+	udpAddr    sip.Addr
 	// udpConns are the UDP listeners by local address, for refuseEarly's
 	// answers; busyTag is the To tag of those answers; parser is sipgo's,
 	// which refuseEarly runs to answer what sipgo would drop and to hand
@@ -323,6 +326,9 @@ func (s *Server) Start() error {
 			u := sip.Uri{Scheme: "sip", Host: host, Port: p, UriParams: sip.NewParams()}
 			u.UriParams.Add("transport", uriTransport(l.Transport))
 			s.contact[l.Transport] = u
+			if l.Transport == "udp" {
+				s.udpContact = (&sip.ContactHeader{Address: u}).String() + "\r\n"
+			}
 		}
 	}
 	if s.udpAddr.IP != nil {

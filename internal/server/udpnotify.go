@@ -84,7 +84,7 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 	}
 }
 
-// do sends wire (udpWire) with cseq from conn to dest, with a Via of
+// do sends wire (udpNotify) with cseq from conn to dest, with a Via of
 // sentBy and a branch of its own, and returns its final response, or
 // errNotifyTimeout at Timer F, or ctx's error.
 func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net.PacketConn, sentBy sip.Addr, dest netip.AddrPort) (notifyResult, error) {
