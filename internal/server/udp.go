@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -249,25 +250,75 @@ type udpTx struct {
 }
 
 // derived is the start line and the headers that sipgo's
-// NewResponseFromRequest derives from req for a response with code,
+// NewResponseFromRequest derives from req for a final response with code,
 // reason and To tag (its Vias, From, To, Call-ID, CSeq, Record-Route) and
-// the name of the Content-Length header it writes after them, as sent, or
-// nil when their end is not found. A response keeps only what follows
+// the name of the Content-Length header it writes after them, as sent. A response keeps only what follows
 // them for the retransmissions of its request, which are the same bytes
 // (RATIONALE.md "UDP requests without sipgo's transactions").
 func derived(req *sip.Request, code int, reason, toTag string) []byte {
-	b := sip.NewResponseFromRequest(req, code, reason, nil)
-	if to := b.To(); to != nil && toTag != "" {
-		to.Params.Add("tag", toTag)
+	// Written from req's headers rather than through a sipgo Response:
+	// that cloned every header and drew a random To tag only to replace
+	// it, for each answer (RATIONALE.md). A test holds the bytes equal.
+	b := bytes.NewBuffer(make([]byte, 0, 512))
+	b.WriteString(req.SipVersion)
+	b.WriteByte(' ')
+	b.WriteString(strconv.Itoa(code))
+	b.WriteByte(' ')
+	b.WriteString(reason)
+	b.WriteString("\r\n")
+	line := func(h sip.Header) {
+		h.StringWrite(b)
+		b.WriteString("\r\n")
 	}
-	var buf bytes.Buffer
-	buf.Grow(512)
-	b.StringWrite(&buf)
-	out, ok := bytes.CutSuffix(buf.Bytes(), []byte("0\r\n\r\n"))
-	if !ok {
-		return nil
+	// RFC 3261 §20, Table 3, as sipgo applies it.
+	allowedMethod := req.Method != sip.REGISTER && !req.IsAck()
+	allowedStatus := (code >= 180 && code < 190) || (code >= 200 && code < 300)
+	earlyInvite := req.IsInvite() && code > 100 && code < 200
+	if allowedMethod && (allowedStatus || earlyInvite) {
+		for _, h := range req.GetHeaders("Record-Route") {
+			line(h)
+		}
 	}
-	return out
+	for i, h := range req.GetHeaders("Via") {
+		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
+			if val, exists := v.Params.Get("rport"); exists && val == "" {
+				// RFC 3581 §4: the top Via answers with the source.
+				v = v.Clone()
+				host, port, _ := net.SplitHostPort(req.Source())
+				v.Params.Add("rport", port)
+				v.Params.Add("received", host)
+				h = v
+			}
+		}
+		line(h)
+	}
+	if h := req.From(); h != nil {
+		line(h)
+	}
+	if h := req.To(); h != nil {
+		switch tag, has := h.Params.Get("tag"); {
+		case !has && toTag != "" && code != 100:
+			h.StringWrite(b) // sipgo appends the tag to the parameters
+			b.WriteString(";tag=")
+			b.WriteString(toTag)
+			b.WriteString("\r\n")
+		case has && toTag != "" && tag != toTag:
+			c := *h
+			c.Params = h.Params.Clone()
+			c.Params.Add("tag", toTag)
+			line(&c)
+		default:
+			line(h)
+		}
+	}
+	if h := req.CallID(); h != nil {
+		line(h)
+	}
+	if h := req.CSeq(); h != nil {
+		line(h)
+	}
+	b.WriteString("Content-Length: ")
+	return b.Bytes()
 }
 
 // newUDPTransactions keeps answered transactions for sipgo's Timer J (64
@@ -474,7 +525,7 @@ func (tx *udpTx) Respond(res *sip.Response) error {
 		if to := res.To(); to != nil {
 			tag, _ = to.Params.Get("tag")
 		}
-		if p := derived(tx.req, res.StatusCode, res.Reason, tag); p != nil && bytes.HasPrefix(data, p) {
+		if p := derived(tx.req, res.StatusCode, res.Reason, tag); bytes.HasPrefix(data, p) {
 			a.code, a.reason, a.toTag, a.res = res.StatusCode, []byte(res.Reason), []byte(tag), data[len(p):]
 		}
 		var buf [256]byte // the record is copied into its bucket
