@@ -97,6 +97,9 @@ func (c *change) step(r *resource) *step {
 // in.Watchers) and stages its answer; r.mu is held. A module refusal is a
 // *refusal. It is the only place the host calls a module.
 func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
+	if err := c.s.warm(r); err != nil {
+		return nil, err
+	}
 	if !c.replaying {
 		c.journal = append(c.journal, proposal{r: r, in: in})
 	}
@@ -160,7 +163,7 @@ func (c *change) reset(r *resource) {
 		c.journal = append(c.journal, proposal{r: r, reset: true})
 	}
 	st := c.step(r)
-	st.state, st.changed = nil, len(r.state) > 0
+	st.state, st.changed = nil, len(r.state) > 0 || r.cold
 }
 
 // ending makes every NOTIFY of r's step final with Subscription-State
@@ -265,8 +268,10 @@ func (c *change) reload(ctx context.Context) error {
 			return err
 		}
 		if rec.Version != r.stored {
-			r.state, r.stored = rec.State, rec.Version
+			r.state, r.stored, r.cold = rec.State, rec.Version, false
 			r.version++ // a SUBSCRIBE committing meanwhile renders again
+		} else if r.cold {
+			r.state, r.cold = rec.State, false
 		}
 	}
 	return nil
@@ -358,7 +363,7 @@ func (c *change) apply() {
 		r := st.r
 		r.version++
 		if st.changed {
-			r.state, r.stored = append([]byte(nil), st.state...), st.version
+			r.keepState(st.state, st.version)
 			if h, ok := c.s.opt.Watch.(ChangeHook); ok {
 				h.Changed(r.key.event, r.key.uri)
 			}

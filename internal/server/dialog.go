@@ -851,6 +851,9 @@ func (s *Server) rebuildWatcherInfo(w, watched *resource) error {
 			return err
 		}
 	}
+	if err := s.warm(w); err != nil {
+		return err
+	}
 	if st := c.step(w); bytes.Equal(st.state, w.state) {
 		return nil
 	}

@@ -106,7 +106,7 @@ func (s *Server) catchUp(r *resource) error {
 	if rec.Version == r.stored {
 		return nil
 	}
-	r.state, r.stored = rec.State, rec.Version
+	r.keepState(rec.State, rec.Version)
 	r.version++ // a SUBSCRIBE committing meanwhile renders again
 	watched := false
 	for _, d := range r.watchers {

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -41,6 +43,12 @@ type resource struct {
 	// dead so that the two share a word: 128 bytes, not 144.
 	pins int32
 	dead bool // removed from Server.resources
+	// cold: state is not held here but in the store, at version stored.
+	// A resource nobody watches keeps its state there only, so memory
+	// grows with what is watched, not with what is published
+	// (RATIONALE.md "Unwatched state lives in the store"); the first
+	// module call that needs it reads it back (warm).
+	cold bool
 }
 
 // publication is a live publication, its fields changed only under
@@ -118,6 +126,39 @@ func (r *resource) removePub(p *publication) {
 	}
 }
 
+// warm reads r's state back from the store if it is cold; r.mu is held.
+func (s *Server) warm(r *resource) error {
+	if !r.cold {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
+	rec, err := s.store.LoadResource(ctx, r.key.event, r.key.uri)
+	cancel()
+	if err != nil {
+		// Without the state nothing of the change can be stored either.
+		return &storeError{fmt.Errorf("read the state of %s: %w", r.key.uri, err)}
+	}
+	r.state, r.cold = rec.State, false
+	if rec.Version != r.stored {
+		// Another node wrote it meanwhile (a shared store): its state
+		// is this node's now, as catchUp would have made it.
+		r.stored = rec.Version
+		r.version++
+	}
+	return nil
+}
+
+// keepState makes state, at version, r's: held in memory while r has
+// watchers, else left in the store alone (cold). r.mu is held.
+func (r *resource) keepState(state []byte, version uint64) {
+	r.stored = version
+	if len(r.watchers) == 0 && len(state) > 0 {
+		r.state, r.cold = nil, true
+		return
+	}
+	r.state, r.cold = append([]byte(nil), state...), false
+}
+
 func (r *resource) addWatcher(d *dialog) {
 	if r.watchers == nil {
 		r.watchers = map[string]*dialog{}
@@ -127,7 +168,7 @@ func (r *resource) addWatcher(d *dialog) {
 
 // release unlocks r, dropping it from the index when nothing is left.
 func (s *Server) release(r *resource) {
-	if len(r.pubs) == 0 && len(r.watchers) == 0 && len(r.state) == 0 && r.pins == 0 {
+	if len(r.pubs) == 0 && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0 {
 		r.dead = true
 		s.mu.Lock()
 		if s.resources[r.key] == r {

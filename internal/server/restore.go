@@ -28,7 +28,7 @@ func (s *Server) restore() error {
 		}
 		if ep := served(rs.Event, "resource "+rs.Resource); ep != nil {
 			r := s.lockResource(ep, rs.Resource)
-			r.state, r.stored = rs.State, rs.Version
+			r.keepState(rs.State, rs.Version) // no watchers yet: cold
 			r.mu.Unlock()
 		}
 	}

@@ -45,3 +45,13 @@ func backends(b *testing.B) map[string]func() store.Store {
 		},
 	}
 }
+
+func BenchmarkLoadResource(b *testing.B) {
+	for name, open := range backends(b) {
+		b.Run(name, func(b *testing.B) {
+			s := open()
+			defer s.Close()
+			storetest.BenchmarkLoadResource(b, s)
+		})
+	}
+}

@@ -20,6 +20,12 @@ type SQLite struct {
 	db    *sql.DB
 	stmts stmts
 	q     *CommitQueue
+	// read answers LoadResource beside the writer: db's one connection
+	// is the writer's for a whole group commit, and a state read back
+	// for a request would wait behind it (WAL lets readers run beside
+	// a writer, and they see every commit that returned).
+	read    *sql.DB
+	readRes *sql.Stmt
 }
 
 // schemaVersion is the version this build writes; migrations[i] takes a
@@ -153,9 +159,20 @@ func OpenSQLite(path string) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	s := &SQLite{db: db, q: NewCommitQueue()}
-	if err := s.stmts.prepare(db); err != nil {
+	read, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	if err != nil {
 		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	read.SetMaxOpenConns(2)
+	s := &SQLite{db: db, q: NewCommitQueue(), read: read}
+	s.readRes, err = read.Prepare(`SELECT state FROM resources WHERE event = ? AND resource = ?`)
+	if err == nil {
+		err = s.stmts.prepare(db)
+	}
+	if err != nil {
+		db.Close()
+		read.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	go s.q.Serve(s.write)
@@ -439,15 +456,14 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 // queued, and closes the file.
 func (s *SQLite) Close() error {
 	s.q.Close()
-	return s.db.Close()
+	return errors.Join(s.db.Close(), s.read.Close())
 }
 
 // LoadResource implements Store. SQLite keeps no versions (it is never
 // shared: Resource), so the version is always 0.
 func (s *SQLite) LoadResource(ctx context.Context, event, resource string) (Resource, error) {
 	r := Resource{Event: event, Resource: resource}
-	err := s.db.QueryRowContext(ctx, `SELECT state FROM resources WHERE event = ? AND resource = ?`,
-		event, resource).Scan(&r.State)
+	err := s.readRes.QueryRowContext(ctx, event, resource).Scan(&r.State)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("load resource %s: %w", resource, err)
 	}

@@ -314,3 +314,9 @@ func TestCommitRedialsADeadConnection(t *testing.T) {
 		t.Fatalf("publications %v, want p1 p2", ids)
 	}
 }
+
+func BenchmarkLoadResource(b *testing.B) {
+	s := open(b, pgtest.DSN(b))
+	defer s.Close()
+	storetest.BenchmarkLoadResource(b, s)
+}

@@ -65,3 +65,30 @@ func randomToken() string {
 	rand.Read(b[:])
 	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
 }
+
+// BenchmarkLoadResource is reading one resource's state back among
+// 10,000 stored (a 300-byte state each): what the server pays when a
+// watcher comes to a presentity nobody watched, whose state it does not
+// hold.
+func BenchmarkLoadResource(b *testing.B, s store.Store) {
+	const n = 10000
+	state := make([]byte, 300)
+	batch := &store.Batch{}
+	for i := range n {
+		batch.Resources = append(batch.Resources, store.Resource{Event: "presence",
+			Resource: fmt.Sprintf("sip:load%d-%s@example.com", i, randomToken()), State: state, Version: uint64(i + 1)})
+	}
+	if err := s.Commit(context.Background(), batch); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		r := batch.Resources[i%n]
+		i++
+		got, err := s.LoadResource(context.Background(), r.Event, r.Resource)
+		if err != nil || len(got.State) != len(state) {
+			b.Fatal(err, len(got.State))
+		}
+	}
+}
