@@ -11,22 +11,17 @@ import (
 // The commit benchmarks of Memory and SQLite; internal/store/postgres
 // runs the same (storetest's) on PostgreSQL.
 
-func BenchmarkCommit(b *testing.B) {
-	for name, open := range backends(b) {
-		b.Run(name, func(b *testing.B) {
-			s := open()
-			defer s.Close()
-			storetest.BenchmarkCommit(b, s)
-		})
-	}
-}
+func BenchmarkCommit(b *testing.B)        { eachBackend(b, storetest.BenchmarkCommit) }
+func BenchmarkCommitLatency(b *testing.B) { eachBackend(b, storetest.BenchmarkCommitLatency) }
+func BenchmarkLoadResource(b *testing.B)  { eachBackend(b, storetest.BenchmarkLoadResource) }
 
-func BenchmarkCommitLatency(b *testing.B) {
+// eachBackend runs bench on each of backends, opened for it.
+func eachBackend(b *testing.B, bench func(*testing.B, store.Store)) {
 	for name, open := range backends(b) {
 		b.Run(name, func(b *testing.B) {
 			s := open()
 			defer s.Close()
-			storetest.BenchmarkCommitLatency(b, s)
+			bench(b, s)
 		})
 	}
 }
@@ -43,15 +38,5 @@ func backends(b *testing.B) map[string]func() store.Store {
 			}
 			return s
 		},
-	}
-}
-
-func BenchmarkLoadResource(b *testing.B) {
-	for name, open := range backends(b) {
-		b.Run(name, func(b *testing.B) {
-			s := open()
-			defer s.Close()
-			storetest.BenchmarkLoadResource(b, s)
-		})
 	}
 }
