@@ -149,7 +149,7 @@ func (c *change) render(r *resource, d *dialog) (*abi.Notification, error) {
 	c.handed = true
 	c.step(r).res = nil
 	for i := range res.Notifications {
-		if res.Notifications[i].WatcherID == d.id {
+		if res.Notifications[i].WatcherID == d.id() {
 			return &res.Notifications[i], nil
 		}
 	}
@@ -332,7 +332,7 @@ func (c *change) stage(st *step) {
 			continue
 		}
 		if n.Status == abi.StatusRejected {
-			c.batch.DeleteSubscriptions = append(c.batch.DeleteSubscriptions, d.id)
+			c.batch.DeleteSubscriptions = append(c.batch.DeleteSubscriptions, d.id())
 			continue
 		}
 		if st.final == "" && !c.noHold && (n.Status == "" || n.Status == d.status) && c.s.hold(d) {
@@ -343,7 +343,7 @@ func (c *change) stage(st *step) {
 			// d is one of r's watchers, so its record is stored (accept
 			// adds it once committed): only what the NOTIFY changes is
 			// written.
-			ws := store.SubscriptionState{ID: d.id, State: d.state, Status: d.status}
+			ws := store.SubscriptionState{ID: d.id(), State: d.state, Status: d.status}
 			if n.StateChanged {
 				ws.State = n.State
 			}
@@ -392,7 +392,7 @@ func (c *change) apply() {
 			}
 			if n.Status != "" && n.Status != d.status {
 				was := d.status
-				d.status = n.Status
+				d.status = statusOf(n.Status)
 				if was == abi.StatusPending && n.Status == abi.StatusActive {
 					c.watcherEvent(d, abi.StatusActive, "approved")
 				}

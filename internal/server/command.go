@@ -38,10 +38,8 @@ func (s *Server) Command(event, resource, name string, args map[string]string) (
 	}
 	var uris []string
 	s.mu.Lock()
-	for k := range s.resources {
-		if k.event == ep.name {
-			uris = append(uris, k.uri)
-		}
+	for uri := range s.resources[ep.name] {
+		uris = append(uris, uri)
 	}
 	s.mu.Unlock()
 	slices.Sort(uris)

@@ -56,9 +56,9 @@ func (s *Server) follow() error {
 // was cut.
 func (s *Server) catchUpAll() {
 	s.mu.Lock()
-	keys := make([]resourceKey, 0, len(s.resources))
-	for k := range s.resources {
-		keys = append(keys, k)
+	keys := make([]resourceKey, 0, s.resources.len())
+	for r := range s.resources.all() {
+		keys = append(keys, r.key)
 	}
 	s.mu.Unlock()
 	for _, k := range keys {
@@ -75,7 +75,7 @@ func (s *Server) catchUpAll() {
 // lockHeld returns the resource for key, locked, if this node holds it.
 func (s *Server) lockHeld(key resourceKey) *resource {
 	s.mu.Lock()
-	r := s.resources[key]
+	r := s.resources.get(key)
 	s.mu.Unlock()
 	if r == nil {
 		return nil

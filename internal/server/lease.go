@@ -150,7 +150,7 @@ func (s *Server) abandonAll() {
 // its watcher or to the store: the owner sends for it.
 func (s *Server) abandon(d *dialog) {
 	d.qmu.Lock()
-	d.failed, d.queue = true, nil
+	d.failed, d.head, d.tail = true, nil, nil
 	d.qmu.Unlock()
 	if d.isList() {
 		_, _, unlock := s.lockList(d)

@@ -153,15 +153,15 @@ func (s *Server) subscribeList(req *sip.Request, tx sip.ServerTransaction, ev he
 	r := rs[def.URI]
 	d := dialogFor(req, r, ev)
 	d.intern(ep)
-	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.remoteURI) >= max {
-		return refusef(403, "%s has %d subscriptions, the limit", d.remoteURI, max)
+	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.remoteURI()) >= max {
+		return refusef(403, "%s has %d subscriptions, the limit", d.remoteURI(), max)
 	}
 	l := &listDialog{d: d, backends: map[string]*dialog{}}
 	d.list, d.status = l, abi.StatusActive
 	d.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	ok := func() {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.To().Params.Add("tag", d.localTag)
+		res.To().Params.Add("tag", d.localTag())
 		s.addContact(res, req)
 		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
 		res.AppendHeader(sip.NewHeader("Require", "eventlist"))
@@ -373,9 +373,9 @@ func (s *Server) applyPlan(c *change, l *listDialog, p plan) {
 // the list's own types.
 func newBackend(l *listDialog, r *resource, ms memberState) *dialog {
 	d := l.d
-	bd := &dialog{id: d.id + "/" + ms.Instance, callID: d.callID, localURI: r.key.uri, remoteURI: d.remoteURI,
-		transport: "rls", source: d.id, target: d.resource(), created: d.created, res: r, list: l,
-		state: ms.Module, status: ms.Status}
+	bd := &dialog{created: d.created, res: r, list: l, state: ms.Module, status: ms.Status}
+	bd.setIdentity(identity{id: d.id() + "/" + ms.Instance, callID: d.callID(), localURI: r.key.uri, remoteURI: d.remoteURI(),
+		transport: "rls", source: d.id(), target: d.resource()})
 	for _, a := range d.accept {
 		t, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(a)), ";")
 		if t != "multipart/related" && t != "application/rlmi+xml" {
@@ -392,7 +392,7 @@ func (s *Server) forgetBackend(bd *dialog) {
 		return
 	}
 	bd.gone = true
-	delete(bd.res.watchers, bd.id)
+	delete(bd.res.watchers, bd.id())
 	if bd.list.backends[bd.res.key.uri] == bd {
 		delete(bd.list.backends, bd.res.key.uri)
 	}
@@ -471,7 +471,7 @@ func (c *change) lockLists() {
 			}
 		}
 	}
-	sort.Slice(c.locked, func(i, j int) bool { return c.locked[i].d.id < c.locked[j].d.id })
+	sort.Slice(c.locked, func(i, j int) bool { return c.locked[i].d.id() < c.locked[j].d.id() })
 	for _, l := range c.locked {
 		l.mu.Lock()
 	}
@@ -627,7 +627,7 @@ func (s *Server) endListHold(l *listDialog, h *hold) {
 	if err := c.commit(); err != nil {
 		// The changes stay marked: the next member change or refresh
 		// carries them.
-		s.log.Warn("throttled list NOTIFY not sent", "list", l.d.resource(), "watcher", l.d.remoteURI, "err", err)
+		s.log.Warn("throttled list NOTIFY not sent", "list", l.d.resource(), "watcher", l.d.remoteURI(), "err", err)
 		return
 	}
 	c.then(func() {
@@ -671,7 +671,7 @@ func (s *Server) listNotification(l *listDialog, def *rls.List, full bool, inclu
 	}
 	doc := rls.RLMI(l.d.resource(), l.st.Version, full, res)
 	ctype, body := rls.Multipart(fmt.Sprintf("rlmi.%d@%s", l.st.Version, host), doc, parts, "presenced-"+newToken())
-	return &abi.Notification{WatcherID: l.d.id, ContentType: ctype, Body: body}
+	return &abi.Notification{WatcherID: l.d.id(), ContentType: ctype, Body: body}
 }
 
 // refreshList is a SUBSCRIBE in a list subscription's dialog: a refresh,
@@ -774,7 +774,7 @@ func (s *Server) syncList(d *dialog) error {
 func (s *Server) endList(l *listDialog, def *rls.List, reason string) (*change, error) {
 	d := l.d
 	c := s.newChange()
-	c.batch.DeleteSubscriptions = []string{d.id}
+	c.batch.DeleteSubscriptions = []string{d.id()}
 	if err := c.commit(); err != nil {
 		return nil, err
 	}
@@ -842,7 +842,7 @@ func (s *Server) listDialogsOf(uri string) []*dialog {
 func (s *Server) syncListsOf(uri string) {
 	for _, d := range s.listDialogsOf(uri) {
 		if err := s.syncList(d); err != nil {
-			s.log.Warn("list subscription not brought up to date", "list", uri, "watcher", d.remoteURI, "err", err)
+			s.log.Warn("list subscription not brought up to date", "list", uri, "watcher", d.remoteURI(), "err", err)
 		}
 	}
 }

@@ -19,32 +19,34 @@ func TestUDPNotifyAsSipgo(t *testing.T) {
 	res := &resource{key: resourceKey{event: "presence", uri: "sip:alice@example.com"}}
 	cases := []struct {
 		name string
-		d    *dialog
+		id   identity
 		sub  string
 		n    *abi.Notification
 		dest string
 	}{
-		{"body", &dialog{res: res, callID: "c1@host", localTag: "lt", remoteTag: "rt", transport: "UDP",
+		{"body", identity{callID: "c1@host", localTag: "lt", remoteTag: "rt", transport: "UDP",
 			localURI: "sip:alice@example.com", remoteURI: "sip:bob@example.com", target: "sip:bob@198.51.100.7:5070"},
 			"active;expires=3600", &abi.Notification{ContentType: "application/pidf+xml", Body: []byte("<presence/>")}, "198.51.100.7:5070"},
-		{"no body, event id, routes", &dialog{res: res, callID: "c2", localTag: "a", remoteTag: "b", transport: "udp", eventID: "7",
+		{"no body, event id, routes", identity{callID: "c2", localTag: "a", remoteTag: "b", transport: "udp", eventID: "7",
 			localURI: "sip:alice@example.com", remoteURI: "sips:bob@example.com;transport=udp", target: "sip:bob@bob.example.com",
 			routeSet: []string{"<sip:203.0.113.9;lr>", "<sip:proxy2.example.com;lr>"}},
 			"terminated;reason=timeout", nil, "203.0.113.9:5060"},
-		{"IPv6 target, host name route-less", &dialog{res: res, callID: "c3", localTag: "a", remoteTag: "b", transport: "UDP",
+		{"IPv6 target, host name route-less", identity{callID: "c3", localTag: "a", remoteTag: "b", transport: "UDP",
 			localURI: "sip:alice@example.com", remoteURI: "sip:bob@example.com", target: "sip:bob@[2001:db8::5]:5062"},
 			"pending", &abi.Notification{ContentType: "text/plain"}, "[2001:db8::5]:5062"},
-		{"name target", &dialog{res: res, callID: "c4", localTag: "a", remoteTag: "b", transport: "UDP",
+		{"name target", identity{callID: "c4", localTag: "a", remoteTag: "b", transport: "UDP",
 			localURI: "sip:alice@example.com", remoteURI: "sip:bob@example.com", target: "sip:bob@bob.example.com;transport=udp"},
 			"active", nil, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := string(s.udpNotify(c.d, c.sub, c.n))
-			if want := s.notifyRequest(c.d, c.sub, c.n, "udp").String(); got != want {
+			d := &dialog{res: res}
+			d.setIdentity(c.id)
+			got := string(s.udpNotify(d, c.sub, c.n))
+			if want := s.notifyRequest(d, c.sub, c.n, "udp").String(); got != want {
 				t.Fatalf("udpNotify wrote\n%q\nsipgo writes\n%q", got, want)
 			}
-			dest, ok := udpDestination(c.d)
+			dest, ok := udpDestination(d)
 			if c.dest == "" {
 				if ok {
 					t.Fatalf("destination %v for a host name", dest)

@@ -104,8 +104,8 @@ var ErrNotFound = errors.New("not found")
 func (s *Server) resourcesSnapshot() []*resource {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*resource, 0, len(s.resources))
-	for _, r := range s.resources {
+	out := make([]*resource, 0, s.resources.len())
+	for r := range s.resources.all() {
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -123,14 +123,14 @@ func subscriptionInfo(d *dialog) SubscriptionInfo {
 	if st == "" {
 		st = abi.StatusActive
 	}
-	return SubscriptionInfo{ID: d.id, Event: d.event(), EventID: d.eventID, Resource: d.resource(),
-		Watcher: d.remoteURI, Status: st, Expires: d.expires(), CSeq: cseq, Transport: d.transport,
-		Source: d.source, Contact: d.target, Created: d.createdAt()}
+	return SubscriptionInfo{ID: d.id(), Event: d.event(), EventID: d.eventID(), Resource: d.resource(),
+		Watcher: d.remoteURI(), Status: st, Expires: d.expires(), CSeq: cseq, Transport: d.transport(),
+		Source: d.source(), Contact: d.target, Created: d.createdAt()}
 }
 
 func publicationInfo(p *publication) PublicationInfo {
-	return PublicationInfo{ETag: p.etag, Event: p.res.key.event, Resource: p.res.key.uri,
-		ContentType: p.ctype, Size: p.size, Expires: p.expires()}
+	return PublicationInfo{ETag: p.etag.String(), Event: p.res.key.event, Resource: p.res.key.uri,
+		ContentType: p.ctype, Size: int(p.size), Expires: p.expires()}
 }
 
 // Subscriptions lists the live subscriptions that match f.
@@ -139,7 +139,7 @@ func (s *Server) Subscriptions(f Filter) []SubscriptionInfo {
 	for _, r := range s.resourcesSnapshot() {
 		r.mu.Lock()
 		for _, d := range r.watchers {
-			if f.match(d.event(), d.resource(), d.remoteURI) {
+			if f.match(d.event(), d.resource(), d.remoteURI()) {
 				out = append(out, subscriptionInfo(d))
 			}
 		}
@@ -154,7 +154,7 @@ func (s *Server) Publications(f Filter) []PublicationInfo {
 	var out []PublicationInfo
 	for _, r := range s.resourcesSnapshot() {
 		r.mu.Lock()
-		for _, p := range r.pubs {
+		for p := range r.publications() {
 			if f.match(r.key.event, r.key.uri, "") {
 				out = append(out, publicationInfo(p))
 			}
@@ -208,7 +208,7 @@ func (s *Server) Presentities(event string) []PresentityInfo {
 // watcher would get now.
 func (s *Server) Presentity(event, uri string) (PresentityInfo, error) {
 	s.mu.Lock()
-	r := s.resources[resourceKey{event, uri}]
+	r := s.resources.get(resourceKey{event, uri})
 	s.mu.Unlock()
 	if r == nil {
 		return PresentityInfo{}, fmt.Errorf("%s %s: %w", event, uri, ErrNotFound)
@@ -232,7 +232,8 @@ func (s *Server) Render(event, uri, watcherURI string) (status, ctype string, bo
 	}
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
-	w := &dialog{id: "gateway", remoteURI: watcherURI, res: r}
+	w := &dialog{res: r}
+	w.setIdentity(identity{id: "gateway", remoteURI: watcherURI})
 	n, err := s.newChange().render(r, w)
 	var rf *refusal
 	if errors.As(err, &rf) {
@@ -259,7 +260,7 @@ func (s *Server) Render(event, uri, watcherURI string) (status, ctype string, bo
 func (s *Server) presentity(r *resource, render bool) PresentityInfo {
 	info := PresentityInfo{Event: r.key.event, Resource: r.key.uri,
 		Publications: []PublicationInfo{}, Subscriptions: []SubscriptionInfo{}}
-	for _, p := range r.pubs {
+	for p := range r.publications() {
 		info.Publications = append(info.Publications, publicationInfo(p))
 	}
 	for _, d := range r.watchers {
@@ -267,7 +268,8 @@ func (s *Server) presentity(r *resource, render bool) PresentityInfo {
 	}
 	if render {
 		// A change proposed and never committed: it changes nothing.
-		admin := &dialog{id: "admin", remoteURI: r.key.uri, status: abi.StatusActive, res: r}
+		admin := &dialog{status: abi.StatusActive, res: r}
+		admin.setIdentity(identity{id: "admin", remoteURI: r.key.uri})
 		if n, err := s.newChange().render(r, admin); err == nil && n != nil {
 			info.ContentType, info.Document = n.ContentType, string(n.Body)
 		}

@@ -65,7 +65,7 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 		r = s.lockResource(ep, uri)
 	} else {
 		s.mu.Lock()
-		r = s.resources[resourceKey{ep.name, uri}]
+		r = s.resources.get(resourceKey{ep.name, uri})
 		s.mu.Unlock()
 		if r != nil {
 			r.mu.Lock()
@@ -94,7 +94,7 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 		if err != nil {
 			return err
 		}
-		s.publishOK(req, tx, p.etag, 0)
+		s.publishOK(req, tx, p.etag.String(), 0)
 		c.emit()
 		return nil
 	case len(body) == 0:
@@ -125,11 +125,11 @@ func (s *Server) adopt(r *resource, etag string) (*publication, error) {
 	}
 	p := r.pubByID(rec.ID)
 	if p == nil {
-		p = &publication{id: rec.ID, res: r}
+		p = &publication{id: tokenOf(rec.ID), res: r}
 		r.addPub(p)
 		s.opt.Metrics.Publications(r.key.event, 1)
 	}
-	p.etag, p.ctype, p.size = rec.ETag, r.pkg.mediaType(rec.ContentType), rec.Size
+	p.etag, p.ctype, p.size = tokenOf(rec.ETag), r.pkg.mediaType(rec.ContentType), int32(rec.Size)
 	s.armPublication(p, rec.Expires)
 	return p, nil
 }
@@ -150,10 +150,10 @@ func acceptable(req *sip.Request, ep *eventPackage) error {
 
 // publishNew adds a publication to r; r.mu is held.
 func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, r *resource, secs int, body []byte) error {
-	if max := s.opt.Limits.MaxPublicationsPerPresentity; max > 0 && len(r.pubs) >= max {
+	if max := s.opt.Limits.MaxPublicationsPerPresentity; max > 0 && r.pubCount() >= max {
 		return refusef(403, "%s has %d publications, the limit", r.key.uri, max)
 	}
-	p := &publication{id: newOrderedID(), etag: newToken(), ctype: r.pkg.mediaType(header.ContentType(req)), size: len(body), res: r}
+	p := &publication{id: newOrderedToken(), etag: newRandomToken(), ctype: r.pkg.mediaType(header.ContentType(req)), size: int32(len(body)), res: r}
 	p.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	c := s.newChange()
 	if _, err := c.propose(r, publicationInput(abi.OpPublish, p, body)); err != nil {
@@ -165,13 +165,13 @@ func (s *Server) publishNew(req *sip.Request, tx sip.ServerTransaction, r *resou
 		s.opt.Metrics.Publications(r.key.event, 1)
 		s.armPublication(p, p.expires())
 	})
-	return c.settle(func() { s.publishOK(req, tx, p.etag, secs) })
+	return c.settle(func() { s.publishOK(req, tx, p.etag.String(), secs) })
 }
 
 // publicationInput is the module's input for a publication change: its
 // body and media type with OpPublish, its id alone with OpUnpublish.
 func publicationInput(op abi.Op, p *publication, body []byte) abi.Request {
-	in := &abi.Publication{ID: p.id}
+	in := &abi.Publication{ID: p.id.String()}
 	if op == abi.OpPublish {
 		in.ContentType, in.Body, in.ExpiresUnix = p.ctype, body, p.expires().Unix()
 	}
@@ -190,23 +190,23 @@ func (ep *eventPackage) mediaType(ct string) string {
 // republish refreshes (body nil) or modifies a publication: a new ETag
 // either way (RFC 3903 §6), a module call only when the body changed.
 func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resource, p *publication, secs int, body []byte) error {
-	next := &publication{id: p.id, etag: newToken(), ctype: p.ctype, size: p.size, res: r}
+	next := &publication{id: p.id, etag: newRandomToken(), ctype: p.ctype, size: p.size, res: r}
 	next.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	c := s.newChange()
 	if body != nil {
-		next.ctype, next.size = r.pkg.mediaType(header.ContentType(req)), len(body)
+		next.ctype, next.size = r.pkg.mediaType(header.ContentType(req)), int32(len(body))
 		if _, err := c.propose(r, publicationInput(abi.OpPublish, next, body)); err != nil {
 			return err
 		}
 		c.batch.Publications = []store.Publication{next.record()}
 	} else {
-		c.batch.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id, ETag: next.etag, Expires: next.expires()}}
+		c.batch.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id.String(), ETag: next.etag.String(), Expires: next.expires()}}
 	}
 	c.then(func() {
 		p.etag, p.ctype, p.size = next.etag, next.ctype, next.size
 		s.armPublication(p, next.expires())
 	})
-	return c.settle(func() { s.publishOK(req, tx, p.etag, secs) })
+	return c.settle(func() { s.publishOK(req, tx, p.etag.String(), secs) })
 }
 
 // unpublish removes p from r (a PUBLISH with Expires: 0, an expiry, an
@@ -216,7 +216,7 @@ func (s *Server) unpublish(r *resource, p *publication) (*change, error) {
 	if _, err := c.propose(r, publicationInput(abi.OpUnpublish, p, nil)); err != nil {
 		return nil, err
 	}
-	c.batch.DeletePublications = []store.PublicationRef{{ID: p.id, ETag: p.etag}}
+	c.batch.DeletePublications = []store.PublicationRef{{ID: p.id.String(), ETag: p.etag.String()}}
 	c.then(func() {
 		if r.hasPub(p) { // not if p is another node's (expireLeft)
 			s.removePublication(r, p)
@@ -296,7 +296,7 @@ func (s *Server) expireLeft(ctx context.Context) error {
 		}
 		r := s.lockResource(ep, rec.Resource)
 		if p := r.pubByID(rec.ID); p != nil {
-			if p.etag == rec.ETag {
+			if p.etag.String() == rec.ETag {
 				s.release(r)
 				continue
 			}
@@ -305,7 +305,7 @@ func (s *Server) expireLeft(ctx context.Context) error {
 		err := s.catchUp(r)
 		if err == nil {
 			var c *change
-			if c, err = s.unpublish(r, &publication{id: rec.ID, etag: rec.ETag, res: r}); err == nil {
+			if c, err = s.unpublish(r, &publication{id: tokenOf(rec.ID), etag: tokenOf(rec.ETag), res: r}); err == nil {
 				c.emit()
 				s.log.Info("publication of a node gone removed at its expiry", "resource", rec.Resource, "expired", rec.Expires)
 			}

@@ -330,7 +330,7 @@ func (s *Server) bind(aor string, changes []bindingChange) {
 // d's Contact URI. Any lock may be held.
 func (s *Server) registeredFlow(d *dialog, transport string) string {
 	var u sip.Uri
-	if err := sip.ParseUri(d.remoteURI, &u); err != nil {
+	if err := sip.ParseUri(d.remoteURI(), &u); err != nil {
 		return ""
 	}
 	aor, ok := presentityOf(u)
@@ -344,7 +344,7 @@ func (s *Server) registeredFlow(d *dialog, transport string) string {
 		if !strings.EqualFold(f.transport, transport) {
 			continue
 		}
-		if d.instance != "" && f.instance == d.instance || d.instance == "" && f.contact == d.target {
+		if inst := d.instance(); inst != "" && f.instance == inst || inst == "" && f.contact == d.target {
 			if c, err := s.ua.TransportLayer().GetConnection(transport, f.source); err == nil && c != nil {
 				c.TryClose() // GetConnection took a reference
 				return f.source

@@ -6,7 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
-	"slices"
+	"iter"
 	"sync"
 	"time"
 
@@ -15,6 +15,51 @@ import (
 )
 
 type resourceKey struct{ event, uri string }
+
+// resourceIndex is Server.resources: by event package, then presentity.
+// Two levels, not one map by resourceKey: an entry keyed by the URI alone
+// is 24 bytes, by both 40, and its map's share of a publication was 81
+// bytes (BenchmarkMemory).
+type resourceIndex map[string]map[string]*resource
+
+func (x resourceIndex) get(key resourceKey) *resource { return x[key.event][key.uri] }
+
+func (x resourceIndex) put(r *resource) {
+	m := x[r.key.event]
+	if m == nil {
+		m = map[string]*resource{}
+		x[r.key.event] = m
+	}
+	m[r.key.uri] = r
+}
+
+// remove drops r, if it is the one indexed under its key.
+func (x resourceIndex) remove(r *resource) {
+	if m := x[r.key.event]; m[r.key.uri] == r {
+		delete(m, r.key.uri)
+	}
+}
+
+// all ranges over the indexed resources.
+func (x resourceIndex) all() iter.Seq[*resource] {
+	return func(yield func(*resource) bool) {
+		for _, m := range x {
+			for _, r := range m {
+				if !yield(r) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func (x resourceIndex) len() int {
+	n := 0
+	for _, m := range x {
+		n += len(m)
+	}
+	return n
+}
 
 // resource is one presentity of one event package: the module's state
 // blob, its live publications and its watchers. Every change to it runs
@@ -25,10 +70,11 @@ type resource struct {
 	key   resourceKey
 	pkg   *eventPackage
 	state []byte
-	// pubs are the live publications, in arrival order: a slice, since a
-	// presentity has one to a few (max_publications_per_presentity) and
-	// the smallest map was ~200 bytes of every publication.
-	pubs     []*publication
+	// pubs is the first of the live publications, in arrival order, each
+	// linking the next: a presentity has one to a few
+	// (max_publications_per_presentity), and a slice was 16 more bytes of
+	// the resource and an 8-byte array of every publication.
+	pubs     *publication
 	watchers map[string]*dialog // by dialog ID
 	pending  *abi.Response      // a committed module answer not yet applied
 	// version counts the module answers applied (apply): a SUBSCRIBE that
@@ -40,7 +86,7 @@ type resource struct {
 	stored uint64
 	// pins keeps r in Server.resources while a SUBSCRIBE commits without
 	// its lock, so that the dialog joins the live resource. It sits beside
-	// dead so that the two share a word: 128 bytes, not 144.
+	// dead so that the two share a word: 120 bytes, in the 128-byte class.
 	pins int32
 	dead bool // removed from Server.resources
 	// cold: state is not held here but in the store, at version stored.
@@ -56,20 +102,23 @@ type resource struct {
 // the module's state only (a 300-byte body held twice was a
 // third of a publication's memory), and its event, presentity and expiry
 // are its resource's and its expiry's (a store.Publication each was 80
-// more bytes of every publication; record builds one when needed).
+// more bytes of every publication; record builds one when needed). Its id
+// and ETag are tokens, the bytes they encode: two strings were 32 bytes
+// of headers and two 16-byte allocations.
 type publication struct {
-	id    string // stable for the publication's life
-	etag  string // rotates on every refresh and modify
+	id    token  // stable for the publication's life
+	etag  token  // rotates on every refresh and modify
+	size  int32  // of the body, which a SIP message bounds
 	ctype string // of the body, shared with the package's Accept list
-	size  int    // of the body
 	res   *resource
-	exp   expiry // exp.at is when the publication expires
+	exp   expiry       // exp.at is when the publication expires
+	next  *publication // the resource's next publication (resource.pubs)
 }
 
 // record is p as the store sees it.
 func (p *publication) record() store.Publication {
-	return store.Publication{ID: p.id, ETag: p.etag, Event: p.res.key.event, Resource: p.res.key.uri,
-		ContentType: p.ctype, Size: p.size, Expires: p.expires()}
+	return store.Publication{ID: p.id.String(), ETag: p.etag.String(), Event: p.res.key.event, Resource: p.res.key.uri,
+		ContentType: p.ctype, Size: int(p.size), Expires: p.expires()}
 }
 
 func (p *publication) expires() time.Time { return time.Unix(0, p.exp.at) }
@@ -79,12 +128,12 @@ func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
 	key := resourceKey{ep.name, uri}
 	for {
 		s.mu.Lock()
-		r := s.resources[key]
+		r := s.resources.get(key)
 		if r == nil {
 			// Maps are made on first insert: most presentities have
 			// publications and no watchers, or watchers and no publication.
 			r = &resource{key: key, pkg: ep}
-			s.resources[key] = r
+			s.resources.put(r)
 		}
 		s.mu.Unlock()
 		r.mu.Lock()
@@ -95,12 +144,57 @@ func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
 	}
 }
 
-func (r *resource) addPub(p *publication) { r.pubs = append(r.pubs, p) }
+// addPub appends p to r's publications.
+func (r *resource) addPub(p *publication) {
+	at := &r.pubs
+	for *at != nil {
+		at = &(*at).next
+	}
+	*at = p
+}
+
+// publications ranges over r's live publications, in arrival order.
+func (r *resource) publications() iter.Seq[*publication] {
+	return func(yield func(*publication) bool) {
+		for p := r.pubs; p != nil; p = p.next {
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}
+
+// pubCount is how many live publications r has.
+func (r *resource) pubCount() int {
+	n := 0
+	for p := r.pubs; p != nil; p = p.next {
+		n++
+	}
+	return n
+}
 
 // pubByETag is r's live publication of that ETag, or nil.
 func (r *resource) pubByETag(etag string) *publication {
-	for _, p := range r.pubs {
-		if p.etag == etag {
+	t, ok := findToken(etag)
+	if !ok {
+		return nil
+	}
+	for p := r.pubs; p != nil; p = p.next {
+		if p.etag == t {
+			return p
+		}
+	}
+	return nil
+}
+
+// pubByID is r's live publication of that ID, or nil.
+func (r *resource) pubByID(id string) *publication {
+	t, ok := findToken(id)
+	if !ok {
+		return nil
+	}
+	for p := r.pubs; p != nil; p = p.next {
+		if p.id == t {
 			return p
 		}
 	}
@@ -108,21 +202,21 @@ func (r *resource) pubByETag(etag string) *publication {
 }
 
 // hasPub reports whether p is still one of r's live publications.
-// pubByID is r's live publication of that ID, or nil.
-func (r *resource) pubByID(id string) *publication {
-	for _, p := range r.pubs {
-		if p.id == id {
-			return p
+func (r *resource) hasPub(p *publication) bool {
+	for q := r.pubs; q != nil; q = q.next {
+		if q == p {
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
-func (r *resource) hasPub(p *publication) bool { return slices.Contains(r.pubs, p) }
-
 func (r *resource) removePub(p *publication) {
-	if i := slices.Index(r.pubs, p); i >= 0 {
-		r.pubs = slices.Delete(r.pubs, i, i+1)
+	for at := &r.pubs; *at != nil; at = &(*at).next {
+		if *at == p {
+			*at, p.next = p.next, nil
+			return
+		}
 	}
 }
 
@@ -163,17 +257,15 @@ func (r *resource) addWatcher(d *dialog) {
 	if r.watchers == nil {
 		r.watchers = map[string]*dialog{}
 	}
-	r.watchers[d.id] = d
+	r.watchers[d.id()] = d
 }
 
 // release unlocks r, dropping it from the index when nothing is left.
 func (s *Server) release(r *resource) {
-	if len(r.pubs) == 0 && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0 {
+	if r.pubs == nil && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0 {
 		r.dead = true
 		s.mu.Lock()
-		if s.resources[r.key] == r {
-			delete(s.resources, r.key)
-		}
+		s.resources.remove(r)
 		s.mu.Unlock()
 	}
 	r.mu.Unlock()
@@ -181,16 +273,19 @@ func (s *Server) release(r *resource) {
 
 var tokenEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// newOrderedID returns a publication's id: the time in milliseconds (48
-// bits) then 32 random bits, in an alphabet that sorts like the bytes, so new rows
-// append to the store's b-tree instead of dirtying a random page each.
-// It is not a secret (the SIP-ETag is).
-func newOrderedID() string {
-	var b [10]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
-	rand.Read(b[6:])
-	return orderedEncoding.EncodeToString(b[:])
+// newOrderedToken returns a publication's id: the time in milliseconds
+// (48 bits) then 32 random bits, in an alphabet that sorts like the bytes,
+// so new rows append to the store's b-tree instead of dirtying a random
+// page each. It is not a secret (the SIP-ETag is).
+func newOrderedToken() token {
+	t := token{enc: tokenHex}
+	binary.BigEndian.PutUint64(t.b[:8], uint64(time.Now().UnixMilli())<<16)
+	rand.Read(t.b[6:])
+	return t
 }
+
+// newOrderedID is a newOrderedToken as text (a dialog's local tag).
+func newOrderedID() string { return newOrderedToken().String() }
 
 var orderedEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
 
@@ -204,10 +299,105 @@ func newStateVersion() uint64 {
 	return max(1, binary.BigEndian.Uint64(b[:])>>1)
 }
 
-// newToken returns an unguessable identifier (SIP-ETags, binding ids):
-// 80 random bits from crypto/rand.
-func newToken() string {
-	var b [10]byte
-	rand.Read(b[:])
-	return tokenEncoding.EncodeToString(b[:])
+// newRandomToken returns an unguessable identifier (SIP-ETags): 80 random
+// bits from crypto/rand.
+func newRandomToken() token {
+	t := token{enc: tokenStd}
+	rand.Read(t.b[:])
+	return t
+}
+
+// newToken is a newRandomToken as text (binding ids, tags).
+func newToken() string { return newRandomToken().String() }
+
+// token is an identifier of a publication (its id or ETag) held as the 10
+// bytes its 16 base32 characters encode, and which alphabet wrote them:
+// 11 bytes where a string was a 16-byte header and a 16-byte allocation.
+// An identifier this server did not write (a store filled by other
+// software) is kept whole in otherTokens, b its index there.
+type token struct {
+	b   [10]byte
+	enc uint8
+}
+
+const (
+	tokenNone  = iota // ""
+	tokenStd          // tokenEncoding: ETags, and publication ids of store schema 1
+	tokenHex          // orderedEncoding: publication ids
+	tokenOther        // otherTokens
+)
+
+// otherTokens are the identifiers tokenOf could not pack, by index; never
+// shrinks: they come from the store, not from requests.
+var otherTokens struct {
+	sync.Mutex
+	all   []string
+	index map[string]uint64
+}
+
+func (t token) String() string {
+	switch t.enc {
+	case tokenStd:
+		return tokenEncoding.EncodeToString(t.b[:])
+	case tokenHex:
+		return orderedEncoding.EncodeToString(t.b[:])
+	case tokenOther:
+		otherTokens.Lock()
+		defer otherTokens.Unlock()
+		return otherTokens.all[binary.BigEndian.Uint64(t.b[:8])]
+	}
+	return ""
+}
+
+// tokenOf is the token of s, an identifier to keep (read from the store).
+func tokenOf(s string) token {
+	if t, ok := findToken(s); ok {
+		return t
+	}
+	otherTokens.Lock()
+	defer otherTokens.Unlock()
+	i, ok := otherTokens.index[s]
+	if !ok {
+		if otherTokens.index == nil {
+			otherTokens.index = map[string]uint64{}
+		}
+		i = uint64(len(otherTokens.all))
+		otherTokens.all = append(otherTokens.all, s)
+		otherTokens.index[s] = i
+	}
+	t := token{enc: tokenOther}
+	binary.BigEndian.PutUint64(t.b[:8], i)
+	return t
+}
+
+// findToken is the token of s if one exists, without keeping s: what a
+// request names (SIP-If-Match) is looked up with it, so that no request
+// grows otherTokens. Only the canonical text of 10 bytes packs (base32
+// decoding would also take line breaks in it).
+func findToken(s string) (token, bool) {
+	if s == "" {
+		return token{}, true
+	}
+	var t token
+	if len(s) == 16 {
+		for _, e := range []struct {
+			enc *base32.Encoding
+			id  uint8
+		}{{tokenEncoding, tokenStd}, {orderedEncoding, tokenHex}} {
+			if n, err := e.enc.Decode(t.b[:], []byte(s)); err == nil && n == len(t.b) {
+				t.enc = e.id
+				if t.String() == s {
+					return t, true
+				}
+			}
+		}
+	}
+	otherTokens.Lock()
+	defer otherTokens.Unlock()
+	if i, ok := otherTokens.index[s]; ok {
+		t = token{enc: tokenOther}
+		binary.BigEndian.PutUint64(t.b[:8], i)
+		return t, true
+	}
+	return token{}, false
 }

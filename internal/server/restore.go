@@ -35,7 +35,7 @@ func (s *Server) restore() error {
 	for _, rec := range snap.Publications {
 		if ep := served(rec.Event, "publication "+rec.ETag); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
-			p := &publication{id: rec.ID, etag: rec.ETag, ctype: ep.mediaType(rec.ContentType), size: rec.Size, res: r}
+			p := &publication{id: tokenOf(rec.ID), etag: tokenOf(rec.ETag), ctype: ep.mediaType(rec.ContentType), size: int32(rec.Size), res: r}
 			r.addPub(p)
 			s.opt.Metrics.Publications(rec.Event, 1)
 			s.armPublication(p, rec.Expires)
@@ -106,7 +106,7 @@ func (s *Server) restoreDialogs(recs []store.Subscription) int {
 	}
 	for _, d := range lists {
 		if err := s.syncList(d); err != nil {
-			s.log.Warn("restored list subscription not notified", "list", d.resource(), "watcher", d.remoteURI, "err", err)
+			s.log.Warn("restored list subscription not notified", "list", d.resource(), "watcher", d.remoteURI(), "err", err)
 		}
 	}
 	return len(resync)

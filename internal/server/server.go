@@ -154,7 +154,7 @@ type Server struct {
 	timers   timers // every expiry: subscriptions, publications, bindings
 
 	mu        sync.Mutex
-	resources map[resourceKey]*resource
+	resources resourceIndex
 	dialogs   map[string]*dialog
 	// wsDialogs are the subscriptions that came over each WebSocket
 	// connection, by transport and source: the connection is the only way
@@ -219,7 +219,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
-		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
+		contact: map[string]sip.Uri{}, resources: resourceIndex{},
 		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	if s.opt.Registrar == (RegistrarBounds{}) {

@@ -60,8 +60,8 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	if max := s.opt.Limits.MaxWatchersPerPresentity; max > 0 && len(r.watchers) >= max {
 		return refusef(403, "%s has %d watchers, the limit", uri, max)
 	}
-	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.remoteURI) >= max {
-		return refusef(403, "%s has %d subscriptions, the limit", d.remoteURI, max)
+	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.remoteURI()) >= max {
+		return refusef(403, "%s has %d subscriptions, the limit", d.remoteURI(), max)
 	}
 	return s.accept(req, tx, r, d, secs)
 }
@@ -71,20 +71,21 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 	localTag := newOrderedID()
 	remoteTag, _ := req.From().Params.Get("tag")
-	d := &dialog{id: dialogID(req.CallID().Value(), localTag, remoteTag), callID: req.CallID().Value(),
+	id := identity{id: dialogID(req.CallID().Value(), localTag, remoteTag), callID: req.CallID().Value(),
 		localTag: localTag, remoteTag: remoteTag,
 		localURI: req.To().Address.String(), remoteURI: req.From().Address.String(),
-		transport: req.Transport(), source: req.Source(), eventID: ev.ID, created: time.Now().UnixNano(), res: r,
-		target: req.Contact().Address.String(), accept: header.Accept(req), remoteCSeq: req.CSeq().SeqNo,
-		reserved: cseqBlock} // the first block, reserved with the subscription
+		transport: req.Transport(), source: req.Source(), eventID: ev.ID, target: req.Contact().Address.String()}
 	if v, ok := req.Contact().Params.Get("+sip.instance"); ok {
-		d.instance, _ = header.Instance(v) // a malformed one matches no registration
+		id.instance, _ = header.Instance(v) // a malformed one matches no registration
 	}
 	// A proxy that record-routed stays on the path: the route set is the
 	// Record-Route list in order (RFC 3261 §12.1.1).
 	for _, rr := range req.GetHeaders("Record-Route") {
-		d.routeSet = append(d.routeSet, rr.Value())
+		id.routeSet = append(id.routeSet, rr.Value())
 	}
+	d := &dialog{created: time.Now().UnixNano(), res: r, accept: header.Accept(req), remoteCSeq: req.CSeq().SeqNo,
+		reserved: cseqBlock} // the first block, reserved with the subscription
+	d.setIdentity(id)
 	return d
 }
 
@@ -94,7 +95,7 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource, d *dialog, secs int) error {
 	ok := func() {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.To().Params.Add("tag", d.localTag)
+		res.To().Params.Add("tag", d.localTag())
 		s.addContact(res, req)
 		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
 		s.respond(req, tx, res, "")
@@ -180,7 +181,7 @@ func (d *dialog) take(n *abi.Notification) {
 		d.state = append([]byte(nil), n.State...)
 	}
 	if n.Status != "" {
-		d.status = n.Status
+		d.status = statusOf(n.Status)
 	}
 }
 
@@ -263,8 +264,8 @@ func (s *Server) inDialog(req *sip.Request, ev header.Event, ep *eventPackage, d
 	if d.gone {
 		return 0, refuse(481, "subscription already ended")
 	}
-	if ev.Package != d.event() || ev.ID != d.eventID {
-		return 0, refuse(489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.event(), ID: d.eventID}.String()),
+	if ev.Package != d.event() || ev.ID != d.eventID() {
+		return 0, refuse(489, fmt.Sprintf("this dialog subscribes to %q", header.Event{Package: d.event(), ID: d.eventID()}.String()),
 			sip.NewHeader("Allow-Events", s.cat().allow))
 	}
 	if cseq := req.CSeq().SeqNo; cseq <= d.remoteCSeq {
@@ -306,7 +307,7 @@ func (s *Server) renew(req *sip.Request, r *resource, d *dialog, secs int) (*cha
 		return nil, err
 	}
 	if n != nil && n.Status == abi.StatusRejected {
-		c.batch.DeleteSubscriptions = []string{d.id}
+		c.batch.DeleteSubscriptions = []string{d.id()}
 		if err := c.commit(); err != nil {
 			return nil, err
 		}

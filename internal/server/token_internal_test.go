@@ -1,0 +1,70 @@
+package server
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+)
+
+// A token spells out exactly the identifier it was made from, whichever
+// alphabet wrote it, and one this server did not write survives whole.
+func TestTokenRoundTrip(t *testing.T) {
+	for _, s := range []string{newToken(), newOrderedID(), "", "p1", "AAAAAAAAAAAAAAAA", "0000000000000000",
+		"a-publication-id-from-elsewhere", "abcdefghijklmnop", "AAAAAAAA\nAAAAAAAA"} {
+		if got := tokenOf(s).String(); got != s {
+			t.Errorf("tokenOf(%q).String() = %q", s, got)
+		}
+	}
+	if a, b := tokenOf("p1"), tokenOf("p2"); a == b {
+		t.Errorf("p1 and p2 share the token %v", a)
+	}
+	// What this server writes is packed, not kept whole on the side.
+	for _, s := range []string{newToken(), newOrderedID()} {
+		if tk := tokenOf(s); tk.enc == tokenOther {
+			t.Errorf("%q kept whole", s)
+		}
+	}
+}
+
+// What a request names (SIP-If-Match) is looked up without being kept.
+func TestFindTokenKeepsNothing(t *testing.T) {
+	otherTokens.Lock()
+	n := len(otherTokens.all)
+	otherTokens.Unlock()
+	if _, ok := findToken("never-stored-etag-value"); ok {
+		t.Error("an identifier never stored was found")
+	}
+	otherTokens.Lock()
+	defer otherTokens.Unlock()
+	if len(otherTokens.all) != n {
+		t.Errorf("findToken kept what it looked up: %d identifiers, was %d", len(otherTokens.all), n)
+	}
+}
+
+// A dialog's identity reads back as it was given, route set included.
+func TestDialogIdentity(t *testing.T) {
+	r := &resource{key: resourceKey{"presence", "sip:alice@example.com"}}
+	routes := []string{"<sip:p1.example.com;lr>", "", "<sip:" + string(make([]byte, 300)) + ">"}
+	f := identity{id: "ID.1", callID: "call@host", localTag: "LT", remoteTag: "rt", localURI: "sip:alice@example.com",
+		remoteURI: "sip:bob@example.com", routeSet: routes, transport: "UDP", source: "127.0.0.1:5060",
+		instance: "urn:uuid:x", eventID: "7", target: "sip:bob@192.0.2.1:5062"}
+	d := &dialog{res: r}
+	d.setIdentity(f)
+	got := identity{d.id(), d.callID(), d.localTag(), d.remoteTag(), d.localURI(), d.remoteURI(), d.routeSet(),
+		d.transport(), d.source(), d.instance(), d.eventID(), d.target}
+	if !slices.Equal(got.routeSet, f.routeSet) || !d.hasRoutes() {
+		t.Errorf("route set %q, want %q", got.routeSet, f.routeSet)
+	}
+	got.routeSet, f.routeSet = nil, nil
+	if !reflect.DeepEqual(got, f) {
+		t.Errorf("identity %+v, want %+v", got, f)
+	}
+	if !d.localIsRes {
+		t.Error("our URI, the resource's, was kept again")
+	}
+	d = &dialog{res: r}
+	d.setIdentity(identity{id: "x", localURI: "sip:other@example.com"})
+	if d.localURI() != "sip:other@example.com" || d.hasRoutes() || d.routeSet() != nil {
+		t.Errorf("local URI %q, route set %q", d.localURI(), d.routeSet())
+	}
+}
