@@ -176,3 +176,23 @@ func BenchmarkFanOut(b *testing.B) {
 		b.ReportMetric(float64(len(out)), "bytes")
 	})
 }
+
+// A nested message written in place (open, close) encodes as one written
+// apart and copied in (msg) does, whether its length takes the bytes the
+// hint left for it, more, or fewer.
+func TestNestedInPlace(t *testing.T) {
+	for _, size := range []int{0, 1, 127, 128, 300, 16383, 16384, 20000} {
+		for _, hint := range []int{0, 1, 127, 128, 16384, 1 << 21} {
+			content := bytes.Repeat([]byte{'x'}, size)
+			want := enc("head")
+			want.msg(5, content)
+			got := enc("head")
+			at := got.open(5, hint)
+			got = append(got, content...)
+			got.close(at, hint)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("size %d, hint %d: % x, want % x", size, hint, got[:min(len(got), 12)], want[:min(len(want), 12)])
+			}
+		}
+	}
+}
