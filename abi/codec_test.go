@@ -14,7 +14,7 @@ func TestRequestRoundTrip(t *testing.T) {
 	in := Request{Op: OpPublish, Event: "presence", Resource: "sip:a@example.com", State: []byte{0, 1, 2},
 		Publication: &Publication{ID: "p", ContentType: "application/pidf+xml", Body: []byte("<x/>"), ExpiresUnix: 1700000000},
 		Watchers: []Watcher{{ID: "w1", URI: "sip:b@example.com", Accept: []string{"a/b", "c/d"}, Full: true, State: []byte("s")},
-			{ID: "w2"}},
+			{ID: "w2"}, {ID: "w3", Accept: []string{"a/b", "c/d"}}, {ID: "w4", URI: "sip:c@example.com"}},
 		NowUnixNano:  42,
 		Binding:      &Binding{ID: "b", Contact: "sip:a@pc", Q: "0.5", ExpiresUnix: 9, Removed: true},
 		WatcherEvent: &WatcherEvent{ID: "w", URI: "sip:b@x", Status: StatusPending, Event: "subscribe", Duration: 3, Expires: 60},
