@@ -78,7 +78,7 @@ func decodeState(b []byte) (*state, error) {
 			}
 			st.Bindings = append(st.Bindings, bd)
 		case fStateRecent:
-			st.Recent = append(st.Recent, string(f.Bytes))
+			st.Recent = append(st.Recent, st.pubID(f.Bytes))
 		case fStateAllow:
 			st.Allow = append(st.Allow, string(f.Bytes))
 		case fStateBlock:
@@ -93,6 +93,19 @@ func decodeState(b []byte) (*state, error) {
 	}
 	st.normalizeRecent()
 	return st, nil
+}
+
+// pubID returns id as a string, the live publication's own when there is
+// one, as there is for each id of Recent but a stale one: in a guest
+// another string of it was an allocation for each publication at every
+// call.
+func (st *state) pubID(id []byte) string {
+	for _, p := range st.Pubs {
+		if p.ID == string(id) {
+			return p.ID
+		}
+	}
+	return string(id)
 }
 
 // normalizeRecent makes Recent name each live publication once: ids it
