@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
@@ -51,6 +52,33 @@ func (e *enc) bool(n protowire.Number, v bool) {
 }
 
 func (e *enc) msg(n protowire.Number, m []byte) { e.bytes(n, m) }
+
+// open starts a nested message as field n, written in place after it:
+// encoding it in a buffer of its own and copying that in was an
+// allocation or more per message, each costing more in a Go guest than
+// the message's bytes do. It leaves room for the length of a message of
+// about hint bytes and returns where the message starts, for close.
+func (e *enc) open(n protowire.Number, hint int) (start int) {
+	*e = protowire.AppendTag(*e, n, protowire.BytesType)
+	*e = append(*e, make([]byte, protowire.SizeVarint(uint64(hint)))...)
+	return len(*e)
+}
+
+// close writes the length of the message open started, hint as given to
+// it, moving the message when its length takes more or fewer bytes than
+// were left for it, so the encoding is the one msg gives.
+func (e *enc) close(start, hint int) {
+	width := protowire.SizeVarint(uint64(hint))
+	var lb [binary.MaxVarintLen64]byte
+	l := protowire.AppendVarint(lb[:0], uint64(len(*e)-start))
+	switch {
+	case len(l) > width:
+		*e = slices.Insert(*e, start, make([]byte, len(l)-width)...)
+	case len(l) < width:
+		*e = slices.Delete(*e, start-width+len(l), start)
+	}
+	copy((*e)[start-width:], l)
+}
 
 // decode walks a whole message with Fields and marks its errors as the
 // codec's; the walks of nested messages return theirs unmarked, so an error
@@ -181,20 +209,28 @@ func (m *Manifest) Unmarshal(data []byte) error {
 func (m *Request) sizeHint() int {
 	n := 64 + len(m.Event) + len(m.Resource) + len(m.State)
 	if p := m.Publication; p != nil {
-		n += 48 + len(p.ID) + len(p.ContentType) + len(p.Body)
+		n += 16 + p.sizeHint()
 	}
 	for i := range m.Watchers {
-		w := &m.Watchers[i]
-		n += 32 + len(w.ID) + len(w.URI) + len(w.State) + len(w.Status)
-		for _, a := range w.Accept {
-			n += 4 + len(a)
-		}
+		n += 8 + m.Watchers[i].sizeHint()
 	}
 	if b := m.Binding; b != nil {
 		n += 48 + len(b.ID) + len(b.Contact) + len(b.Q)
 	}
 	if w := m.WatcherEvent; w != nil {
 		n += 64 + len(w.ID) + len(w.URI)
+	}
+	return n
+}
+
+// sizeHint is a little over the encoded size of p.
+func (p *Publication) sizeHint() int { return 32 + len(p.ID) + len(p.ContentType) + len(p.Body) }
+
+// sizeHint is a little over the encoded size of w.
+func (w *Watcher) sizeHint() int {
+	n := 24 + len(w.ID) + len(w.URI) + len(w.State) + len(w.Status)
+	for _, a := range w.Accept {
+		n += 4 + len(a)
 	}
 	return n
 }
@@ -209,26 +245,27 @@ func (m *Request) Marshal() []byte {
 	e.str(fReqResource, m.Resource)
 	e.optBytes(fReqState, m.State)
 	if p := m.Publication; p != nil {
-		pe := make(enc, 0, 32+len(p.ID)+len(p.ContentType)+len(p.Body))
-		pe.str(fPubID, p.ID)
-		pe.str(fPubType, p.ContentType)
-		pe.optBytes(fPubBody, p.Body)
-		pe.sint(fPubExpires, p.ExpiresUnix)
-		e.msg(fReqPublication, pe)
+		hint := p.sizeHint()
+		at := e.open(fReqPublication, hint)
+		e.str(fPubID, p.ID)
+		e.str(fPubType, p.ContentType)
+		e.optBytes(fPubBody, p.Body)
+		e.sint(fPubExpires, p.ExpiresUnix)
+		e.close(at, hint)
 	}
-	var we enc
 	for i := range m.Watchers {
 		w := &m.Watchers[i]
-		we = we[:0]
-		we.str(fWatID, w.ID)
-		we.str(fWatURI, w.URI)
+		hint := w.sizeHint()
+		at := e.open(fReqWatchers, hint)
+		e.str(fWatID, w.ID)
+		e.str(fWatURI, w.URI)
 		for _, a := range w.Accept {
-			we.str(fWatAccept, a)
+			e.str(fWatAccept, a)
 		}
-		we.bool(fWatFull, w.Full)
-		we.optBytes(fWatState, w.State)
-		we.str(fWatStatus, w.Status)
-		e.msg(fReqWatchers, we)
+		e.bool(fWatFull, w.Full)
+		e.optBytes(fWatState, w.State)
+		e.str(fWatStatus, w.Status)
+		e.close(at, hint)
 	}
 	e.sint(fReqNow, m.NowUnixNano)
 	if b := m.Binding; b != nil {
@@ -269,23 +306,24 @@ func (m *Request) Marshal() []byte {
 	return e
 }
 
-// Unmarshal decodes a Request. Byte fields alias data. The watchers'
-// strings are cut from one copy of data, and watchers with the same
-// Accept list share one slice: a module decodes every watcher of a
-// presentity on each of its changes, and in a Go guest five allocations a
-// watcher cost more than the copy (RATIONALE.md).
+// Unmarshal decodes a Request. Byte fields alias data. Its strings are
+// cut from one copy of data, and watchers with the same Accept list share
+// one slice: a module decodes every watcher of a presentity on each of
+// its changes, and in a Go guest five allocations a watcher cost more
+// than the copy; so did the request's own strings (RATIONALE.md).
 func (m *Request) Unmarshal(data []byte) error {
 	*m = Request{}
 	t := strtab{data: data}
-	var accept []string // the watcher's, read into one scratch slice
+	var scratch [4]string
+	accept := scratch[:0] // the watcher's, read into one scratch slice
 	return decode(data, func(f Field) error {
 		switch f.Num {
 		case fReqOp:
 			m.Op = Op(f.Varint)
 		case fReqEvent:
-			m.Event = string(f.Bytes)
+			m.Event = t.str(f.Bytes)
 		case fReqResource:
-			m.Resource = string(f.Bytes)
+			m.Resource = t.str(f.Bytes)
 		case fReqState:
 			m.State = f.Bytes
 		case fReqPublication:
@@ -293,9 +331,9 @@ func (m *Request) Unmarshal(data []byte) error {
 			err := Fields(f.Bytes, func(f Field) error {
 				switch f.Num {
 				case fPubID:
-					p.ID = string(f.Bytes)
+					p.ID = t.str(f.Bytes)
 				case fPubType:
-					p.ContentType = string(f.Bytes)
+					p.ContentType = t.str(f.Bytes)
 				case fPubBody:
 					p.Body = f.Bytes
 				case fPubExpires:
@@ -308,8 +346,12 @@ func (m *Request) Unmarshal(data []byte) error {
 			}
 			m.Publication = p
 		case fReqWatchers:
-			if m.Watchers == nil {
-				m.Watchers = make([]Watcher, 0, count(data, fReqWatchers))
+			if len(m.Watchers) == 1 && cap(m.Watchers) == 1 {
+				// A second watcher: room for all of them at once. Not
+				// counted before the first, as most calls have one or
+				// none, and a walk of the message costs about a
+				// microsecond in a guest.
+				m.Watchers = slices.Grow(m.Watchers, count(data, fReqWatchers)-1)
 			}
 			var w Watcher
 			accept = accept[:0]
@@ -349,11 +391,11 @@ func (m *Request) Unmarshal(data []byte) error {
 			return Fields(f.Bytes, func(f Field) error {
 				switch f.Num {
 				case fBindID:
-					b.ID = string(f.Bytes)
+					b.ID = t.str(f.Bytes)
 				case fBindContact:
-					b.Contact = string(f.Bytes)
+					b.Contact = t.str(f.Bytes)
 				case fBindQ:
-					b.Q = string(f.Bytes)
+					b.Q = t.str(f.Bytes)
 				case fBindExpires:
 					b.ExpiresUnix = int64(f.Varint)
 				case fBindRemoved:
@@ -367,13 +409,13 @@ func (m *Request) Unmarshal(data []byte) error {
 			return Fields(f.Bytes, func(f Field) error {
 				switch f.Num {
 				case fWevID:
-					w.ID = string(f.Bytes)
+					w.ID = t.str(f.Bytes)
 				case fWevURI:
-					w.URI = string(f.Bytes)
+					w.URI = t.str(f.Bytes)
 				case fWevStatus:
-					w.Status = string(f.Bytes)
+					w.Status = t.str(f.Bytes)
 				case fWevEvent:
-					w.Event = string(f.Bytes)
+					w.Event = t.str(f.Bytes)
 				case fWevDuration:
 					w.Duration = int64(f.Varint)
 				case fWevExpires:
@@ -387,7 +429,7 @@ func (m *Request) Unmarshal(data []byte) error {
 			return Fields(f.Bytes, func(f Field) error {
 				switch f.Num {
 				case fCmdName:
-					c.Name = string(f.Bytes)
+					c.Name = t.str(f.Bytes)
 				case fCmdArgs:
 					return entry(f.Bytes, c.Args)
 				}
@@ -399,17 +441,17 @@ func (m *Request) Unmarshal(data []byte) error {
 			return Fields(f.Bytes, func(f Field) error {
 				switch f.Num {
 				case fXMPPFrom:
-					x.From = string(f.Bytes)
+					x.From = t.str(f.Bytes)
 				case fXMPPType:
-					x.Type = string(f.Bytes)
+					x.Type = t.str(f.Bytes)
 				case fXMPPShow:
-					x.Show = string(f.Bytes)
+					x.Show = t.str(f.Bytes)
 				case fXMPPStatus:
-					x.Status = string(f.Bytes)
+					x.Status = t.str(f.Bytes)
 				case fXMPPPrio:
 					x.Priority = int32(int64(f.Varint))
 				case fXMPPLang:
-					x.Lang = string(f.Bytes)
+					x.Lang = t.str(f.Bytes)
 				}
 				return nil
 			})
@@ -468,31 +510,42 @@ func (m *Response) MarshalAppend(b []byte) []byte {
 		e.bytes(fResState, m.State)
 		e.bool(fResChanged, true)
 	}
-	var ne enc
 	carrier := -1 // the last notification that carried its body
 	for i := range m.Notifications {
 		n := &m.Notifications[i]
-		ne = ne[:0]
-		ne.str(fNotWatcher, n.WatcherID)
-		if carrier >= 0 && sameBody(n, &m.Notifications[carrier]) {
+		shared := carrier >= 0 && sameBody(n, &m.Notifications[carrier])
+		hint := n.sizeHint(shared)
+		at := e.open(fResNotes, hint)
+		e.str(fNotWatcher, n.WatcherID)
+		if shared {
 			// One document rendered for many watchers goes once (1.2).
-			ne.uint(fNotBodyOf, uint64(carrier+1))
+			e.uint(fNotBodyOf, uint64(carrier+1))
 		} else {
-			ne.str(fNotType, n.ContentType)
-			ne.optBytes(fNotBody, n.Body)
+			e.str(fNotType, n.ContentType)
+			e.optBytes(fNotBody, n.Body)
 			if len(n.Body) > 0 {
 				carrier = i
 			}
 		}
-		ne.bool(fNotPartial, n.Partial)
-		ne.str(fNotStatus, n.Status)
+		e.bool(fNotPartial, n.Partial)
+		e.str(fNotStatus, n.Status)
 		if n.StateChanged {
-			ne.bytes(fNotState, n.State)
-			ne.bool(fNotChanged, true)
+			e.bytes(fNotState, n.State)
+			e.bool(fNotChanged, true)
 		}
-		e.msg(fResNotes, ne)
+		e.close(at, hint)
 	}
 	return e
+}
+
+// sizeHint is a little over the encoded size of n, without its body and
+// content type when it shares them with an earlier notification.
+func (n *Notification) sizeHint(shared bool) int {
+	s := 40 + len(n.WatcherID) + len(n.Status) + len(n.State)
+	if !shared {
+		s += len(n.ContentType) + len(n.Body)
+	}
+	return s
 }
 
 // sameBody reports whether n carries the very body of c (the same bytes
@@ -506,11 +559,8 @@ func sameBody(n, c *Notification) bool {
 func (m *Response) sizeHint() int {
 	n := 32 + len(m.Reason) + len(m.State)
 	for i := range m.Notifications {
-		nt := &m.Notifications[i]
-		n += 48 + len(nt.WatcherID) + len(nt.Status) + len(nt.State)
-		if i == 0 || !sameBody(nt, &m.Notifications[i-1]) { // a shared body is written once
-			n += len(nt.ContentType) + len(nt.Body)
-		}
+		// a shared body is written once
+		n += 8 + m.Notifications[i].sizeHint(i > 0 && sameBody(&m.Notifications[i], &m.Notifications[i-1]))
 	}
 	return n
 }

@@ -14,7 +14,7 @@ func TestRequestRoundTrip(t *testing.T) {
 	in := Request{Op: OpPublish, Event: "presence", Resource: "sip:a@example.com", State: []byte{0, 1, 2},
 		Publication: &Publication{ID: "p", ContentType: "application/pidf+xml", Body: []byte("<x/>"), ExpiresUnix: 1700000000},
 		Watchers: []Watcher{{ID: "w1", URI: "sip:b@example.com", Accept: []string{"a/b", "c/d"}, Full: true, State: []byte("s")},
-			{ID: "w2"}},
+			{ID: "w2"}, {ID: "w3", Accept: []string{"a/b", "c/d"}}, {ID: "w4", URI: "sip:c@example.com"}},
 		NowUnixNano:  42,
 		Binding:      &Binding{ID: "b", Contact: "sip:a@pc", Q: "0.5", ExpiresUnix: 9, Removed: true},
 		WatcherEvent: &WatcherEvent{ID: "w", URI: "sip:b@x", Status: StatusPending, Event: "subscribe", Duration: 3, Expires: 60},
@@ -175,4 +175,24 @@ func BenchmarkFanOut(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(out)), "bytes")
 	})
+}
+
+// A nested message written in place (open, close) encodes as one written
+// apart and copied in (msg) does, whether its length takes the bytes the
+// hint left for it, more, or fewer.
+func TestNestedInPlace(t *testing.T) {
+	for _, size := range []int{0, 1, 127, 128, 300, 16383, 16384, 20000} {
+		for _, hint := range []int{0, 1, 127, 128, 16384, 1 << 21} {
+			content := bytes.Repeat([]byte{'x'}, size)
+			want := enc("head")
+			want.msg(5, content)
+			got := enc("head")
+			at := got.open(5, hint)
+			got = append(got, content...)
+			got.close(at, hint)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("size %d, hint %d: % x, want % x", size, hint, got[:min(len(got), 12)], want[:min(len(want), 12)])
+			}
+		}
+	}
 }

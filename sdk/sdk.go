@@ -178,11 +178,13 @@ func Dispatch(m Module, req *Request) (*Response, error) {
 	default:
 		return nil, errUnsupported
 	}
-	var rej *Rejection
-	if errors.As(err, &rej) {
-		return &Response{Code: rej.Code, Reason: rej.Reason}, nil
-	}
 	if err != nil {
+		// Declared here, not before the check: errors.As moves it to the
+		// heap, an allocation every call paid (sdk/RATIONALE.md).
+		var rej *Rejection
+		if errors.As(err, &rej) {
+			return &Response{Code: rej.Code, Reason: rej.Reason}, nil
+		}
 		return nil, err
 	}
 	if res == nil {

@@ -45,19 +45,23 @@ func exportInit(n uint32) int32 {
 }
 
 // in and out are the buffers every presenced_handle call of this instance
-// reads its request into and encodes its response in: an allocation in a
-// Go guest is what a call mostly costs (sdk/RATIONALE.md). The request's
-// byte fields alias in, so they last until the next call: a module keeps
-// nothing between calls. A buffer grown past keepBuffer is let go after
-// its call, so one large document does not hold memory for the life of
-// the instance.
-var in, out []byte
+// reads its request into and encodes its response in, and req the request
+// it decodes: an allocation in a Go guest is what a call mostly costs
+// (sdk/RATIONALE.md). The request and its byte fields (aliasing in) last
+// until the call returns: a module keeps nothing between calls. A buffer
+// grown past keepBuffer is let go after its call, so one large document
+// does not hold memory for the life of the instance.
+var (
+	in, out []byte
+	req     abi.Request
+)
 
 const keepBuffer = 64 << 10
 
 //go:wasmexport presenced_handle
 func exportHandle(op uint32, n uint32) int32 {
 	defer func() {
+		req = abi.Request{} // holds nothing of this call past it
 		if cap(in) > keepBuffer {
 			in = nil
 		}
@@ -68,7 +72,6 @@ func exportHandle(op uint32, n uint32) int32 {
 	if uint32(cap(in)) < n {
 		in = make([]byte, n)
 	}
-	var req abi.Request
 	if err := req.Unmarshal(readInputInto(in[:n])); err != nil {
 		Log(LogError, "handle: "+err.Error())
 		return int32(abi.StatusBadInput)

@@ -7,12 +7,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/presenced/presenced/sdk"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -187,7 +189,8 @@ func (p *pa) Command(req *sdk.Request) (*sdk.Response, error) {
 // reconnection, a probe's answer or a publication refreshed unchanged must
 // not repeat a NOTIFY. A new or refreshed subscription (full) always is.
 func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, error) {
-	res := &sdk.Response{StateChanged: changed, Notifications: make([]sdk.Notification, 0, len(req.Watchers))}
+	res := newResponse(len(req.Watchers))
+	res.StateChanged = changed
 	if changed {
 		res.State = st.encode()
 	}
@@ -222,6 +225,24 @@ func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, 
 	return res, nil
 }
 
+// reply is a response with room for one notification, so that the
+// usual call, a render for a new subscription, allocates both at once: in
+// a guest the second allocation cost more than the notification's bytes.
+type reply struct {
+	sdk.Response
+	one [1]sdk.Notification
+}
+
+// newResponse returns a response with room for n notifications.
+func newResponse(n int) *sdk.Response {
+	if n > 1 {
+		return &sdk.Response{Notifications: make([]sdk.Notification, 0, n)}
+	}
+	r := &reply{}
+	r.Notifications = r.one[:0]
+	return &r.Response
+}
+
 // renderer composes the document once per call, when an active watcher
 // first needs it.
 type renderer struct {
@@ -250,12 +271,27 @@ func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, sta
 		case p.dummy:
 			r.ctype, r.body = pidfType, dummy(req.Resource)
 		}
-		sum := sdk.Digest(append([]byte(r.ctype+"\x00"), r.body...))
-		r.state = protowire.AppendBytes(protowire.AppendTag(nil, fWatcherSent, protowire.BytesType), sum)
+		r.state = watcherState(r.ctype, r.body)
 		r.done = true
 	}
 	return sdk.Notification{WatcherID: w.ID, ContentType: r.ctype, Body: r.body, Status: status,
 		State: r.state, StateChanged: true}, nil
+}
+
+// watcherState is the per-watcher state of a watcher sent body, in one
+// allocation: the digest is XXH64, sdk.Digest's, of the content type, a
+// NUL and the body, streamed rather than hashed from a joined copy, which
+// was an allocation of the document's size at every render.
+func watcherState(ctype string, body []byte) []byte {
+	var d xxhash.Digest
+	d.Reset()
+	d.WriteString(ctype)
+	d.Write([]byte{0})
+	d.Write(body)
+	st := make([]byte, 0, 10)
+	st = protowire.AppendTag(st, fWatcherSent, protowire.BytesType)
+	st = protowire.AppendVarint(st, 8)
+	return binary.BigEndian.AppendUint64(st, d.Sum64())
 }
 
 // sentBefore reports whether w was last sent n's document.

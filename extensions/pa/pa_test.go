@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/sdktest"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 const (
@@ -437,5 +439,18 @@ func TestUnchangedNotSent(t *testing.T) {
 	p.Status, p.Full = abi.StatusPending, false
 	if res := in(first.State, p, &abi.XMPPPresence{From: x.From, Show: "xa"}); len(res.Notifications) != 0 {
 		t.Errorf("a pending watcher: %d notifications, want none", len(res.Notifications))
+	}
+}
+
+// The per-watcher state is the one written before the digest was
+// streamed (sdk.Digest of the content type, a NUL and the body), so a
+// watcher is not sent again, after an upgrade, a document it has.
+func TestWatcherStateIsDigest(t *testing.T) {
+	for _, body := range [][]byte{nil, []byte("x"), benchPIDF(resource)} {
+		joined := append([]byte(pidfType+"\x00"), body...)
+		want := protowire.AppendBytes(protowire.AppendTag(nil, fWatcherSent, protowire.BytesType), sdk.Digest(joined))
+		if got := watcherState(pidfType, body); !bytes.Equal(got, want) {
+			t.Errorf("body %q: % x, want % x", body, got, want)
+		}
 	}
 }

@@ -78,7 +78,7 @@ func decodeState(b []byte) (*state, error) {
 			}
 			st.Bindings = append(st.Bindings, bd)
 		case fStateRecent:
-			st.Recent = append(st.Recent, string(f.Bytes))
+			st.Recent = append(st.Recent, st.pubID(f.Bytes))
 		case fStateAllow:
 			st.Allow = append(st.Allow, string(f.Bytes))
 		case fStateBlock:
@@ -95,21 +95,36 @@ func decodeState(b []byte) (*state, error) {
 	return st, nil
 }
 
+// pubID returns id as a string, the live publication's own when there is
+// one, as there is for each id of Recent but a stale one: in a guest
+// another string of it was an allocation for each publication at every
+// call.
+func (st *state) pubID(id []byte) string {
+	for _, p := range st.Pubs {
+		if p.ID == string(id) {
+			return p.ID
+		}
+	}
+	return string(id)
+}
+
 // normalizeRecent makes Recent name each live publication once: ids it
 // lacks (state from before it existed) count as older than any it has.
+// A presentity has a few publications, so a scan finds one faster than a
+// map, which was an allocation at every call in a guest.
 func (st *state) normalizeRecent() {
-	live := make(map[string]bool, len(st.Pubs))
-	for _, p := range st.Pubs {
-		live[p.ID] = true
-	}
 	var missing []string
 	for _, p := range st.Pubs {
 		if !slices.Contains(st.Recent, p.ID) {
 			missing = append(missing, p.ID)
 		}
 	}
-	st.Recent = slices.DeleteFunc(st.Recent, func(id string) bool { return !live[id] })
-	st.Recent = append(missing, st.Recent...)
+	st.Recent = slices.DeleteFunc(st.Recent, func(id string) bool {
+		return !slices.ContainsFunc(st.Pubs, func(p pubstate.Publication) bool { return p.ID == id })
+	})
+	if len(missing) > 0 {
+		st.Recent = append(missing, st.Recent...)
+	}
 }
 
 // put stores a new or modified publication: it keeps its place in the
@@ -161,7 +176,18 @@ func (st *state) liveBindings(nowUnixNano int64) []binding {
 }
 
 func (st *state) encode() []byte {
-	b := st.Encode()
+	// One buffer sized for the whole blob (pubstate.State.Append); the
+	// XMPP fields, rare, may grow it.
+	n := st.Size()
+	for _, bd := range st.Bindings {
+		n += 32 + len(bd.ID) + len(bd.Contact) + len(bd.Q)
+	}
+	for _, l := range [][]string{st.Recent, st.Allow, st.Block} {
+		for _, s := range l {
+			n += 8 + len(s)
+		}
+	}
+	b := st.Append(make([]byte, 0, n))
 	for _, bd := range st.Bindings {
 		var v []byte
 		v = protowire.AppendTag(v, fBindID, protowire.BytesType)

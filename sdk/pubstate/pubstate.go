@@ -87,12 +87,22 @@ func (s *State) Latest() (p Publication, ok bool) {
 }
 
 // Encode returns the blob Decode reads; no publications is an empty blob.
-func (s *State) Encode() []byte {
+func (s *State) Encode() []byte { return s.Append(make([]byte, 0, s.Size())) }
+
+// Size is the length of the blob Encode returns.
+func (s *State) Size() int {
 	n := 0
 	for _, p := range s.Pubs {
 		n += protowire.SizeTag(fStatePub) + protowire.SizeBytes(pubSize(p))
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// Append appends the blob Encode returns to b, for a module whose state
+// blob adds fields of its own after it into one buffer sized for both
+// (Size): in a Go guest each buffer grown or copied costs more than the
+// bytes in it.
+func (s *State) Append(b []byte) []byte {
 	for _, p := range s.Pubs {
 		b = protowire.AppendTag(b, fStatePub, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(pubSize(p)))

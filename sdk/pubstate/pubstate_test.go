@@ -115,3 +115,23 @@ func TestDecodeErrors(t *testing.T) {
 		}
 	}
 }
+
+// Append writes after what the buffer holds the very blob Encode returns,
+// whose length Size gives, so that a module adding fields of its own can
+// size one buffer for both.
+func TestAppendAndSize(t *testing.T) {
+	s := &State{}
+	s.Put("a", []byte("one"))
+	s.Put("b", nil)
+	s.Put(strings.Repeat("i", 200), bytes.Repeat([]byte("x"), 300))
+	enc := s.Encode()
+	if s.Size() != len(enc) {
+		t.Fatalf("Size %d, Encode %d bytes", s.Size(), len(enc))
+	}
+	if got := s.Append([]byte("head")); !bytes.Equal(got, append([]byte("head"), enc...)) {
+		t.Fatalf("Append: % x, want head then % x", got, enc)
+	}
+	if got := (&State{}).Append(nil); len(got) != 0 {
+		t.Fatalf("no publications appended % x", got)
+	}
+}
