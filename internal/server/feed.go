@@ -2,8 +2,8 @@ package server
 
 import (
 	"context"
+	"time"
 
-	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/store"
 )
 
@@ -108,16 +108,5 @@ func (s *Server) catchUp(r *resource) error {
 	}
 	r.state, r.stored = rec.State, rec.Version
 	r.version++ // a SUBSCRIBE committing meanwhile renders again
-	watched := false
-	for _, d := range r.watchers {
-		watched = watched || !d.isList()
-	}
-	if !watched {
-		return nil
-	}
-	c := s.newChange()
-	if _, err := c.propose(r, abi.Request{Op: abi.OpRender}); err != nil {
-		return err
-	}
-	return c.run()
+	return s.renderWatchers(r, time.Time{})
 }

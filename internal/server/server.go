@@ -176,6 +176,11 @@ type Server struct {
 	sources  *sourceLimiter
 	watching map[string]int // subscriptions per watcher URI, under mu
 	lists    lists
+	// renders are the resources whose watchers a change left to render
+	// after its answer (change.renderLater), each with when the first
+	// change they report happened.
+	renderMu sync.Mutex
+	renders  map[*resource]time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -217,7 +222,7 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: map[resourceKey]*resource{},
-		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{},
+		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}

@@ -480,16 +480,17 @@ func TestNotifyCoalescing(t *testing.T) {
 	}
 }
 
-// heldStore holds the first commit of a new subscription until released,
-// so a test can change the presentity while that SUBSCRIBE commits.
+// heldStore holds the first commit its predicate picks until released,
+// so a test can act while that change commits.
 type heldStore struct {
 	store.Store
+	only          func(*store.Batch) bool
 	held, release chan struct{}
 	once          sync.Once
 }
 
 func (h *heldStore) Commit(ctx context.Context, b *store.Batch) error {
-	if len(b.Subscriptions) > 0 {
+	if h.only(b) {
 		h.once.Do(func() {
 			close(h.held)
 			<-h.release
@@ -502,7 +503,8 @@ func (h *heldStore) Commit(ctx context.Context, b *store.Batch) error {
 // presentity share group commits): a PUBLISH meanwhile is not held up, and
 // the new watcher's first NOTIFY has the state after it, not before.
 func TestChangeDuringSubscribeCommit(t *testing.T) {
-	st := &heldStore{Store: store.NewMemory(), held: make(chan struct{}), release: make(chan struct{})}
+	st := &heldStore{Store: store.NewMemory(), held: make(chan struct{}), release: make(chan struct{}),
+		only: func(b *store.Batch) bool { return len(b.Subscriptions) > 0 }}
 	f := start(t, st, echo(t))
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
 	r := p.Publish("echo", alice, "text/plain", "v1")
