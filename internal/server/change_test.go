@@ -207,13 +207,19 @@ func TestStoreFailuresDoNotFloodTheLog(t *testing.T) {
 // reads each one's first NOTIFY.
 func crowd(t *testing.T, f *fixture, uri string, n int) ([]*siptest.Peer, []*siptest.Subscription) {
 	t.Helper()
+	return crowdOf(t, f, "presence", uri, n)
+}
+
+// crowdOf is crowd for the package of event.
+func crowdOf(t *testing.T, f *fixture, event, uri string, n int) ([]*siptest.Peer, []*siptest.Subscription) {
+	t.Helper()
 	peers := make([]*siptest.Peer, 8)
 	for i := range peers {
 		peers[i] = f.peer(t, "UDP")
 	}
 	subs := make([]*siptest.Subscription, n)
 	for i := range subs {
-		sub, r := peers[i%len(peers)].Subscribe("presence", uri, "Expires: 600")
+		sub, r := peers[i%len(peers)].Subscribe(event, uri, "Expires: 600")
 		siptest.WantCode(t, r, 200)
 		subs[i] = sub
 	}

@@ -443,7 +443,8 @@ func TestLargeNotifyFallsBackToUDP(t *testing.T) {
 
 // With a coalescing window, changes within it of the watcher's last NOTIFY
 // (here, its first) reach it as one NOTIFY of the last state, not one
-// each; the final NOTIFY is never held back or dropped.
+// each, as they reach the crowd watching with it (its changes rendered
+// after their 200s); the final NOTIFY is never held back or dropped.
 func TestNotifyCoalescing(t *testing.T) {
 	m, err := extension.Load(context.Background(), extension.Spec{Name: "echo", Path: sdktest.Build(t, echoPkg),
 		MemoryLimitMB: 64, CallTimeout: 2 * time.Second, Instances: 2, Coalesce: map[string]time.Duration{"echo": 400 * time.Millisecond}})
@@ -461,6 +462,7 @@ func TestNotifyCoalescing(t *testing.T) {
 	if n := w.Notify(); string(n.Body()) != "v0" {
 		t.Fatalf("first NOTIFY:\n%s", n)
 	}
+	peers, subs := crowdOf(t, f, "echo", alice, server.RenderApart-1)
 	for i := 1; i <= 5; i++ {
 		r := p.Publish("echo", alice, "text/plain", fmt.Sprintf("v%d", i), "SIP-If-Match: "+etag)
 		siptest.WantCode(t, r, 200)
@@ -470,7 +472,15 @@ func TestNotifyCoalescing(t *testing.T) {
 	if string(n.Body()) != "v5" || n.CSeq().SeqNo != 2 {
 		t.Fatalf("after the burst, want one NOTIFY of v5 with CSeq 2:\n%s", n)
 	}
+	for _, sub := range subs {
+		if n := sub.Peer.NotifyIn(sub.CallID); string(n.Body()) != "v5" || n.CSeq().SeqNo != 2 {
+			t.Fatalf("after the burst, want one NOTIFY of v5 with CSeq 2 to each of the crowd:\n%s", n)
+		}
+	}
 	w.Quiet(600 * time.Millisecond)
+	for _, p := range peers {
+		p.Quiet(10 * time.Millisecond) // what came while w waited is read at once
+	}
 	// an unsubscribe is final: sent at once, whatever the window
 	if r := sub.Again("Expires: 0"); r.StatusCode != 200 {
 		t.Fatalf("unsubscribe: %d", r.StatusCode)
