@@ -121,7 +121,7 @@ func BenchmarkNotifyPresence(b *testing.B) {
 // its own, starts to pay for its second module call and commit
 // (renderApart).
 func BenchmarkWatchedPublish(b *testing.B) {
-	for _, n := range []int{1, 16, 64, 256} {
+	for _, n := range []int{1, 16, 64, 128, 256} {
 		b.Run(fmt.Sprintf("watchers=%d", n), func(b *testing.B) {
 			fanOut(b, extensiontest.Load(b, paPkg, nil), "presence", "application/pidf+xml", n,
 				func(uri string, i int) string { return pidf(uri, "t1", "open", fmt.Sprintf("v%d", i)) })

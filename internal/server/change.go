@@ -21,9 +21,13 @@ import (
 //
 // Nothing is live before the commit returns nil, so a failure at any step
 // leaves no trace; a SIP handler answers between apply and emit, so the
-// 2xx leaves before the NOTIFYs it causes. A change never answers SIP: it
-// returns typed errors (refusal, storeError, *extension.Error) that the
-// handler hands to answer.
+// 2xx leaves before the NOTIFYs it causes. A change of a publication or a
+// binding of a resource with renderApart watchers or more asks the module
+// for the new state alone, and its emit queues a second change that
+// renders it for the watchers, commits their states and sends their
+// NOTIFYs (renderLater): the 2xx waits for the state's commit only. A
+// change never answers SIP: it returns typed errors (refusal, storeError,
+// *extension.Error) that the handler hands to answer.
 type change struct {
 	s       *Server
 	batch   store.Batch
@@ -98,21 +102,20 @@ func (c *change) step(r *resource) *step {
 }
 
 // propose runs in on r's module for every watcher of r (or those in
-// in.Watchers) and stages its answer; r.mu is held. A module refusal is a
-// *refusal. It is the only place the host calls a module.
+// in.Watchers; none for a change rendered apart, renderApart) and stages
+// its answer; r.mu is held. A module refusal is a *refusal. It is the
+// only place the host calls a module.
 func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 	if !c.replaying {
 		c.journal = append(c.journal, proposal{r: r, in: in})
 	}
 	st := c.step(r)
 	in.Event, in.Resource, in.State = r.key.event, r.key.uri, st.state
+	later := false
 	switch {
 	case in.Watchers != nil:
 	case apart(in.Op) && len(r.watchers) >= renderApart:
-		in.Watchers = []abi.Watcher{}
-		if !slices.Contains(c.later, r) {
-			c.later = append(c.later, r)
-		}
+		in.Watchers, later = []abi.Watcher{}, true
 	default:
 		in.Watchers = make([]abi.Watcher, 0, len(r.watchers))
 		for _, d := range r.watchers {
@@ -138,6 +141,10 @@ func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 	// SQLite, checking no version, relies on (store.Resource).
 	if res.StateChanged && in.Op != abi.OpRender {
 		st.state, st.changed = res.State, true
+		// A state left as it was has nothing new to render.
+		if later && !slices.Contains(c.later, r) {
+			c.later = append(c.later, r)
+		}
 	}
 	st.res = res
 	return res, nil
