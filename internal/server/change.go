@@ -447,11 +447,11 @@ func (c *change) emit() {
 // renderApart is the number of watchers from which a change of a
 // resource's sources (a publication, a binding) is proposed without them
 // and rendered for them by a change of its own once the first is
-// answered (renderLater): rendering, encoding and committing a thousand
-// watchers' documents and states took ~17 of the ~26 ms a PUBLISH waited
-// for its 200. Below it, the second module call and commit cost more than
-// the rendering they take off the answer's path (RATIONALE.md, "The 200
-// before the fan-out").
+// answered (renderLater): with a thousand watchers, rendering for them
+// and committing their states was ~20 of the ~24 ms a PUBLISH waited for
+// its 200. Below it, the second module call and commit (~0.5 ms of CPU)
+// cost more than what they take off the answer's path (RATIONALE.md,
+// "The 200 before the fan-out").
 const renderApart = 128
 
 // apart reports whether a module call of op, given no watchers, composes
