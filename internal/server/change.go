@@ -476,10 +476,9 @@ func (s *Server) renderLater(r *resource) {
 		s.renders[r] = time.Now()
 	}
 	s.renderMu.Unlock()
-	if queued {
+	if queued || !s.busy() {
 		return
 	}
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		r.mu.Lock()

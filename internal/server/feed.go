@@ -30,6 +30,10 @@ func (s *Server) follow() error {
 		case <-s.ctx.Done():
 			return
 		}
+		if !s.busy() {
+			return
+		}
+		defer s.wg.Done()
 		if ch.Resync {
 			s.catchUpAll()
 			return

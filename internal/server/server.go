@@ -503,6 +503,21 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// busy counts a goroutine in s.wg, for Close to wait for, unless s is
+// closing: then it returns false and the caller does nothing. A goroutine
+// the server did not start (the store's feed) starts work this way, as
+// one it starts from such a goroutine does: s.wg.Add from zero while
+// Close waits is a race.
+func (s *Server) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
 // guard validates what every handler relies on and turns a panic into a
 // 500: sipgo passes requests without To/From/Call-ID to handlers and has no
 // recover: one panicking handler would kill the process.
