@@ -448,7 +448,7 @@ func (c *change) emit() {
 // resource's sources (a publication, a binding) is proposed without them
 // and rendered for them by a change of its own once the first is
 // answered (renderLater): with a thousand watchers, rendering for them
-// and committing their states was ~20 of the ~24 ms a PUBLISH waited for
+// and committing their states was ~16 of the ~19 ms a PUBLISH waited for
 // its 200. Below it, the second module call and commit (~0.5 ms of CPU)
 // cost more than what they take off the answer's path (RATIONALE.md,
 // "The 200 before the fan-out").
