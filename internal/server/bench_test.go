@@ -116,6 +116,19 @@ func BenchmarkNotifyPresence(b *testing.B) {
 		func(uri string, i int) string { return pidf(uri, "t1", "open", fmt.Sprintf("v%d", i)) })
 }
 
+// BenchmarkWatchedPublish is BenchmarkNotifyPresence with a few
+// watchers: where rendering for the watchers after the 200, in a change of
+// its own, starts to pay for its second module call and commit
+// (renderApart).
+func BenchmarkWatchedPublish(b *testing.B) {
+	for _, n := range []int{1, 16, 64, 128, 256} {
+		b.Run(fmt.Sprintf("watchers=%d", n), func(b *testing.B) {
+			fanOut(b, extensiontest.Load(b, paPkg, nil), "presence", "application/pidf+xml", n,
+				func(uri string, i int) string { return pidf(uri, "t1", "open", fmt.Sprintf("v%d", i)) })
+		})
+	}
+}
+
 // fanOut runs b.N modifying PUBLISHes of body(uri, i) to one presentity
 // with the given number of UDP watchers, each op waiting for every
 // watcher's NOTIFY (answered 200), on the SQLite store.
@@ -155,7 +168,9 @@ func fanOut(b *testing.B, mod *extension.Module, event, ctype string, watchers i
 		}
 	}
 	n := float64(b.N * watchers)
-	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/n, "cpu-ns/notify")
+	used := processCPU() - cpu
+	b.ReportMetric(float64(used.Nanoseconds())/n, "cpu-ns/notify")
+	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/publish")
 	b.StopTimer()
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/notify")

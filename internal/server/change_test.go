@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"github.com/presenced/presenced/internal/logtest"
 	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
@@ -199,5 +200,99 @@ func TestStoreFailuresDoNotFloodTheLog(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "suppressed") {
 		t.Fatalf("the lines held back are not counted:\n%s", out.String())
+	}
+}
+
+// crowd subscribes n watchers to uri's presence, from a few peers, and
+// reads each one's first NOTIFY.
+func crowd(t *testing.T, f *fixture, uri string, n int) ([]*siptest.Peer, []*siptest.Subscription) {
+	t.Helper()
+	return crowdOf(t, f, "presence", uri, n)
+}
+
+// crowdOf is crowd for the package of event.
+func crowdOf(t *testing.T, f *fixture, event, uri string, n int) ([]*siptest.Peer, []*siptest.Subscription) {
+	t.Helper()
+	peers := make([]*siptest.Peer, 8)
+	for i := range peers {
+		peers[i] = f.peer(t, "UDP")
+	}
+	subs := make([]*siptest.Subscription, n)
+	for i := range subs {
+		sub, r := peers[i%len(peers)].Subscribe(event, uri, "Expires: 600")
+		siptest.WantCode(t, r, 200)
+		subs[i] = sub
+	}
+	for _, sub := range subs {
+		sub.Peer.NotifyIn(sub.CallID)
+	}
+	return peers, subs
+}
+
+// rendersApart picks the commit of a rendering for watchers after the
+// change it reports: per-watcher states, no publication or resource state.
+func rendersApart(b *store.Batch) bool {
+	return len(b.SubscriptionStates) > 0 && len(b.Publications) == 0 && len(b.Resources) == 0
+}
+
+// A PUBLISH to a presentity with many watchers is answered once the
+// publication and the composed state are committed, before the
+// watchers' documents are rendered and their states committed; the
+// NOTIFYs follow the 200, each with the new state.
+func TestPublishAnsweredBeforeItsWatchersAreRendered(t *testing.T) {
+	st := &heldStore{Store: store.NewMemory(), only: rendersApart, held: make(chan struct{}), release: make(chan struct{})}
+	f := start(t, st, extensiontest.Load(t, paPkg, nil))
+	p := f.peer(t, "UDP")
+	r := p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "v1"))
+	siptest.WantCode(t, r, 200)
+	peers, subs := crowd(t, f, carol, server.RenderApart)
+
+	r = p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "v2"), "SIP-If-Match: "+siptest.Header(r, "SIP-ETag"))
+	siptest.WantCode(t, r, 200) // while the rendering's commit may be held
+	select {
+	case <-st.held:
+	case <-time.After(siptest.Timeout):
+		t.Fatal("the watchers' states were never committed")
+	}
+	for _, w := range peers {
+		w.Quiet(20 * time.Millisecond) // nothing leaves before its state is kept
+	}
+	close(st.release)
+	for _, sub := range subs {
+		if n := sub.Peer.NotifyIn(sub.CallID); n.CSeq().SeqNo != 2 || !strings.Contains(string(n.Body()), "v2") {
+			t.Fatalf("NOTIFY after the PUBLISH:\n%s", n)
+		}
+	}
+}
+
+// A publisher that modifies its publication as soon as each 200 arrives
+// runs ahead of the renderings: some states may be rendered together,
+// but each watcher's NOTIFYs carry rising versions and the last is the
+// last state published, sent once.
+func TestPublishesAheadOfTheirRenderingsLoseNoState(t *testing.T) {
+	f := start(t, nil, extensiontest.Load(t, paPkg, nil))
+	p := f.peer(t, "UDP")
+	r := p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "v0"))
+	siptest.WantCode(t, r, 200)
+	peers, subs := crowd(t, f, carol, server.RenderApart)
+	const last = 6
+	for i := 1; i <= last; i++ {
+		r = p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", fmt.Sprintf("v%d", i)),
+			"SIP-If-Match: "+siptest.Header(r, "SIP-ETag"))
+		siptest.WantCode(t, r, 200)
+	}
+	for _, sub := range subs {
+		seen := 0
+		for seen < last {
+			n := sub.Peer.NotifyIn(sub.CallID)
+			v := 0
+			if _, err := fmt.Sscanf(string(n.Body()[strings.Index(string(n.Body()), "<note>"):]), "<note>v%d<", &v); err != nil || v <= seen {
+				t.Fatalf("NOTIFY after v%d:\n%s", seen, n)
+			}
+			seen = v
+		}
+	}
+	for _, w := range peers {
+		w.Quiet(50 * time.Millisecond)
 	}
 }

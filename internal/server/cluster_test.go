@@ -519,3 +519,39 @@ func TestPublicationFollowsRouting(t *testing.T) {
 		t.Fatalf("after the removal on node 1: %v", n)
 	}
 }
+
+// Two nodes modify one publication each of a presentity with many
+// watchers on the first node, without waiting for the NOTIFYs: each
+// PUBLISH is answered before its rendering, a node writing from a state
+// the other replaced computes again (store.ErrConflict), and every
+// watcher ends with both last states.
+func TestCrowdGetsEveryNodesLastState(t *testing.T) {
+	nodes, _ := startNodes(t, 2)
+	const carol = "sip:carol@example.com"
+	_, subs := crowd(t, nodes[0], carol, server.RenderApart)
+	pubs := make([]*siptest.Peer, len(nodes))
+	etags := make([]string, len(nodes))
+	const last = 5
+	for i := 0; i <= last; i++ {
+		for j, n := range nodes {
+			if pubs[j] == nil {
+				pubs[j] = n.peer(t, "UDP")
+			}
+			id, extra := fmt.Sprintf("%c%d", 'a'+j, i), []string{"Expires: 600"}
+			if etags[j] != "" {
+				extra = append(extra, "SIP-If-Match: "+etags[j])
+			}
+			res := pubs[j].Publish("presence", carol, "application/pidf+xml", pidf(carol, id, "open", id), extra...)
+			siptest.WantCode(t, res, 200)
+			etags[j] = siptest.Header(res, "SIP-ETag")
+		}
+	}
+	for _, sub := range subs {
+		for {
+			body := sub.Peer.NotifyIn(sub.CallID).Body()
+			if bytes.Contains(body, []byte(fmt.Sprintf("a%d", last))) && bytes.Contains(body, []byte(fmt.Sprintf("b%d", last))) {
+				break
+			}
+		}
+	}
+}

@@ -2,8 +2,8 @@ package server
 
 import (
 	"context"
+	"time"
 
-	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/store"
 )
 
@@ -30,6 +30,10 @@ func (s *Server) follow() error {
 		case <-s.ctx.Done():
 			return
 		}
+		if !s.busy() {
+			return
+		}
+		defer s.wg.Done()
 		if ch.Resync {
 			s.catchUpAll()
 			return
@@ -108,16 +112,5 @@ func (s *Server) catchUp(r *resource) error {
 	}
 	r.keepState(rec.State, rec.Version)
 	r.version++ // a SUBSCRIBE committing meanwhile renders again
-	watched := false
-	for _, d := range r.watchers {
-		watched = watched || !d.isList()
-	}
-	if !watched {
-		return nil
-	}
-	c := s.newChange()
-	if _, err := c.propose(r, abi.Request{Op: abi.OpRender}); err != nil {
-		return err
-	}
-	return c.run()
+	return s.renderWatchers(r, time.Time{})
 }

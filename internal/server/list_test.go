@@ -390,3 +390,28 @@ func TestResourceListOfDialogs(t *testing.T) {
 	}
 	w.Quiet(100 * time.Millisecond)
 }
+
+// A member watched by many is rendered for its watchers after its
+// PUBLISH is answered, the list's back-end among them: the list's
+// subscriber gets the member's new state as its other watchers do.
+func TestResourceListMemberWithACrowd(t *testing.T) {
+	f := startLists(t, store.NewMemory(), 0, extensiontest.Load(t, paPkg, nil), friendsList)
+	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
+	r := p.Publish("presence", bob, "application/pidf+xml", pidf(bob, "b1", "open", "bob here"))
+	siptest.WantCode(t, r, 200)
+	_, subs := crowd(t, f, bob, server.RenderApart)
+	_, res := w.Subscribe("presence", friends, eventlist...)
+	siptest.WantCode(t, res, 200)
+	readList(t, w.Notify())
+
+	siptest.WantCode(t, p.Publish("presence", bob, "application/pidf+xml", pidf(bob, "b1", "closed", "bob gone"), "SIP-If-Match: "+siptest.Header(r, "SIP-ETag")), 200)
+	ln := readList(t, w.Notify())
+	if st, doc := ln.instance(t, bob); ln.Version != 2 || st != "active" || !strings.Contains(doc, "bob gone") {
+		t.Fatalf("list NOTIFY after bob's PUBLISH: version %d, bob %s:\n%s", ln.Version, st, ln.req.Body())
+	}
+	for _, sub := range subs {
+		if n := sub.Peer.NotifyIn(sub.CallID); !strings.Contains(string(n.Body()), "bob gone") {
+			t.Fatalf("NOTIFY to bob's watcher:\n%s", n)
+		}
+	}
+}

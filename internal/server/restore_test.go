@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/internal/extension/extensiontest"
+	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
@@ -88,5 +90,40 @@ func TestLegacyDialogIDIsFound(t *testing.T) {
 	sub := &siptest.Subscription{Peer: w, CallID: "legacy-call", FromTag: "w1", ToTag: "srvtag", CSeq: 1, Event: "echo", Resource: alice}
 	if r := sub.Again("Expires: 600"); r.StatusCode != 200 {
 		t.Fatalf("refresh of a legacy dialog: %d %s", r.StatusCode, siptest.Header(r, "Warning"))
+	}
+}
+
+// A stop between a PUBLISH's answer and the rendering for its watchers
+// (here the rendering's commit fails, which leaves the store as a crash
+// there does: the publication and the composed state kept, the watchers'
+// states not) loses nothing acknowledged: the restarted server sends
+// every watcher the state, in its dialog.
+func TestRestartRendersWhatWasLeftToRender(t *testing.T) {
+	st := &failingStore{Store: store.NewMemory(), only: rendersApart}
+	mod := extensiontest.Load(t, paPkg, nil)
+	first := start(t, st, mod)
+	p := first.peer(t, "UDP")
+	r := p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "before"))
+	siptest.WantCode(t, r, 200)
+	peers, subs := crowd(t, first, carol, server.RenderApart)
+	st.failing.Store(true)
+	r = p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "acknowledged"), "SIP-If-Match: "+siptest.Header(r, "SIP-ETag"))
+	siptest.WantCode(t, r, 200)
+	for deadline := time.Now().Add(siptest.Timeout); st.refused.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the rendering for the watchers was never committed")
+		}
+	}
+	for _, w := range peers {
+		w.Quiet(20 * time.Millisecond)
+	}
+	first.srv.Close()
+
+	start(t, st.Store, mod)
+	for _, sub := range subs {
+		n := sub.Peer.NotifyIn(sub.CallID)
+		if n.CSeq().SeqNo != cseqBlock+1 || !strings.Contains(string(n.Body()), "acknowledged") {
+			t.Fatalf("NOTIFY of the restarted server:\n%s", n)
+		}
 	}
 }

@@ -179,6 +179,11 @@ type Server struct {
 	sources  *sourceLimiter
 	watching map[string]int // subscriptions per watcher URI, under mu
 	lists    lists
+	// renders are the resources whose watchers a change left to render
+	// after its answer (change.renderLater), each with when the first
+	// change they report happened.
+	renderMu sync.Mutex
+	renders  map[*resource]time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -220,7 +225,7 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, resources: resourceIndex{},
-		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{},
+		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
@@ -502,6 +507,21 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return nil
+}
+
+// busy counts a goroutine in s.wg, for Close to wait for, unless s is
+// closing: then it returns false and the caller does nothing. A goroutine
+// the server did not start (the store's feed) starts work this way, as
+// one it starts from such a goroutine does: s.wg.Add from zero while
+// Close waits is a race.
+func (s *Server) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // guard validates what every handler relies on and turns a panic into a

@@ -443,7 +443,8 @@ func TestLargeNotifyFallsBackToUDP(t *testing.T) {
 
 // With a coalescing window, changes within it of the watcher's last NOTIFY
 // (here, its first) reach it as one NOTIFY of the last state, not one
-// each; the final NOTIFY is never held back or dropped.
+// each, as they reach the crowd watching with it (its changes rendered
+// after their 200s); the final NOTIFY is never held back or dropped.
 func TestNotifyCoalescing(t *testing.T) {
 	m, err := extension.Load(context.Background(), extension.Spec{Name: "echo", Path: sdktest.Build(t, echoPkg),
 		MemoryLimitMB: 64, CallTimeout: 2 * time.Second, Instances: 2, Coalesce: map[string]time.Duration{"echo": 400 * time.Millisecond}})
@@ -461,6 +462,7 @@ func TestNotifyCoalescing(t *testing.T) {
 	if n := w.Notify(); string(n.Body()) != "v0" {
 		t.Fatalf("first NOTIFY:\n%s", n)
 	}
+	peers, subs := crowdOf(t, f, "echo", alice, server.RenderApart-1)
 	for i := 1; i <= 5; i++ {
 		r := p.Publish("echo", alice, "text/plain", fmt.Sprintf("v%d", i), "SIP-If-Match: "+etag)
 		siptest.WantCode(t, r, 200)
@@ -470,7 +472,15 @@ func TestNotifyCoalescing(t *testing.T) {
 	if string(n.Body()) != "v5" || n.CSeq().SeqNo != 2 {
 		t.Fatalf("after the burst, want one NOTIFY of v5 with CSeq 2:\n%s", n)
 	}
+	for _, sub := range subs {
+		if n := sub.Peer.NotifyIn(sub.CallID); string(n.Body()) != "v5" || n.CSeq().SeqNo != 2 {
+			t.Fatalf("after the burst, want one NOTIFY of v5 with CSeq 2 to each of the crowd:\n%s", n)
+		}
+	}
 	w.Quiet(600 * time.Millisecond)
+	for _, p := range peers {
+		p.Quiet(10 * time.Millisecond) // what came while w waited is read at once
+	}
 	// an unsubscribe is final: sent at once, whatever the window
 	if r := sub.Again("Expires: 0"); r.StatusCode != 200 {
 		t.Fatalf("unsubscribe: %d", r.StatusCode)
@@ -480,16 +490,17 @@ func TestNotifyCoalescing(t *testing.T) {
 	}
 }
 
-// heldStore holds the first commit of a new subscription until released,
-// so a test can change the presentity while that SUBSCRIBE commits.
+// heldStore holds the first commit its predicate picks until released,
+// so a test can act while that change commits.
 type heldStore struct {
 	store.Store
+	only          func(*store.Batch) bool
 	held, release chan struct{}
 	once          sync.Once
 }
 
 func (h *heldStore) Commit(ctx context.Context, b *store.Batch) error {
-	if len(b.Subscriptions) > 0 {
+	if h.only(b) {
 		h.once.Do(func() {
 			close(h.held)
 			<-h.release
@@ -502,7 +513,8 @@ func (h *heldStore) Commit(ctx context.Context, b *store.Batch) error {
 // presentity share group commits): a PUBLISH meanwhile is not held up, and
 // the new watcher's first NOTIFY has the state after it, not before.
 func TestChangeDuringSubscribeCommit(t *testing.T) {
-	st := &heldStore{Store: store.NewMemory(), held: make(chan struct{}), release: make(chan struct{})}
+	st := &heldStore{Store: store.NewMemory(), held: make(chan struct{}), release: make(chan struct{}),
+		only: func(b *store.Batch) bool { return len(b.Subscriptions) > 0 }}
 	f := start(t, st, echo(t))
 	p, w := f.peer(t, "UDP"), f.peer(t, "UDP")
 	r := p.Publish("echo", alice, "text/plain", "v1")
