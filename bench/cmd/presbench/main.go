@@ -811,7 +811,11 @@ func (d *driver) fanout(rates []float64) error {
 				r.Seconds = e
 			}
 			if num(pst, "SuccessfulCall(C)") != 1 {
+				// The server refused a change (a 500, a 503): the load
+				// offered was not served, so the NOTIFYs due for the
+				// changes never made count as failed, not as coalesced.
 				r.Note = strings.TrimSpace(r.Note + " publisher failed: " + firstErrors(p.errf))
+				r.Expected = max(r.Expected, due)
 			}
 			r.Retrans += num(pst, "Retransmissions(C)")
 		}
