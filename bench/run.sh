@@ -100,7 +100,7 @@ KPORT=$(free_port)
 mkdir -p "$TMP/kamailio"
 # -DD: stay in the foreground, -E: log to stderr, -l: the listen socket.
 "$KAM" -f bench/kamailio/kamailio.cfg -DD -E -l "udp:127.0.0.1:$KPORT" \
-	-P "$TMP/kamailio/kamailio.pid" -Y "$TMP/kamailio" -m 1024 -M 64 \
+	-P "$TMP/kamailio/kamailio.pid" -Y "$TMP/kamailio" -m "${KAMAILIO_SHM_MB:-1024}" -M 64 \
 	>"$TMP/kamailio/kamailio.log" 2>&1 &
 KPID=$!
 PIDS+=("$KPID")

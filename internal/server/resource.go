@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/internal/store"
 )
 
@@ -76,7 +75,6 @@ type resource struct {
 	// the resource and an 8-byte array of every publication.
 	pubs     *publication
 	watchers map[string]*dialog // by dialog ID
-	pending  *abi.Response      // a committed module answer not yet applied
 	// version counts the module answers applied (apply): a SUBSCRIBE that
 	// commits without the lock renders again if it moved meanwhile.
 	version uint64
@@ -86,7 +84,8 @@ type resource struct {
 	stored uint64
 	// pins keeps r in Server.resources while a SUBSCRIBE commits without
 	// its lock, so that the dialog joins the live resource. It sits beside
-	// dead so that the two share a word: 120 bytes, in the 128-byte class.
+	// dead and cold so that the three share a word: 112 bytes, a size
+	// class of its own.
 	pins int32
 	dead bool // removed from Server.resources
 	// cold: state is not held here but in the store, at version stored.
