@@ -258,7 +258,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func defaults() *Config {
 	return &Config{
 		Server: Server{DataDir: "data", CacheDir: defaultCacheDir(), UserAgent: "presenced", LogLevel: "info", LogFormat: "text",
-			GCPercent: 100},
+			GCPercent: 50},
 		Listen: []Listener{
 			{Transport: "udp", Address: "127.0.0.1:5060"},
 			{Transport: "tcp", Address: "127.0.0.1:5060"},

@@ -30,7 +30,7 @@ func TestDefaultsApplied(t *testing.T) {
 	}
 	dir := filepath.Dir(p)
 	want := Server{DataDir: filepath.Join(dir, "data"), CacheDir: filepath.Join(cache, "presenced"), UserAgent: "presenced", LogLevel: "info", LogFormat: "text",
-		GCPercent: 100}
+		GCPercent: 50}
 	if !reflect.DeepEqual(c.Server, want) {
 		t.Errorf("server = %+v, want %+v", c.Server, want)
 	}
