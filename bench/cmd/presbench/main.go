@@ -94,7 +94,7 @@ func main() {
 		peak      = flag.Float64("overload-peak", 0, "PUBLISH/s taken as the peak by the overload workload (0: the best clean step of the publish workload)")
 		pubRates  = flag.String("publish-rates", "250,500,1000,2000,4000,5000,6000,7000,8000,10000,12000,16000", "PUBLISH/s steps")
 		subRates  = flag.String("subscribe-rates", "250,500,1000,2000,3000,4000,5000,6000,8000,10000", "SUBSCRIBE/s steps (each with its NOTIFY)")
-		fanRates  = flag.String("fanout-rates", "1000,2000,5000,10000,15000,20000,30000,40000,50000", "NOTIFY/s steps for the fan-out (PUBLISH/s = rate/watchers)")
+		fanRates  = flag.String("fanout-rates", "1000,2000,5000,10000,15000,20000,30000,40000,50000,75000,100000", "NOTIFY/s steps for the fan-out (PUBLISH/s = rate/watchers)")
 		step      = flag.Duration("step", 5*time.Second, "length of each step")
 		maxFail   = flag.Float64("max-fail", 1, "stop a workload's steps once a step fails more than this `percent`")
 		watchers  = flag.Int("watchers", 1000, "watchers of the fan-out presentity")
