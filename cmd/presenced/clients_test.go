@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -48,39 +49,40 @@ type sipPort struct {
 
 // freeSIPPort is a port free now for both UDP and TCP on 127.0.0.1.
 func freeSIPPort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 20; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both UDP and TCP after 20 tries")
-	return 0
+	return portBelowEphemeral(t, func(addr string) bool { return portBusy(addr) == "" })
 }
 
 // freeTCPPort is a TCP port free now, for a client's command socket.
 func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return portBelowEphemeral(t, func(addr string) bool {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+		}
+		return err == nil
+	})
 }
 
-// portBusy says why port cannot be bound for UDP or TCP on 127.0.0.1,
+// portBelowEphemeral is a port on 127.0.0.1 that free says is free now,
+// picked below Linux's ephemeral range (32768-60999): a port the kernel
+// handed out for ":0" could be taken by another socket bound to ":0"
+// (a client's own SIP socket, another test's) before the daemon or the
+// client binds it, which then fails with "Address already in use".
+func portBelowEphemeral(t *testing.T, free func(addr string) bool) int {
+	t.Helper()
+	for range 50 {
+		port := 20000 + rand.IntN(12000)
+		if free(fmt.Sprintf("127.0.0.1:%d", port)) {
+			return port
+		}
+	}
+	t.Fatal("no port free below the ephemeral range after 50 tries")
+	return 0
+}
+
+// portBusy says why addr (127.0.0.1:port) cannot be bound for UDP or TCP,
 // or "" if both can.
-func portBusy(port int) string {
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+func portBusy(addr string) string {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return err.Error()
@@ -99,7 +101,7 @@ func portBusy(port int) string {
 // (what a PUBLISH's entity then says must still name the presentity).
 func sipPorts(t *testing.T) []sipPort {
 	return []sipPort{
-		{name: "5060", port: 5060, unusable: portBusy(5060)},
+		{name: "5060", port: 5060, unusable: portBusy("127.0.0.1:5060")},
 		{name: "other", port: freeSIPPort(t)},
 	}
 }

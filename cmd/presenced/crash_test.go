@@ -23,12 +23,13 @@ const cseqBlock = 32
 // peers know the address before it starts, and a daemon restarted after
 // SIGKILL must come back on it.
 func freePort(t *testing.T) int {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
+	return portBelowEphemeral(t, func(addr string) bool {
+		pc, err := net.ListenPacket("udp", addr)
+		if err == nil {
+			pc.Close()
+		}
+		return err == nil
+	})
 }
 
 // A 2xx means the change is on disk: the daemon is killed with SIGKILL

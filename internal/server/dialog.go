@@ -372,6 +372,13 @@ func (s *Server) holdUntilWindow(d *dialog) {
 
 // endHold renders d at the end of its coalescing window and sends it.
 func (s *Server) endHold(d *dialog, h *hold) {
+	// The window's timer is not one of s.timers: counted in s.wg, its
+	// rendering either runs before Close waits or not at all, and never
+	// starts a NOTIFY sender (s.wg.Add) while Close waits.
+	if !s.busy() {
+		return
+	}
+	defer s.wg.Done()
 	r := d.res
 	r.mu.Lock()
 	defer s.release(r)
