@@ -296,3 +296,37 @@ func TestPublishesAheadOfTheirRenderingsLoseNoState(t *testing.T) {
 		w.Quiet(50 * time.Millisecond)
 	}
 }
+
+// A crowd rendered apart from the change (mwi, one of the pubstate
+// packages) is sent nothing when the change leaves what it sees as it
+// was: here the removal of a publication older than the latest, which
+// changes the state but not the summary. The next real change reaches
+// every watcher with the next CSeq: nothing was sent in between.
+func TestCrowdNotSentWhatItWasSent(t *testing.T) {
+	const ctype = "application/simple-message-summary"
+	f := start(t, nil, extensiontest.Load(t, "github.com/presenced/presenced/extensions/mwi", nil))
+	vm, other := f.peer(t, "UDP"), f.peer(t, "UDP")
+	summary := func(n int) string { return fmt.Sprintf("Messages-Waiting: yes\r\nVoice-Message: %d/0\r\n", n) }
+	old := other.Publish("message-summary", bob, ctype, summary(1))
+	siptest.WantCode(t, old, 200)
+	peers, subs := crowdOf(t, f, "message-summary", bob, server.RenderApart)
+	r := vm.Publish("message-summary", bob, ctype, summary(2))
+	siptest.WantCode(t, r, 200)
+	for _, sub := range subs {
+		if n := sub.Peer.NotifyIn(sub.CallID); string(n.Body()) != summary(2) || n.CSeq().SeqNo != 2 {
+			t.Fatalf("NOTIFY of the newer summary:\n%s", n)
+		}
+	}
+	etag := siptest.Header(r, "SIP-ETag")
+	r = other.Publish("message-summary", bob, "", "", "Expires: 0", "SIP-If-Match: "+siptest.Header(old, "SIP-ETag"))
+	siptest.WantCode(t, r, 200)
+	siptest.WantCode(t, vm.Publish("message-summary", bob, ctype, summary(3), "SIP-If-Match: "+etag), 200)
+	for _, sub := range subs {
+		if n := sub.Peer.NotifyIn(sub.CallID); string(n.Body()) != summary(3) || n.CSeq().SeqNo != 3 {
+			t.Fatalf("after the older publication went, the next NOTIFY is the next summary with CSeq 3:\n%s", n)
+		}
+	}
+	for _, p := range peers {
+		p.Quiet(10 * time.Millisecond)
+	}
+}

@@ -96,7 +96,9 @@ var _ sdk.Handler = Handler{}
 // published (RFC 3842's message-summary is one): a PUBLISH whose body
 // check takes makes it the latest, the removal or expiry of the latest
 // brings back the one before it, and a change that leaves the latest as
-// it was (a refresh, the removal of an older one) notifies nobody. Several
+// it was (a refresh, the removal of an older one) notifies nobody: each
+// watcher's state keeps the digest of the body it was last sent, which a
+// render (sdk.OpRender without Full) compares, as ABI.md §6 lets a module. Several
 // sources of one resource are not composed: the last one to speak wins.
 // While nothing is published, watchers get empty.
 func Latest(contentType string, empty []byte, check func(body []byte) error) Handler {
@@ -120,9 +122,18 @@ func Latest(contentType string, empty []byte, check func(body []byte) error) Han
 			if before != nil && bytes.Equal(latest(before), body) {
 				return nil, nil
 			}
+			// A render (before nil: a crowd's rendering, a coalescing
+			// window's end) leaves out the watchers whose state holds the
+			// digest of this body: they were sent it already.
+			digest := sdk.Digest(body)
 			var ns []sdk.Notification
 			for _, w := range req.Watchers {
-				ns = append(ns, sdk.Notification{WatcherID: w.ID, ContentType: contentType, Body: body})
+				_, state, send := sdk.NextDocument(w, 0, digest)
+				if !send {
+					continue
+				}
+				ns = append(ns, sdk.Notification{WatcherID: w.ID, ContentType: contentType, Body: body,
+					State: state, StateChanged: true})
 			}
 			return ns, nil
 		},

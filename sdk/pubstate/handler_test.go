@@ -23,30 +23,7 @@ func TestLatest(t *testing.T) {
 		return nil
 	})}
 	w := sdk.Watcher{ID: "w", Full: true}
-	var state []byte
-	// do runs one op and returns the body every watcher was sent, "-" for
-	// no notification, and keeps the new state.
-	do := func(op sdk.Op, id, ctype, body string) string {
-		t.Helper()
-		req := &sdk.Request{Op: op, Event: "x", Resource: "sip:a@example.com", State: state, Watchers: []sdk.Watcher{w}}
-		if op != sdk.OpRender {
-			req.Publication = &sdk.Publication{ID: id, ContentType: ctype, Body: []byte(body)}
-		}
-		res, err := sdk.Dispatch(m, req)
-		if err != nil || res.Code != 0 {
-			t.Fatalf("%s %s: %+v %v", op, id, res, err)
-		}
-		if res.StateChanged {
-			state = res.State
-		}
-		if len(res.Notifications) == 0 {
-			return "-"
-		}
-		if n := res.Notifications[0]; len(res.Notifications) != 1 || n.WatcherID != "w" || n.ContentType != "text/plain" {
-			t.Fatalf("%s %s: notifications %+v", op, id, res.Notifications)
-		}
-		return string(res.Notifications[0].Body)
-	}
+	run := &latestRun{t: t, m: m, w: w}
 	for i, c := range []struct {
 		op       sdk.Op
 		id, body string
@@ -62,7 +39,7 @@ func TestLatest(t *testing.T) {
 		{sdk.OpRender, "", "", "two"},
 		{sdk.OpUnpublish, "p2", "", "none"},
 	} {
-		if got := do(c.op, c.id, "Text/Plain; charset=utf-8", c.body); got != c.wantSent {
+		if got := run.do(c.op, c.id, "Text/Plain; charset=utf-8", c.body); got != c.wantSent {
 			t.Fatalf("step %d, %s %s: sent %q, want %q", i, c.op, c.id, got, c.wantSent)
 		}
 	}
@@ -70,23 +47,91 @@ func TestLatest(t *testing.T) {
 		req  *sdk.Request
 		code uint32
 	}{
-		{&sdk.Request{Op: sdk.OpPublish, State: state, Publication: &sdk.Publication{ID: "p", ContentType: "text/html", Body: []byte("x")}, Watchers: []sdk.Watcher{w}}, 415},
-		{&sdk.Request{Op: sdk.OpPublish, State: state, Publication: &sdk.Publication{ID: "p", ContentType: "text/plain", Body: []byte("bad")}, Watchers: []sdk.Watcher{w}}, 400},
-		{&sdk.Request{Op: sdk.OpRender, State: state, Watchers: []sdk.Watcher{{ID: "v", Accept: []string{"application/xml"}}}}, 406},
+		{&sdk.Request{Op: sdk.OpPublish, Publication: &sdk.Publication{ID: "p", ContentType: "text/html", Body: []byte("x")}, Watchers: []sdk.Watcher{w}}, 415},
+		{&sdk.Request{Op: sdk.OpPublish, Publication: &sdk.Publication{ID: "p", ContentType: "text/plain", Body: []byte("bad")}, Watchers: []sdk.Watcher{w}}, 400},
+		{&sdk.Request{Op: sdk.OpRender, Watchers: []sdk.Watcher{{ID: "v", Accept: []string{"application/xml"}}}}, 406},
 	} {
+		c.req.State = run.state
 		res, err := sdk.Dispatch(m, c.req)
 		if err != nil || res.Code != c.code || res.StateChanged || len(res.Notifications) != 0 {
 			t.Errorf("want %d and nothing changed, got %+v %v", c.code, res, err)
 		}
 	}
 	// a command's own id, beside the publications
-	res, err := m.Change(&sdk.Request{State: state, Watchers: []sdk.Watcher{w}}, func(st *State) error {
+	res, err := m.Change(&sdk.Request{State: run.state, Watchers: []sdk.Watcher{w}}, func(st *State) error {
 		st.Push("operator", []byte("set"))
 		return nil
 	})
 	if err != nil || len(res.Notifications) != 1 || string(res.Notifications[0].Body) != "set" {
 		t.Fatalf("Change: %+v %v", res, err)
 	}
+}
+
+// A render without Full, as the host asks once a change of a crowd's
+// resource is answered or a coalescing window ends, sends a watcher only
+// what differs from what its state says it was last sent.
+func TestLatestRenderLeavesOutWhatWasSent(t *testing.T) {
+	run := &latestRun{t: t, m: module{Latest("text/plain", []byte("none"), func([]byte) error { return nil })},
+		w: sdk.Watcher{ID: "w"}, crowd: true}
+	for i, c := range []struct {
+		op       sdk.Op
+		id, body string
+		wantSent string
+	}{
+		{sdk.OpRender, "", "", "none"},
+		{sdk.OpRender, "", "", "-"},
+		{sdk.OpPublish, "p1", "one", "-"},
+		{sdk.OpRender, "", "", "one"},
+		{sdk.OpPublish, "p2", "two", "-"},
+		{sdk.OpUnpublish, "p2", "", "-"}, // back to what w was sent
+		{sdk.OpRender, "", "", "-"},
+		{sdk.OpUnpublish, "p1", "", "-"},
+		{sdk.OpRender, "", "", "none"},
+	} {
+		if got := run.do(c.op, c.id, "text/plain", c.body); got != c.wantSent {
+			t.Fatalf("step %d, %s %s: sent %q, want %q", i, c.op, c.id, got, c.wantSent)
+		}
+	}
+}
+
+// latestRun drives a Latest module as the host does: one resource, one
+// watcher w, whose state it keeps from what w was sent.
+type latestRun struct {
+	t     *testing.T
+	m     module
+	state []byte
+	w     sdk.Watcher
+	// crowd proposes a publication's change without watchers, as the
+	// host does for a resource with many: they get a render after it.
+	crowd bool
+}
+
+// do runs one op and returns the body w was sent, "-" for none.
+func (l *latestRun) do(op sdk.Op, id, ctype, body string) string {
+	l.t.Helper()
+	req := &sdk.Request{Op: op, Event: "x", Resource: "sip:a@example.com", State: l.state, Watchers: []sdk.Watcher{l.w}}
+	if op != sdk.OpRender {
+		req.Publication = &sdk.Publication{ID: id, ContentType: ctype, Body: []byte(body)}
+		if l.crowd {
+			req.Watchers = nil
+		}
+	}
+	res, err := sdk.Dispatch(l.m, req)
+	if err != nil || res.Code != 0 {
+		l.t.Fatalf("%s %s: %+v %v", op, id, res, err)
+	}
+	if res.StateChanged {
+		l.state = res.State
+	}
+	if len(res.Notifications) == 0 {
+		return "-"
+	}
+	n := res.Notifications[0]
+	if len(res.Notifications) != 1 || n.WatcherID != "w" || n.ContentType != "text/plain" || !n.StateChanged || len(n.State) == 0 {
+		l.t.Fatalf("%s %s: notifications %+v", op, id, res.Notifications)
+	}
+	l.w.State = n.State
+	return string(n.Body)
 }
 
 // Handler for a package that composes every publication: the state is
