@@ -125,10 +125,49 @@ type clientDaemon struct {
 	api string // the admin API's base URL
 }
 
+// startClientDaemon starts the daemon at the usable ports. Outside CI,
+// a port found free that another program takes before the daemon binds
+// it (5060: a softphone, sipp) is marked unusable in ports and the
+// daemon started again without it, rather than the whole test failing.
 func startClientDaemon(t *testing.T, ports []sipPort) *clientDaemon {
 	t.Helper()
 	bin := buildDaemon(t)
 	pa := sdktest.Build(t, paPkg)
+	for {
+		d := startClientDaemonAt(t, bin, pa, ports)
+		if inCI || !d.exitedAtStart() {
+			d.serving(t)
+			return withAdmin(t, d)
+		}
+		taken := false
+		for i, p := range ports {
+			if p.unusable == "" && strings.Contains(d.output(), fmt.Sprintf("127.0.0.1:%d: bind: address already in use", p.port)) {
+				ports[i].unusable, taken = "taken while the daemon started", true
+			}
+		}
+		if !taken {
+			d.serving(t) // fails with the daemon's log
+		}
+	}
+}
+
+// exitedAtStart reports whether the daemon exited before it was serving.
+func (d *daemon) exitedAtStart() bool {
+	for range 500 {
+		select {
+		case <-d.done:
+			return !strings.Contains(d.output(), "presenced serving")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if strings.Contains(d.output(), "presenced serving") {
+			return false
+		}
+	}
+	return false
+}
+
+func startClientDaemonAt(t *testing.T, bin, pa string, ports []sipPort) *daemon {
+	t.Helper()
 	var listen strings.Builder
 	for _, p := range ports {
 		if p.unusable != "" {
@@ -138,7 +177,7 @@ func startClientDaemon(t *testing.T, ports []sipPort) *clientDaemon {
 			fmt.Fprintf(&listen, "[[listen]]\ntransport = %q\naddress = \"127.0.0.1:%d\"\n", tr, p.port)
 		}
 	}
-	d := startDaemon(t, bin, "-config", writeConfig(t, fmt.Sprintf(`
+	return startDaemon(t, bin, "-config", writeConfig(t, fmt.Sprintf(`
 [server]
 data_dir = %q
 %s
@@ -148,8 +187,6 @@ token = %q
 [extension.pa]
 path = %q
 `, t.TempDir(), listen.String(), adminToken, pa)))
-	d.serving(t)
-	return withAdmin(t, d)
 }
 
 // withAdmin is d, started with an admin API guarded by adminToken, as a
