@@ -94,11 +94,7 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 // r.mu is held.
 func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource, d *dialog, secs int) error {
 	ok := func() {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.To().Params.Add("tag", d.localTag())
-		s.addContact(res, req)
-		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-		s.respond(req, tx, res, "")
+		s.replyOK(req, tx, d.localTag(), s.withContact(req, sip.NewHeader("Expires", strconv.Itoa(secs)))...)
 	}
 	d.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	// On a shared store, what another node wrote a moment ago may not
@@ -278,10 +274,8 @@ func (s *Server) inDialog(req *sip.Request, ev header.Event, ep *eventPackage, d
 // refreshOK answers an in-dialog SUBSCRIBE: 200, our Contact, the expiry
 // granted, and any header the dialog's kind adds.
 func (s *Server) refreshOK(req *sip.Request, tx sip.ServerTransaction, secs int, hdrs ...sip.Header) {
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	s.addContact(res, req)
-	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-	s.respond(req, tx, res, "", hdrs...)
+	expires := sip.NewHeader("Expires", strconv.Itoa(secs))
+	s.replyOK(req, tx, "", s.withContact(req, append([]sip.Header{expires}, hdrs...)...)...)
 }
 
 // renew is a refresh of d (RFC 6665 §4.2.1.2): new expiry, target and
@@ -343,9 +337,12 @@ func (s *Server) renew(req *sip.Request, r *resource, d *dialog, secs int) (*cha
 	return c, nil
 }
 
-// addContact puts our Contact for the request's transport on res.
-func (s *Server) addContact(res *sip.Response, req *sip.Request) {
+// withContact is our Contact for the request's transport, if we have
+// one, followed by hdrs: the headers of a 200 that makes or refreshes a
+// dialog.
+func (s *Server) withContact(req *sip.Request, hdrs ...sip.Header) []sip.Header {
 	if c, ok := s.contact[sip.NetworkToLower(req.Transport())]; ok {
-		res.AppendHeader(&sip.ContactHeader{Address: c})
+		return append([]sip.Header{&sip.ContactHeader{Address: c}}, hdrs...)
 	}
+	return hdrs
 }
