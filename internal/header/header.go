@@ -86,7 +86,7 @@ func ParseExpires(v string) (int, error) {
 
 // Expires returns the request's Expires header: ok is false when absent.
 func Expires(req *sip.Request) (secs int, ok bool, err error) {
-	h := req.GetHeader("Expires")
+	h := Get(req, "Expires")
 	if h == nil {
 		return 0, false, nil
 	}
@@ -101,7 +101,7 @@ func Expires(req *sip.Request) (secs int, ok bool, err error) {
 // A request without Accept returns nil.
 func Accept(req *sip.Request) []string {
 	var out []string
-	for _, h := range req.GetHeaders("Accept") {
+	for _, h := range All(req, "Accept") {
 		for _, v := range strings.Split(h.Value(), ",") {
 			if t := abi.MediaType(v); t != "" {
 				out = append(out, t)

@@ -281,3 +281,36 @@ func BenchmarkAnswer(b *testing.B) {
 		}
 	})
 }
+
+// TestHeaderLookupAsSipgo holds header.All and header.Get to what
+// sipgo's GetHeaders and GetHeader find, over the corpus, for every name
+// a request carries in its own case, upper and lower case, and names it
+// may lack.
+func TestHeaderLookupAsSipgo(t *testing.T) {
+	checked := 0
+	for name, req := range answerCorpus(t) {
+		names := []string{"Event", "Expires", "Accept", "SIP-If-Match", "Record-Route", "X-None"}
+		for _, h := range req.Headers() {
+			names = append(names, h.Name(), strings.ToUpper(h.Name()), strings.ToLower(h.Name()))
+		}
+		for _, n := range names {
+			got, want := header.All(req, n), req.GetHeaders(n)
+			if len(got) != len(want) {
+				t.Errorf("%s %q: %d headers, sipgo %d", name, n, len(got), len(want))
+				continue
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Errorf("%s %q #%d: %v, sipgo %v", name, n, i, got[i], want[i])
+				}
+			}
+			if g, w := header.Get(req, n), req.GetHeader(n); g != w {
+				t.Errorf("%s %q: Get %v, sipgo %v", name, n, g, w)
+			}
+			checked++
+		}
+	}
+	if checked < 400 {
+		t.Fatalf("only %d names checked: the corpus did not parse", checked)
+	}
+}

@@ -42,7 +42,7 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 		}
 	}
 	var etag string
-	if h := req.GetHeader("SIP-If-Match"); h != nil {
+	if h := header.Get(req, "SIP-If-Match"); h != nil {
 		etag = strings.TrimSpace(h.Value())
 	}
 	if etag == "" {

@@ -115,7 +115,7 @@ func (s *Server) bindingChanges(req *sip.Request, aor string, path []string) ([]
 	current := s.bindings[aor]
 	var changes []bindingChange
 	seen := map[string]int{} // binding key -> the Contact that named it
-	contacts := req.GetHeaders("Contact")
+	contacts := header.All(req, "Contact")
 	for i, h := range contacts {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {

@@ -571,27 +571,6 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 var singleValued = [...]string{"From", "To", "Call-ID", "CSeq", "Max-Forwards",
 	"Expires", "Event", "Content-Type", "Content-Length"}
 
-// asciiEqualFold reports whether a and b are equal but for the case of
-// ASCII letters, as sipgo compares header names.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
 // missingHeader says what makes req unfit for a handler, "" if nothing:
 // a header it needs is missing or malformed, or a single-valued one is
 // repeated with another value. A copy with the same value is ambiguous to
@@ -604,7 +583,7 @@ func missingHeader(req *sip.Request) string {
 	for _, h := range req.Headers() {
 		hn := h.Name()
 		for i, name := range singleValued {
-			if !asciiEqualFold(hn, name) {
+			if !header.SameName(hn, name) {
 				continue
 			}
 			if first[i] == nil {
@@ -710,7 +689,7 @@ func callID(req *sip.Request) string {
 
 // event parses the request's Event header and finds its package.
 func (s *Server) event(req *sip.Request) (header.Event, *eventPackage, error) {
-	h := req.GetHeader("Event")
+	h := header.Get(req, "Event")
 	if h == nil {
 		return header.Event{}, nil, refuse(400, "missing Event header")
 	}

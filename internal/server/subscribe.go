@@ -80,7 +80,7 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 	}
 	// A proxy that record-routed stays on the path: the route set is the
 	// Record-Route list in order (RFC 3261 §12.1.1).
-	for _, rr := range req.GetHeaders("Record-Route") {
+	for _, rr := range header.All(req, "Record-Route") {
 		id.routeSet = append(id.routeSet, rr.Value())
 	}
 	d := &dialog{created: time.Now().UnixNano(), res: r, accept: header.Accept(req), remoteCSeq: req.CSeq().SeqNo,

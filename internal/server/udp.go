@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/internal/header"
 )
 
 // UDP requests other than INVITE, ACK and CANCEL skip sipgo's transaction
@@ -276,11 +277,11 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 	allowedStatus := (code >= 180 && code < 190) || (code >= 200 && code < 300)
 	earlyInvite := req.IsInvite() && code > 100 && code < 200
 	if allowedMethod && (allowedStatus || earlyInvite) {
-		for _, h := range req.GetHeaders("Record-Route") {
+		for _, h := range header.All(req, "Record-Route") {
 			line(h)
 		}
 	}
-	for i, h := range req.GetHeaders("Via") {
+	for i, h := range header.All(req, "Via") {
 		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
 			if val, exists := v.Params.Get("rport"); exists && val == "" {
 				// RFC 3581 §4: the top Via answers with the source.
