@@ -314,3 +314,69 @@ func TestHeaderLookupAsSipgo(t *testing.T) {
 		t.Fatalf("only %d names checked: the corpus did not parse", checked)
 	}
 }
+
+// TestURIStringAsSipgo holds uriString to sipgo's Uri.String over the
+// URIs of the corpus's request-URIs and address headers, and URIs made to
+// reach each branch (no scheme, a password, slashes, headers, quoted and
+// bare parameters, IPv6 and IPv4 hosts, ports).
+func TestURIStringAsSipgo(t *testing.T) {
+	var uris []sip.Uri
+	for _, req := range answerCorpus(t) {
+		uris = append(uris, req.Recipient)
+		for _, h := range req.Headers() {
+			switch h := h.(type) {
+			case *sip.FromHeader:
+				uris = append(uris, h.Address)
+			case *sip.ToHeader:
+				uris = append(uris, h.Address)
+			case *sip.ContactHeader:
+				uris = append(uris, h.Address)
+			}
+		}
+	}
+	for _, s := range []string{"sip:alice@example.com", "sips:bob:secret@[2001:db8::1]:5061;transport=tls",
+		"sip:127.0.0.1:5060;lr;maddr=10.0.0.1?subject=hi&priority=urgent", "sip:host", "tel:+15551234567",
+		"sip:u@h;x=\"a b\"", "sip:u@[::ffff:192.0.2.1]"} {
+		var u sip.Uri
+		if err := sip.ParseUri(s, &u); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		uris = append(uris, u)
+	}
+	made := []sip.Uri{
+		{Host: "example.com", User: "noscheme"},
+		{Scheme: "sip", HierarhicalSlashes: true, User: "u", Password: "p", Host: "h.example", Port: 65535},
+		{Scheme: "sip", Host: "h", UriParams: sip.HeaderParams{{K: "a", V: "x\ty"}, {K: "b"}, {K: "c", V: "1"}},
+			Headers: sip.HeaderParams{{K: "h", V: "v w"}, {K: "k"}}},
+	}
+	uris = append(uris, made...)
+	for i := range uris {
+		if got, want := uriString(&uris[i]), uris[i].String(); got != want {
+			t.Errorf("uriString %q, sipgo %q", got, want)
+		}
+	}
+	if len(uris) < 50 {
+		t.Fatalf("only %d URIs: the corpus did not parse", len(uris))
+	}
+}
+
+// BenchmarkURIString is the three URIs a new subscription keeps: written
+// by uriString, against sipgo's String.
+func BenchmarkURIString(b *testing.B) {
+	var uris [3]sip.Uri
+	for i, s := range []string{"sip:watcher17@example.com", "sip:presentity42@example.com", "sip:sipp@127.0.0.1:5061;transport=udp"} {
+		if err := sip.ParseUri(s, &uris[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for name, f := range map[string]func(*sip.Uri) string{"direct": uriString, "sipgo": (*sip.Uri).String} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := range uris {
+					f(&uris[i])
+				}
+			}
+		})
+	}
+}
