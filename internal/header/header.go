@@ -1,7 +1,8 @@
 // Package header parses and builds the SIP headers that sipgo leaves as
 // plain strings: Event, Expires, Accept, Content-Type, SIP-If-Match,
-// Warning. It also maps the compact forms sipgo does not (o, u, k).
-// It owns no state and sends nothing.
+// Warning. It also maps the compact forms sipgo does not (o, u, k), and
+// finds a request's headers by name (All, Get). It owns no state and
+// sends nothing.
 package header
 
 import (
