@@ -46,7 +46,7 @@ func RegID(v string) (uint32, error) {
 // name-addr is an error.
 func Path(req *sip.Request) ([]string, error) {
 	var out []string
-	for _, h := range req.GetHeaders("Path") {
+	for _, h := range All(req, "Path") {
 		for _, v := range splitList(h.Value()) {
 			var u sip.Uri
 			params := sip.NewParams()
@@ -61,7 +61,7 @@ func Path(req *sip.Request) ([]string, error) {
 
 // Supported reports whether req lists option tag in a Supported header.
 func Supported(req *sip.Request, tag string) bool {
-	for _, h := range req.GetHeaders("Supported") {
+	for _, h := range All(req, "Supported") {
 		for _, t := range strings.Split(h.Value(), ",") {
 			if strings.EqualFold(strings.TrimSpace(t), tag) {
 				return true

@@ -1,7 +1,8 @@
 // Package header parses and builds the SIP headers that sipgo leaves as
 // plain strings: Event, Expires, Accept, Content-Type, SIP-If-Match,
-// Warning. It also maps the compact forms sipgo does not (o, u, k).
-// It owns no state and sends nothing.
+// Warning. It also maps the compact forms sipgo does not (o, u, k), and
+// finds a request's headers by name (All, Get). It owns no state and
+// sends nothing.
 package header
 
 import (
@@ -86,7 +87,7 @@ func ParseExpires(v string) (int, error) {
 
 // Expires returns the request's Expires header: ok is false when absent.
 func Expires(req *sip.Request) (secs int, ok bool, err error) {
-	h := req.GetHeader("Expires")
+	h := Get(req, "Expires")
 	if h == nil {
 		return 0, false, nil
 	}
@@ -101,7 +102,7 @@ func Expires(req *sip.Request) (secs int, ok bool, err error) {
 // A request without Accept returns nil.
 func Accept(req *sip.Request) []string {
 	var out []string
-	for _, h := range req.GetHeaders("Accept") {
+	for _, h := range All(req, "Accept") {
 		for _, v := range strings.Split(h.Value(), ",") {
 			if t := abi.MediaType(v); t != "" {
 				out = append(out, t)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/internal/auth"
+	"github.com/presenced/presenced/internal/header"
 )
 
 // Auth says which requests need digest authentication (RFC 3261 §22).
@@ -35,7 +36,7 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction) bool {
 		return true
 	}
 	var creds []string
-	for _, h := range req.GetHeaders("Authorization") {
+	for _, h := range header.All(req, "Authorization") {
 		creds = append(creds, h.Value())
 	}
 	user, err := a.Authenticator.Verify(req.Method.String(), req.Recipient.String(), realm, creds)

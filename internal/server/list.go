@@ -160,12 +160,8 @@ func (s *Server) subscribeList(req *sip.Request, tx sip.ServerTransaction, ev he
 	d.list, d.status = l, abi.StatusActive
 	d.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	ok := func() {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.To().Params.Add("tag", d.localTag())
-		s.addContact(res, req)
-		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-		res.AppendHeader(sip.NewHeader("Require", "eventlist"))
-		s.respond(req, tx, res, "")
+		s.replyOK(req, tx, d.localTag(), s.withContact(req, sip.NewHeader("Expires", strconv.Itoa(secs)),
+			sip.NewHeader("Require", "eventlist"))...)
 	}
 	c := s.newChange()
 	p, err := s.planList(c, l, def, rs)

@@ -42,7 +42,7 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 		}
 	}
 	var etag string
-	if h := req.GetHeader("SIP-If-Match"); h != nil {
+	if h := header.Get(req, "SIP-If-Match"); h != nil {
 		etag = strings.TrimSpace(h.Value())
 	}
 	if etag == "" {
@@ -230,8 +230,7 @@ func (s *Server) unpublish(r *resource, p *publication) (*change, error) {
 }
 
 func (s *Server) publishOK(req *sip.Request, tx sip.ServerTransaction, etag string, secs int) {
-	s.respond(req, tx, sip.NewResponseFromRequest(req, 200, "OK", nil), "",
-		sip.NewHeader("SIP-ETag", etag), sip.NewHeader("Expires", strconv.Itoa(secs)))
+	s.replyOK(req, tx, "", sip.NewHeader("SIP-ETag", etag), sip.NewHeader("Expires", strconv.Itoa(secs)))
 }
 
 func (s *Server) removePublication(r *resource, p *publication) {

@@ -72,7 +72,7 @@ func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 		return err
 	}
 	defer s.releaseAll(locked)
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	var hdrs []sip.Header
 	for _, b := range sortedBindings(s.bindings[aor]) {
 		var u sip.Uri
 		if err := sip.ParseUri(b.rec.Contact, &u); err != nil {
@@ -89,17 +89,16 @@ func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) error {
 		if b.rec.RegID != 0 {
 			ch.Params.Add("reg-id", strconv.FormatUint(uint64(b.rec.RegID), 10))
 		}
-		res.AppendHeader(ch)
+		hdrs = append(hdrs, ch)
 	}
 	// RFC 3327 §5.3: the Path is returned only to a client that said it
 	// understands it; it is stored either way.
 	if header.Supported(req, "path") {
 		for _, p := range path {
-			res.AppendHeader(sip.NewHeader("Path", p))
+			hdrs = append(hdrs, sip.NewHeader("Path", p))
 		}
 	}
-	res.AppendHeader(sip.NewHeader("Date", time.Now().UTC().Format(http1123)))
-	s.respond(req, tx, res, "")
+	s.replyOK(req, tx, "", append(hdrs, sip.NewHeader("Date", time.Now().UTC().Format(http1123)))...)
 	c.emit()
 	return nil
 }
@@ -116,7 +115,7 @@ func (s *Server) bindingChanges(req *sip.Request, aor string, path []string) ([]
 	current := s.bindings[aor]
 	var changes []bindingChange
 	seen := map[string]int{} // binding key -> the Contact that named it
-	contacts := req.GetHeaders("Contact")
+	contacts := header.All(req, "Contact")
 	for i, h := range contacts {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {

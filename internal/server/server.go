@@ -568,7 +568,7 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 // checked is not the Expires granted; the body framed by one
 // Content-Length, refused by another). Compact forms arrive under their
 // full names (sipgo's parser and header.Parsers map them).
-var singleValued = []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards",
+var singleValued = [...]string{"From", "To", "Call-ID", "CSeq", "Max-Forwards",
 	"Expires", "Event", "Content-Type", "Content-Length"}
 
 // missingHeader says what makes req unfit for a handler, "" if nothing:
@@ -576,12 +576,27 @@ var singleValued = []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards",
 // repeated with another value. A copy with the same value is ambiguous to
 // nobody and is let through.
 func missingHeader(req *sip.Request) string {
-	for _, name := range singleValued {
-		hs := req.GetHeaders(name)
-		for _, h := range hs[min(1, len(hs)):] {
-			if h.Value() != hs[0].Value() {
-				return fmt.Sprintf("more than one %s header (%s; %s)", name, hs[0].Value(), h.Value())
+	// One pass over the headers, names compared in place: GetHeaders per
+	// name lower-cased each header's name into a new string, nine times
+	// (RATIONALE.md "Answers written as bytes").
+	var first, other [len(singleValued)]sip.Header
+	for _, h := range req.Headers() {
+		hn := h.Name()
+		for i, name := range singleValued {
+			if !header.SameName(hn, name) {
+				continue
 			}
+			if first[i] == nil {
+				first[i] = h
+			} else if other[i] == nil && h.Value() != first[i].Value() {
+				other[i] = h
+			}
+			break
+		}
+	}
+	for i, name := range singleValued {
+		if other[i] != nil {
+			return fmt.Sprintf("more than one %s header (%s; %s)", name, first[i].Value(), other[i].Value())
 		}
 	}
 	switch {
@@ -607,8 +622,35 @@ func missingHeader(req *sip.Request) string {
 // reply answers req. A non-2xx carries warning, when given, in a Warning
 // header and is logged with it.
 func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, warning string, hdrs ...sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil)
-	s.respond(req, tx, res, warning, hdrs...)
+	s.replyTagged(req, tx, code, "", warning, hdrs...)
+}
+
+// replyOK answers req 200 OK with hdrs, and when req has no To tag,
+// toTag ("": one drawn as sipgo draws it) on its To.
+func (s *Server) replyOK(req *sip.Request, tx sip.ServerTransaction, toTag string, hdrs ...sip.Header) {
+	s.replyTagged(req, tx, 200, toTag, "", hdrs...)
+}
+
+// replyTagged is reply with toTag as replyOK takes it. Over UDP it writes
+// the bytes sipgo would write (TestAnswerBytesAsSipgo) without building a
+// sipgo Response (RATIONALE.md "Answers written as bytes").
+func (s *Server) replyTagged(req *sip.Request, tx sip.ServerTransaction, code int, toTag, warning string, hdrs ...sip.Header) {
+	utx, isUDP := tx.(*udpTx)
+	if !isUDP {
+		res := sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil)
+		if to := res.To(); to != nil && toTag != "" {
+			to.Params.Add("tag", toTag)
+		}
+		s.respond(req, tx, res, warning, hdrs...)
+		return
+	}
+	if warning != "" {
+		hdrs = append([]sip.Header{header.Warning(s.opt.UserAgent, warning)}, hdrs...)
+	}
+	s.sent(req, code, warning)
+	if err := utx.answer(code, reasonPhrase(code), toTag, hdrs); err != nil {
+		s.log.Warn("send response", "code", code, "err", err)
+	}
 }
 
 func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Response, warning string, hdrs ...sip.Header) {
@@ -618,8 +660,16 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Re
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
-	if res.StatusCode >= 300 && s.logLimit.allow() {
-		args := []any{"method", req.Method.String(), "code", res.StatusCode, "reason", warning}
+	s.sent(req, res.StatusCode, warning)
+	if err := tx.Respond(res); err != nil {
+		s.log.Warn("send response", "code", res.StatusCode, "err", err)
+	}
+}
+
+// sent counts an answer to req, and logs a refusal with its warning.
+func (s *Server) sent(req *sip.Request, code int, warning string) {
+	if code >= 300 && s.logLimit.allow() {
+		args := []any{"method", req.Method.String(), "code", code, "reason", warning}
 		if client, proxied := s.clientAddr(req); proxied {
 			args = append(args, "source", client, "proxy", req.Source())
 		} else {
@@ -627,10 +677,7 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Re
 		}
 		s.log.Info("request refused", append(args, "call_id", callID(req))...)
 	}
-	s.opt.Metrics.Response(req.Method.String(), res.StatusCode)
-	if err := tx.Respond(res); err != nil {
-		s.log.Warn("send response", "code", res.StatusCode, "err", err)
-	}
+	s.opt.Metrics.Response(req.Method.String(), code)
 }
 
 func callID(req *sip.Request) string {
@@ -642,7 +689,7 @@ func callID(req *sip.Request) string {
 
 // event parses the request's Event header and finds its package.
 func (s *Server) event(req *sip.Request) (header.Event, *eventPackage, error) {
-	h := req.GetHeader("Event")
+	h := header.Get(req, "Event")
 	if h == nil {
 		return header.Event{}, nil, refuse(400, "missing Event header")
 	}

@@ -73,14 +73,14 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 	remoteTag, _ := req.From().Params.Get("tag")
 	id := identity{id: dialogID(req.CallID().Value(), localTag, remoteTag), callID: req.CallID().Value(),
 		localTag: localTag, remoteTag: remoteTag,
-		localURI: req.To().Address.String(), remoteURI: req.From().Address.String(),
-		transport: req.Transport(), source: req.Source(), eventID: ev.ID, target: req.Contact().Address.String()}
+		localURI: uriString(&req.To().Address), remoteURI: uriString(&req.From().Address),
+		transport: req.Transport(), source: req.Source(), eventID: ev.ID, target: uriString(&req.Contact().Address)}
 	if v, ok := req.Contact().Params.Get("+sip.instance"); ok {
 		id.instance, _ = header.Instance(v) // a malformed one matches no registration
 	}
 	// A proxy that record-routed stays on the path: the route set is the
 	// Record-Route list in order (RFC 3261 §12.1.1).
-	for _, rr := range req.GetHeaders("Record-Route") {
+	for _, rr := range header.All(req, "Record-Route") {
 		id.routeSet = append(id.routeSet, rr.Value())
 	}
 	d := &dialog{created: time.Now().UnixNano(), res: r, accept: header.Accept(req), remoteCSeq: req.CSeq().SeqNo,
@@ -89,16 +89,106 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 	return d
 }
 
+// uriString is u.String(), written into one buffer of its size. sipgo
+// grows a builder, writes the parameters into a second one, and parses
+// the host as an IP address to know whether it is IPv6 and bracketed:
+// five allocations or so for each of the three URIs a subscription keeps.
+// A host with a ':' (an IPv6 literal) is left to sipgo.
+// TestURIStringAsSipgo holds the two equal over the corpus.
+func uriString(u *sip.Uri) string {
+	if u.Raw() != "" || strings.IndexByte(u.Host, ':') >= 0 {
+		return u.String()
+	}
+	scheme := u.Scheme
+	if scheme == "" {
+		scheme = "sip"
+	}
+	var port [20]byte
+	p := port[:0]
+	if u.Port > 0 {
+		p = strconv.AppendInt(append(p, ':'), int64(u.Port), 10)
+	}
+	n := len(scheme) + 1 + len(u.Host) + len(p) + paramsLen(u.UriParams) + paramsLen(u.Headers)
+	if u.HierarhicalSlashes {
+		n += 2
+	}
+	if u.User != "" {
+		n += len(u.User) + 1
+		if u.Password != "" {
+			n += 1 + len(u.Password)
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(scheme)
+	b.WriteByte(':')
+	if u.HierarhicalSlashes {
+		b.WriteString("//")
+	}
+	if u.User != "" {
+		b.WriteString(u.User)
+		if u.Password != "" {
+			b.WriteByte(':')
+			b.WriteString(u.Password)
+		}
+		b.WriteByte('@')
+	}
+	b.WriteString(u.Host)
+	b.Write(p)
+	writeParams(&b, ';', u.UriParams)
+	writeParams(&b, '?', u.Headers)
+	return b.String()
+}
+
+// paramsLen is how many bytes writeParams writes of hp.
+func paramsLen(hp sip.HeaderParams) int {
+	n := 0
+	for _, kv := range hp {
+		n += 1 + len(kv.K)
+		switch {
+		case strings.ContainsAny(kv.V, " \t"):
+			n += 3 + len(kv.V)
+		case kv.V != "":
+			n += 1 + len(kv.V)
+		}
+	}
+	return n
+}
+
+// writeParams writes hp as sipgo's Uri.StringWrite does, with its
+// ToString: first the separator lead (';' for parameters, '?' for
+// headers), then each k=v, a value with a space or tab quoted, a key
+// alone without '=', after ';' or '&'.
+func writeParams(b *strings.Builder, lead byte, hp sip.HeaderParams) {
+	sep := byte(';')
+	if lead == '?' {
+		sep = '&'
+	}
+	for i, kv := range hp {
+		if i == 0 {
+			b.WriteByte(lead)
+		} else {
+			b.WriteByte(sep)
+		}
+		b.WriteString(kv.K)
+		switch {
+		case strings.ContainsAny(kv.V, " \t"):
+			b.WriteString("=\"")
+			b.WriteString(kv.V)
+			b.WriteByte('"')
+		case kv.V != "":
+			b.WriteByte('=')
+			b.WriteString(kv.V)
+		}
+	}
+}
+
 // accept renders r for d, a new subscription, and answers: a rejection or
 // a fetch ends there, anything else is committed and d joins r's watchers.
 // r.mu is held.
 func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource, d *dialog, secs int) error {
 	ok := func() {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.To().Params.Add("tag", d.localTag())
-		s.addContact(res, req)
-		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-		s.respond(req, tx, res, "")
+		s.replyOK(req, tx, d.localTag(), s.withContact(req, sip.NewHeader("Expires", strconv.Itoa(secs)))...)
 	}
 	d.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	// On a shared store, what another node wrote a moment ago may not
@@ -278,10 +368,8 @@ func (s *Server) inDialog(req *sip.Request, ev header.Event, ep *eventPackage, d
 // refreshOK answers an in-dialog SUBSCRIBE: 200, our Contact, the expiry
 // granted, and any header the dialog's kind adds.
 func (s *Server) refreshOK(req *sip.Request, tx sip.ServerTransaction, secs int, hdrs ...sip.Header) {
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	s.addContact(res, req)
-	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
-	s.respond(req, tx, res, "", hdrs...)
+	expires := sip.NewHeader("Expires", strconv.Itoa(secs))
+	s.replyOK(req, tx, "", s.withContact(req, append([]sip.Header{expires}, hdrs...)...)...)
 }
 
 // renew is a refresh of d (RFC 6665 §4.2.1.2): new expiry, target and
@@ -343,9 +431,12 @@ func (s *Server) renew(req *sip.Request, r *resource, d *dialog, secs int) (*cha
 	return c, nil
 }
 
-// addContact puts our Contact for the request's transport on res.
-func (s *Server) addContact(res *sip.Response, req *sip.Request) {
+// withContact is our Contact for the request's transport, if we have
+// one, followed by hdrs: the headers of a 200 that makes or refreshes a
+// dialog.
+func (s *Server) withContact(req *sip.Request, hdrs ...sip.Header) []sip.Header {
 	if c, ok := s.contact[sip.NetworkToLower(req.Transport())]; ok {
-		res.AppendHeader(&sip.ContactHeader{Address: c})
+		return append([]sip.Header{&sip.ContactHeader{Address: c}}, hdrs...)
 	}
+	return hdrs
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/presenced/presenced/internal/header"
 )
 
 // UDP requests other than INVITE, ACK and CANCEL skip sipgo's transaction
@@ -275,11 +277,11 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 	allowedStatus := (code >= 180 && code < 190) || (code >= 200 && code < 300)
 	earlyInvite := req.IsInvite() && code > 100 && code < 200
 	if allowedMethod && (allowedStatus || earlyInvite) {
-		for _, h := range req.GetHeaders("Record-Route") {
+		for _, h := range header.All(req, "Record-Route") {
 			line(h)
 		}
 	}
-	for i, h := range req.GetHeaders("Via") {
+	for i, h := range header.All(req, "Via") {
 		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
 			if val, exists := v.Params.Get("rport"); exists && val == "" {
 				// RFC 3581 §4: the top Via answers with the source.
@@ -517,16 +519,73 @@ func (tx *udpTx) Respond(res *sip.Response) error {
 	buf.Grow(512)
 	res.StringWrite(&buf)
 	data := buf.Bytes()
+	var tag string
+	if to := res.To(); to != nil {
+		tag, _ = to.Params.Get("tag")
+	}
+	n := 0
+	if res.StatusCode >= 200 {
+		if p := derived(tx.req, res.StatusCode, res.Reason, tag); bytes.HasPrefix(data, p) {
+			n = len(p)
+		}
+	}
+	return tx.send(data, res.StatusCode, res.Reason, tag, n)
+}
+
+// answer sends answerBytes(tx's request, code, reason, toTag, hdrs): the
+// response Respond would send of what NewResponseFromRequest makes, with
+// no sipgo Response built, cloned and written only to be read back
+// (RATIONALE.md "Answers written as bytes").
+func (tx *udpTx) answer(code int, reason, toTag string, hdrs []sip.Header) error {
+	data, tag, n := answerBytes(tx.req, code, reason, toTag, hdrs)
+	return tx.send(data, code, reason, tag, n)
+}
+
+// answerBytes is the response sipgo's NewResponseFromRequest makes of req
+// with code and reason, the To tag set to toTag, hdrs appended after its
+// Content-Length (as AppendHeader puts them), as sent; the tag its To
+// carries, and the length of its first part, derived. A request whose To
+// has no tag and toTag "" gets a random UUID, as sipgo draws one.
+func answerBytes(req *sip.Request, code int, reason, toTag string, hdrs []sip.Header) (data []byte, tag string, n int) {
+	tag = toTag
+	if to := req.To(); to != nil && tag == "" && code != 100 {
+		var has bool
+		if tag, has = to.Params.Get("tag"); !has {
+			tag = newUUID()
+		}
+	}
+	data = derived(req, code, reason, tag)
+	n = len(data)
+	b := bytes.NewBuffer(data)
+	b.WriteString("0\r\n")
+	for _, h := range hdrs {
+		h.StringWrite(b)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.Bytes(), tag, n
+}
+
+// newUUID is a random (version 4) UUID, as sipgo draws a To tag.
+func newUUID() string {
+	var u [16]byte
+	rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var b [36]byte
+	return string(appendUUID(b[:0], u[:]))
+}
+
+// send sends data, a response with code, reason and To tag tag, whose
+// first n bytes (none: n is 0) are derived(tx's request, code, reason,
+// tag), and keeps a final one for the retransmissions.
+func (tx *udpTx) send(data []byte, code int, reason, tag string, n int) error {
 	var rec []byte
-	final := res.StatusCode >= 200
+	final := code >= 200
 	if final {
 		a := udpAnswer{check: tx.hash[1], dest: tx.dest, res: data}
-		var tag string
-		if to := res.To(); to != nil {
-			tag, _ = to.Params.Get("tag")
-		}
-		if p := derived(tx.req, res.StatusCode, res.Reason, tag); bytes.HasPrefix(data, p) {
-			a.code, a.reason, a.toTag, a.res = res.StatusCode, []byte(res.Reason), []byte(tag), data[len(p):]
+		if n > 0 {
+			a.code, a.reason, a.toTag, a.res = code, []byte(reason), []byte(tag), data[n:]
 		}
 		var buf [256]byte // the record is copied into its bucket
 		rec = a.appendTo(buf[:0])
