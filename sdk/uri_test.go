@@ -10,6 +10,7 @@ func TestSameResource(t *testing.T) {
 		a, b string
 		want bool
 	}{
+		{"sip:alice@example.com", "sip:alice@example.com", true},
 		{"sip:alice@example.com", "pres:alice@EXAMPLE.com", true},
 		{"sip:alice@127.0.0.1:5393", "sip:alice@127.0.0.1", true},
 		{"sip:Alice@example.com", "sip:alice@example.com", false},

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/presenced/presenced/abi"
@@ -15,7 +16,9 @@ import (
 // and out). "dispatch" is sdk.Dispatch alone; "handle" adds what the
 // SDK's presenced_handle glue does around it, decoding the request from
 // its encoding into the one Request it keeps and encoding the response
-// into a reused buffer. Run it in wasm (sdk/RATIONALE.md):
+// into a reused buffer. "MiB-sys" is the memory the guest's runtime has
+// taken from its linear memory so far, which Go never gives back: the
+// figure a GOGC setting grows. Run it in wasm (sdk/RATIONALE.md):
 //
 //	GOOS=wasip1 GOARCH=wasm go test -c -o /tmp/pa.wasm ./extensions/pa
 //	go run ./sdk/sdktest/wasmrun /tmp/pa.wasm -test.run '^$' -test.bench Guest -test.benchmem
@@ -60,6 +63,9 @@ func BenchmarkGuest(b *testing.B) {
 				}
 				out = dispatch(b, &req).MarshalAppend(out[:0])
 			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.Sys)/(1<<20), "MiB-sys")
 		})
 	}
 }

@@ -228,6 +228,11 @@ func TestPolicy(t *testing.T) {
 			[]abi.Watcher{w("1", "sip:bob@example.org", ""), w("2", "sip:x@example.net", ""), w("3", "sip:mallory@example.net", ""),
 				w("4", "sip:a@spam.example", ""), w("5", "sip:a@spam.example", "active"), w("6", "sip:carol@example.org", "")},
 			[]want{{"active", true}, {"active", true}, {"rejected", false}, {"rejected", false}, {"", true}, {"pending", false}}},
+		// The presentity itself comes before the config's block of its
+		// own domain.
+		{"self over a block", map[string]string{"block": "example.com"},
+			[]abi.Watcher{w("1", "sip:bob@example.com", ""), w("2", "sip:alice@example.com;transport=tcp", ""), w("3", "sip:bob@example.org", "")},
+			[]want{{"rejected", false}, {"active", true}, {"active", true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/presenced/presenced/sdk"
+	"github.com/presenced/presenced/sdk/xmldoc"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -24,12 +25,14 @@ const (
 	pidfType      = "application/pidf+xml"
 )
 
-// pa holds only the configuration Init gave this instance; resource state
-// comes in and goes out with every call.
+// pa holds the configuration Init gave this instance and the memory its
+// XML reads reuse from call to call (a call is one at a time in an
+// instance); resource state comes in and goes out with every call.
 type pa struct {
 	dummy   bool
 	lenient bool
 	policy  policy
+	docs    xmldoc.Reader
 }
 
 func (p *pa) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
@@ -77,7 +80,7 @@ func (p *pa) Publish(req *sdk.Request) (*sdk.Response, error) {
 	if err := sdk.CheckContentType(pub.ContentType, pidfType); err != nil {
 		return nil, err
 	}
-	body, err := validate(pub.Body, req.Resource, p.lenient)
+	body, err := validate(&p.docs, pub.Body, req.Resource, p.lenient)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +266,7 @@ func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, sta
 		binds := st.liveBindings(req.NowUnixNano)
 		switch {
 		case len(st.Pubs) > 0 || len(binds) > 0 || st.hasXMPP():
-			b, err := composeAll(req.Resource, st, binds)
+			b, err := composeAll(&p.docs, req.Resource, st, binds)
 			if err != nil {
 				return sdk.Notification{}, err
 			}

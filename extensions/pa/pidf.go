@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,9 +23,11 @@ const (
 // compose trusts what validate let through. With lenient, a <basic> other
 // than open or closed is stored as closed (and logged) instead of refused:
 // some clients publish "busy" or "online" there. It reads the body on
-// xmldoc's light path: this runs on every PUBLISH.
-func validate(body []byte, resource string, lenient bool) ([]byte, error) {
-	root, err := xmldoc.ReadRoot(body, nsPIDF, "presence", resource)
+// xmldoc's light path, into docs' reused memory: this runs on every
+// PUBLISH.
+func validate(docs *xmldoc.Reader, body []byte, resource string, lenient bool) ([]byte, error) {
+	docs.Reset()
+	root, err := docs.ReadRoot(body, nsPIDF, "presence", resource)
 	if err != nil {
 		return nil, err
 	}
@@ -81,10 +84,11 @@ func validate(body []byte, resource string, lenient bool) ([]byte, error) {
 // publication (recent, most recent last) is sent, first of the other
 // elements, with the <dm:note>s of every other person added to it.
 //
-// It reads publications on xmldoc's light path and copies each element as
+// It reads publications on xmldoc's light path, into docs' reused memory,
+// and copies each element as
 // it was published, rewriting only a start tag that needs a namespace
 // declaration or a new id: no DOM is built or serialized (RATIONALE.md).
-func compose(resource string, pubs []pubstate.Publication, recent []string, binds []binding) ([]byte, error) {
+func compose(docs *xmldoc.Reader, resource string, pubs []pubstate.Publication, recent []string, binds []binding) ([]byte, error) {
 	// The document is written into one buffer sized for what it copies:
 	// grown as it went and then copied out, it was four allocations, each
 	// costing more in a guest than copying the document does.
@@ -96,20 +100,20 @@ func compose(resource string, pubs []pubstate.Publication, recent []string, bind
 	head = append(head, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<presence xmlns="`+nsPIDF+`" entity="`...)
 	head = append(head, xmldoc.EscapeAttr(resource)...)
 	head = append(head, '"')
-	// Prefixes bound on the composed root; its default namespace is PIDF.
-	bound := map[string]string{"": nsPIDF}
-	ids := map[string]bool{}
-	rank := make(map[string]int, len(recent))
-	for i, id := range recent {
-		rank[id] = i
-	}
+	// Prefixes bound on the composed root (Local the prefix, Value the
+	// namespace); its default namespace is PIDF. This, the ids taken and
+	// the rank of a publication in recent are a few entries each, which a
+	// scan finds faster in a guest than a map hashes them.
+	bound := []xmldoc.NodeAttr{{Value: nsPIDF}}
+	ids := make([]string, 0, 8)
 	var tuples, notes, others []string
 	var personNotes []*xmldoc.Node
 	var person *xmldoc.Node
 	var personLocal []xmldoc.NodeAttr
 	personRank := -1
+	docs.Reset()
 	for _, p := range pubs {
-		src, err := xmldoc.Read(p.Body)
+		src, err := docs.Read(p.Body)
 		if err != nil {
 			return nil, fmt.Errorf("stored publication %q: %w", p.ID, err)
 		}
@@ -119,17 +123,19 @@ func compose(resource string, pubs []pubstate.Publication, recent []string, bind
 		var local []xmldoc.NodeAttr
 		def := ""
 		for _, d := range src.Decls {
-			switch u, ok := bound[d.Local]; {
-			case d.Local == "":
+			if d.Local == "" {
 				def = d.Value
-			case !ok:
+				continue
+			}
+			switch i := slices.IndexFunc(bound, func(b xmldoc.NodeAttr) bool { return b.Local == d.Local }); {
+			case i < 0:
 				head = append(head, ` xmlns:`...)
 				head = append(head, d.Local...)
 				head = append(head, `="`...)
 				head = append(head, xmldoc.EscapeAttr(d.Value)...)
 				head = append(head, '"')
-				bound[d.Local] = d.Value
-			case u != d.Value:
+				bound = append(bound, d)
+			case bound[i].Value != d.Value:
 				local = append(local, d)
 			}
 		}
@@ -146,12 +152,14 @@ func compose(resource string, pubs []pubstate.Publication, recent []string, bind
 						personNotes = append(personNotes, n)
 					}
 				}
-				if r := rank[p.ID]; r > personRank {
+				if r := slices.Index(recent, p.ID); r > personRank {
 					person, personLocal, personRank = c, local, r
 				}
 				continue
 			}
-			cp := copyElement(c, local, uniqueID(c, ids), "")
+			var id string
+			id, ids = uniqueID(c, ids)
+			cp := copyElement(c, local, id, "")
 			switch {
 			case c.Space == nsPIDF && c.Local == "tuple":
 				tuples = append(tuples, cp)
@@ -163,10 +171,13 @@ func compose(resource string, pubs []pubstate.Publication, recent []string, bind
 		}
 	}
 	for _, b := range binds {
-		tuples = append(tuples, bindingTuple(b, ids))
+		var t string
+		t, ids = bindingTuple(b, ids)
+		tuples = append(tuples, t)
 	}
 	if person != nil {
-		others = append([]string{copyElement(person, personLocal, uniqueID(person, ids), mergeNotes(person, personNotes))}, others...)
+		id, _ := uniqueID(person, ids)
+		others = append([]string{copyElement(person, personLocal, id, mergeNotes(person, personNotes))}, others...)
 	}
 	head = append(head, '>')
 	for _, group := range [][]string{tuples, notes, others} {
@@ -283,16 +294,16 @@ func lang(e *xmldoc.Node) string { return e.AttrValue("http://www.w3.org/XML/199
 // at the contact, with its q as the priority. Its id is a hash of the
 // binding's, so it is the same at every render and starts with a letter
 // as an xs:ID must, whatever the host's ids look like.
-func bindingTuple(b binding, ids map[string]bool) string {
+func bindingTuple(b binding, ids []string) (string, []string) {
 	h := fnv.New32a()
 	h.Write([]byte(b.ID))
-	id := unique(fmt.Sprintf("reg-%08x", h.Sum32()), ids)
+	id, ids := unique(fmt.Sprintf("reg-%08x", h.Sum32()), ids)
 	prio := ""
 	if b.Q != "" {
 		prio = ` priority="` + xmldoc.EscapeAttr(b.Q) + `"`
 	}
 	return `<tuple id="` + xmldoc.EscapeAttr(id) + `"><status><basic>open</basic></status><contact` + prio + ">" +
-		xmldoc.EscapeText(b.Contact) + "</contact></tuple>"
+		xmldoc.EscapeText(b.Contact) + "</contact></tuple>", ids
 }
 
 // dummy is what watchers of a presentity with no publication get when
@@ -304,26 +315,26 @@ func dummy(resource string) []byte {
 }
 
 // uniqueID returns the id e's copy takes (its own unless an earlier element
-// took it) and marks it taken; "" for an element without one.
-func uniqueID(e *xmldoc.Node, ids map[string]bool) string {
+// took it) and ids with it taken; "" for an element without one.
+func uniqueID(e *xmldoc.Node, ids []string) (string, []string) {
 	id, ok := e.Attr("", "id")
 	if !ok {
-		return ""
+		return "", ids
 	}
 	return unique(id, ids)
 }
 
-// unique renames id when an earlier element took it: ids are xs:ID, unique
+// unique renames id when an earlier element took it, and returns ids with
+// the name it gives added: ids are xs:ID, unique
 // across the whole composed document, and two devices each publishing a
 // tuple "t1" is ordinary. The suffix depends only on the order of
 // publications, so every render of one state gives the same ids.
-func unique(id string, ids map[string]bool) string {
+func unique(id string, ids []string) (string, []string) {
 	v := id
-	for n := 2; ids[v]; n++ {
+	for n := 2; slices.Contains(ids, v); n++ {
 		v = id + "-" + strconv.Itoa(n)
 	}
-	ids[v] = true
-	return v
+	return v, append(ids, v)
 }
 
 func newPresence(resource string) (*etree.Document, *etree.Element) {

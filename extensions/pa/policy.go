@@ -30,12 +30,27 @@ func parsePolicy(c *sdk.ConfigReader) policy {
 // decisions (approve, reject) come before the config's, the presentity
 // itself is always allowed, and a block wins over an allow at each level.
 func (p *policy) decide(st *state, resource, watcherURI string) string {
-	key := sdk.ResourceKey(watcherURI)
 	switch {
 	case st.Block.Has(watcherURI, resource):
 		return sdk.StatusRejected
-	case st.Allow.Has(watcherURI, resource), key != "" && key == sdk.ResourceKey(resource):
+	case st.Allow.Has(watcherURI, resource):
 		return sdk.StatusActive
+	}
+	status := p.configured(resource, watcherURI)
+	// Whether the watcher is the presentity matters only when the config
+	// would not let it in: reducing the two URIs costs about 1 µs each in
+	// a guest, at every new watcher under the default policy.
+	if status != sdk.StatusActive {
+		if key := sdk.ResourceKey(watcherURI); key != "" && key == sdk.ResourceKey(resource) {
+			return sdk.StatusActive
+		}
+	}
+	return status
+}
+
+// configured is the config's decision alone.
+func (p *policy) configured(resource, watcherURI string) string {
+	switch {
 	case p.block.Has(watcherURI, resource):
 		return sdk.StatusRejected
 	case p.allow.Has(watcherURI, resource):

@@ -11,9 +11,10 @@ import (
 )
 
 // The presence state blob is pubstate's (field 1, the publications in the
-// order first published) followed by what this module adds. pubstate.Decode
-// skips the added fields and decodeState skips field 1, so a blob written
-// before the additions still reads, as no bindings and no approvals:
+// order first published) followed by what this module adds. decodeState
+// reads it in one pass, field 1 with pubstate's DecodeField, and a blob
+// written before the additions still reads, as no bindings and no
+// approvals:
 //
 //	message State {
 //	  repeated pubstate.Publication pubs = 1;
@@ -46,7 +47,7 @@ type binding struct {
 
 // state is one presentity's presence state.
 type state struct {
-	*pubstate.State
+	pubstate.State
 	Bindings []binding
 	// Recent orders publication ids by modification, most recent last: the
 	// person of the last one wins composition.
@@ -58,15 +59,22 @@ type state struct {
 	// maps to, XMPPOffline the user once none is left (xmpp.go).
 	XMPP        []xmppRes
 	XMPPOffline *xmppRes
+
+	// Room for the publications and ids of the usual presentity, one
+	// device or two, so that decoding and adding one allocates nothing
+	// beyond the state itself: each allocation costs more in a guest than
+	// the bytes it holds.
+	pubs   [2]pubstate.Publication
+	recent [2]string
 }
 
 func decodeState(b []byte) (*state, error) {
-	ps, err := pubstate.Decode(b)
-	if err != nil {
-		return nil, err
-	}
-	st := &state{State: ps}
-	err = abi.Fields(b, func(f abi.Field) error {
+	st := &state{}
+	st.Pubs, st.Recent = st.pubs[:0], st.recent[:0]
+	err := abi.Fields(b, func(f abi.Field) error {
+		if ok, err := st.DecodeField(f); ok || err != nil {
+			return err
+		}
 		if f.Type != protowire.BytesType {
 			return nil
 		}

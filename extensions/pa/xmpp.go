@@ -37,6 +37,7 @@ import (
 	"github.com/presenced/presenced/abi"
 	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/pubstate"
+	"github.com/presenced/presenced/sdk/xmldoc"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -150,13 +151,13 @@ func (st *state) dropXMPP(jid, bare string, all bool, status, lang string) bool 
 func (st *state) hasXMPP() bool { return len(st.XMPP) > 0 || st.XMPPOffline != nil }
 
 // composeAll is compose with the XMPP part added as the oldest publication.
-func composeAll(resource string, st *state, binds []binding) ([]byte, error) {
+func composeAll(docs *xmldoc.Reader, resource string, st *state, binds []binding) ([]byte, error) {
 	if !st.hasXMPP() {
-		return compose(resource, st.Pubs, st.Recent, binds)
+		return compose(docs, resource, st.Pubs, st.Recent, binds)
 	}
 	pubs := append([]pubstate.Publication{{ID: xmppPubID, Body: xmppDoc(resource, st)}}, st.Pubs...)
 	recent := append([]string{xmppPubID}, st.Recent...)
-	return compose(resource, pubs, recent, binds)
+	return compose(docs, resource, pubs, recent, binds)
 }
 
 // xmppDoc is the PIDF document of the XMPP resources alone.

@@ -126,20 +126,31 @@ func pubSize(p Publication) int {
 func Decode(b []byte) (*State, error) {
 	s := &State{}
 	err := abi.Fields(b, func(f abi.Field) error {
-		if !f.IsBytes(fStatePub) {
-			return nil
-		}
-		p, err := decodePub(f.Bytes)
-		if err != nil {
-			return fmt.Errorf("publication %d: %w", len(s.Pubs)+1, err)
-		}
-		s.Pubs = append(s.Pubs, p)
-		return nil
+		_, err := s.DecodeField(f)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("decode state: %w", err)
 	}
 	return s, nil
+}
+
+// DecodeField reads f, a top-level field of a blob Encode wrote, into
+// s.Pubs if it is a publication, and reports whether it was: for a module
+// whose state blob adds fields of its own after pubstate's, to decode the
+// whole blob in one pass into a State it holds, with room for its usual
+// publications (in a Go guest each allocation costs more than the bytes
+// decoded).
+func (s *State) DecodeField(f abi.Field) (bool, error) {
+	if !f.IsBytes(fStatePub) {
+		return false, nil
+	}
+	p, err := decodePub(f.Bytes)
+	if err != nil {
+		return true, fmt.Errorf("publication %d: %w", len(s.Pubs)+1, err)
+	}
+	s.Pubs = append(s.Pubs, p)
+	return true, nil
 }
 
 func decodePub(b []byte) (Publication, error) {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/presenced/presenced/abi"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func ids(s *State) string {
@@ -133,5 +136,28 @@ func TestAppendAndSize(t *testing.T) {
 	}
 	if got := (&State{}).Append(nil); len(got) != 0 {
 		t.Fatalf("no publications appended % x", got)
+	}
+}
+
+// DecodeField takes the publications of a blob a module added fields of
+// its own to, and leaves those fields to the module.
+func TestDecodeField(t *testing.T) {
+	s := State{Pubs: []Publication{{ID: "a", Body: []byte("1")}, {ID: "b", Body: []byte("2")}}}
+	blob := protowire.AppendString(protowire.AppendTag(s.Encode(), 2, protowire.BytesType), "mine")
+	var got State
+	var others []string
+	err := abi.Fields(blob, func(f abi.Field) error {
+		ok, err := got.DecodeField(f)
+		if !ok {
+			others = append(others, string(f.Bytes))
+		}
+		return err
+	})
+	if err != nil || ids(&got) != "a=1 b=2" || strings.Join(others, ",") != "mine" {
+		t.Fatalf("got %s, others %q, %v", ids(&got), others, err)
+	}
+	bad := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0x0a, 0x05, 'x'})
+	if _, err := Decode(bad); err == nil || !strings.Contains(err.Error(), "decode state: publication 1:") {
+		t.Fatalf("truncated publication: %v", err)
 	}
 }

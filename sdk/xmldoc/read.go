@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/presenced/presenced/sdk"
 )
@@ -24,11 +25,7 @@ import (
 // Errors start "not well-formed XML: " and give the line.
 func Read(body []byte) (*Node, error) {
 	r := reader{src: string(body)}
-	root, err := r.document()
-	if err != nil {
-		return nil, fmt.Errorf("not well-formed XML: line %d: %v", 1+strings.Count(r.src[:min(r.pos, len(r.src))], "\n"), err)
-	}
-	return root, nil
+	return r.read()
 }
 
 // ReadRoot is ParseRoot on the light path: it reads a published body and
@@ -36,6 +33,62 @@ func Read(body []byte) (*Node, error) {
 // attribute naming resource. Refusals are sdk.Rejections with code 400.
 func ReadRoot(body []byte, space, local, resource string) (*Node, error) {
 	root, err := Read(body)
+	return checkRoot(root, err, space, local, resource)
+}
+
+// A Reader reads documents as Read does, into memory it keeps for the next
+// ones: a module that reads a document at every call keeps one and reads
+// with no allocation once it has read the largest. Its Nodes are not
+// copies: they point into the body read, which must not change while they
+// are used, and into the Reader's memory, which Reset hands over to the
+// next documents. The Nodes of every document read since the last Reset
+// stay valid until the next one. A Reader is for one goroutine at a time.
+type Reader struct {
+	nodes      []Node
+	kids, open []*Node
+	attrs      []NodeAttr
+}
+
+// Read reads body as the package's Read does, without copying it.
+func (d *Reader) Read(body []byte) (*Node, error) {
+	return d.read(unsafe.String(unsafe.SliceData(body), len(body)))
+}
+
+// ReadRoot is the package's ReadRoot on d.
+func (d *Reader) ReadRoot(body []byte, space, local, resource string) (*Node, error) {
+	root, err := d.Read(body)
+	return checkRoot(root, err, space, local, resource)
+}
+
+// Reset makes the memory of every Node read so far d's to reuse. It
+// clears what was used, so that a Node reused starts empty, as a new one
+// does, and so that d holds on to no document it was given.
+func (d *Reader) Reset() {
+	clear(d.nodes)
+	clear(d.kids)
+	clear(d.attrs)
+	clear(d.open[:cap(d.open)])
+	d.nodes, d.kids, d.attrs = d.nodes[:0], d.kids[:0], d.attrs[:0]
+}
+
+func (d *Reader) read(src string) (*Node, error) {
+	r := reader{src: src, nodes: d.nodes, kids: d.kids, attrs: d.attrs, open: d.open[:0]}
+	root, err := r.read()
+	d.nodes, d.kids, d.attrs, d.open = r.nodes, r.kids, r.attrs, r.open
+	return root, err
+}
+
+// read reads the document, with the line of an error.
+func (r *reader) read() (*Node, error) {
+	root, err := r.document()
+	if err != nil {
+		return nil, fmt.Errorf("not well-formed XML: line %d: %v", 1+strings.Count(r.src[:min(r.pos, len(r.src))], "\n"), err)
+	}
+	return root, nil
+}
+
+// checkRoot is ReadRoot's check of what Read returned.
+func checkRoot(root *Node, err error, space, local, resource string) (*Node, error) {
 	if err != nil {
 		return nil, sdk.Reject(400, "%v", err)
 	}
@@ -373,11 +426,13 @@ func (r *reader) document() (*Node, error) {
 	if !r.scan() {
 		return nil, fmt.Errorf("invalid UTF-8")
 	}
-	// One allocation for the children of every element and the stack
-	// they wait on until their parent closes.
-	k := min(r.kidsLeft, chunk)
-	ptrs := make([]*Node, 2*k)
-	r.kids, r.open = ptrs[:0:k], ptrs[k:k]
+	if cap(r.kids) == 0 {
+		// One allocation for the children of every element and the
+		// stack they wait on until their parent closes.
+		k := min(r.kidsLeft, chunk)
+		ptrs := make([]*Node, 2*k)
+		r.kids, r.open = ptrs[:0:k], ptrs[k:k]
+	}
 	if strings.HasPrefix(r.src, "\ufeff") {
 		r.pos = 3 // a UTF-8 byte order mark
 	}

@@ -34,5 +34,17 @@ func BenchmarkRead(b *testing.B) {
 				}
 			}
 		})
+		// A Reader kept from call to call, as pa keeps one.
+		b.Run(c.name+"/reader", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.doc)))
+			var d Reader
+			for b.Loop() {
+				d.Reset()
+				if _, err := d.Read(c.doc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -197,6 +197,73 @@ func TestNodeAccessors(t *testing.T) {
 	}
 }
 
+// equal reports whether two trees read from the same source are the same
+// to a module: names, attributes, declarations, spans and children.
+func equal(a, b *Node) bool {
+	if a.Space != b.Space || a.Local != b.Local || a.Prefix != b.Prefix || a.Source != b.Source ||
+		a.Start != b.Start || a.Inner != b.Inner || a.InnerEnd != b.InnerEnd || a.End != b.End ||
+		len(a.Attrs) != len(b.Attrs) || len(a.Decls) != len(b.Decls) || len(a.Children) != len(b.Children) ||
+		(a.Parent == nil) != (b.Parent == nil) || a.Text() != b.Text() {
+		return false
+	}
+	for i := range a.Attrs {
+		if a.Attrs[i] != b.Attrs[i] {
+			return false
+		}
+	}
+	for i := range a.Decls {
+		if a.Decls[i] != b.Decls[i] {
+			return false
+		}
+	}
+	for i := range a.Children {
+		if a.Children[i].Parent != a || b.Children[i].Parent != b || !equal(a.Children[i], b.Children[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// readBoth reads body with Read and with d, and fails unless both give the
+// same tree or the same error.
+func readBoth(t *testing.T, d *Reader, body []byte) *Node {
+	t.Helper()
+	want, werr := Read(body)
+	got, err := d.Read(body)
+	if (werr == nil) != (err == nil) || werr != nil && werr.Error() != err.Error() {
+		t.Fatalf("Read: %v, Reader.Read: %v\n%q", werr, err, body)
+	}
+	if werr == nil && !equal(want, got) {
+		t.Fatalf("Reader.Read's tree differs from Read's\n%q", body)
+	}
+	return got
+}
+
+// A Reader gives what Read gives, whether it reads into new memory, into
+// memory Reset handed back (a larger document after a smaller one, a
+// smaller after a larger, after a refused one), or a document after
+// others it keeps: those stay as they were.
+func TestReaderReuses(t *testing.T) {
+	docs := [][]byte{[]byte(pidf), []byte("<a></b>")}
+	for _, b := range corpus(t) {
+		docs = append(docs, b, []byte("<a><b/><c>"))
+	}
+	docs = append(docs, []byte(pidf))
+	var d Reader
+	for _, b := range docs {
+		d.Reset()
+		readBoth(t, &d, b)
+	}
+	d.Reset()
+	first := readBoth(t, &d, []byte(pidf))
+	for _, b := range docs {
+		readBoth(t, &d, b)
+	}
+	if want, _ := Read([]byte(pidf)); !equal(want, first) {
+		t.Fatal("a document read before others without a Reset changed")
+	}
+}
+
 // FuzzRead: whatever Read accepts, Parse (etree, over encoding/xml) accepts
 // too, with the same tree; Read is never the laxer of the two.
 func FuzzRead(f *testing.F) {
@@ -207,6 +274,12 @@ func FuzzRead(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// A Reader that has read and dropped another document gives
+		// what Read gives, refusal included.
+		var d Reader
+		d.Read([]byte(pidf))
+		d.Reset()
+		readBoth(t, &d, body)
 		n, err := Read(body)
 		if err != nil {
 			return
