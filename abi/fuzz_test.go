@@ -138,11 +138,15 @@ func FuzzFields(f *testing.F) {
 func FuzzPresentity(f *testing.F) {
 	for _, s := range []string{"sip:alice@example.com", "<sips:Alice@EXAMPLE.com:5061;transport=tls>", "pres:a%6Cice@example.com",
 		`"Alice" <sip:alice@example.com:5060?subject=x>`, "sip:", ":", "", "tel:+123", "sip:@", "sip:a@[::1]:5060",
-		"sip:a@b:99999999999999999999", "sip:%", "sip:a@[2001:DB8::0]x"} {
+		"sip:a@b:99999999999999999999", "sip:%", "sip:a@[2001:DB8::0]x", "sip:+1;x=y?@b.c", "sip:a@b@c", "sip:j\xc3\xb6rg@b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, uri string) {
 		key, ok := Presentity(uri)
+		if k, o := presentity(uri); k != key || o != ok {
+			// the canonical fast path answers as the general one does
+			t.Fatalf("Presentity(%q) = %q, %v; the general path %q, %v", uri, key, ok, k, o)
+		}
 		if !ok {
 			if key != "" {
 				t.Fatalf("Presentity(%q) = %q, false", uri, key)

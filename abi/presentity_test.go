@@ -1,6 +1,9 @@
 package abi
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestPresentity(t *testing.T) {
 	tests := []struct{ uri, want string }{
@@ -65,11 +68,43 @@ func TestPresentity(t *testing.T) {
 		{"sip:alice@example.com;x=<", "sip:alice@example.com"},
 		{"sip:alice@example.com?\x00<", "sip:alice@example.com"},
 		{"<<sip:alice@example.com>", ""},
+		// next to canonical: what the fast path must leave to the general one
+		{"sip:a@b", "sip:a@b"},
+		{"sip:a@B", "sip:a@b"},
+		{"sip:a@b:1", "sip:a@b"},
+		{"sip:a@b;x", "sip:a@b"},
+		{"sip:a:@b", "sip:a@b"},
+		{"sip:a%41@b", "sip:aA@b"},
+		{"sip:a%2F@b", "sip:a%2F@b"},
+		{"sip:&=+$,;?/@b", "sip:&=+$,;?/@b"},
+		{"sip:a@b@c", ""},
+		{"sip:a@", ""},
+		{"sip:a@b ", "sip:a@b"},
+		{"sip:a<@b", ""},
+		{"sip:a@[::1]", "sip:a@[::1]"},
 	}
 	for _, tt := range tests {
 		got, ok := Presentity(tt.uri)
 		if got != tt.want || ok != (tt.want != "") {
 			t.Errorf("Presentity(%q) = %q, %v; want %q", tt.uri, got, ok, tt.want)
 		}
+		// The fast path takes only what is canonical, and every plain
+		// sip:user@host; it leaves escapes and IPv6 to the general one.
+		plain := tt.want != "" && tt.uri == tt.want && !strings.ContainsAny(tt.uri, "%[")
+		if canonical(tt.uri) != plain {
+			t.Errorf("canonical(%q) = %v, want %v", tt.uri, canonical(tt.uri), plain)
+		}
+	}
+}
+
+// BenchmarkPresentity is what a module pays to reduce a URI; run it in
+// wasm (sdk/sdktest/wasmrun) for the figures of RATIONALE.md.
+func BenchmarkPresentity(b *testing.B) {
+	for _, uri := range []string{"sip:alice@example.com", `"Alice" <sips:alice@Example.com:5061>`} {
+		b.Run(uri, func(b *testing.B) {
+			for b.Loop() {
+				Presentity(uri)
+			}
+		})
 	}
 }
