@@ -8,6 +8,7 @@ import (
 	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/pubstate"
 	"github.com/presenced/presenced/sdk/sdktest"
+	"github.com/presenced/presenced/sdk/xmldoc"
 )
 
 const (
@@ -20,7 +21,7 @@ func doc(dialogs string) []byte {
 }
 
 func TestParse(t *testing.T) {
-	full, ds, err := parse(sdktest.Testdata(t, "pbx-ringing.xml"), bob)
+	full, ds, err := parse(new(xmldoc.Reader), sdktest.Testdata(t, "pbx-ringing.xml"), bob)
 	if err != nil || !full || len(ds) != 1 {
 		t.Fatalf("%v %v %+v", full, err, ds)
 	}
@@ -31,10 +32,10 @@ func TestParse(t *testing.T) {
 		t.Fatalf("got %+v", ds[0])
 	}
 	// what is rendered reads back the same
-	if _, again, err := parse(document(bob, 7, ds), bob); err != nil || again[0] != want {
+	if _, again, err := parse(new(xmldoc.Reader), document(bob, 7, ds), bob); err != nil || again[0] != want {
 		t.Fatalf("round trip: %+v %v", again, err)
 	}
-	if _, _, err := parse(sdktest.Testdata(t, "rfc4235-early.xml"), "sip:alice@example.com"); err != nil {
+	if _, _, err := parse(new(xmldoc.Reader), sdktest.Testdata(t, "rfc4235-early.xml"), "sip:alice@example.com"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ body, reason string }{
@@ -49,7 +50,7 @@ func TestParse(t *testing.T) {
 		{string(doc(`<dialog id="a"/>`)), "has no <state>"},
 		{string(doc(`<dialog id="a"><state>ringing</state></dialog>`)), `state "ringing"`},
 	} {
-		_, _, err := parse([]byte(c.body), bob)
+		_, _, err := parse(new(xmldoc.Reader), []byte(c.body), bob)
 		var rej *sdk.Rejection
 		if err == nil || !strings.Contains(err.Error(), c.reason) || !asRejection(err, &rej) || rej.Code != 400 {
 			t.Errorf("%s: got %v, want 400 saying %q", c.body, err, c.reason)
@@ -99,7 +100,7 @@ func TestCompose(t *testing.T) {
 		{"the furthest state of one dialog from two publishers", []string{
 			`<dialog id="x"><state>confirmed</state></dialog>`, `<dialog id="x"><state>early</state></dialog><dialog id="y"><state>trying</state></dialog>`}, "x:confirmed y:trying"},
 	} {
-		ds, err := compose(bob, state(t, c.bodies...))
+		ds, err := compose(new(xmldoc.Reader), bob, state(t, c.bodies...))
 		if got := strings.Join(ids(ds), " "); err != nil || got != c.want {
 			t.Errorf("%s: got %q %v, want %q", c.name, got, err, c.want)
 		}
@@ -114,7 +115,7 @@ func TestView(t *testing.T) {
 	if _, err := m.Init("dialog", cfg); err != nil {
 		t.Fatal(err)
 	}
-	_, ds, _ := parse(sdktest.Testdata(t, "pbx-ringing.xml"), bob)
+	_, ds, _ := parse(new(xmldoc.Reader), sdktest.Testdata(t, "pbx-ringing.xml"), bob)
 	ds = append(ds, dialog{id: "c", state: "confirmed", callID: "c1"})
 	// the <dialog> elements of what the watcher uri is sent
 	view := func(uri string, ds []dialog) string {

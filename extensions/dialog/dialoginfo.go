@@ -28,9 +28,14 @@ var progress = map[string]int{"trying": 1, "proceeding": 2, "early": 3, "confirm
 func bad(format string, args ...any) error { return sdk.Reject(400, format, args...) }
 
 // parse reads a dialog-info document about resource: whether it is full
-// state, and its dialogs. Elements other than those kept are dropped.
-func parse(body []byte, resource string) (full bool, ds []dialog, err error) {
-	root, err := xmldoc.ReadRoot(body, ns, "dialog-info", resource)
+// state, and its dialogs. Elements other than those kept are dropped. It
+// reads into docs' reused memory, as pa does: every call reads each live
+// publication again, and a Go guest pays for each allocation. The
+// dialogs' strings point into body, which outlives them: they are
+// written out before the call returns.
+func parse(docs *xmldoc.Reader, body []byte, resource string) (full bool, ds []dialog, err error) {
+	docs.Reset()
+	root, err := docs.ReadRoot(body, ns, "dialog-info", resource)
 	if err != nil {
 		return false, nil, err
 	}

@@ -12,16 +12,19 @@ import (
 
 	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/pubstate"
+	"github.com/presenced/presenced/sdk/xmldoc"
 )
 
 const infoType = "application/dialog-info+xml"
 
 // module holds only its configuration: who sees identities, and which
-// watchers get which quirk (README.md, "Quirks"); its state is the live
-// publications, each kept as the dialogs it says.
+// watchers get which quirk (README.md, "Quirks"), and the memory it reads
+// documents into; its state is the live publications, each kept as the
+// dialogs it says.
 type module struct {
 	pubstate.Handler
 	identities, dummy, single, direction sdk.WatcherList
+	docs                                 xmldoc.Reader
 }
 
 func (m *module) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
@@ -35,13 +38,13 @@ func (m *module) Init(name string, cfg sdk.Config) (sdk.Manifest, error) {
 // fold puts a publication's dialogs into st.
 func (m *module) fold(req *sdk.Request, st *pubstate.State) error {
 	p := req.Publication
-	full, ds, err := parse(p.Body, req.Resource)
+	full, ds, err := parse(&m.docs, p.Body, req.Resource)
 	if err != nil {
 		return err
 	}
 	if i := slices.IndexFunc(st.Pubs, func(q pubstate.Publication) bool { return q.ID == p.ID }); !full && i >= 0 {
 		// a partial document changes the dialogs it names (RFC 4235 §4.1)
-		_, old, err := parse(st.Pubs[i].Body, req.Resource)
+		_, old, err := parse(&m.docs, st.Pubs[i].Body, req.Resource)
 		if err != nil {
 			return err
 		}
@@ -64,10 +67,10 @@ func (m *module) fold(req *sdk.Request, st *pubstate.State) error {
 // While any dialog is live, the terminated ones are left out: a cancelled
 // branch of a forked call must not show the line idle while another rings
 // or talks.
-func compose(resource string, st *pubstate.State) ([]dialog, error) {
+func compose(docs *xmldoc.Reader, resource string, st *pubstate.State) ([]dialog, error) {
 	var all []dialog
 	for _, p := range st.Pubs {
-		_, ds, err := parse(p.Body, resource)
+		_, ds, err := parse(docs, p.Body, resource)
 		if err != nil {
 			return nil, err
 		}
@@ -115,7 +118,7 @@ func (m *module) view(w sdk.Watcher, resource string, ds []dialog) []dialog {
 // notify renders for every watcher given; one whose dialogs would not
 // change is sent nothing, unless it needs full state.
 func (m *module) notify(req *sdk.Request, _, st *pubstate.State) (ns []sdk.Notification, err error) {
-	ds, err := compose(req.Resource, st)
+	ds, err := compose(&m.docs, req.Resource, st)
 	if err != nil {
 		return nil, err
 	}
