@@ -373,7 +373,7 @@ func (s *Server) holdUntilWindow(d *dialog) {
 // endHold renders d at the end of its coalescing window and sends it.
 func (s *Server) endHold(d *dialog, h *hold) {
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if d.hold != h || d.gone || s.ctx.Err() != nil {
 		return
@@ -800,7 +800,7 @@ func (s *Server) drop(d *dialog) {
 		return
 	}
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if d.gone {
 		return
@@ -892,7 +892,7 @@ func (s *Server) expire(d *dialog) {
 		return
 	}
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if d.gone || time.Now().Before(d.expires()) {
 		return
