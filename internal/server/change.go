@@ -52,9 +52,9 @@ type change struct {
 	journal   []proposal
 	replaying bool
 	handed    bool
-	// unlocked: the change commits without its resource's lock
-	// (renderUnlocked), so it cannot read the resource again to be
-	// computed anew: it fails on a conflict.
+	// unlocked: the change is proposed and committed without its
+	// resource's lock (renderUnlocked), so it cannot read the resource
+	// again to be computed anew: it fails on a conflict.
 	unlocked bool
 	// later are the resources whose watchers this change's module calls
 	// left out (renderApart): a change of their own renders for them
@@ -109,11 +109,15 @@ func (c *change) step(r *resource) *step {
 
 // propose runs in on r's module for every watcher of r (or those in
 // in.Watchers; none for a change rendered apart, renderApart) and stages
-// its answer; r.mu is held. A module refusal is a *refusal. It is the
+// its answer; r.mu is held, or its watchers owned (renderUnlocked). A module refusal is a *refusal. It is the
 // only place the host calls a module.
 func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
-	if err := c.s.warm(r); err != nil {
-		return nil, err
+	// Without r.mu (renderUnlocked, which warmed r) r's own fields are
+	// not read: a PUBLISH may be writing them.
+	if !c.unlocked {
+		if err := c.s.warm(r); err != nil {
+			return nil, err
+		}
 	}
 	if !c.replaying {
 		c.journal = append(c.journal, proposal{r: r, in: in})
@@ -510,32 +514,41 @@ func (s *Server) renderLater(r *resource) {
 }
 
 // renderUnlocked is renderWatchers for renderLater: r.mu is held when it
-// is called and when it returns, but not while the rendering's commit is
-// written nor while its NOTIFYs are built and queued, most of a crowd's
-// rendering. Meanwhile r.rendering is set, and lock, which every change
-// of r takes r.mu with, waits for it to be cleared, so the rendering
-// owns r's watchers from its module call to its NOTIFYs as if it held
-// r.mu: no watcher comes, goes or is rendered for, and the next
-// rendering starts from the per-watcher states this one applied, its
-// NOTIFYs queued after these. Only a change of r's publications proposed
-// apart (lockSources) goes ahead: it changes r's state and publications,
-// which a rendering does not write (propose), and none of its watchers;
-// its own rendering waits for this one. A rendering with a list's
-// back-end among the watchers holds r.mu throughout: its commit locks
-// the lists (change.lockLists), which are locked after their members.
+// is called and when it returns, but not during the rendering's module
+// call, its commit and its NOTIFYs, all of a crowd's rendering but its
+// apply. Meanwhile r.rendering is set, and lock, which every change of r
+// takes r.mu with, waits for it to be cleared, so the rendering owns r's
+// watchers as if it held r.mu: no watcher comes, goes or is rendered for,
+// and the next rendering starts from the per-watcher states this one
+// applied, its NOTIFYs queued after these. Only a change of r's
+// publications proposed apart (lockSources) goes ahead: it writes r's
+// state and publications and none of its watchers, and the rendering
+// reads none of those but the state, taken before the lock is let go (a
+// change replaces r.state, never writes into it); its own rendering waits
+// for this one. A rendering with a list's back-end among the watchers
+// holds r.mu throughout: its commit locks the lists (change.lockLists),
+// which are locked after their members.
 func (s *Server) renderUnlocked(r *resource, since time.Time) error {
-	c, err := s.proposeRender(r, since)
-	if c == nil || err != nil {
-		return err
+	if !watched(r) {
+		return nil
 	}
 	for _, d := range r.watchers {
 		if d.isBackend() {
-			return c.run()
+			return s.renderWatchers(r, since)
 		}
 	}
-	r.rendering, c.unlocked = true, true
+	if err := s.warm(r); err != nil {
+		return err
+	}
+	c := s.newChange()
+	c.since, c.unlocked = since, true
+	c.step(r) // the state rendered: r's now
+	r.rendering = true
 	r.mu.Unlock()
-	err = c.commit()
+	_, err := c.propose(r, abi.Request{Op: abi.OpRender})
+	if err == nil {
+		err = c.commit()
+	}
 	r.mu.Lock()
 	if err == nil {
 		c.apply()
@@ -556,30 +569,26 @@ func (s *Server) renderUnlocked(r *resource, since time.Time) error {
 // it was last sent, through one change whose NOTIFYs report a change at
 // since (zero: now). r.mu is held.
 func (s *Server) renderWatchers(r *resource, since time.Time) error {
-	c, err := s.proposeRender(r, since)
-	if c == nil || err != nil {
+	if !watched(r) {
+		return nil
+	}
+	c := s.newChange()
+	c.since = since
+	if _, err := c.propose(r, abi.Request{Op: abi.OpRender}); err != nil {
 		return err
 	}
 	return c.run()
 }
 
-// proposeRender is the change of renderWatchers, proposed; nil if r has
-// no watcher to render for (a list's subscription is rendered from its
-// members). r.mu is held.
-func (s *Server) proposeRender(r *resource, since time.Time) (*change, error) {
-	watched := false
+// watched reports whether r has a watcher to render for: a list's
+// subscription is rendered from its members. r.mu is held.
+func watched(r *resource) bool {
 	for _, d := range r.watchers {
-		watched = watched || !d.isList()
+		if !d.isList() {
+			return true
+		}
 	}
-	if !watched {
-		return nil, nil
-	}
-	c := s.newChange()
-	c.since = since
-	if _, err := c.propose(r, abi.Request{Op: abi.OpRender}); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return false
 }
 
 // lock takes r.mu for a change of r, once no rendering owns r's watchers
