@@ -109,8 +109,9 @@ func (c *change) step(r *resource) *step {
 
 // propose runs in on r's module for every watcher of r (or those in
 // in.Watchers; none for a change rendered apart, renderApart) and stages
-// its answer; r.mu is held, or its watchers owned (renderUnlocked). A module refusal is a *refusal. It is the
-// only place the host calls a module.
+// its answer; r.mu is held, or r's watchers owned (renderUnlocked). A
+// module refusal is a *refusal. It is the only place the host calls a
+// module.
 func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 	// Without r.mu (renderUnlocked, which warmed r) r's own fields are
 	// not read: a PUBLISH may be writing them.
