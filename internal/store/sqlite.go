@@ -188,8 +188,9 @@ type stmts struct {
 
 // subStatesRun is how many subscriptions one statement gives the same
 // state and status (stmts.subStates): a crowd's rendering gives a
-// thousand watchers one document, so one per-watcher state, and a
-// thousand UPDATEs of one row each were a fifth of a fan-out's CPU.
+// thousand watchers one document, so one per-watcher state, and with a
+// thousand UPDATEs of one row each the writer was a fifth of a fan-out's
+// CPU (RATIONALE.md).
 const subStatesRun = 64
 
 func (st *stmts) prepare(db *sql.DB) error {
