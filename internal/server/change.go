@@ -25,7 +25,9 @@ import (
 // binding of a resource with renderApart watchers or more asks the module
 // for the new state alone, and its emit queues a second change that
 // renders it for the watchers, commits their states and sends their
-// NOTIFYs (renderLater): the 2xx waits for the state's commit only. A
+// NOTIFYs (renderLater), without the resource's lock for the commit and
+// the NOTIFYs (renderUnlocked): the 2xx waits for the state's commit
+// only, and the next PUBLISH does not wait for that rendering's. A
 // change never answers SIP: it returns typed errors (refusal, storeError,
 // *extension.Error) that the handler hands to answer.
 type change struct {
@@ -50,6 +52,10 @@ type change struct {
 	journal   []proposal
 	replaying bool
 	handed    bool
+	// unlocked: the change is proposed and committed without its
+	// resource's lock (renderUnlocked), so it cannot read the resource
+	// again to be computed anew: it fails on a conflict.
+	unlocked bool
 	// later are the resources whose watchers this change's module calls
 	// left out (renderApart): a change of their own renders for them
 	// once this one is emitted (renderLater).
@@ -103,11 +109,16 @@ func (c *change) step(r *resource) *step {
 
 // propose runs in on r's module for every watcher of r (or those in
 // in.Watchers; none for a change rendered apart, renderApart) and stages
-// its answer; r.mu is held. A module refusal is a *refusal. It is the
-// only place the host calls a module.
+// its answer; r.mu is held, or r's watchers owned (renderUnlocked). A
+// module refusal is a *refusal. It is the only place the host calls a
+// module.
 func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
-	if err := c.s.warm(r); err != nil {
-		return nil, err
+	// Without r.mu (renderUnlocked, which warmed r) r's own fields are
+	// not read: a PUBLISH may be writing them.
+	if !c.unlocked {
+		if err := c.s.warm(r); err != nil {
+			return nil, err
+		}
 	}
 	if !c.replaying {
 		c.journal = append(c.journal, proposal{r: r, in: in})
@@ -241,7 +252,7 @@ func (c *change) commit() error {
 			return nil
 		}
 		c.unlockLists()
-		if errors.Is(err, store.ErrConflict) && try < conflictRetries && !c.handed && len(base.Resources) == 0 {
+		if errors.Is(err, store.ErrConflict) && try < conflictRetries && !c.handed && !c.unlocked && len(base.Resources) == 0 {
 			c.batch, c.lists = clip(base), nil
 			err = c.reload(ctx)
 			cancel()
@@ -428,7 +439,8 @@ func (c *change) apply() {
 	}
 }
 
-// emit sends what apply listed, in order; the resources are still locked,
+// emit sends what apply listed, in order; the resources are still locked
+// (or their watchers owned by the rendering that emits, renderUnlocked),
 // so NOTIFYs are queued in the order of the changes they report.
 func (c *change) emit() {
 	for _, e := range c.out {
@@ -486,7 +498,7 @@ func (s *Server) renderLater(r *resource) {
 	}
 	go func() {
 		defer s.wg.Done()
-		r.mu.Lock()
+		s.lock(r)
 		defer s.release(r)
 		s.renderMu.Lock()
 		since := s.renders[r]
@@ -495,22 +507,70 @@ func (s *Server) renderLater(r *resource) {
 		if r.dead || s.ctx.Err() != nil {
 			return
 		}
-		if err := s.renderWatchers(r, since); err != nil {
+		if err := s.renderUnlocked(r, since); err != nil {
 			s.log.Warn("new state not rendered for the watchers: they get it with the next change",
 				"resource", r.key.uri, "err", err)
 		}
 	}()
 }
 
+// renderUnlocked is renderWatchers for renderLater: r.mu is held when it
+// is called and when it returns, but not during the rendering's module
+// call, its commit and its NOTIFYs, all of a crowd's rendering but its
+// apply. Meanwhile r.rendering is set, and lock, which every change of r
+// takes r.mu with, waits for it to be cleared, so the rendering owns r's
+// watchers as if it held r.mu: no watcher comes, goes or is rendered for,
+// and the next rendering starts from the per-watcher states this one
+// applied, its NOTIFYs queued after these. Only a change of r's
+// publications proposed apart (lockSources) goes ahead: it writes r's
+// state and publications and none of its watchers, and the rendering
+// reads none of those but the state, taken before the lock is let go (a
+// change replaces r.state, never writes into it); its own rendering waits
+// for this one. A rendering with a list's back-end among the watchers
+// holds r.mu throughout: its commit locks the lists (change.lockLists),
+// which are locked after their members.
+func (s *Server) renderUnlocked(r *resource, since time.Time) error {
+	if !watched(r) {
+		return nil
+	}
+	for _, d := range r.watchers {
+		if d.isBackend() {
+			return s.renderWatchers(r, since)
+		}
+	}
+	if err := s.warm(r); err != nil {
+		return err
+	}
+	c := s.newChange()
+	c.since, c.unlocked = since, true
+	c.step(r) // the state rendered: r's now
+	r.rendering = true
+	r.mu.Unlock()
+	_, err := c.propose(r, abi.Request{Op: abi.OpRender})
+	if err == nil {
+		err = c.commit()
+	}
+	r.mu.Lock()
+	if err == nil {
+		c.apply()
+	}
+	r.mu.Unlock()
+	if err == nil {
+		c.emit()
+	}
+	r.mu.Lock()
+	r.rendering = false
+	s.renderMu.Lock()
+	s.rendered.Broadcast()
+	s.renderMu.Unlock()
+	return err
+}
+
 // renderWatchers renders r's state for every watcher of r, each from what
 // it was last sent, through one change whose NOTIFYs report a change at
 // since (zero: now). r.mu is held.
 func (s *Server) renderWatchers(r *resource, since time.Time) error {
-	watched := false
-	for _, d := range r.watchers {
-		watched = watched || !d.isList()
-	}
-	if !watched {
+	if !watched(r) {
 		return nil
 	}
 	c := s.newChange()
@@ -519,6 +579,46 @@ func (s *Server) renderWatchers(r *resource, since time.Time) error {
 		return err
 	}
 	return c.run()
+}
+
+// watched reports whether r has a watcher to render for: a list's
+// subscription is rendered from its members. r.mu is held.
+func watched(r *resource) bool {
+	for _, d := range r.watchers {
+		if !d.isList() {
+			return true
+		}
+	}
+	return false
+}
+
+// lock takes r.mu for a change of r, once no rendering owns r's watchers
+// (renderUnlocked).
+func (s *Server) lock(r *resource) {
+	r.mu.Lock()
+	for r.rendering {
+		// renderMu is taken before r.mu is let go, and the rendering
+		// signals under it after clearing r.rendering under r.mu: the
+		// signal cannot fall between the test and the wait.
+		s.renderMu.Lock()
+		r.mu.Unlock()
+		s.rendered.Wait()
+		s.renderMu.Unlock()
+		r.mu.Lock()
+	}
+}
+
+// lockSources takes r.mu for a change of r's publications (a PUBLISH
+// with SIP-If-Match). While a rendering owns r's watchers it goes ahead
+// if the change is proposed apart from them (renderApart: the watchers
+// cannot drop below it meanwhile, lock holds their changes back), and
+// waits like lock otherwise.
+func (s *Server) lockSources(r *resource) {
+	r.mu.Lock()
+	if r.rendering && len(r.watchers) < renderApart {
+		r.mu.Unlock()
+		s.lock(r)
+	}
 }
 
 // settle commits, applies, answers (a SIP handler's 2xx) and emits: the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -328,5 +329,75 @@ func TestCrowdNotSentWhatItWasSent(t *testing.T) {
 	}
 	for _, p := range peers {
 		p.Quiet(10 * time.Millisecond)
+	}
+}
+
+// A rendering for a crowd lets go of the presentity's lock while its
+// commit is written and its NOTIFYs are queued: the next PUBLISH is
+// answered meanwhile, but a change of a watcher (here an unsubscribe)
+// waits for the rendering to end, so each dialog's NOTIFYs keep the order
+// of the changes: the rendered state, then the final NOTIFY, CSeqs
+// rising; and the crowd gets both states, each once, in order.
+func TestPublishGoesAheadOfARenderingsCommit(t *testing.T) {
+	st := &heldStore{Store: store.NewMemory(), only: rendersApart, held: make(chan struct{}), release: make(chan struct{})}
+	f := start(t, st, extensiontest.Load(t, paPkg, nil))
+	release := sync.OnceFunc(func() { close(st.release) })
+	t.Cleanup(release) // before the server's: a failed test does not hang
+	p, q := f.peer(t, "UDP"), f.peer(t, "UDP")
+	r := p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "v1"))
+	siptest.WantCode(t, r, 200)
+	leaving, res := q.Subscribe("presence", carol, "Expires: 600")
+	siptest.WantCode(t, res, 200)
+	q.NotifyIn(leaving.CallID)
+	peers, subs := crowd(t, f, carol, server.RenderApart)
+
+	r = p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "v2"), "SIP-If-Match: "+siptest.Header(r, "SIP-ETag"))
+	siptest.WantCode(t, r, 200)
+	select {
+	case <-st.held:
+	case <-time.After(siptest.Timeout):
+		t.Fatal("the watchers' states were never committed")
+	}
+	// The rendering of v2 is held in its commit.
+	r = p.Publish("presence", carol, "application/pidf+xml", pidf(carol, "t1", "open", "v3"), "SIP-If-Match: "+siptest.Header(r, "SIP-ETag"))
+	siptest.WantCode(t, r, 200)
+	unsubscribed := make(chan int, 1)
+	go func() { unsubscribed <- leaving.Again("Expires: 0").StatusCode }()
+	select {
+	case code := <-unsubscribed:
+		t.Fatalf("unsubscribe answered %d while a rendering owned the watchers", code)
+	case <-time.After(100 * time.Millisecond):
+	}
+	for _, w := range peers {
+		w.Quiet(20 * time.Millisecond) // nothing leaves before its state is kept
+	}
+	release()
+	if code := <-unsubscribed; code != 200 {
+		t.Fatalf("unsubscribe: %d", code)
+	}
+
+	n := q.NotifyIn(leaving.CallID)
+	if n.CSeq().SeqNo != 2 || !strings.Contains(string(n.Body()), "v2") || strings.HasPrefix(siptest.Header(n, "Subscription-State"), "terminated") {
+		t.Fatalf("first NOTIFY after the PUBLISH:\n%s", n)
+	}
+	for cseq := uint32(3); ; cseq++ {
+		n = q.NotifyIn(leaving.CallID)
+		if n.CSeq().SeqNo != cseq || !strings.Contains(string(n.Body()), "v3") {
+			t.Fatalf("NOTIFY %d:\n%s", cseq, n)
+		}
+		if strings.HasPrefix(siptest.Header(n, "Subscription-State"), "terminated") {
+			break
+		}
+	}
+	q.Quiet(50 * time.Millisecond)
+	for _, sub := range subs {
+		for i, v := range []string{"v2", "v3"} {
+			if n := sub.Peer.NotifyIn(sub.CallID); n.CSeq().SeqNo != uint32(2+i) || !strings.Contains(string(n.Body()), v) {
+				t.Fatalf("NOTIFY %d after the PUBLISHes:\n%s", i+1, n)
+			}
+		}
+	}
+	for _, w := range peers {
+		w.Quiet(20 * time.Millisecond)
 	}
 }

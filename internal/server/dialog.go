@@ -380,7 +380,7 @@ func (s *Server) endHold(d *dialog, h *hold) {
 	}
 	defer s.wg.Done()
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if d.hold != h || d.gone || s.ctx.Err() != nil {
 		return
@@ -807,7 +807,7 @@ func (s *Server) drop(d *dialog) {
 		return
 	}
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if d.gone {
 		return
@@ -899,7 +899,7 @@ func (s *Server) expire(d *dialog) {
 		return
 	}
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if d.gone || time.Now().Before(d.expires()) {
 		return

@@ -84,7 +84,7 @@ func (s *Server) lockHeld(key resourceKey) *resource {
 	if r == nil {
 		return nil
 	}
-	r.mu.Lock()
+	s.lock(r)
 	if r.dead {
 		r.mu.Unlock()
 		return nil

@@ -164,7 +164,7 @@ func (s *Server) abandon(d *dialog) {
 		return
 	}
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if !d.gone {
 		s.forget(d)

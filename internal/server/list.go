@@ -822,7 +822,7 @@ func (s *Server) listDialogsOf(uri string) []*dialog {
 		if r.key.uri != uri {
 			continue
 		}
-		r.mu.Lock()
+		s.lock(r)
 		for _, d := range r.watchers {
 			if d.isList() {
 				out = append(out, d)

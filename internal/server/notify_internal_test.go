@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -57,5 +58,26 @@ func TestUDPNotifyAsSipgo(t *testing.T) {
 				t.Fatalf("destination %v %v, want %v", dest, ok, want)
 			}
 		})
+	}
+}
+
+// TestNotifyBranches holds the branches of the NOTIFYs a server sends
+// over UDP distinct, each a token the read filter knows as ours
+// (notifyBranch), and distinct from another server's (a restart's).
+func TestNotifyBranches(t *testing.T) {
+	var a, b udpNotifies
+	seen := map[string]bool{}
+	for range 1000 {
+		br := a.branch()
+		if !strings.HasPrefix(br, notifyBranch) || seen[br] {
+			t.Fatalf("branch %q: not ours, or repeated", br)
+		}
+		if _, _, got, ours, _ := readNotifyResponse([]byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=" + br + "\r\n\r\n")); !ours || string(got) != br {
+			t.Fatalf("branch %q read back as %q (ours %v)", br, got, ours)
+		}
+		seen[br] = true
+	}
+	if br := b.branch(); seen[br] || strings.Split(br, ".")[1] == strings.Split(a.branch(), ".")[1] {
+		t.Fatalf("two servers' branches share their random part: %q", br)
 	}
 }

@@ -137,7 +137,7 @@ func publicationInfo(p *publication) PublicationInfo {
 func (s *Server) Subscriptions(f Filter) []SubscriptionInfo {
 	var out []SubscriptionInfo
 	for _, r := range s.resourcesSnapshot() {
-		r.mu.Lock()
+		s.lock(r)
 		for _, d := range r.watchers {
 			if f.match(d.event(), d.resource(), d.remoteURI()) {
 				out = append(out, subscriptionInfo(d))
@@ -153,7 +153,7 @@ func (s *Server) Subscriptions(f Filter) []SubscriptionInfo {
 func (s *Server) Publications(f Filter) []PublicationInfo {
 	var out []PublicationInfo
 	for _, r := range s.resourcesSnapshot() {
-		r.mu.Lock()
+		s.lock(r)
 		for p := range r.publications() {
 			if f.match(r.key.event, r.key.uri, "") {
 				out = append(out, publicationInfo(p))
@@ -195,7 +195,7 @@ func (s *Server) Presentities(event string) []PresentityInfo {
 		if event != "" && r.key.event != event {
 			continue
 		}
-		r.mu.Lock()
+		s.lock(r)
 		if !r.dead {
 			out = append(out, s.presentity(r, false))
 		}
@@ -213,7 +213,7 @@ func (s *Server) Presentity(event, uri string) (PresentityInfo, error) {
 	if r == nil {
 		return PresentityInfo{}, fmt.Errorf("%s %s: %w", event, uri, ErrNotFound)
 	}
-	r.mu.Lock()
+	s.lock(r)
 	defer r.mu.Unlock()
 	if r.dead {
 		return PresentityInfo{}, fmt.Errorf("%s %s: %w", event, uri, ErrNotFound)
@@ -299,7 +299,7 @@ func (s *Server) Terminate(id, reason string) error {
 		return nil
 	}
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if d.gone {
 		return fmt.Errorf("subscription %s: %w", id, ErrNotFound)
@@ -319,7 +319,7 @@ func (s *Server) Terminate(id, reason string) error {
 // through every presentity.
 func (s *Server) RemovePublication(etag string) error {
 	for _, r := range s.resourcesSnapshot() {
-		r.mu.Lock()
+		s.lock(r)
 		if p := r.pubByETag(etag); p != nil {
 			defer s.release(r)
 			return s.removeByOperator(r, p)
@@ -385,7 +385,7 @@ func (s *Server) Reload(mods []*extension.Module) ([]*extension.Module, error) {
 	}
 	old := s.catalog.Swap(c)
 	for _, r := range s.resourcesSnapshot() {
-		r.mu.Lock()
+		s.lock(r)
 		r.pkg = c.packages[r.key.event]
 		r.mu.Unlock()
 	}

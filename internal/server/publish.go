@@ -68,7 +68,7 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 		r = s.resources.get(resourceKey{ep.name, uri})
 		s.mu.Unlock()
 		if r != nil {
-			r.mu.Lock()
+			s.lockSources(r)
 		}
 	}
 	var p *publication
@@ -255,7 +255,7 @@ const retryExpiry = 5 * time.Second
 // watchers.
 func (s *Server) expirePublication(p *publication) {
 	r := p.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	if !r.hasPub(p) || time.Now().Before(p.expires()) {
 		return

@@ -84,10 +84,13 @@ type resource struct {
 	stored uint64
 	// pins keeps r in Server.resources while a SUBSCRIBE commits without
 	// its lock, so that the dialog joins the live resource. It sits beside
-	// dead and cold so that the three share a word: 112 bytes, a size
-	// class of its own.
+	// dead, cold and rendering so that the four share a word: 112 bytes, a
+	// size class of its own.
 	pins int32
 	dead bool // removed from Server.resources
+	// rendering: a rendering for r's watchers let go of mu for its commit
+	// and its NOTIFYs, and owns r's watchers until it ends (lock).
+	rendering bool
 	// cold: state is not held here but in the store, at version stored.
 	// A resource nobody watches keeps its state there only, so memory
 	// grows with what is watched, not with what is published
@@ -135,7 +138,7 @@ func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
 			s.resources.put(r)
 		}
 		s.mu.Unlock()
-		r.mu.Lock()
+		s.lock(r)
 		if !r.dead {
 			return r
 		}

@@ -100,7 +100,7 @@ func (s *Server) restoreDialogs(recs []store.Subscription) int {
 		}
 	}
 	for r, ds := range resync {
-		r.mu.Lock()
+		s.lock(r)
 		s.resync(r, ds)
 		s.release(r)
 	}

@@ -184,6 +184,9 @@ type Server struct {
 	// change they report happened.
 	renderMu sync.Mutex
 	renders  map[*resource]time.Time
+	// rendered is signalled, under renderMu, when a rendering that let
+	// go of its resource's lock ends (lock).
+	rendered *sync.Cond
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -227,6 +230,7 @@ func New(opt Options) (*Server, error) {
 		contact: map[string]sip.Uri{}, resources: resourceIndex{},
 		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
+	s.rendered = sync.NewCond(&s.renderMu)
 	if s.opt.Registrar == (RegistrarBounds{}) {
 		s.opt.Registrar = RegistrarBounds{Min: 60, Max: 86400, Default: 3600}
 	}

@@ -235,7 +235,7 @@ func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource,
 	r.pins++
 	r.mu.Unlock()
 	err = c.commit()
-	r.mu.Lock()
+	s.lock(r)
 	r.pins--
 	if err != nil {
 		return err
@@ -324,7 +324,7 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.E
 		return s.refreshList(req, tx, ev, ep, d)
 	}
 	r := d.res
-	r.mu.Lock()
+	s.lock(r)
 	defer s.release(r)
 	secs, err := s.inDialog(req, ev, ep, d)
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -36,6 +38,30 @@ type udpNotifies struct {
 	txs map[string]*notifyTx // by branch
 	// timerF is notifyTimeout unless a test shortens it.
 	timerF time.Duration
+	// seq numbers the branches after a random prefix (branch).
+	prefix sync.Once
+	rand   string
+	seq    atomic.Uint64
+}
+
+// branch returns a branch for a new NOTIFY: notifyBranch, 64 random bits
+// drawn once per server, then a count. RFC 3261 §8.1.1.7 asks only that it
+// be unique across space and time, which the random part gives between
+// servers and restarts and the count within one; 16 random characters
+// drawn for each NOTIFY were 4.5 % of a fan-out's CPU (RATIONALE.md).
+func (n *udpNotifies) branch() string {
+	n.prefix.Do(func() {
+		var b [8]byte
+		rand.Read(b[:])
+		n.rand = notifyBranch + orderedEncoding.EncodeToString(b[:]) + "."
+	})
+	var num [13]byte
+	seq := strconv.AppendUint(num[:0], n.seq.Add(1), 36)
+	var b strings.Builder
+	b.Grow(len(n.rand) + len(seq))
+	b.WriteString(n.rand)
+	b.Write(seq)
+	return b.String()
 }
 
 type notifyTx struct {
@@ -88,7 +114,7 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 // sentBy and a branch of its own, and returns its final response, or
 // errNotifyTimeout at Timer F, or ctx's error.
 func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net.PacketConn, sentBy sip.Addr, dest netip.AddrPort) (notifyResult, error) {
-	branch := notifyBranch + sip.GenerateTagN(16)
+	branch := n.branch()
 	host := sentBy.Hostname
 	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
 		host = "[" + host + "]" // IPv6

@@ -14,6 +14,7 @@ import (
 func BenchmarkCommit(b *testing.B)        { eachBackend(b, storetest.BenchmarkCommit) }
 func BenchmarkCommitLatency(b *testing.B) { eachBackend(b, storetest.BenchmarkCommitLatency) }
 func BenchmarkLoadResource(b *testing.B)  { eachBackend(b, storetest.BenchmarkLoadResource) }
+func BenchmarkCommitStates(b *testing.B)  { eachBackend(b, storetest.BenchmarkCommitStates) }
 
 // eachBackend runs bench on each of backends, opened for it.
 func eachBackend(b *testing.B, bench func(*testing.B, store.Store)) {

@@ -57,6 +57,33 @@ func BenchmarkCommitLatency(b *testing.B, s store.Store) {
 	}
 }
 
+// BenchmarkCommitStates is a crowd's rendering: one commit of 1,000
+// subscriptions' per-watcher states, all the same (one document for all),
+// the CPU a fan-out's NOTIFYs cost the store; reported per row.
+func BenchmarkCommitStates(b *testing.B, s store.Store) {
+	const n = 1000
+	subs := make([]store.Subscription, n)
+	for i := range subs {
+		subs[i] = sub(i)
+		subs[i].ID = fmt.Sprintf("%016d.%08x", i, i*2654435761) // as dialogID: ordered, then a hash
+	}
+	if err := s.Commit(context.Background(), &store.Batch{Subscriptions: subs}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		state := []byte(fmt.Sprintf("digest of document %d, as pa keeps it", i))
+		states := make([]store.SubscriptionState, n)
+		for j := range states {
+			states[j] = store.SubscriptionState{ID: subs[j].ID, State: state, Status: "active"}
+		}
+		if err := s.Commit(context.Background(), &store.Batch{SubscriptionStates: states}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
+}
+
 var benchPub = store.Publication{ID: "p1", ETag: "e1", Event: "presence", Resource: "sip:a@x",
 	ContentType: "application/pidf+xml", Size: 11, Expires: time.UnixMilli(1_800_000_000_000)}
 

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Delete", deleteRecords},
 		{"RefreshKeepsThePublication", refreshKeepsThePublication},
 		{"SubscriptionStateKeepsTheRest", subscriptionStateKeepsTheRest},
+		{"SubscriptionStatesInOrder", subscriptionStatesInOrder},
 		{"LocalCSeqNeverLowered", localCSeqNeverLowered},
 		{"BatchesAreAtomic", batchesAreAtomic},
 		{"ConcurrentCommitsAllLand", concurrentCommitsAllLand},
@@ -265,6 +266,35 @@ func subscriptionStateKeepsTheRest(t *testing.T, s store.Store) {
 	want := sub(1)
 	want.LocalCSeq, want.State, want.Status = 40, []byte("sent v2"), "pending"
 	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{want, sub(2)}})
+}
+
+// A batch of many SubscriptionStates, most of them alike (a crowd's
+// rendering, which a store may write a run at a time), lands in order:
+// a subscription named twice ends as the last says, one not stored is
+// not created, and a state differing in its status alone is kept apart.
+func subscriptionStatesInOrder(t *testing.T, s store.Store) {
+	const n = 150
+	var subs []store.Subscription
+	for i := range n {
+		subs = append(subs, sub(i))
+	}
+	commit(t, s, &store.Batch{Subscriptions: subs})
+	var states []store.SubscriptionState
+	for i := range n {
+		states = append(states, store.SubscriptionState{ID: sub(i).ID, State: []byte("sent v2"), Status: "active"})
+		if i == 70 {
+			states = append(states, store.SubscriptionState{ID: "nothing", State: []byte("sent v2"), Status: "active"})
+		}
+	}
+	states[100].Status = "pending"
+	states = append(states, store.SubscriptionState{ID: sub(3).ID, State: []byte("sent v3"), Status: "active"})
+	commit(t, s, &store.Batch{SubscriptionStates: states})
+	for i := range subs {
+		subs[i].State = []byte("sent v2")
+	}
+	subs[3].State = []byte("sent v3")
+	subs[99].Status = "pending" // states[100]: the one after "nothing"
+	wantSnapshot(t, s, &store.Snapshot{Subscriptions: subs})
 }
 
 // A dialog's local CSeq only rises: a rewrite of its subscription (a
