@@ -109,12 +109,11 @@ func main() {
 	)
 	flag.Parse()
 	if *freePort {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		port, err := freeUDPPort()
 		if err != nil {
 			fatal(err)
 		}
-		fmt.Println(c.LocalAddr().(*net.UDPAddr).Port)
-		c.Close()
+		fmt.Println(port)
 		return
 	}
 	if *compare != "" {
@@ -237,11 +236,18 @@ func (d *driver) start(ctx context.Context, name, scenario string, limit time.Du
 	if limit < time.Second {
 		return nil, errors.New("global timeout reached")
 	}
+	// sipp's own port is one the kernel hands out, never sipp's default
+	// 5060, which it would take from a SIP client running beside the bench
+	// (the client tests pick theirs below the ephemeral range).
+	port, err := freeUDPPort()
+	if err != nil {
+		return nil, err
+	}
 	base := filepath.Join(d.work, name)
 	r := &sippRun{name: name, stat: base + "_stat.csv", count: base + "_counts.csv", errf: base + "_errors.log", done: make(chan error, 1)}
 	full := []string{d.server,
 		"-sf", filepath.Join(d.scenarios, scenario),
-		"-i", "127.0.0.1", "-t", "u1",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "u1",
 		"-nostdin", "-buff_size", strconv.Itoa(d.buf),
 		"-trace_stat", "-stf", r.stat, "-fd", "1",
 		"-trace_counts", "-trace_err", "-error_file", r.errf,
@@ -943,4 +949,15 @@ func ratio(a, b float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", a/b)
+}
+
+// freeUDPPort is a UDP port on 127.0.0.1 free when asked, from the
+// ephemeral range.
+func freeUDPPort() (int, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
