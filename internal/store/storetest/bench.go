@@ -45,6 +45,26 @@ func BenchmarkCommit(b *testing.B, s store.Store) {
 	})
 }
 
+// BenchmarkCommitSubscription is a new subscription's commit (what a
+// SUBSCRIBE writes) from 64 goroutines per CPU at once, as
+// BenchmarkCommit: its row whole, with its per-watcher state and status.
+func BenchmarkCommitSubscription(b *testing.B, s store.Store) {
+	b.ResetTimer()
+	b.SetParallelism(64)
+	var n atomic.Int64
+	tag := randomToken() // the benchmark runs several times over one store
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(n.Add(1))
+			v := sub(i)
+			v.ID = fmt.Sprintf("%s%016d.%08x", tag, i, uint32(i*2654435761)) // as dialogID: ordered, then a hash
+			if err := s.Commit(context.Background(), &store.Batch{Subscriptions: []store.Subscription{v}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkCommitLatency is one commit at a time: the latency a lone
 // request pays for durability (a flush of the log), with nothing to share
 // it with.
