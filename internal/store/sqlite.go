@@ -218,7 +218,9 @@ func (st *stmts) prepare(db *sql.DB) error {
 		// NULL) keeps a statement journal of every page it changes, and
 		// 64 rows in no order of theirs spill it to a temporary file:
 		// 41 % of a fan-out's commit (RATIONALE.md). A status bound here
-		// is a Go string, never NULL, so the clause skips no row.
+		// is a Go string, never NULL, so the clause skips no row; an
+		// error of the file (disk full, I/O) still fails the statement,
+		// and write rolls the whole transaction back, as before.
 		{&st.subState, `UPDATE OR IGNORE subscription_states SET state = ?, status = ? WHERE id = ?`},
 		{&st.subStates, `UPDATE OR IGNORE subscription_states SET state = ?, status = ? WHERE id IN (?` +
 			strings.Repeat(",?", subStatesRun-1) + `)`},
