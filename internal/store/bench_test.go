@@ -11,10 +11,11 @@ import (
 // The commit benchmarks of Memory and SQLite; internal/store/postgres
 // runs the same (storetest's) on PostgreSQL.
 
-func BenchmarkCommit(b *testing.B)        { eachBackend(b, storetest.BenchmarkCommit) }
-func BenchmarkCommitLatency(b *testing.B) { eachBackend(b, storetest.BenchmarkCommitLatency) }
-func BenchmarkLoadResource(b *testing.B)  { eachBackend(b, storetest.BenchmarkLoadResource) }
-func BenchmarkCommitStates(b *testing.B)  { eachBackend(b, storetest.BenchmarkCommitStates) }
+func BenchmarkCommit(b *testing.B)             { eachBackend(b, storetest.BenchmarkCommit) }
+func BenchmarkCommitSubscription(b *testing.B) { eachBackend(b, storetest.BenchmarkCommitSubscription) }
+func BenchmarkCommitLatency(b *testing.B)      { eachBackend(b, storetest.BenchmarkCommitLatency) }
+func BenchmarkLoadResource(b *testing.B)       { eachBackend(b, storetest.BenchmarkLoadResource) }
+func BenchmarkCommitStates(b *testing.B)       { eachBackend(b, storetest.BenchmarkCommitStates) }
 
 // eachBackend runs bench on each of backends, opened for it.
 func eachBackend(b *testing.B, bench func(*testing.B, store.Store)) {

@@ -31,7 +31,7 @@ type SQLite struct {
 
 // schemaVersion is the version this build writes; migrations[i] takes a
 // file from version i to i+1.
-const schemaVersion = 4
+const schemaVersion = 5
 
 var migrations = []string{
 	`CREATE TABLE subscriptions (
@@ -130,6 +130,17 @@ var migrations = []string{
 	`ALTER TABLE bindings ADD COLUMN instance TEXT NOT NULL DEFAULT '';
 	ALTER TABLE bindings ADD COLUMN reg_id INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE bindings ADD COLUMN path TEXT NOT NULL DEFAULT '';  -- one URI per line`,
+	// 5: a subscription's per-watcher state and status, which every
+	// NOTIFY rewrites, in a narrow table of their own: a crowd's
+	// rendering rewrote 1,000 rows of 20 columns, some 70 pages of the
+	// table, every one written whole to the WAL (RATIONALE.md). Both
+	// rows of a subscription are written and deleted together.
+	`CREATE TABLE subscription_states (
+		id TEXT PRIMARY KEY, state BLOB, status TEXT NOT NULL
+	) WITHOUT ROWID;
+	INSERT INTO subscription_states SELECT id, state, status FROM subscriptions;
+	ALTER TABLE subscriptions DROP COLUMN state;
+	ALTER TABLE subscriptions DROP COLUMN status;`,
 }
 
 // OpenSQLite opens (creating if needed) the store file at path and brings
@@ -183,7 +194,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 // stmts are the writer's statements, prepared once: preparing each
 // statement per row was a third of the store's CPU under load.
 type stmts struct {
-	putSub, subState, subStates, delSub, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
+	putSub, putSubState, subState, subStates, delSub, delSubState, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
 }
 
 // subStatesRun is how many subscriptions one statement gives the same
@@ -201,11 +212,20 @@ func (st *stmts) prepare(db *sql.DB) error {
 		// A rewrite of a subscription (refresh, new state) never lowers
 		// the CSeq the NOTIFY path reserved meanwhile.
 		{&st.putSub, `INSERT OR REPLACE INTO subscriptions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,
-			max(?16, coalesce((SELECT local_cseq FROM subscriptions WHERE id = ?1), 0)),?17,?18,?19,?20)`},
-		{&st.subState, `UPDATE subscriptions SET state = ?, status = ? WHERE id = ?`},
-		{&st.subStates, `UPDATE subscriptions SET state = ?, status = ? WHERE id IN (?` +
+			max(?16, coalesce((SELECT local_cseq FROM subscriptions WHERE id = ?1), 0)),?17,?18)`},
+		{&st.putSubState, `INSERT OR REPLACE INTO subscription_states VALUES (?,?,?)`},
+		// OR IGNORE: an UPDATE that may abort half-way (status is NOT
+		// NULL) keeps a statement journal of every page it changes, and
+		// 64 rows in no order of theirs spill it to a temporary file:
+		// 41 % of a fan-out's commit (RATIONALE.md). A status bound here
+		// is a Go string, never NULL, so the clause skips no row; an
+		// error of the file (disk full, I/O) still fails the statement,
+		// and write rolls the whole transaction back, as before.
+		{&st.subState, `UPDATE OR IGNORE subscription_states SET state = ?, status = ? WHERE id = ?`},
+		{&st.subStates, `UPDATE OR IGNORE subscription_states SET state = ?, status = ? WHERE id IN (?` +
 			strings.Repeat(",?", subStatesRun-1) + `)`},
 		{&st.delSub, `DELETE FROM subscriptions WHERE id = ?`},
+		{&st.delSubState, `DELETE FROM subscription_states WHERE id = ?`},
 		{&st.putPub, `INSERT OR REPLACE INTO publications VALUES (?,?,?,?,?,?,?)`},
 		{&st.refreshPub, `UPDATE publications SET etag = ?, expires = ? WHERE id = ?`},
 		{&st.delPub, `DELETE FROM publications WHERE id = ?`},
@@ -301,7 +321,10 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 		err := exec(st.putSub,
 			v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet),
 			v.Transport, v.Source, v.Event, v.EventID, v.Resource, lines(v.Accept), ms(v.Expires),
-			v.LocalCSeq, v.RemoteCSeq, v.State, v.Status, ms(v.Created))
+			v.LocalCSeq, v.RemoteCSeq, ms(v.Created))
+		if err == nil {
+			err = exec(st.putSubState, v.ID, v.State, v.Status)
+		}
 		if err != nil {
 			return fmt.Errorf("subscription: %w", err)
 		}
@@ -331,6 +354,9 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 	}
 	for _, id := range b.DeleteSubscriptions {
 		if err := exec(st.delSub, id); err != nil {
+			return err
+		}
+		if err := exec(st.delSubState, id); err != nil {
 			return err
 		}
 	}
@@ -401,9 +427,13 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 
 func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 	snap := &Snapshot{}
+	// LEFT JOIN: a subscription is never written without its state
+	// row, but were one missing, the dialog would still come back (as
+	// active, with no per-watcher state) rather than vanish.
 	rows, err := tx.QueryContext(ctx, `SELECT id, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
-		route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq, state, status, created
-		FROM subscriptions`)
+		route_set, transport, source, event, event_id, resource, accept, expires, local_cseq, remote_cseq,
+		state, coalesce(status, ''), created
+		FROM subscriptions LEFT JOIN subscription_states USING (id)`)
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,7 @@ func TestSQLiteSurvivesReopen(t *testing.T) {
 	}
 	rows.Close()
 	sort.Strings(names)
-	if strings.Join(names, ",") != "bindings,publications,resources,subscriptions" {
+	if strings.Join(names, ",") != "bindings,publications,resources,subscription_states,subscriptions" {
 		t.Fatalf("tables = %v", names)
 	}
 }
@@ -64,16 +64,7 @@ func TestSQLiteSurvivesReopen(t *testing.T) {
 func TestSQLiteMigrates(t *testing.T) {
 	for _, from := range []int{1, 2} {
 		t.Run(fmt.Sprint("version", from), func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "presenced.db")
-			db, err := sql.Open("sqlite", "file:"+path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, q := range append(migrations[:from:from], fmt.Sprintf("PRAGMA user_version = %d", from)) {
-				if _, err := db.Exec(q); err != nil {
-					t.Fatal(err)
-				}
-			}
+			path, db := oldStore(t, from)
 			writeOldRows(t, db)
 			// publications as the old schemas wrote them, body and all
 			for _, q := range []string{
@@ -113,16 +104,7 @@ func TestSQLiteMigrates(t *testing.T) {
 // From version 3, bindings gain an instance, a reg-id and a Path, none of
 // which the bindings already stored had.
 func TestSQLiteMigratesBindings(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "presenced.db")
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range append(migrations[:3:3], "PRAGMA user_version = 3") {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	path, db := oldStore(t, 3)
 	writeOldRows(t, db)
 	db.Close()
 	s, err := OpenSQLite(path)
@@ -147,24 +129,96 @@ func TestSQLiteMigratesBindings(t *testing.T) {
 	}
 }
 
+// From version 4, a subscription's per-watcher state and status live in
+// a table of their own: a stored subscription keeps both, and states
+// written after the migration, or a subscription written whole, land.
+func TestSQLiteMigratesSubscriptionStates(t *testing.T) {
+	path, db := oldStore(t, 4)
+	pending := sub
+	pending.ID, pending.State, pending.Status = "d2", nil, "pending"
+	writeOldSubscription(t, db, sub)
+	writeOldSubscription(t, db, pending)
+	db.Close()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	subs := func() []Subscription {
+		t.Helper()
+		snap, err := s.Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Slice(snap.Subscriptions, func(i, j int) bool { return snap.Subscriptions[i].ID < snap.Subscriptions[j].ID })
+		return snap.Subscriptions
+	}
+	if got, want := subs(), []Subscription{sub, pending}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after migration:\n%+v\nwant\n%+v", got, want)
+	}
+	third := sub
+	third.ID, third.State = "d3", []byte{3}
+	pending.State, pending.Status = []byte{9}, "active"
+	if err := s.Commit(context.Background(), &Batch{Subscriptions: []Subscription{third},
+		SubscriptionStates:  []SubscriptionState{{ID: pending.ID, State: pending.State, Status: pending.Status}},
+		DeleteSubscriptions: []string{sub.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := subs(), []Subscription{pending, third}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("written after migration:\n%+v\nwant\n%+v", got, want)
+	}
+	var n int
+	s.db.QueryRow(`SELECT count(*) FROM subscription_states`).Scan(&n)
+	if n != 2 {
+		t.Fatalf("%d rows of states for 2 subscriptions", n)
+	}
+}
+
+// oldStore is a new store file of schema version v, open without
+// OpenSQLite, which would migrate it.
+func oldStore(t *testing.T, v int) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "presenced.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range append(migrations[:v:v], fmt.Sprintf("PRAGMA user_version = %d", v)) {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path, db
+}
+
 // writeOldRows writes sub, res and bind as schemas 1 to 3 kept them: the
-// columns of subscriptions and resources have not changed since, and a
-// binding had neither instance, reg-id nor Path.
+// columns of resources have not changed since, and a binding had neither
+// instance, reg-id nor Path.
 func writeOldRows(t *testing.T, db *sql.DB) {
 	t.Helper()
+	writeOldSubscription(t, db, sub)
 	for _, q := range []struct {
 		sql  string
 		args []any
 	}{
-		{`INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, []any{sub.ID, sub.CallID, sub.LocalTag,
-			sub.RemoteTag, sub.LocalURI, sub.RemoteURI, sub.RemoteTarget, lines(sub.RouteSet), sub.Transport, sub.Source, sub.Event,
-			sub.EventID, sub.Resource, lines(sub.Accept), ms(sub.Expires), sub.LocalCSeq, sub.RemoteCSeq, sub.State, sub.Status, ms(sub.Created)}},
 		{`INSERT INTO resources VALUES (?,?,?)`, []any{res.Event, res.Resource, res.State}},
 		{`INSERT INTO bindings VALUES (?,?,?,?,?,?,?)`, []any{bind.ID, bind.AOR, bind.Contact, bind.Q, bind.CallID, bind.CSeq, ms(bind.Expires)}},
 	} {
 		if _, err := db.Exec(q.sql, q.args...); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// writeOldSubscription writes v as schemas 1 to 4 kept it: its
+// per-watcher state and status in its row.
+func writeOldSubscription(t *testing.T, db *sql.DB, v Subscription) {
+	t.Helper()
+	if _, err := db.Exec(`INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, v.ID, v.CallID,
+		v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet), v.Transport, v.Source,
+		v.Event, v.EventID, v.Resource, lines(v.Accept), ms(v.Expires), v.LocalCSeq, v.RemoteCSeq, v.State, v.Status,
+		ms(v.Created)); err != nil {
+		t.Fatal(err)
 	}
 }
 

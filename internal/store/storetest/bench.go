@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/binary"
 	"fmt"
+	mathrand "math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,6 +45,26 @@ func BenchmarkCommit(b *testing.B, s store.Store) {
 	})
 }
 
+// BenchmarkCommitSubscription is a new subscription's commit (what a
+// SUBSCRIBE writes) from 64 goroutines per CPU at once, as
+// BenchmarkCommit: its row whole, with its per-watcher state and status.
+func BenchmarkCommitSubscription(b *testing.B, s store.Store) {
+	b.ResetTimer()
+	b.SetParallelism(64)
+	var n atomic.Int64
+	tag := randomToken() // the benchmark runs several times over one store
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(n.Add(1))
+			v := sub(i)
+			v.ID = fmt.Sprintf("%s%016d.%08x", tag, i, uint32(i*2654435761)) // as dialogID: ordered, then a hash
+			if err := s.Commit(context.Background(), &store.Batch{Subscriptions: []store.Subscription{v}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkCommitLatency is one commit at a time: the latency a lone
 // request pays for durability (a flush of the log), with nothing to share
 // it with.
@@ -58,24 +80,39 @@ func BenchmarkCommitLatency(b *testing.B, s store.Store) {
 }
 
 // BenchmarkCommitStates is a crowd's rendering: one commit of 1,000
-// subscriptions' per-watcher states, all the same (one document for all),
-// the CPU a fan-out's NOTIFYs cost the store; reported per row.
+// subscriptions' per-watcher states, all the same (one document for all,
+// new at each commit), the CPU a fan-out's NOTIFYs cost the store;
+// reported per row. The rows are as wide as a SIP client's dialog makes
+// them and the states come in no order of theirs, as the server lists
+// a resource's watchers (a map): a run of them touches as many pages of
+// the table as it has rows.
 func BenchmarkCommitStates(b *testing.B, s store.Store) {
 	const n = 1000
 	subs := make([]store.Subscription, n)
 	for i := range subs {
 		subs[i] = sub(i)
-		subs[i].ID = fmt.Sprintf("%016d.%08x", i, i*2654435761) // as dialogID: ordered, then a hash
+		subs[i].ID = fmt.Sprintf("%016d.%08x", i, uint32(i*2654435761)) // as dialogID: ordered, then a hash
+		subs[i].CallID = fmt.Sprintf("%d-4242@127.0.0.1", i)
+		subs[i].RemoteTag = fmt.Sprintf("4242SIPpTag%d", i)
+		subs[i].LocalURI = "sip:fanout_1_pres@example.com"
+		subs[i].RemoteURI = fmt.Sprintf("sip:fanout_1_watch%d@example.com", i)
+		subs[i].RemoteTarget = fmt.Sprintf("sip:fanout_1_watch%d@127.0.0.1:5070;transport=UDP", i)
+		subs[i].RouteSet = nil
+		subs[i].Source = "127.0.0.1:5070"
+		subs[i].Resource = "sip:fanout_1_pres@example.com"
+		subs[i].Accept = []string{"application/pidf+xml"}
 	}
 	if err := s.Commit(context.Background(), &store.Batch{Subscriptions: subs}); err != nil {
 		b.Fatal(err)
 	}
+	order := mathrand.New(mathrand.NewPCG(1, 2)).Perm(n)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		state := []byte(fmt.Sprintf("digest of document %d, as pa keeps it", i))
+		// pa's per-watcher state: a digest of the document, 10 bytes
+		state := binary.BigEndian.AppendUint64([]byte{10, 8}, uint64(i)*0x9e3779b97f4a7c15)
 		states := make([]store.SubscriptionState, n)
-		for j := range states {
-			states[j] = store.SubscriptionState{ID: subs[j].ID, State: state, Status: "active"}
+		for j, k := range order {
+			states[j] = store.SubscriptionState{ID: subs[k].ID, State: state, Status: "active"}
 		}
 		if err := s.Commit(context.Background(), &store.Batch{SubscriptionStates: states}); err != nil {
 			b.Fatal(err)
