@@ -87,8 +87,9 @@ func (in *instance) handle(ctx context.Context, req *abi.Request) ([]byte, error
 func (in *instance) invoke(ctx context.Context, fn api.Function, input []byte, op uint64) ([]byte, error) {
 	cs := &in.call
 	*cs = callState{input: input, log: in.log}
-	// The host functions would otherwise see the input after the call.
-	defer func() { cs.input = nil }()
+	// The call state outlives the call: it must not hold a request buffer
+	// let go (keepRequest) nor the caller's output.
+	defer func() { cs.input, cs.output = nil, nil }()
 	ctx = context.WithValue(ctx, callKey{}, cs)
 	in.done = ctx.Done()
 	stack := in.stack[:1]
