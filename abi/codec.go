@@ -15,18 +15,32 @@ import (
 
 type enc []byte
 
+// head appends the tag of field n and, for a length-delimited field, its
+// length or, for a varint, its value v: one byte each when under 128 (a
+// field number under 16), the usual case, written inline, where
+// protowire's general writers are calls a Go guest pays for at each field
+// of each notification of a crowd (RATIONALE.md).
+func (e *enc) head(n protowire.Number, t protowire.Type, v uint64) {
+	if n < 16 && v < 0x80 {
+		*e = append(*e, byte(n)<<3|byte(t), byte(v))
+		return
+	}
+	*e = protowire.AppendTag(*e, n, t)
+	*e = protowire.AppendVarint(*e, v)
+}
+
 func (e *enc) str(n protowire.Number, s string) {
 	if s == "" {
 		return
 	}
-	*e = protowire.AppendTag(*e, n, protowire.BytesType)
-	*e = protowire.AppendString(*e, s)
+	e.head(n, protowire.BytesType, uint64(len(s)))
+	*e = append(*e, s...)
 }
 
 // bytes always writes the field, even empty, so "set to empty" survives.
 func (e *enc) bytes(n protowire.Number, b []byte) {
-	*e = protowire.AppendTag(*e, n, protowire.BytesType)
-	*e = protowire.AppendBytes(*e, b)
+	e.head(n, protowire.BytesType, uint64(len(b)))
+	*e = append(*e, b...)
 }
 
 func (e *enc) optBytes(n protowire.Number, b []byte) {
@@ -39,8 +53,7 @@ func (e *enc) uint(n protowire.Number, v uint64) {
 	if v == 0 {
 		return
 	}
-	*e = protowire.AppendTag(*e, n, protowire.VarintType)
-	*e = protowire.AppendVarint(*e, v)
+	e.head(n, protowire.VarintType, v)
 }
 
 func (e *enc) sint(n protowire.Number, v int64) { e.uint(n, uint64(v)) }
@@ -59,6 +72,10 @@ func (e *enc) msg(n protowire.Number, m []byte) { e.bytes(n, m) }
 // the message's bytes do. It leaves room for the length of a message of
 // about hint bytes and returns where the message starts, for close.
 func (e *enc) open(n protowire.Number, hint int) (start int) {
+	if n < 16 && hint < 0x80 {
+		*e = append(*e, byte(n)<<3|byte(protowire.BytesType), 0)
+		return len(*e)
+	}
 	*e = protowire.AppendTag(*e, n, protowire.BytesType)
 	*e = append(*e, make([]byte, protowire.SizeVarint(uint64(hint)))...)
 	return len(*e)
@@ -68,6 +85,10 @@ func (e *enc) open(n protowire.Number, hint int) (start int) {
 // it, moving the message when its length takes more or fewer bytes than
 // were left for it, so the encoding is the one msg gives.
 func (e *enc) close(start, hint int) {
+	if l := len(*e) - start; hint < 0x80 && l < 0x80 {
+		(*e)[start-1] = byte(l)
+		return
+	}
 	width := protowire.SizeVarint(uint64(hint))
 	var lb [binary.MaxVarintLen64]byte
 	l := protowire.AppendVarint(lb[:0], uint64(len(*e)-start))
@@ -236,10 +257,14 @@ func (w *Watcher) sizeHint() int {
 }
 
 // Marshal encodes a Request.
-func (m *Request) Marshal() []byte {
+func (m *Request) Marshal() []byte { return m.MarshalAppend(nil) }
+
+// MarshalAppend appends the encoding of m to b, for a caller that reuses
+// one buffer for every request: the host keeps one per instance.
+func (m *Request) MarshalAppend(b []byte) []byte {
 	// Sized up front: grown by append, the encoding of a render's state
 	// and watchers was reallocated several times per call.
-	e := make(enc, 0, m.sizeHint())
+	e := enc(slices.Grow(b, m.sizeHint()))
 	e.uint(fReqOp, uint64(m.Op))
 	e.str(fReqEvent, m.Event)
 	e.str(fReqResource, m.Resource)
@@ -316,6 +341,7 @@ func (m *Request) Unmarshal(data []byte) error {
 	t := strtab{data: data}
 	var scratch [4]string
 	accept := scratch[:0] // the watcher's, read into one scratch slice
+	var first *firstWatcher
 	return decode(data, func(f Field) error {
 		switch f.Num {
 		case fReqOp:
@@ -353,6 +379,10 @@ func (m *Request) Unmarshal(data []byte) error {
 				// microsecond in a guest.
 				m.Watchers = slices.Grow(m.Watchers, count(data, fReqWatchers)-1)
 			}
+			if m.Watchers == nil {
+				first = &firstWatcher{}
+				m.Watchers = first.w[:0]
+			}
 			var w Watcher
 			accept = accept[:0]
 			err := Fields(f.Bytes, func(f Field) error {
@@ -378,6 +408,9 @@ func (m *Request) Unmarshal(data []byte) error {
 			if len(accept) > 0 {
 				if i := len(m.Watchers) - 1; i >= 0 && slices.Equal(m.Watchers[i].Accept, accept) {
 					w.Accept = m.Watchers[i].Accept
+				} else if i < 0 && len(accept) <= len(first.accept) {
+					w.Accept = first.accept[:len(accept):len(accept)]
+					copy(w.Accept, accept)
 				} else {
 					w.Accept = slices.Clone(accept)
 				}
@@ -458,6 +491,14 @@ func (m *Request) Unmarshal(data []byte) error {
 		}
 		return nil
 	})
+}
+
+// firstWatcher is a request's first watcher and its Accept list, in one
+// allocation where they were two: most calls have one watcher, and in a
+// Go guest an allocation costs more than the few strings it holds.
+type firstWatcher struct {
+	w      [1]Watcher
+	accept [4]string
 }
 
 // strtab makes the strings of one message as substrings of a single copy
@@ -579,6 +620,12 @@ func (m *Response) Unmarshal(data []byte) error {
 		case fResChanged:
 			m.StateChanged = f.Varint != 0
 		case fResNotes:
+			if len(m.Notifications) == 1 && cap(m.Notifications) == 1 {
+				// A second one: room for all, as Request.Unmarshal does
+				// for watchers; grown by append, a crowd's 1,000 were
+				// reallocated ten times.
+				m.Notifications = slices.Grow(m.Notifications, count(data, fResNotes)-1)
+			}
 			var n Notification
 			var bodyOf uint64
 			err := Fields(f.Bytes, func(f Field) error {
@@ -611,6 +658,9 @@ func (m *Response) Unmarshal(data []byte) error {
 				}
 				c := &m.Notifications[bodyOf-1]
 				n.ContentType, n.Body = c.ContentType, c.Body
+			}
+			if m.Notifications == nil {
+				m.Notifications = make([]Notification, 0, 1)
 			}
 			m.Notifications = append(m.Notifications, n)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -77,16 +78,24 @@ func TestTruncatedInputIsAnError(t *testing.T) {
 }
 
 // MarshalAppend writes after what the buffer holds, the same bytes Marshal
-// returns, and reuses the buffer when it is large enough.
-func TestResponseMarshalAppend(t *testing.T) {
-	in := Response{Code: 400, Reason: "bad", Notifications: []Notification{{WatcherID: "w", Body: []byte("b")}}}
-	buf := append(make([]byte, 0, 256), "head"...)
-	got := in.MarshalAppend(buf)
-	if string(got[:4]) != "head" || string(got[4:]) != string(in.Marshal()) {
-		t.Fatalf("MarshalAppend = %q, want head then %q", got, in.Marshal())
-	}
-	if &got[0] != &buf[0] {
-		t.Error("MarshalAppend did not reuse a buffer large enough")
+// returns, and reuses the buffer when it is large enough: the host keeps
+// one buffer per instance for requests, the SDK's glue one for responses.
+func TestMarshalAppend(t *testing.T) {
+	req := Request{Op: OpRender, Event: "presence", Resource: "sip:a@example.com", State: []byte("st"),
+		Watchers: []Watcher{{ID: "w1", URI: "sip:b@example.com", Accept: []string{"a/b"}, Full: true}}}
+	res := Response{Code: 400, Reason: "bad", Notifications: []Notification{{WatcherID: "w", Body: []byte("b")}}}
+	for name, m := range map[string]interface {
+		Marshal() []byte
+		MarshalAppend([]byte) []byte
+	}{"request": &req, "response": &res} {
+		buf := append(make([]byte, 0, 256), "head"...)
+		got := m.MarshalAppend(buf)
+		if string(got[:4]) != "head" || string(got[4:]) != string(m.Marshal()) {
+			t.Fatalf("%s: MarshalAppend = %q, want head then %q", name, got, m.Marshal())
+		}
+		if &got[0] != &buf[0] {
+			t.Errorf("%s: MarshalAppend did not reuse a buffer large enough", name)
+		}
 	}
 }
 
@@ -181,18 +190,67 @@ func BenchmarkFanOut(b *testing.B) {
 // apart and copied in (msg) does, whether its length takes the bytes the
 // hint left for it, more, or fewer.
 func TestNestedInPlace(t *testing.T) {
-	for _, size := range []int{0, 1, 127, 128, 300, 16383, 16384, 20000} {
-		for _, hint := range []int{0, 1, 127, 128, 16384, 1 << 21} {
-			content := bytes.Repeat([]byte{'x'}, size)
-			want := enc("head")
-			want.msg(5, content)
-			got := enc("head")
-			at := got.open(5, hint)
-			got = append(got, content...)
-			got.close(at, hint)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("size %d, hint %d: % x, want % x", size, hint, got[:min(len(got), 12)], want[:min(len(want), 12)])
+	for _, num := range []protowire.Number{5, 15, 16, 300} {
+		for _, size := range []int{0, 1, 127, 128, 300, 16383, 16384, 20000} {
+			for _, hint := range []int{0, 1, 127, 128, 16384, 1 << 21} {
+				content := bytes.Repeat([]byte{'x'}, size)
+				want := protowire.AppendBytes(protowire.AppendTag([]byte("head"), num, protowire.BytesType), content)
+				got := enc("head")
+				at := got.open(num, hint)
+				got = append(got, content...)
+				got.close(at, hint)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("field %d, size %d, hint %d: % x, want % x", num, size, hint, got[:min(len(got), 12)], want[:min(len(want), 12)])
+				}
 			}
 		}
+	}
+}
+
+// The writers' one-byte paths (a field number under 16, a length or value
+// under 128) write what protowire writes, on both sides of each bound.
+func TestWritersAreProtowire(t *testing.T) {
+	for _, num := range []protowire.Number{1, 15, 16, 300} {
+		for _, v := range []uint64{1, 127, 128, 300, 1 << 40} {
+			s := strings.Repeat("x", int(min(v, 300)))
+			var got enc
+			got.str(num, s)
+			got.bytes(num, []byte(s))
+			got.uint(num, v)
+			want := protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), s)
+			want = protowire.AppendBytes(protowire.AppendTag(want, num, protowire.BytesType), []byte(s))
+			want = protowire.AppendVarint(protowire.AppendTag(want, num, protowire.VarintType), v)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("field %d, %d: % x, want % x", num, v, got, want)
+			}
+		}
+	}
+}
+
+// Decoding a request allocates the same few times however many watchers
+// it names: their strings are cut from one copy of the message
+// (strtab), which needs the byte slices Fields hands over to keep their
+// capacity into the message.
+func TestDecodeAllocations(t *testing.T) {
+	data, _ := fanOut(1000)
+	var r Request
+	if n := testing.AllocsPerRun(5, func() {
+		if err := r.Unmarshal(data); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 4 {
+		t.Errorf("decoding 1,000 watchers: %v allocations, want at most 4", n)
+	}
+	// The host's side: a response's notifications are one slice, sized
+	// once, beside each watcher's ID.
+	_, res := fanOut(1000)
+	data = res.Marshal()
+	var back Response
+	if n := testing.AllocsPerRun(5, func() {
+		if err := back.Unmarshal(data); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 1000+4 {
+		t.Errorf("decoding 1,000 notifications: %v allocations, want at most 1,004", n)
 	}
 }

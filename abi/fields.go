@@ -41,16 +41,30 @@ func (f Field) IsVarint(num protowire.Number) bool {
 // module's own state blobs, which are protobuf wire format too.
 func Fields(b []byte, f func(Field) error) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		// A tag, a varint or a length under 128 is one byte: read inline,
+		// where protowire's general readers are calls, which a Go guest
+		// pays for at each field of each watcher of a crowd
+		// (RATIONALE.md). Anything else, and any error, takes protowire's
+		// path.
+		var num protowire.Number
+		var typ protowire.Type
+		n := 1
+		if c := b[0]; c < 0x80 && c>>3 != 0 {
+			num, typ = protowire.Number(c>>3), protowire.Type(c&7)
+		} else if num, typ, n = protowire.ConsumeTag(b); n < 0 {
 			return fmt.Errorf("bad tag: %w", protowire.ParseError(n))
 		}
 		b = b[n:]
 		fl := Field{Num: num, Type: typ}
-		switch typ {
-		case protowire.VarintType:
+		switch {
+		case typ == protowire.VarintType && len(b) > 0 && b[0] < 0x80:
+			fl.Varint, n = uint64(b[0]), 1
+		case typ == protowire.BytesType && len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b):
+			n = 1 + int(b[0])
+			fl.Bytes = b[1:n] // capacity past it, as protowire leaves it: strtab.str relies on it
+		case typ == protowire.VarintType:
 			fl.Varint, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
+		case typ == protowire.BytesType:
 			fl.Bytes, n = protowire.ConsumeBytes(b)
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)

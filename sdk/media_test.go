@@ -43,6 +43,16 @@ func TestCheckAccept(t *testing.T) {
 	if err := CheckAccept(ws[:1], "application/pidf+xml"); err != nil {
 		t.Fatalf("no Accept: %v", err)
 	}
+	// A list shared by watchers is checked once; a list of the same
+	// length after it is checked for itself.
+	pidf := []string{"application/pidf+xml"}
+	ws = []Watcher{{ID: "w1", Accept: pidf}, {ID: "w2", Accept: pidf}, {ID: "w3", Accept: []string{"text/plain"}}}
+	if err := CheckAccept(ws[:2], "application/pidf+xml"); err != nil {
+		t.Fatalf("shared list: %v", err)
+	}
+	if err := CheckAccept(ws, "application/pidf+xml"); !errors.As(err, &rej) || rej.Code != 406 {
+		t.Fatalf("a different list after a shared one: %v", err)
+	}
 }
 
 func TestCheckContentType(t *testing.T) {

@@ -115,3 +115,33 @@ func BenchmarkRenderEmpty(b *testing.B) {
 		})
 	}
 }
+
+// crowd is the watchers' share of bench's "fanout" workload: the render
+// the host makes apart for a presentity's 1,000 active watchers after a
+// PUBLISH (internal/server, renderApart), each last sent an older
+// document, so each is sent the new one.
+func crowd(state []byte) *abi.Request {
+	req := &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource, State: state,
+		Watchers: make([]abi.Watcher, 1000)}
+	sent := watcherState(pidfType, []byte("<presence/>"))
+	accept := []string{pidfType} // one slice, as abi's decoding hands equal lists
+	for i := range req.Watchers {
+		req.Watchers[i] = abi.Watcher{ID: fmt.Sprintf("w%04d-7f3a9c1e", i), URI: fmt.Sprintf("sip:w%d@example.com", i),
+			Accept: accept, Status: abi.StatusActive, State: sent}
+	}
+	return req
+}
+
+// BenchmarkRenderCrowd is that render, one call for 1,000 watchers.
+func BenchmarkRenderCrowd(b *testing.B) {
+	for name, run := range paRunners(b) {
+		b.Run(name, func(b *testing.B) {
+			req := crowd(run(publish(nil, "p1", benchPIDF(resource))).State)
+			loop(b, func() {
+				if res := run(req); len(res.Notifications) != len(req.Watchers) {
+					b.Fatalf("%d notifications for %d watchers", len(res.Notifications), len(req.Watchers))
+				}
+			})
+		})
+	}
+}

@@ -47,10 +47,27 @@ func BenchmarkGuest(b *testing.B) {
 			Watchers: []abi.Watcher{{ID: "w1", URI: "sip:bob@example.com", Accept: []string{pidfType}, Full: true}}}},
 		{"RenderEmpty", &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
 			Watchers: []abi.Watcher{{ID: "w1", URI: "sip:bob@example.com", Full: true}}}},
+		{"RenderCrowd", crowd(published)},
 	} {
 		b.Run(c.name+"/dispatch", func(b *testing.B) {
 			for b.Loop() {
 				dispatch(b, c.req)
+			}
+		})
+		b.Run(c.name+"/decode", func(b *testing.B) {
+			in := c.req.Marshal()
+			var req abi.Request
+			for b.Loop() {
+				if err := req.Unmarshal(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/encode", func(b *testing.B) {
+			res := dispatch(b, c.req)
+			var out []byte
+			for b.Loop() {
+				out = res.MarshalAppend(out[:0])
 			}
 		})
 		b.Run(c.name+"/handle", func(b *testing.B) {

@@ -30,7 +30,20 @@ type instance struct {
 	// done ends the current call's sleeps (see nanosleep, which trusted
 	// modules do not use). Only the goroutine running the call touches it.
 	done <-chan struct{}
+	// request, call and stack are reused by each call (one at a time) so
+	// that a call allocates only what its answer keeps: the encoding of a
+	// request (100 KB for a change with 1,000 watchers), the state the
+	// host functions see, and the parameters of the export (RATIONALE.md).
+	request []byte
+	call    callState
+	stack   [2]uint64
 }
+
+// keepRequest bounds the request buffer an instance keeps between calls:
+// a fan-out's request to a crowd of 1,000 watchers is about 100 KB, and a
+// larger one is let go after its call rather than held for the life of the
+// instance.
+const keepRequest = 1 << 20
 
 // nanosleep is the guest's clock sleep (WASI poll_oneoff): real time, cut
 // short when the call's context ends so that a sleeping guest cannot hold a
@@ -58,20 +71,32 @@ type callState struct {
 
 type callKey struct{}
 
-func (in *instance) handle(ctx context.Context, op abi.Op, input []byte) ([]byte, error) {
-	return in.invoke(ctx, in.handleFn, input, uint64(op))
+// handle encodes req into the instance's request buffer and calls the
+// module's handler with it.
+func (in *instance) handle(ctx context.Context, req *abi.Request) ([]byte, error) {
+	in.request = req.MarshalAppend(in.request[:0])
+	out, err := in.invoke(ctx, in.handleFn, in.request, uint64(req.Op))
+	if cap(in.request) > keepRequest {
+		in.request = nil
+	}
+	return out, err
 }
 
-// invoke calls fn(op?, len(input)); init takes only the length.
+// invoke calls fn(op?, len(input)); init takes only the length. The
+// output it returns is the caller's: the next call starts a new one.
 func (in *instance) invoke(ctx context.Context, fn api.Function, input []byte, op uint64) ([]byte, error) {
-	cs := &callState{input: input, log: in.log}
+	cs := &in.call
+	*cs = callState{input: input, log: in.log}
+	// The call state outlives the call: it must not hold a request buffer
+	// let go (keepRequest) nor the caller's output.
+	defer func() { cs.input, cs.output = nil, nil }()
 	ctx = context.WithValue(ctx, callKey{}, cs)
 	in.done = ctx.Done()
-	var stack []uint64
+	stack := in.stack[:1]
+	stack[0] = uint64(len(input))
 	if fn == in.handleFn {
-		stack = []uint64{op, uint64(len(input))}
-	} else {
-		stack = []uint64{uint64(len(input))}
+		stack = in.stack[:2]
+		stack[0], stack[1] = op, uint64(len(input))
 	}
 	if err := fn.CallWithStack(ctx, stack); err != nil {
 		if ctx.Err() != nil {

@@ -375,8 +375,7 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 	// A trusted module's call cannot be cut short (no termination checks),
 	// so its deadline only bounds the wait for an instance: when one is
 	// idle, no deadline (and no timer and context per call) is made.
-	key := req.Event + " " + req.Resource
-	suspect := m.overruns.has(key)
+	suspect := m.overruns.has(req.Event, req.Resource)
 	in := m.pool.idleNow(suspect)
 	if in == nil || !m.spec.Trusted {
 		var cancel context.CancelFunc
@@ -389,9 +388,9 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 			return nil, err
 		}
 	}
-	out, err := in.handle(ctx, req.Op, req.Marshal())
+	out, err := in.handle(ctx, req)
 	if err != nil && ctx.Err() != nil {
-		m.overruns.add(key)
+		m.overruns.add(req.Event, req.Resource)
 	}
 	res := &abi.Response{}
 	if err == nil {
@@ -410,7 +409,7 @@ func (m *Module) call(ctx context.Context, req *abi.Request) (*abi.Response, err
 		m.pool.discard(in)
 		return nil, err
 	}
-	m.overruns.clear(key)
+	m.overruns.clear(req.Event, req.Resource)
 	m.pool.put(in)
 	return res, nil
 }

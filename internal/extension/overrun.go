@@ -27,10 +27,16 @@ const (
 	maxOverruns = 4096
 )
 
-func (o *overruns) has(key string) bool {
+// overrunKey names a resource of an event package. It is made only when
+// an overrun is remembered: a sound call of a module with none builds no
+// string.
+func overrunKey(event, resource string) string { return event + " " + resource }
+
+func (o *overruns) has(event, resource string) bool {
 	if o.n.Load() == 0 {
 		return false
 	}
+	key := overrunKey(event, resource)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	t, ok := o.at[key]
@@ -41,7 +47,8 @@ func (o *overruns) has(key string) bool {
 	return ok
 }
 
-func (o *overruns) add(key string) {
+func (o *overruns) add(event, resource string) {
+	key := overrunKey(event, resource)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.at == nil {
@@ -61,14 +68,14 @@ func (o *overruns) add(key string) {
 	o.n.Store(int32(len(o.at)))
 }
 
-// clear forgets key: a call for it succeeded.
-func (o *overruns) clear(key string) {
+// clear forgets the resource: a call for it succeeded.
+func (o *overruns) clear(event, resource string) {
 	if o.n.Load() == 0 {
 		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.delete(key)
+	o.delete(overrunKey(event, resource))
 }
 
 func (o *overruns) delete(key string) {
