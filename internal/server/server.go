@@ -131,8 +131,9 @@ type Server struct {
 	// udpNotify writes it ("" without a UDP listener).
 	udpContact string
 	udpAddr    sip.Addr
-	// udpConns are the UDP listeners by local address, for refuseEarly's
-	// answers; busyTag is the To tag of those answers; parser is sipgo's,
+	// udpConns are the UDP listeners (*udpListener) by local address, the
+	// *net.UDPAddr its LocalAddr returns each time, for refuseEarly;
+	// busyTag is the To tag of those answers; parser is sipgo's,
 	// which refuseEarly runs to answer what sipgo would drop and to hand
 	// udp the request parsed.
 	udpConns sync.Map
@@ -175,6 +176,7 @@ type Server struct {
 
 	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
 	storeLog rateLimit // of "store commit failed" lines: a full disk fails every request
+	storeDue storeDeadline
 	inFlight atomic.Int64
 	sources  *sourceLimiter
 	watching map[string]int // subscriptions per watcher URI, under mu
@@ -368,9 +370,7 @@ func (s *Server) Start() error {
 	}
 	close(s.restored)
 	if s.leases != nil {
-		ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-		err := s.takeOver(ctx)
-		cancel()
+		err := s.takeOver(s.storeContext())
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("take over dialogs: %w", err)
@@ -402,7 +402,7 @@ func (s *Server) listen(l Listener) (string, error) {
 			s.udpConn = pc
 		}
 		s.closers = append(s.closers, pc.Close)
-		s.udpConns.Store(pc.LocalAddr().String(), pc)
+		s.udpConns.Store(pc.LocalAddr(), &udpListener{conn: pc})
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.sip.ServeUDP(pc) }()
 		// ServeUDP puts the socket in sipgo's pool from its goroutine; a

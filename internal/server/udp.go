@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -292,26 +293,31 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 				h = v
 			}
 		}
-		line(h)
+		if v, ok := h.(*sip.ViaHeader); ok {
+			writeVia(b, v)
+			b.WriteString("\r\n")
+		} else {
+			line(h)
+		}
 	}
 	if h := req.From(); h != nil {
-		line(h)
+		writeAddress(b, "From", h.DisplayName, &h.Address, h.Params)
+		b.WriteString("\r\n")
 	}
 	if h := req.To(); h != nil {
 		switch tag, has := h.Params.Get("tag"); {
 		case !has && toTag != "" && code != 100:
-			h.StringWrite(b) // sipgo appends the tag to the parameters
-			b.WriteString(";tag=")
+			writeAddress(b, "To", h.DisplayName, &h.Address, h.Params)
+			b.WriteString(";tag=") // sipgo appends the tag to the parameters
 			b.WriteString(toTag)
-			b.WriteString("\r\n")
 		case has && toTag != "" && tag != toTag:
-			c := *h
-			c.Params = h.Params.Clone()
-			c.Params.Add("tag", toTag)
-			line(&c)
+			params := h.Params.Clone()
+			params.Add("tag", toTag)
+			writeAddress(b, "To", h.DisplayName, &h.Address, params)
 		default:
-			line(h)
+			writeAddress(b, "To", h.DisplayName, &h.Address, h.Params)
 		}
+		b.WriteString("\r\n")
 	}
 	if h := req.CallID(); h != nil {
 		line(h)
@@ -683,12 +689,34 @@ func (s *Server) serveUDP(tx *udpTx) {
 	h(tx.req, tx)
 }
 
-// udpSource is the source of a datagram as sipgo writes it on a request.
-func udpSource(a net.Addr) (netip.AddrPort, string) {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		ap := ua.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ua.String()
+// udpListener is a UDP listener, and the source of the last datagram it
+// read as sipgo writes it on a request: most datagrams come from the
+// address the one before came from (a proxy, a load generator), and
+// writing it anew cost three allocations per request.
+type udpListener struct {
+	conn net.PacketConn
+	last atomic.Pointer[udpSourceName]
+}
+
+type udpSourceName struct {
+	addr netip.AddrPort
+	zone string
+	name string
+}
+
+// source is where a datagram from a came from, and that as a string.
+func (ln *udpListener) source(a net.Addr) (netip.AddrPort, string) {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		ap, _ := netip.ParseAddrPort(a.String())
+		return ap, a.String()
 	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap, a.String()
+	ap := ua.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if last := ln.last.Load(); last != nil && last.addr == ap && last.zone == ua.Zone {
+		return ap, last.name
+	}
+	name := ua.String()
+	ln.last.Store(&udpSourceName{addr: ap, zone: ua.Zone, name: name})
+	return ap, name
 }
