@@ -689,14 +689,19 @@ func (s *Server) serveUDP(tx *udpTx) {
 	h(tx.req, tx)
 }
 
-// udpListener is a UDP listener, and the source of the last datagram it
-// read as sipgo writes it on a request: most datagrams come from the
-// address the one before came from (a proxy, a load generator), and
-// writing it anew cost three allocations per request.
+// udpListener is a UDP listener, and the sources of the datagrams it
+// read lately as sipgo writes them on a request, by a hash of the
+// address: most datagrams come from an address that sent one before (a
+// proxy, a phone refreshing), and writing it anew cost three allocations
+// per request.
 type udpListener struct {
-	conn net.PacketConn
-	last atomic.Pointer[udpSourceName]
+	conn    net.PacketConn
+	sources [udpSourceSlots]atomic.Pointer[udpSourceName]
 }
+
+// udpSourceSlots is how many sources a listener keeps written: a slot
+// is taken over by the next address that hashes to it.
+const udpSourceSlots = 256
 
 type udpSourceName struct {
 	addr netip.AddrPort
@@ -713,10 +718,13 @@ func (ln *udpListener) source(a net.Addr) (netip.AddrPort, string) {
 	}
 	ap := ua.AddrPort()
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	if last := ln.last.Load(); last != nil && last.addr == ap && last.zone == ua.Zone {
+	ip := ap.Addr().As16()
+	h := binary.LittleEndian.Uint32(ip[12:]) ^ binary.LittleEndian.Uint32(ip[8:]) ^ uint32(ap.Port())*0x9e3779b1
+	slot := &ln.sources[(h^h>>16)%udpSourceSlots]
+	if last := slot.Load(); last != nil && last.addr == ap && last.zone == ua.Zone {
 		return ap, last.name
 	}
 	name := ua.String()
-	ln.last.Store(&udpSourceName{addr: ap, zone: ua.Zone, name: name})
+	slot.Store(&udpSourceName{addr: ap, zone: ua.Zone, name: name})
 	return ap, name
 }
