@@ -127,6 +127,10 @@ type Server struct {
 	// contacts and flows, per transport ("udp", "tcp"), from the first
 	// listener of each
 	contact map[string]sip.Uri
+	// contactHeaders are the same as the Contact header of a 2xx to a
+	// SUBSCRIBE, written once: sipgo writes a ContactHeader's URI anew
+	// for each answer. Shared, so never written to.
+	contactHeaders map[string]sip.Header
 	// udpContact is the Contact header line of NOTIFYs over UDP, as
 	// udpNotify writes it ("" without a UDP listener).
 	udpContact string
@@ -229,7 +233,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
-		contact: map[string]sip.Uri{}, resources: resourceIndex{},
+		contact: map[string]sip.Uri{}, contactHeaders: map[string]sip.Header{}, resources: resourceIndex{},
 		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	s.rendered = sync.NewCond(&s.renderMu)
@@ -337,6 +341,7 @@ func (s *Server) Start() error {
 			u := sip.Uri{Scheme: "sip", Host: host, Port: p, UriParams: sip.NewParams()}
 			u.UriParams.Add("transport", uriTransport(l.Transport))
 			s.contact[l.Transport] = u
+			s.contactHeaders[l.Transport] = sip.NewHeader("Contact", (&sip.ContactHeader{Address: u}).Value())
 			if l.Transport == "udp" {
 				s.udpContact = (&sip.ContactHeader{Address: u}).String() + "\r\n"
 			}

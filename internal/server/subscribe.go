@@ -341,8 +341,8 @@ func (s *Server) renew(req *sip.Request, r *resource, d *dialog, secs int) (*cha
 // one, followed by hdrs: the headers of a 200 that makes or refreshes a
 // dialog.
 func (s *Server) withContact(req *sip.Request, hdrs ...sip.Header) []sip.Header {
-	if c, ok := s.contact[sip.NetworkToLower(req.Transport())]; ok {
-		return append([]sip.Header{&sip.ContactHeader{Address: c}}, hdrs...)
+	if c, ok := s.contactHeaders[sip.NetworkToLower(req.Transport())]; ok {
+		return append([]sip.Header{c}, hdrs...)
 	}
 	return hdrs
 }
