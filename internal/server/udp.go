@@ -259,13 +259,20 @@ type udpTx struct {
 // them for the retransmissions of its request, which are the same bytes
 // (RATIONALE.md "UDP requests without sipgo's transactions").
 func derived(req *sip.Request, code int, reason, toTag string) []byte {
+	b := bytes.NewBuffer(make([]byte, 0, 512))
+	writeDerived(b, req, code, reason, toTag)
+	return b.Bytes()
+}
+
+// writeDerived writes derived(req, code, reason, toTag) into b.
+func writeDerived(b *bytes.Buffer, req *sip.Request, code int, reason, toTag string) {
 	// Written from req's headers rather than through a sipgo Response:
 	// that cloned every header and drew a random To tag only to replace
 	// it, for each answer (RATIONALE.md). A test holds the bytes equal.
-	b := bytes.NewBuffer(make([]byte, 0, 512))
+	var num [20]byte
 	b.WriteString(req.SipVersion)
 	b.WriteByte(' ')
-	b.WriteString(strconv.Itoa(code))
+	b.Write(strconv.AppendInt(num[:0], int64(code), 10))
 	b.WriteByte(' ')
 	b.WriteString(reason)
 	b.WriteString("\r\n")
@@ -326,7 +333,6 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 		line(h)
 	}
 	b.WriteString("Content-Length: ")
-	return b.Bytes()
 }
 
 // newUDPTransactions keeps answered transactions for sipgo's Timer J (64
@@ -435,7 +441,7 @@ func (l *udpTransactions) receive(req *sip.Request, conn net.PacketConn, from ne
 		if a.code != 0 {
 			res = append(derived(req, a.code, string(a.reason), string(a.toTag)), res...)
 		}
-		if _, err := conn.WriteTo(res, net.UDPAddrFromAddrPort(a.dest)); err != nil {
+		if _, err := writeUDP(conn, res, a.dest); err != nil {
 			l.s.log.Warn("send response", "err", err, "retransmission", true)
 		}
 		return true, false
@@ -560,9 +566,9 @@ func answerBytes(req *sip.Request, code int, reason, toTag string, hdrs []sip.He
 			tag = newUUID()
 		}
 	}
-	data = derived(req, code, reason, tag)
-	n = len(data)
-	b := bytes.NewBuffer(data)
+	b := bytes.NewBuffer(make([]byte, 0, 512))
+	writeDerived(b, req, code, reason, tag)
+	n = b.Len()
 	b.WriteString("0\r\n")
 	for _, h := range hdrs {
 		h.StringWrite(b)
@@ -620,7 +626,7 @@ func (tx *udpTx) send(data []byte, code int, reason, tag string, n int) error {
 		}
 	}
 	l.mu.Unlock()
-	_, err := tx.conn.WriteTo(data, net.UDPAddrFromAddrPort(tx.dest))
+	_, err := writeUDP(tx.conn, data, tx.dest)
 	if err != nil {
 		l.mu.Lock()
 		tx.err = err
@@ -687,6 +693,15 @@ func (s *Server) serveUDP(tx *udpTx) {
 		h = s.noRoute
 	}
 	h(tx.req, tx)
+}
+
+// writeUDP sends b to dest over conn. A *net.UDPConn takes the address
+// as it is: WriteTo wants a net.UDPAddr, an allocation per datagram.
+func writeUDP(conn net.PacketConn, b []byte, dest netip.AddrPort) (int, error) {
+	if uc, ok := conn.(*net.UDPConn); ok {
+		return uc.WriteToUDPAddrPort(b, dest)
+	}
+	return conn.WriteTo(b, net.UDPAddrFromAddrPort(dest))
 }
 
 // udpListener is a UDP listener, and the sources of the datagrams it
