@@ -25,8 +25,10 @@ type instance struct {
 	log      *slog.Logger
 	stderr   *tailBuffer
 	// surplus: made above the pool's min, when its instances were held
-	// (pool.get), and dropped when it comes back to find one idle.
+	// (pool.get), at made, and dropped when it comes back to find one
+	// idle, surplusLinger after made at the earliest.
 	surplus bool
+	made    time.Time
 	// done ends the current call's sleeps (see nanosleep, which trusted
 	// modules do not use). Only the goroutine running the call touches it.
 	done <-chan struct{}

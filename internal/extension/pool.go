@@ -19,7 +19,7 @@ import (
 // growAfter: its instances are held by long calls (a loop running to its
 // deadline), not merely busy, and a call waiting behind them would wait
 // the whole deadline. Such a surplus instance is dropped when it comes
-// back to find another one idle. A suspect call (its resource's last call
+// back to find another one idle, once it is surplusLinger old. A suspect call (its resource's last call
 // overran) uses only the first min instances: it neither grows the pool
 // nor takes a surplus instance, which are for the calls the loops would
 // otherwise hold up. Waiting blocks on channels; it never spins.
@@ -125,9 +125,18 @@ func (p *pool) fresh(ctx context.Context, surplus bool) (*instance, error) {
 		p.release(surplus)
 		return nil, err
 	}
-	in.surplus = surplus
+	in.surplus, in.made = surplus, time.Now()
 	return in, nil
 }
+
+// surplusLinger is how long a surplus instance is kept at least. Under a
+// load that saturates the cores, a call waiting for an instance also sees
+// none come back for growAfter whenever the scheduler leaves the calls
+// holding them unrun that long: the pool grew, the new instance came back
+// to find another idle and was dropped, and the next stall made one again,
+// 4 ms of CPU and 7 MiB allocated each time (RATIONALE.md "A surplus
+// instance is kept ten seconds").
+const surplusLinger = 10 * time.Second
 
 func (p *pool) release(surplus bool) {
 	if surplus {
@@ -141,7 +150,7 @@ func (p *pool) put(in *instance) {
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
-	if closed || (in.surplus && (len(p.idle) > 0 || len(p.spare) > 0)) {
+	if closed || (in.surplus && (len(p.idle) > 0 || len(p.spare) > 0) && time.Since(in.made) >= surplusLinger) {
 		p.discard(in)
 		return
 	}

@@ -213,8 +213,9 @@ func (c *change) watcherEvent(d *dialog, status, event string) {
 	c.out = append(c.out, emission{d: d, winfo: event, status: status})
 }
 
-// commitTimeout bounds a commit: past it the request is answered 500, and
-// the store guarantees the batch is then never written.
+// commitTimeout bounds a commit, and any store call (storeContext, up to
+// storeGrain more): past it the request is answered 500, and the store
+// guarantees the batch is then never written.
 const commitTimeout = 10 * time.Second
 
 // conflictRetries is how many times a change whose resource state another
@@ -245,25 +246,21 @@ func (c *change) commit() error {
 		if c.batch.Empty() {
 			return nil
 		}
-		ctx, cancel := context.WithTimeout(c.s.ctx, commitTimeout)
+		ctx := c.s.storeContext()
 		err := c.s.store.Commit(ctx, &c.batch)
 		if err == nil {
-			cancel()
 			return nil
 		}
 		c.unlockLists()
 		if errors.Is(err, store.ErrConflict) && try < conflictRetries && !c.handed && !c.unlocked && len(base.Resources) == 0 {
 			c.batch, c.lists = clip(base), nil
-			err = c.reload(ctx)
-			cancel()
-			if err == nil {
+			if err = c.reload(ctx); err == nil {
 				if err := c.recompute(); err != nil {
 					return err // a module's refusal or failure: nothing was applied
 				}
 				continue
 			}
 		}
-		cancel()
 		// A stale publication is no failure: another node refreshed or
 		// removed it first, and the caller says so.
 		if !errors.Is(err, store.ErrStalePublication) && c.s.storeLog.allow() {

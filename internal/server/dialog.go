@@ -276,8 +276,10 @@ type hold struct {
 // comes first: it is a newOrderedID, so new subscriptions' rows append to
 // the store's b-tree rather than each dirtying a random page (RATIONALE.md).
 func dialogID(callID, localTag, remoteTag string) string {
-	h := sha256.Sum256([]byte(callID + "\x00" + remoteTag))
-	return localTag + "." + hex.EncodeToString(h[:4])
+	// Hashed and written on the stack: one allocation, the id.
+	var buf [256]byte
+	h := sha256.Sum256(append(append(append(buf[:0], callID...), 0), remoteTag...))
+	return string(hex.AppendEncode(append(append(buf[:0], localTag...), '.'), h[:4]))
 }
 
 // legacyDialogID is how dialogs were named before store schema 2; their
@@ -298,7 +300,8 @@ func (d *dialog) subState() string {
 	if st == "" {
 		st = abi.StatusActive
 	}
-	return fmt.Sprintf("%s;expires=%d", st, d.left())
+	var buf [64]byte
+	return string(strconv.AppendInt(append(append(buf[:0], st...), ";expires="...), d.left(), 10))
 }
 
 // left is how many seconds the subscription has to live.

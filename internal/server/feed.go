@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"time"
 
 	"github.com/presenced/presenced/internal/store"
@@ -101,9 +100,7 @@ func (s *Server) catchUp(r *resource) error {
 	if _, ok := store.As[store.Feed](s.store); !ok {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-	rec, err := s.store.LoadResource(ctx, r.key.event, r.key.uri)
-	cancel()
+	rec, err := s.store.LoadResource(s.storeContext(), r.key.event, r.key.uri)
 	if err != nil {
 		return err
 	}

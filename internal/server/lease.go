@@ -46,8 +46,7 @@ func (s *Server) join() error {
 // rejoin takes a new epoch and returns the dialogs it kept of this
 // node's old one.
 func (s *Server) rejoin() ([]store.Subscription, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-	defer cancel()
+	ctx := s.storeContext()
 	start := time.Now()
 	kept, err := s.leases.Join(ctx, s.node, s.lease())
 	if err == nil {
@@ -100,8 +99,7 @@ func (s *Server) keepLease() {
 // once per lease (the scan reads every publication), apart from
 // keepLease, whose renewals many removals must not delay.
 func (s *Server) expireLeftNow() {
-	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-	defer cancel()
+	ctx := s.storeContext()
 	if err := s.expireLeft(ctx); err != nil && s.ctx.Err() == nil && s.storeLog.allow() {
 		s.log.Error("publications of nodes gone not removed", "err", err)
 	}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -282,8 +281,7 @@ func (s *Server) restoreList(rec store.Resource) {
 // reloadList reads list uri's record as the store holds it now, after
 // another node wrote it, and makes it this node's; s.lists.op is held.
 func (s *Server) reloadList(uri string) (*rls.List, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-	defer cancel()
+	ctx := s.storeContext()
 	rec, err := s.store.LoadResource(ctx, listEvent, uri)
 	if err != nil {
 		return nil, err

@@ -53,11 +53,12 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 	if method == "" {
 		return data, nil
 	}
-	c, ok := s.udpConns.Load(info.LocalAddr.String())
+	c, ok := s.udpConns.Load(info.LocalAddr)
 	if !ok {
 		return data, nil
 	}
-	conn := c.(net.PacketConn)
+	ln := c.(*udpListener)
+	conn := ln.conn
 	code, reason := s.overloaded(info)
 	if code == 0 {
 		var req *sip.Request
@@ -66,7 +67,7 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 			if req.Method == sip.INVITE {
 				return data, nil
 			}
-			from, source := udpSource(info.RemoteAddr)
+			from, source := ln.source(info.RemoteAddr)
 			req.SetTransport("UDP")
 			req.SetSource(source)
 			taken, busy := s.udp.receive(req, conn, from)

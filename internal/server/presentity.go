@@ -22,5 +22,5 @@ func presentityOf(u sip.Uri) (string, bool) {
 		// FuzzPresentityOf). Other schemes (pres:) are kept raw.
 		return "", false
 	}
-	return abi.Presentity(u.String())
+	return abi.Presentity(uriString(&u))
 }

@@ -112,8 +112,7 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 // its own copy at that copy's expiry (its ETag is stale then). r.mu is
 // held.
 func (s *Server) adopt(r *resource, etag string) (*publication, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-	defer cancel()
+	ctx := s.storeContext()
 	rec, ok, err := s.leases.Publication(ctx, r.key.event, r.key.uri, etag)
 	if err == nil && ok && rec.Expires.After(time.Now()) {
 		err = s.catchUp(r)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
@@ -227,9 +226,7 @@ func (s *Server) warm(r *resource) error {
 	if !r.cold {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-	rec, err := s.store.LoadResource(ctx, r.key.event, r.key.uri)
-	cancel()
+	rec, err := s.store.LoadResource(s.storeContext(), r.key.event, r.key.uri)
 	if err != nil {
 		// Without the state nothing of the change can be stored either.
 		return &storeError{fmt.Errorf("read the state of %s: %w", r.key.uri, err)}
@@ -338,11 +335,16 @@ var otherTokens struct {
 }
 
 func (t token) String() string {
+	// Encoded on the stack: EncodeToString allocates its buffer, then
+	// the string.
+	var buf [16]byte // the 10 bytes in base32
 	switch t.enc {
 	case tokenStd:
-		return tokenEncoding.EncodeToString(t.b[:])
+		tokenEncoding.Encode(buf[:], t.b[:])
+		return string(buf[:])
 	case tokenHex:
-		return orderedEncoding.EncodeToString(t.b[:])
+		orderedEncoding.Encode(buf[:], t.b[:])
+		return string(buf[:])
 	case tokenOther:
 		otherTokens.Lock()
 		defer otherTokens.Unlock()

@@ -127,12 +127,17 @@ type Server struct {
 	// contacts and flows, per transport ("udp", "tcp"), from the first
 	// listener of each
 	contact map[string]sip.Uri
+	// contactHeaders are the same as the Contact header of a 2xx to a
+	// SUBSCRIBE, written once: sipgo writes a ContactHeader's URI anew
+	// for each answer. Shared, so never written to.
+	contactHeaders map[string]sip.Header
 	// udpContact is the Contact header line of NOTIFYs over UDP, as
 	// udpNotify writes it ("" without a UDP listener).
 	udpContact string
 	udpAddr    sip.Addr
-	// udpConns are the UDP listeners by local address, for refuseEarly's
-	// answers; busyTag is the To tag of those answers; parser is sipgo's,
+	// udpConns are the UDP listeners (*udpListener) by local address, the
+	// *net.UDPAddr its LocalAddr returns each time, for refuseEarly;
+	// busyTag is the To tag of those answers; parser is sipgo's,
 	// which refuseEarly runs to answer what sipgo would drop and to hand
 	// udp the request parsed.
 	udpConns sync.Map
@@ -175,6 +180,7 @@ type Server struct {
 
 	logLimit rateLimit // of "request refused" lines: malformed floods must not flood the log
 	storeLog rateLimit // of "store commit failed" lines: a full disk fails every request
+	storeDue storeDeadline
 	inFlight atomic.Int64
 	sources  *sourceLimiter
 	watching map[string]int // subscriptions per watcher URI, under mu
@@ -227,7 +233,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
-		contact: map[string]sip.Uri{}, resources: resourceIndex{},
+		contact: map[string]sip.Uri{}, contactHeaders: map[string]sip.Header{}, resources: resourceIndex{},
 		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	s.rendered = sync.NewCond(&s.renderMu)
@@ -335,6 +341,7 @@ func (s *Server) Start() error {
 			u := sip.Uri{Scheme: "sip", Host: host, Port: p, UriParams: sip.NewParams()}
 			u.UriParams.Add("transport", uriTransport(l.Transport))
 			s.contact[l.Transport] = u
+			s.contactHeaders[l.Transport] = sip.NewHeader("Contact", (&sip.ContactHeader{Address: u}).Value())
 			if l.Transport == "udp" {
 				s.udpContact = (&sip.ContactHeader{Address: u}).String() + "\r\n"
 			}
@@ -368,9 +375,7 @@ func (s *Server) Start() error {
 	}
 	close(s.restored)
 	if s.leases != nil {
-		ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-		err := s.takeOver(ctx)
-		cancel()
+		err := s.takeOver(s.storeContext())
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("take over dialogs: %w", err)
@@ -402,7 +407,7 @@ func (s *Server) listen(l Listener) (string, error) {
 			s.udpConn = pc
 		}
 		s.closers = append(s.closers, pc.Close)
-		s.udpConns.Store(pc.LocalAddr().String(), pc)
+		s.udpConns.Store(pc.LocalAddr(), &udpListener{conn: pc})
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.sip.ServeUDP(pc) }()
 		// ServeUDP puts the socket in sipgo's pool from its goroutine; a

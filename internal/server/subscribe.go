@@ -89,100 +89,6 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 	return d
 }
 
-// uriString is u.String(), written into one buffer of its size. sipgo
-// grows a builder, writes the parameters into a second one, and parses
-// the host as an IP address to know whether it is IPv6 and bracketed:
-// five allocations or so for each of the three URIs a subscription keeps.
-// A host with a ':' (an IPv6 literal) is left to sipgo.
-// TestURIStringAsSipgo holds the two equal over the corpus.
-func uriString(u *sip.Uri) string {
-	if u.Raw() != "" || strings.IndexByte(u.Host, ':') >= 0 {
-		return u.String()
-	}
-	scheme := u.Scheme
-	if scheme == "" {
-		scheme = "sip"
-	}
-	var port [20]byte
-	p := port[:0]
-	if u.Port > 0 {
-		p = strconv.AppendInt(append(p, ':'), int64(u.Port), 10)
-	}
-	n := len(scheme) + 1 + len(u.Host) + len(p) + paramsLen(u.UriParams) + paramsLen(u.Headers)
-	if u.HierarhicalSlashes {
-		n += 2
-	}
-	if u.User != "" {
-		n += len(u.User) + 1
-		if u.Password != "" {
-			n += 1 + len(u.Password)
-		}
-	}
-	var b strings.Builder
-	b.Grow(n)
-	b.WriteString(scheme)
-	b.WriteByte(':')
-	if u.HierarhicalSlashes {
-		b.WriteString("//")
-	}
-	if u.User != "" {
-		b.WriteString(u.User)
-		if u.Password != "" {
-			b.WriteByte(':')
-			b.WriteString(u.Password)
-		}
-		b.WriteByte('@')
-	}
-	b.WriteString(u.Host)
-	b.Write(p)
-	writeParams(&b, ';', u.UriParams)
-	writeParams(&b, '?', u.Headers)
-	return b.String()
-}
-
-// paramsLen is how many bytes writeParams writes of hp.
-func paramsLen(hp sip.HeaderParams) int {
-	n := 0
-	for _, kv := range hp {
-		n += 1 + len(kv.K)
-		switch {
-		case strings.ContainsAny(kv.V, " \t"):
-			n += 3 + len(kv.V)
-		case kv.V != "":
-			n += 1 + len(kv.V)
-		}
-	}
-	return n
-}
-
-// writeParams writes hp as sipgo's Uri.StringWrite does, with its
-// ToString: first the separator lead (';' for parameters, '?' for
-// headers), then each k=v, a value with a space or tab quoted, a key
-// alone without '=', after ';' or '&'.
-func writeParams(b *strings.Builder, lead byte, hp sip.HeaderParams) {
-	sep := byte(';')
-	if lead == '?' {
-		sep = '&'
-	}
-	for i, kv := range hp {
-		if i == 0 {
-			b.WriteByte(lead)
-		} else {
-			b.WriteByte(sep)
-		}
-		b.WriteString(kv.K)
-		switch {
-		case strings.ContainsAny(kv.V, " \t"):
-			b.WriteString("=\"")
-			b.WriteString(kv.V)
-			b.WriteByte('"')
-		case kv.V != "":
-			b.WriteByte('=')
-			b.WriteString(kv.V)
-		}
-	}
-}
-
 // accept renders r for d, a new subscription, and answers: a rejection or
 // a fetch ends there, anything else is committed and d joins r's watchers.
 // r.mu is held.
@@ -435,8 +341,8 @@ func (s *Server) renew(req *sip.Request, r *resource, d *dialog, secs int) (*cha
 // one, followed by hdrs: the headers of a 200 that makes or refreshes a
 // dialog.
 func (s *Server) withContact(req *sip.Request, hdrs ...sip.Header) []sip.Header {
-	if c, ok := s.contact[sip.NetworkToLower(req.Transport())]; ok {
-		return append([]sip.Header{&sip.ContactHeader{Address: c}}, hdrs...)
+	if c, ok := s.contactHeaders[sip.NetworkToLower(req.Transport())]; ok {
+		return append([]sip.Header{c}, hdrs...)
 	}
 	return hdrs
 }

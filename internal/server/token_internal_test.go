@@ -68,3 +68,17 @@ func TestDialogIdentity(t *testing.T) {
 		t.Errorf("local URI %q, route set %q", d.localURI(), d.routeSet())
 	}
 }
+
+// A dialog's id is stored with its subscription: it must read the same
+// after any rewrite of dialogID, so the stored dialogs are found again
+// (the value is the first 4 bytes of SHA-256 of the Call-ID, a NUL and
+// the remote tag, in hexadecimal, after the local tag and a dot).
+func TestDialogIDStable(t *testing.T) {
+	if got, want := dialogID("a84b4c76e66710@pc33.example.com", "srv1", "1928301774"), "srv1.f02d052f"; got != want {
+		t.Errorf("dialogID = %q, want %q", got, want)
+	}
+	long := string(make([]byte, 300)) // past the stack buffer
+	if a, b := dialogID(long, "t", "r1"), dialogID(long, "t", "r2"); a == b || len(a) != len("t.")+8 {
+		t.Errorf("dialogID of a long Call-ID: %q, %q", a, b)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -258,13 +259,20 @@ type udpTx struct {
 // them for the retransmissions of its request, which are the same bytes
 // (RATIONALE.md "UDP requests without sipgo's transactions").
 func derived(req *sip.Request, code int, reason, toTag string) []byte {
+	b := bytes.NewBuffer(make([]byte, 0, 512))
+	writeDerived(b, req, code, reason, toTag)
+	return b.Bytes()
+}
+
+// writeDerived writes derived(req, code, reason, toTag) into b.
+func writeDerived(b *bytes.Buffer, req *sip.Request, code int, reason, toTag string) {
 	// Written from req's headers rather than through a sipgo Response:
 	// that cloned every header and drew a random To tag only to replace
 	// it, for each answer (RATIONALE.md). A test holds the bytes equal.
-	b := bytes.NewBuffer(make([]byte, 0, 512))
+	var num [20]byte
 	b.WriteString(req.SipVersion)
 	b.WriteByte(' ')
-	b.WriteString(strconv.Itoa(code))
+	b.Write(strconv.AppendInt(num[:0], int64(code), 10))
 	b.WriteByte(' ')
 	b.WriteString(reason)
 	b.WriteString("\r\n")
@@ -292,26 +300,31 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 				h = v
 			}
 		}
-		line(h)
+		if v, ok := h.(*sip.ViaHeader); ok {
+			writeVia(b, v)
+			b.WriteString("\r\n")
+		} else {
+			line(h)
+		}
 	}
 	if h := req.From(); h != nil {
-		line(h)
+		writeAddress(b, "From", h.DisplayName, &h.Address, h.Params)
+		b.WriteString("\r\n")
 	}
 	if h := req.To(); h != nil {
 		switch tag, has := h.Params.Get("tag"); {
 		case !has && toTag != "" && code != 100:
-			h.StringWrite(b) // sipgo appends the tag to the parameters
-			b.WriteString(";tag=")
+			writeAddress(b, "To", h.DisplayName, &h.Address, h.Params)
+			b.WriteString(";tag=") // sipgo appends the tag to the parameters
 			b.WriteString(toTag)
-			b.WriteString("\r\n")
 		case has && toTag != "" && tag != toTag:
-			c := *h
-			c.Params = h.Params.Clone()
-			c.Params.Add("tag", toTag)
-			line(&c)
+			params := h.Params.Clone()
+			params.Add("tag", toTag)
+			writeAddress(b, "To", h.DisplayName, &h.Address, params)
 		default:
-			line(h)
+			writeAddress(b, "To", h.DisplayName, &h.Address, h.Params)
 		}
+		b.WriteString("\r\n")
 	}
 	if h := req.CallID(); h != nil {
 		line(h)
@@ -320,7 +333,6 @@ func derived(req *sip.Request, code int, reason, toTag string) []byte {
 		line(h)
 	}
 	b.WriteString("Content-Length: ")
-	return b.Bytes()
 }
 
 // newUDPTransactions keeps answered transactions for sipgo's Timer J (64
@@ -429,7 +441,7 @@ func (l *udpTransactions) receive(req *sip.Request, conn net.PacketConn, from ne
 		if a.code != 0 {
 			res = append(derived(req, a.code, string(a.reason), string(a.toTag)), res...)
 		}
-		if _, err := conn.WriteTo(res, net.UDPAddrFromAddrPort(a.dest)); err != nil {
+		if _, err := writeUDP(conn, res, a.dest); err != nil {
 			l.s.log.Warn("send response", "err", err, "retransmission", true)
 		}
 		return true, false
@@ -554,9 +566,9 @@ func answerBytes(req *sip.Request, code int, reason, toTag string, hdrs []sip.He
 			tag = newUUID()
 		}
 	}
-	data = derived(req, code, reason, tag)
-	n = len(data)
-	b := bytes.NewBuffer(data)
+	b := bytes.NewBuffer(make([]byte, 0, 512))
+	writeDerived(b, req, code, reason, tag)
+	n = b.Len()
 	b.WriteString("0\r\n")
 	for _, h := range hdrs {
 		h.StringWrite(b)
@@ -614,7 +626,7 @@ func (tx *udpTx) send(data []byte, code int, reason, tag string, n int) error {
 		}
 	}
 	l.mu.Unlock()
-	_, err := tx.conn.WriteTo(data, net.UDPAddrFromAddrPort(tx.dest))
+	_, err := writeUDP(tx.conn, data, tx.dest)
 	if err != nil {
 		l.mu.Lock()
 		tx.err = err
@@ -683,12 +695,51 @@ func (s *Server) serveUDP(tx *udpTx) {
 	h(tx.req, tx)
 }
 
-// udpSource is the source of a datagram as sipgo writes it on a request.
-func udpSource(a net.Addr) (netip.AddrPort, string) {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		ap := ua.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ua.String()
+// writeUDP sends b to dest over conn. A *net.UDPConn takes the address
+// as it is: WriteTo wants a net.UDPAddr, an allocation per datagram.
+func writeUDP(conn net.PacketConn, b []byte, dest netip.AddrPort) (int, error) {
+	if uc, ok := conn.(*net.UDPConn); ok {
+		return uc.WriteToUDPAddrPort(b, dest)
 	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap, a.String()
+	return conn.WriteTo(b, net.UDPAddrFromAddrPort(dest))
+}
+
+// udpListener is a UDP listener, and the sources of the datagrams it
+// read lately as sipgo writes them on a request, by a hash of the
+// address: most datagrams come from an address that sent one before (a
+// proxy, a phone refreshing), and writing it anew cost three allocations
+// per request.
+type udpListener struct {
+	conn    net.PacketConn
+	sources [udpSourceSlots]atomic.Pointer[udpSourceName]
+}
+
+// udpSourceSlots is how many sources a listener keeps written: a slot
+// is taken over by the next address that hashes to it.
+const udpSourceSlots = 256
+
+type udpSourceName struct {
+	addr netip.AddrPort
+	zone string
+	name string
+}
+
+// source is where a datagram from a came from, and that as a string.
+func (ln *udpListener) source(a net.Addr) (netip.AddrPort, string) {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		ap, _ := netip.ParseAddrPort(a.String())
+		return ap, a.String()
+	}
+	ap := ua.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	ip := ap.Addr().As16()
+	h := binary.LittleEndian.Uint32(ip[12:]) ^ binary.LittleEndian.Uint32(ip[8:]) ^ uint32(ap.Port())*0x9e3779b1
+	slot := &ln.sources[(h^h>>16)%udpSourceSlots]
+	if last := slot.Load(); last != nil && last.addr == ap && last.zone == ua.Zone {
+		return ap, last.name
+	}
+	name := ua.String()
+	slot.Store(&udpSourceName{addr: ap, zone: ua.Zone, name: name})
+	return ap, name
 }

@@ -325,3 +325,30 @@ func TestUDPNotifyTimerF(t *testing.T) {
 		t.Errorf("%d transactions left after Timer F", len(n.txs))
 	}
 }
+
+// A listener's kept sources read as sipgo writes them, whichever address
+// came last to the slot: a source is never answered with another's.
+func TestUDPListenerSource(t *testing.T) {
+	var ln udpListener
+	addrs := []*net.UDPAddr{
+		{IP: net.IPv4(127, 0, 0, 1), Port: 5060},
+		{IP: net.ParseIP("127.0.0.1").To4(), Port: 5060},
+		{IP: net.ParseIP("2001:db8::1"), Port: 5060},
+		{IP: net.ParseIP("fe80::1"), Port: 5060, Zone: "eth0"},
+		{IP: net.ParseIP("fe80::1"), Port: 5060, Zone: "eth1"},
+	}
+	for p := 1; p <= 2*udpSourceSlots; p++ { // every slot taken twice over
+		addrs = append(addrs, &net.UDPAddr{IP: net.IPv4(10, 0, byte(p>>8), byte(p)), Port: 40000 + p})
+	}
+	for range 2 {
+		for _, a := range addrs {
+			ap, name := ln.source(a)
+			if name != a.String() {
+				t.Fatalf("source of %v: %q", a, name)
+			}
+			if want := netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), uint16(a.Port)); ap != want {
+				t.Fatalf("source of %v: %v, want %v", a, ap, want)
+			}
+		}
+	}
+}

@@ -66,7 +66,7 @@ func (n *udpNotifies) branch() string {
 
 type notifyTx struct {
 	data     []byte
-	dest     *net.UDPAddr
+	dest     netip.AddrPort
 	conn     net.PacketConn
 	next     time.Time     // of the next retransmission
 	timeout  time.Time     // Timer F
@@ -101,7 +101,7 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 			}
 			n.mu.Unlock()
 			for _, tx := range due {
-				if _, err := tx.conn.WriteTo(tx.data, tx.dest); err != nil {
+				if _, err := writeUDP(tx.conn, tx.data, tx.dest); err != nil {
 					log(err)
 				}
 			}
@@ -137,7 +137,7 @@ func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net
 	data = append(data, " NOTIFY\r\n"...)
 	data = append(data, wire[end:]...)
 	now := time.Now()
-	tx := &notifyTx{data: data, dest: net.UDPAddrFromAddrPort(dest), conn: conn,
+	tx := &notifyTx{data: data, dest: dest, conn: conn,
 		next: now.Add(sip.T1), interval: sip.T1, timeout: now.Add(cmp.Or(n.timerF, notifyTimeout)), res: make(chan notifyResult, 1)}
 	n.mu.Lock()
 	if n.txs == nil {
@@ -150,7 +150,7 @@ func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net
 		delete(n.txs, branch)
 		n.mu.Unlock()
 	}()
-	if _, err := conn.WriteTo(tx.data, tx.dest); err != nil {
+	if _, err := writeUDP(conn, tx.data, tx.dest); err != nil {
 		return notifyResult{}, err
 	}
 	select {
