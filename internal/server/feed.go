@@ -102,7 +102,7 @@ func (s *Server) catchUp(r *resource) error {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, commitTimeout)
-	rec, err := s.store.LoadResource(ctx, r.key.event, r.key.uri)
+	rec, err := s.store.LoadResource(ctx, r.id, r.key.event, r.key.uri)
 	cancel()
 	if err != nil {
 		return err

@@ -22,15 +22,29 @@ func (s *Server) restore() error {
 	}
 	served := s.served
 	for _, rs := range snap.Resources {
+		s.resourceIDs.pass(rs.ID) // before any id is given, a new resource's here included
+	}
+	var stale store.Batch
+	for _, rs := range snap.Resources {
 		if rs.Event == listEvent {
 			s.restoreList(rs)
 			continue
 		}
 		if ep := served(rs.Event, "resource "+rs.Resource); ep != nil {
 			r := s.lockResource(ep, rs.Resource)
-			r.keepState(rs.State, rs.Version) // no watchers yet: cold
+			if older, ok := r.restoreID(rs); !ok {
+				stale.Resources = append(stale.Resources, older)
+			}
+			if r.id == rs.ID || rs.ID == 0 {
+				r.keepState(rs.State, rs.Version) // no watchers yet: cold
+			}
 			r.mu.Unlock()
 		}
+	}
+	if err := s.store.Commit(ctx, &stale); err != nil {
+		// Served right all the same (the newer is held); the next start
+		// tries again.
+		s.log.Warn("resource states written over left in the store", "rows", len(stale.Resources), "err", err)
 	}
 	for _, rec := range snap.Publications {
 		if ep := served(rec.Event, "publication "+rec.ETag); ep != nil {
@@ -62,6 +76,26 @@ func (s *Server) restore() error {
 	s.log.Info("state restored", "bindings", len(snap.Bindings), "resources", len(snap.Resources),
 		"publications", len(snap.Publications), "subscriptions", len(snap.Subscriptions), "resynced_resources", resynced)
 	return nil
+}
+
+// restoreID gives r, just restored, the id of its stored row rs (a
+// store that keeps none, PostgreSQL, leaves r's own). A second row of
+// one resource is one left in the store while its package was not
+// served (a Reload added it back) and written anew under a new id: the
+// newer row is kept, and the older returned, not ok, to be deleted,
+// lest it come back once the newer is deleted. A stored state is never
+// empty, so a resource restored before is cold.
+func (r *resource) restoreID(rs store.Resource) (older store.Resource, ok bool) {
+	if rs.ID == 0 {
+		return store.Resource{}, true
+	}
+	if !r.cold {
+		r.id = rs.ID
+		return store.Resource{}, true
+	}
+	older = store.Resource{ID: min(r.id, rs.ID), Event: rs.Event, Resource: rs.Resource}
+	r.id = max(r.id, rs.ID)
+	return older, false
 }
 
 // served is the package of event, or nil, logged, if no module serves it.
