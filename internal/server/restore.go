@@ -32,8 +32,8 @@ func (s *Server) restore() error {
 		}
 		if ep := served(rs.Event, "resource "+rs.Resource); ep != nil {
 			r := s.lockResource(ep, rs.Resource)
-			if older, ok := r.restoreID(rs); !ok {
-				stale.Resources = append(stale.Resources, older)
+			if older := r.restoreID(rs.ID); older != 0 {
+				stale.Resources = append(stale.Resources, store.Resource{ID: older, Event: rs.Event, Resource: rs.Resource})
 			}
 			if r.id == rs.ID || rs.ID == 0 {
 				r.keepState(rs.State, rs.Version) // no watchers yet: cold
@@ -78,24 +78,24 @@ func (s *Server) restore() error {
 	return nil
 }
 
-// restoreID gives r, just restored, the id of its stored row rs (a
-// store that keeps none, PostgreSQL, leaves r's own). A second row of
-// one resource is one left in the store while its package was not
-// served (a Reload added it back) and written anew under a new id: the
-// newer row is kept, and the older returned, not ok, to be deleted,
-// lest it come back once the newer is deleted. A stored state is never
-// empty, so a resource restored before is cold.
-func (r *resource) restoreID(rs store.Resource) (older store.Resource, ok bool) {
-	if rs.ID == 0 {
-		return store.Resource{}, true
+// restoreID gives r, just restored, the id of a stored row of it (a
+// store that keeps none, PostgreSQL, gives 0 and leaves r's own) and
+// returns the id of a row to delete, 0 if none. A second row of one
+// resource is one left in the store while its package was not served (a
+// Reload added it back) and written anew under a new id: the newer is
+// kept, and the older deleted, lest it come back once the newer is
+// deleted. A stored state is never empty, so a resource restored before
+// is cold.
+func (r *resource) restoreID(id uint64) (older uint64) {
+	switch {
+	case id == 0:
+		return 0
+	case !r.cold:
+		r.id = id
+		return 0
 	}
-	if !r.cold {
-		r.id = rs.ID
-		return store.Resource{}, true
-	}
-	older = store.Resource{ID: min(r.id, rs.ID), Event: rs.Event, Resource: rs.Resource}
-	r.id = max(r.id, rs.ID)
-	return older, false
+	older, r.id = min(r.id, id), max(r.id, id)
+	return older
 }
 
 // served is the package of event, or nil, logged, if no module serves it.
