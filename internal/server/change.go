@@ -289,7 +289,7 @@ func clip(b store.Batch) store.Batch {
 func (c *change) reload(ctx context.Context) error {
 	for _, st := range c.steps {
 		r := st.r
-		rec, err := c.s.store.LoadResource(ctx, r.key.event, r.key.uri)
+		rec, err := c.s.store.LoadResource(ctx, r.id, r.key.event, r.key.uri)
 		if err != nil {
 			return err
 		}
@@ -340,7 +340,7 @@ func (c *change) stage(st *step) {
 		if len(st.state) > 0 {
 			st.version = newStateVersion()
 		}
-		c.batch.Resources = append(c.batch.Resources, store.Resource{Event: r.key.event, Resource: r.key.uri,
+		c.batch.Resources = append(c.batch.Resources, store.Resource{ID: r.id, Event: r.key.event, Resource: r.key.uri,
 			State: st.state, Version: st.version, Prev: r.stored})
 	}
 	if st.res == nil {

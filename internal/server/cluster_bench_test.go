@@ -100,10 +100,10 @@ func (t *timedStore) Commit(ctx context.Context, b *store.Batch) error {
 	return t.Store.Commit(ctx, b)
 }
 
-func (t *timedStore) LoadResource(ctx context.Context, event, resource string) (store.Resource, error) {
+func (t *timedStore) LoadResource(ctx context.Context, id uint64, event, resource string) (store.Resource, error) {
 	start := time.Now()
 	defer func() { t.waited.Add(int64(time.Since(start))) }()
-	return t.Store.LoadResource(ctx, event, resource)
+	return t.Store.LoadResource(ctx, id, event, resource)
 }
 
 func (t *timedStore) Unwrap() store.Store { return t.Store }

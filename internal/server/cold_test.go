@@ -18,12 +18,12 @@ type readCounter struct {
 	fail  atomic.Bool
 }
 
-func (c *readCounter) LoadResource(ctx context.Context, event, resource string) (store.Resource, error) {
+func (c *readCounter) LoadResource(ctx context.Context, id uint64, event, resource string) (store.Resource, error) {
 	c.reads.Add(1)
 	if c.fail.Load() {
 		return store.Resource{}, store.ErrUnavailable
 	}
-	return c.Store.LoadResource(ctx, event, resource)
+	return c.Store.LoadResource(ctx, id, event, resource)
 }
 
 // An unwatched presentity's state is kept in the store only: it is read

@@ -100,7 +100,7 @@ func (s *Server) catchUp(r *resource) error {
 	if _, ok := store.As[store.Feed](s.store); !ok {
 		return nil
 	}
-	rec, err := s.store.LoadResource(s.storeContext(), r.key.event, r.key.uri)
+	rec, err := s.store.LoadResource(s.storeContext(), r.id, r.key.event, r.key.uri)
 	if err != nil {
 		return err
 	}

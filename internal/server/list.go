@@ -112,13 +112,16 @@ type lists struct {
 	mu    sync.Mutex
 	file  map[string]*rls.List
 	admin map[string]*rls.List
-	// stored is the store's version of each admin list's record
-	// (store.Resource): its next write names it. Read and written under op.
-	stored map[string]uint64
+	// stored is the store's id and version of each admin list's record
+	// (store.Resource): its next write names both. Read and written
+	// under op.
+	stored map[string]storedList
 	// op serialises operators' changes: each is committed, then synced
 	// to the list's subscriptions, before the next.
 	op sync.Mutex
 }
+
+type storedList struct{ id, version uint64 }
 
 // listDef is the definition of list uri, nil if there is none.
 func (s *Server) listDef(uri string) *rls.List {

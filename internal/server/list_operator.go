@@ -199,7 +199,11 @@ func (s *Server) changeList(uri string, edit func(*rls.List) (*rls.List, error))
 		if n, err = edit(old); err != nil {
 			return err
 		}
-		rec := store.Resource{Event: listEvent, Resource: uri, Prev: s.lists.stored[uri]}
+		st := s.lists.stored[uri]
+		if st.id == 0 {
+			st.id = s.resourceIDs.next()
+		}
+		rec := store.Resource{ID: st.id, Event: listEvent, Resource: uri, Prev: st.version}
 		if n != nil {
 			rec.State, _ = json.Marshal(n)
 			rec.Version = newStateVersion()
@@ -208,7 +212,7 @@ func (s *Server) changeList(uri string, edit func(*rls.List) (*rls.List, error))
 		c.batch.Resources = []store.Resource{rec}
 		err = c.commit()
 		if err == nil {
-			s.lists.stored[uri] = rec.Version
+			s.lists.stored[uri] = storedList{st.id, rec.Version}
 			break
 		}
 		if !errors.Is(err, store.ErrConflict) || try == conflictRetries {
@@ -264,6 +268,9 @@ func sameList(a, b *rls.List) bool {
 
 // restoreList takes a list made through the API from its stored record.
 func (s *Server) restoreList(rec store.Resource) {
+	// Its id is kept even if it does not read: a list made again under
+	// that URI is written over it.
+	s.lists.stored[rec.Resource] = storedList{id: rec.ID}
 	var l rls.List
 	if err := json.Unmarshal(rec.State, &l); err != nil || l.URI != rec.Resource {
 		s.log.Warn("stored list does not read, left in the store", "list", rec.Resource, "err", err)
@@ -275,14 +282,15 @@ func (s *Server) restoreList(rec store.Resource) {
 		s.log.Warn("list made through the admin API is also in the rls-services file; the file's is served", "list", l.URI)
 	}
 	s.lists.admin[l.URI] = &l
-	s.lists.stored[l.URI] = rec.Version
+	s.lists.stored[l.URI] = storedList{rec.ID, rec.Version}
 }
 
 // reloadList reads list uri's record as the store holds it now, after
 // another node wrote it, and makes it this node's; s.lists.op is held.
 func (s *Server) reloadList(uri string) (*rls.List, error) {
 	ctx := s.storeContext()
-	rec, err := s.store.LoadResource(ctx, listEvent, uri)
+	st := s.lists.stored[uri]
+	rec, err := s.store.LoadResource(ctx, st.id, listEvent, uri)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +301,7 @@ func (s *Server) reloadList(uri string) (*rls.List, error) {
 			return nil, fmt.Errorf("stored list does not read: %w", err)
 		}
 	}
-	s.lists.stored[uri] = rec.Version
+	s.lists.stored[uri] = storedList{st.id, rec.Version}
 	s.lists.mu.Lock()
 	if l == nil {
 		delete(s.lists.admin, uri)

@@ -22,15 +22,29 @@ func (s *Server) restore() error {
 	}
 	served := s.served
 	for _, rs := range snap.Resources {
+		s.resourceIDs.pass(rs.ID) // before any id is given, a new resource's here included
+	}
+	var stale store.Batch
+	for _, rs := range snap.Resources {
 		if rs.Event == listEvent {
 			s.restoreList(rs)
 			continue
 		}
 		if ep := served(rs.Event, "resource "+rs.Resource); ep != nil {
 			r := s.lockResource(ep, rs.Resource)
-			r.keepState(rs.State, rs.Version) // no watchers yet: cold
+			if older := r.restoreID(rs.ID); older != 0 {
+				stale.Resources = append(stale.Resources, store.Resource{ID: older, Event: rs.Event, Resource: rs.Resource})
+			}
+			if r.id == rs.ID || rs.ID == 0 {
+				r.keepState(rs.State, rs.Version) // no watchers yet: cold
+			}
 			r.mu.Unlock()
 		}
+	}
+	if err := s.store.Commit(ctx, &stale); err != nil {
+		// Served right all the same (the newer is held); the next start
+		// tries again.
+		s.log.Warn("resource states written over left in the store", "rows", len(stale.Resources), "err", err)
 	}
 	for _, rec := range snap.Publications {
 		if ep := served(rec.Event, "publication "+rec.ETag); ep != nil {
@@ -62,6 +76,26 @@ func (s *Server) restore() error {
 	s.log.Info("state restored", "bindings", len(snap.Bindings), "resources", len(snap.Resources),
 		"publications", len(snap.Publications), "subscriptions", len(snap.Subscriptions), "resynced_resources", resynced)
 	return nil
+}
+
+// restoreID gives r, just restored, the id of a stored row of it (a
+// store that keeps none, PostgreSQL, gives 0 and leaves r's own) and
+// returns the id of a row to delete, 0 if none. A second row of one
+// resource is one left in the store while its package was not served (a
+// Reload added it back) and written anew under a new id: the newer is
+// kept, and the older deleted, lest it come back once the newer is
+// deleted. A stored state is never empty, so a resource restored before
+// is cold.
+func (r *resource) restoreID(id uint64) (older uint64) {
+	switch {
+	case id == 0:
+		return 0
+	case !r.cold:
+		r.id = id
+		return 0
+	}
+	older, r.id = min(r.id, id), max(r.id, id)
+	return older
 }
 
 // served is the package of event, or nil, logged, if no module serves it.

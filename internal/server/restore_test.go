@@ -3,6 +3,7 @@ package server_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +126,74 @@ func TestRestartRendersWhatWasLeftToRender(t *testing.T) {
 		if n.CSeq().SeqNo != cseqBlock+1 || !strings.Contains(string(n.Body()), "acknowledged") {
 			t.Fatalf("NOTIFY of the restarted server:\n%s", n)
 		}
+	}
+}
+
+// On SQLite, which keys resource states by the id the server gave each
+// resource, a restarted server writes, reads back and deletes a state
+// under the id it was stored with, gives new resources ids above every
+// id stored, and of two rows of one resource (one left while its
+// package was not served, then written anew) serves the newer and
+// deletes the older.
+func TestRestartKeepsResourceIDs(t *testing.T) {
+	sq, err := store.OpenSQLite(filepath.Join(t.TempDir(), "presenced.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sq.Close() })
+	mod := echo(t)
+	resources := func() map[string]store.Resource {
+		t.Helper()
+		snap, err := sq.Load(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]store.Resource{}
+		for _, r := range snap.Resources {
+			if _, dup := m[r.Resource]; dup {
+				t.Fatalf("two rows of %s: %+v", r.Resource, snap.Resources)
+			}
+			m[r.Resource] = r
+		}
+		return m
+	}
+	first := start(t, sq, mod)
+	siptest.WantCode(t, first.peer(t, "UDP").Publish("echo", alice, "text/plain", "v1", "Expires: 3600"), 200)
+	first.srv.Close()
+	stored := resources()[alice]
+	if stored.ID == 0 || string(stored.State) != "v1" {
+		t.Fatalf("stored: %+v", stored)
+	}
+	// An older row of alice, and a resource whose id is ahead of the
+	// clock (one written by a server whose clock ran fast).
+	ahead := uint64(time.Now().Add(time.Hour).UnixNano())
+	err = sq.Commit(t.Context(), &store.Batch{Resources: []store.Resource{
+		{ID: stored.ID - 1, Event: "echo", Resource: alice, State: []byte("older")},
+		{ID: ahead, Event: "echo", Resource: carol, State: []byte("ahead")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second := start(t, sq, mod)
+	w := second.peer(t, "UDP")
+	_, r := w.Subscribe("echo", alice, "Expires: 600")
+	siptest.WantCode(t, r, 200)
+	if got := string(w.Notify().Body()); got != "v1" {
+		t.Fatalf("NOTIFY after restart %q, want v1 (read back under id %d)", got, stored.ID)
+	}
+	if got := resources(); len(got) != 2 || got[alice].ID != stored.ID || got[carol].ID != ahead {
+		t.Fatalf("rows after restart: %+v, want alice's under %d and carol's", got, stored.ID)
+	}
+	p := second.peer(t, "UDP")
+	r = p.Publish("echo", bob, "text/plain", "b1", "Expires: 3600")
+	siptest.WantCode(t, r, 200)
+	if got := resources()[bob]; got.ID <= ahead {
+		t.Fatalf("a new resource's id %d, not above the largest stored (%d)", got.ID, ahead)
+	}
+	// Removed: the row of its id is deleted.
+	siptest.WantCode(t, p.Publish("echo", bob, "", "", "Expires: 0", "SIP-If-Match: "+siptest.Header(r, "SIP-ETag")), 200)
+	if got, ok := resources()[bob]; ok {
+		t.Fatalf("a removed publication's state still stored: %+v", got)
 	}
 }

@@ -118,7 +118,9 @@ type Server struct {
 	log     *slog.Logger
 	store   store.Store
 	catalog atomic.Pointer[catalog] // swapped whole by Reload
-	domains map[string]bool
+	// resourceIDs gives each resource and admin list its store id.
+	resourceIDs idClock
+	domains     map[string]bool
 
 	ua  *sipgo.UserAgent
 	sip *sipgo.Server
@@ -263,7 +265,7 @@ func New(opt Options) (*Server, error) {
 		s.domains[strings.ToLower(d)] = true
 	}
 	s.lists.admin = map[string]*rls.List{}
-	s.lists.stored = map[string]uint64{}
+	s.lists.stored = map[string]storedList{}
 	if s.lists.file, err = listIndex(opt.Lists); err != nil {
 		return nil, err
 	}

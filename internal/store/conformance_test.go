@@ -12,10 +12,12 @@ func TestMemory(t *testing.T) {
 	open := func(*testing.T) store.Store { return store.NewMemory() }
 	storetest.Run(t, open)
 	storetest.RunShared(t, open)
+	storetest.RunKeyed(t, open)
 }
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, openSQLite)
+	storetest.RunKeyed(t, openSQLite)
 }
 
 func openSQLite(t *testing.T) store.Store {

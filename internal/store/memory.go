@@ -29,6 +29,9 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 	defer m.mu.Unlock()
 	// Checked before anything is applied: a conflict writes nothing.
 	for _, r := range b.Resources {
+		if r.ID == 0 {
+			return fmt.Errorf("commit not written: resource %s: %w", r.Resource, ErrNoID)
+		}
 		if m.res[[2]string{r.Event, r.Resource}].Version != r.Prev {
 			return fmt.Errorf("commit not written: %w", ErrConflict)
 		}
@@ -113,8 +116,9 @@ func (m *Memory) Load(context.Context) (*Snapshot, error) {
 	return s, nil
 }
 
-// LoadResource implements Store.
-func (m *Memory) LoadResource(_ context.Context, event, resource string) (Resource, error) {
+// LoadResource implements Store. Memory, which servers may share (the
+// tests of a cluster), finds a resource by its URI, as PostgreSQL does.
+func (m *Memory) LoadResource(_ context.Context, _ uint64, event, resource string) (Resource, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, ok := m.res[[2]string{event, resource}]

@@ -85,7 +85,17 @@ type Publication struct {
 // deleted and made again must never repeat a version a node may still
 // hold, which a counter restarting at 1 would (and a counter kept across
 // deletion would need the deleted row kept).
+//
+// SQLite keys its rows by ID, which the server gives each resource it
+// holds: time-ordered, so that a new presentity's row appends to the
+// table instead of dirtying a random page of it (RATIONALE.md "Resource
+// rows are keyed by a time-ordered ID"). Memory keeps it beside its
+// key; PostgreSQL, whose rows several nodes find by URI, ignores it and
+// returns 0.
 type Resource struct {
+	// ID is unique across restarts and never 0: what a write or a
+	// deletion names and Load returns (0 from PostgreSQL).
+	ID       uint64
 	Event    string
 	Resource string
 	State    []byte
@@ -119,8 +129,10 @@ type Batch struct {
 	// (its expiry, once that node died), which must not remove one that
 	// node refreshed meanwhile (its ETag rotates on every refresh).
 	DeletePublications []PublicationRef
-	// Resources are inserted, replaced or (empty State) deleted by
-	// (Event, Resource), each only if its Prev is still stored.
+	// Resources are inserted, replaced or (empty State) deleted by ID
+	// (SQLite) or by (Event, Resource) (Memory, PostgreSQL), each only
+	// if its Prev is still stored. A write without an ID fails its batch
+	// (ErrNoID) but in PostgreSQL.
 	Resources      []Resource
 	Bindings       []Binding // inserted or replaced by ID
 	DeleteBindings []string
@@ -173,6 +185,10 @@ type Snapshot struct {
 // reads the resource again (LoadResource) and computes its change anew.
 var ErrConflict = errors.New("resource written elsewhere since it was read (version conflict)")
 
+// ErrNoID is the error of a Commit whose batch writes a resource
+// without an ID to a store that needs one: nothing was written.
+var ErrNoID = errors.New("resource written without an ID")
+
 // ErrFenced is the error of a Commit whose batch writes a subscription
 // dialog another node's epoch owns now (it took the dialog over when
 // this node's lease ran out), and of a Renew of a lease that ran out:
@@ -199,8 +215,9 @@ type Store interface {
 	// Load returns every record.
 	Load(ctx context.Context) (*Snapshot, error)
 	// LoadResource returns the state and version stored for one resource
-	// now, Version 0 and no State if none is.
-	LoadResource(ctx context.Context, event, resource string) (Resource, error)
+	// now, Version 0 and no State if none is. A store keyed by ID finds
+	// it by id, one found by URI by event and resource.
+	LoadResource(ctx context.Context, id uint64, event, resource string) (Resource, error)
 	Close() error
 }
 

@@ -20,7 +20,7 @@ var (
 		Expires: when, LocalCSeq: 3, RemoteCSeq: 2, State: []byte{1, 2}, Status: "active", Created: when}
 	pub = Publication{ID: "p1", ETag: "e1", Event: "presence", Resource: "sip:a@x", ContentType: "application/pidf+xml",
 		Size: 11, Expires: when}
-	res  = Resource{Event: "presence", Resource: "sip:a@x", State: []byte("state")}
+	res  = Resource{ID: 1, Event: "presence", Resource: "sip:a@x", State: []byte("state")} // the first row of a migrated file
 	bind = Binding{ID: "b1", AOR: "sip:a@x", Contact: "sip:a@1.2.3.4", Q: "0.5", CallID: "c", CSeq: 4, Expires: when}
 )
 
@@ -172,6 +172,69 @@ func TestSQLiteMigratesSubscriptionStates(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("%d rows of states for 2 subscriptions", n)
 	}
+}
+
+// From version 5, resource states are keyed by id: every state stored
+// is kept, each given an id in key order, and the file written after
+// the migration finds, deletes and reloads rows by their ids.
+func TestSQLiteMigratesResources(t *testing.T) {
+	path, db := oldStore(t, 5)
+	old := []Resource{
+		{Event: "presence", Resource: "sip:b@x", State: []byte("b")},
+		{Event: "dialog", Resource: "sip:a@x", State: []byte("dialog a")},
+		{Event: "presence", Resource: "sip:a@x", State: []byte{0, 1, 2}},
+	}
+	for _, r := range old {
+		if _, err := db.Exec(`INSERT INTO resources VALUES (?,?,?)`, r.Event, r.Resource, r.State); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	reopen := func() *SQLite {
+		t.Helper()
+		s, err := OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	loaded := func(s *SQLite, want ...Resource) {
+		t.Helper()
+		snap, err := s.Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Slice(snap.Resources, func(i, j int) bool { return snap.Resources[i].ID < snap.Resources[j].ID })
+		if !reflect.DeepEqual(snap.Resources, want) {
+			t.Fatalf("loaded:\n%+v\nwant\n%+v", snap.Resources, want)
+		}
+	}
+	s := reopen()
+	// in (event, resource) order, as the old table's key kept them
+	da, pa, pb := old[1], old[2], old[0]
+	da.ID, pa.ID, pb.ID = 1, 2, 3
+	loaded(s, da, pa, pb)
+	for _, r := range []Resource{da, pa, pb} {
+		if got, err := s.LoadResource(context.Background(), r.ID, r.Event, r.Resource); err != nil || !reflect.DeepEqual(got, r) {
+			t.Fatalf("LoadResource(%d): %+v, %v; want %+v", r.ID, got, err, r)
+		}
+	}
+	// An id names its own resource only.
+	if got, err := s.LoadResource(context.Background(), da.ID, pa.Event, pa.Resource); err != nil || got.State != nil {
+		t.Fatalf("LoadResource of another resource's id: %+v, %v", got, err)
+	}
+	// A new resource under a server's id, one rewritten, one deleted.
+	c := Resource{ID: 1_800_000_000_000_000_000, Event: "presence", Resource: "sip:c@x", State: []byte("c")}
+	pa.State = []byte("new a")
+	gone := pb
+	gone.State = nil
+	if err := s.Commit(context.Background(), &Batch{Resources: []Resource{c, pa, gone}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = reopen()
+	defer s.Close()
+	loaded(s, da, pa, c)
 }
 
 // oldStore is a new store file of schema version v, open without

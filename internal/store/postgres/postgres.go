@@ -476,8 +476,9 @@ func scanSubscription(r pgx.CollectableRow) (v store.Subscription, err error) {
 	return v, err
 }
 
-// LoadResource implements store.Store.
-func (s *Store) LoadResource(ctx context.Context, event, resource string) (store.Resource, error) {
+// LoadResource implements store.Store. Rows are found by URI, which
+// every node knows (store.Resource): the id is not kept.
+func (s *Store) LoadResource(ctx context.Context, _ uint64, event, resource string) (store.Resource, error) {
 	r := store.Resource{Event: event, Resource: resource}
 	var version int64
 	err := s.pool.QueryRow(ctx, `SELECT state, version FROM resources WHERE event = $1 AND resource = $2`,

@@ -227,7 +227,7 @@ func TestMigrationGivesStoredStatesAVersion(t *testing.T) {
 	}
 	s := open(t, dsn)
 	defer s.Close()
-	r, err := s.LoadResource(ctx, "presence", "sip:a@x")
+	r, err := s.LoadResource(ctx, 0, "presence", "sip:a@x")
 	if err != nil || r.Version != 1 || string(r.State) != "old" {
 		t.Fatalf("migrated resource: %+v, %v", r, err)
 	}

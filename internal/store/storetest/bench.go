@@ -37,13 +37,27 @@ func BenchmarkCommit(b *testing.B, s store.Store) {
 			// over a stored one is a conflict in a shared store, and the
 			// benchmark runs several times over one store.
 			p.Resource = "sip:" + randomToken() + "@example.com"
-			r := store.Resource{Event: "presence", Resource: p.Resource, State: []byte("state"), Version: uint64(i)}
+			r := store.Resource{ID: nextID(), Event: "presence", Resource: p.Resource, State: []byte("state"), Version: uint64(i)}
 			if err := s.Commit(context.Background(), &store.Batch{Publications: []store.Publication{p}, Resources: []store.Resource{r}}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 }
+
+// nextID is a resource id as the server gives them: time-ordered,
+// unique however many times a benchmark runs over one store.
+func nextID() uint64 {
+	for {
+		last := lastID.Load()
+		id := max(last+1, uint64(time.Now().UnixNano()))
+		if lastID.CompareAndSwap(last, id) {
+			return id
+		}
+	}
+}
+
+var lastID atomic.Uint64
 
 // BenchmarkCommitSubscription is a new subscription's commit (what a
 // SUBSCRIBE writes) from 64 goroutines per CPU at once, as
@@ -139,7 +153,7 @@ func BenchmarkLoadResource(b *testing.B, s store.Store) {
 	state := make([]byte, 300)
 	batch := &store.Batch{}
 	for i := range n {
-		batch.Resources = append(batch.Resources, store.Resource{Event: "presence",
+		batch.Resources = append(batch.Resources, store.Resource{ID: nextID(), Event: "presence",
 			Resource: fmt.Sprintf("sip:load%d-%s@example.com", i, randomToken()), State: state, Version: uint64(i + 1)})
 	}
 	if err := s.Commit(context.Background(), batch); err != nil {
@@ -150,7 +164,7 @@ func BenchmarkLoadResource(b *testing.B, s store.Store) {
 	for b.Loop() {
 		r := batch.Resources[i%n]
 		i++
-		got, err := s.LoadResource(context.Background(), r.Event, r.Resource)
+		got, err := s.LoadResource(context.Background(), r.ID, r.Event, r.Resource)
 		if err != nil || len(got.State) != len(state) {
 			b.Fatal(err, len(got.State))
 		}

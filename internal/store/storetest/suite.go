@@ -58,6 +58,14 @@ func RunShared(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 }
 
+// RunKeyed runs, beside Run, what a store that keeps the resource ids
+// the server gives (SQLite, which keys its rows by them; Memory) must
+// pass too: the id written is the one Load and LoadResource return, and
+// a write without one fails its batch.
+func RunKeyed(t *testing.T, open func(t *testing.T) store.Store) {
+	t.Run("ResourceIDsRoundTrip", func(t *testing.T) { resourceIDsRoundTrip(t, opened(t, open)) })
+}
+
 // opened is a new store from open, closed when t ends.
 func opened(t *testing.T, open func(t *testing.T) store.Store) store.Store {
 	s := open(t)
@@ -91,8 +99,8 @@ func ref(p store.Publication) store.PublicationRef {
 }
 
 func res(i int) store.Resource {
-	return store.Resource{Event: "presence", Resource: fmt.Sprintf("sip:a%d@x", i), State: []byte(fmt.Sprint("state", i)),
-		Version: uint64(i) + 1}
+	return store.Resource{ID: uint64(i) + 100, Event: "presence", Resource: fmt.Sprintf("sip:a%d@x", i),
+		State: []byte(fmt.Sprint("state", i)), Version: uint64(i) + 1}
 }
 
 // next is r's next write: state, with a version of its own.
@@ -133,7 +141,8 @@ func load(t *testing.T, s store.Store) *store.Snapshot {
 // normal is snap in the form the suite compares: records in key order,
 // times in UTC to the millisecond, empty slices nil, no resource versions
 // (which only a store several servers share keeps: RunShared checks
-// them).
+// them) and no resource ids (which PostgreSQL does not keep: RunKeyed
+// checks them).
 func normal(snap *store.Snapshot) *store.Snapshot {
 	ms := func(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
 	n := &store.Snapshot{}
@@ -147,7 +156,7 @@ func normal(snap *store.Snapshot) *store.Snapshot {
 		n.Publications = append(n.Publications, v)
 	}
 	for _, v := range snap.Resources {
-		v.State, v.Version, v.Prev = nilIfEmpty(v.State), 0, 0
+		v.State, v.Version, v.Prev, v.ID = nilIfEmpty(v.State), 0, 0, 0
 		n.Resources = append(n.Resources, v)
 	}
 	for _, v := range snap.Bindings {
@@ -238,7 +247,7 @@ func deleteRecords(t *testing.T, s store.Store) {
 	gone2 := next(res(3), "")
 	gone2.State = []byte{}
 	commit(t, s, &store.Batch{DeleteSubscriptions: []string{sub(1).ID, "nothing"}, DeletePublications: []store.PublicationRef{ref(pub(1))},
-		Resources: []store.Resource{gone, gone2, {Event: "presence", Resource: "sip:nobody@x"}}, DeleteBindings: []string{bind(1).ID, "nothing"}})
+		Resources: []store.Resource{gone, gone2, {ID: 999, Event: "presence", Resource: "sip:nobody@x"}}, DeleteBindings: []string{bind(1).ID, "nothing"}})
 	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{sub(2)}, Publications: []store.Publication{pub(2)},
 		Resources: []store.Resource{res(2)}, Bindings: []store.Binding{bind(2)}})
 }
@@ -432,16 +441,17 @@ func resourceWritesCheckTheVersion(t *testing.T, s store.Store) {
 	}
 	loadRes := func(want store.Resource) {
 		t.Helper()
-		got, err := s.LoadResource(ctx, want.Event, want.Resource)
+		got, err := s.LoadResource(ctx, want.ID, want.Event, want.Resource)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got.State, want.State, want.Prev = nilIfEmpty(got.State), nilIfEmpty(want.State), 0
+		got.ID, want.ID = 0, 0 // RunKeyed checks them
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("LoadResource: %+v, want %+v", got, want)
 		}
 	}
-	none := store.Resource{Event: "presence", Resource: "sip:a1@x"}
+	none := store.Resource{ID: res(1).ID, Event: "presence", Resource: "sip:a1@x"}
 	loadRes(none) // never written: version 0, no state
 
 	v1 := res(1)
@@ -581,4 +591,63 @@ func stalePublicationDeletionFails(t *testing.T, s store.Store) {
 	}
 	commit(t, s, &store.Batch{DeletePublications: []store.PublicationRef{{ID: stale.ID, ETag: "refreshed"}}})
 	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{early}, Resources: []store.Resource{res(1)}})
+}
+
+func resourceIDsRoundTrip(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	loadRes := func(want store.Resource) {
+		t.Helper()
+		got, err := s.LoadResource(ctx, want.ID, want.Event, want.Resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != want.ID || !slices.Equal(got.State, want.State) {
+			t.Fatalf("LoadResource: %+v, want id %d state %q", got, want.ID, want.State)
+		}
+	}
+	wantResources := func(want ...store.Resource) {
+		t.Helper()
+		snap, err := s.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := snap.Resources
+		slices.SortFunc(got, func(a, b store.Resource) int { return cmp.Compare(a.ID, b.ID) })
+		if len(got) != len(want) {
+			t.Fatalf("loaded %+v, want %+v", got, want)
+		}
+		for i := range want {
+			if g, w := got[i], want[i]; g.ID != w.ID || g.Event != w.Event || g.Resource != w.Resource || !slices.Equal(g.State, w.State) {
+				t.Fatalf("loaded %+v, want %+v", g, w)
+			}
+		}
+	}
+	// Ids as the server's: nanoseconds since 1970, and one more.
+	a, b := res(1), res(2)
+	a.ID, b.ID = 1_800_000_000_000_000_000, 1_800_000_000_000_000_001
+	commit(t, s, &store.Batch{Resources: []store.Resource{a, b}})
+	loadRes(a)
+	loadRes(b)
+	wantResources(a, b)
+
+	// Written again under its id: one row, the new state.
+	a2 := next(a, "two")
+	commit(t, s, &store.Batch{Resources: []store.Resource{a2}})
+	loadRes(a2)
+	wantResources(a2, b)
+
+	// A write without an id fails its batch, which writes nothing.
+	noID := res(3)
+	noID.ID = 0
+	if err := s.Commit(ctx, &store.Batch{Resources: []store.Resource{noID}, Publications: []store.Publication{pub(3)}}); !errors.Is(err, store.ErrNoID) {
+		t.Fatalf("a resource without an id: Commit returned %v, want ErrNoID", err)
+	}
+	wantSnapshot(t, s, &store.Snapshot{Resources: []store.Resource{a2, b}})
+
+	// Deleted by its id: gone from LoadResource and from Load.
+	commit(t, s, &store.Batch{Resources: []store.Resource{next(a2, "")}})
+	if got, err := s.LoadResource(ctx, a.ID, a.Event, a.Resource); err != nil || got.ID != 0 || len(got.State) != 0 {
+		t.Fatalf("LoadResource of a deleted resource: %+v, %v", got, err)
+	}
+	wantResources(b)
 }
