@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -62,14 +63,7 @@ func writePort(b *bytes.Buffer, port int) {
 		return
 	}
 	var d [24]byte
-	i := len(d)
-	for ; port > 0; port /= 10 {
-		i--
-		d[i] = byte('0' + port%10)
-	}
-	i--
-	d[i] = ':'
-	b.Write(d[i:])
+	b.Write(strconv.AppendInt(append(d[:0], ':'), int64(port), 10))
 }
 
 // writeParams writes hp as sipgo's Uri.StringWrite and HeaderParams'

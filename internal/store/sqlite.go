@@ -397,7 +397,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 		var err error
 		switch {
 		case v.ID == 0:
-			err = fmt.Errorf("%s %d: %w", v.Resource, v.ID, ErrNoID)
+			err = fmt.Errorf("%s: %w", v.Resource, ErrNoID)
 		case len(v.State) == 0:
 			err = exec(st.delRes, int64(v.ID))
 		default:
