@@ -574,6 +574,9 @@ func (m *Response) MarshalAppend(b []byte) []byte {
 			e.bytes(fNotState, n.State)
 			e.bool(fNotChanged, true)
 		}
+		if n.ReuseUntilUnixNano > 0 {
+			e.uint(fNotReuse, uint64(n.ReuseUntilUnixNano))
+		}
 		e.close(at, hint)
 	}
 	return e
@@ -646,6 +649,8 @@ func (m *Response) Unmarshal(data []byte) error {
 					n.StateChanged = f.Varint != 0
 				case fNotStatus:
 					n.Status = string(f.Bytes)
+				case fNotReuse:
+					n.ReuseUntilUnixNano = int64(f.Varint)
 				}
 				return nil
 			})

@@ -33,12 +33,12 @@ func TestRequestRoundTrip(t *testing.T) {
 
 func TestResponseRoundTripKeepsEmptyState(t *testing.T) {
 	in := Response{Code: 0, StateChanged: true, State: []byte{},
-		Notifications: []Notification{{WatcherID: "w", ContentType: "t/x", Body: []byte("b"), Partial: true, StateChanged: true, State: []byte{}, Status: StatusRejected}}}
+		Notifications: []Notification{{WatcherID: "w", ContentType: "t/x", Body: []byte("b"), Partial: true, StateChanged: true, State: []byte{}, Status: StatusRejected, ReuseUntilUnixNano: 1 << 62}}}
 	var out Response
 	if err := out.Unmarshal(in.Marshal()); err != nil {
 		t.Fatal(err)
 	}
-	if !out.StateChanged || out.State == nil || len(out.State) != 0 || !out.Notifications[0].StateChanged || !out.Notifications[0].Partial || out.Notifications[0].Status != StatusRejected {
+	if !out.StateChanged || out.State == nil || len(out.State) != 0 || !out.Notifications[0].StateChanged || !out.Notifications[0].Partial || out.Notifications[0].Status != StatusRejected || out.Notifications[0].ReuseUntilUnixNano != 1<<62 {
 		t.Fatalf("round trip: %+v", out)
 	}
 }

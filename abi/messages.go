@@ -121,6 +121,12 @@ type Notification struct {
 	// 7: the module's authorization decision: "" keeps the watcher's
 	// status (a new watcher becomes active), or active, pending, rejected.
 	Status string
+	// 9: until when (unix nanoseconds) this notification is also the
+	// answer for any other watcher whose Accept, Full, State and Status
+	// are this one's, on the same resource state: the module's word that
+	// its ID and URI played no part. The host may then hand it (under the
+	// other watcher's ID) without a call. 0: it may not (ABI.md §6).
+	ReuseUntilUnixNano int64
 }
 
 // Field numbers, named where used by the codec.
@@ -202,4 +208,5 @@ const (
 	fNotChanged = 6
 	fNotStatus  = 7
 	fNotBodyOf  = 8
+	fNotReuse   = 9
 )

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/presenced/presenced/abi"
+	"github.com/presenced/presenced/sdk"
 	"github.com/presenced/presenced/sdk/sdktest"
 )
 
@@ -512,5 +514,42 @@ func TestClientDocuments(t *testing.T) {
 		if !bytes.Contains(out, []byte(note)) {
 			t.Errorf("merged person lacks %s:\n%s", note, out)
 		}
+	}
+}
+
+// TestReuseUntil: a full rendering is anyone's under the default policy,
+// until the first registration it shows expires; under a block list only
+// a watcher already decided has one to share, and a change for every
+// watcher (not full) offers none.
+func TestReuseUntil(t *testing.T) {
+	render := func(m *sdktest.Module, state []byte, w abi.Watcher) abi.Notification {
+		t.Helper()
+		return only(t, sdktest.Handle(t, m, &abi.Request{Op: abi.OpRender, Event: "presence", Resource: resource,
+			State: state, Watchers: []abi.Watcher{w}, NowUnixNano: 1e18}))
+	}
+	m := sdktest.Load(t, pkg, nil)
+	if n := render(m, nil, watcher("w1")); n.ReuseUntilUnixNano != math.MaxInt64 {
+		t.Errorf("dummy document: reuse until %d, want forever", n.ReuseUntilUnixNano)
+	}
+	res := sdktest.Handle(t, m, bindingReq(nil, abi.Binding{ID: "b1", Contact: "sip:alice@192.0.2.1", ExpiresUnix: 2e9}))
+	res = sdktest.Handle(t, m, bindingReq(res.State, abi.Binding{ID: "b2", Contact: "sip:alice@192.0.2.2", ExpiresUnix: 3e9}))
+	state := res.State
+	if n := render(m, state, watcher("w1")); n.ReuseUntilUnixNano != 2e18 {
+		t.Errorf("with bindings expiring at 2e9 and 3e9 s: reuse until %d, want 2e18", n.ReuseUntilUnixNano)
+	}
+	changed := watcher("w1")
+	changed.Full, changed.Status = false, sdk.StatusActive
+	if n := render(m, state, changed); n.ReuseUntilUnixNano != 0 {
+		t.Errorf("a change's rendering offered reuse until %d", n.ReuseUntilUnixNano)
+	}
+
+	blocking := sdktest.Load(t, pkg, map[string]string{"block": "sip:mallory@example.com"})
+	if n := render(blocking, state, watcher("w1")); n.ReuseUntilUnixNano != 0 || n.Status != sdk.StatusActive {
+		t.Errorf("new watcher under a block list: status %q, reuse until %d, want active and none", n.Status, n.ReuseUntilUnixNano)
+	}
+	decided := watcher("w1")
+	decided.Status = sdk.StatusActive
+	if n := render(blocking, state, decided); n.ReuseUntilUnixNano != 2e18 {
+		t.Errorf("refresh of an active watcher under a block list: reuse until %d, want 2e18", n.ReuseUntilUnixNano)
 	}
 }

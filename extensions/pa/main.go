@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -213,6 +214,12 @@ func (p *pa) respond(req *sdk.Request, st *state, changed bool) (*sdk.Response, 
 			if decided == "" && !w.Full && sentBefore(w, n) {
 				continue
 			}
+			if w.Full && (decided == "" || p.policy.uniform(st)) {
+				// Any watcher as this one gets this document: the host may
+				// answer the next new or refreshed subscription without a
+				// call (ABI.md §6).
+				n.ReuseUntilUnixNano = r.until
+			}
 			res.Notifications = append(res.Notifications, n)
 		case sdk.StatusPending:
 			if decided == "" && !w.Full {
@@ -253,6 +260,7 @@ type renderer struct {
 	ctype string
 	body  []byte
 	state []byte // the per-watcher state of a watcher sent this document
+	until int64  // the document holds until then (unix ns): a shown binding expires
 }
 
 // The per-watcher state of presence is what that watcher was last sent,
@@ -275,6 +283,12 @@ func (r *renderer) active(p *pa, req *sdk.Request, st *state, w sdk.Watcher, sta
 			r.ctype, r.body = pidfType, dummy(req.Resource)
 		}
 		r.state = watcherState(r.ctype, r.body)
+		r.until = math.MaxInt64
+		for _, b := range binds {
+			if b.ExpiresUnix > 0 {
+				r.until = min(r.until, b.ExpiresUnix*1e9)
+			}
+		}
 		r.done = true
 	}
 	return sdk.Notification{WatcherID: w.ID, ContentType: r.ctype, Body: r.body, Status: status,

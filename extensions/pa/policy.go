@@ -67,3 +67,10 @@ func (p *policy) configured(resource, watcherURI string) string {
 	}
 	return sdk.StatusActive
 }
+
+// uniform reports whether decide gives every new watcher of a presentity
+// in state st the same answer, whatever its URI: what lets the host reuse
+// one watcher's first document for the next (ABI.md §6).
+func (p *policy) uniform(st *state) bool {
+	return p.mode == policyAllow && len(p.block) == 0 && len(st.Block) == 0
+}

@@ -88,6 +88,42 @@ func BenchmarkSubscribe(b *testing.B) {
 	})
 }
 
+// BenchmarkSubscribePresence is initial SUBSCRIBEs to 200 presentities
+// with a published state each, in turn, with pa rendering and SQLite
+// storing: what a presence server does as watchers come online, each
+// presentity watched by many.
+func BenchmarkSubscribePresence(b *testing.B) {
+	st, err := store.OpenSQLite(filepath.Join(b.TempDir(), "presenced.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	f := start(b, st, extensiontest.Load(b, paPkg, nil))
+	const presentities = 200
+	p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
+	for i := range presentities {
+		uri := fmt.Sprintf("sip:p%d@example.com", i)
+		if r := p.Publish("presence", uri, "application/pidf+xml", pidf(uri, "t1", "open", "here")); r.StatusCode != 200 {
+			b.Fatalf("PUBLISH: %d", r.StatusCode)
+		}
+	}
+	var n atomic.Int64
+	b.SetParallelism(64)
+	b.ResetTimer()
+	cpu := processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
+		for pb.Next() {
+			uri := fmt.Sprintf("sip:p%d@example.com", n.Add(1)%presentities)
+			if _, r := p.Subscribe("presence", uri, "Expires: 600"); r.StatusCode != 200 {
+				b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
+			}
+			p.Notify()
+		}
+	})
+	b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
 // BenchmarkSubscribeFanIn is initial SUBSCRIBEs from 128 clients at once,
 // all to one presentity (a receptionist's lamp after a restart of every
 // phone): the changes to one resource are ordered, so this measures how

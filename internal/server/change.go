@@ -170,7 +170,18 @@ func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 // keeps d's per-watcher state and authorization from it: the answer is not
 // applied to r's watchers.
 func (c *change) render(r *resource, d *dialog) (*abi.Notification, error) {
-	res, err := c.propose(r, abi.Request{Op: abi.OpRender, Watchers: []abi.Watcher{d.watcher(true)}})
+	w := d.watcher(true)
+	if n := c.reused(r, &w); n != nil {
+		// As a call would have left the change: its answer handed over,
+		// nothing staged for r.
+		if !c.replaying {
+			c.journal = append(c.journal, proposal{r: r, in: abi.Request{Op: abi.OpRender, Watchers: []abi.Watcher{w}}, render: true})
+		}
+		c.handed = true
+		c.step(r).res = nil
+		return n, nil
+	}
+	res, err := c.propose(r, abi.Request{Op: abi.OpRender, Watchers: []abi.Watcher{w}})
 	if err != nil {
 		return nil, err
 	}
@@ -178,8 +189,9 @@ func (c *change) render(r *resource, d *dialog) (*abi.Notification, error) {
 	c.handed = true
 	c.step(r).res = nil
 	for i := range res.Notifications {
-		if res.Notifications[i].WatcherID == d.id() {
-			return &res.Notifications[i], nil
+		if n := &res.Notifications[i]; n.WatcherID == d.id() {
+			c.keepReuse(r, &w, n)
+			return n, nil
 		}
 	}
 	return nil, nil

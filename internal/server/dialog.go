@@ -856,7 +856,7 @@ func (s *Server) forget(d *dialog) {
 		d.hold = nil
 	}
 	s.timers.stop(&d.exp)
-	delete(d.res.watchers, d.id())
+	d.res.removeWatcher(d.id())
 	s.mu.Lock()
 	delete(s.dialogs, d.id())
 	if s.watching[d.remoteURI()]--; s.watching[d.remoteURI()] <= 0 {

@@ -391,7 +391,7 @@ func (s *Server) forgetBackend(bd *dialog) {
 		return
 	}
 	bd.gone = true
-	delete(bd.res.watchers, bd.id())
+	bd.res.removeWatcher(bd.id())
 	if bd.list.backends[bd.res.key.uri] == bd {
 		delete(bd.list.backends, bd.res.key.uri)
 	}

@@ -101,6 +101,10 @@ type resource struct {
 	// (RATIONALE.md "Unwatched state lives in the store"); the first
 	// module call that needs it reads it back (warm).
 	cold bool
+	// reuse is a rendering of state the next subscription may be given
+	// without a module call (reuse.go); dropped with the last watcher
+	// and at any change of state.
+	reuse *reuse
 }
 
 // publication is a live publication, its fields changed only under
@@ -249,7 +253,9 @@ func (s *Server) warm(r *resource) error {
 // keepState makes state, at version, r's: held in memory while r has
 // watchers, else left in the store alone (cold). r.mu is held.
 func (r *resource) keepState(state []byte, version uint64) {
-	r.stored = version
+	// A deletion stores version 0, as SQLite's restored states have:
+	// the version alone would not tell the two states apart.
+	r.stored, r.reuse = version, nil
 	if len(r.watchers) == 0 && len(state) > 0 {
 		r.state, r.cold = nil, true
 		return
@@ -262,6 +268,15 @@ func (r *resource) addWatcher(d *dialog) {
 		r.watchers = map[string]*dialog{}
 	}
 	r.watchers[d.id()] = d
+}
+
+// removeWatcher drops the watcher with dialog ID id; a rendering kept
+// for the next one goes with the last.
+func (r *resource) removeWatcher(id string) {
+	delete(r.watchers, id)
+	if len(r.watchers) == 0 {
+		r.reuse = nil
+	}
 }
 
 // release unlocks r, dropping it from the index when nothing is left.

@@ -82,6 +82,7 @@ func Run(t *testing.T, wasmPath string, opts Options) {
 		return // the checks below replay the script
 	}
 	t.Run("same-output-any-instance", k.anyInstance)
+	t.Run("reuse", k.reuse)
 	t.Run("output-cap", k.outputCap)
 	t.Run("after-trap", k.afterTrap)
 }
@@ -427,6 +428,37 @@ func (k *kit) anyInstance(t *testing.T) {
 	}
 	last := k.script[len(k.script)-1]
 	k.same(t, last, k.fresh(t).handle(ctx, last.op, &call{input: last.in}), "on a new instance")
+}
+
+// reuse: a rendering a module offers for reuse (reuse_until) is what the
+// module renders for another watcher alike, of another ID and URI, from
+// the same state before reuse_until: the host will hand it to that
+// watcher without asking.
+func (k *kit) reuse(t *testing.T) {
+	ctx := context.Background()
+	for _, s := range k.script {
+		if s.op != uint32(abi.OpRender) {
+			continue
+		}
+		var req abi.Request
+		var first abi.Response
+		if req.Unmarshal(s.in) != nil || first.Unmarshal(s.out) != nil || len(first.Notifications) != 1 ||
+			first.Notifications[0].ReuseUntilUnixNano <= req.NowUnixNano {
+			continue
+		}
+		req.Watchers[0].ID, req.Watchers[0].URI = "w-other", "sip:another.watcher@example.net"
+		res := decode(t, s.what+", for another watcher", k.fresh(t).handle(ctx, s.op, &call{input: req.Marshal()}))
+		a, b := first.Notifications[0], abi.Notification{}
+		if len(res.Notifications) == 1 {
+			b = res.Notifications[0]
+		}
+		a.WatcherID, b.WatcherID = "", ""
+		if len(res.Notifications) != 1 || a.ContentType != b.ContentType || !bytes.Equal(a.Body, b.Body) ||
+			a.Partial != b.Partial || a.Status != b.Status || a.StateChanged != b.StateChanged || !bytes.Equal(a.State, b.State) {
+			t.Errorf("%s: offered for reuse until %d, but another watcher alike gets\n%s\nnot\n%s",
+				s.what, a.ReuseUntilUnixNano, show(res), show(&first))
+		}
+	}
 }
 
 // same fails t unless r repeats s's output.

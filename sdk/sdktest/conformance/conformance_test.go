@@ -37,6 +37,7 @@ func TestKitCatches(t *testing.T) {
 		"refusal-fails":        "refusal",
 		"render-changes-state": "script",
 		"keeps-calls":          "same-output-any-instance",
+		"reuse-by-uri":         "reuse",
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestGuest$", "-test.v")
 		cmd.Env = append(os.Environ(), "GUEST_BREAK="+broken, "GUEST_WASM="+wasm)

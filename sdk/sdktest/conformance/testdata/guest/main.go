@@ -6,6 +6,7 @@ package main
 
 import (
 	"errors"
+	"math"
 	"strconv"
 
 	"github.com/presenced/presenced/sdk"
@@ -44,6 +45,13 @@ func (g *guest) Render(r *sdk.Request) (*sdk.Response, error) {
 	res := &sdk.Response{Notifications: g.notes(r, r.State)}
 	if g.broken == "render-changes-state" {
 		res.StateChanged = true
+	}
+	for i := range res.Notifications {
+		// Every watcher gets the state: the rendering is anyone's.
+		res.Notifications[i].ReuseUntilUnixNano = math.MaxInt64
+		if g.broken == "reuse-by-uri" {
+			res.Notifications[i].Body = append(res.Notifications[i].Body, r.Watchers[i].URI...)
+		}
 	}
 	return res, nil
 }
