@@ -41,19 +41,25 @@ func perStore(b *testing.B, op func(p *siptest.Peer, uri string)) {
 	for _, name := range []string{"memory", "sqlite"} {
 		b.Run(name, func(b *testing.B) {
 			f := start(b, benchStores(b)[name](), echo(b))
-			var n atomic.Int64
-			b.SetParallelism(64)
-			b.ResetTimer()
-			cpu := processCPU()
-			b.RunParallel(func(pb *testing.PB) {
-				p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
-				for pb.Next() {
-					op(p, fmt.Sprintf("sip:bench%d@example.com", n.Add(1)))
-				}
-			})
-			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+			parallel(b, f, func(p *siptest.Peer, n int64) { op(p, fmt.Sprintf("sip:bench%d@example.com", n)) })
 		})
 	}
+}
+
+// parallel times op from 128 UDP clients of f in parallel, each call
+// numbered, and reports the process's CPU per op.
+func parallel(b *testing.B, f *fixture, op func(p *siptest.Peer, n int64)) {
+	var n atomic.Int64
+	b.SetParallelism(64)
+	b.ResetTimer()
+	cpu := processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
+		for pb.Next() {
+			op(p, n.Add(1))
+		}
+	})
+	b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 // processCPU is the CPU time this process has used, server and clients:
@@ -107,21 +113,12 @@ func BenchmarkSubscribePresence(b *testing.B) {
 			b.Fatalf("PUBLISH: %d", r.StatusCode)
 		}
 	}
-	var n atomic.Int64
-	b.SetParallelism(64)
-	b.ResetTimer()
-	cpu := processCPU()
-	b.RunParallel(func(pb *testing.PB) {
-		p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
-		for pb.Next() {
-			uri := fmt.Sprintf("sip:p%d@example.com", n.Add(1)%presentities)
-			if _, r := p.Subscribe("presence", uri, "Expires: 600"); r.StatusCode != 200 {
-				b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
-			}
-			p.Notify()
+	parallel(b, f, func(p *siptest.Peer, n int64) {
+		if _, r := p.Subscribe("presence", fmt.Sprintf("sip:p%d@example.com", n%presentities), "Expires: 600"); r.StatusCode != 200 {
+			b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
 		}
+		p.Notify()
 	})
-	b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 // BenchmarkSubscribeFanIn is initial SUBSCRIBEs from 128 clients at once,
