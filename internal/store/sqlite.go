@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,13 +19,16 @@ import (
 // while the previous transaction was syncing, so the cost of an fsync is
 // shared by all the requests waiting on it.
 type SQLite struct {
-	db    *sql.DB
+	db *sql.DB
+	// conn is db's one connection, the writer's for good: it runs its
+	// statements on the driver's connection (stmts).
+	conn  *sql.Conn
 	stmts stmts
 	q     *CommitQueue
-	// read answers LoadResource beside the writer: db's one connection
-	// is the writer's for a whole group commit, and a state read back
-	// for a request would wait behind it (WAL lets readers run beside
-	// a writer, and they see every commit that returned).
+	// read answers Load and LoadResource beside the writer: its
+	// connection is the writer's for a whole group commit, and a state
+	// read back for a request would wait behind it (WAL lets readers
+	// run beside a writer, and they see every commit that returned).
 	read    *sql.DB
 	readRes *sql.Stmt
 }
@@ -194,9 +198,16 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// never names another resource's state.
 	s.readRes, err = read.Prepare(`SELECT state FROM resources WHERE id = ? AND event = ? AND resource = ?`)
 	if err == nil {
-		err = s.stmts.prepare(db)
+		s.conn, err = db.Conn(context.Background())
+	}
+	if err == nil {
+		err = s.conn.Raw(s.stmts.prepare)
 	}
 	if err != nil {
+		if s.conn != nil {
+			s.conn.Raw(func(any) error { return s.stmts.close() })
+			s.conn.Close()
+		}
 		db.Close()
 		read.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
@@ -205,10 +216,16 @@ func OpenSQLite(path string) (*SQLite, error) {
 	return s, nil
 }
 
-// stmts are the writer's statements, prepared once: preparing each
-// statement per row was a third of the store's CPU under load.
+// stmts are the writer's statements, prepared once (preparing each
+// statement per row was a third of the store's CPU under load) on the
+// driver's connection and run there: through database/sql, each
+// execution also took a Stmt bound to the transaction, converted its
+// arguments one by one and built a Result (RATIONALE.md).
 type stmts struct {
-	putSub, putSubState, subState, subStates, delSub, delSubState, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
+	putSub, putSubState, subState, subStates, delSub, delSubState, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq driver.StmtExecContext
+
+	open []driver.Stmt       // every one prepared, for close
+	args []driver.NamedValue // exec's, reused: one writer runs them
 }
 
 // subStatesRun is how many subscriptions one statement gives the same
@@ -218,9 +235,14 @@ type stmts struct {
 // CPU (RATIONALE.md).
 const subStatesRun = 64
 
-func (st *stmts) prepare(db *sql.DB) error {
+// prepare is called with the writer's driver connection.
+func (st *stmts) prepare(dc any) error {
+	c, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return fmt.Errorf("sqlite driver connection %T cannot prepare with a context", dc)
+	}
 	for _, p := range []struct {
-		s   **sql.Stmt
+		s   *driver.StmtExecContext
 		sql string
 	}{
 		// A rewrite of a subscription (refresh, new state) never lowers
@@ -249,13 +271,39 @@ func (st *stmts) prepare(db *sql.DB) error {
 		{&st.delBind, `DELETE FROM bindings WHERE id = ?`},
 		{&st.cseq, `UPDATE subscriptions SET local_cseq = ? WHERE id = ? AND local_cseq < ?`},
 	} {
-		stmt, err := db.Prepare(p.sql)
+		stmt, err := c.PrepareContext(context.Background(), p.sql)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", p.sql, err)
 		}
-		*p.s = stmt
+		st.open = append(st.open, stmt)
+		e, ok := stmt.(driver.StmtExecContext)
+		if !ok {
+			return fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
+		}
+		*p.s = e
 	}
 	return nil
+}
+
+func (st *stmts) close() error {
+	var errs []error
+	for _, s := range st.open {
+		errs = append(errs, s.Close())
+	}
+	st.open = nil
+	return errors.Join(errs...)
+}
+
+// exec runs s with args, each an int64, string, []byte or nil: the
+// values the driver binds as they are.
+func (st *stmts) exec(s driver.StmtExecContext, args ...driver.Value) error {
+	for i, a := range args {
+		st.args = append(st.args, driver.NamedValue{Ordinal: i + 1, Value: a})
+	}
+	_, err := s.ExecContext(context.Background(), st.args)
+	clear(st.args) // holds no batch's memory until the next
+	st.args = st.args[:0]
+	return err
 }
 
 func migrate(db *sql.DB) error {
@@ -295,24 +343,27 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) error { return s.q.Commit
 // passes meanwhile abandons its batch and is answered at once, and a
 // taken batch is one transaction from its outcome.
 func (s *SQLite) write(take func() []*Batch) error {
-	tx, err := s.db.Begin()
-	if err != nil {
-		return fmt.Errorf("begin store transaction: %w", err)
-	}
-	group := take()
-	if len(group) == 0 {
-		return tx.Rollback()
-	}
-	for _, b := range group {
-		if err := s.stmts.apply(tx, b); err != nil {
-			tx.Rollback()
-			return err
+	return s.conn.Raw(func(dc any) error {
+		// The DSN's _txlock makes this BEGIN IMMEDIATE.
+		tx, err := dc.(driver.ConnBeginTx).BeginTx(context.Background(), driver.TxOptions{})
+		if err != nil {
+			return fmt.Errorf("begin store transaction: %w", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit store transaction: %w", err)
-	}
-	return nil
+		group := take()
+		if len(group) == 0 {
+			return tx.Rollback()
+		}
+		for _, b := range group {
+			if err := s.stmts.apply(b); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit store transaction: %w", err)
+		}
+		return nil
+	})
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -326,16 +377,13 @@ func unlines(s string) []string {
 	return strings.Split(s, "\n")
 }
 
-func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
-	exec := func(s *sql.Stmt, args ...any) error {
-		_, err := tx.Stmt(s).Exec(args...)
-		return err
-	}
+func (st *stmts) apply(b *Batch) error {
+	exec := st.exec
 	for _, v := range b.Subscriptions {
 		err := exec(st.putSub,
 			v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet),
 			v.Transport, v.Source, v.Event, v.EventID, v.Resource, lines(v.Accept), ms(v.Expires),
-			v.LocalCSeq, v.RemoteCSeq, ms(v.Created))
+			int64(v.LocalCSeq), int64(v.RemoteCSeq), ms(v.Created))
 		if err == nil {
 			err = exec(st.putSubState, v.ID, v.State, v.Status)
 		}
@@ -354,7 +402,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 		if n == 1 {
 			err = exec(st.subState, v[0].State, v[0].Status, v[0].ID)
 		} else {
-			args := make([]any, 2, 2+subStatesRun)
+			args := make([]driver.Value, 2, 2+subStatesRun)
 			args[0], args[1] = v[0].State, v[0].Status
 			for i := range subStatesRun {
 				args = append(args, v[min(i, n-1)].ID) // the last again: IN takes it once
@@ -376,7 +424,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 	}
 	for _, v := range b.Publications {
 		err := exec(st.putPub,
-			v.ID, v.ETag, v.Event, v.Resource, v.ContentType, v.Size, ms(v.Expires))
+			v.ID, v.ETag, v.Event, v.Resource, v.ContentType, int64(v.Size), ms(v.Expires))
 		if err != nil {
 			return fmt.Errorf("publication: %w", err)
 		}
@@ -409,7 +457,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 	}
 	for _, v := range b.Bindings {
 		err := exec(st.putBind,
-			v.ID, v.AOR, v.Contact, v.Q, v.CallID, v.CSeq, ms(v.Expires), v.Instance, v.RegID, lines(v.Path))
+			v.ID, v.AOR, v.Contact, v.Q, v.CallID, int64(v.CSeq), ms(v.Expires), v.Instance, int64(v.RegID), lines(v.Path))
 		if err != nil {
 			return fmt.Errorf("binding: %w", err)
 		}
@@ -420,7 +468,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 		}
 	}
 	for _, c := range b.NotifyCSeqs {
-		if err := exec(st.cseq, c.CSeq, c.ID, c.CSeq); err != nil {
+		if err := exec(st.cseq, int64(c.CSeq), c.ID, int64(c.CSeq)); err != nil {
 			return err
 		}
 	}
@@ -430,7 +478,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 // Load implements Store. Its queries share one read transaction: a commit
 // landing between two of them would give a snapshot mixing batches.
 func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("load store: %w", err)
 	}
@@ -533,7 +581,10 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 // queued, and closes the file.
 func (s *SQLite) Close() error {
 	s.q.Close()
-	return errors.Join(s.db.Close(), s.read.Close())
+	// Statements left open would keep SQLite from closing the file
+	// (and checkpointing the WAL into it) when the last connection goes.
+	err := s.conn.Raw(func(any) error { return s.stmts.close() })
+	return errors.Join(err, s.conn.Close(), s.db.Close(), s.read.Close())
 }
 
 // LoadResource implements Store: the row of id, if it is event's
