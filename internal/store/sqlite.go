@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -18,13 +20,16 @@ import (
 // while the previous transaction was syncing, so the cost of an fsync is
 // shared by all the requests waiting on it.
 type SQLite struct {
-	db    *sql.DB
+	db *sql.DB
+	// conn is db's one connection, the writer's for good: it runs its
+	// statements on the driver's connection (stmts).
+	conn  *sql.Conn
 	stmts stmts
 	q     *CommitQueue
-	// read answers LoadResource beside the writer: db's one connection
-	// is the writer's for a whole group commit, and a state read back
-	// for a request would wait behind it (WAL lets readers run beside
-	// a writer, and they see every commit that returned).
+	// read answers Load and LoadResource beside the writer: its
+	// connection is the writer's for a whole group commit, and a state
+	// read back for a request would wait behind it (WAL lets readers
+	// run beside a writer, and they see every commit that returned).
 	read    *sql.DB
 	readRes *sql.Stmt
 }
@@ -194,9 +199,16 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// never names another resource's state.
 	s.readRes, err = read.Prepare(`SELECT state FROM resources WHERE id = ? AND event = ? AND resource = ?`)
 	if err == nil {
-		err = s.stmts.prepare(db)
+		s.conn, err = db.Conn(context.Background())
+	}
+	if err == nil {
+		err = s.conn.Raw(s.stmts.prepare)
 	}
 	if err != nil {
+		if s.conn != nil {
+			s.conn.Raw(func(any) error { return s.stmts.close() })
+			s.conn.Close()
+		}
 		db.Close()
 		read.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
@@ -205,10 +217,17 @@ func OpenSQLite(path string) (*SQLite, error) {
 	return s, nil
 }
 
-// stmts are the writer's statements, prepared once: preparing each
-// statement per row was a third of the store's CPU under load.
+// stmts are the writer's statements, prepared once (preparing each
+// statement per row was a third of the store's CPU under load) on the
+// driver's connection and run there: through database/sql, each
+// execution also took a Stmt bound to the transaction, converted its
+// arguments one by one and built a Result (RATIONALE.md).
 type stmts struct {
-	putSub, putSubState, subState, subStates, delSub, delSubState, putPub, refreshPub, delPub, putRes, delRes, putBind, delBind, cseq *sql.Stmt
+	putSub, subState, subStates, delSub, delSubState, refreshPub, delPub, delRes, delBind, cseq driver.StmtExecContext
+	putSubState, putPub, putRes, putBind                                                        inserts
+
+	open []driver.Stmt       // every one prepared, for close
+	args []driver.NamedValue // exec's, reused: one writer runs them
 }
 
 // subStatesRun is how many subscriptions one statement gives the same
@@ -218,16 +237,20 @@ type stmts struct {
 // CPU (RATIONALE.md).
 const subStatesRun = 64
 
-func (st *stmts) prepare(db *sql.DB) error {
+// prepare is called with the writer's driver connection.
+func (st *stmts) prepare(dc any) error {
+	c, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return fmt.Errorf("sqlite driver connection %T cannot prepare with a context", dc)
+	}
 	for _, p := range []struct {
-		s   **sql.Stmt
+		s   *driver.StmtExecContext
 		sql string
 	}{
 		// A rewrite of a subscription (refresh, new state) never lowers
 		// the CSeq the NOTIFY path reserved meanwhile.
 		{&st.putSub, `INSERT OR REPLACE INTO subscriptions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,
 			max(?16, coalesce((SELECT local_cseq FROM subscriptions WHERE id = ?1), 0)),?17,?18)`},
-		{&st.putSubState, `INSERT OR REPLACE INTO subscription_states VALUES (?,?,?)`},
 		// OR IGNORE: an UPDATE that may abort half-way (status is NOT
 		// NULL) keeps a statement journal of every page it changes, and
 		// 64 rows in no order of theirs spill it to a temporary file:
@@ -240,22 +263,107 @@ func (st *stmts) prepare(db *sql.DB) error {
 			strings.Repeat(",?", subStatesRun-1) + `)`},
 		{&st.delSub, `DELETE FROM subscriptions WHERE id = ?`},
 		{&st.delSubState, `DELETE FROM subscription_states WHERE id = ?`},
-		{&st.putPub, `INSERT OR REPLACE INTO publications VALUES (?,?,?,?,?,?,?)`},
 		{&st.refreshPub, `UPDATE publications SET etag = ?, expires = ? WHERE id = ?`},
 		{&st.delPub, `DELETE FROM publications WHERE id = ?`},
-		{&st.putRes, `INSERT OR REPLACE INTO resources VALUES (?,?,?,?)`},
 		{&st.delRes, `DELETE FROM resources WHERE id = ?`},
-		{&st.putBind, `INSERT OR REPLACE INTO bindings VALUES (?,?,?,?,?,?,?,?,?,?)`},
 		{&st.delBind, `DELETE FROM bindings WHERE id = ?`},
 		{&st.cseq, `UPDATE subscriptions SET local_cseq = ? WHERE id = ? AND local_cseq < ?`},
 	} {
-		stmt, err := db.Prepare(p.sql)
+		stmt, err := c.PrepareContext(context.Background(), p.sql)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", p.sql, err)
 		}
-		*p.s = stmt
+		st.open = append(st.open, stmt)
+		e, ok := stmt.(driver.StmtExecContext)
+		if !ok {
+			return fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
+		}
+		*p.s = e
+	}
+	st.putSubState = inserts{table: "subscription_states", width: 3}
+	st.putPub = inserts{table: "publications", width: 7}
+	st.putRes = inserts{table: "resources", width: 4}
+	st.putBind = inserts{table: "bindings", width: 10}
+	for _, in := range st.inserts() {
+		row := "(?" + strings.Repeat(",?", in.width-1) + ")"
+		for k := range in.by {
+			q := "INSERT OR REPLACE INTO " + in.table + " VALUES " + row + strings.Repeat(","+row, 1<<k-1)
+			stmt, err := c.PrepareContext(context.Background(), q)
+			if err != nil {
+				return fmt.Errorf("prepare %q: %w", q, err)
+			}
+			st.open = append(st.open, stmt)
+			e, ok := stmt.(driver.StmtExecContext)
+			if !ok {
+				return fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
+			}
+			in.by[k] = e
+		}
 	}
 	return nil
+}
+
+func (st *stmts) inserts() []*inserts {
+	return []*inserts{&st.putSubState, &st.putPub, &st.putRes, &st.putBind}
+}
+
+// inserts writes new rows of one table, INSERT OR REPLACE, up to
+// 1<<insertsMax rows a statement: a row a statement, SQLite's work per
+// execution (a VDBE started, a cursor opened on the table, the statement
+// reset) was paid per row (RATIONALE.md). One statement is prepared per
+// power of two, so a run of any length takes one statement per bit of it,
+// each row written once.
+type inserts struct {
+	table string
+	width int                                    // columns
+	by    [insertsMax + 1]driver.StmtExecContext // by[k] writes 1<<k rows
+	rows  []driver.Value                         // queued, width a row, in order
+}
+
+const insertsMax = 5
+
+func (in *inserts) add(row ...driver.Value) { in.rows = append(in.rows, row...) }
+
+// flush writes the rows queued, in order: VALUES are inserted in their
+// order, so of two rows with one key the later stays.
+func (in *inserts) flush(st *stmts) error {
+	defer in.drop()
+	for rows := in.rows; len(rows) > 0; {
+		k := min(bits.Len(uint(len(rows)/in.width))-1, insertsMax)
+		n := in.width << k
+		if err := st.exec(in.by[k], rows[:n]...); err != nil {
+			return fmt.Errorf("%s: %w", in.table, err)
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// drop forgets the rows queued (and the batch memory they hold).
+func (in *inserts) drop() {
+	clear(in.rows)
+	in.rows = in.rows[:0]
+}
+
+func (st *stmts) close() error {
+	var errs []error
+	for _, s := range st.open {
+		errs = append(errs, s.Close())
+	}
+	st.open = nil
+	return errors.Join(errs...)
+}
+
+// exec runs s with args, each an int64, string, []byte or nil: the
+// values the driver binds as they are.
+func (st *stmts) exec(s driver.StmtExecContext, args ...driver.Value) error {
+	for i, a := range args {
+		st.args = append(st.args, driver.NamedValue{Ordinal: i + 1, Value: a})
+	}
+	_, err := s.ExecContext(context.Background(), st.args)
+	clear(st.args) // holds no batch's memory until the next
+	st.args = st.args[:0]
+	return err
 }
 
 func migrate(db *sql.DB) error {
@@ -295,24 +403,25 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) error { return s.q.Commit
 // passes meanwhile abandons its batch and is answered at once, and a
 // taken batch is one transaction from its outcome.
 func (s *SQLite) write(take func() []*Batch) error {
-	tx, err := s.db.Begin()
-	if err != nil {
-		return fmt.Errorf("begin store transaction: %w", err)
-	}
-	group := take()
-	if len(group) == 0 {
-		return tx.Rollback()
-	}
-	for _, b := range group {
-		if err := s.stmts.apply(tx, b); err != nil {
+	return s.conn.Raw(func(dc any) error {
+		// The DSN's _txlock makes this BEGIN IMMEDIATE.
+		tx, err := dc.(driver.ConnBeginTx).BeginTx(context.Background(), driver.TxOptions{})
+		if err != nil {
+			return fmt.Errorf("begin store transaction: %w", err)
+		}
+		group := take()
+		if len(group) == 0 {
+			return tx.Rollback()
+		}
+		if err := s.stmts.apply(group); err != nil {
 			tx.Rollback()
 			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit store transaction: %w", err)
-	}
-	return nil
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit store transaction: %w", err)
+		}
+		return nil
+	})
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -326,103 +435,160 @@ func unlines(s string) []string {
 	return strings.Split(s, "\n")
 }
 
-func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
-	exec := func(s *sql.Stmt, args ...any) error {
-		_, err := tx.Stmt(s).Exec(args...)
-		return err
-	}
-	for _, v := range b.Subscriptions {
-		err := exec(st.putSub,
-			v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet),
-			v.Transport, v.Source, v.Event, v.EventID, v.Resource, lines(v.Accept), ms(v.Expires),
-			v.LocalCSeq, v.RemoteCSeq, ms(v.Created))
-		if err == nil {
-			err = exec(st.putSubState, v.ID, v.State, v.Status)
+// apply writes a group of batches. Each statement touches one table, so
+// the group is written a table at a time, each table's changes in the
+// group's order: the rows end as batch after batch would leave them, and
+// the new rows of a table, which the batches of a group have in a run
+// (a PUBLISH's resource state, a SUBSCRIBE's per-watcher state), are
+// written many a statement (inserts).
+func (st *stmts) apply(group []*Batch) error {
+	// A statement that failed leaves rows queued; the transaction is
+	// rolled back and they must not be written with the next.
+	defer func() {
+		for _, in := range st.inserts() {
+			in.drop()
 		}
-		if err != nil {
+	}()
+	exec := st.exec
+	for _, b := range group {
+		for _, v := range b.Subscriptions {
+			err := exec(st.putSub,
+				v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet),
+				v.Transport, v.Source, v.Event, v.EventID, v.Resource, lines(v.Accept), ms(v.Expires),
+				int64(v.LocalCSeq), int64(v.RemoteCSeq), ms(v.Created))
+			if err != nil {
+				return fmt.Errorf("subscription: %w", err)
+			}
+		}
+		for _, id := range b.DeleteSubscriptions {
+			if err := exec(st.delSub, id); err != nil {
+				return err
+			}
+		}
+		for _, c := range b.NotifyCSeqs {
+			if err := exec(st.cseq, int64(c.CSeq), c.ID, int64(c.CSeq)); err != nil {
+				return err
+			}
+		}
+	}
+
+	for _, b := range group {
+		for _, v := range b.Subscriptions {
+			st.putSubState.add(v.ID, v.State, v.Status)
+		}
+		if len(b.SubscriptionStates) == 0 && len(b.DeleteSubscriptions) == 0 {
+			continue
+		}
+		if err := st.putSubState.flush(st); err != nil {
 			return fmt.Errorf("subscription: %w", err)
 		}
+		if err := st.states(b.SubscriptionStates); err != nil {
+			return fmt.Errorf("subscription state: %w", err)
+		}
+		for _, id := range b.DeleteSubscriptions {
+			if err := exec(st.delSubState, id); err != nil {
+				return err
+			}
+		}
 	}
-	// Runs of the same state and status are written subStatesRun rows a
-	// statement, in order, so a row named twice ends as the last says.
-	for v := b.SubscriptionStates; len(v) > 0; {
+	if err := st.putSubState.flush(st); err != nil {
+		return fmt.Errorf("subscription: %w", err)
+	}
+
+	for _, b := range group {
+		for _, v := range b.Publications {
+			st.putPub.add(v.ID, v.ETag, v.Event, v.Resource, v.ContentType, int64(v.Size), ms(v.Expires))
+		}
+		if len(b.PublicationRefreshes) == 0 && len(b.DeletePublications) == 0 {
+			continue
+		}
+		if err := st.putPub.flush(st); err != nil {
+			return fmt.Errorf("publication: %w", err)
+		}
+		for _, r := range b.PublicationRefreshes {
+			if err := exec(st.refreshPub, r.ETag, ms(r.Expires), r.ID); err != nil {
+				return fmt.Errorf("publication refresh: %w", err)
+			}
+		}
+		// By ID alone: one daemon writes a SQLite store, so the ETag it
+		// names is always the one stored (Batch.DeletePublications).
+		for _, ref := range b.DeletePublications {
+			if err := exec(st.delPub, ref.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if err := st.putPub.flush(st); err != nil {
+		return fmt.Errorf("publication: %w", err)
+	}
+
+	for _, b := range group {
+		for _, v := range b.Resources {
+			switch {
+			case v.ID == 0:
+				return fmt.Errorf("resource: %s: %w", v.Resource, ErrNoID)
+			case len(v.State) == 0:
+				if err := st.putRes.flush(st); err != nil {
+					return fmt.Errorf("resource: %w", err)
+				}
+				if err := exec(st.delRes, int64(v.ID)); err != nil {
+					return fmt.Errorf("resource: %w", err)
+				}
+			default:
+				st.putRes.add(int64(v.ID), v.Event, v.Resource, v.State)
+			}
+		}
+	}
+	if err := st.putRes.flush(st); err != nil {
+		return fmt.Errorf("resource: %w", err)
+	}
+
+	for _, b := range group {
+		for _, v := range b.Bindings {
+			st.putBind.add(v.ID, v.AOR, v.Contact, v.Q, v.CallID, int64(v.CSeq), ms(v.Expires), v.Instance, int64(v.RegID), lines(v.Path))
+		}
+		if len(b.DeleteBindings) == 0 {
+			continue
+		}
+		if err := st.putBind.flush(st); err != nil {
+			return fmt.Errorf("binding: %w", err)
+		}
+		for _, id := range b.DeleteBindings {
+			if err := exec(st.delBind, id); err != nil {
+				return err
+			}
+		}
+	}
+	if err := st.putBind.flush(st); err != nil {
+		return fmt.Errorf("binding: %w", err)
+	}
+	return nil
+}
+
+// states writes per-watcher states: runs of the same state and status
+// subStatesRun rows a statement, in order, so a row named twice ends as
+// the last says.
+func (st *stmts) states(v []SubscriptionState) error {
+	for len(v) > 0 {
 		n := 1
 		for n < len(v) && n < subStatesRun && v[n].Status == v[0].Status && bytes.Equal(v[n].State, v[0].State) {
 			n++
 		}
 		var err error
 		if n == 1 {
-			err = exec(st.subState, v[0].State, v[0].Status, v[0].ID)
+			err = st.exec(st.subState, v[0].State, v[0].Status, v[0].ID)
 		} else {
-			args := make([]any, 2, 2+subStatesRun)
+			args := make([]driver.Value, 2, 2+subStatesRun)
 			args[0], args[1] = v[0].State, v[0].Status
 			for i := range subStatesRun {
 				args = append(args, v[min(i, n-1)].ID) // the last again: IN takes it once
 			}
-			err = exec(st.subStates, args...)
+			err = st.exec(st.subStates, args...)
 		}
 		if err != nil {
-			return fmt.Errorf("subscription state: %w", err)
+			return err
 		}
 		v = v[n:]
-	}
-	for _, id := range b.DeleteSubscriptions {
-		if err := exec(st.delSub, id); err != nil {
-			return err
-		}
-		if err := exec(st.delSubState, id); err != nil {
-			return err
-		}
-	}
-	for _, v := range b.Publications {
-		err := exec(st.putPub,
-			v.ID, v.ETag, v.Event, v.Resource, v.ContentType, v.Size, ms(v.Expires))
-		if err != nil {
-			return fmt.Errorf("publication: %w", err)
-		}
-	}
-	for _, r := range b.PublicationRefreshes {
-		if err := exec(st.refreshPub, r.ETag, ms(r.Expires), r.ID); err != nil {
-			return fmt.Errorf("publication refresh: %w", err)
-		}
-	}
-	// By ID alone: one daemon writes a SQLite store, so the ETag it
-	// names is always the one stored (Batch.DeletePublications).
-	for _, ref := range b.DeletePublications {
-		if err := exec(st.delPub, ref.ID); err != nil {
-			return err
-		}
-	}
-	for _, v := range b.Resources {
-		var err error
-		switch {
-		case v.ID == 0:
-			err = fmt.Errorf("%s: %w", v.Resource, ErrNoID)
-		case len(v.State) == 0:
-			err = exec(st.delRes, int64(v.ID))
-		default:
-			err = exec(st.putRes, int64(v.ID), v.Event, v.Resource, v.State)
-		}
-		if err != nil {
-			return fmt.Errorf("resource: %w", err)
-		}
-	}
-	for _, v := range b.Bindings {
-		err := exec(st.putBind,
-			v.ID, v.AOR, v.Contact, v.Q, v.CallID, v.CSeq, ms(v.Expires), v.Instance, v.RegID, lines(v.Path))
-		if err != nil {
-			return fmt.Errorf("binding: %w", err)
-		}
-	}
-	for _, id := range b.DeleteBindings {
-		if err := exec(st.delBind, id); err != nil {
-			return err
-		}
-	}
-	for _, c := range b.NotifyCSeqs {
-		if err := exec(st.cseq, c.CSeq, c.ID, c.CSeq); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -430,7 +596,7 @@ func (st *stmts) apply(tx *sql.Tx, b *Batch) error {
 // Load implements Store. Its queries share one read transaction: a commit
 // landing between two of them would give a snapshot mixing batches.
 func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("load store: %w", err)
 	}
@@ -533,7 +699,10 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 // queued, and closes the file.
 func (s *SQLite) Close() error {
 	s.q.Close()
-	return errors.Join(s.db.Close(), s.read.Close())
+	// Statements left open would keep SQLite from closing the file
+	// (and checkpointing the WAL into it) when the last connection goes.
+	err := s.conn.Raw(func(any) error { return s.stmts.close() })
+	return errors.Join(err, s.conn.Close(), s.db.Close(), s.read.Close())
 }
 
 // LoadResource implements Store: the row of id, if it is event's

@@ -161,3 +161,58 @@ func TestSQLiteCommitErrorMeansNotWritten(t *testing.T) {
 		t.Fatalf("%d of %d commits failed: the deadlines tested nothing", failed, n)
 	}
 }
+
+// A group is written a table at a time, new rows many a statement: what
+// it leaves is what its batches, written one after the other, would. A
+// run of 45 new rows takes statements of 32, 8, 4 and 1 rows; a key put,
+// deleted and put again within the group ends as its last batch says,
+// and a failing batch takes none of its group's queued rows into the
+// next transaction.
+func TestSQLiteGroupEndsAsItsBatchesInOrder(t *testing.T) {
+	s, err := OpenSQLite(filepath.Join(t.TempDir(), "presenced.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	write := func(group ...*Batch) error { return s.write(func() []*Batch { return group }) }
+	res := func(id uint64, state string) Resource {
+		return Resource{ID: id, Event: "presence", Resource: fmt.Sprint("sip:r", id, "@x"), State: []byte(state)}
+	}
+	var group []*Batch
+	want := map[uint64]string{}
+	for i := range 45 {
+		id := uint64(100 + i)
+		group = append(group, &Batch{Resources: []Resource{res(id, "new")}})
+		want[id] = "new"
+	}
+	group = append(group,
+		&Batch{Resources: []Resource{res(1, "a"), res(2, "a")}},
+		&Batch{Resources: []Resource{res(1, "")}},
+		&Batch{Resources: []Resource{res(1, "c"), res(2, "b")}},
+		&Batch{Resources: []Resource{res(2, "c"), res(3, "a")}},
+		&Batch{Resources: []Resource{res(3, "")}},
+	)
+	want[1], want[2] = "c", "c"
+	if err := write(group...); err != nil {
+		t.Fatal(err)
+	}
+	// 999's row is queued when the batch after it fails (no id).
+	if err := write(&Batch{Resources: []Resource{res(999, "lost")}}, &Batch{Resources: []Resource{res(0, "x")}}); !errors.Is(err, ErrNoID) {
+		t.Fatalf("a resource without id: %v", err)
+	}
+	if err := write(&Batch{Resources: []Resource{res(4, "d")}}); err != nil {
+		t.Fatal(err)
+	}
+	want[4] = "d"
+	snap, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]string{}
+	for _, r := range snap.Resources {
+		got[r.ID] = string(r.State)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("resources\n%v\nwant\n%v", got, want)
+	}
+}

@@ -45,7 +45,7 @@ func TestSQLiteSurvivesReopen(t *testing.T) {
 	}
 	// the tables read as an operator would read them
 	var names []string
-	rows, _ := s.db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
+	rows, _ := s.read.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
 	for rows.Next() {
 		var n string
 		rows.Scan(&n)
@@ -84,7 +84,7 @@ func TestSQLiteMigrates(t *testing.T) {
 			}
 			defer s.Close()
 			var v int
-			s.db.QueryRow("PRAGMA user_version").Scan(&v)
+			s.read.QueryRow("PRAGMA user_version").Scan(&v)
 			snap, err := s.Load(context.Background())
 			if err != nil || v != schemaVersion {
 				t.Fatalf("version %d, %v", v, err)
@@ -168,7 +168,7 @@ func TestSQLiteMigratesSubscriptionStates(t *testing.T) {
 		t.Fatalf("written after migration:\n%+v\nwant\n%+v", got, want)
 	}
 	var n int
-	s.db.QueryRow(`SELECT count(*) FROM subscription_states`).Scan(&n)
+	s.read.QueryRow(`SELECT count(*) FROM subscription_states`).Scan(&n)
 	if n != 2 {
 		t.Fatalf("%d rows of states for 2 subscriptions", n)
 	}
