@@ -144,6 +144,9 @@ func (s *Server) parse(data []byte) (*sip.Request, int, string) {
 	if len(data) > limit {
 		return nil, 513, fmt.Sprintf("message larger than %d bytes", limit)
 	}
+	if req := parseRequest(headerParsers, s.parser.MaxMessageLength, data); req != nil {
+		return req, 0, ""
+	}
 	msg, err := s.parser.ParseSIP(data)
 	req, _ := msg.(*sip.Request)
 	if err == nil && req != nil {
@@ -175,7 +178,8 @@ func (s *Server) parse(data []byte) (*sip.Request, int, string) {
 	return nil, 400, "malformed request: " + err.Error()
 }
 
-// headerParsers are the parser's, to find which header it refused.
+// headerParsers are the parser's: parseRequest's, and to find which
+// header sipgo refused.
 var headerParsers = sip.HeadersParser(header.Parsers())
 
 // contentLength is req's Content-Length, nil if it has none or req is nil.
