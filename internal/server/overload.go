@@ -201,11 +201,23 @@ func requestMethod(data []byte) string {
 	if sp <= 0 {
 		return ""
 	}
-	switch m := string(data[:sp]); m {
+	// A method the server serves is its constant, not a string made of
+	// the datagram for each request.
+	switch m := data[:sp]; string(m) {
 	case "ACK", "CANCEL":
 		return ""
+	case string(sip.PUBLISH):
+		return string(sip.PUBLISH)
+	case string(sip.SUBSCRIBE):
+		return string(sip.SUBSCRIBE)
+	case string(sip.NOTIFY):
+		return string(sip.NOTIFY)
+	case string(sip.REGISTER):
+		return string(sip.REGISTER)
+	case string(sip.OPTIONS):
+		return string(sip.OPTIONS)
 	default:
-		return m
+		return string(m)
 	}
 }
 

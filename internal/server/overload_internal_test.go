@@ -79,3 +79,19 @@ func BenchmarkReadFilter(b *testing.B) {
 		}
 	}
 }
+
+// TestRequestMethodAllocs holds requestMethod to no allocation for a
+// method the server serves.
+func TestRequestMethodAllocs(t *testing.T) {
+	data := []byte("PUBLISH sip:a@example.com SIP/2.0\r\n\r\n")
+	if n := testing.AllocsPerRun(100, func() {
+		if requestMethod(data) != "PUBLISH" {
+			t.Fatal("not PUBLISH")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+	if m := requestMethod([]byte("FOO sip:a@example.com SIP/2.0\r\n\r\n")); m != "FOO" {
+		t.Errorf("method %q, want FOO", m)
+	}
+}

@@ -110,3 +110,48 @@ func sameAsSipgo(t *testing.T, data []byte) bool {
 	}
 	return true
 }
+
+// TestTxKeyAsSipgo holds appendTxKey to sipgo's ServerTxKeyMake over the
+// corpus and requests with each kind of Via and CSeq.
+func TestTxKeyAsSipgo(t *testing.T) {
+	msgs := []string{
+		"PUBLISH sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: y\r\nCSeq: 1 PUBLISH\r\n\r\n",
+		"PUBLISH sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK-2\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: y\r\nCSeq: 1 PUBLISH\r\n\r\n",
+		"ACK sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/TLS [::1];branch=z9hG4bK-3\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: y\r\nCSeq: 1 ACK\r\n\r\n",
+		"PUBLISH sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: y\r\nCSeq: 1 PUBLISH\r\n\r\n",
+		"PUBLISH sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=old\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: y\r\nCSeq: 1 PUBLISH\r\n\r\n",
+		"PUBLISH sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070\r\nFrom: <sip:a@example.com>\r\nCall-ID: y\r\nCSeq: 1 PUBLISH\r\n\r\n",
+		"PUBLISH sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-4\r\nCall-ID: y\r\n\r\n",
+		"PUBLISH sip:a@example.com SIP/2.0\r\nCSeq: 1 PUBLISH\r\n\r\n",
+	}
+	for _, c := range parseCases {
+		msgs = append(msgs, c.msg)
+	}
+	files, _ := filepath.Glob("testdata/torture/*/*.sip")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, string(data))
+	}
+	keys := 0
+	for _, m := range msgs {
+		msg, err := sip.ParseMessage([]byte(m))
+		req, ok := msg.(*sip.Request)
+		if err != nil || !ok {
+			continue
+		}
+		want, werr := sip.ServerTxKeyMake(req)
+		got, err := appendTxKey(nil, req)
+		if (err != nil) != (werr != nil) || string(got) != want {
+			t.Errorf("%.40q: key %q (%v), sipgo %q (%v)", m, got, err, want, werr)
+		}
+		if werr == nil {
+			keys++
+		}
+	}
+	if keys < 10 {
+		t.Fatalf("only %d requests with a key", keys)
+	}
+}
