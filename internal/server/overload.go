@@ -233,21 +233,23 @@ func statelessResponse(data []byte, status, agent, tag, reason string, extra ...
 		return "", nil
 	}
 	out := make([]byte, 0, 512)
-	out = append(out, "SIP/2.0 "+status+"\r\n"...)
+	out = append(out, "SIP/2.0 "...)
+	out = append(out, status...)
+	out = append(out, crlf...)
 	const via, from, to, callID, cseq = 1, 2, 4, 8, 16
 	have := 0
 	for name, line := range headerLines(data) {
 		var bit int
-		switch strings.ToLower(name) {
-		case "via", "v":
+		switch {
+		case header.SameName(name, "Via"), header.SameName(name, "v"):
 			bit = via
-		case "from", "f":
+		case header.SameName(name, "From"), header.SameName(name, "f"):
 			bit = from
-		case "to", "t":
+		case header.SameName(name, "To"), header.SameName(name, "t"):
 			bit = to
-		case "call-id", "i":
+		case header.SameName(name, "Call-ID"), header.SameName(name, "i"):
 			bit = callID
-		case "cseq":
+		case header.SameName(name, "CSeq"):
 			bit = cseq
 		default:
 			continue
@@ -257,7 +259,7 @@ func statelessResponse(data []byte, status, agent, tag, reason string, extra ...
 		}
 		have |= bit
 		out = append(out, line...)
-		if bit == to && !bytes.Contains(bytes.ToLower(line), []byte(";tag=")) {
+		if bit == to && !containsFold(string(line), ";tag=") {
 			out = append(out, ";tag="...)
 			out = append(out, tag...)
 		}
@@ -267,11 +269,12 @@ func statelessResponse(data []byte, status, agent, tag, reason string, extra ...
 		return "", nil
 	}
 	for _, h := range extra {
-		out = append(out, h+"\r\n"...)
+		out = append(out, h...)
+		out = append(out, crlf...)
 	}
-	w := header.Warning(agent, reason)
-	out = append(out, w.Name()+": "+w.Value()+"\r\n"...)
-	out = append(out, "Content-Length: 0\r\n\r\n"...)
+	out = append(out, "Warning: "...)
+	out = header.AppendWarning(out, agent, reason)
+	out = append(out, "\r\nContent-Length: 0\r\n\r\n"...)
 	return method, out
 }
 
