@@ -39,6 +39,11 @@ type instance struct {
 	request []byte
 	call    callState
 	stack   [2]uint64
+	// callCtx is the last caller's context with &call as callKey's value,
+	// made again only when the caller's context is another: a trusted
+	// module's calls all run in the server's (no deadline), and so share
+	// one.
+	parent, callCtx context.Context
 }
 
 // keepRequest bounds the request buffer an instance keeps between calls:
@@ -92,7 +97,10 @@ func (in *instance) invoke(ctx context.Context, fn api.Function, input []byte, o
 	// The call state outlives the call: it must not hold a request buffer
 	// let go (keepRequest) nor the caller's output.
 	defer func() { cs.input, cs.output = nil, nil }()
-	ctx = context.WithValue(ctx, callKey{}, cs)
+	if ctx != in.parent {
+		in.parent, in.callCtx = ctx, context.WithValue(ctx, callKey{}, cs)
+	}
+	ctx = in.callCtx
 	in.done = ctx.Done()
 	stack := in.stack[:1]
 	stack[0] = uint64(len(input))

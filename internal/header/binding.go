@@ -53,7 +53,9 @@ func Path(req *sip.Request) ([]string, error) {
 			if _, err := sip.ParseAddressValue(v, &u, &params); err != nil || !strings.Contains(v, "<") {
 				return nil, fmt.Errorf("bad Path %q: each value is <URI>", v)
 			}
-			out = append(out, v)
+			// Kept with the binding: a copy, not a part of the request's
+			// headers, which it would keep.
+			out = append(out, strings.Clone(v))
 		}
 	}
 	return out, nil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/presenced/presenced/abi"
@@ -128,21 +129,33 @@ func ContentType(req *sip.Request) string {
 // as a slash, since a backslash would quote the character after it (the
 // closing quote, at the end of the text).
 func Warning(agent, text string) sip.Header {
+	return sip.NewHeader("Warning", string(AppendWarning(nil, agent, text)))
+}
+
+// AppendWarning appends the value of Warning(agent, text) to b: what the
+// read filter writes into its stateless answers, with no header made.
+func AppendWarning(b []byte, agent, text string) []byte {
 	if len(text) > 200 {
 		text = text[:200]
 	}
-	text = strings.Map(func(r rune) rune {
+	if !utf8.ValidString(text) {
+		text = strings.ToValidUTF8(text, "\uFFFD")
+	}
+	b = append(b, "399 "...)
+	b = append(b, agent...)
+	b = append(b, " \""...)
+	for _, r := range text {
 		switch {
 		case r == '"':
-			return '\''
+			r = '\''
 		case r == '\\':
-			return '/'
+			r = '/'
 		case r < ' ' || r == 0x7f:
-			return ' '
+			r = ' '
 		}
-		return r
-	}, strings.ToValidUTF8(text, "\uFFFD"))
-	return sip.NewHeader("Warning", fmt.Sprintf(`399 %s "%s"`, agent, text))
+		b = utf8.AppendRune(b, r)
+	}
+	return append(b, '"')
 }
 
 // Parsers returns sipgo's header parsers with the compact forms it lacks

@@ -128,7 +128,9 @@ func (l *sourceLimiter) allow(source string) bool {
 	b := l.buckets[source]
 	if b == nil {
 		b = &bucket{tokens: l.rate, last: now}
-		l.buckets[source] = b
+		// A copy: a proxied client's address is a part of the request's
+		// headers (its Via), which the key would keep (parseRequest).
+		l.buckets[strings.Clone(source)] = b
 	}
 	b.tokens = min(l.rate, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now

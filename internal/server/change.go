@@ -60,6 +60,15 @@ type change struct {
 	// left out (renderApart): a change of their own renders for them
 	// once this one is emitted (renderLater).
 	later []*resource
+	// first backs the first step, module call and apply: most changes
+	// (a PUBLISH, a SUBSCRIBE) have one of each, and allocate none of
+	// them apart from the change.
+	first struct {
+		step    step
+		steps   [1]*step
+		journal [1]proposal
+		applies [1]func()
+	}
 }
 
 // proposal is one module call of a change: propose's input, or a reset.
@@ -94,7 +103,11 @@ type emission struct {
 	status   string
 }
 
-func (s *Server) newChange() *change { return &change{s: s} }
+func (s *Server) newChange() *change {
+	c := &change{s: s}
+	c.steps, c.journal, c.applies = c.first.steps[:0], c.first.journal[:0], c.first.applies[:0]
+	return c
+}
 
 func (c *change) step(r *resource) *step {
 	for _, st := range c.steps {
@@ -102,7 +115,11 @@ func (c *change) step(r *resource) *step {
 			return st
 		}
 	}
-	st := &step{r: r, state: r.state}
+	st := &c.first.step
+	if len(c.steps) > 0 {
+		st = &step{}
+	}
+	*st = step{r: r, state: r.state}
 	c.steps = append(c.steps, st)
 	return st
 }

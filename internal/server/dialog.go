@@ -975,6 +975,10 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 func (d *dialog) intern(ep *eventPackage) {
 	if slices.Equal(d.accept, ep.info.Accept) {
 		d.accept = ep.info.Accept
+		return
+	}
+	for i, t := range d.accept {
+		d.accept[i] = strings.Clone(t) // not a part of the SUBSCRIBE's headers, which it would keep
 	}
 }
 

@@ -144,6 +144,9 @@ func (s *Server) parse(data []byte) (*sip.Request, int, string) {
 	if len(data) > limit {
 		return nil, 513, fmt.Sprintf("message larger than %d bytes", limit)
 	}
+	if req := parseRequest(headerParsers, s.parser.MaxMessageLength, data); req != nil {
+		return req, 0, ""
+	}
 	msg, err := s.parser.ParseSIP(data)
 	req, _ := msg.(*sip.Request)
 	if err == nil && req != nil {
@@ -175,7 +178,8 @@ func (s *Server) parse(data []byte) (*sip.Request, int, string) {
 	return nil, 400, "malformed request: " + err.Error()
 }
 
-// headerParsers are the parser's, to find which header it refused.
+// headerParsers are the parser's: parseRequest's, and to find which
+// header sipgo refused.
 var headerParsers = sip.HeadersParser(header.Parsers())
 
 // contentLength is req's Content-Length, nil if it has none or req is nil.
@@ -197,11 +201,23 @@ func requestMethod(data []byte) string {
 	if sp <= 0 {
 		return ""
 	}
-	switch m := string(data[:sp]); m {
+	// A method the server serves is its constant, not a string made of
+	// the datagram for each request.
+	switch m := data[:sp]; string(m) {
 	case "ACK", "CANCEL":
 		return ""
+	case string(sip.PUBLISH):
+		return string(sip.PUBLISH)
+	case string(sip.SUBSCRIBE):
+		return string(sip.SUBSCRIBE)
+	case string(sip.NOTIFY):
+		return string(sip.NOTIFY)
+	case string(sip.REGISTER):
+		return string(sip.REGISTER)
+	case string(sip.OPTIONS):
+		return string(sip.OPTIONS)
 	default:
-		return m
+		return string(m)
 	}
 }
 
@@ -217,21 +233,23 @@ func statelessResponse(data []byte, status, agent, tag, reason string, extra ...
 		return "", nil
 	}
 	out := make([]byte, 0, 512)
-	out = append(out, "SIP/2.0 "+status+"\r\n"...)
+	out = append(out, "SIP/2.0 "...)
+	out = append(out, status...)
+	out = append(out, crlf...)
 	const via, from, to, callID, cseq = 1, 2, 4, 8, 16
 	have := 0
 	for name, line := range headerLines(data) {
 		var bit int
-		switch strings.ToLower(name) {
-		case "via", "v":
+		switch {
+		case header.SameName(name, "Via"), header.SameName(name, "v"):
 			bit = via
-		case "from", "f":
+		case header.SameName(name, "From"), header.SameName(name, "f"):
 			bit = from
-		case "to", "t":
+		case header.SameName(name, "To"), header.SameName(name, "t"):
 			bit = to
-		case "call-id", "i":
+		case header.SameName(name, "Call-ID"), header.SameName(name, "i"):
 			bit = callID
-		case "cseq":
+		case header.SameName(name, "CSeq"):
 			bit = cseq
 		default:
 			continue
@@ -241,7 +259,7 @@ func statelessResponse(data []byte, status, agent, tag, reason string, extra ...
 		}
 		have |= bit
 		out = append(out, line...)
-		if bit == to && !bytes.Contains(bytes.ToLower(line), []byte(";tag=")) {
+		if bit == to && !containsFold(string(line), ";tag=") {
 			out = append(out, ";tag="...)
 			out = append(out, tag...)
 		}
@@ -251,11 +269,12 @@ func statelessResponse(data []byte, status, agent, tag, reason string, extra ...
 		return "", nil
 	}
 	for _, h := range extra {
-		out = append(out, h+"\r\n"...)
+		out = append(out, h...)
+		out = append(out, crlf...)
 	}
-	w := header.Warning(agent, reason)
-	out = append(out, w.Name()+": "+w.Value()+"\r\n"...)
-	out = append(out, "Content-Length: 0\r\n\r\n"...)
+	out = append(out, "Warning: "...)
+	out = header.AppendWarning(out, agent, reason)
+	out = append(out, "\r\nContent-Length: 0\r\n\r\n"...)
 	return method, out
 }
 

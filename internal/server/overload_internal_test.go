@@ -63,19 +63,51 @@ func TestBusyAndMalformedResponses(t *testing.T) {
 	}
 }
 
+// publishDatagram is a 400-byte PUBLISH datagram, as a phone sends one.
+var publishDatagram = "PUBLISH sip:alice@example.com SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK.Zb1nTm0GdT7Yh3pQ\r\n" +
+	"From: <sip:alice@example.com>;tag=3c950764\r\nTo: <sip:alice@example.com>\r\n" +
+	"Call-ID: 1-14745@192.0.2.1\r\nCSeq: 1 PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\n" +
+	"Content-Type: application/pidf+xml\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100)
+
 // BenchmarkReadFilter is what parsing costs a sound request datagram (a
 // 400-byte PUBLISH) in refuseEarly, the only parse it gets.
 func BenchmarkReadFilter(b *testing.B) {
 	s := &Server{parser: sip.NewParser(sip.WithHeadersParsers(header.Parsers()))}
-	data := []byte("PUBLISH sip:alice@example.com SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK.Zb1nTm0GdT7Yh3pQ\r\n" +
-		"From: <sip:alice@example.com>;tag=3c950764\r\nTo: <sip:alice@example.com>\r\n" +
-		"Call-ID: 1-14745@192.0.2.1\r\nCSeq: 1 PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\n" +
-		"Content-Type: application/pidf+xml\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100))
+	data := []byte(publishDatagram)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, code, reason := s.parse(data); code != 0 {
 			b.Fatal(code, reason)
+		}
+	}
+}
+
+// TestRequestMethodAllocs holds requestMethod to no allocation for a
+// method the server serves.
+func TestRequestMethodAllocs(t *testing.T) {
+	data := []byte("PUBLISH sip:a@example.com SIP/2.0\r\n\r\n")
+	if n := testing.AllocsPerRun(100, func() {
+		if requestMethod(data) != "PUBLISH" {
+			t.Fatal("not PUBLISH")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+	if m := requestMethod([]byte("FOO sip:a@example.com SIP/2.0\r\n\r\n")); m != "FOO" {
+		t.Errorf("method %q, want FOO", m)
+	}
+}
+
+// BenchmarkStatelessResponse is the 503 the read filter answers a
+// PUBLISH with while the server is over its limits: under overload, one
+// for most datagrams.
+func BenchmarkStatelessResponse(b *testing.B) {
+	data := []byte(publishDatagram)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, res := statelessResponse(data, "503 Service Unavailable", "presenced", "t0", "server busy", "Retry-After: 1"); res == nil {
+			b.Fatal("no answer")
 		}
 	}
 }

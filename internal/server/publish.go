@@ -183,7 +183,7 @@ func (ep *eventPackage) mediaType(ct string) string {
 	if i := slices.Index(ep.info.Accept, ct); i >= 0 {
 		return ep.info.Accept[i]
 	}
-	return ct
+	return strings.Clone(ct) // not a part of the PUBLISH's headers, which it would keep
 }
 
 // republish refreshes (body nil) or modifies a publication: a new ETag

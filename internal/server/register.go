@@ -149,7 +149,9 @@ func (s *Server) bindingChanges(req *sip.Request, aor string, path []string) ([]
 				sip.NewHeader("Min-Expires", strconv.Itoa(s.opt.Registrar.Min)))
 		}
 		secs = min(secs, s.opt.Registrar.Max)
-		rec := store.Binding{AOR: aor, Contact: c.Address.String(), CallID: callID, CSeq: cseq,
+		// Cloned: a parsed header's value keeps the request's headers
+		// (parseRequest).
+		rec := store.Binding{AOR: aor, Contact: c.Address.String(), CallID: strings.Clone(callID), CSeq: cseq,
 			Expires: time.Now().Add(time.Duration(secs) * time.Second), Path: path}
 		if v, ok := c.Params.Get("+sip.instance"); ok {
 			if rec.Instance, err = header.Instance(v); err != nil {
@@ -191,7 +193,7 @@ func (s *Server) bindingChanges(req *sip.Request, aor string, path []string) ([]
 			if _, err := strconv.ParseFloat(q, 64); err != nil {
 				return nil, refusef(400, "Contact %d: bad q %q", i+1, q)
 			}
-			rec.Q = q
+			rec.Q = strings.Clone(q)
 		}
 		ch := bindingChange{rec: rec, old: old}
 		if tr := req.Transport(); tr == "TCP" || tr == "TLS" {

@@ -278,7 +278,7 @@ func (s *Server) Start() error {
 	// sipgo logs through its package default; keep its lines in ours.
 	sipLog := s.log.With("component", "sipgo")
 	setSipgoLog(limitedHandler{sipLog.Handler(), &rateLimit{perSecond: 20, log: s.log, what: "sipgo"}})
-	parser := sip.NewParser(sip.WithHeadersParsers(header.Parsers()))
+	parser := sip.NewParser(sip.WithHeadersParsers(headerParsers))
 	if n := s.opt.Limits.MaxMessageBytes; n > 0 {
 		parser.MaxMessageLength = n
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +47,8 @@ type udpTransactions struct {
 	seeds [2]maphash.Seed
 
 	mu     sync.Mutex
-	closed bool              // queue closed: the server is stopping
-	txs    map[string]*udpTx // not yet answered finally
+	closed bool                 // queue closed: the server is stopping
+	txs    map[[2]uint64]*udpTx // not yet answered finally, by the hashes of their keys
 	// answered are the transactions answered finally, in buckets of
 	// timerJ/udpBuckets by time of answer: a bucket is dropped whole once
 	// its youngest entry is timerJ old, with no timer per transaction.
@@ -236,8 +237,7 @@ func appendUUID(b, u []byte) []byte {
 // retransmission, and the udpTx is the handler's alone.
 type udpTx struct {
 	l    *udpTransactions
-	key  string
-	hash [2]uint64 // of key, with l.seeds
+	hash [2]uint64 // of its key (appendTxKey), with l.seeds
 	conn net.PacketConn
 	dest netip.AddrPort
 	req  *sip.Request // while being handled
@@ -284,13 +284,22 @@ func writeDerived(b *bytes.Buffer, req *sip.Request, code int, reason, toTag str
 	allowedMethod := req.Method != sip.REGISTER && !req.IsAck()
 	allowedStatus := (code >= 180 && code < 190) || (code >= 200 && code < 300)
 	earlyInvite := req.IsInvite() && code > 100 && code < 200
+	// The headers are walked, not gathered with header.All: a slice per
+	// answer.
 	if allowedMethod && (allowedStatus || earlyInvite) {
-		for _, h := range header.All(req, "Record-Route") {
-			line(h)
+		for _, h := range req.Headers() {
+			if header.SameName(h.Name(), "Record-Route") {
+				line(h)
+			}
 		}
 	}
-	for i, h := range header.All(req, "Via") {
-		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
+	vias := 0
+	for _, h := range req.Headers() {
+		if !header.SameName(h.Name(), "Via") {
+			continue
+		}
+		vias++
+		if v, ok := h.(*sip.ViaHeader); ok && vias == 1 {
 			if val, exists := v.Params.Get("rport"); exists && val == "" {
 				// RFC 3581 §4: the top Via answers with the source.
 				v = v.Clone()
@@ -339,7 +348,7 @@ func writeDerived(b *bytes.Buffer, req *sip.Request, code int, reason, toTag str
 // T1 unless set otherwise), as its own transactions did.
 func newUDPTransactions(s *Server, queue int) *udpTransactions {
 	l := &udpTransactions{s: s, queue: make(chan *udpTx, queue), timerJ: sip.Timer_J,
-		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, txs: map[string]*udpTx{}}
+		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, txs: map[[2]uint64]*udpTx{}}
 	for i := range l.answered {
 		l.answered[i].at = map[uint32]udpPos{}
 	}
@@ -424,13 +433,14 @@ func (l *udpTransactions) find(hash [2]uint64) []byte {
 // absorbed; a new request is queued, or answered 503 when the queue is
 // full (busy).
 func (l *udpTransactions) receive(req *sip.Request, conn net.PacketConn, from netip.AddrPort) (ok, busy bool) {
-	key, err := sip.ServerTxKeyMake(req)
+	var buf [256]byte
+	key, err := appendTxKey(buf[:0], req)
 	if err != nil {
 		return false, false
 	}
-	hash := [2]uint64{maphash.String(l.seeds[0], key), maphash.String(l.seeds[1], key)}
+	hash := [2]uint64{maphash.Bytes(l.seeds[0], key), maphash.Bytes(l.seeds[1], key)}
 	l.mu.Lock()
-	if l.txs[key] != nil {
+	if l.txs[hash] != nil {
 		l.mu.Unlock()
 		return true, false // absorbed: being handled
 	}
@@ -450,16 +460,49 @@ func (l *udpTransactions) receive(req *sip.Request, conn net.PacketConn, from ne
 		l.mu.Unlock()
 		return true, false // dropped: the server is stopping
 	}
-	tx := &udpTx{l: l, key: key, hash: hash, conn: conn, dest: responseAddr(req, from), req: req}
+	tx := &udpTx{l: l, hash: hash, conn: conn, dest: responseAddr(req, from), req: req}
 	select {
 	case l.queue <- tx:
-		l.txs[key] = tx
+		l.txs[hash] = tx
 		l.mu.Unlock()
 		return true, false
 	default:
 		l.mu.Unlock()
 		return true, true
 	}
+}
+
+// appendTxKey appends req's server transaction key (RFC 3261 §17.2.3)
+// to b, as sipgo's ServerTxKeyMake writes it: for an RFC 3261 branch
+// written here, on the caller's stack, where sipgo's builder took four
+// allocations per request; any other request is left to sipgo. A
+// transaction is known by two hashes of its key, not the key: a table of
+// keys would cost the string of each.
+func appendTxKey(b []byte, req *sip.Request) ([]byte, error) {
+	via, cseq := req.Via(), req.CSeq()
+	var branch string
+	if via != nil {
+		branch, _ = via.Params.Get("branch")
+	}
+	if cseq == nil || len(branch) <= len(sip.RFC3261BranchMagicCookie) || !strings.HasPrefix(branch, sip.RFC3261BranchMagicCookie) {
+		key, err := sip.ServerTxKeyMake(req)
+		return append(b, key...), err
+	}
+	method := cseq.MethodName
+	if method == sip.ACK {
+		method = sip.INVITE
+	}
+	port := via.Port
+	if port <= 0 {
+		port = int(sip.DefaultPort(via.Transport))
+	}
+	b = append(b, branch...)
+	b = append(b, sip.TxSeperator...)
+	b = append(b, via.Host...)
+	b = append(b, sip.TxSeperator...)
+	b = strconv.AppendInt(b, int64(port), 10)
+	b = append(b, sip.TxSeperator...)
+	return append(b, method...), nil
 }
 
 // responseAddr is where a response to req, received from from over UDP,
@@ -502,8 +545,8 @@ func (tx *udpTx) terminate() {
 	tx.gone = true
 	l := tx.l
 	if !tx.final {
-		if l.txs[tx.key] == tx {
-			delete(l.txs, tx.key)
+		if l.txs[tx.hash] == tx {
+			delete(l.txs, tx.hash)
 		}
 	} else if !tx.expired() {
 		l.answered[tx.bucket].forget(tx.hash[0], tx.pos)
@@ -611,7 +654,7 @@ func (tx *udpTx) send(data []byte, code int, reason, tag string, n int) error {
 	if final {
 		// From the table of those being handled to the bucket, at once:
 		// a retransmission finds the one or the other.
-		delete(l.txs, tx.key)
+		delete(l.txs, tx.hash)
 		tx.final, tx.bucket, tx.sweep = true, l.cur, l.sweeps
 		var kept bool
 		if tx.pos, kept = l.answered[l.cur].put(tx.hash[0], rec); !kept {

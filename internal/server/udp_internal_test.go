@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -276,27 +277,31 @@ func TestUDPTxDroppedWithItsBucket(t *testing.T) {
 	}
 }
 
+// udpPair is two UDP sockets on 127.0.0.1, closed when t ends: the
+// server's and a peer's.
+func udpPair(t *testing.T) (conn, peer *net.UDPConn) {
+	for _, c := range []**net.UDPConn{&conn, &peer} {
+		var err error
+		if *c, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { (*c).Close() })
+	}
+	return conn, peer
+}
+
 // TestUDPNotifyTimerF sends a NOTIFY over a real socket to a peer that
 // never answers: the transaction is retransmitted, then ends with
 // errNotifyTimeout at Timer F, and its branch is forgotten.
 func TestUDPNotifyTimerF(t *testing.T) {
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	conn, peer := udpPair(t)
 	n := &udpNotifies{timerF: 2 * sip.T1}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go n.retransmit(ctx, func(err error) { t.Error(err) })
 	wire := []byte("NOTIFY sip:w@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n")
 	start := time.Now()
-	_, err = n.do(ctx, wire, 7, conn, sip.Addr{Hostname: "127.0.0.1", Port: 5060}, peer.LocalAddr().(*net.UDPAddr).AddrPort())
+	_, err := n.do(ctx, wire, 7, conn, sip.Addr{Hostname: "127.0.0.1", Port: 5060}, peer.LocalAddr().(*net.UDPAddr).AddrPort())
 	if err != errNotifyTimeout {
 		t.Fatalf("do: %v, want %v", err, errNotifyTimeout)
 	}
@@ -321,8 +326,87 @@ func TestUDPNotifyTimerF(t *testing.T) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if len(n.txs) != 0 {
-		t.Errorf("%d transactions left after Timer F", len(n.txs))
+	if len(n.txs) != 0 || len(n.due) != 0 {
+		t.Errorf("%d transactions, %d due left after Timer F", len(n.txs), len(n.due))
+	}
+}
+
+// TestUDPNotifyDue sends NOTIFYs over a real socket to a peer that reads
+// them and answers through receive, as the read filter does: a final
+// response takes its NOTIFY out of due, a provisional one puts it T2 on,
+// and due stays ordered by when each is next looked at.
+func TestUDPNotifyDue(t *testing.T) {
+	conn, peer := udpPair(t)
+	n := &udpNotifies{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.retransmit(ctx, func(err error) { t.Error(err) })
+	const count = 20
+	results := make(chan error, count)
+	for i := range count {
+		wire := []byte("NOTIFY sip:w@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+		go func() {
+			_, err := n.do(ctx, wire, uint32(i+1), conn, sip.Addr{Hostname: "127.0.0.1", Port: 5060}, peer.LocalAddr().(*net.UDPAddr).AddrPort())
+			results <- err
+		}()
+	}
+	// Each NOTIFY's branch, as the peer reads it.
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	var branches []string
+	for len(branches) < count {
+		m, _, err := peer.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		branches = append(branches, string(topViaBranch(buf[bytes.Index(buf[:m], []byte("\r\n"))+2:m])))
+	}
+	ordered := func() {
+		t.Helper()
+		for i := 1; i < len(n.due); i++ {
+			if n.due[i].pos != i+1 || n.due[i].at < n.due[(i-1)/2].at {
+				t.Fatalf("due out of order at %d", i)
+			}
+		}
+	}
+	before := time.Now()
+	for i, b := range branches {
+		if i%2 == 0 {
+			n.receive(200, "OK", []byte(b))
+		} else {
+			n.receive(100, "Trying", []byte(b))
+		}
+	}
+	for range count / 2 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.mu.Lock()
+	if len(n.due) != count/2 || len(n.txs) != count/2 {
+		t.Errorf("after %d final responses of %d: %d due, %d in the table", count/2, count, len(n.due), len(n.txs))
+	}
+	ordered()
+	for _, e := range n.due {
+		if tx := e.owner.(*notifyTx); tx.interval != sip.T2 || e.at < before.Add(sip.T2).UnixNano() {
+			t.Errorf("after a 100: next in %v, at %v from then", tx.interval, time.Duration(e.at-before.UnixNano()))
+		}
+	}
+	n.mu.Unlock()
+	for i, b := range branches {
+		if i%2 == 1 {
+			n.receive(200, "OK", []byte(b))
+		}
+	}
+	for range count / 2 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.due) != 0 || len(n.txs) != 0 {
+		t.Errorf("all answered: %d due, %d in the table", len(n.due), len(n.txs))
 	}
 }
 
@@ -349,6 +433,25 @@ func TestUDPListenerSource(t *testing.T) {
 			if want := netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), uint16(a.Port)); ap != want {
 				t.Fatalf("source of %v: %v, want %v", a, ap, want)
 			}
+		}
+	}
+}
+
+// BenchmarkNotifyTick is one tick of retransmit (every T1/5) with 10,000
+// NOTIFYs waiting for their responses, none due: what an overloaded
+// watcher population, slow to answer, costs the server between
+// retransmissions.
+func BenchmarkNotifyTick(b *testing.B) {
+	var n udpNotifies
+	now := time.Now()
+	for i := range 10000 {
+		n.add(&notifyTx{branch: notifyBranch + strconv.Itoa(i), timeout: now.Add(notifyTimeout), res: make(chan notifyResult, 1)}, now)
+	}
+	var due []*notifyTx
+	b.ReportAllocs()
+	for b.Loop() {
+		if due = n.tick(now, due[:0]); len(due) != 0 {
+			b.Fatalf("%d due", len(due))
 		}
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"cmp"
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -36,6 +37,11 @@ const notifyBranch = sip.RFC3261BranchMagicCookie + "-pn."
 type udpNotifies struct {
 	mu  sync.Mutex
 	txs map[string]*notifyTx // by branch
+	// due are the same by when retransmit is next to look at each
+	// (notifyTx.due), soonest first: a tick reads the few due, not every
+	// NOTIFY waiting (RATIONALE.md "NOTIFYs over UDP without sipgo's
+	// client transactions"). The heap is the expiries' (timers.go).
+	due expiryHeap
 	// timerF is notifyTimeout unless a test shortens it.
 	timerF time.Duration
 	// seq numbers the branches after a random prefix (branch).
@@ -65,6 +71,7 @@ func (n *udpNotifies) branch() string {
 }
 
 type notifyTx struct {
+	branch   string
 	data     []byte
 	dest     netip.AddrPort
 	conn     net.PacketConn
@@ -72,6 +79,37 @@ type notifyTx struct {
 	timeout  time.Time     // Timer F
 	interval time.Duration // Timer E
 	res      chan notifyResult
+	// due is its entry in udpNotifies.due, at the sooner of next and
+	// timeout.
+	due expiry
+}
+
+// expired makes a notifyTx an expiry's owner, found from its entry in
+// udpNotifies.due; retransmit, not timers, reads that heap, and never
+// calls it.
+func (*notifyTx) expired(*Server) {}
+
+// setNext sets tx's next retransmission at now+interval.
+func (tx *notifyTx) setNext(now time.Time, interval time.Duration) {
+	tx.interval, tx.next = interval, now.Add(interval)
+	tx.due.at = min(tx.next.UnixNano(), tx.timeout.UnixNano())
+}
+
+// schedule sets tx's next retransmission at now+interval and moves it in
+// due; under n.mu.
+func (n *udpNotifies) schedule(tx *notifyTx, now time.Time, interval time.Duration) {
+	tx.setNext(now, interval)
+	heap.Fix(&n.due, tx.due.pos-1)
+}
+
+// end takes tx out of the table and of due; under n.mu.
+func (n *udpNotifies) end(tx *notifyTx) {
+	if n.txs[tx.branch] == tx {
+		delete(n.txs, tx.branch)
+	}
+	if tx.due.pos > 0 {
+		heap.Remove(&n.due, tx.due.pos-1)
+	}
 }
 
 // retransmit runs Timer E and Timer F of every NOTIFY until ctx ends, on
@@ -85,21 +123,7 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			due = due[:0]
-			n.mu.Lock()
-			for branch, tx := range n.txs {
-				if !now.Before(tx.timeout) {
-					delete(n.txs, branch)
-					tx.res <- notifyResult{} // code 0: no final response
-					continue
-				}
-				if !now.Before(tx.next) {
-					tx.interval = min(2*tx.interval, sip.T2)
-					tx.next = now.Add(tx.interval)
-					due = append(due, tx)
-				}
-			}
-			n.mu.Unlock()
+			due = n.tick(now, due[:0])
 			for _, tx := range due {
 				if _, err := writeUDP(tx.conn, tx.data, tx.dest); err != nil {
 					log(err)
@@ -108,6 +132,37 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 			clear(due)
 		}
 	}
+}
+
+// tick ends the NOTIFYs whose Timer F is over at now, and appends to due
+// and reschedules those whose Timer E is.
+func (n *udpNotifies) tick(now time.Time, due []*notifyTx) []*notifyTx {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for len(n.due) > 0 && n.due[0].at <= now.UnixNano() {
+		tx := n.due[0].owner.(*notifyTx)
+		if !now.Before(tx.timeout) {
+			n.end(tx)
+			tx.res <- notifyResult{} // code 0: no final response
+			continue
+		}
+		n.schedule(tx, now, min(2*tx.interval, sip.T2))
+		due = append(due, tx)
+	}
+	return due
+}
+
+// add puts tx, sent at now, in the table and in due.
+func (n *udpNotifies) add(tx *notifyTx, now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.txs == nil {
+		n.txs = map[string]*notifyTx{}
+	}
+	n.txs[tx.branch] = tx
+	tx.setNext(now, sip.T1)
+	tx.due.owner = tx
+	heap.Push(&n.due, &tx.due)
 }
 
 // do sends wire (udpNotify) with cseq from conn to dest, with a Via of
@@ -137,17 +192,12 @@ func (n *udpNotifies) do(ctx context.Context, wire []byte, cseq uint32, conn net
 	data = append(data, " NOTIFY\r\n"...)
 	data = append(data, wire[end:]...)
 	now := time.Now()
-	tx := &notifyTx{data: data, dest: dest, conn: conn,
-		next: now.Add(sip.T1), interval: sip.T1, timeout: now.Add(cmp.Or(n.timerF, notifyTimeout)), res: make(chan notifyResult, 1)}
-	n.mu.Lock()
-	if n.txs == nil {
-		n.txs = map[string]*notifyTx{}
-	}
-	n.txs[branch] = tx
-	n.mu.Unlock()
+	tx := &notifyTx{branch: branch, data: data, dest: dest, conn: conn,
+		timeout: now.Add(cmp.Or(n.timerF, notifyTimeout)), res: make(chan notifyResult, 1)}
+	n.add(tx, now)
 	defer func() {
 		n.mu.Lock()
-		delete(n.txs, branch)
+		n.end(tx)
 		n.mu.Unlock()
 	}()
 	if _, err := writeUDP(conn, tx.data, tx.dest); err != nil {
@@ -178,11 +228,10 @@ func (n *udpNotifies) receive(code int, reason string, branch []byte) {
 		return
 	}
 	if code < 200 {
-		tx.interval = sip.T2
-		tx.next = time.Now().Add(sip.T2)
+		n.schedule(tx, time.Now(), sip.T2)
 		return
 	}
-	delete(n.txs, string(branch))
+	n.end(tx)
 	tx.res <- notifyResult{code, reason}
 }
 
