@@ -29,16 +29,14 @@ import (
 // and assigning it whole raced with the sender's reads. The NOTIFY queue
 // has its own lock so that sending never holds the resource.
 type dialog struct {
-	// ident is the identity's strings back to back (setIdentity), ends
-	// where each ends: one allocation where eleven strings were 184 bytes
-	// of headers, and copies that kept whole parsed header values alive
-	// for a tag or a Call-ID (BenchmarkMemory: 416-byte dialog and ~256
-	// bytes of strings, now 256 and one ~180-byte string).
-	ident      string
-	ends       [identFields]uint32
-	remoteCSeq uint32    // of the last SUBSCRIBE accepted; under res.mu
-	created    int64     // unix nanoseconds
-	res        *resource // its key is the event package and presentity
+	// ident is the identity's strings back to back, each after its length
+	// (setIdentity): one allocation where eleven strings were 184 bytes of
+	// headers, and copies that kept whole parsed header values alive for a
+	// tag or a Call-ID. The lengths inside it, not an array of ends beside
+	// it: 12 bytes of varints where the ends were 44 of every dialog.
+	ident   string
+	res     *resource // its key is the event package and presentity
+	created int64     // unix nanoseconds
 
 	// Under res.mu.
 	target string   // the subscriber's Contact: NOTIFY's request-URI
@@ -46,11 +44,6 @@ type dialog struct {
 	state  []byte   // the module's per-watcher state
 	status string   // authorization: active or pending
 	exp    expiry   // exp.at is when the subscription expires
-	gone   bool     // terminated: no longer in res.watchers or Server.dialogs
-	// localIsRes: our URI is the resource's (ident leaves it out).
-	localIsRes bool
-	sending    bool
-	failed     bool
 	// hold is set while a coalescing window holds back this watcher's
 	// notifications (change.stage); its timer renders at the window's end.
 	hold *hold
@@ -61,12 +54,30 @@ type dialog struct {
 	qmu sync.Mutex
 	// head and tail are the NOTIFYs queued, in order (notifyJob.next).
 	head, tail *notifyJob
-	cseq       uint32 // last CSeq sent
+	sent       int64 // when the last NOTIFY left, unix nanoseconds
+
+	remoteCSeq uint32 // of the last SUBSCRIBE accepted; under res.mu
+	cseq       uint32 // last CSeq sent; under qmu
 	// reserved is the highest CSeq the store has: CSeqs up to it can be
 	// used without a commit. The store never holds less than any CSeq sent.
 	reserved uint32
-	sent     int64 // when the last NOTIFY left, unix nanoseconds
+	omits    omits // what ident leaves out; fixed
+	gone     bool  // terminated: no longer in res.watchers or Server.dialogs; under res.mu
+	sending  bool  // under qmu
+	failed   bool  // under qmu
 }
+
+// omits says which identity strings ident leaves out because they are
+// read from others.
+type omits uint8
+
+const (
+	// localFromRes: our URI is the resource's.
+	localFromRes omits = 1 << iota
+	// localTagInID: the id is the local tag, a dot and a hash (dialogID),
+	// so the tag is the id up to its last dot: 20 bytes of every dialog.
+	localTagInID
+)
 
 // identity is what names a dialog and how it is reached, fixed for its life.
 type identity struct {
@@ -79,61 +90,96 @@ type identity struct {
 	target                          string // the first remote target
 }
 
-// The strings of ident, in order.
+// The strings of ident, in order: reading one walks the lengths before it,
+// so the ones read for every NOTIFY come first.
 const (
 	identID = iota
-	identCallID
-	identLocalTag
-	identRemoteTag
-	identLocalURI
 	identRemoteURI
-	identRoutes // each route its length (uvarint) then itself
 	identTransport
 	identSource
+	identCallID
+	identRemoteTag
+	identLocalTag // empty with localTagInID
+	identLocalURI // empty with localFromRes
+	identRoutes   // each route its length (uvarint) then itself
 	identInstance
 	identEventID
+	identTarget
 	identFields
 )
 
 // setIdentity packs f into d, whose res is set; d.target starts as
 // f.target, inside ident too.
 func (d *dialog) setIdentity(f identity) {
+	d.omits = 0
 	if d.res != nil && f.localURI == d.res.key.uri {
-		d.localIsRes, f.localURI = true, ""
+		d.omits, f.localURI = localFromRes, ""
+	}
+	if f.localTag != "" && strings.LastIndexByte(f.id, '.') == len(f.localTag) && strings.HasPrefix(f.id, f.localTag) {
+		d.omits, f.localTag = d.omits|localTagInID, ""
 	}
 	var routes []byte
 	for _, r := range f.routeSet {
 		routes = binary.AppendUvarint(routes, uint64(len(r)))
 		routes = append(routes, r...)
 	}
-	parts := [identFields]string{f.id, f.callID, f.localTag, f.remoteTag, f.localURI, f.remoteURI,
-		string(routes), f.transport, f.source, f.instance, f.eventID}
-	n := len(f.target)
+	var parts [identFields]string
+	parts[identID], parts[identRemoteURI], parts[identTransport], parts[identSource] = f.id, f.remoteURI, f.transport, f.source
+	parts[identCallID], parts[identRemoteTag], parts[identLocalTag], parts[identLocalURI] = f.callID, f.remoteTag, f.localTag, f.localURI
+	parts[identRoutes], parts[identInstance], parts[identEventID], parts[identTarget] = string(routes), f.instance, f.eventID, f.target
+	n := 0
 	for _, p := range parts {
-		n += len(p)
+		n += uvarintLen(len(p)) + len(p)
 	}
 	var b strings.Builder
 	b.Grow(n)
-	for i, p := range parts {
+	var buf [binary.MaxVarintLen64]byte
+	for _, p := range parts {
+		b.Write(binary.AppendUvarint(buf[:0], uint64(len(p))))
 		b.WriteString(p)
-		d.ends[i] = uint32(b.Len())
 	}
-	b.WriteString(f.target)
 	d.ident = b.String()
-	d.target = d.ident[d.ends[identFields-1]:]
+	d.target = d.field(identTarget)
 }
 
+// field is the i-th string of d.ident.
 func (d *dialog) field(i int) string {
-	start := uint32(0)
-	if i > 0 {
-		start = d.ends[i-1]
+	s := d.ident
+	for {
+		n, k := uvarint(s)
+		if i == 0 {
+			return s[k : k+n]
+		}
+		s = s[k+n:]
+		i--
 	}
-	return d.ident[start:d.ends[i]]
+}
+
+// uvarint reads a length binary.AppendUvarint wrote at the start of s: its
+// value and how many bytes it took.
+func uvarint(s string) (n, k int) {
+	for shift := 0; k < len(s); shift += 7 {
+		b := s[k]
+		k++
+		n |= int(b&0x7f) << shift
+		if b < 0x80 {
+			break
+		}
+	}
+	return n, k
+}
+
+// uvarintLen is how many bytes binary.AppendUvarint takes for n.
+func uvarintLen(n int) int {
+	k := 1
+	for ; n >= 0x80; n >>= 7 {
+		k++
+	}
+	return k
 }
 
 func (d *dialog) id() string        { return d.field(identID) }
 func (d *dialog) callID() string    { return d.field(identCallID) }
-func (d *dialog) localTag() string  { return d.field(identLocalTag) }
 func (d *dialog) remoteTag() string { return d.field(identRemoteTag) }
 func (d *dialog) remoteURI() string { return d.field(identRemoteURI) }
 func (d *dialog) transport() string { return d.field(identTransport) }
@@ -141,8 +187,16 @@ func (d *dialog) source() string    { return d.field(identSource) }
 func (d *dialog) instance() string  { return d.field(identInstance) }
 func (d *dialog) eventID() string   { return d.field(identEventID) }
 
+func (d *dialog) localTag() string {
+	if d.omits&localTagInID != 0 {
+		id := d.id()
+		return id[:strings.LastIndexByte(id, '.')]
+	}
+	return d.field(identLocalTag)
+}
+
 func (d *dialog) localURI() string {
-	if d.localIsRes {
+	if d.omits&localFromRes != 0 {
 		return d.res.key.uri
 	}
 	return d.field(identLocalURI)
@@ -155,9 +209,9 @@ func (d *dialog) hasRoutes() bool { return d.field(identRoutes) != "" }
 func (d *dialog) routeSet() []string {
 	var out []string
 	for b := d.field(identRoutes); b != ""; {
-		n, k := binary.Uvarint([]byte(b[:min(len(b), binary.MaxVarintLen64)]))
-		out = append(out, b[k:k+int(n)])
-		b = b[k+int(n):]
+		n, k := uvarint(b)
+		out = append(out, b[k:k+n])
+		b = b[k+n:]
 	}
 	return out
 }

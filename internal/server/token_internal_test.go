@@ -59,8 +59,31 @@ func TestDialogIdentity(t *testing.T) {
 	if !reflect.DeepEqual(got, f) {
 		t.Errorf("identity %+v, want %+v", got, f)
 	}
-	if !d.localIsRes {
+	if d.omits&localFromRes == 0 {
 		t.Error("our URI, the resource's, was kept again")
+	}
+	// A local tag the id starts with is read from the id; one it does not
+	// (a legacy id, a tag that is a prefix of the id only up to another
+	// dot) is kept.
+	for _, c := range []struct {
+		id, localTag string
+		derived      bool
+	}{
+		{dialogID("call@host", "0DQ6K1C2A4S.x", "rt"), "0DQ6K1C2A4S.x", true},
+		{dialogID("call@host", "LT", "rt"), "LT", true},
+		{legacyDialogID("call@host", "LT", "rt"), "LT", false},
+		{"LT.a.b", "LT", false},
+		{"LTX.a", "LT", false},
+		{"gateway", "", false},
+	} {
+		d = &dialog{res: r}
+		d.setIdentity(identity{id: c.id, callID: "call@host", localTag: c.localTag, remoteTag: "rt"})
+		if d.localTag() != c.localTag || d.id() != c.id || d.remoteTag() != "rt" {
+			t.Errorf("id %q, local tag %q: read back %q, %q", c.id, c.localTag, d.id(), d.localTag())
+		}
+		if got := d.omits&localTagInID != 0; got != c.derived {
+			t.Errorf("id %q, local tag %q: read from the id %v, want %v", c.id, c.localTag, got, c.derived)
+		}
 	}
 	d = &dialog{res: r}
 	d.setIdentity(identity{id: "x", localURI: "sip:other@example.com"})
