@@ -39,11 +39,11 @@ type dialog struct {
 	created int64     // unix nanoseconds
 
 	// Under res.mu.
-	target string   // the subscriber's Contact: NOTIFY's request-URI
-	accept []string // the SUBSCRIBE's Accept
-	state  []byte   // the module's per-watcher state
-	status string   // authorization: active or pending
-	exp    expiry   // exp.at is when the subscription expires
+	target string    // the subscriber's Contact: NOTIFY's request-URI
+	accept *[]string // the SUBSCRIBE's Accept (setAccept)
+	state  []byte    // the module's per-watcher state
+	status string    // authorization: active or pending
+	exp    expiry    // exp.at is when the subscription expires
 	// hold is set while a coalescing window holds back this watcher's
 	// notifications (change.stage); its timer renders at the window's end.
 	hold *hold
@@ -218,12 +218,12 @@ func (d *dialog) routeSet() []string {
 
 // newDialog is the dialog a stored record describes, on resource r.
 func newDialog(rec store.Subscription, r *resource) *dialog {
-	d := &dialog{created: rec.Created.UnixNano(), res: r,
-		accept: rec.Accept, state: rec.State, status: statusOf(rec.Status), remoteCSeq: rec.RemoteCSeq,
+	d := &dialog{created: rec.Created.UnixNano(), res: r, state: rec.State, status: statusOf(rec.Status), remoteCSeq: rec.RemoteCSeq,
 		cseq: rec.LocalCSeq, reserved: rec.LocalCSeq}
 	d.setIdentity(identity{id: rec.ID, callID: rec.CallID, localTag: rec.LocalTag, remoteTag: rec.RemoteTag,
 		localURI: rec.LocalURI, remoteURI: rec.RemoteURI, routeSet: rec.RouteSet,
 		transport: rec.Transport, source: rec.Source, eventID: rec.EventID, target: rec.RemoteTarget})
+	d.setAccept(rec.Accept)
 	d.exp.at = rec.Expires.UnixNano()
 	return d
 }
@@ -234,13 +234,14 @@ func (d *dialog) record() store.Subscription {
 	return store.Subscription{ID: d.id(), CallID: d.callID(), LocalTag: d.localTag(), RemoteTag: d.remoteTag(),
 		LocalURI: d.localURI(), RemoteURI: d.remoteURI(), RemoteTarget: d.target, RouteSet: d.routeSet(),
 		Transport: d.transport(), Source: d.source(), Event: d.res.key.event, EventID: d.eventID(),
-		Resource: d.res.key.uri, Accept: d.accept, Expires: d.expires(), LocalCSeq: cseqBlock,
+		Resource: d.res.key.uri, Accept: d.acceptList(), Expires: d.expires(), LocalCSeq: cseqBlock,
 		RemoteCSeq: d.remoteCSeq, State: d.state, Status: d.status, Created: d.createdAt()}
 }
 
 // update takes from rec the fields a refresh may change; r.mu is held.
 func (d *dialog) update(rec store.Subscription) {
-	d.target, d.accept, d.remoteCSeq = rec.RemoteTarget, rec.Accept, rec.RemoteCSeq
+	d.target, d.remoteCSeq = rec.RemoteTarget, rec.RemoteCSeq
+	d.setAccept(rec.Accept)
 	d.state, d.status = append([]byte(nil), rec.State...), statusOf(rec.Status)
 }
 
@@ -344,7 +345,7 @@ func legacyDialogID(callID, localTag, remoteTag string) string {
 }
 
 func (d *dialog) watcher(full bool) abi.Watcher {
-	return abi.Watcher{ID: d.id(), URI: d.remoteURI(), Accept: d.accept, Full: full,
+	return abi.Watcher{ID: d.id(), URI: d.remoteURI(), Accept: d.acceptList(), Full: full,
 		State: d.state, Status: d.status}
 }
 
@@ -1022,14 +1023,28 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 	}
 }
 
-// intern makes d share the media types every subscription to the same
-// package has instead of holding copies parsed from its SUBSCRIBE (its
-// local URI, when the resource's, setIdentity leaves out): with the URI,
-// ~100 bytes of every idle subscription.
-func (d *dialog) intern(ep *eventPackage) {
-	if slices.Equal(d.accept, ep.info.Accept) {
-		d.accept = ep.info.Accept
+// setAccept sets d's Accept (nil: its SUBSCRIBE had none), d.res set. One
+// the same as its package's points to the package's own list, which
+// nearly every subscription asks for, instead of holding a copy parsed
+// from its SUBSCRIBE (~60 bytes), and a pointer, not a slice, is 16 bytes
+// less of every dialog: the 192-byte size class, not 208.
+func (d *dialog) setAccept(a []string) {
+	switch {
+	case a == nil:
+		d.accept = nil
+	case len(a) > 0 && d.res != nil && d.res.pkg != nil && slices.Equal(a, *d.res.pkg.acceptList):
+		d.accept = d.res.pkg.acceptList
+	default:
+		d.accept = &a
 	}
+}
+
+// acceptList is d's Accept, nil when its SUBSCRIBE had none.
+func (d *dialog) acceptList() []string {
+	if d.accept == nil {
+		return nil
+	}
+	return *d.accept
 }
 
 func watcherEventOf(d *dialog, status, event string) *abi.WatcherEvent {

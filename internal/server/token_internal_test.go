@@ -105,3 +105,20 @@ func TestDialogIDStable(t *testing.T) {
 		t.Errorf("dialogID of a long Call-ID: %q, %q", a, b)
 	}
 }
+
+// A dialog's Accept reads back as it was given, the package's own list
+// shared when it is the same, no Accept told from an empty one.
+func TestDialogAccept(t *testing.T) {
+	pidf := []string{"application/pidf+xml"}
+	r := &resource{pkg: &eventPackage{acceptList: &pidf}}
+	for _, a := range [][]string{nil, {}, {"application/pidf+xml"}, {"text/plain"}, {"application/pidf+xml", "text/plain"}} {
+		d := &dialog{res: r}
+		d.setAccept(slices.Clone(a))
+		if got := d.acceptList(); !slices.Equal(got, a) || (got == nil) != (a == nil) {
+			t.Errorf("Accept %q read back %q", a, got)
+		}
+		if shared := d.accept == r.pkg.acceptList; shared != slices.Equal(a, pidf) {
+			t.Errorf("Accept %q: the package's list shared %v", a, shared)
+		}
+	}
+}
