@@ -91,7 +91,8 @@ type identity struct {
 }
 
 // The strings of ident, in order: reading one walks the lengths before it,
-// so the ones read for every NOTIFY come first.
+// so the ones read for every NOTIFY come first, and the ones most dialogs
+// leave empty last, where they take no byte at all (setIdentity).
 const (
 	identID = iota
 	identRemoteURI
@@ -99,12 +100,12 @@ const (
 	identSource
 	identCallID
 	identRemoteTag
+	identTarget
 	identLocalTag // empty with localTagInID
 	identLocalURI // empty with localFromRes
 	identRoutes   // each route its length (uvarint) then itself
 	identInstance
 	identEventID
-	identTarget
 	identFields
 )
 
@@ -127,14 +128,18 @@ func (d *dialog) setIdentity(f identity) {
 	parts[identID], parts[identRemoteURI], parts[identTransport], parts[identSource] = f.id, f.remoteURI, f.transport, f.source
 	parts[identCallID], parts[identRemoteTag], parts[identLocalTag], parts[identLocalURI] = f.callID, f.remoteTag, f.localTag, f.localURI
 	parts[identRoutes], parts[identInstance], parts[identEventID], parts[identTarget] = string(routes), f.instance, f.eventID, f.target
+	last := identFields
+	for last > 0 && parts[last-1] == "" {
+		last-- // an empty string at the end is read past ident's end
+	}
 	n := 0
-	for _, p := range parts {
+	for _, p := range parts[:last] {
 		n += uvarintLen(len(p)) + len(p)
 	}
 	var b strings.Builder
 	b.Grow(n)
 	var buf [binary.MaxVarintLen64]byte
-	for _, p := range parts {
+	for _, p := range parts[:last] {
 		b.Write(binary.AppendUvarint(buf[:0], uint64(len(p))))
 		b.WriteString(p)
 	}
@@ -142,10 +147,10 @@ func (d *dialog) setIdentity(f identity) {
 	d.target = d.field(identTarget)
 }
 
-// field is the i-th string of d.ident.
+// field is the i-th string of d.ident, "" past its end.
 func (d *dialog) field(i int) string {
 	s := d.ident
-	for {
+	for s != "" {
 		n, k := uvarint(s)
 		if i == 0 {
 			return s[k : k+n]
@@ -153,6 +158,7 @@ func (d *dialog) field(i int) string {
 		s = s[k+n:]
 		i--
 	}
+	return ""
 }
 
 // uvarint reads a length binary.AppendUvarint wrote at the start of s: its
