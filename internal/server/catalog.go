@@ -32,7 +32,8 @@ func newCatalog(opt Options, mods []*extension.Module) (*catalog, error) {
 			if other, dup := c.packages[name]; dup {
 				return nil, fmt.Errorf("event package %q served by both %q and %q", name, other.mod.Name(), m.Name())
 			}
-			ep := &eventPackage{name: name, info: p, mod: m, accept: map[string]bool{}}
+			accept := p.Accept
+			ep := &eventPackage{name: name, info: p, mod: m, accept: map[string]bool{}, acceptList: &accept}
 			for _, a := range p.Accept {
 				ep.accept[abi.MediaType(a)] = true
 			}

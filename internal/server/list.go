@@ -155,7 +155,6 @@ func (s *Server) subscribeList(req *sip.Request, tx sip.ServerTransaction, ev he
 	defer s.releaseResources(rs)
 	r := rs[def.URI]
 	d := dialogFor(req, r, ev)
-	d.intern(ep)
 	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.remoteURI()) >= max {
 		return refusef(403, "%s has %d subscriptions, the limit", d.remoteURI(), max)
 	}
@@ -375,12 +374,14 @@ func newBackend(l *listDialog, r *resource, ms memberState) *dialog {
 	bd := &dialog{created: d.created, res: r, list: l, state: ms.Module, status: ms.Status}
 	bd.setIdentity(identity{id: d.id() + "/" + ms.Instance, callID: d.callID(), localURI: r.key.uri, remoteURI: d.remoteURI(),
 		transport: "rls", source: d.id(), target: d.resource()})
-	for _, a := range d.accept {
+	var accept []string
+	for _, a := range d.acceptList() {
 		t, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(a)), ";")
 		if t != "multipart/related" && t != "application/rlmi+xml" {
-			bd.accept = append(bd.accept, a)
+			accept = append(accept, a)
 		}
 	}
+	bd.setAccept(accept)
 	bd.exp.at = d.exp.at
 	return bd
 }

@@ -207,6 +207,10 @@ type eventPackage struct {
 	info   abi.Package
 	mod    *extension.Module
 	accept map[string]bool
+	// acceptList is info.Accept, which dialogs asking for the same point
+	// to (dialog.setAccept): allocated apart, so that they do not keep
+	// the package alive after a reload.
+	acceptList *[]string
 	// the server's Expires bounds, narrowed by the package's own
 	subscription, publication Bounds
 }

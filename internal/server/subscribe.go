@@ -51,7 +51,6 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
 	d := dialogFor(req, r, ev)
-	d.intern(ep)
 	if watched != nil && len(r.watchers) == 0 {
 		if err := s.rebuildWatcherInfo(r, watched); err != nil {
 			return err
@@ -83,9 +82,10 @@ func dialogFor(req *sip.Request, r *resource, ev header.Event) *dialog {
 	for _, rr := range header.All(req, "Record-Route") {
 		id.routeSet = append(id.routeSet, rr.Value())
 	}
-	d := &dialog{created: time.Now().UnixNano(), res: r, accept: header.Accept(req), remoteCSeq: req.CSeq().SeqNo,
+	d := &dialog{created: time.Now().UnixNano(), res: r, remoteCSeq: req.CSeq().SeqNo,
 		reserved: cseqBlock} // the first block, reserved with the subscription
 	d.setIdentity(id)
+	d.setAccept(header.Accept(req))
 	return d
 }
 
@@ -293,7 +293,7 @@ func (s *Server) renew(req *sip.Request, r *resource, d *dialog, secs int) (*cha
 		rec.Accept = a
 	}
 	accept := d.accept
-	d.accept = rec.Accept // render with what the refresh asks for
+	d.setAccept(rec.Accept) // render with what the refresh asks for
 	c := s.newChange()
 	n, err := c.render(r, d)
 	d.accept = accept

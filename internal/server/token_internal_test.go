@@ -59,8 +59,31 @@ func TestDialogIdentity(t *testing.T) {
 	if !reflect.DeepEqual(got, f) {
 		t.Errorf("identity %+v, want %+v", got, f)
 	}
-	if !d.localIsRes {
+	if d.omits&localFromRes == 0 {
 		t.Error("our URI, the resource's, was kept again")
+	}
+	// A local tag the id starts with is read from the id; one it does not
+	// (a legacy id, a tag that is a prefix of the id only up to another
+	// dot) is kept.
+	for _, c := range []struct {
+		id, localTag string
+		derived      bool
+	}{
+		{dialogID("call@host", "0DQ6K1C2A4S.x", "rt"), "0DQ6K1C2A4S.x", true},
+		{dialogID("call@host", "LT", "rt"), "LT", true},
+		{legacyDialogID("call@host", "LT", "rt"), "LT", false},
+		{"LT.a.b", "LT", false},
+		{"LTX.a", "LT", false},
+		{"gateway", "", false},
+	} {
+		d = &dialog{res: r}
+		d.setIdentity(identity{id: c.id, callID: "call@host", localTag: c.localTag, remoteTag: "rt"})
+		if d.localTag() != c.localTag || d.id() != c.id || d.remoteTag() != "rt" {
+			t.Errorf("id %q, local tag %q: read back %q, %q", c.id, c.localTag, d.id(), d.localTag())
+		}
+		if got := d.omits&localTagInID != 0; got != c.derived {
+			t.Errorf("id %q, local tag %q: read from the id %v, want %v", c.id, c.localTag, got, c.derived)
+		}
 	}
 	d = &dialog{res: r}
 	d.setIdentity(identity{id: "x", localURI: "sip:other@example.com"})
@@ -80,5 +103,22 @@ func TestDialogIDStable(t *testing.T) {
 	long := string(make([]byte, 300)) // past the stack buffer
 	if a, b := dialogID(long, "t", "r1"), dialogID(long, "t", "r2"); a == b || len(a) != len("t.")+8 {
 		t.Errorf("dialogID of a long Call-ID: %q, %q", a, b)
+	}
+}
+
+// A dialog's Accept reads back as it was given, the package's own list
+// shared when it is the same, no Accept told from an empty one.
+func TestDialogAccept(t *testing.T) {
+	pidf := []string{"application/pidf+xml"}
+	r := &resource{pkg: &eventPackage{acceptList: &pidf}}
+	for _, a := range [][]string{nil, {}, {"application/pidf+xml"}, {"text/plain"}, {"application/pidf+xml", "text/plain"}} {
+		d := &dialog{res: r}
+		d.setAccept(slices.Clone(a))
+		if got := d.acceptList(); !slices.Equal(got, a) || (got == nil) != (a == nil) {
+			t.Errorf("Accept %q read back %q", a, got)
+		}
+		if shared := d.accept == r.pkg.acceptList; shared != slices.Equal(a, pidf) {
+			t.Errorf("Accept %q: the package's list shared %v", a, shared)
+		}
 	}
 }
