@@ -199,7 +199,7 @@ func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resour
 		}
 		c.batch.Publications = []store.Publication{next.record()}
 	} else {
-		c.batch.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id.String(), ETag: next.etag.String(), Expires: next.expires()}}
+		c.batch.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id.String(), ETag: next.etag.String(), Expires: next.expires(), ResourceID: r.id}}
 	}
 	c.then(func() {
 		p.etag, p.ctype, p.size = next.etag, next.ctype, next.size
@@ -215,7 +215,7 @@ func (s *Server) unpublish(r *resource, p *publication) (*change, error) {
 	if _, err := c.propose(r, publicationInput(abi.OpUnpublish, p, nil)); err != nil {
 		return nil, err
 	}
-	c.batch.DeletePublications = []store.PublicationRef{{ID: p.id.String(), ETag: p.etag.String()}}
+	c.batch.DeletePublications = []store.PublicationRef{{ID: p.id.String(), ETag: p.etag.String(), ResourceID: r.id}}
 	c.then(func() {
 		if r.hasPub(p) { // not if p is another node's (expireLeft)
 			s.removePublication(r, p)

@@ -124,7 +124,7 @@ type publication struct {
 // record is p as the store sees it.
 func (p *publication) record() store.Publication {
 	return store.Publication{ID: p.id.String(), ETag: p.etag.String(), Event: p.res.key.event, Resource: p.res.key.uri,
-		ContentType: p.ctype, Size: int(p.size), Expires: p.expires()}
+		ContentType: p.ctype, Size: int(p.size), Expires: p.expires(), ResourceID: p.res.id}
 }
 
 func (p *publication) expires() time.Time { return time.Unix(0, p.exp.at) }
