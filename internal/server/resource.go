@@ -1,11 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,36 +17,36 @@ import (
 
 type resourceKey struct{ event, uri string }
 
-// resourceIndex is Server.resources: by event package, then presentity.
-// Two levels, not one map by resourceKey: an entry keyed by the URI alone
-// is 24 bytes, by both 40, and its map's share of a publication was 81
-// bytes (BenchmarkMemory).
-type resourceIndex map[string]map[string]*resource
+// index is Server.resources and Server.cold: by event package, then
+// presentity. Two levels, not one map by resourceKey: an entry keyed by
+// the URI alone is 24 bytes, by both 40, and its map's share of a
+// publication was 81 bytes (BenchmarkMemory).
+type index[V comparable] map[string]map[string]V
 
-func (x resourceIndex) get(key resourceKey) *resource { return x[key.event][key.uri] }
+func (x index[V]) get(key resourceKey) V { return x[key.event][key.uri] }
 
-func (x resourceIndex) put(r *resource) {
-	m := x[r.key.event]
+func (x index[V]) put(key resourceKey, v V) {
+	m := x[key.event]
 	if m == nil {
-		m = map[string]*resource{}
-		x[r.key.event] = m
+		m = map[string]V{}
+		x[key.event] = m
 	}
-	m[r.key.uri] = r
+	m[key.uri] = v
 }
 
-// remove drops r, if it is the one indexed under its key.
-func (x resourceIndex) remove(r *resource) {
-	if m := x[r.key.event]; m[r.key.uri] == r {
-		delete(m, r.key.uri)
+// remove drops v, if it is the one indexed under key.
+func (x index[V]) remove(key resourceKey, v V) {
+	if m := x[key.event]; m[key.uri] == v {
+		delete(m, key.uri)
 	}
 }
 
-// all ranges over the indexed resources.
-func (x resourceIndex) all() iter.Seq[*resource] {
-	return func(yield func(*resource) bool) {
+// all ranges over the indexed values.
+func (x index[V]) all() iter.Seq[V] {
+	return func(yield func(V) bool) {
 		for _, m := range x {
-			for _, r := range m {
-				if !yield(r) {
+			for _, v := range m {
+				if !yield(v) {
 					return
 				}
 			}
@@ -52,7 +54,7 @@ func (x resourceIndex) all() iter.Seq[*resource] {
 	}
 }
 
-func (x resourceIndex) len() int {
+func (x index[V]) len() int {
 	n := 0
 	for _, m := range x {
 		n += len(m)
@@ -101,7 +103,24 @@ type resource struct {
 	// (RATIONALE.md "Unwatched state lives in the store"); the first
 	// module call that needs it reads it back (warm).
 	cold bool
+	// thawing is the coldResource r was made from, until r's
+	// publications are read back from the store (thaw).
+	thawing *coldResource
 }
+
+// coldResource is what memory keeps of a presentity nobody watches and
+// no request holds, on a store no other node writes: the id its records
+// are stored under, and its earliest publication's expiry, armed. Its
+// state and publications are in the store alone, read back by the first
+// request that names it (RATIONALE.md "Unwatched presentities live in
+// the store").
+type coldResource struct {
+	exp expiry
+	id  uint64
+	key resourceKey
+}
+
+func (c *coldResource) expired(s *Server) { s.expireCold(c) }
 
 // publication is a live publication, its fields changed only under
 // res.mu. It holds what the host needs of it and no more: the body is in
@@ -129,24 +148,131 @@ func (p *publication) record() store.Publication {
 
 func (p *publication) expires() time.Time { return time.Unix(0, p.exp.at) }
 
-// lockResource returns the resource for key, created if needed, locked.
+// lockResource returns the resource for key, created if needed, locked,
+// its publications read back if it was cold.
 func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
-	key := resourceKey{ep.name, uri}
+	return s.lockKey(resourceKey{ep.name, uri}, ep, s.lock)
+}
+
+// lockHeld is lockResource for a resource this node holds, live or
+// cold, and nil, making none, for one it does not; lock takes r.mu.
+func (s *Server) lockHeld(key resourceKey, lock func(*resource)) *resource {
+	return s.lockKey(key, nil, lock)
+}
+
+// lockKey is lockResource, or lockHeld without ep.
+func (s *Server) lockKey(key resourceKey, ep *eventPackage, lock func(*resource)) *resource {
+	uri, create := key.uri, ep != nil
 	for {
 		s.mu.Lock()
 		r := s.resources.get(key)
 		if r == nil {
+			c := s.cold.get(key)
+			if c != nil && ep == nil {
+				ep = s.cat().packages[key.event]
+			}
+			if ep == nil || c == nil && !create {
+				s.mu.Unlock()
+				return nil
+			}
 			// Maps are made on first insert: most presentities have
 			// publications and no watchers, or watchers and no publication.
 			r = &resource{key: key, pkg: ep, id: s.resourceIDs.next()}
-			s.resources.put(r)
+			if c != nil {
+				s.cold.remove(key, c)
+				r.id, r.thawing, r.cold = c.id, c, true
+			}
+			s.resources.put(key, r)
 		}
 		s.mu.Unlock()
-		s.lock(r)
+		lock(r)
 		if !r.dead {
+			if err := s.thaw(r); err != nil {
+				// warm tries again before any change, and fails it.
+				s.log.Warn("publications not read back", "resource", uri, "err", err)
+			}
 			return r
 		}
 		r.mu.Unlock() // lost a race with release; look again
+	}
+}
+
+// thaw reads back the publications of r, made from a coldResource, and
+// arms their expiries; r.mu is held. Until it succeeds r holds none of
+// them, and warm, before any change of r, tries again.
+func (s *Server) thaw(r *resource) error {
+	c := r.thawing
+	if c == nil {
+		return nil
+	}
+	recs, err := s.store.LoadPublications(s.storeContext(), r.id, r.key.event, r.key.uri)
+	if err != nil {
+		return &storeError{fmt.Errorf("read the publications of %s: %w", r.key.uri, err)}
+	}
+	s.timers.stop(&c.exp)
+	r.thawing = nil
+	for _, rec := range recs {
+		s.armPublication(r.addRecord(rec), rec.Expires)
+	}
+	return nil
+}
+
+// addRecord adds to r the publication of a stored record.
+func (r *resource) addRecord(rec store.Publication) *publication {
+	p := &publication{id: tokenOf(rec.ID), etag: tokenOf(rec.ETag), ctype: r.pkg.mediaType(rec.ContentType), size: int32(rec.Size), res: r}
+	r.addPub(p)
+	return p
+}
+
+// coolable reports whether r may be let go of (cool); r.mu is held. A
+// store other nodes write (leases) keeps every resource: a node's
+// watchers hear of the others' changes through the resources it holds.
+func (s *Server) coolable(r *resource) bool {
+	return s.leases == nil && !r.dead && len(r.watchers) == 0 && r.pins == 0 && !r.rendering && r.thawing == nil &&
+		(r.pubs != nil || r.cold)
+}
+
+// cool lets go of r, whose every record is in the store, for a
+// coldResource armed for its earliest publication's expiry; r.mu is held.
+func (s *Server) cool(r *resource) {
+	c := &coldResource{id: r.id, key: r.key}
+	for p := range r.publications() {
+		s.timers.stop(&p.exp)
+		if c.exp.at == 0 || p.exp.at < c.exp.at {
+			c.exp.at = p.exp.at
+		}
+	}
+	r.pubs, r.state, r.dead = nil, nil, true
+	s.mu.Lock()
+	s.resources.remove(r.key, r)
+	s.cold.put(r.key, c)
+	s.mu.Unlock()
+	if c.exp.at != 0 {
+		s.timers.arm(&c.exp, c, time.Unix(0, c.exp.at))
+	}
+}
+
+// expireCold reads c back at its earliest publication's expiry and
+// expires what is due, as the publications' own timers would have.
+func (s *Server) expireCold(c *coldResource) {
+	ep := s.cat().packages[c.key.event]
+	if ep == nil {
+		return // left in the store, as at restore
+	}
+	r := s.lockResource(ep, c.key.uri)
+	defer s.release(r)
+	if r.thawing != nil {
+		s.timers.arm(&r.thawing.exp, r.thawing, time.Now().Add(retryExpiry))
+		return
+	}
+	var due []*publication
+	for p := range r.publications() {
+		if p.exp.at <= time.Now().UnixNano() {
+			due = append(due, p)
+		}
+	}
+	for _, p := range due {
+		s.expireLocked(r, p)
 	}
 }
 
@@ -226,8 +352,12 @@ func (r *resource) removePub(p *publication) {
 	}
 }
 
-// warm reads r's state back from the store if it is cold; r.mu is held.
+// warm reads r's state back from the store if it is cold, and its
+// publications if they are not read back yet; r.mu is held.
 func (s *Server) warm(r *resource) error {
+	if err := s.thaw(r); err != nil {
+		return err
+	}
 	if !r.cold {
 		return nil
 	}
@@ -264,15 +394,68 @@ func (r *resource) addWatcher(d *dialog) {
 	r.watchers[d.id()] = d
 }
 
-// release unlocks r, dropping it from the index when nothing is left.
+// release unlocks r, dropping it from the index when nothing is left,
+// or letting go of it (cool) when nothing needs it in memory.
 func (s *Server) release(r *resource) {
-	if r.pubs == nil && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0 {
+	switch {
+	case r.thawing != nil && len(r.watchers) == 0 && r.pins == 0:
+		// Never read back (the store failed): cold again, as it was.
+		c := r.thawing
+		r.thawing, r.dead = nil, true
+		s.mu.Lock()
+		s.resources.remove(r.key, r)
+		s.cold.put(r.key, c)
+		s.mu.Unlock()
+	case s.coolable(r):
+		s.cool(r)
+	case r.pubs == nil && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0 && r.thawing == nil:
 		r.dead = true
 		s.mu.Lock()
-		s.resources.remove(r)
+		s.resources.remove(r.key, r)
 		s.mu.Unlock()
 	}
 	r.mu.Unlock()
+}
+
+// resourceKeys are the keys of event's resources ("" for all), live or
+// cold, in order.
+func (s *Server) resourceKeys(event string) []resourceKey {
+	s.mu.Lock()
+	var keys []resourceKey
+	for r := range s.resources.all() {
+		if event == "" || r.key.event == event {
+			keys = append(keys, r.key)
+		}
+	}
+	for c := range s.cold.all() {
+		if event == "" || c.key.event == event {
+			keys = append(keys, c.key)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(keys, func(a, b resourceKey) int { return cmp.Or(cmp.Compare(a.event, b.event), cmp.Compare(a.uri, b.uri)) })
+	return keys
+}
+
+// eachResource calls fn with each resource of event ("" for all), live
+// or cold (read back for fn), locked, in key order, until fn returns
+// false: what an operator's listing walks.
+func (s *Server) eachResource(event string, fn func(r *resource) bool) {
+	for _, key := range s.resourceKeys(event) {
+		ep := s.cat().packages[key.event]
+		if ep == nil {
+			continue
+		}
+		r := s.lockHeld(key, s.lock)
+		if r == nil {
+			continue // gone meanwhile
+		}
+		more := fn(r)
+		s.release(r)
+		if !more {
+			return
+		}
+	}
 }
 
 var tokenEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

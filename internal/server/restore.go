@@ -49,8 +49,7 @@ func (s *Server) restore() error {
 	for _, rec := range snap.Publications {
 		if ep := served(rec.Event, "publication "+rec.ETag); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
-			p := &publication{id: tokenOf(rec.ID), etag: tokenOf(rec.ETag), ctype: ep.mediaType(rec.ContentType), size: int32(rec.Size), res: r}
-			r.addPub(p)
+			p := r.addRecord(rec)
 			s.opt.Metrics.Publications(rec.Event, 1)
 			s.armPublication(p, rec.Expires)
 			switch {
@@ -82,6 +81,12 @@ func (s *Server) restore() error {
 	// without its first NOTIFY, with nothing in the store to tell which:
 	// RFC 6665 lets a notifier NOTIFY at any time, so all are told.
 	resynced := s.restoreDialogs(snap.Subscriptions)
+	// What nobody watches is let go of: memory keeps only what finds and
+	// expires it (resource.cool).
+	for _, r := range s.resourcesSnapshot() {
+		s.lock(r)
+		s.release(r)
+	}
 	s.regMu.Lock()
 	for _, rec := range snap.Bindings {
 		if s.bindings[rec.AOR] == nil {

@@ -27,8 +27,8 @@ type SQLite struct {
 	// is the writer's for a whole group commit, and a state read back
 	// for a request would wait behind it (WAL lets readers run beside
 	// a writer, and they see every commit that returned).
-	read    *sql.DB
-	readRes *sql.Stmt
+	read             *sql.DB
+	readRes, readPub *sql.Stmt
 }
 
 // schemaVersion is the version this build writes; migrations[i] takes a
@@ -214,6 +214,9 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// The URI is checked too, for free (the row is found by id): an id
 	// never names another resource's state.
 	s.readRes, err = read.Prepare(`SELECT state FROM resources WHERE id = ? AND event = ? AND resource = ?`)
+	if err == nil {
+		s.readPub, err = read.Prepare(`SELECT pubs FROM resources WHERE id = ? AND event = ? AND resource = ?`)
+	}
 	if err == nil {
 		err = s.stmts.prepare(db)
 	}
@@ -750,4 +753,21 @@ func (s *SQLite) LoadResource(ctx context.Context, id uint64, event, resource st
 	}
 	r.ID = id
 	return r, nil
+}
+
+// LoadPublications implements Store: those of the row of id, if it is
+// event's resource.
+func (s *SQLite) LoadPublications(ctx context.Context, id uint64, event, resource string) ([]Publication, error) {
+	var pubs string
+	err := s.readPub.QueryRowContext(ctx, int64(id), event, resource).Scan(&pubs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err == nil {
+		var ps []Publication
+		if ps, err = decodePubs(pubs, event, resource, id); err == nil {
+			return ps, nil
+		}
+	}
+	return nil, fmt.Errorf("load publications of %s: %w", resource, err)
 }

@@ -229,6 +229,10 @@ type Store interface {
 	// now, Version 0 and no State if none is. A store keyed by ID finds
 	// it by id, one found by URI by event and resource.
 	LoadResource(ctx context.Context, id uint64, event, resource string) (Resource, error)
+	// LoadPublications returns the publications stored for one resource
+	// now, found as LoadResource finds it: what a server that let go of
+	// a presentity nobody watches reads back when a request names it.
+	LoadPublications(ctx context.Context, id uint64, event, resource string) ([]Publication, error)
 	Close() error
 }
 

@@ -277,6 +277,8 @@ func stateAndPublicationsApart(t *testing.T, s store.Store) {
 	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{p1, p2}, Resources: []store.Resource{res(1)}})
 	commit(t, s, &store.Batch{Resources: []store.Resource{next(res(1), "")}})
 	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{p1, p2}})
+	wantPublications(t, s, res(1), p1, p2)
+	wantPublications(t, s, res(2))
 	r := next(res(1), "again")
 	r.Prev = 0
 	modified := p2
@@ -286,10 +288,25 @@ func stateAndPublicationsApart(t *testing.T, s store.Store) {
 	refreshed := p1
 	refreshed.ETag, refreshed.Expires = "e1b", when.Add(time.Hour)
 	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{refreshed, modified}, Resources: []store.Resource{r}})
+	wantPublications(t, s, r, refreshed, modified)
 	commit(t, s, &store.Batch{DeletePublications: []store.PublicationRef{ref(refreshed), ref(modified)}})
 	wantSnapshot(t, s, &store.Snapshot{Resources: []store.Resource{r}})
+	wantPublications(t, s, r)
 	commit(t, s, &store.Batch{Resources: []store.Resource{next(r, "")}})
 	wantSnapshot(t, s, &store.Snapshot{})
+}
+
+// wantPublications checks what LoadPublications returns for r: want, in
+// any order.
+func wantPublications(t *testing.T, s store.Store, r store.Resource, want ...store.Publication) {
+	t.Helper()
+	got, err := s.LoadPublications(context.Background(), r.ID, r.Event, r.Resource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := normal(&store.Snapshot{Publications: got}), normal(&store.Snapshot{Publications: want}); !reflect.DeepEqual(g, w) {
+		t.Fatalf("LoadPublications of %s: %+v, want %+v", r.Resource, g.Publications, w.Publications)
+	}
 }
 
 // A SubscriptionState changes a subscription's state and status alone,
