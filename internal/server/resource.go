@@ -103,24 +103,14 @@ type resource struct {
 	// (RATIONALE.md "Unwatched state lives in the store"); the first
 	// module call that needs it reads it back (warm).
 	cold bool
-	// thawing is the coldResource r was made from, until r's
-	// publications are read back from the store (thaw).
-	thawing *coldResource
+	// unread: r was cold (Server.cold) and its publications are not
+	// read back yet (thaw).
+	unread bool
+	// coldAt is when an expiry of r as cold (timers.armCold) that has
+	// not fired is due, or later: 0 if none is known. Letting go of r
+	// again arms none that would fire no earlier.
+	coldAt int64
 }
-
-// coldResource is what memory keeps of a presentity nobody watches and
-// no request holds, on a store no other node writes: the id its records
-// are stored under, and its earliest publication's expiry, armed. Its
-// state and publications are in the store alone, read back by the first
-// request that names it (RATIONALE.md "Unwatched presentities live in
-// the store").
-type coldResource struct {
-	exp expiry
-	id  uint64
-	key resourceKey
-}
-
-func (c *coldResource) expired(s *Server) { s.expireCold(c) }
 
 // publication is a live publication, its fields changed only under
 // res.mu. It holds what the host needs of it and no more: the body is in
@@ -167,20 +157,21 @@ func (s *Server) lockKey(key resourceKey, ep *eventPackage, lock func(*resource)
 		s.mu.Lock()
 		r := s.resources.get(key)
 		if r == nil {
-			c := s.cold.get(key)
-			if c != nil && ep == nil {
+			id := s.cold.get(key)
+			if id != 0 && ep == nil {
 				ep = s.cat().packages[key.event]
 			}
-			if ep == nil || c == nil && !create {
+			if ep == nil || id == 0 && !create {
 				s.mu.Unlock()
 				return nil
 			}
 			// Maps are made on first insert: most presentities have
 			// publications and no watchers, or watchers and no publication.
-			r = &resource{key: key, pkg: ep, id: s.resourceIDs.next()}
-			if c != nil {
-				s.cold.remove(key, c)
-				r.id, r.thawing, r.cold = c.id, c, true
+			r = &resource{key: key, pkg: ep, id: id, unread: id != 0, cold: id != 0}
+			if id == 0 {
+				r.id = s.resourceIDs.next()
+			} else {
+				s.cold.remove(key, id)
 			}
 			s.resources.put(key, r)
 		}
@@ -197,22 +188,25 @@ func (s *Server) lockKey(key resourceKey, ep *eventPackage, lock func(*resource)
 	}
 }
 
-// thaw reads back the publications of r, made from a coldResource, and
+// thaw reads back the publications of r, made from a cold entry, and
 // arms their expiries; r.mu is held. Until it succeeds r holds none of
 // them, and warm, before any change of r, tries again.
 func (s *Server) thaw(r *resource) error {
-	c := r.thawing
-	if c == nil {
+	if !r.unread {
 		return nil
 	}
 	recs, err := s.store.LoadPublications(s.storeContext(), r.id, r.key.event, r.key.uri)
 	if err != nil {
 		return &storeError{fmt.Errorf("read the publications of %s: %w", r.key.uri, err)}
 	}
-	s.timers.stop(&c.exp)
-	r.thawing = nil
+	r.unread = false
 	for _, rec := range recs {
-		s.armPublication(r.addRecord(rec), rec.Expires)
+		p := r.addRecord(rec)
+		s.armPublication(p, rec.Expires)
+		// The expiry armed when r was let go of was its earliest.
+		if r.coldAt == 0 || p.exp.at < r.coldAt {
+			r.coldAt = p.exp.at
+		}
 	}
 	return nil
 }
@@ -228,41 +222,48 @@ func (r *resource) addRecord(rec store.Publication) *publication {
 // store other nodes write (leases) keeps every resource: a node's
 // watchers hear of the others' changes through the resources it holds.
 func (s *Server) coolable(r *resource) bool {
-	return s.leases == nil && !r.dead && len(r.watchers) == 0 && r.pins == 0 && !r.rendering && r.thawing == nil &&
+	return s.leases == nil && !r.dead && len(r.watchers) == 0 && r.pins == 0 && !r.rendering && !r.unread &&
 		(r.pubs != nil || r.cold)
 }
 
-// cool lets go of r, whose every record is in the store, for a
-// coldResource armed for its earliest publication's expiry; r.mu is held.
+// cool lets go of r, whose every record is in the store: memory keeps
+// its id in Server.cold and an expiry for its earliest publication's
+// (timers.armCold), unless one no later is armed already; r.mu is held.
 func (s *Server) cool(r *resource) {
-	c := &coldResource{id: r.id, key: r.key}
+	var at int64
 	for p := range r.publications() {
 		s.timers.stop(&p.exp)
-		if c.exp.at == 0 || p.exp.at < c.exp.at {
-			c.exp.at = p.exp.at
+		if at == 0 || p.exp.at < at {
+			at = p.exp.at
 		}
+	}
+	// To the millisecond, as the store keeps it, so that thaw reads
+	// back the same earliest expiry (and armCold's entries keep their
+	// event below it).
+	at -= at % int64(time.Millisecond)
+	if at != 0 && (r.coldAt == 0 || at < r.coldAt) {
+		s.timers.armCold(r.key, at)
 	}
 	r.pubs, r.state, r.dead = nil, nil, true
 	s.mu.Lock()
 	s.resources.remove(r.key, r)
-	s.cold.put(r.key, c)
+	s.cold.put(r.key, r.id)
 	s.mu.Unlock()
-	if c.exp.at != 0 {
-		s.timers.arm(&c.exp, c, time.Unix(0, c.exp.at))
-	}
 }
 
-// expireCold reads c back at its earliest publication's expiry and
-// expires what is due, as the publications' own timers would have.
-func (s *Server) expireCold(c *coldResource) {
-	ep := s.cat().packages[c.key.event]
-	if ep == nil {
-		return // left in the store, as at restore
+// expireCold reads back the presentity of key when an expiry armed as
+// it was let go of is due, and expires what is due, as the publications'
+// own timers would have.
+func (s *Server) expireCold(key resourceKey) {
+	r := s.lockHeld(key, s.lock)
+	if r == nil {
+		return // gone, or its package no longer served (left in the store)
 	}
-	r := s.lockResource(ep, c.key.uri)
 	defer s.release(r)
-	if r.thawing != nil {
-		s.timers.arm(&r.thawing.exp, r.thawing, time.Now().Add(retryExpiry))
+	r.coldAt = 0 // this one fired
+	if r.unread {
+		r.coldAt = time.Now().Add(retryExpiry).UnixNano()
+		s.timers.armCold(key, r.coldAt)
 		return
 	}
 	var due []*publication
@@ -398,17 +399,16 @@ func (r *resource) addWatcher(d *dialog) {
 // or letting go of it (cool) when nothing needs it in memory.
 func (s *Server) release(r *resource) {
 	switch {
-	case r.thawing != nil && len(r.watchers) == 0 && r.pins == 0:
+	case r.unread && len(r.watchers) == 0 && r.pins == 0:
 		// Never read back (the store failed): cold again, as it was.
-		c := r.thawing
-		r.thawing, r.dead = nil, true
+		r.dead = true
 		s.mu.Lock()
 		s.resources.remove(r.key, r)
-		s.cold.put(r.key, c)
+		s.cold.put(r.key, r.id)
 		s.mu.Unlock()
 	case s.coolable(r):
 		s.cool(r)
-	case r.pubs == nil && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0 && r.thawing == nil:
+	case r.pubs == nil && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0:
 		r.dead = true
 		s.mu.Lock()
 		s.resources.remove(r.key, r)
@@ -427,9 +427,11 @@ func (s *Server) resourceKeys(event string) []resourceKey {
 			keys = append(keys, r.key)
 		}
 	}
-	for c := range s.cold.all() {
-		if event == "" || c.key.event == event {
-			keys = append(keys, c.key)
+	for e, m := range s.cold {
+		if event == "" || e == event {
+			for uri := range m {
+				keys = append(keys, resourceKey{e, uri})
+			}
 		}
 	}
 	s.mu.Unlock()

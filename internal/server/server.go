@@ -162,7 +162,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	resources index[*resource]
-	cold      index[*coldResource] // presentities let go of (resource.cool)
+	cold      index[uint64] // the store ids of presentities let go of (Server.cool)
 	dialogs   map[string]*dialog
 	// wsDialogs are the subscriptions that came over each WebSocket
 	// connection, by transport and source: the connection is the only way
@@ -236,7 +236,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
-		contact: map[string]sip.Uri{}, contactHeaders: map[string]sip.Header{}, resources: index[*resource]{}, cold: index[*coldResource]{},
+		contact: map[string]sip.Uri{}, contactHeaders: map[string]sip.Header{}, resources: index[*resource]{}, cold: index[uint64]{},
 		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	s.rendered = sync.NewCond(&s.renderMu)
