@@ -36,15 +36,9 @@ func (s *Server) Command(event, resource, name string, args map[string]string) (
 	if resource != "" {
 		return s.command(ep, resource, name, args)
 	}
-	var uris []string
-	s.mu.Lock()
-	for uri := range s.resources[ep.name] {
-		uris = append(uris, uri)
-	}
-	s.mu.Unlock()
-	slices.Sort(uris)
 	var answers []string
-	for _, uri := range uris {
+	for _, key := range s.resourceKeys(ep.name) {
+		uri := key.uri
 		a, err := s.command(ep, uri, name, args)
 		if err != nil {
 			return strings.Join(answers, "\n"), fmt.Errorf("%s: %w", uri, err)

@@ -40,7 +40,7 @@ func (s *Server) follow() error {
 		if s.cat().packages[ch.Event] == nil {
 			return // a list's record (@rls-services), or a package not served here
 		}
-		r := s.lockHeld(resourceKey{ch.Event, ch.Resource})
+		r := s.lockHeld(resourceKey{ch.Event, ch.Resource}, s.lock)
 		if r == nil {
 			return // read when first used
 		}
@@ -65,7 +65,7 @@ func (s *Server) catchUpAll() {
 	}
 	s.mu.Unlock()
 	for _, k := range keys {
-		if r := s.lockHeld(k); r != nil {
+		if r := s.lockHeld(k, s.lock); r != nil {
 			if err := s.catchUp(r); err != nil {
 				s.log.Warn("state written by another node not read: its watchers here get it with the next change",
 					"resource", r.key.uri, "err", err)
@@ -73,22 +73,6 @@ func (s *Server) catchUpAll() {
 			s.release(r)
 		}
 	}
-}
-
-// lockHeld returns the resource for key, locked, if this node holds it.
-func (s *Server) lockHeld(key resourceKey) *resource {
-	s.mu.Lock()
-	r := s.resources.get(key)
-	s.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	s.lock(r)
-	if r.dead {
-		r.mu.Unlock()
-		return nil
-	}
-	return r
 }
 
 // catchUp reads r's state from a shared store and, if another node wrote

@@ -152,15 +152,14 @@ func (s *Server) Subscriptions(f Filter) []SubscriptionInfo {
 // Publications lists the live publications that match f (Watcher unused).
 func (s *Server) Publications(f Filter) []PublicationInfo {
 	var out []PublicationInfo
-	for _, r := range s.resourcesSnapshot() {
-		s.lock(r)
+	s.eachResource(f.Event, func(r *resource) bool {
 		for p := range r.publications() {
 			if f.match(r.key.event, r.key.uri, "") {
 				out = append(out, publicationInfo(p))
 			}
 		}
-		r.mu.Unlock()
-	}
+		return true
+	})
 	sort.Slice(out, func(i, j int) bool {
 		return out[i].Resource < out[j].Resource || out[i].Resource == out[j].Resource && out[i].ETag < out[j].ETag
 	})
@@ -191,33 +190,21 @@ func (s *Server) Bindings(aor string) []BindingInfo {
 // publications or watchers.
 func (s *Server) Presentities(event string) []PresentityInfo {
 	var out []PresentityInfo
-	for _, r := range s.resourcesSnapshot() {
-		if event != "" && r.key.event != event {
-			continue
-		}
-		s.lock(r)
-		if !r.dead {
-			out = append(out, s.presentity(r, false))
-		}
-		r.mu.Unlock()
-	}
+	s.eachResource(event, func(r *resource) bool {
+		out = append(out, s.presentity(r, false))
+		return true
+	})
 	return out
 }
 
 // Presentity returns one resource with the document a new, authorized
 // watcher would get now.
 func (s *Server) Presentity(event, uri string) (PresentityInfo, error) {
-	s.mu.Lock()
-	r := s.resources.get(resourceKey{event, uri})
-	s.mu.Unlock()
+	r := s.lockHeld(resourceKey{event, uri}, s.lock)
 	if r == nil {
 		return PresentityInfo{}, fmt.Errorf("%s %s: %w", event, uri, ErrNotFound)
 	}
-	s.lock(r)
-	defer r.mu.Unlock()
-	if r.dead {
-		return PresentityInfo{}, fmt.Errorf("%s %s: %w", event, uri, ErrNotFound)
-	}
+	defer s.release(r)
 	return s.presentity(r, true), nil
 }
 
@@ -318,15 +305,15 @@ func (s *Server) Terminate(id, reason string) error {
 // There is no index by ETag (see publish): an operator's removal looks
 // through every presentity.
 func (s *Server) RemovePublication(etag string) error {
-	for _, r := range s.resourcesSnapshot() {
-		s.lock(r)
-		if p := r.pubByETag(etag); p != nil {
-			defer s.release(r)
-			return s.removeByOperator(r, p)
+	err := fmt.Errorf("publication %s: %w", etag, ErrNotFound)
+	s.eachResource("", func(r *resource) bool {
+		p := r.pubByETag(etag)
+		if p != nil {
+			err = s.removeByOperator(r, p)
 		}
-		r.mu.Unlock()
-	}
-	return fmt.Errorf("publication %s: %w", etag, ErrNotFound)
+		return p == nil
+	})
+	return err
 }
 
 // removeByOperator is RemovePublication once p is found; r.mu is held.
@@ -375,9 +362,9 @@ func (s *Server) Reload(mods []*extension.Module) ([]*extension.Module, error) {
 		return nil, err
 	}
 	live := map[string]int{}
-	for _, r := range s.resourcesSnapshot() {
-		if c.packages[r.key.event] == nil {
-			live[r.key.event]++
+	for _, key := range s.resourceKeys("") {
+		if c.packages[key.event] == nil {
+			live[key.event]++
 		}
 	}
 	for event, n := range live {

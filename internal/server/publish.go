@@ -64,17 +64,15 @@ func (s *Server) publish(req *sip.Request, tx sip.ServerTransaction) error {
 	if s.leases != nil {
 		r = s.lockResource(ep, uri)
 	} else {
-		s.mu.Lock()
-		r = s.resources.get(resourceKey{ep.name, uri})
-		s.mu.Unlock()
-		if r != nil {
-			s.lockSources(r)
-		}
+		r = s.lockHeld(resourceKey{ep.name, uri}, s.lockSources)
 	}
 	var p *publication
 	if r != nil {
 		defer s.release(r)
-		p = r.pubByETag(etag) // none if r died meanwhile: it had none
+		if err := s.thaw(r); err != nil {
+			return err
+		}
+		p = r.pubByETag(etag)
 		if p == nil && s.leases != nil {
 			if p, err = s.adopt(r, etag); err != nil {
 				return err
@@ -199,7 +197,7 @@ func (s *Server) republish(req *sip.Request, tx sip.ServerTransaction, r *resour
 		}
 		c.batch.Publications = []store.Publication{next.record()}
 	} else {
-		c.batch.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id.String(), ETag: next.etag.String(), Expires: next.expires()}}
+		c.batch.PublicationRefreshes = []store.PublicationRefresh{{ID: p.id.String(), ETag: next.etag.String(), Expires: next.expires(), ResourceID: r.id}}
 	}
 	c.then(func() {
 		p.etag, p.ctype, p.size = next.etag, next.ctype, next.size
@@ -215,7 +213,7 @@ func (s *Server) unpublish(r *resource, p *publication) (*change, error) {
 	if _, err := c.propose(r, publicationInput(abi.OpUnpublish, p, nil)); err != nil {
 		return nil, err
 	}
-	c.batch.DeletePublications = []store.PublicationRef{{ID: p.id.String(), ETag: p.etag.String()}}
+	c.batch.DeletePublications = []store.PublicationRef{{ID: p.id.String(), ETag: p.etag.String(), ResourceID: r.id}}
 	c.then(func() {
 		if r.hasPub(p) { // not if p is another node's (expireLeft)
 			s.removePublication(r, p)
@@ -256,6 +254,11 @@ func (s *Server) expirePublication(p *publication) {
 	r := p.res
 	s.lock(r)
 	defer s.release(r)
+	s.expireLocked(r, p)
+}
+
+// expireLocked is expirePublication once r.mu is held.
+func (s *Server) expireLocked(r *resource, p *publication) {
 	if !r.hasPub(p) || time.Now().Before(p.expires()) {
 		return
 	}

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,36 +17,36 @@ import (
 
 type resourceKey struct{ event, uri string }
 
-// resourceIndex is Server.resources: by event package, then presentity.
-// Two levels, not one map by resourceKey: an entry keyed by the URI alone
-// is 24 bytes, by both 40, and its map's share of a publication was 81
-// bytes (BenchmarkMemory).
-type resourceIndex map[string]map[string]*resource
+// index is Server.resources and Server.cold: by event package, then
+// presentity. Two levels, not one map by resourceKey: an entry keyed by
+// the URI alone is 24 bytes, by both 40, and its map's share of a
+// publication was 81 bytes (BenchmarkMemory).
+type index[V comparable] map[string]map[string]V
 
-func (x resourceIndex) get(key resourceKey) *resource { return x[key.event][key.uri] }
+func (x index[V]) get(key resourceKey) V { return x[key.event][key.uri] }
 
-func (x resourceIndex) put(r *resource) {
-	m := x[r.key.event]
+func (x index[V]) put(key resourceKey, v V) {
+	m := x[key.event]
 	if m == nil {
-		m = map[string]*resource{}
-		x[r.key.event] = m
+		m = map[string]V{}
+		x[key.event] = m
 	}
-	m[r.key.uri] = r
+	m[key.uri] = v
 }
 
-// remove drops r, if it is the one indexed under its key.
-func (x resourceIndex) remove(r *resource) {
-	if m := x[r.key.event]; m[r.key.uri] == r {
-		delete(m, r.key.uri)
+// remove drops v, if it is the one indexed under key.
+func (x index[V]) remove(key resourceKey, v V) {
+	if m := x[key.event]; m[key.uri] == v {
+		delete(m, key.uri)
 	}
 }
 
-// all ranges over the indexed resources.
-func (x resourceIndex) all() iter.Seq[*resource] {
-	return func(yield func(*resource) bool) {
+// all ranges over the indexed values.
+func (x index[V]) all() iter.Seq[V] {
+	return func(yield func(V) bool) {
 		for _, m := range x {
-			for _, r := range m {
-				if !yield(r) {
+			for _, v := range m {
+				if !yield(v) {
 					return
 				}
 			}
@@ -52,7 +54,7 @@ func (x resourceIndex) all() iter.Seq[*resource] {
 	}
 }
 
-func (x resourceIndex) len() int {
+func (x index[V]) len() int {
 	n := 0
 	for _, m := range x {
 		n += len(m)
@@ -105,6 +107,13 @@ type resource struct {
 	// without a module call (reuse.go); dropped with the last watcher
 	// and at any change of state.
 	reuse *reuse
+	// unread: r was cold (Server.cold) and its publications are not
+	// read back yet (thaw).
+	unread bool
+	// coldAt is when an expiry of r as cold (timers.armCold) that has
+	// not fired is due, or later: 0 if none is known. Letting go of r
+	// again arms none that would fire no earlier.
+	coldAt int64
 }
 
 // publication is a live publication, its fields changed only under
@@ -128,29 +137,147 @@ type publication struct {
 // record is p as the store sees it.
 func (p *publication) record() store.Publication {
 	return store.Publication{ID: p.id.String(), ETag: p.etag.String(), Event: p.res.key.event, Resource: p.res.key.uri,
-		ContentType: p.ctype, Size: int(p.size), Expires: p.expires()}
+		ContentType: p.ctype, Size: int(p.size), Expires: p.expires(), ResourceID: p.res.id}
 }
 
 func (p *publication) expires() time.Time { return time.Unix(0, p.exp.at) }
 
-// lockResource returns the resource for key, created if needed, locked.
+// lockResource returns the resource for key, created if needed, locked,
+// its publications read back if it was cold.
 func (s *Server) lockResource(ep *eventPackage, uri string) *resource {
-	key := resourceKey{ep.name, uri}
+	return s.lockKey(resourceKey{ep.name, uri}, ep, s.lock)
+}
+
+// lockHeld is lockResource for a resource this node holds, live or
+// cold, and nil, making none, for one it does not; lock takes r.mu.
+func (s *Server) lockHeld(key resourceKey, lock func(*resource)) *resource {
+	return s.lockKey(key, nil, lock)
+}
+
+// lockKey is lockResource, or lockHeld without ep.
+func (s *Server) lockKey(key resourceKey, ep *eventPackage, lock func(*resource)) *resource {
+	uri, create := key.uri, ep != nil
 	for {
 		s.mu.Lock()
 		r := s.resources.get(key)
 		if r == nil {
+			id := s.cold.get(key)
+			if id != 0 && ep == nil {
+				ep = s.cat().packages[key.event]
+			}
+			if ep == nil || id == 0 && !create {
+				s.mu.Unlock()
+				return nil
+			}
 			// Maps are made on first insert: most presentities have
 			// publications and no watchers, or watchers and no publication.
-			r = &resource{key: key, pkg: ep, id: s.resourceIDs.next()}
-			s.resources.put(r)
+			r = &resource{key: key, pkg: ep, id: id, unread: id != 0, cold: id != 0}
+			if id == 0 {
+				r.id = s.resourceIDs.next()
+			} else {
+				s.cold.remove(key, id)
+			}
+			s.resources.put(key, r)
 		}
 		s.mu.Unlock()
-		s.lock(r)
+		lock(r)
 		if !r.dead {
+			if err := s.thaw(r); err != nil {
+				// warm tries again before any change, and fails it.
+				s.log.Warn("publications not read back", "resource", uri, "err", err)
+			}
 			return r
 		}
 		r.mu.Unlock() // lost a race with release; look again
+	}
+}
+
+// thaw reads back the publications of r, made from a cold entry, and
+// arms their expiries; r.mu is held. Until it succeeds r holds none of
+// them, and warm, before any change of r, tries again.
+func (s *Server) thaw(r *resource) error {
+	if !r.unread {
+		return nil
+	}
+	recs, err := s.store.LoadPublications(s.storeContext(), r.id, r.key.event, r.key.uri)
+	if err != nil {
+		return &storeError{fmt.Errorf("read the publications of %s: %w", r.key.uri, err)}
+	}
+	r.unread = false
+	for _, rec := range recs {
+		p := r.addRecord(rec)
+		s.armPublication(p, rec.Expires)
+		// The expiry armed when r was let go of was its earliest.
+		if r.coldAt == 0 || p.exp.at < r.coldAt {
+			r.coldAt = p.exp.at
+		}
+	}
+	return nil
+}
+
+// addRecord adds to r the publication of a stored record.
+func (r *resource) addRecord(rec store.Publication) *publication {
+	p := &publication{id: tokenOf(rec.ID), etag: tokenOf(rec.ETag), ctype: r.pkg.mediaType(rec.ContentType), size: int32(rec.Size), res: r}
+	r.addPub(p)
+	return p
+}
+
+// coolable reports whether r may be let go of (cool); r.mu is held. A
+// store other nodes write (leases) keeps every resource: a node's
+// watchers hear of the others' changes through the resources it holds.
+func (s *Server) coolable(r *resource) bool {
+	return s.leases == nil && !r.dead && len(r.watchers) == 0 && r.pins == 0 && !r.rendering && !r.unread &&
+		(r.pubs != nil || r.cold)
+}
+
+// cool lets go of r, whose every record is in the store: memory keeps
+// its id in Server.cold and an expiry for its earliest publication's
+// (timers.armCold), unless one no later is armed already; r.mu is held.
+func (s *Server) cool(r *resource) {
+	var at int64
+	for p := range r.publications() {
+		s.timers.stop(&p.exp)
+		if at == 0 || p.exp.at < at {
+			at = p.exp.at
+		}
+	}
+	// To the millisecond, as the store keeps it, so that thaw reads
+	// back the same earliest expiry (and armCold's entries keep their
+	// event below it).
+	at -= at % int64(time.Millisecond)
+	if at != 0 && (r.coldAt == 0 || at < r.coldAt) {
+		s.timers.armCold(r.key, at)
+	}
+	r.pubs, r.state, r.dead = nil, nil, true
+	s.mu.Lock()
+	s.resources.remove(r.key, r)
+	s.cold.put(r.key, r.id)
+	s.mu.Unlock()
+}
+
+// expireCold reads back the presentity of key when an expiry armed as
+// it was let go of is due, and expires what is due, as the publications'
+// own timers would have.
+func (s *Server) expireCold(key resourceKey) {
+	r := s.lockHeld(key, s.lock)
+	if r == nil {
+		return // gone, or its package no longer served (left in the store)
+	}
+	defer s.release(r)
+	r.coldAt = 0 // this one fired
+	if r.unread {
+		r.coldAt = time.Now().Add(retryExpiry).UnixNano()
+		s.timers.armCold(key, r.coldAt)
+		return
+	}
+	var due []*publication
+	for p := range r.publications() {
+		if p.exp.at <= time.Now().UnixNano() {
+			due = append(due, p)
+		}
+	}
+	for _, p := range due {
+		s.expireLocked(r, p)
 	}
 }
 
@@ -230,8 +357,12 @@ func (r *resource) removePub(p *publication) {
 	}
 }
 
-// warm reads r's state back from the store if it is cold; r.mu is held.
+// warm reads r's state back from the store if it is cold, and its
+// publications if they are not read back yet; r.mu is held.
 func (s *Server) warm(r *resource) error {
+	if err := s.thaw(r); err != nil {
+		return err
+	}
 	if !r.cold {
 		return nil
 	}
@@ -279,15 +410,69 @@ func (r *resource) removeWatcher(id string) {
 	}
 }
 
-// release unlocks r, dropping it from the index when nothing is left.
+// release unlocks r, dropping it from the index when nothing is left,
+// or letting go of it (cool) when nothing needs it in memory.
 func (s *Server) release(r *resource) {
-	if r.pubs == nil && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0 {
+	switch {
+	case r.unread && len(r.watchers) == 0 && r.pins == 0:
+		// Never read back (the store failed): cold again, as it was.
 		r.dead = true
 		s.mu.Lock()
-		s.resources.remove(r)
+		s.resources.remove(r.key, r)
+		s.cold.put(r.key, r.id)
+		s.mu.Unlock()
+	case s.coolable(r):
+		s.cool(r)
+	case r.pubs == nil && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0:
+		r.dead = true
+		s.mu.Lock()
+		s.resources.remove(r.key, r)
 		s.mu.Unlock()
 	}
 	r.mu.Unlock()
+}
+
+// resourceKeys are the keys of event's resources ("" for all), live or
+// cold, in order.
+func (s *Server) resourceKeys(event string) []resourceKey {
+	s.mu.Lock()
+	var keys []resourceKey
+	for r := range s.resources.all() {
+		if event == "" || r.key.event == event {
+			keys = append(keys, r.key)
+		}
+	}
+	for e, m := range s.cold {
+		if event == "" || e == event {
+			for uri := range m {
+				keys = append(keys, resourceKey{e, uri})
+			}
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(keys, func(a, b resourceKey) int { return cmp.Or(cmp.Compare(a.event, b.event), cmp.Compare(a.uri, b.uri)) })
+	return keys
+}
+
+// eachResource calls fn with each resource of event ("" for all), live
+// or cold (read back for fn), locked, in key order, until fn returns
+// false: what an operator's listing walks.
+func (s *Server) eachResource(event string, fn func(r *resource) bool) {
+	for _, key := range s.resourceKeys(event) {
+		ep := s.cat().packages[key.event]
+		if ep == nil {
+			continue
+		}
+		r := s.lockHeld(key, s.lock)
+		if r == nil {
+			continue // gone meanwhile
+		}
+		more := fn(r)
+		s.release(r)
+		if !more {
+			return
+		}
+	}
 }
 
 var tokenEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

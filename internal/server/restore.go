@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/presenced/presenced/abi"
@@ -21,8 +22,12 @@ func (s *Server) restore() error {
 		return err
 	}
 	served := s.served
+	// Before any id is given, a new resource's here included.
 	for _, rs := range snap.Resources {
-		s.resourceIDs.pass(rs.ID) // before any id is given, a new resource's here included
+		s.resourceIDs.pass(rs.ID)
+	}
+	for _, rec := range snap.Publications {
+		s.resourceIDs.pass(rec.ResourceID)
 	}
 	var stale store.Batch
 	for _, rs := range snap.Resources {
@@ -41,20 +46,33 @@ func (s *Server) restore() error {
 			r.mu.Unlock()
 		}
 	}
-	if err := s.store.Commit(ctx, &stale); err != nil {
-		// Served right all the same (the newer is held); the next start
-		// tries again.
-		s.log.Warn("resource states written over left in the store", "rows", len(stale.Resources), "err", err)
-	}
 	for _, rec := range snap.Publications {
 		if ep := served(rec.Event, "publication "+rec.ETag); ep != nil {
 			r := s.lockResource(ep, rec.Resource)
-			p := &publication{id: tokenOf(rec.ID), etag: tokenOf(rec.ETag), ctype: ep.mediaType(rec.ContentType), size: int32(rec.Size), res: r}
-			r.addPub(p)
+			p := r.addRecord(rec)
 			s.opt.Metrics.Publications(rec.Event, 1)
 			s.armPublication(p, rec.Expires)
+			switch {
+			case rec.ResourceID == 0 || rec.ResourceID == r.id:
+			case !r.cold && r.pubs == p: // r was made for p: its row's id
+				r.id = rec.ResourceID
+			default:
+				// Kept in another row of r's (restoreID): moved into r's,
+				// where its refresh and removal will look for it.
+				stale.DeletePublications = append(stale.DeletePublications,
+					store.PublicationRef{ID: rec.ID, ETag: rec.ETag, ResourceID: rec.ResourceID})
+				stale.Publications = append(stale.Publications, p.record())
+			}
 			r.mu.Unlock()
 		}
+	}
+	if err := s.store.Commit(ctx, &stale); err != nil {
+		if len(stale.Publications) > 0 {
+			return fmt.Errorf("move publications into their resource's row: %w", err)
+		}
+		// Served right all the same (the newer is held); the next start
+		// tries again.
+		s.log.Warn("resource states written over left in the store", "rows", len(stale.Resources), "err", err)
 	}
 	// Every restored subscription is sent its current state. A NOTIFY's
 	// CSeq is recorded before it is sent, and changes are committed before
@@ -63,6 +81,12 @@ func (s *Server) restore() error {
 	// without its first NOTIFY, with nothing in the store to tell which:
 	// RFC 6665 lets a notifier NOTIFY at any time, so all are told.
 	resynced := s.restoreDialogs(snap.Subscriptions)
+	// What nobody watches is let go of: memory keeps only what finds and
+	// expires it (resource.cool).
+	for _, r := range s.resourcesSnapshot() {
+		s.lock(r)
+		s.release(r)
+	}
 	s.regMu.Lock()
 	for _, rec := range snap.Bindings {
 		if s.bindings[rec.AOR] == nil {

@@ -134,7 +134,7 @@ func TestRestartRendersWhatWasLeftToRender(t *testing.T) {
 // under the id it was stored with, gives new resources ids above every
 // id stored, and of two rows of one resource (one left while its
 // package was not served, then written anew) serves the newer and
-// deletes the older.
+// deletes the older, its publications moved into the newer.
 func TestRestartKeepsResourceIDs(t *testing.T) {
 	sq, err := store.OpenSQLite(filepath.Join(t.TempDir(), "presenced.db"))
 	if err != nil {
@@ -167,10 +167,12 @@ func TestRestartKeepsResourceIDs(t *testing.T) {
 	// An older row of alice, and a resource whose id is ahead of the
 	// clock (one written by a server whose clock ran fast).
 	ahead := uint64(time.Now().Add(time.Hour).UnixNano())
+	// The older row holds a publication too: it moves into the newer.
 	err = sq.Commit(t.Context(), &store.Batch{Resources: []store.Resource{
 		{ID: stored.ID - 1, Event: "echo", Resource: alice, State: []byte("older")},
 		{ID: ahead, Event: "echo", Resource: carol, State: []byte("ahead")},
-	}})
+	}, Publications: []store.Publication{{ID: "older", ETag: "older", Event: "echo", Resource: alice, ContentType: "text/plain",
+		Expires: time.Now().Add(time.Hour), ResourceID: stored.ID - 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +186,13 @@ func TestRestartKeepsResourceIDs(t *testing.T) {
 	}
 	if got := resources(); len(got) != 2 || got[alice].ID != stored.ID || got[carol].ID != ahead {
 		t.Fatalf("rows after restart: %+v, want alice's under %d and carol's", got, stored.ID)
+	}
+	snap, err := sq.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Publications) != 2 || snap.Publications[0].ResourceID != stored.ID || snap.Publications[1].ResourceID != stored.ID {
+		t.Fatalf("publications after restart: %+v, want both of alice's under %d", snap.Publications, stored.ID)
 	}
 	p := second.peer(t, "UDP")
 	r = p.Publish("echo", bob, "text/plain", "b1", "Expires: 3600")

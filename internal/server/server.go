@@ -161,7 +161,8 @@ type Server struct {
 	timers   timers // every expiry: subscriptions, publications, bindings
 
 	mu        sync.Mutex
-	resources resourceIndex
+	resources index[*resource]
+	cold      index[uint64] // the store ids of presentities let go of (Server.cool)
 	dialogs   map[string]*dialog
 	// wsDialogs are the subscriptions that came over each WebSocket
 	// connection, by transport and source: the connection is the only way
@@ -239,7 +240,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
-		contact: map[string]sip.Uri{}, contactHeaders: map[string]sip.Header{}, resources: resourceIndex{},
+		contact: map[string]sip.Uri{}, contactHeaders: map[string]sip.Header{}, resources: index[*resource]{}, cold: index[uint64]{},
 		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	s.rendered = sync.NewCond(&s.renderMu)

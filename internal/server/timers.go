@@ -2,6 +2,7 @@ package server
 
 import (
 	"container/heap"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,6 +19,54 @@ type timers struct {
 	timer  *time.Timer
 	closed bool
 	s      *Server // what the owners' expired methods are given
+	// cold are the expiries of presentities let go of (Server.cool), by
+	// value: no owner to point at, 24 bytes each where an expiry and its
+	// owner were 88 (RATIONALE.md "Unwatched presentities live in the
+	// store"). None is ever removed: one that fires for a presentity read
+	// back or gone meanwhile finds nothing due (Server.expireCold).
+	cold   coldHeap
+	events []string // what a coldExpiry's event indexes
+}
+
+// coldExpiry is when the presentity uri is due: at is whole
+// milliseconds, and what is below them the index of its event package in
+// timers.events (an event field would pad the entry to 32 bytes).
+type coldExpiry struct {
+	at  int64
+	uri string
+}
+
+type coldHeap []coldExpiry
+
+func (h coldHeap) Len() int           { return len(h) }
+func (h coldHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h coldHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *coldHeap) Push(x any)        { *h = append(*h, x.(coldExpiry)) }
+func (h *coldHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = coldExpiry{} // its URI is not kept
+	*h = old[:len(old)-1]
+	return e
+}
+
+// armCold schedules Server.expireCold of key for at (unix nanoseconds).
+func (t *timers) armCold(key resourceKey, at int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	i := slices.Index(t.events, key.event)
+	if i < 0 {
+		i = len(t.events) // a few (under a million): one per event package ever served
+		t.events = append(t.events, key.event)
+	}
+	at = at - at%int64(time.Millisecond) + int64(i)
+	heap.Push(&t.cold, coldExpiry{at: at, uri: key.uri})
+	if t.cold[0].at == at {
+		t.reset()
+	}
 }
 
 // expiry is one owner's entry, a field of it: owner.expired runs (on its
@@ -84,10 +133,18 @@ func (t *timers) stop(e *expiry) {
 
 // reset points the timer at the earliest expiry; t.mu is held.
 func (t *timers) reset() {
-	if len(t.h) == 0 {
+	var at int64
+	switch {
+	case len(t.h) > 0 && len(t.cold) > 0:
+		at = min(t.h[0].at, t.cold[0].at)
+	case len(t.h) > 0:
+		at = t.h[0].at
+	case len(t.cold) > 0:
+		at = t.cold[0].at
+	default:
 		return
 	}
-	d := time.Duration(t.h[0].at - time.Now().UnixNano())
+	d := time.Duration(at - time.Now().UnixNano())
 	if t.timer == nil {
 		t.timer = time.AfterFunc(d, t.run)
 	} else {
@@ -107,6 +164,10 @@ func (t *timers) run() {
 	for len(t.h) > 0 && t.h[0].at <= now {
 		e := heap.Pop(&t.h).(*expiry)
 		go e.owner.expired(t.s)
+	}
+	for len(t.cold) > 0 && t.cold[0].at <= now {
+		e := heap.Pop(&t.cold).(coldExpiry)
+		go t.s.expireCold(resourceKey{t.events[e.at%int64(time.Millisecond)], e.uri})
 	}
 	t.reset()
 }

@@ -11,8 +11,8 @@ import (
 )
 
 var (
-	pub  = store.Publication{ID: "p1", ETag: "e1", Event: "presence", Resource: "sip:a@x", ContentType: "application/pidf+xml", Size: 11}
-	pub2 = store.Publication{ID: "p2", ETag: "e2", Event: "presence", Resource: "sip:b@x", ContentType: "application/pidf+xml", Size: 12}
+	pub  = store.Publication{ID: "p1", ETag: "e1", Event: "presence", Resource: "sip:a@x", ContentType: "application/pidf+xml", Size: 11, ResourceID: 1}
+	pub2 = store.Publication{ID: "p2", ETag: "e2", Event: "presence", Resource: "sip:b@x", ContentType: "application/pidf+xml", Size: 12, ResourceID: 2}
 )
 
 func publications(t *testing.T, s store.Store) []string {

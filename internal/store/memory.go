@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -127,6 +128,22 @@ func (m *Memory) LoadResource(_ context.Context, _ uint64, event, resource strin
 	}
 	r.State = slices.Clone(r.State)
 	return r, nil
+}
+
+// LoadPublications implements Store, by URI as LoadResource.
+func (m *Memory) LoadPublications(_ context.Context, _ uint64, event, resource string) ([]Publication, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ps []Publication
+	for _, p := range m.pubs {
+		if p.Event == event && p.Resource == resource {
+			ps = append(ps, p)
+		}
+	}
+	// In the order they were made, as a server holds them (ids are
+	// time-ordered).
+	slices.SortFunc(ps, func(a, b Publication) int { return strings.Compare(a.ID, b.ID) })
+	return ps, nil
 }
 
 // Close implements Store.

@@ -7,7 +7,10 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,17 +29,18 @@ type SQLite struct {
 	conn  *sql.Conn
 	stmts stmts
 	q     *CommitQueue
-	// read answers Load and LoadResource beside the writer: its
-	// connection is the writer's for a whole group commit, and a state
-	// read back for a request would wait behind it (WAL lets readers
-	// run beside a writer, and they see every commit that returned).
-	read    *sql.DB
-	readRes *sql.Stmt
+	// read answers Load, LoadResource and LoadPublications beside the
+	// writer: its connection is the writer's for a whole group commit,
+	// and a state read back for a request would wait behind it (WAL lets
+	// readers run beside a writer, and they see every commit that
+	// returned).
+	read             *sql.DB
+	readRes, readPub *sql.Stmt
 }
 
 // schemaVersion is the version this build writes; migrations[i] takes a
 // file from version i to i+1.
-const schemaVersion = 6
+const schemaVersion = 7
 
 var migrations = []string{
 	`CREATE TABLE subscriptions (
@@ -158,6 +162,25 @@ var migrations = []string{
 	INSERT INTO resources6 (event, resource, state) SELECT event, resource, state FROM resources ORDER BY event, resource;
 	DROP TABLE resources;
 	ALTER TABLE resources6 RENAME TO resources;`,
+	// 7: a resource's publications in its row (column pubs, one a line:
+	// encodePubs), the publications table gone: a PUBLISH to a new
+	// presentity writes one row, not two, and a presentity's every
+	// record can be read back by its id alone (RATIONALE.md). A
+	// publication whose resource had no state row gets a row with an
+	// empty state; one of a resource kept in two rows goes to the newer.
+	// The two indexes serve this migration only.
+	`ALTER TABLE resources ADD COLUMN pubs TEXT NOT NULL DEFAULT '';
+	CREATE INDEX publications_move ON publications(event, resource, id);
+	CREATE INDEX resources_move ON resources(event, resource);
+	INSERT INTO resources (event, resource, state)
+		SELECT DISTINCT event, resource, x'' FROM publications p
+		WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.event = p.event AND r.resource = p.resource);
+	UPDATE resources SET pubs = coalesce((SELECT group_concat(line, char(10)) FROM (
+			SELECT id || char(9) || etag || char(9) || size || char(9) || expires || char(9) || content_type AS line
+			FROM publications p WHERE p.event = resources.event AND p.resource = resources.resource ORDER BY id)), '')
+		WHERE id = (SELECT max(id) FROM resources r WHERE r.event = resources.event AND r.resource = resources.resource);
+	DROP INDEX resources_move;
+	DROP TABLE publications;`,
 }
 
 // OpenSQLite opens (creating if needed) the store file at path and brings
@@ -199,6 +222,9 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// never names another resource's state.
 	s.readRes, err = read.Prepare(`SELECT state FROM resources WHERE id = ? AND event = ? AND resource = ?`)
 	if err == nil {
+		s.readPub, err = read.Prepare(`SELECT pubs FROM resources WHERE id = ? AND event = ? AND resource = ?`)
+	}
+	if err == nil {
 		s.conn, err = db.Conn(context.Background())
 	}
 	if err == nil {
@@ -223,8 +249,10 @@ func OpenSQLite(path string) (*SQLite, error) {
 // execution also took a Stmt bound to the transaction, converted its
 // arguments one by one and built a Result (RATIONALE.md).
 type stmts struct {
-	putSub, subState, subStates, delSub, delSubState, refreshPub, delPub, delRes, delBind, cseq driver.StmtExecContext
-	putSubState, putPub, putRes, putBind                                                        inserts
+	putSub, subState, subStates, delSub, delSubState, delRes, delBind, cseq driver.StmtExecContext
+	putState, addPub, putRow, putPubs                                       driver.StmtExecContext
+	getPubs                                                                 driver.StmtQueryContext
+	putSubState, putBind                                                    inserts
 
 	open []driver.Stmt       // every one prepared, for close
 	args []driver.NamedValue // exec's, reused: one writer runs them
@@ -263,8 +291,18 @@ func (st *stmts) prepare(dc any) error {
 			strings.Repeat(",?", subStatesRun-1) + `)`},
 		{&st.delSub, `DELETE FROM subscriptions WHERE id = ?`},
 		{&st.delSubState, `DELETE FROM subscription_states WHERE id = ?`},
-		{&st.refreshPub, `UPDATE publications SET etag = ?, expires = ? WHERE id = ?`},
-		{&st.delPub, `DELETE FROM publications WHERE id = ?`},
+		// A state alone keeps the row's publications.
+		{&st.putState, `INSERT INTO resources (id, event, resource, state) VALUES (?,?,?,?)
+			ON CONFLICT (id) DO UPDATE SET state = excluded.state`},
+		// A publication not in the row yet, a line appended (with the
+		// state, if ?4 is not NULL): the writer's one statement for a new
+		// publication. The row is left as it was, and no change counted,
+		// if it holds one of that id already.
+		{&st.addPub, `INSERT INTO resources (id, event, resource, state, pubs) VALUES (?1, ?2, ?3, coalesce(?4, x''), ?5)
+			ON CONFLICT (id) DO UPDATE SET state = coalesce(?4, state), pubs = iif(pubs = '', ?5, pubs || char(10) || ?5)
+			WHERE instr(char(10) || pubs, char(10) || ?6 || char(9)) = 0`},
+		{&st.putRow, `INSERT OR REPLACE INTO resources VALUES (?,?,?,?,?)`},
+		{&st.putPubs, `UPDATE resources SET pubs = ? WHERE id = ?`},
 		{&st.delRes, `DELETE FROM resources WHERE id = ?`},
 		{&st.delBind, `DELETE FROM bindings WHERE id = ?`},
 		{&st.cseq, `UPDATE subscriptions SET local_cseq = ? WHERE id = ? AND local_cseq < ?`},
@@ -281,9 +319,16 @@ func (st *stmts) prepare(dc any) error {
 		*p.s = e
 	}
 	st.putSubState = inserts{table: "subscription_states", width: 3}
-	st.putPub = inserts{table: "publications", width: 7}
-	st.putRes = inserts{table: "resources", width: 4}
 	st.putBind = inserts{table: "bindings", width: 10}
+	q := `SELECT pubs, length(state) FROM resources WHERE id = ?`
+	stmt, err := c.PrepareContext(context.Background(), q)
+	if err != nil {
+		return fmt.Errorf("prepare %q: %w", q, err)
+	}
+	st.open = append(st.open, stmt)
+	if st.getPubs, ok = stmt.(driver.StmtQueryContext); !ok {
+		return fmt.Errorf("sqlite driver statement %T cannot query with a context", stmt)
+	}
 	for _, in := range st.inserts() {
 		row := "(?" + strings.Repeat(",?", in.width-1) + ")"
 		for k := range in.by {
@@ -304,7 +349,7 @@ func (st *stmts) prepare(dc any) error {
 }
 
 func (st *stmts) inserts() []*inserts {
-	return []*inserts{&st.putSubState, &st.putPub, &st.putRes, &st.putBind}
+	return []*inserts{&st.putSubState, &st.putBind}
 }
 
 // inserts writes new rows of one table, INSERT OR REPLACE, up to
@@ -357,13 +402,50 @@ func (st *stmts) close() error {
 // exec runs s with args, each an int64, string, []byte or nil: the
 // values the driver binds as they are.
 func (st *stmts) exec(s driver.StmtExecContext, args ...driver.Value) error {
+	_, err := st.execCount(s, args...)
+	return err
+}
+
+// execCount is exec, with the count of rows the statement changed.
+func (st *stmts) execCount(s driver.StmtExecContext, args ...driver.Value) (int64, error) {
 	for i, a := range args {
 		st.args = append(st.args, driver.NamedValue{Ordinal: i + 1, Value: a})
 	}
-	_, err := s.ExecContext(context.Background(), st.args)
+	res, err := s.ExecContext(context.Background(), st.args)
 	clear(st.args) // holds no batch's memory until the next
 	st.args = st.args[:0]
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// readPubs reads the publications column and the state's length of the
+// resource row id, in the writer's transaction; found is false without
+// such a row.
+func (st *stmts) readPubs(id int64) (pubs string, stateLen int, found bool, err error) {
+	st.args = append(st.args[:0], driver.NamedValue{Ordinal: 1, Value: id})
+	rows, err := st.getPubs.QueryContext(context.Background(), st.args)
+	st.args = st.args[:0]
+	if err != nil {
+		return "", 0, false, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 2)
+	switch err := rows.Next(dest); {
+	case errors.Is(err, io.EOF):
+		return "", 0, false, nil
+	case err != nil:
+		return "", 0, false, err
+	}
+	switch v := dest[0].(type) {
+	case string:
+		pubs = v
+	case []byte:
+		pubs = string(v)
+	}
+	n, _ := dest[1].(int64)
+	return pubs, int(n), true, nil
 }
 
 func migrate(db *sql.DB) error {
@@ -495,52 +577,13 @@ func (st *stmts) apply(group []*Batch) error {
 		return fmt.Errorf("subscription: %w", err)
 	}
 
+	// A resource row holds its state and its publications: each batch's
+	// are written in the group's order, a row read first when its
+	// publications change otherwise than by one new one (applyResources).
 	for _, b := range group {
-		for _, v := range b.Publications {
-			st.putPub.add(v.ID, v.ETag, v.Event, v.Resource, v.ContentType, int64(v.Size), ms(v.Expires))
+		if err := st.applyResources(b); err != nil {
+			return err
 		}
-		if len(b.PublicationRefreshes) == 0 && len(b.DeletePublications) == 0 {
-			continue
-		}
-		if err := st.putPub.flush(st); err != nil {
-			return fmt.Errorf("publication: %w", err)
-		}
-		for _, r := range b.PublicationRefreshes {
-			if err := exec(st.refreshPub, r.ETag, ms(r.Expires), r.ID); err != nil {
-				return fmt.Errorf("publication refresh: %w", err)
-			}
-		}
-		// By ID alone: one daemon writes a SQLite store, so the ETag it
-		// names is always the one stored (Batch.DeletePublications).
-		for _, ref := range b.DeletePublications {
-			if err := exec(st.delPub, ref.ID); err != nil {
-				return err
-			}
-		}
-	}
-	if err := st.putPub.flush(st); err != nil {
-		return fmt.Errorf("publication: %w", err)
-	}
-
-	for _, b := range group {
-		for _, v := range b.Resources {
-			switch {
-			case v.ID == 0:
-				return fmt.Errorf("resource: %s: %w", v.Resource, ErrNoID)
-			case len(v.State) == 0:
-				if err := st.putRes.flush(st); err != nil {
-					return fmt.Errorf("resource: %w", err)
-				}
-				if err := exec(st.delRes, int64(v.ID)); err != nil {
-					return fmt.Errorf("resource: %w", err)
-				}
-			default:
-				st.putRes.add(int64(v.ID), v.Event, v.Resource, v.State)
-			}
-		}
-	}
-	if err := st.putRes.flush(st); err != nil {
-		return fmt.Errorf("resource: %w", err)
 	}
 
 	for _, b := range group {
@@ -593,6 +636,199 @@ func (st *stmts) states(v []SubscriptionState) error {
 	return nil
 }
 
+// row is what a batch writes of one resource row: its state, its
+// publications, or both.
+type row struct {
+	id              uint64
+	event, resource string
+	state           []byte
+	setState        bool
+	pubs            []func([]Publication) []Publication // in the batch's order
+	added           []Publication                       // the batch's Publications of the row
+}
+
+// applyResources writes b's resource states and publications, one row
+// each resource: a row whose publications change is read first, and
+// written once with its state, if that changes too. A row left with
+// neither state nor publications is deleted.
+func (st *stmts) applyResources(b *Batch) error {
+	var order []*row
+	rows := map[uint64]*row{}
+	rowOf := func(id uint64, event, resource string) (*row, error) {
+		if id == 0 {
+			return nil, fmt.Errorf("resource %s: %w", resource, ErrNoID)
+		}
+		r := rows[id]
+		if r == nil {
+			r = &row{id: id, event: event, resource: resource}
+			rows[id] = r
+			order = append(order, r)
+		}
+		if r.event == "" {
+			r.event, r.resource = event, resource
+		}
+		return r, nil
+	}
+	for _, v := range b.Publications {
+		r, err := rowOf(v.ResourceID, v.Event, v.Resource)
+		if err != nil {
+			return fmt.Errorf("publication: %w", err)
+		}
+		r.added = append(r.added, v)
+		r.pubs = append(r.pubs, func(ps []Publication) []Publication {
+			if i := slices.IndexFunc(ps, func(p Publication) bool { return p.ID == v.ID }); i >= 0 {
+				ps[i] = v
+				return ps
+			}
+			return append(ps, v)
+		})
+	}
+	for _, v := range b.PublicationRefreshes {
+		r, err := rowOf(v.ResourceID, "", "")
+		if err != nil {
+			return fmt.Errorf("publication refresh: %w", err)
+		}
+		r.pubs = append(r.pubs, func(ps []Publication) []Publication {
+			if i := slices.IndexFunc(ps, func(p Publication) bool { return p.ID == v.ID }); i >= 0 {
+				ps[i].ETag, ps[i].Expires = v.ETag, v.Expires
+			}
+			return ps
+		})
+	}
+	// By ID alone: one daemon writes a SQLite store, so the ETag it
+	// names is always the one stored (Batch.DeletePublications).
+	for _, v := range b.DeletePublications {
+		r, err := rowOf(v.ResourceID, "", "")
+		if err != nil {
+			return fmt.Errorf("publication removal: %w", err)
+		}
+		r.pubs = append(r.pubs, func(ps []Publication) []Publication {
+			return slices.DeleteFunc(ps, func(p Publication) bool { return p.ID == v.ID })
+		})
+	}
+	for _, v := range b.Resources {
+		r, err := rowOf(v.ID, v.Event, v.Resource)
+		if err != nil {
+			return fmt.Errorf("resource: %w", err)
+		}
+		r.state, r.setState = v.State, true
+	}
+	for _, r := range order {
+		if err := st.writeRow(r); err != nil {
+			return fmt.Errorf("resource %s: %w", r.resource, err)
+		}
+	}
+	return nil
+}
+
+// writeRow writes r: a new state alone in one statement; anything else
+// reads the row's publications first.
+func (st *stmts) writeRow(r *row) error {
+	id := int64(r.id)
+	if r.pubs == nil && len(r.state) > 0 {
+		return st.exec(st.putState, id, r.event, r.resource, r.state)
+	}
+	if len(r.pubs) == 1 && len(r.added) == 1 && (!r.setState || len(r.state) > 0) {
+		if done, err := st.addNew(r); done || err != nil {
+			return err
+		}
+	}
+	stored, stateLen, found, err := st.readPubs(id)
+	if err != nil {
+		return err
+	}
+	ps, err := decodePubs(stored, r.event, r.resource, r.id)
+	if err != nil {
+		return err
+	}
+	for _, op := range r.pubs {
+		ps = op(ps)
+	}
+	text, err := encodePubs(ps)
+	switch {
+	case err != nil:
+		return err
+	case r.setState && len(r.state) == 0 && len(ps) == 0, !r.setState && stateLen == 0 && len(ps) == 0:
+		if !found {
+			return nil
+		}
+		return st.exec(st.delRes, id)
+	case !found && r.event == "":
+		return nil // a refresh or removal of a publication not stored
+	case r.setState || !found:
+		return st.exec(st.putRow, id, r.event, r.resource, orEmpty(r.state), text)
+	}
+	return st.exec(st.putPubs, text, id)
+}
+
+// addNew writes r, whose one change of publications is r.added[0], in
+// one statement if that publication is not in the row yet: what a new
+// publication writes. It reports whether it did.
+func (st *stmts) addNew(r *row) (bool, error) {
+	line, err := encodePubs(r.added)
+	if err != nil {
+		return false, err
+	}
+	var state driver.Value // NULL: the state stored is kept
+	if r.setState {
+		state = r.state
+	}
+	n, err := st.execCount(st.addPub, int64(r.id), r.event, r.resource, state, line, r.added[0].ID)
+	return n == 1, err
+}
+
+// orEmpty is b, or an empty BLOB for nil: the column is NOT NULL.
+func orEmpty(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// encodePubs is the pubs column of a resource row: one publication a
+// line, its id, ETag, size, expiry (unix milliseconds) and content type
+// apart by tabs (the type last, whose parameters might hold one). Text,
+// so that an operator's sqlite3 reads it and migration 7 wrote it in
+// SQL.
+func encodePubs(ps []Publication) (string, error) {
+	var b strings.Builder
+	for i, p := range ps {
+		if strings.ContainsAny(p.ID, "\t\n") || strings.ContainsAny(p.ETag, "\t\n") || strings.Contains(p.ContentType, "\n") {
+			return "", fmt.Errorf("publication %q: a tab or a line break in its id, ETag or content type", p.ID)
+		}
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s\t%s\t%d\t%d\t%s", p.ID, p.ETag, p.Size, ms(p.Expires), p.ContentType)
+	}
+	return b.String(), nil
+}
+
+// decodePubs reads a pubs column (encodePubs) of the resource row id.
+func decodePubs(text, event, resource string, id uint64) ([]Publication, error) {
+	if text == "" {
+		return nil, nil
+	}
+	var ps []Publication
+	for line := range strings.SplitSeq(text, "\n") {
+		f := strings.SplitN(line, "\t", 5)
+		if len(f) != 5 {
+			return nil, fmt.Errorf("publication %q of %s: %d fields, not 5", line, resource, len(f))
+		}
+		size, err := strconv.Atoi(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("publication %s of %s: size: %w", f[0], resource, err)
+		}
+		exp, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("publication %s of %s: expiry: %w", f[0], resource, err)
+		}
+		ps = append(ps, Publication{ID: f[0], ETag: f[1], Event: event, Resource: resource, ContentType: f[4],
+			Size: size, Expires: time.UnixMilli(exp), ResourceID: id})
+	}
+	return ps, nil
+}
+
 // Load implements Store. Its queries share one read transaction: a commit
 // landing between two of them would give a snapshot mixing batches.
 func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
@@ -639,38 +875,30 @@ func load(ctx context.Context, tx *sql.Tx) (*Snapshot, error) {
 		return nil, err
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT id, etag, event, resource, content_type, size, expires FROM publications`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var v Publication
-		var exp int64
-		if err := rows.Scan(&v.ID, &v.ETag, &v.Event, &v.Resource, &v.ContentType, &v.Size, &exp); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		v.Expires = time.UnixMilli(exp)
-		snap.Publications = append(snap.Publications, v)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-
-	rows, err = tx.QueryContext(ctx, `SELECT id, event, resource, state FROM resources`)
+	// A row with publications and no state gives no Resource: a state
+	// is never empty.
+	rows, err = tx.QueryContext(ctx, `SELECT id, event, resource, state, pubs FROM resources`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var v Resource
 		var id int64
-		if err := rows.Scan(&id, &v.Event, &v.Resource, &v.State); err != nil {
+		var pubs string
+		if err := rows.Scan(&id, &v.Event, &v.Resource, &v.State, &pubs); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		v.ID = uint64(id)
-		snap.Resources = append(snap.Resources, v)
+		ps, err := decodePubs(pubs, v.Event, v.Resource, v.ID)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		snap.Publications = append(snap.Publications, ps...)
+		if len(v.State) > 0 {
+			snap.Resources = append(snap.Resources, v)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -717,6 +945,26 @@ func (s *SQLite) LoadResource(ctx context.Context, id uint64, event, resource st
 	case err != nil:
 		return r, fmt.Errorf("load resource %s: %w", resource, err)
 	}
+	if len(r.State) == 0 { // a row of publications alone
+		return Resource{Event: event, Resource: resource}, nil
+	}
 	r.ID = id
 	return r, nil
+}
+
+// LoadPublications implements Store: those of the row of id, if it is
+// event's resource.
+func (s *SQLite) LoadPublications(ctx context.Context, id uint64, event, resource string) ([]Publication, error) {
+	var pubs string
+	err := s.readPub.QueryRowContext(ctx, int64(id), event, resource).Scan(&pubs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err == nil {
+		var ps []Publication
+		if ps, err = decodePubs(pubs, event, resource, id); err == nil {
+			return ps, nil
+		}
+	}
+	return nil, fmt.Errorf("load publications of %s: %w", resource, err)
 }

@@ -68,6 +68,10 @@ type Publication struct {
 	ContentType string
 	Size        int // of the body, which the store does not keep: the module's state has what it needs of it
 	Expires     time.Time
+	// ResourceID is the ID of its resource (Resource.ID), whose row
+	// SQLite keeps it in: a write without one fails its batch (ErrNoID)
+	// there. PostgreSQL ignores it and returns 0.
+	ResourceID uint64
 }
 
 // Resource is a module's state for one resource of one event package.
@@ -132,7 +136,8 @@ type Batch struct {
 	// Resources are inserted, replaced or (empty State) deleted by ID
 	// (SQLite) or by (Event, Resource) (Memory, PostgreSQL), each only
 	// if its Prev is still stored. A write without an ID fails its batch
-	// (ErrNoID) but in PostgreSQL.
+	// (ErrNoID) but in PostgreSQL. A resource's publications are records
+	// of their own: a deleted state leaves them.
 	Resources      []Resource
 	Bindings       []Binding // inserted or replaced by ID
 	DeleteBindings []string
@@ -149,14 +154,20 @@ type SubscriptionState struct {
 	Status string
 }
 
-// PublicationRefresh is a refresh of the publication with this ID.
+// PublicationRefresh is a refresh of the publication with this ID, of
+// the resource with that ResourceID (Publication.ResourceID).
 type PublicationRefresh struct {
-	ID, ETag string
-	Expires  time.Time
+	ID, ETag   string
+	Expires    time.Time
+	ResourceID uint64
 }
 
-// PublicationRef names a publication by its ID and its ETag.
-type PublicationRef struct{ ID, ETag string }
+// PublicationRef names a publication by its ID and its ETag, and its
+// resource's ID (Publication.ResourceID).
+type PublicationRef struct {
+	ID, ETag   string
+	ResourceID uint64
+}
 
 // NotifyCSeq is the last CSeq used in a subscription's dialog.
 type NotifyCSeq struct {
@@ -218,6 +229,10 @@ type Store interface {
 	// now, Version 0 and no State if none is. A store keyed by ID finds
 	// it by id, one found by URI by event and resource.
 	LoadResource(ctx context.Context, id uint64, event, resource string) (Resource, error)
+	// LoadPublications returns the publications stored for one resource
+	// now, found as LoadResource finds it: what a server that let go of
+	// a presentity nobody watches reads back when a request names it.
+	LoadPublications(ctx context.Context, id uint64, event, resource string) ([]Publication, error)
 	Close() error
 }
 

@@ -19,7 +19,7 @@ var (
 		Source: "1.2.3.4:5060", Event: "presence", EventID: "7", Resource: "sip:a@x", Accept: []string{"application/pidf+xml"},
 		Expires: when, LocalCSeq: 3, RemoteCSeq: 2, State: []byte{1, 2}, Status: "active", Created: when}
 	pub = Publication{ID: "p1", ETag: "e1", Event: "presence", Resource: "sip:a@x", ContentType: "application/pidf+xml",
-		Size: 11, Expires: when}
+		Size: 11, Expires: when, ResourceID: 1}
 	res  = Resource{ID: 1, Event: "presence", Resource: "sip:a@x", State: []byte("state")} // the first row of a migrated file
 	bind = Binding{ID: "b1", AOR: "sip:a@x", Contact: "sip:a@1.2.3.4", Q: "0.5", CallID: "c", CSeq: 4, Expires: when}
 )
@@ -53,7 +53,7 @@ func TestSQLiteSurvivesReopen(t *testing.T) {
 	}
 	rows.Close()
 	sort.Strings(names)
-	if strings.Join(names, ",") != "bindings,publications,resources,subscription_states,subscriptions" {
+	if strings.Join(names, ",") != "bindings,resources,subscription_states,subscriptions" {
 		t.Fatalf("tables = %v", names)
 	}
 }
@@ -67,15 +67,10 @@ func TestSQLiteMigrates(t *testing.T) {
 			path, db := oldStore(t, from)
 			writeOldRows(t, db)
 			// publications as the old schemas wrote them, body and all
-			for _, q := range []string{
+			execAll(t, db,
 				`INSERT INTO publications VALUES ('p1', 'e1', 'presence', 'sip:a@x', 'application/pidf+xml', CAST('<presence/>' AS BLOB), 1800000000000)`,
 				`INSERT INTO publications VALUES ('p2', 'e2', 'presence', 'sip:b@x', 'application/pidf+xml', x'', 1800000001000)`,
-				`INSERT INTO publications VALUES ('p3', 'e3', 'dialog', 'sip:c@x', 'text/plain', 'hé', 1800000002000)`,
-			} {
-				if _, err := db.Exec(q); err != nil {
-					t.Fatal(err)
-				}
-			}
+				`INSERT INTO publications VALUES ('p3', 'e3', 'dialog', 'sip:c@x', 'text/plain', 'hé', 1800000002000)`)
 			db.Close()
 
 			s, err := OpenSQLite(path)
@@ -90,9 +85,17 @@ func TestSQLiteMigrates(t *testing.T) {
 				t.Fatalf("version %d, %v", v, err)
 			}
 			sort.Slice(snap.Publications, func(i, j int) bool { return snap.Publications[i].ID < snap.Publications[j].ID })
+			// p2 and p3 had no state: rows of their own, after res's.
+			for _, p := range snap.Publications[1:] {
+				if p.ResourceID <= res.ID {
+					t.Fatalf("publication %s of resource id %d, want one above %d", p.ID, p.ResourceID, res.ID)
+				}
+			}
 			want := &Snapshot{Subscriptions: []Subscription{sub}, Publications: []Publication{pub,
-				{ID: "p2", ETag: "e2", Event: "presence", Resource: "sip:b@x", ContentType: "application/pidf+xml", Size: 0, Expires: when.Add(time.Second)},
-				{ID: "p3", ETag: "e3", Event: "dialog", Resource: "sip:c@x", ContentType: "text/plain", Size: 3, Expires: when.Add(2 * time.Second)},
+				{ID: "p2", ETag: "e2", Event: "presence", Resource: "sip:b@x", ContentType: "application/pidf+xml", Size: 0, Expires: when.Add(time.Second),
+					ResourceID: snap.Publications[1].ResourceID},
+				{ID: "p3", ETag: "e3", Event: "dialog", Resource: "sip:c@x", ContentType: "text/plain", Size: 3, Expires: when.Add(2 * time.Second),
+					ResourceID: snap.Publications[2].ResourceID},
 			}, Resources: []Resource{res}, Bindings: []Binding{bind}}
 			if !reflect.DeepEqual(snap, want) {
 				t.Fatalf("after migration:\n%+v\nwant\n%+v", snap, want)
@@ -235,6 +238,82 @@ func TestSQLiteMigratesResources(t *testing.T) {
 	s = reopen()
 	defer s.Close()
 	loaded(s, da, pa, c)
+}
+
+// From version 6, a resource's publications live in its row: every
+// publication stored is kept, in its resource's row (the newer of two
+// rows of one resource), or in a new row if its resource had none; the
+// file written after the migration writes a new presentity as one row,
+// and refreshes, removes and reloads what was migrated.
+func TestSQLiteMigratesPublicationsIntoResources(t *testing.T) {
+	path, db := oldStore(t, 6)
+	execAll(t, db,
+		`INSERT INTO resources VALUES (5, 'presence', 'sip:a@x', 'state a')`,
+		// sip:b@x in two rows, the older left while its package was not served
+		`INSERT INTO resources VALUES (7, 'presence', 'sip:b@x', 'old b')`,
+		`INSERT INTO resources VALUES (9, 'presence', 'sip:b@x', 'new b')`,
+		`INSERT INTO resources VALUES (11, 'dialog', 'sip:a@x', 'dialog a')`,
+		`INSERT INTO publications VALUES ('p1', 'e1', 'presence', 'sip:a@x', 'application/pidf+xml', 300, 1800000000000)`,
+		`INSERT INTO publications VALUES ('p2', 'e2', 'presence', 'sip:a@x', 'application/pidf+xml; q=1', 0, 1800000001000)`,
+		`INSERT INTO publications VALUES ('p3', 'e3', 'presence', 'sip:b@x', 'application/pidf+xml', 12, 1800000002000)`,
+		`INSERT INTO publications VALUES ('p4', 'e4', 'presence', 'sip:c@x', 'application/pidf+xml', 13, 1800000003000)`)
+	db.Close()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	p := func(id, etag, uri, ctype string, size int, exp time.Duration, resID uint64) Publication {
+		return Publication{ID: id, ETag: etag, Event: "presence", Resource: uri, ContentType: ctype, Size: size,
+			Expires: when.Add(exp), ResourceID: resID}
+	}
+	const pidf = "application/pidf+xml"
+	want := []Publication{p("p1", "e1", "sip:a@x", pidf, 300, 0, 5), p("p2", "e2", "sip:a@x", pidf+"; q=1", 0, time.Second, 5),
+		p("p3", "e3", "sip:b@x", pidf, 12, 2*time.Second, 9), p("p4", "e4", "sip:c@x", pidf, 13, 3*time.Second, 12)}
+	loaded := func(want []Publication, resources int) {
+		t.Helper()
+		snap, err := s.Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Slice(snap.Publications, func(i, j int) bool { return snap.Publications[i].ID < snap.Publications[j].ID })
+		if !reflect.DeepEqual(snap.Publications, want) || len(snap.Resources) != resources {
+			t.Fatalf("loaded:\n%+v\n%d resources\nwant\n%+v\n%d resources", snap.Publications, len(snap.Resources), want, resources)
+		}
+	}
+	loaded(want, 4)
+	// A new presentity is one row; p1 refreshed, p3 removed, p4 with its
+	// state-less row removed.
+	fresh := p("p5", "e5", "sip:d@x", pidf, 14, 4*time.Second, 1_800_000_000_000_000_000)
+	if err := s.Commit(context.Background(), &Batch{
+		Publications:         []Publication{fresh},
+		Resources:            []Resource{{ID: fresh.ResourceID, Event: "presence", Resource: "sip:d@x", State: []byte("d")}},
+		PublicationRefreshes: []PublicationRefresh{{ID: "p1", ETag: "e1b", Expires: when.Add(time.Hour), ResourceID: 5}},
+		DeletePublications:   []PublicationRef{{ID: "p3", ETag: "e3", ResourceID: 9}, {ID: "p4", ETag: "e4", ResourceID: 12}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = OpenSQLite(path); err != nil {
+		t.Fatal(err)
+	}
+	want[0].ETag, want[0].Expires = "e1b", when.Add(time.Hour)
+	loaded([]Publication{want[0], want[1], fresh}, 5)
+	var rows int
+	s.read.QueryRow(`SELECT count(*) FROM resources`).Scan(&rows)
+	if rows != 5 { // a, the two of b, dialog a, d: c's went with its last publication
+		t.Fatalf("%d resource rows, want 5", rows)
+	}
+}
+
+// execAll runs queries on db, in order.
+func execAll(t *testing.T, db *sql.DB, queries ...string) {
+	t.Helper()
+	for _, q := range queries {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // oldStore is a new store file of schema version v, open without

@@ -493,6 +493,21 @@ func (s *Store) LoadResource(ctx context.Context, _ uint64, event, resource stri
 	return r, nil
 }
 
+// LoadPublications implements store.Store, by URI as LoadResource
+// (the index publications_resource finds them).
+func (s *Store) LoadPublications(ctx context.Context, _ uint64, event, resource string) ([]store.Publication, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+publicationColumns+` FROM publications WHERE resource = $1 AND event = $2 ORDER BY id`,
+		resource, event)
+	var ps []store.Publication
+	if err == nil {
+		ps, err = pgx.CollectRows(rows, scanPublication)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load publications of %s from store %s: %w", resource, s.where, unreached(err))
+	}
+	return ps, nil
+}
+
 // Close refuses what is still queued, waits for the transaction being
 // written, and closes the connections.
 func (s *Store) Close() error {

@@ -36,8 +36,8 @@ func BenchmarkCommit(b *testing.B, s store.Store) {
 			// A presentity no run wrote before: a new state (no Prev)
 			// over a stored one is a conflict in a shared store, and the
 			// benchmark runs several times over one store.
-			p.Resource = "sip:" + randomToken() + "@example.com"
-			r := store.Resource{ID: nextID(), Event: "presence", Resource: p.Resource, State: []byte("state"), Version: uint64(i)}
+			p.Resource, p.ResourceID = "sip:"+randomToken()+"@example.com", nextID()
+			r := store.Resource{ID: p.ResourceID, Event: "presence", Resource: p.Resource, State: []byte("state"), Version: uint64(i)}
 			if err := s.Commit(context.Background(), &store.Batch{Publications: []store.Publication{p}, Resources: []store.Resource{r}}); err != nil {
 				b.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func BenchmarkCommitLatency(b *testing.B, s store.Store) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p := benchPub
-		p.ID, p.ETag = fmt.Sprint("p", i), fmt.Sprint("e", i)
+		p.ID, p.ETag, p.ResourceID = fmt.Sprint("p", i), fmt.Sprint("e", i), nextID()
 		if err := s.Commit(context.Background(), &store.Batch{Publications: []store.Publication{p}}); err != nil {
 			b.Fatal(err)
 		}

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReplaceByID", replaceByID},
 		{"Delete", deleteRecords},
 		{"RefreshKeepsThePublication", refreshKeepsThePublication},
+		{"StateAndPublicationsApart", stateAndPublicationsApart},
 		{"SubscriptionStateKeepsTheRest", subscriptionStateKeepsTheRest},
 		{"SubscriptionStatesInOrder", subscriptionStatesInOrder},
 		{"LocalCSeqNeverLowered", localCSeqNeverLowered},
@@ -91,11 +92,12 @@ func sub(i int) store.Subscription {
 
 func pub(i int) store.Publication {
 	return store.Publication{ID: fmt.Sprintf("%016d", i), ETag: fmt.Sprint("e", i), Event: "presence",
-		Resource: fmt.Sprintf("sip:a%d@x", i), ContentType: "application/pidf+xml", Size: 300 + i, Expires: when}
+		Resource: fmt.Sprintf("sip:a%d@x", i), ContentType: "application/pidf+xml", Size: 300 + i, Expires: when,
+		ResourceID: res(i).ID}
 }
 
 func ref(p store.Publication) store.PublicationRef {
-	return store.PublicationRef{ID: p.ID, ETag: p.ETag}
+	return store.PublicationRef{ID: p.ID, ETag: p.ETag, ResourceID: p.ResourceID}
 }
 
 func res(i int) store.Resource {
@@ -141,8 +143,8 @@ func load(t *testing.T, s store.Store) *store.Snapshot {
 // normal is snap in the form the suite compares: records in key order,
 // times in UTC to the millisecond, empty slices nil, no resource versions
 // (which only a store several servers share keeps: RunShared checks
-// them) and no resource ids (which PostgreSQL does not keep: RunKeyed
-// checks them).
+// them) and no resource ids, a publication's included (which PostgreSQL
+// does not keep: RunKeyed checks them).
 func normal(snap *store.Snapshot) *store.Snapshot {
 	ms := func(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
 	n := &store.Snapshot{}
@@ -152,7 +154,7 @@ func normal(snap *store.Snapshot) *store.Snapshot {
 		n.Subscriptions = append(n.Subscriptions, v)
 	}
 	for _, v := range snap.Publications {
-		v.Expires = ms(v.Expires)
+		v.Expires, v.ResourceID = ms(v.Expires), 0
 		n.Publications = append(n.Publications, v)
 	}
 	for _, v := range snap.Resources {
@@ -257,11 +259,54 @@ func deleteRecords(t *testing.T, s store.Store) {
 func refreshKeepsThePublication(t *testing.T, s store.Store) {
 	commit(t, s, &store.Batch{Publications: []store.Publication{pub(1), pub(2)}})
 	later := when.Add(time.Hour)
-	commit(t, s, &store.Batch{PublicationRefreshes: []store.PublicationRefresh{{ID: pub(1).ID, ETag: "e9", Expires: later},
-		{ID: "nothing", ETag: "e10", Expires: later}}})
+	commit(t, s, &store.Batch{PublicationRefreshes: []store.PublicationRefresh{{ID: pub(1).ID, ETag: "e9", Expires: later, ResourceID: pub(1).ResourceID},
+		{ID: "nothing", ETag: "e10", Expires: later, ResourceID: pub(1).ResourceID}, {ID: "nothing", ETag: "e11", Expires: later, ResourceID: 999}}})
 	want := pub(1)
 	want.ETag, want.Expires = "e9", later
 	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{want, pub(2)}})
+}
+
+// A resource's state and its publications are kept and deleted apart:
+// publications outlive a deleted state and come back without one, a
+// state outlives its last publication, and a refresh or modify leaves
+// the state and the resource's other publications.
+func stateAndPublicationsApart(t *testing.T, s store.Store) {
+	p1, p2 := pub(1), pub(1)
+	p2.ID, p2.ETag = pub(2).ID, "e2"
+	commit(t, s, &store.Batch{Publications: []store.Publication{p1, p2}, Resources: []store.Resource{res(1)}})
+	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{p1, p2}, Resources: []store.Resource{res(1)}})
+	commit(t, s, &store.Batch{Resources: []store.Resource{next(res(1), "")}})
+	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{p1, p2}})
+	wantPublications(t, s, res(1), p1, p2)
+	wantPublications(t, s, res(2))
+	r := next(res(1), "again")
+	r.Prev = 0
+	modified := p2
+	modified.ETag, modified.Size = "e2b", 5
+	commit(t, s, &store.Batch{Publications: []store.Publication{modified}, Resources: []store.Resource{r}})
+	commit(t, s, &store.Batch{PublicationRefreshes: []store.PublicationRefresh{{ID: p1.ID, ETag: "e1b", Expires: when.Add(time.Hour), ResourceID: p1.ResourceID}}})
+	refreshed := p1
+	refreshed.ETag, refreshed.Expires = "e1b", when.Add(time.Hour)
+	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{refreshed, modified}, Resources: []store.Resource{r}})
+	wantPublications(t, s, r, refreshed, modified)
+	commit(t, s, &store.Batch{DeletePublications: []store.PublicationRef{ref(refreshed), ref(modified)}})
+	wantSnapshot(t, s, &store.Snapshot{Resources: []store.Resource{r}})
+	wantPublications(t, s, r)
+	commit(t, s, &store.Batch{Resources: []store.Resource{next(r, "")}})
+	wantSnapshot(t, s, &store.Snapshot{})
+}
+
+// wantPublications checks what LoadPublications returns for r: want, in
+// any order.
+func wantPublications(t *testing.T, s store.Store, r store.Resource, want ...store.Publication) {
+	t.Helper()
+	got, err := s.LoadPublications(context.Background(), r.ID, r.Event, r.Resource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := normal(&store.Snapshot{Publications: got}), normal(&store.Snapshot{Publications: want}); !reflect.DeepEqual(g, w) {
+		t.Fatalf("LoadPublications of %s: %+v, want %+v", r.Resource, g.Publications, w.Publications)
+	}
 }
 
 // A SubscriptionState changes a subscription's state and status alone,
@@ -565,7 +610,7 @@ func stalePublicationDeletionFails(t *testing.T, s store.Store) {
 	early.Expires = when.Add(-time.Minute)
 	commit(t, s, &store.Batch{Publications: []store.Publication{pub(1), early}, Resources: []store.Resource{res(1)}})
 	stale := ref(pub(1))
-	commit(t, s, &store.Batch{PublicationRefreshes: []store.PublicationRefresh{{ID: stale.ID, ETag: "refreshed", Expires: when}}})
+	commit(t, s, &store.Batch{PublicationRefreshes: []store.PublicationRefresh{{ID: stale.ID, ETag: "refreshed", Expires: when, ResourceID: stale.ResourceID}}})
 	for what, r := range map[string]store.PublicationRef{"refreshed": stale, "absent": {ID: "nothing", ETag: "e"}} {
 		err := s.Commit(ctx, &store.Batch{DeletePublications: []store.PublicationRef{r}, Resources: []store.Resource{next(res(1), "")}})
 		if !errors.Is(err, store.ErrStalePublication) {
@@ -589,7 +634,7 @@ func stalePublicationDeletionFails(t *testing.T, s store.Store) {
 			}
 		}
 	}
-	commit(t, s, &store.Batch{DeletePublications: []store.PublicationRef{{ID: stale.ID, ETag: "refreshed"}}})
+	commit(t, s, &store.Batch{DeletePublications: []store.PublicationRef{{ID: stale.ID, ETag: "refreshed", ResourceID: stale.ResourceID}}})
 	wantSnapshot(t, s, &store.Snapshot{Publications: []store.Publication{early}, Resources: []store.Resource{res(1)}})
 }
 
@@ -643,6 +688,15 @@ func resourceIDsRoundTrip(t *testing.T, s store.Store) {
 		t.Fatalf("a resource without an id: Commit returned %v, want ErrNoID", err)
 	}
 	wantSnapshot(t, s, &store.Snapshot{Resources: []store.Resource{a2, b}})
+
+	// A publication comes back with its resource's id.
+	p := pub(1)
+	p.Resource, p.ResourceID = a.Resource, a.ID
+	commit(t, s, &store.Batch{Publications: []store.Publication{p}})
+	if snap, err := s.Load(ctx); err != nil || len(snap.Publications) != 1 || snap.Publications[0].ResourceID != a.ID {
+		t.Fatalf("loaded publications %+v, %v; want one of resource id %d", snap.Publications, err, a.ID)
+	}
+	commit(t, s, &store.Batch{DeletePublications: []store.PublicationRef{ref(p)}})
 
 	// Deleted by its id: gone from LoadResource and from Load.
 	commit(t, s, &store.Batch{Resources: []store.Resource{next(a2, "")}})
