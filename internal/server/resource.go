@@ -103,13 +103,13 @@ type resource struct {
 	// (RATIONALE.md "Unwatched state lives in the store"); the first
 	// module call that needs it reads it back (warm).
 	cold bool
+	// unread: r was cold (Server.cold) and its publications are not
+	// read back yet (thaw).
+	unread bool
 	// reuse is a rendering of state the next subscription may be given
 	// without a module call (reuse.go); dropped with the last watcher
 	// and at any change of state.
 	reuse *reuse
-	// unread: r was cold (Server.cold) and its publications are not
-	// read back yet (thaw).
-	unread bool
 	// coldAt is when an expiry of r as cold (timers.armCold) that has
 	// not fired is due, or later: 0 if none is known. Letting go of r
 	// again arms none that would fire no earlier.
