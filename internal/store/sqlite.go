@@ -240,8 +240,8 @@ const subStatesRun = 64
 // prepare is called with the writer's driver connection.
 func (st *stmts) prepare(dc any) error {
 	c, ok := dc.(driver.ConnPrepareContext)
-	if !ok {
-		return fmt.Errorf("sqlite driver connection %T cannot prepare with a context", dc)
+	if _, begins := dc.(driver.ConnBeginTx); !ok || !begins {
+		return fmt.Errorf("sqlite driver connection %T cannot prepare or begin with a context", dc)
 	}
 	for _, p := range []struct {
 		s   *driver.StmtExecContext
@@ -269,16 +269,10 @@ func (st *stmts) prepare(dc any) error {
 		{&st.delBind, `DELETE FROM bindings WHERE id = ?`},
 		{&st.cseq, `UPDATE subscriptions SET local_cseq = ? WHERE id = ? AND local_cseq < ?`},
 	} {
-		stmt, err := c.PrepareContext(context.Background(), p.sql)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", p.sql, err)
+		var err error
+		if *p.s, err = st.prepareOne(c, p.sql); err != nil {
+			return err
 		}
-		st.open = append(st.open, stmt)
-		e, ok := stmt.(driver.StmtExecContext)
-		if !ok {
-			return fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
-		}
-		*p.s = e
 	}
 	st.putSubState = inserts{table: "subscription_states", width: 3}
 	st.putPub = inserts{table: "publications", width: 7}
@@ -287,20 +281,27 @@ func (st *stmts) prepare(dc any) error {
 	for _, in := range st.inserts() {
 		row := "(?" + strings.Repeat(",?", in.width-1) + ")"
 		for k := range in.by {
+			var err error
 			q := "INSERT OR REPLACE INTO " + in.table + " VALUES " + row + strings.Repeat(","+row, 1<<k-1)
-			stmt, err := c.PrepareContext(context.Background(), q)
-			if err != nil {
-				return fmt.Errorf("prepare %q: %w", q, err)
+			if in.by[k], err = st.prepareOne(c, q); err != nil {
+				return err
 			}
-			st.open = append(st.open, stmt)
-			e, ok := stmt.(driver.StmtExecContext)
-			if !ok {
-				return fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
-			}
-			in.by[k] = e
 		}
 	}
 	return nil
+}
+
+func (st *stmts) prepareOne(c driver.ConnPrepareContext, q string) (driver.StmtExecContext, error) {
+	stmt, err := c.PrepareContext(context.Background(), q)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %q: %w", q, err)
+	}
+	st.open = append(st.open, stmt)
+	e, ok := stmt.(driver.StmtExecContext)
+	if !ok {
+		return nil, fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
+	}
+	return e, nil
 }
 
 func (st *stmts) inserts() []*inserts {
@@ -418,6 +419,10 @@ func (s *SQLite) write(take func() []*Batch) error {
 			return err
 		}
 		if err := tx.Commit(); err != nil {
+			// A COMMIT that failed may leave the transaction open, to be
+			// committed with the next group: its callers are told it
+			// was not written, so it must never be.
+			tx.Rollback()
 			return fmt.Errorf("commit store transaction: %w", err)
 		}
 		return nil
