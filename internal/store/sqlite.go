@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -223,8 +224,8 @@ func OpenSQLite(path string) (*SQLite, error) {
 // execution also took a Stmt bound to the transaction, converted its
 // arguments one by one and built a Result (RATIONALE.md).
 type stmts struct {
-	putSub, subState, subStates, delSub, delSubState, refreshPub, delPub, delRes, delBind, cseq driver.StmtExecContext
-	putSubState, putPub, putRes, putBind                                                        inserts
+	subState, subStates, delSub, delSubState, refreshPub, delPub, delRes, delBind, cseq driver.StmtExecContext
+	putSub, putSubState, putPub, putRes, putBind                                        inserts
 
 	open []driver.Stmt       // every one prepared, for close
 	args []driver.NamedValue // exec's, reused: one writer runs them
@@ -247,10 +248,6 @@ func (st *stmts) prepare(dc any) error {
 		s   *driver.StmtExecContext
 		sql string
 	}{
-		// A rewrite of a subscription (refresh, new state) never lowers
-		// the CSeq the NOTIFY path reserved meanwhile.
-		{&st.putSub, `INSERT OR REPLACE INTO subscriptions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,
-			max(?16, coalesce((SELECT local_cseq FROM subscriptions WHERE id = ?1), 0)),?17,?18)`},
 		// OR IGNORE: an UPDATE that may abort half-way (status is NOT
 		// NULL) keeps a statement journal of every page it changes, and
 		// 64 rows in no order of theirs spill it to a temporary file:
@@ -274,6 +271,17 @@ func (st *stmts) prepare(dc any) error {
 			return err
 		}
 	}
+	// A rewrite of a subscription (refresh, new state) never lowers the
+	// CSeq the NOTIFY path reserved meanwhile. An upsert, not a REPLACE
+	// with the stored CSeq read in a subquery, which a statement of many
+	// rows would read before writing any of them.
+	st.putSub = inserts{table: "subscriptions", width: 18, verb: "INSERT", tail: ` ON CONFLICT (id) DO UPDATE SET
+		call_id = excluded.call_id, local_tag = excluded.local_tag, remote_tag = excluded.remote_tag,
+		local_uri = excluded.local_uri, remote_uri = excluded.remote_uri, remote_target = excluded.remote_target,
+		route_set = excluded.route_set, transport = excluded.transport, source = excluded.source,
+		event = excluded.event, event_id = excluded.event_id, resource = excluded.resource, accept = excluded.accept,
+		expires = excluded.expires, local_cseq = max(excluded.local_cseq, local_cseq),
+		remote_cseq = excluded.remote_cseq, created = excluded.created`}
 	st.putSubState = inserts{table: "subscription_states", width: 3}
 	st.putPub = inserts{table: "publications", width: 7}
 	st.putRes = inserts{table: "resources", width: 4}
@@ -282,7 +290,8 @@ func (st *stmts) prepare(dc any) error {
 		row := "(?" + strings.Repeat(",?", in.width-1) + ")"
 		for k := range in.by {
 			var err error
-			q := "INSERT OR REPLACE INTO " + in.table + " VALUES " + row + strings.Repeat(","+row, 1<<k-1)
+			verb := cmp.Or(in.verb, "INSERT OR REPLACE")
+			q := verb + " INTO " + in.table + " VALUES " + row + strings.Repeat(","+row, 1<<k-1) + in.tail
 			if in.by[k], err = st.prepareOne(c, q); err != nil {
 				return err
 			}
@@ -305,7 +314,7 @@ func (st *stmts) prepareOne(c driver.ConnPrepareContext, q string) (driver.StmtE
 }
 
 func (st *stmts) inserts() []*inserts {
-	return []*inserts{&st.putSubState, &st.putPub, &st.putRes, &st.putBind}
+	return []*inserts{&st.putSub, &st.putSubState, &st.putPub, &st.putRes, &st.putBind}
 }
 
 // inserts writes new rows of one table, INSERT OR REPLACE, up to
@@ -316,6 +325,8 @@ func (st *stmts) inserts() []*inserts {
 // each row written once.
 type inserts struct {
 	table string
+	verb  string                                 // INSERT OR REPLACE unless set
+	tail  string                                 // after the VALUES: an upsert's clause
 	width int                                    // columns
 	by    [insertsMax + 1]driver.StmtExecContext // by[k] writes 1<<k rows
 	rows  []driver.Value                         // queued, width a row, in order
@@ -457,13 +468,15 @@ func (st *stmts) apply(group []*Batch) error {
 	exec := st.exec
 	for _, b := range group {
 		for _, v := range b.Subscriptions {
-			err := exec(st.putSub,
-				v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet),
+			st.putSub.add(v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet),
 				v.Transport, v.Source, v.Event, v.EventID, v.Resource, lines(v.Accept), ms(v.Expires),
 				int64(v.LocalCSeq), int64(v.RemoteCSeq), ms(v.Created))
-			if err != nil {
-				return fmt.Errorf("subscription: %w", err)
-			}
+		}
+		if len(b.DeleteSubscriptions) == 0 && len(b.NotifyCSeqs) == 0 {
+			continue
+		}
+		if err := st.putSub.flush(st); err != nil {
+			return fmt.Errorf("subscription: %w", err)
 		}
 		for _, id := range b.DeleteSubscriptions {
 			if err := exec(st.delSub, id); err != nil {
@@ -475,6 +488,9 @@ func (st *stmts) apply(group []*Batch) error {
 				return err
 			}
 		}
+	}
+	if err := st.putSub.flush(st); err != nil {
+		return fmt.Errorf("subscription: %w", err)
 	}
 
 	for _, b := range group {
