@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -249,10 +250,10 @@ func OpenSQLite(path string) (*SQLite, error) {
 // execution also took a Stmt bound to the transaction, converted its
 // arguments one by one and built a Result (RATIONALE.md).
 type stmts struct {
-	putSub, subState, subStates, delSub, delSubState, delRes, delBind, cseq driver.StmtExecContext
-	putState, addPub, putRow, putPubs                                       driver.StmtExecContext
-	getPubs                                                                 driver.StmtQueryContext
-	putSubState, putBind                                                    inserts
+	subState, subStates, delSub, delSubState, delRes, delBind, cseq driver.StmtExecContext
+	putState, addPub, putRow, putPubs                               driver.StmtExecContext
+	getPubs                                                         driver.StmtQueryContext
+	putSub, putSubState, putBind                                    inserts
 
 	open []driver.Stmt       // every one prepared, for close
 	args []driver.NamedValue // exec's, reused: one writer runs them
@@ -268,17 +269,13 @@ const subStatesRun = 64
 // prepare is called with the writer's driver connection.
 func (st *stmts) prepare(dc any) error {
 	c, ok := dc.(driver.ConnPrepareContext)
-	if !ok {
-		return fmt.Errorf("sqlite driver connection %T cannot prepare with a context", dc)
+	if _, begins := dc.(driver.ConnBeginTx); !ok || !begins {
+		return fmt.Errorf("sqlite driver connection %T cannot prepare or begin with a context", dc)
 	}
 	for _, p := range []struct {
 		s   *driver.StmtExecContext
 		sql string
 	}{
-		// A rewrite of a subscription (refresh, new state) never lowers
-		// the CSeq the NOTIFY path reserved meanwhile.
-		{&st.putSub, `INSERT OR REPLACE INTO subscriptions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,
-			max(?16, coalesce((SELECT local_cseq FROM subscriptions WHERE id = ?1), 0)),?17,?18)`},
 		// OR IGNORE: an UPDATE that may abort half-way (status is NOT
 		// NULL) keeps a statement journal of every page it changes, and
 		// 64 rows in no order of theirs spill it to a temporary file:
@@ -307,17 +304,22 @@ func (st *stmts) prepare(dc any) error {
 		{&st.delBind, `DELETE FROM bindings WHERE id = ?`},
 		{&st.cseq, `UPDATE subscriptions SET local_cseq = ? WHERE id = ? AND local_cseq < ?`},
 	} {
-		stmt, err := c.PrepareContext(context.Background(), p.sql)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", p.sql, err)
+		var err error
+		if *p.s, err = st.prepareOne(c, p.sql); err != nil {
+			return err
 		}
-		st.open = append(st.open, stmt)
-		e, ok := stmt.(driver.StmtExecContext)
-		if !ok {
-			return fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
-		}
-		*p.s = e
 	}
+	// A rewrite of a subscription (refresh, new state) never lowers the
+	// CSeq the NOTIFY path reserved meanwhile. An upsert, not a REPLACE
+	// with the stored CSeq read in a subquery, which a statement of many
+	// rows would read before writing any of them.
+	st.putSub = inserts{table: "subscriptions", width: 18, verb: "INSERT", tail: ` ON CONFLICT (id) DO UPDATE SET
+		call_id = excluded.call_id, local_tag = excluded.local_tag, remote_tag = excluded.remote_tag,
+		local_uri = excluded.local_uri, remote_uri = excluded.remote_uri, remote_target = excluded.remote_target,
+		route_set = excluded.route_set, transport = excluded.transport, source = excluded.source,
+		event = excluded.event, event_id = excluded.event_id, resource = excluded.resource, accept = excluded.accept,
+		expires = excluded.expires, local_cseq = max(excluded.local_cseq, local_cseq),
+		remote_cseq = excluded.remote_cseq, created = excluded.created`}
 	st.putSubState = inserts{table: "subscription_states", width: 3}
 	st.putBind = inserts{table: "bindings", width: 10}
 	q := `SELECT pubs, length(state) FROM resources WHERE id = ?`
@@ -332,24 +334,32 @@ func (st *stmts) prepare(dc any) error {
 	for _, in := range st.inserts() {
 		row := "(?" + strings.Repeat(",?", in.width-1) + ")"
 		for k := range in.by {
-			q := "INSERT OR REPLACE INTO " + in.table + " VALUES " + row + strings.Repeat(","+row, 1<<k-1)
-			stmt, err := c.PrepareContext(context.Background(), q)
-			if err != nil {
-				return fmt.Errorf("prepare %q: %w", q, err)
+			var err error
+			verb := cmp.Or(in.verb, "INSERT OR REPLACE")
+			q := verb + " INTO " + in.table + " VALUES " + row + strings.Repeat(","+row, 1<<k-1) + in.tail
+			if in.by[k], err = st.prepareOne(c, q); err != nil {
+				return err
 			}
-			st.open = append(st.open, stmt)
-			e, ok := stmt.(driver.StmtExecContext)
-			if !ok {
-				return fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
-			}
-			in.by[k] = e
 		}
 	}
 	return nil
 }
 
+func (st *stmts) prepareOne(c driver.ConnPrepareContext, q string) (driver.StmtExecContext, error) {
+	stmt, err := c.PrepareContext(context.Background(), q)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %q: %w", q, err)
+	}
+	st.open = append(st.open, stmt)
+	e, ok := stmt.(driver.StmtExecContext)
+	if !ok {
+		return nil, fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
+	}
+	return e, nil
+}
+
 func (st *stmts) inserts() []*inserts {
-	return []*inserts{&st.putSubState, &st.putBind}
+	return []*inserts{&st.putSub, &st.putSubState, &st.putBind}
 }
 
 // inserts writes new rows of one table, INSERT OR REPLACE, up to
@@ -360,6 +370,8 @@ func (st *stmts) inserts() []*inserts {
 // each row written once.
 type inserts struct {
 	table string
+	verb  string                                 // INSERT OR REPLACE unless set
+	tail  string                                 // after the VALUES: an upsert's clause
 	width int                                    // columns
 	by    [insertsMax + 1]driver.StmtExecContext // by[k] writes 1<<k rows
 	rows  []driver.Value                         // queued, width a row, in order
@@ -500,6 +512,10 @@ func (s *SQLite) write(take func() []*Batch) error {
 			return err
 		}
 		if err := tx.Commit(); err != nil {
+			// A COMMIT that failed may leave the transaction open, to be
+			// committed with the next group: its callers are told it
+			// was not written, so it must never be.
+			tx.Rollback()
 			return fmt.Errorf("commit store transaction: %w", err)
 		}
 		return nil
@@ -534,13 +550,15 @@ func (st *stmts) apply(group []*Batch) error {
 	exec := st.exec
 	for _, b := range group {
 		for _, v := range b.Subscriptions {
-			err := exec(st.putSub,
-				v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet),
+			st.putSub.add(v.ID, v.CallID, v.LocalTag, v.RemoteTag, v.LocalURI, v.RemoteURI, v.RemoteTarget, lines(v.RouteSet),
 				v.Transport, v.Source, v.Event, v.EventID, v.Resource, lines(v.Accept), ms(v.Expires),
 				int64(v.LocalCSeq), int64(v.RemoteCSeq), ms(v.Created))
-			if err != nil {
-				return fmt.Errorf("subscription: %w", err)
-			}
+		}
+		if len(b.DeleteSubscriptions) == 0 && len(b.NotifyCSeqs) == 0 {
+			continue
+		}
+		if err := st.putSub.flush(st); err != nil {
+			return fmt.Errorf("subscription: %w", err)
 		}
 		for _, id := range b.DeleteSubscriptions {
 			if err := exec(st.delSub, id); err != nil {
@@ -552,6 +570,9 @@ func (st *stmts) apply(group []*Batch) error {
 				return err
 			}
 		}
+	}
+	if err := st.putSub.flush(st); err != nil {
+		return fmt.Errorf("subscription: %w", err)
 	}
 
 	for _, b := range group {

@@ -166,8 +166,8 @@ func TestSQLiteCommitErrorMeansNotWritten(t *testing.T) {
 // it leaves is what its batches, written one after the other, would. A
 // run of 45 new rows takes statements of 32, 8, 4 and 1 rows; a key put,
 // deleted and put again within the group ends as its last batch says,
-// and a failing batch takes none of its group's queued rows into the
-// next transaction.
+// a dialog's CSeq never falls, and a failing batch takes none of its
+// group's queued rows into the next transaction.
 func TestSQLiteGroupEndsAsItsBatchesInOrder(t *testing.T) {
 	s, err := OpenSQLite(filepath.Join(t.TempDir(), "presenced.db"))
 	if err != nil {
@@ -193,6 +193,19 @@ func TestSQLiteGroupEndsAsItsBatchesInOrder(t *testing.T) {
 		&Batch{Resources: []Resource{res(3, "")}},
 	)
 	want[1], want[2] = "c", "c"
+	// A dialog's CSeq only rises, whether the row that wrote it higher
+	// came in the same statement (d1) or before a reservation (d2).
+	withCSeq := func(id string, cseq uint32) Subscription {
+		v := sub
+		v.ID, v.LocalCSeq = id, cseq
+		return v
+	}
+	group = append(group,
+		&Batch{Subscriptions: []Subscription{withCSeq("d1", 50), withCSeq("d2", 5)}},
+		&Batch{Subscriptions: []Subscription{withCSeq("d1", 20), withCSeq("d3", 1)}}, // four rows, one statement
+		&Batch{NotifyCSeqs: []NotifyCSeq{{ID: "d2", CSeq: 40}}},
+		&Batch{Subscriptions: []Subscription{withCSeq("d2", 10)}},
+	)
 	if err := write(group...); err != nil {
 		t.Fatal(err)
 	}
@@ -214,5 +227,12 @@ func TestSQLiteGroupEndsAsItsBatchesInOrder(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("resources\n%v\nwant\n%v", got, want)
+	}
+	cseqs := map[string]uint32{}
+	for _, v := range snap.Subscriptions {
+		cseqs[v.ID] = v.LocalCSeq
+	}
+	if fmt.Sprint(cseqs) != "map[d1:50 d2:40 d3:1]" {
+		t.Fatalf("local CSeqs %v, want d1 50 and d2 40", cseqs)
 	}
 }
