@@ -390,15 +390,15 @@ func (c *change) stage(st *step) {
 			c.batch.DeleteSubscriptions = append(c.batch.DeleteSubscriptions, d.id())
 			continue
 		}
-		if st.final == "" && !c.noHold && (n.Status == "" || n.Status == d.status) && c.s.hold(d) {
+		if st.final == "" && !c.noHold && (n.Status == "" || n.Status == d.status()) && c.s.hold(d) {
 			st.held[i] = true
 			continue
 		}
-		if n.StateChanged || (n.Status != "" && n.Status != d.status) {
+		if n.StateChanged || (n.Status != "" && n.Status != d.status()) {
 			// d is one of r's watchers, so its record is stored (accept
 			// adds it once committed): only what the NOTIFY changes is
 			// written.
-			ws := store.SubscriptionState{ID: d.id(), State: d.state, Status: d.status}
+			ws := store.SubscriptionState{ID: d.id(), State: d.state, Status: d.status()}
 			if n.StateChanged {
 				ws.State = n.State
 			}
@@ -445,9 +445,9 @@ func (c *change) apply() {
 				c.watcherEvent(d, abi.StatusTerminated, "rejected")
 				continue
 			}
-			if n.Status != "" && n.Status != d.status {
-				was := d.status
-				d.status = statusOf(n.Status)
+			if n.Status != "" && n.Status != d.status() {
+				was := d.status()
+				d.setStatus(n.Status)
 				if was == abi.StatusPending && n.Status == abi.StatusActive {
 					c.watcherEvent(d, abi.StatusActive, "approved")
 				}

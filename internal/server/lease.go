@@ -148,7 +148,7 @@ func (s *Server) abandonAll() {
 // its watcher or to the store: the owner sends for it.
 func (s *Server) abandon(d *dialog) {
 	d.qmu.Lock()
-	d.failed, d.head, d.tail = true, nil, nil
+	d.failed, d.tail = true, nil
 	d.qmu.Unlock()
 	if d.isList() {
 		_, _, unlock := s.lockList(d)

@@ -159,7 +159,8 @@ func (s *Server) subscribeList(req *sip.Request, tx sip.ServerTransaction, ev he
 		return refusef(403, "%s has %d subscriptions, the limit", d.remoteURI(), max)
 	}
 	l := &listDialog{d: d, backends: map[string]*dialog{}}
-	d.list, d.status = l, abi.StatusActive
+	d.list = l
+	d.setStatus(abi.StatusActive)
 	d.exp.at = time.Now().Add(time.Duration(secs) * time.Second).UnixNano()
 	ok := func() {
 		s.replyOK(req, tx, d.localTag(), s.withContact(req, sip.NewHeader("Expires", strconv.Itoa(secs)),
@@ -353,11 +354,12 @@ func (s *Server) applyPlan(c *change, l *listDialog, p plan) {
 		if s.opt.Watch != nil {
 			s.opt.Watch.Watch(bd.event(), bd.resource())
 		}
-		c.watcherEvent(bd, bd.status, "subscribe")
+		c.watcherEvent(bd, bd.status(), "subscribe")
 	}
 	for _, bd := range l.backends {
 		if ms := l.st.member(bd.res.key.uri); ms != nil {
-			bd.state, bd.status = ms.Module, ms.Status
+			bd.state = ms.Module
+			bd.setStatus(ms.Status)
 		}
 		bd.exp.at = l.d.exp.at
 	}
@@ -371,7 +373,7 @@ func (s *Server) applyPlan(c *change, l *listDialog, p plan) {
 // the list's own types.
 func newBackend(l *listDialog, r *resource, ms memberState) *dialog {
 	d := l.d
-	bd := &dialog{created: d.created, res: r, list: l, state: ms.Module, status: ms.Status}
+	bd := &dialog{created: d.created, res: r, list: l, state: ms.Module, auth: statusOf(ms.Status)}
 	bd.setIdentity(identity{id: d.id() + "/" + ms.Instance, callID: d.callID(), localURI: r.key.uri, remoteURI: d.remoteURI(),
 		transport: "rls", source: d.id(), target: d.resource()})
 	var accept []string
@@ -577,7 +579,8 @@ func (c *change) applyLists() {
 		}
 		for _, bd := range lc.staged {
 			if ms := l.st.member(bd.res.key.uri); ms != nil {
-				bd.state, bd.status = ms.Module, ms.Status
+				bd.state = ms.Module
+				bd.setStatus(ms.Status)
 			}
 		}
 		switch {

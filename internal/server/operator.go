@@ -119,7 +119,7 @@ func subscriptionInfo(d *dialog) SubscriptionInfo {
 	d.qmu.Lock()
 	cseq := d.cseq
 	d.qmu.Unlock()
-	st := d.status
+	st := d.status()
 	if st == "" {
 		st = abi.StatusActive
 	}
@@ -255,7 +255,7 @@ func (s *Server) presentity(r *resource, render bool) PresentityInfo {
 	}
 	if render {
 		// A change proposed and never committed: it changes nothing.
-		admin := &dialog{status: abi.StatusActive, res: r}
+		admin := &dialog{auth: statusOf(abi.StatusActive), res: r}
 		admin.setIdentity(identity{id: "admin", remoteURI: r.key.uri})
 		if n, err := s.newChange().render(r, admin); err == nil && n != nil {
 			info.ContentType, info.Document = n.ContentType, string(n.Body)

@@ -108,10 +108,10 @@ func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource,
 	if err != nil {
 		return err
 	}
-	d.status = abi.StatusActive // unless the module says otherwise
+	d.setStatus(abi.StatusActive) // unless the module says otherwise
 	d.take(n)
 	switch {
-	case d.status == abi.StatusRejected:
+	case d.status() == abi.StatusRejected:
 		// Polite blocking (RFC 3857 §3.1): the watcher learns only that
 		// the subscription ended, not whether the presentity exists.
 		// Nothing was stored, nothing is.
@@ -120,7 +120,7 @@ func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource,
 		s.enqueue(d, "terminated;reason=rejected", nil, true)
 		s.watcherEvent(d, abi.StatusTerminated, "rejected")
 		return nil
-	case d.status == abi.StatusPending:
+	case d.status() == abi.StatusPending:
 		n = &abi.Notification{} // never the state before approval
 	}
 	if secs == 0 {
@@ -162,7 +162,7 @@ func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, r *resource,
 	if c == first {
 		c.notify(d, d.subState(), n, false)
 	}
-	c.watcherEvent(d, d.status, "subscribe")
+	c.watcherEvent(d, d.status(), "subscribe")
 	c.emit()
 	return nil
 }
@@ -177,7 +177,7 @@ func (d *dialog) take(n *abi.Notification) {
 		d.state = append([]byte(nil), n.State...)
 	}
 	if n.Status != "" {
-		d.status = statusOf(n.Status)
+		d.setStatus(n.Status)
 	}
 }
 
@@ -191,7 +191,7 @@ func (d *dialog) take(n *abi.Notification) {
 func (s *Server) rerender(r *resource, d *dialog) *change {
 	c := s.newChange()
 	m, err := c.render(r, d)
-	if err == nil && (m == nil || m.Status == abi.StatusRejected || (m.Status != "" && m.Status != d.status)) {
+	if err == nil && (m == nil || m.Status == abi.StatusRejected || (m.Status != "" && m.Status != d.status())) {
 		return nil
 	}
 	if err == nil && m.StateChanged {
@@ -206,7 +206,7 @@ func (s *Server) rerender(r *resource, d *dialog) *change {
 	}
 	c.apply()
 	d.take(m)
-	if d.status == abi.StatusPending {
+	if d.status() == abi.StatusPending {
 		m = &abi.Notification{}
 	}
 	c.notify(d, d.subState(), m, false)
@@ -321,17 +321,17 @@ func (s *Server) renew(req *sip.Request, r *resource, d *dialog, secs int) (*cha
 	if err := c.commit(); err != nil {
 		return nil, err
 	}
-	was := d.status
+	was := d.status()
 	c.then(func() {
 		d.update(rec)
 		s.armTimer(d, rec.Expires)
 	})
 	c.apply()
-	if d.status == abi.StatusPending {
+	if d.status() == abi.StatusPending {
 		n = &abi.Notification{}
 	}
 	c.notify(d, d.subState(), n, false)
-	if was == abi.StatusPending && d.status == abi.StatusActive {
+	if was == abi.StatusPending && d.status() == abi.StatusActive {
 		c.watcherEvent(d, abi.StatusActive, "approved")
 	}
 	return c, nil

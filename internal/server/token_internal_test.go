@@ -122,3 +122,38 @@ func TestDialogAccept(t *testing.T) {
 		}
 	}
 }
+
+// A dialog's NOTIFY queue gives its jobs back in order, one put back first
+// again ahead of them, and is empty once they are all taken.
+func TestDialogQueue(t *testing.T) {
+	d := &dialog{}
+	jobs := make([]*notifyJob, 4)
+	for i := range jobs {
+		jobs[i] = &notifyJob{}
+	}
+	if d.pop() != nil {
+		t.Fatal("an empty queue gave a job")
+	}
+	d.pushFront(jobs[1])
+	d.push(jobs[2])
+	d.push(jobs[3])
+	d.pushFront(jobs[0])
+	for i, want := range jobs {
+		got := d.pop()
+		if got != want {
+			t.Fatalf("job %d out of order", i)
+		}
+		if got.next != nil {
+			t.Fatalf("job %d still linked", i)
+		}
+		if i == 1 {
+			d.pushFront(got) // sent later after all
+			if d.pop() != got {
+				t.Fatal("a job put back first was not taken first")
+			}
+		}
+	}
+	if d.pop() != nil || d.tail != nil {
+		t.Fatal("the queue is not empty once every job is taken")
+	}
+}
