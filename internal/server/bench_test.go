@@ -279,7 +279,9 @@ func fanOut(b *testing.B, mod *extension.Module, event, ctype string, watchers i
 //
 // Subscriptions are to presentities that have published state,
 // as in bench's subscribe workload (several watchers each); publications
-// are each for a presentity of its own. sipgo keeps every UDP server
+// are each for a presentity of its own, which nobody watches: what is
+// counted is what memory keeps of a presentity let go of (cold), after
+// the GCs that free what it held while a request was on it. sipgo keeps every UDP server
 // transaction for Timer J (32 s) and every NOTIFY's client transaction for
 // Timer K (5 s) to absorb retransmissions; that is transaction state, not
 // subscription state, so both are shortened here and the transactions are

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,4 +171,29 @@ func TestUnwatchedPresentityLivesInTheStore(t *testing.T) {
 	listed(g.srv, alice+" "+etag)
 	q := g.peer(t, "UDP")
 	siptest.WantCode(t, q.Publish("echo", alice, "", "", "SIP-If-Match: "+etag), 200)
+}
+
+// A reload that would no longer serve a package is refused while a
+// presentity of it is held, cold ones included, and that presentity is
+// served on as before.
+func TestReloadCountsColdPresentities(t *testing.T) {
+	sq, err := store.OpenSQLite(filepath.Join(t.TempDir(), "presenced.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sq.Close() })
+	mod := echo(t)
+	f := start(t, sq, mod)
+	p := f.peer(t, "UDP")
+	r := p.Publish("echo", alice, "text/plain", "v1", "Expires: 3600")
+	siptest.WantCode(t, r, 200)
+	// A listing lets go of what it read back before it returns: alice is
+	// cold from then on.
+	if got := f.srv.Publications(server.Filter{}); len(got) != 1 {
+		t.Fatalf("listed %+v", got)
+	}
+	if _, err := f.srv.Reload(nil); err == nil || !strings.Contains(err.Error(), `"echo", which has 1 live resources`) {
+		t.Fatalf("reload without the echo package: %v", err)
+	}
+	siptest.WantCode(t, p.Publish("echo", alice, "", "", "SIP-If-Match: "+siptest.Header(r, "SIP-ETag")), 200)
 }
