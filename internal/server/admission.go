@@ -22,7 +22,7 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 	n := s.inFlight.Add(1)
 	if max := s.opt.Limits.MaxInFlight; max > 0 && n > int64(max) {
 		s.inFlight.Add(-1)
-		s.reply(req, tx, 503, "server busy", sip.NewHeader("Retry-After", "1"))
+		s.reply(req, tx, 503, "server busy: max_in_flight requests handled", sip.NewHeader("Retry-After", "1"))
 		return false
 	}
 	if s.sources != nil {

@@ -77,7 +77,10 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 			if !busy {
 				return nil, nil
 			}
-			code, reason = 503, "server busy"
+			// Each refusal says which limit refused it, in the Warning
+			// and the log, so that an operator (and a bench) can tell a
+			// full queue from max_in_flight.
+			code, reason = 503, "server busy: the workers' queue is full"
 		}
 	}
 	var res []byte
@@ -117,7 +120,7 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 // datagram's source over its rate, else 0. It takes the source's token.
 func (s *Server) overloaded(info sip.TransportReadProps) (int, string) {
 	if s.opt.Limits.MaxInFlight > 0 && s.inFlight.Load()+int64(len(s.udp.queue)) >= int64(s.opt.Limits.MaxInFlight) {
-		return 503, "server busy"
+		return 503, "server busy: max_in_flight requests handled and queued"
 	}
 	if s.sources == nil {
 		return 0, ""
