@@ -322,12 +322,10 @@ func (st *stmts) prepare(dc any) error {
 		remote_cseq = excluded.remote_cseq, created = excluded.created`}
 	st.putSubState = inserts{table: "subscription_states", width: 3}
 	st.putBind = inserts{table: "bindings", width: 10}
-	q := `SELECT pubs, length(state) FROM resources WHERE id = ?`
-	stmt, err := c.PrepareContext(context.Background(), q)
+	stmt, err := st.prepareStmt(c, `SELECT pubs, length(state) FROM resources WHERE id = ?`)
 	if err != nil {
-		return fmt.Errorf("prepare %q: %w", q, err)
+		return err
 	}
-	st.open = append(st.open, stmt)
 	if st.getPubs, ok = stmt.(driver.StmtQueryContext); !ok {
 		return fmt.Errorf("sqlite driver statement %T cannot query with a context", stmt)
 	}
@@ -345,12 +343,21 @@ func (st *stmts) prepare(dc any) error {
 	return nil
 }
 
-func (st *stmts) prepareOne(c driver.ConnPrepareContext, q string) (driver.StmtExecContext, error) {
+// prepareStmt prepares q on the writer's connection, kept for close.
+func (st *stmts) prepareStmt(c driver.ConnPrepareContext, q string) (driver.Stmt, error) {
 	stmt, err := c.PrepareContext(context.Background(), q)
 	if err != nil {
 		return nil, fmt.Errorf("prepare %q: %w", q, err)
 	}
 	st.open = append(st.open, stmt)
+	return stmt, nil
+}
+
+func (st *stmts) prepareOne(c driver.ConnPrepareContext, q string) (driver.StmtExecContext, error) {
+	stmt, err := st.prepareStmt(c, q)
+	if err != nil {
+		return nil, err
+	}
 	e, ok := stmt.(driver.StmtExecContext)
 	if !ok {
 		return nil, fmt.Errorf("sqlite driver statement %T cannot execute with a context", stmt)
