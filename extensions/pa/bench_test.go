@@ -92,7 +92,7 @@ func BenchmarkPublishNew(b *testing.B) {
 // work between two calls (SIP, SQLite, the collector) does: what a call
 // costs with the guest's code and data out of the CPU's caches. Only the
 // calls are timed, and only they count in cpu-µs/op (internal/extension
-// RATIONALE.md "A call costs the daemon twice what it costs a benchmark").
+// RATIONALE.md "A call costs the daemon more than it costs a benchmark").
 func BenchmarkPublishNewCold(b *testing.B) {
 	run := paRunners(b)["trusted"]
 	req := publish(nil, "p1", benchPIDF(resource))
