@@ -345,7 +345,7 @@ func (s *Server) registeredFlow(d *dialog, transport string) string {
 		if !strings.EqualFold(f.transport, transport) {
 			continue
 		}
-		if inst := d.instance(); inst != "" && f.instance == inst || inst == "" && f.contact == d.target {
+		if inst := d.instance(); inst != "" && f.instance == inst || inst == "" && f.contact == d.target() {
 			if c, err := s.ua.TransportLayer().GetConnection(transport, f.source); err == nil && c != nil {
 				c.TryClose() // GetConnection took a reference
 				return f.source
