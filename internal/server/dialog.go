@@ -924,7 +924,7 @@ const reserveRetry = time.Second
 func (s *Server) drop(d *dialog) {
 	if d.isList() {
 		if err := s.dropList(d, false, false, "giveup"); err != nil {
-			s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+			s.timers.arm(d, time.Now().Add(retryExpiry))
 		}
 		return
 	}
@@ -939,7 +939,7 @@ func (s *Server) drop(d *dialog) {
 	c.then(func() { s.forget(d) })
 	c.watcherEvent(d, abi.StatusTerminated, "giveup")
 	if err := c.run(); err != nil {
-		s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+		s.timers.arm(d, time.Now().Add(retryExpiry))
 	}
 }
 
@@ -974,7 +974,7 @@ func (s *Server) forget(d *dialog) {
 		d.hold.timer.Stop()
 		d.hold = nil
 	}
-	s.timers.stop(&d.exp)
+	s.timers.stop(d)
 	d.res.removeWatcher(d)
 	s.mu.Lock()
 	delete(s.dialogs, keyOf(d.id()))
@@ -1007,10 +1007,11 @@ func (s *Server) dialog(id string) *dialog {
 
 // armTimer (re)starts d's expiry timer for at; r.mu is held.
 func (s *Server) armTimer(d *dialog, at time.Time) {
-	s.timers.arm(&d.exp, d, at)
+	s.timers.arm(d, at)
 }
 
 func (d *dialog) expired(s *Server) { s.expire(d) }
+func (d *dialog) due() *expiry      { return &d.exp }
 
 // expire ends a subscription whose time is up: a final NOTIFY with the
 // current state and "terminated;reason=timeout". A subscription whose
@@ -1026,7 +1027,7 @@ func (s *Server) expire(d *dialog) {
 	}
 	if d.isList() {
 		if err := s.dropList(d, true, true, "timeout"); err != nil {
-			s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+			s.timers.arm(d, time.Now().Add(retryExpiry))
 		}
 		return
 	}
@@ -1038,7 +1039,7 @@ func (s *Server) expire(d *dialog) {
 	}
 	c, err := s.end(r, d, "timeout")
 	if err != nil {
-		s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+		s.timers.arm(d, time.Now().Add(retryExpiry))
 		return
 	}
 	c.emit()

@@ -236,7 +236,7 @@ func (s *Server) coolable(r *resource) bool {
 func (s *Server) cool(r *resource) {
 	var at int64
 	for p := range r.publications() {
-		s.timers.stop(&p.exp)
+		s.timers.stop(p)
 		if at == 0 || p.exp.at < at {
 			at = p.exp.at
 		}
