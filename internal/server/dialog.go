@@ -279,8 +279,8 @@ var statuses = [...]string{abi.StatusActive, abi.StatusPending, abi.StatusTermin
 // statusOf is status as a dialog keeps it: nil for none, else one of
 // statuses when it is one, so that a module's answer, decoded as a string
 // of its own, is not 16 bytes of every subscription kept; and a pointer,
-// 8 bytes less of every dialog than a string (with the queue's ring, the
-// 176-byte size class, not 192).
+// 8 bytes less of every dialog than a string (with the queue's ring, a
+// size class smaller).
 func statusOf(status string) *string {
 	if status == "" {
 		return nil
@@ -385,20 +385,21 @@ func dialogID(callID, localTag, remoteTag string) string {
 	return string(hex.AppendEncode(append(append(buf[:0], localTag...), '.'), h[:4]))
 }
 
-// dialogKey indexes a dialog (Server.dialogs, resource.watchers) or a
+// hashKey indexes a dialog (Server.dialogs, resource.watchers) or a
 // watcher URI (Server.watching): two seeded hashes of its string, so that
 // an index entry holds no pointer. A string key was one more pointer per
 // entry for the collector to follow on every cycle, and every idle
-// subscription has three such entries (RATIONALE.md "Index keys without
-// pointers"). The seeds are random per process, so no one can aim two
-// strings at one key; a lookup compares the dialog's id all the same
-// (Server.dialog, resource.watcher), so a collision could only miss.
-type dialogKey [2]uint64
+// subscription has three such entries (RATIONALE.md "Idle subscriptions
+// and the collector"). The seeds are random per process, so no one can
+// aim two strings at one key, and two differ in 128 bits; a dialog's
+// lookup compares its id all the same (Server.dialog, resource.watcher),
+// so that even a collision could not hand over another's dialog.
+type hashKey [2]uint64
 
 var keySeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
-func keyOf(s string) dialogKey {
-	return dialogKey{maphash.String(keySeeds[0], s), maphash.String(keySeeds[1], s)}
+func keyOf(s string) hashKey {
+	return hashKey{maphash.String(keySeeds[0], s), maphash.String(keySeeds[1], s)}
 }
 
 // legacyDialogID is how dialogs were named before store schema 2; their

@@ -81,7 +81,7 @@ type resource struct {
 	// (max_publications_per_presentity), and a slice was 16 more bytes of
 	// the resource and an 8-byte array of every publication.
 	pubs     *publication
-	watchers map[dialogKey]*dialog // by dialog ID (keyOf; watcher)
+	watchers map[hashKey]*dialog // by dialog ID (keyOf; watcher)
 	// version counts the module answers applied (apply): a SUBSCRIBE that
 	// commits without the lock renders again if it moved meanwhile.
 	version uint64
@@ -396,7 +396,7 @@ func (r *resource) keepState(state []byte, version uint64) {
 
 func (r *resource) addWatcher(d *dialog) {
 	if r.watchers == nil {
-		r.watchers = map[dialogKey]*dialog{}
+		r.watchers = map[hashKey]*dialog{}
 	}
 	r.watchers[keyOf(d.id())] = d
 }
