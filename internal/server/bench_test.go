@@ -5,6 +5,8 @@ import (
 	"github.com/presenced/presenced/internal/extension/extensiontest"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -427,4 +429,112 @@ func pidf300(uri string) string {
 		panic(fmt.Sprintf("pidf300: %d bytes before padding", len(doc)))
 	}
 	return pidf(uri, "t1", "open", "at my desk"+strings.Repeat(".", 300-len(doc)))
+}
+
+// BenchmarkPublishBesideIdle is new PUBLISHes (pa, SQLite) from 64
+// clients at once while a number of idle subscriptions are held (four to
+// each of 10,000 presentities from a watcher URI each, as the bench's
+// subscribe workload leaves them): what those subscriptions cost the
+// collector, whose every cycle marks them. It runs at the daemon's
+// gc_percent (50) and reports the process's CPU per PUBLISH and the
+// collector's share of it (runtime/metrics: marking, assists, pauses),
+// and the collector's CPU in a cycle forced before the load.
+func BenchmarkPublishBesideIdle(b *testing.B) {
+	// Answered transactions kept for Timer J (32 s) would be most of the
+	// live heap, filling and draining through the measured window.
+	savedJ, savedK := sip.Timer_J, sip.Timer_K
+	sip.Timer_J, sip.Timer_K = 10*time.Millisecond, 10*time.Millisecond
+	defer func() { sip.Timer_J, sip.Timer_K = savedJ, savedK }()
+	for _, idle := range []int{0, 40000} {
+		b.Run(fmt.Sprintf("idle=%d", idle), func(b *testing.B) {
+			defer debug.SetGCPercent(debug.SetGCPercent(50))
+			st, err := store.OpenSQLite(filepath.Join(b.TempDir(), "presenced.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			f := start(b, st, extensiontest.Load(b, paPkg, nil))
+			const clients, presentities = 64, 10000
+			peers := make([]*siptest.Peer, clients)
+			for i := range peers {
+				peers[i] = siptest.NewPeer(b, "UDP", f.addr["UDP"])
+			}
+			// each runs op(p, j) for every j below n from the clients at once.
+			each := func(n int, op func(p *siptest.Peer, j int)) {
+				var wg sync.WaitGroup
+				for c, p := range peers {
+					wg.Go(func() {
+						for j := c; j < n; j += clients {
+							op(p, j)
+						}
+					})
+				}
+				wg.Wait()
+			}
+			uri := func(j int) string { return fmt.Sprintf("sip:idle%d@example.com", j) }
+			if idle > 0 {
+				each(presentities, func(p *siptest.Peer, j int) {
+					if r := p.Publish("presence", uri(j), "application/pidf+xml", pidf300(uri(j))); r.StatusCode != 200 {
+						b.Errorf("PUBLISH: %d", r.StatusCode)
+					}
+				})
+				// As the bench's subscribe workload: a watcher URI each.
+				each(idle, func(p *siptest.Peer, j int) {
+					if r := p.Send(siptest.Request{Method: "SUBSCRIBE", URI: uri(j % presentities), Headers: []string{
+						fmt.Sprintf("From: <sip:w%d@example.com>;tag=w%d", j, j), "To: <" + uri(j%presentities) + ">",
+						"Call-ID: " + siptest.NewCallID(), "CSeq: 1 SUBSCRIBE", p.Contact(), "Event: presence",
+						"Accept: application/pidf+xml", "Expires: 3600",
+					}}); r.StatusCode != 200 {
+						b.Errorf("SUBSCRIBE: %d", r.StatusCode)
+						return
+					}
+					p.Notify()
+				})
+			}
+			// A cycle forced on the quiet server marks what is held: its
+			// CPU is the collector's price of the idle subscriptions
+			// alone, without the load's garbage or timing. On one P, so
+			// that no idle worker spins waiting for work to steal.
+			runtime.GC()
+			procs := runtime.GOMAXPROCS(1)
+			const cycles = 10
+			gc0 := gcCPU()
+			for range cycles {
+				runtime.GC()
+			}
+			quiet := gcCPU().total - gc0.total
+			runtime.GOMAXPROCS(procs)
+			n := presentities
+			cpu, gc := processCPU(), gcCPU()
+			ops := 0
+			for b.Loop() {
+				each(clients, func(p *siptest.Peer, j int) {
+					u := uri(n + j)
+					if r := p.Publish("presence", u, "application/pidf+xml", pidf300(u)); r.StatusCode != 200 {
+						b.Errorf("PUBLISH: %d", r.StatusCode)
+					}
+				})
+				n += clients
+				ops += clients
+			}
+			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(ops), "cpu-µs/op")
+			b.ReportMetric(float64(quiet.Microseconds())/cycles, "gc-cpu-µs/cycle")
+			gcAfter := gcCPU()
+			b.ReportMetric(float64((gcAfter.total-gc.total).Microseconds())/float64(ops), "gc-cpu-µs/op")
+			b.ReportMetric(float64((gcAfter.idle-gc.idle).Microseconds())/float64(ops), "gc-idle-µs/op")
+		})
+	}
+}
+
+// gcCPU is the CPU time the collector has used in this process
+// (runtime/metrics): in total (marking by its workers and by assists,
+// pauses), and of that by its idle workers, which mark on a core nothing
+// else of the process wanted, so that their share follows the machine's
+// other load as much as the heap.
+func gcCPU() (c struct{ total, idle time.Duration }) {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/gc/mark/idle:cpu-seconds"}}
+	metrics.Read(s)
+	c.total = time.Duration(s[0].Value.Float64() * float64(time.Second))
+	c.idle = time.Duration(s[1].Value.Float64() * float64(time.Second))
+	return c
 }

@@ -378,7 +378,7 @@ func (c *change) stage(st *step) {
 	st.held = make([]bool, len(st.res.Notifications))
 	for i := range st.res.Notifications {
 		n := &st.res.Notifications[i]
-		d := r.watchers[n.WatcherID]
+		d := r.watcher(n.WatcherID)
 		if d == nil {
 			continue
 		}
@@ -428,7 +428,7 @@ func (c *change) apply() {
 		}
 		for i := range st.res.Notifications {
 			n := &st.res.Notifications[i]
-			d := r.watchers[n.WatcherID]
+			d := r.watcher(n.WatcherID)
 			if d == nil || d.gone || d.isBackend() { // a back-end's is its list's (applyLists)
 				continue
 			}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -40,7 +41,10 @@ type dialog struct {
 	created int64     // unix nanoseconds
 
 	// Under res.mu.
-	target string    // the subscriber's Contact: NOTIFY's request-URI
+	// moved is the subscriber's Contact (NOTIFY's request-URI, target)
+	// when a refresh changed it, "" while it is the first, in ident: a
+	// pointer less for the collector, and a refresh's copy not kept.
+	moved  string
 	accept *[]string // the SUBSCRIBE's Accept (setAccept)
 	state  []byte    // the module's per-watcher state
 	// auth is its authorization (status, setStatus): active or pending.
@@ -112,8 +116,7 @@ const (
 	identFields
 )
 
-// setIdentity packs f into d, whose res is set; d.target starts as
-// f.target, inside ident too.
+// setIdentity packs f into d, whose res is set; its target is f.target.
 func (d *dialog) setIdentity(f identity) {
 	d.omits = 0
 	if d.res != nil && f.localURI == d.res.key.uri {
@@ -146,8 +149,7 @@ func (d *dialog) setIdentity(f identity) {
 		b.Write(binary.AppendUvarint(buf[:0], uint64(len(p))))
 		b.WriteString(p)
 	}
-	d.ident = b.String()
-	d.target = d.field(identTarget)
+	d.ident, d.moved = b.String(), ""
 }
 
 // field is the i-th string of d.ident, "" past its end.
@@ -196,6 +198,22 @@ func (d *dialog) source() string    { return d.field(identSource) }
 func (d *dialog) instance() string  { return d.field(identInstance) }
 func (d *dialog) eventID() string   { return d.field(identEventID) }
 
+// target is the subscriber's Contact now: NOTIFY's request-URI.
+func (d *dialog) target() string {
+	if d.moved != "" {
+		return d.moved
+	}
+	return d.field(identTarget)
+}
+
+// retarget makes t d's target; r.mu is held.
+func (d *dialog) retarget(t string) {
+	if t == d.field(identTarget) {
+		t = ""
+	}
+	d.moved = t
+}
+
 func (d *dialog) localTag() string {
 	if d.omits&localTagInID != 0 {
 		id := d.id()
@@ -241,7 +259,7 @@ func newDialog(rec store.Subscription, r *resource) *dialog {
 // store never lowers the CSeq the NOTIFY sender reserved since.
 func (d *dialog) record() store.Subscription {
 	return store.Subscription{ID: d.id(), CallID: d.callID(), LocalTag: d.localTag(), RemoteTag: d.remoteTag(),
-		LocalURI: d.localURI(), RemoteURI: d.remoteURI(), RemoteTarget: d.target, RouteSet: d.routeSet(),
+		LocalURI: d.localURI(), RemoteURI: d.remoteURI(), RemoteTarget: d.target(), RouteSet: d.routeSet(),
 		Transport: d.transport(), Source: d.source(), Event: d.res.key.event, EventID: d.eventID(),
 		Resource: d.res.key.uri, Accept: d.acceptList(), Expires: d.expires(), LocalCSeq: cseqBlock,
 		RemoteCSeq: d.remoteCSeq, State: d.state, Status: d.status(), Created: d.createdAt()}
@@ -249,7 +267,8 @@ func (d *dialog) record() store.Subscription {
 
 // update takes from rec the fields a refresh may change; r.mu is held.
 func (d *dialog) update(rec store.Subscription) {
-	d.target, d.remoteCSeq = rec.RemoteTarget, rec.RemoteCSeq
+	d.retarget(rec.RemoteTarget)
+	d.remoteCSeq = rec.RemoteCSeq
 	d.setAccept(rec.Accept)
 	d.state, d.auth = append([]byte(nil), rec.State...), statusOf(rec.Status)
 }
@@ -260,8 +279,8 @@ var statuses = [...]string{abi.StatusActive, abi.StatusPending, abi.StatusTermin
 // statusOf is status as a dialog keeps it: nil for none, else one of
 // statuses when it is one, so that a module's answer, decoded as a string
 // of its own, is not 16 bytes of every subscription kept; and a pointer,
-// 8 bytes less of every dialog than a string (with the queue's ring, the
-// 176-byte size class, not 192).
+// 8 bytes less of every dialog than a string (with the queue's ring, a
+// size class smaller).
 func statusOf(status string) *string {
 	if status == "" {
 		return nil
@@ -364,6 +383,23 @@ func dialogID(callID, localTag, remoteTag string) string {
 	var buf [256]byte
 	h := sha256.Sum256(append(append(append(buf[:0], callID...), 0), remoteTag...))
 	return string(hex.AppendEncode(append(append(buf[:0], localTag...), '.'), h[:4]))
+}
+
+// hashKey indexes a dialog (Server.dialogs, resource.watchers) or a
+// watcher URI (Server.watching): two seeded hashes of its string, so that
+// an index entry holds no pointer. A string key was one more pointer per
+// entry for the collector to follow on every cycle, and every idle
+// subscription has three such entries (RATIONALE.md "Idle subscriptions
+// and the collector"). The seeds are random per process, so no one can
+// aim two strings at one key, and two differ in 128 bits; a dialog's
+// lookup compares its id all the same (Server.dialog, resource.watcher),
+// so that even a collision could not hand over another's dialog.
+type hashKey [2]uint64
+
+var keySeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+func keyOf(s string) hashKey {
+	return hashKey{maphash.String(keySeeds[0], s), maphash.String(keySeeds[1], s)}
 }
 
 // legacyDialogID is how dialogs were named before store schema 2; their
@@ -511,8 +547,8 @@ func (s *Server) buildNotify(d *dialog, subState string, n *abi.Notification) *n
 // notifyRequest is buildNotify's sipgo request, over transport.
 func (s *Server) notifyRequest(d *dialog, subState string, n *abi.Notification, transport string) *sip.Request {
 	var target sip.Uri
-	if err := sip.ParseUri(d.target, &target); err != nil {
-		s.log.Error("stored remote target does not parse", "target", d.target, "err", err)
+	if err := sip.ParseUri(d.target(), &target); err != nil {
+		s.log.Error("stored remote target does not parse", "target", d.target(), "err", err)
 	}
 	req := sip.NewRequest(sip.NOTIFY, target)
 	for _, r := range d.routeSet() {
@@ -590,14 +626,14 @@ func (s *Server) udpNotify(d *dialog, subState string, n *abi.Notification) []by
 	if n != nil && n.ContentType != "" {
 		ctype, body = n.ContentType, n.Body
 	}
-	size := 200 + len(d.target) + len(d.localURI()) + len(d.localTag()) + len(d.remoteURI()) + len(d.remoteTag()) +
+	size := 200 + len(d.target()) + len(d.localURI()) + len(d.localTag()) + len(d.remoteURI()) + len(d.remoteTag()) +
 		len(d.callID()) + len(s.udpContact) + len(d.event()) + len(d.eventID()) + len(subState) + len(ctype) + len(body)
 	routes := d.routeSet()
 	for _, r := range routes {
 		size += len(r) + 9
 	}
 	b := make([]byte, 0, size)
-	b = append(append(append(b, "NOTIFY "...), d.target...), " SIP/2.0\r\n"...)
+	b = append(append(append(b, "NOTIFY "...), d.target()...), " SIP/2.0\r\n"...)
 	for _, r := range routes {
 		b = append(append(append(b, "Route: "...), r...), "\r\n"...)
 	}
@@ -626,7 +662,7 @@ func udpDestination(d *dialog) (netip.AddrPort, bool) {
 		if _, err := sip.ParseAddressValue(routes[0], &u, nil); err != nil {
 			return netip.AddrPort{}, false
 		}
-	} else if err := sip.ParseUri(d.target, &u); err != nil {
+	} else if err := sip.ParseUri(d.target(), &u); err != nil {
 		return netip.AddrPort{}, false
 	}
 	ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(u.Host, "["), "]"))
@@ -799,8 +835,8 @@ func (s *Server) unreachable(d *dialog) error {
 		// No connection to look for: a UDP NOTIFY goes to the Contact
 		// (or the route), never back to the source. Once per NOTIFY,
 		// the lookup and its lower-cased copy were a tenth of a fan-out.
-		if !d.hasRoutes() && invalidHost(d.target) {
-			return fmt.Errorf("its Contact %s cannot be connected to (.invalid)", d.target)
+		if !d.hasRoutes() && invalidHost(d.target()) {
+			return fmt.Errorf("its Contact %s cannot be connected to (.invalid)", d.target())
 		}
 		return nil
 	}
@@ -817,8 +853,8 @@ func (s *Server) unreachable(d *dialog) error {
 		return nil
 	case d.overWebSocket():
 		return fmt.Errorf("its %s connection from %s is closed", strings.ToUpper(f.transport), d.source())
-	case !d.hasRoutes() && invalidHost(d.target):
-		return fmt.Errorf("its Contact %s cannot be connected to (.invalid) and its connection is closed", d.target)
+	case !d.hasRoutes() && invalidHost(d.target()):
+		return fmt.Errorf("its Contact %s cannot be connected to (.invalid) and its connection is closed", d.target())
 	}
 	return nil
 }
@@ -889,7 +925,7 @@ const reserveRetry = time.Second
 func (s *Server) drop(d *dialog) {
 	if d.isList() {
 		if err := s.dropList(d, false, false, "giveup"); err != nil {
-			s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+			s.timers.arm(d, time.Now().Add(retryExpiry))
 		}
 		return
 	}
@@ -904,7 +940,7 @@ func (s *Server) drop(d *dialog) {
 	c.then(func() { s.forget(d) })
 	c.watcherEvent(d, abi.StatusTerminated, "giveup")
 	if err := c.run(); err != nil {
-		s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+		s.timers.arm(d, time.Now().Add(retryExpiry))
 	}
 }
 
@@ -912,8 +948,8 @@ func (s *Server) drop(d *dialog) {
 // among its resource's watchers); r.mu is held.
 func (s *Server) link(d *dialog) {
 	s.mu.Lock()
-	s.dialogs[d.id()] = d
-	s.watching[d.remoteURI()]++
+	s.dialogs[keyOf(d.id())] = d
+	s.watching[keyOf(d.remoteURI())]++
 	if d.overWebSocket() {
 		f := d.wsConn()
 		if s.wsDialogs[f] == nil {
@@ -939,12 +975,14 @@ func (s *Server) forget(d *dialog) {
 		d.hold.timer.Stop()
 		d.hold = nil
 	}
-	s.timers.stop(&d.exp)
-	d.res.removeWatcher(d.id())
+	s.timers.stop(d)
+	d.res.removeWatcher(d)
 	s.mu.Lock()
-	delete(s.dialogs, d.id())
-	if s.watching[d.remoteURI()]--; s.watching[d.remoteURI()] <= 0 {
-		delete(s.watching, d.remoteURI())
+	delete(s.dialogs, keyOf(d.id()))
+	if w := keyOf(d.remoteURI()); s.watching[w] <= 1 {
+		delete(s.watching, w)
+	} else {
+		s.watching[w]--
 	}
 	if ds := s.wsDialogs[d.wsConn()]; ds != nil {
 		if delete(ds, d); len(ds) == 0 {
@@ -957,15 +995,24 @@ func (s *Server) forget(d *dialog) {
 func (s *Server) watchingCount(watcher string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.watching[watcher]
+	return s.watching[keyOf(watcher)]
+}
+
+// dialog is the live dialog with id, nil if none; s.mu is held.
+func (s *Server) dialog(id string) *dialog {
+	if d := s.dialogs[keyOf(id)]; d != nil && d.id() == id {
+		return d
+	}
+	return nil
 }
 
 // armTimer (re)starts d's expiry timer for at; r.mu is held.
 func (s *Server) armTimer(d *dialog, at time.Time) {
-	s.timers.arm(&d.exp, d, at)
+	s.timers.arm(d, at)
 }
 
 func (d *dialog) expired(s *Server) { s.expire(d) }
+func (d *dialog) due() *expiry      { return &d.exp }
 
 // expire ends a subscription whose time is up: a final NOTIFY with the
 // current state and "terminated;reason=timeout". A subscription whose
@@ -981,7 +1028,7 @@ func (s *Server) expire(d *dialog) {
 	}
 	if d.isList() {
 		if err := s.dropList(d, true, true, "timeout"); err != nil {
-			s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+			s.timers.arm(d, time.Now().Add(retryExpiry))
 		}
 		return
 	}
@@ -993,7 +1040,7 @@ func (s *Server) expire(d *dialog) {
 	}
 	c, err := s.end(r, d, "timeout")
 	if err != nil {
-		s.timers.arm(&d.exp, d, time.Now().Add(retryExpiry))
+		s.timers.arm(d, time.Now().Add(retryExpiry))
 		return
 	}
 	c.emit()

@@ -394,7 +394,7 @@ func (s *Server) forgetBackend(bd *dialog) {
 		return
 	}
 	bd.gone = true
-	bd.res.removeWatcher(bd.id())
+	bd.res.removeWatcher(bd)
 	if bd.list.backends[bd.res.key.uri] == bd {
 		delete(bd.list.backends, bd.res.key.uri)
 	}
@@ -467,7 +467,7 @@ func (c *change) lockLists() {
 			continue
 		}
 		for i := range st.res.Notifications {
-			if d := st.r.watchers[st.res.Notifications[i].WatcherID]; d != nil && d.isBackend() && !seen[d.list] {
+			if d := st.r.watcher(st.res.Notifications[i].WatcherID); d != nil && d.isBackend() && !seen[d.list] {
 				seen[d.list] = true
 				c.locked = append(c.locked, d.list)
 			}

@@ -125,7 +125,7 @@ func subscriptionInfo(d *dialog) SubscriptionInfo {
 	}
 	return SubscriptionInfo{ID: d.id(), Event: d.event(), EventID: d.eventID(), Resource: d.resource(),
 		Watcher: d.remoteURI(), Status: st, Expires: d.expires(), CSeq: cseq, Transport: d.transport(),
-		Source: d.source(), Contact: d.target, Created: d.createdAt()}
+		Source: d.source(), Contact: d.target(), Created: d.createdAt()}
 }
 
 func publicationInfo(p *publication) PublicationInfo {
@@ -274,7 +274,7 @@ func (s *Server) Terminate(id, reason string) error {
 		return fmt.Errorf("reason %q is not one of %s", reason, strings.Join(terminationReasons, ", "))
 	}
 	s.mu.Lock()
-	d := s.dialogs[id]
+	d := s.dialog(id)
 	s.mu.Unlock()
 	if d == nil {
 		return fmt.Errorf("subscription %s: %w", id, ErrNotFound)

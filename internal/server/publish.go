@@ -232,16 +232,17 @@ func (s *Server) publishOK(req *sip.Request, tx sip.ServerTransaction, etag stri
 
 func (s *Server) removePublication(r *resource, p *publication) {
 	s.opt.Metrics.Publications(r.key.event, -1)
-	s.timers.stop(&p.exp)
+	s.timers.stop(p)
 	r.removePub(p)
 }
 
 // armPublication (re)starts p's expiry timer for at; r.mu is held.
 func (s *Server) armPublication(p *publication, at time.Time) {
-	s.timers.arm(&p.exp, p, at)
+	s.timers.arm(p, at)
 }
 
 func (p *publication) expired(s *Server) { s.expirePublication(p) }
+func (p *publication) due() *expiry      { return &p.exp }
 
 // retryExpiry is how long a subscription, publication or binding whose
 // removal failed (the module or the store) stays before the next try: its

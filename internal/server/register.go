@@ -298,7 +298,7 @@ func (s *Server) bind(aor string, changes []bindingChange) {
 	}
 	for _, c := range changes {
 		if c.old != nil {
-			s.timers.stop(&c.old.exp)
+			s.timers.stop(c.old)
 			delete(s.bindings[aor], bindingKey(c.old.rec))
 		}
 		if !c.removed {
@@ -345,7 +345,7 @@ func (s *Server) registeredFlow(d *dialog, transport string) string {
 		if !strings.EqualFold(f.transport, transport) {
 			continue
 		}
-		if inst := d.instance(); inst != "" && f.instance == inst || inst == "" && f.contact == d.target {
+		if inst := d.instance(); inst != "" && f.instance == inst || inst == "" && f.contact == d.target() {
 			if c, err := s.ua.TransportLayer().GetConnection(transport, f.source); err == nil && c != nil {
 				c.TryClose() // GetConnection took a reference
 				return f.source
@@ -364,10 +364,11 @@ func (s *Server) releaseAll(locked []*resource) {
 
 // armBinding (re)starts a binding's expiry timer; s.regMu is held.
 func (s *Server) armBinding(b *binding) {
-	s.timers.arm(&b.exp, b, b.rec.Expires)
+	s.timers.arm(b, b.rec.Expires)
 }
 
 func (b *binding) expired(s *Server) { s.expireBinding(b) }
+func (b *binding) due() *expiry      { return &b.exp }
 
 func (s *Server) expireBinding(b *binding) {
 	s.regMu.Lock()
@@ -377,7 +378,7 @@ func (s *Server) expireBinding(b *binding) {
 	}
 	c, locked, err := s.applyBindings(b.rec.AOR, []bindingChange{{rec: b.rec, removed: true, old: b}})
 	if err != nil {
-		s.timers.arm(&b.exp, b, time.Now().Add(retryExpiry))
+		s.timers.arm(b, time.Now().Add(retryExpiry))
 		return
 	}
 	c.emit()

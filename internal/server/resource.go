@@ -81,7 +81,7 @@ type resource struct {
 	// (max_publications_per_presentity), and a slice was 16 more bytes of
 	// the resource and an 8-byte array of every publication.
 	pubs     *publication
-	watchers map[string]*dialog // by dialog ID
+	watchers map[hashKey]*dialog // by dialog ID (keyOf; watcher)
 	// version counts the module answers applied (apply): a SUBSCRIBE that
 	// commits without the lock renders again if it moved meanwhile.
 	version uint64
@@ -236,7 +236,7 @@ func (s *Server) coolable(r *resource) bool {
 func (s *Server) cool(r *resource) {
 	var at int64
 	for p := range r.publications() {
-		s.timers.stop(&p.exp)
+		s.timers.stop(p)
 		if at == 0 || p.exp.at < at {
 			at = p.exp.at
 		}
@@ -396,15 +396,23 @@ func (r *resource) keepState(state []byte, version uint64) {
 
 func (r *resource) addWatcher(d *dialog) {
 	if r.watchers == nil {
-		r.watchers = map[string]*dialog{}
+		r.watchers = map[hashKey]*dialog{}
 	}
-	r.watchers[d.id()] = d
+	r.watchers[keyOf(d.id())] = d
 }
 
-// removeWatcher drops the watcher with dialog ID id; a rendering kept
-// for the next one goes with the last.
-func (r *resource) removeWatcher(id string) {
-	delete(r.watchers, id)
+// watcher is r's watcher with dialog ID id, nil if none.
+func (r *resource) watcher(id string) *dialog {
+	if d := r.watchers[keyOf(id)]; d != nil && d.id() == id {
+		return d
+	}
+	return nil
+}
+
+// removeWatcher drops d from r's watchers; a rendering kept for the next
+// one goes with the last.
+func (r *resource) removeWatcher(d *dialog) {
+	delete(r.watchers, keyOf(d.id()))
 	if len(r.watchers) == 0 {
 		r.reuse = nil
 	}

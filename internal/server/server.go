@@ -162,8 +162,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	resources index[*resource]
-	cold      index[uint64] // the store ids of presentities let go of (Server.cool)
-	dialogs   map[string]*dialog
+	cold      index[uint64]       // the store ids of presentities let go of (Server.cool)
+	dialogs   map[hashKey]*dialog // by dialog ID (keyOf; Server.dialog)
 	// wsDialogs are the subscriptions that came over each WebSocket
 	// connection, by transport and source: the connection is the only way
 	// to reach them, so they end with it (wsClosed).
@@ -186,7 +186,7 @@ type Server struct {
 	storeDue storeDeadline
 	inFlight atomic.Int64
 	sources  *sourceLimiter
-	watching map[string]int // subscriptions per watcher URI, under mu
+	watching map[hashKey]int // subscriptions per watcher URI (keyOf), under mu
 	lists    lists
 	// renders are the resources whose watchers a change left to render
 	// after its answer (change.renderLater), each with when the first
@@ -241,7 +241,7 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, contactHeaders: map[string]sip.Header{}, resources: index[*resource]{}, cold: index[uint64]{},
-		dialogs: map[string]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
+		dialogs: map[hashKey]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	s.rendered = sync.NewCond(&s.renderMu)
 	if s.opt.Registrar == (RegistrarBounds{}) {
@@ -256,7 +256,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s.logLimit = rateLimit{perSecond: 50, log: s.log, what: "request refused"}
 	s.storeLog = rateLimit{perSecond: 5, log: s.log, what: "store commit failed"}
-	s.watching = map[string]int{}
+	s.watching = map[hashKey]int{}
 	if n := opt.Limits.RequestsPerSecondPerSource; n > 0 {
 		s.sources = newSourceLimiter(n)
 	}

@@ -218,9 +218,9 @@ func (s *Server) rerender(r *resource, d *dialog) *change {
 func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.Event, ep *eventPackage, localTag string) error {
 	remoteTag, _ := req.From().Params.Get("tag")
 	s.mu.Lock()
-	d := s.dialogs[dialogID(req.CallID().Value(), localTag, remoteTag)]
+	d := s.dialog(dialogID(req.CallID().Value(), localTag, remoteTag))
 	if d == nil {
-		d = s.dialogs[legacyDialogID(req.CallID().Value(), localTag, remoteTag)]
+		d = s.dialog(legacyDialogID(req.CallID().Value(), localTag, remoteTag))
 	}
 	s.mu.Unlock()
 	if d == nil {

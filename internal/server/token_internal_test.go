@@ -3,6 +3,7 @@ package server
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -51,7 +52,7 @@ func TestDialogIdentity(t *testing.T) {
 	d := &dialog{res: r}
 	d.setIdentity(f)
 	got := identity{d.id(), d.callID(), d.localTag(), d.remoteTag(), d.localURI(), d.remoteURI(), d.routeSet(),
-		d.transport(), d.source(), d.instance(), d.eventID(), d.target}
+		d.transport(), d.source(), d.instance(), d.eventID(), d.target()}
 	if !slices.Equal(got.routeSet, f.routeSet) || !d.hasRoutes() {
 		t.Errorf("route set %q, want %q", got.routeSet, f.routeSet)
 	}
@@ -61,6 +62,19 @@ func TestDialogIdentity(t *testing.T) {
 	}
 	if d.omits&localFromRes == 0 {
 		t.Error("our URI, the resource's, was kept again")
+	}
+	// A refresh's Contact is kept only when it moved the target.
+	d.retarget(strings.Clone(f.target))
+	if d.moved != "" || d.target() != f.target {
+		t.Errorf("refresh to the same Contact: kept %q, target %q", d.moved, d.target())
+	}
+	d.retarget("sip:bob@192.0.2.9")
+	if d.target() != "sip:bob@192.0.2.9" || d.field(identTarget) != f.target {
+		t.Errorf("target refresh: target %q, first %q", d.target(), d.field(identTarget))
+	}
+	d.retarget(f.target)
+	if d.moved != "" || d.target() != f.target {
+		t.Errorf("target refreshed back: kept %q, target %q", d.moved, d.target())
 	}
 	// A local tag the id starts with is read from the id; one it does not
 	// (a legacy id, a tag that is a prefix of the id only up to another

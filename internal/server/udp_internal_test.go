@@ -364,7 +364,7 @@ func TestUDPNotifyDue(t *testing.T) {
 	ordered := func() {
 		t.Helper()
 		for i := 1; i < len(n.due); i++ {
-			if n.due[i].pos != i+1 || n.due[i].at < n.due[(i-1)/2].at {
+			if e := n.due[i].due(); e.pos != i+1 || e.at < n.due[(i-1)/2].due().at {
 				t.Fatalf("due out of order at %d", i)
 			}
 		}
@@ -387,8 +387,8 @@ func TestUDPNotifyDue(t *testing.T) {
 		t.Errorf("after %d final responses of %d: %d due, %d in the table", count/2, count, len(n.due), len(n.txs))
 	}
 	ordered()
-	for _, e := range n.due {
-		if tx := e.owner.(*notifyTx); tx.interval != sip.T2 || e.at < before.Add(sip.T2).UnixNano() {
+	for _, o := range n.due {
+		if tx, e := o.(*notifyTx), o.due(); tx.interval != sip.T2 || e.at < before.Add(sip.T2).UnixNano() {
 			t.Errorf("after a 100: next in %v, at %v from then", tx.interval, time.Duration(e.at-before.UnixNano()))
 		}
 	}

@@ -38,7 +38,7 @@ type udpNotifies struct {
 	mu  sync.Mutex
 	txs map[string]*notifyTx // by branch
 	// due are the same by when retransmit is next to look at each
-	// (notifyTx.due), soonest first: a tick reads the few due, not every
+	// (notifyTx.exp), soonest first: a tick reads the few due, not every
 	// NOTIFY waiting (RATIONALE.md "NOTIFYs over UDP without sipgo's
 	// client transactions"). The heap is the expiries' (timers.go).
 	due expiryHeap
@@ -79,27 +79,27 @@ type notifyTx struct {
 	timeout  time.Time     // Timer F
 	interval time.Duration // Timer E
 	res      chan notifyResult
-	// due is its entry in udpNotifies.due, at the sooner of next and
+	// exp is its entry in udpNotifies.due, at the sooner of next and
 	// timeout.
-	due expiry
+	exp expiry
 }
 
-// expired makes a notifyTx an expiry's owner, found from its entry in
-// udpNotifies.due; retransmit, not timers, reads that heap, and never
-// calls it.
+// expired and due make a notifyTx an expiry's owner, in udpNotifies.due;
+// retransmit, not timers, reads that heap, and never calls expired.
 func (*notifyTx) expired(*Server) {}
+func (tx *notifyTx) due() *expiry { return &tx.exp }
 
 // setNext sets tx's next retransmission at now+interval.
 func (tx *notifyTx) setNext(now time.Time, interval time.Duration) {
 	tx.interval, tx.next = interval, now.Add(interval)
-	tx.due.at = min(tx.next.UnixNano(), tx.timeout.UnixNano())
+	tx.exp.at = min(tx.next.UnixNano(), tx.timeout.UnixNano())
 }
 
 // schedule sets tx's next retransmission at now+interval and moves it in
 // due; under n.mu.
 func (n *udpNotifies) schedule(tx *notifyTx, now time.Time, interval time.Duration) {
 	tx.setNext(now, interval)
-	heap.Fix(&n.due, tx.due.pos-1)
+	heap.Fix(&n.due, tx.exp.pos-1)
 }
 
 // end takes tx out of the table and of due; under n.mu.
@@ -107,8 +107,8 @@ func (n *udpNotifies) end(tx *notifyTx) {
 	if n.txs[tx.branch] == tx {
 		delete(n.txs, tx.branch)
 	}
-	if tx.due.pos > 0 {
-		heap.Remove(&n.due, tx.due.pos-1)
+	if tx.exp.pos > 0 {
+		heap.Remove(&n.due, tx.exp.pos-1)
 	}
 }
 
@@ -139,8 +139,8 @@ func (n *udpNotifies) retransmit(ctx context.Context, log func(error)) {
 func (n *udpNotifies) tick(now time.Time, due []*notifyTx) []*notifyTx {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for len(n.due) > 0 && n.due[0].at <= now.UnixNano() {
-		tx := n.due[0].owner.(*notifyTx)
+	for len(n.due) > 0 && n.due[0].due().at <= now.UnixNano() {
+		tx := n.due[0].(*notifyTx)
 		if !now.Before(tx.timeout) {
 			n.end(tx)
 			tx.res <- notifyResult{} // code 0: no final response
@@ -161,8 +161,7 @@ func (n *udpNotifies) add(tx *notifyTx, now time.Time) {
 	}
 	n.txs[tx.branch] = tx
 	tx.setNext(now, sip.T1)
-	tx.due.owner = tx
-	heap.Push(&n.due, &tx.due)
+	heap.Push(&n.due, tx)
 }
 
 // do sends wire (udpNotify) with cseq from conn to dest, with a Via of
