@@ -12,10 +12,17 @@ import (
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
+// nodeLease is the test nodes' lease: short, so that a takeover comes
+// soon, but 2 s, not 1: with a lease of 1 s renewed every third of it, a
+// renewal late by a few hundred milliseconds on a loaded machine (the
+// test packages and PostgreSQL sharing two cores) lost a live node's
+// lease, and its dialogs went to another node in the middle of a test.
+const nodeLease = 2 * time.Second
+
 // startNodeDaemons starts n daemons with the presence module on one
-// pgtest database, each with its own data_dir and port, their leases a
-// second, publications of a second or more taken: the nodes of a cluster
-// (docs/cluster.md). It returns them and their SIP addresses.
+// pgtest database, each with its own data_dir and port, their leases
+// nodeLease, publications of a second or more taken: the nodes of a
+// cluster (docs/cluster.md). It returns them and their SIP addresses.
 func startNodeDaemons(t *testing.T, n int) ([]*daemon, []string) {
 	bin := buildDaemon(t)
 	dsn := pgtest.DSN(t)
@@ -23,7 +30,7 @@ func startNodeDaemons(t *testing.T, n int) ([]*daemon, []string) {
 	var addrs []string
 	for range n {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		d := startDaemon(t, bin, "-config", paConfig(t, addr, fmt.Sprintf("backend = \"postgres\"\ndsn = %q\nlease = \"1s\"\n[publication]\nmin_expires = 1", dsn)))
+		d := startDaemon(t, bin, "-config", paConfig(t, addr, fmt.Sprintf("backend = \"postgres\"\ndsn = %q\nlease = %q\n[publication]\nmin_expires = 1", dsn, nodeLease)))
 		d.serving(t)
 		ds, addrs = append(ds, d), append(addrs, addr)
 	}
@@ -55,7 +62,7 @@ func TestDaemonsShareChanges(t *testing.T) {
 
 	ds[0].kill(t)
 	killed := time.Now()
-	bound := secs*time.Second + 2*time.Second + 2*time.Second // the expiry, two leases, and slack
+	bound := secs*time.Second + 2*nodeLease + 2*time.Second // the expiry, two leases, and slack
 	n := w.NotifyWithin(bound)
 	if n == nil {
 		t.Fatalf("no NOTIFY within %v of the kill", bound)
@@ -65,7 +72,7 @@ func TestDaemonsShareChanges(t *testing.T) {
 	}
 }
 
-// Three daemons on one database (leases of a second), two watchers of
+// Three daemons on one database (leases of nodeLease), two watchers of
 // carol on each, a publication from each. One is killed with SIGKILL:
 // its watchers are taken on by another daemon, in the same dialogs, CSeq
 // rising, that daemon's Contact in the NOTIFY, with every acknowledged
@@ -152,7 +159,7 @@ func TestSIGKILLedDaemonsDialogsAreTakenOver(t *testing.T) {
 	}
 	for _, w := range ws {
 		if w.node == 0 {
-			w.p.Quiet(2 * time.Second) // two leases: nothing more from anyone, the restarted node included
+			w.p.Quiet(2 * nodeLease) // two leases: nothing more from anyone, the restarted node included
 		}
 	}
 }
