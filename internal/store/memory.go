@@ -146,5 +146,19 @@ func (m *Memory) LoadPublications(_ context.Context, _ uint64, event, resource s
 	return ps, nil
 }
 
+// LoadSubscriptions implements Store.
+func (m *Memory) LoadSubscriptions(_ context.Context, ids []string) ([]Subscription, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var subs []Subscription
+	for _, id := range ids {
+		if v, ok := m.subs[id]; ok {
+			v.State = slices.Clone(v.State)
+			subs = append(subs, v)
+		}
+	}
+	return subs, nil
+}
+
 // Close implements Store.
 func (m *Memory) Close() error { return nil }

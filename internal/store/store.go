@@ -233,6 +233,12 @@ type Store interface {
 	// now, found as LoadResource finds it: what a server that let go of
 	// a presentity nobody watches reads back when a request names it.
 	LoadPublications(ctx context.Context, id uint64, event, resource string) ([]Publication, error)
+	// LoadSubscriptions returns the subscriptions stored now whose ids
+	// are among ids, in no given order, an id not stored left out: what
+	// a server that let go of idle subscriptions reads back when a
+	// request, an expiry or a change of their presentity needs them
+	// (one, or all of a presentity's at once).
+	LoadSubscriptions(ctx context.Context, ids []string) ([]Subscription, error)
 	Close() error
 }
 

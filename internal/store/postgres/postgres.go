@@ -508,6 +508,22 @@ func (s *Store) LoadPublications(ctx context.Context, _ uint64, event, resource 
 	return ps, nil
 }
 
+// LoadSubscriptions implements store.Store, by the primary key.
+func (s *Store) LoadSubscriptions(ctx context.Context, ids []string) ([]store.Subscription, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions WHERE id = ANY($1)`, ids)
+	var subs []store.Subscription
+	if err == nil {
+		subs, err = pgx.CollectRows(rows, scanSubscription)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load subscriptions from store %s: %w", s.where, unreached(err))
+	}
+	return subs, nil
+}
+
 // Close refuses what is still queued, waits for the transaction being
 // written, and closes the connections.
 func (s *Store) Close() error {

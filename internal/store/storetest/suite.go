@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StateAndPublicationsApart", stateAndPublicationsApart},
 		{"SubscriptionStateKeepsTheRest", subscriptionStateKeepsTheRest},
 		{"SubscriptionStatesInOrder", subscriptionStatesInOrder},
+		{"LoadSubscriptionsByID", loadSubscriptionsByID},
 		{"LocalCSeqNeverLowered", localCSeqNeverLowered},
 		{"BatchesAreAtomic", batchesAreAtomic},
 		{"ConcurrentCommitsAllLand", concurrentCommitsAllLand},
@@ -320,6 +321,45 @@ func subscriptionStateKeepsTheRest(t *testing.T, s store.Store) {
 	want := sub(1)
 	want.LocalCSeq, want.State, want.Status = 40, []byte("sent v2"), "pending"
 	wantSnapshot(t, s, &store.Snapshot{Subscriptions: []store.Subscription{want, sub(2)}})
+}
+
+// LoadSubscriptions returns the stored subscriptions named, as Load
+// would (their latest state, status and CSeq), and leaves out an id not
+// stored or deleted; more ids than a store may put in one query (SQLite
+// takes 500 to a statement) come back all the same.
+func loadSubscriptionsByID(t *testing.T, s store.Store) {
+	const n = 1100
+	var subs []store.Subscription
+	for i := range n {
+		subs = append(subs, sub(i))
+	}
+	commit(t, s, &store.Batch{Subscriptions: subs})
+	commit(t, s, &store.Batch{NotifyCSeqs: []store.NotifyCSeq{{ID: sub(1).ID, CSeq: 40}},
+		SubscriptionStates:  []store.SubscriptionState{{ID: sub(1).ID, State: []byte("sent v2"), Status: "pending"}},
+		DeleteSubscriptions: []string{sub(2).ID}})
+	wantSubscriptions := func(ids []string, want ...store.Subscription) {
+		t.Helper()
+		got, err := s.LoadSubscriptions(context.Background(), ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := normal(&store.Snapshot{Subscriptions: got}), normal(&store.Snapshot{Subscriptions: want}); !reflect.DeepEqual(g, w) {
+			t.Fatalf("LoadSubscriptions(%d ids): %d subscriptions, want %d; first %+v, want %+v",
+				len(ids), len(g.Subscriptions), len(w.Subscriptions), g.Subscriptions[:min(1, len(g.Subscriptions))], w.Subscriptions[:min(1, len(w.Subscriptions))])
+		}
+	}
+	one := sub(1)
+	one.LocalCSeq, one.State, one.Status = 40, []byte("sent v2"), "pending"
+	wantSubscriptions([]string{sub(1).ID}, one)
+	wantSubscriptions([]string{sub(3).ID, "nothing", sub(2).ID, sub(1).ID}, sub(3), one)
+	wantSubscriptions(nil)
+	var ids []string
+	var want []store.Subscription
+	for i := n - 1; i >= 3; i-- {
+		ids = append(ids, sub(i).ID)
+		want = append(want, sub(i))
+	}
+	wantSubscriptions(ids, want...)
 }
 
 // A batch of many SubscriptionStates, most of them alike (a crowd's
