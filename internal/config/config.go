@@ -97,6 +97,11 @@ type Registrar struct {
 	DefaultExpires int `toml:"default_expires"`
 }
 
+// DefaultIdleSubscriptions is store.idle_subscriptions when the file
+// does not say (internal/server RATIONALE.md "Idle subscriptions live in
+// the store").
+const DefaultIdleSubscriptions = 5 * time.Second
+
 // Store is the [store] table: where state is committed before a 2xx.
 type Store struct {
 	Backend string `toml:"backend"` // "sqlite" (durable, the default), "postgres" or "memory"
@@ -109,6 +114,12 @@ type Store struct {
 	// go without NOTIFYs when it dies, before another node takes them
 	// (docs/cluster.md, section 3). 0: server.DefaultLease.
 	Lease Duration `toml:"lease"`
+	// IdleSubscriptions is how long a subscription has nothing to send
+	// before the server lets go of it, its record in the store alone,
+	// read back when something needs it; 0 keeps every subscription in
+	// memory. Backend postgres keeps them all (a node hears of the
+	// others' changes through what it holds) and ignores it.
+	IdleSubscriptions Duration `toml:"idle_subscriptions"`
 }
 
 // RedactedDSN is s.DSN with its password, in the user part or in a
@@ -266,7 +277,7 @@ func defaults() *Config {
 		Subscription: Expires{MinExpires: 60, MaxExpires: 86400},
 		Publication:  Expires{MinExpires: 60, MaxExpires: 86400},
 		Registrar:    Registrar{MinExpires: 60, MaxExpires: 86400, DefaultExpires: 3600},
-		Store:        Store{Backend: "sqlite"},
+		Store:        Store{Backend: "sqlite", IdleSubscriptions: Duration{DefaultIdleSubscriptions}},
 		Admin:        Admin{Listen: "127.0.0.1:8070"},
 		Auth: Auth{Methods: []string{"PUBLISH", "SUBSCRIBE", "REGISTER"}, OwnerOnly: true,
 			NonceTTL: Duration{5 * time.Minute}, Algorithms: []string{"SHA-256", "MD5"}},
@@ -699,6 +710,9 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if d := c.Store.IdleSubscriptions.Duration; d < 0 {
+		return c.errorf("store.idle_subscriptions", "must not be negative (0 keeps every subscription in memory), got %s", d)
+	}
 	switch st := c.Store; st.Backend {
 	case "sqlite", "memory":
 		if st.DSN != "" {

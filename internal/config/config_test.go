@@ -37,6 +37,9 @@ func TestDefaultsApplied(t *testing.T) {
 	if want := []Listener{{Transport: "udp", Address: "127.0.0.1:5060"}, {Transport: "tcp", Address: "127.0.0.1:5060"}}; !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("listen = %+v", c.Listen)
 	}
+	if c.Store.IdleSubscriptions.Duration != 5*time.Second {
+		t.Errorf("store.idle_subscriptions = %s, want 5s", c.Store.IdleSubscriptions)
+	}
 	if e := (Expires{60, 86400}); c.Subscription != e || c.Publication != e {
 		t.Errorf("expires = %+v %+v", c.Subscription, c.Publication)
 	}
@@ -325,6 +328,12 @@ func TestErrors(t *testing.T) {
 		{"lease below a second",
 			"[store]\nbackend = \"postgres\"\ndsn = \"postgres://h/db\"\nlease = \"500ms\"\n",
 			`:4: key "store.lease": must be at least 1s, got 500ms`},
+		{"a negative idle time",
+			"[store]\nidle_subscriptions = \"-1s\"\n",
+			`:2: key "store.idle_subscriptions": must not be negative (0 keeps every subscription in memory), got -1s`},
+		{"an idle time that is no duration",
+			"[store]\nbackend = \"sqlite\"\nidle_subscriptions = \"soon\"\n",
+			`:3: key "store.idle_subscriptions": "soon" is not a duration`},
 		{"unknown store backend",
 			"[store]\nbackend = \"mysql\"\n",
 			`:2: key "store.backend": must be sqlite, postgres or memory, got "mysql"`},

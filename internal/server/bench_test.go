@@ -3,6 +3,8 @@ package server_test
 import (
 	"fmt"
 	"github.com/presenced/presenced/internal/extension/extensiontest"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -17,6 +19,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/presenced/presenced/internal/extension"
+	"github.com/presenced/presenced/internal/server"
 	"github.com/presenced/presenced/internal/store"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
@@ -324,7 +327,10 @@ func BenchmarkMemory(b *testing.B) {
 	}
 	paModule := func(t testing.TB) *extension.Module { return extensiontest.Load(t, paPkg, nil) }
 	for _, m := range []module{{"echo", "echo", "text/plain", echo}, {"pa", "presence", "application/pidf+xml", paModule}} {
-		for _, what := range []string{"publication", "subscription"} {
+		// An idle subscription is measured let go of (idle.go), as the
+		// daemon keeps one idle past store.idle_subscriptions, and held,
+		// as it keeps one that is not.
+		for _, what := range []string{"publication", "subscription", "idle-subscription"} {
 			b.Run(what+"/"+m.name, func(b *testing.B) {
 				memoryRun(b, heap, m.load, m.event, m.ctype, what, warm, n, presentities)
 			})
@@ -336,10 +342,25 @@ func memoryRun(b *testing.B, heap func() float64, load func(testing.TB) *extensi
 	event, ctype, what string, warm, n, presentities int) {
 	for i := 0; i < b.N; i++ {
 		mod := load(b)
-		f := start(b, benchStores(b)["sqlite"](), mod)
+		opt := server.Options{Store: benchStores(b)["sqlite"](), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Modules: []*extension.Module{mod}}
+		idle := what == "idle-subscription"
+		if idle {
+			opt.IdleSubscriptions = 100 * time.Millisecond
+		}
+		f := startFixture(b, opt)
 		p := siptest.NewPeer(b, "UDP", f.addr["UDP"])
+		// settled waits until every subscription idle is let go of.
+		settled := func() {
+			for idle {
+				if held, _ := server.Dialogs(f.srv); held == 0 {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
 		add := func(j int) {
-			if what == "subscription" {
+			if what != "publication" {
 				uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j%presentities)
 				if _, r := p.Subscribe(event, uri, "Expires: 3600"); r.StatusCode != 200 {
 					b.Fatalf("SUBSCRIBE: %d", r.StatusCode)
@@ -352,7 +373,7 @@ func memoryRun(b *testing.B, heap func() float64, load func(testing.TB) *extensi
 				b.Fatalf("PUBLISH: %d", r.StatusCode)
 			}
 		}
-		if what == "subscription" {
+		if what != "publication" {
 			for j := 0; j < presentities; j++ {
 				uri := fmt.Sprintf("sip:mem%d-%d@example.com", i, j)
 				if r := p.Publish(event, uri, ctype, pidf300(uri)); r.StatusCode != 200 {
@@ -363,11 +384,13 @@ func memoryRun(b *testing.B, heap func() float64, load func(testing.TB) *extensi
 		for j := 0; j < warm; j++ {
 			add(j)
 		}
+		settled()
 		before := heap()
 		for j := warm; j < warm+n; j++ {
 			add(j)
 		}
-		b.ReportMetric((heap()-before)/float64(n), "bytes/"+what)
+		settled()
+		b.ReportMetric((heap()-before)/float64(n), "bytes/"+strings.TrimPrefix(what, "idle-"))
 	}
 }
 

@@ -136,6 +136,13 @@ func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 		if err := c.s.warm(r); err != nil {
 			return nil, err
 		}
+		// Every watcher is rendered for: those let go of are read back
+		// first, unless they are left to a rendering of their own.
+		if in.Watchers == nil && !(apart(in.Op) && r.watcherCount() >= renderApart) {
+			if err := c.s.thawWatchers(r); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if !c.replaying {
 		c.journal = append(c.journal, proposal{r: r, in: in})
@@ -145,7 +152,7 @@ func (c *change) propose(r *resource, in abi.Request) (*abi.Response, error) {
 	later := false
 	switch {
 	case in.Watchers != nil:
-	case apart(in.Op) && len(r.watchers) >= renderApart:
+	case apart(in.Op) && r.watcherCount() >= renderApart:
 		in.Watchers, later = []abi.Watcher{}, true
 	default:
 		in.Watchers = make([]abi.Watcher, 0, len(r.watchers))
@@ -556,6 +563,9 @@ func (s *Server) renderLater(r *resource) {
 // holds r.mu throughout: its commit locks the lists (change.lockLists),
 // which are locked after their members.
 func (s *Server) renderUnlocked(r *resource, since time.Time) error {
+	if err := s.thawWatchers(r); err != nil {
+		return err
+	}
 	if !watched(r) {
 		return nil
 	}
@@ -596,6 +606,9 @@ func (s *Server) renderUnlocked(r *resource, since time.Time) error {
 // it was last sent, through one change whose NOTIFYs report a change at
 // since (zero: now). r.mu is held.
 func (s *Server) renderWatchers(r *resource, since time.Time) error {
+	if err := s.thawWatchers(r); err != nil {
+		return err
+	}
 	if !watched(r) {
 		return nil
 	}

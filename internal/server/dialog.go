@@ -70,6 +70,7 @@ type dialog struct {
 	reserved uint32
 	omits    omits // what ident leaves out; fixed
 	gone     bool  // terminated: no longer in res.watchers or Server.dialogs; under res.mu
+	cooled   bool  // gone because let go of (coolDialog): its record lives on in the store; under res.mu
 	sending  bool  // under qmu
 	failed   bool  // under qmu
 }
@@ -962,6 +963,7 @@ func (s *Server) link(d *dialog) {
 	if s.opt.Watch != nil {
 		s.opt.Watch.Watch(d.event(), d.resource())
 	}
+	s.noteHeld(d, time.Now().UnixNano())
 }
 
 // forget unlinks d from its resource and the indexes; r.mu is held.
@@ -1083,7 +1085,7 @@ func (s *Server) watcherEvent(d *dialog, status, event string) {
 	}
 	w := s.lockResource(wp, d.resource())
 	defer s.release(w)
-	if len(w.watchers) == 0 {
+	if w.watcherCount() == 0 {
 		// Nobody watches: no module call, no commit, no state growing with
 		// every subscription. The first watcher-info subscriber has the
 		// state rebuilt from the live subscriptions (rebuildWatcherInfo).
@@ -1140,7 +1142,11 @@ func watcherEventOf(d *dialog, status, event string) *abi.WatcherEvent {
 func (s *Server) rebuildWatcherInfo(w, watched *resource) error {
 	c := s.newChange()
 	c.reset(w)
-	for _, d := range watched.watchers {
+	ds, err := s.watchersOf(watched)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
 		if _, err := c.propose(w, abi.Request{Op: abi.OpWatcherEvent, Watchers: []abi.Watcher{},
 			WatcherEvent: watcherEventOf(d, d.status(), "subscribe")}); err != nil {
 			return err

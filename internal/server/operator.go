@@ -138,7 +138,7 @@ func (s *Server) Subscriptions(f Filter) []SubscriptionInfo {
 	var out []SubscriptionInfo
 	for _, r := range s.resourcesSnapshot() {
 		s.lock(r)
-		for _, d := range r.watchers {
+		for _, d := range s.listed(r) {
 			if f.match(d.event(), d.resource(), d.remoteURI()) {
 				out = append(out, subscriptionInfo(d))
 			}
@@ -147,6 +147,17 @@ func (s *Server) Subscriptions(f Filter) []SubscriptionInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out
+}
+
+// listed is every watcher of r for a listing (watchersOf); r.mu is
+// held. A listing has no answer to refuse if the store fails: it lists
+// those held, and the failure is logged.
+func (s *Server) listed(r *resource) []*dialog {
+	ds, err := s.watchersOf(r)
+	if err != nil {
+		s.log.Warn("subscriptions let go of left out of a listing", "resource", r.key.uri, "err", err)
+	}
+	return ds
 }
 
 // Publications lists the live publications that match f (Watcher unused).
@@ -250,7 +261,7 @@ func (s *Server) presentity(r *resource, render bool) PresentityInfo {
 	for p := range r.publications() {
 		info.Publications = append(info.Publications, publicationInfo(p))
 	}
-	for _, d := range r.watchers {
+	for _, d := range s.listed(r) {
 		info.Subscriptions = append(info.Subscriptions, subscriptionInfo(d))
 	}
 	if render {
@@ -273,20 +284,19 @@ func (s *Server) Terminate(id, reason string) error {
 	if !slices.Contains(terminationReasons, reason) {
 		return fmt.Errorf("reason %q is not one of %s", reason, strings.Join(terminationReasons, ", "))
 	}
-	s.mu.Lock()
-	d := s.dialog(id)
-	s.mu.Unlock()
-	if d == nil {
+	d, err := s.lockDialog(id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("subscription %s: %w", id, err)
+	case d == nil:
 		return fmt.Errorf("subscription %s: %w", id, ErrNotFound)
-	}
-	if d.isList() {
+	case d.isList():
 		if err := s.dropList(d, true, false, reason); err != nil {
 			return fmt.Errorf("subscription %s: %w", id, err)
 		}
 		return nil
 	}
 	r := d.res
-	s.lock(r)
 	defer s.release(r)
 	if d.gone {
 		return fmt.Errorf("subscription %s: %w", id, ErrNotFound)

@@ -114,6 +114,10 @@ type resource struct {
 	// not fired is due, or later: 0 if none is known. Letting go of r
 	// again arms none that would fire no earlier.
 	coldAt int64
+	// idle are r's watchers let go of (idle.go), nil if none: r is held
+	// while it has any, its earliest expiry among their's armed as a
+	// cold one (coldAt).
+	idle *idleWatchers
 }
 
 // publication is a live publication, its fields changed only under
@@ -226,7 +230,7 @@ func (r *resource) addRecord(rec store.Publication) *publication {
 // store other nodes write (leases) keeps every resource: a node's
 // watchers hear of the others' changes through the resources it holds.
 func (s *Server) coolable(r *resource) bool {
-	return s.leases == nil && !r.dead && len(r.watchers) == 0 && r.pins == 0 && !r.rendering && !r.unread &&
+	return s.leases == nil && !r.dead && r.watcherCount() == 0 && r.pins == 0 && !r.rendering && !r.unread &&
 		(r.pubs != nil || r.cold)
 }
 
@@ -278,6 +282,9 @@ func (s *Server) expireCold(key resourceKey) {
 	}
 	for _, p := range due {
 		s.expireLocked(r, p)
+	}
+	if r.idleCount() > 0 {
+		s.expireIdle(r)
 	}
 }
 
@@ -387,7 +394,7 @@ func (r *resource) keepState(state []byte, version uint64) {
 	// A deletion stores version 0, as SQLite's restored states have:
 	// the version alone would not tell the two states apart.
 	r.stored, r.reuse = version, nil
-	if len(r.watchers) == 0 && len(state) > 0 {
+	if r.watcherCount() == 0 && len(state) > 0 {
 		r.state, r.cold = nil, true
 		return
 	}
@@ -413,7 +420,7 @@ func (r *resource) watcher(id string) *dialog {
 // one goes with the last.
 func (r *resource) removeWatcher(d *dialog) {
 	delete(r.watchers, keyOf(d.id()))
-	if len(r.watchers) == 0 {
+	if r.watcherCount() == 0 {
 		r.reuse = nil
 	}
 }
@@ -422,7 +429,7 @@ func (r *resource) removeWatcher(d *dialog) {
 // or letting go of it (cool) when nothing needs it in memory.
 func (s *Server) release(r *resource) {
 	switch {
-	case r.unread && len(r.watchers) == 0 && r.pins == 0:
+	case r.unread && r.watcherCount() == 0 && r.pins == 0:
 		// Never read back (the store failed): cold again, as it was.
 		r.dead = true
 		s.mu.Lock()
@@ -431,7 +438,7 @@ func (s *Server) release(r *resource) {
 		s.mu.Unlock()
 	case s.coolable(r):
 		s.cool(r)
-	case r.pubs == nil && len(r.watchers) == 0 && len(r.state) == 0 && !r.cold && r.pins == 0:
+	case r.pubs == nil && r.watcherCount() == 0 && len(r.state) == 0 && !r.cold && r.pins == 0:
 		r.dead = true
 		s.mu.Lock()
 		s.resources.remove(r.key, r)

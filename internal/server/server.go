@@ -110,6 +110,12 @@ type Options struct {
 	// change at once.
 	Lists        []rls.List
 	ListThrottle time.Duration
+	// IdleSubscriptions is how long a subscription has nothing to send
+	// before it is let go of, its record in the store alone, read back
+	// when something needs it (RATIONALE.md "Idle subscriptions live in
+	// the store"); 0 keeps every one in memory, as a store several nodes
+	// share (leases) always does.
+	IdleSubscriptions time.Duration
 }
 
 // Server is a running presence server.
@@ -164,6 +170,10 @@ type Server struct {
 	resources index[*resource]
 	cold      index[uint64]       // the store ids of presentities let go of (Server.cool)
 	dialogs   map[hashKey]*dialog // by dialog ID (keyOf; Server.dialog)
+	// idleDialogs are the resources of the dialogs let go of (idle.go),
+	// by dialog ID (keyOf), and idle the dialogs held, for sweepIdle.
+	idleDialogs map[hashKey]*resource
+	idle        idleQueue
 	// wsDialogs are the subscriptions that came over each WebSocket
 	// connection, by transport and source: the connection is the only way
 	// to reach them, so they end with it (wsClosed).
@@ -241,7 +251,7 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, log: opt.Logger, store: opt.Store,
 		domains: map[string]bool{},
 		contact: map[string]sip.Uri{}, contactHeaders: map[string]sip.Header{}, resources: index[*resource]{}, cold: index[uint64]{},
-		dialogs: map[hashKey]*dialog{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
+		dialogs: map[hashKey]*dialog{}, idleDialogs: map[hashKey]*resource{}, wsDialogs: map[wsConn]map[*dialog]struct{}{}, renders: map[*resource]time.Time{},
 		bindings: map[string]map[string]*binding{}, flows: map[string][]flow{}}
 	s.rendered = sync.NewCond(&s.renderMu)
 	if s.opt.Registrar == (RegistrarBounds{}) {
@@ -390,6 +400,9 @@ func (s *Server) Start() error {
 		s.wg.Add(2)
 		go s.every(s.lease()/leaseRenewals, s.keepLease)
 		go s.every(s.lease(), s.expireLeftNow)
+	} else if t := s.opt.IdleSubscriptions; t > 0 {
+		s.wg.Add(1)
+		go s.every(idleTick(t), s.sweepIdle)
 	}
 	return nil
 }

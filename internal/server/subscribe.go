@@ -51,12 +51,12 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) error {
 	r := s.lockResource(ep, uri)
 	defer s.release(r)
 	d := dialogFor(req, r, ev)
-	if watched != nil && len(r.watchers) == 0 {
+	if watched != nil && r.watcherCount() == 0 {
 		if err := s.rebuildWatcherInfo(r, watched); err != nil {
 			return err
 		}
 	}
-	if max := s.opt.Limits.MaxWatchersPerPresentity; max > 0 && len(r.watchers) >= max {
+	if max := s.opt.Limits.MaxWatchersPerPresentity; max > 0 && r.watcherCount() >= max {
 		return refusef(403, "%s has %d watchers, the limit", uri, max)
 	}
 	if max := s.opt.Limits.MaxSubscriptionsPerWatcher; max > 0 && s.watchingCount(d.remoteURI()) >= max {
@@ -217,20 +217,19 @@ func (s *Server) rerender(r *resource, d *dialog) *change {
 // with Expires: 0 an unsubscribe.
 func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, ev header.Event, ep *eventPackage, localTag string) error {
 	remoteTag, _ := req.From().Params.Get("tag")
-	s.mu.Lock()
-	d := s.dialog(dialogID(req.CallID().Value(), localTag, remoteTag))
-	if d == nil {
-		d = s.dialog(legacyDialogID(req.CallID().Value(), localTag, remoteTag))
+	d, err := s.lockDialog(dialogID(req.CallID().Value(), localTag, remoteTag))
+	if d == nil && err == nil {
+		d, err = s.lockDialog(legacyDialogID(req.CallID().Value(), localTag, remoteTag))
 	}
-	s.mu.Unlock()
-	if d == nil {
+	switch {
+	case err != nil:
+		return err
+	case d == nil:
 		return refuse(481, "no such subscription")
-	}
-	if d.isList() {
+	case d.isList():
 		return s.refreshList(req, tx, ev, ep, d)
 	}
 	r := d.res
-	s.lock(r)
 	defer s.release(r)
 	secs, err := s.inDialog(req, ev, ep, d)
 	if err != nil {
