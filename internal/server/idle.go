@@ -95,8 +95,8 @@ func (s *Server) noteHeld(d *dialog, at int64) {
 	s.idle.mu.Unlock()
 }
 
-// takeIdle removes from the queue the entries seen busy last before
-// cutoff.
+// take removes from the front of the queue the entries last seen busy
+// before cutoff.
 func (q *idleQueue) take(cutoff int64) []idleEntry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -115,8 +115,8 @@ func (q *idleQueue) take(cutoff int64) []idleEntry {
 	return out
 }
 
-// idleTick is how often sweepIdle runs for an idle time of d: often
-// enough that a dialog is let go of within a quarter more than d.
+// idleTick is how often sweepIdle runs for an idle time of d: a dialog
+// idle since it was queued is let go of at most a quarter of d late.
 func idleTick(d time.Duration) time.Duration {
 	return min(max(d/4, 50*time.Millisecond), time.Second)
 }
@@ -180,6 +180,12 @@ func (s *Server) coolDialog(d *dialog, cutoff int64) int64 {
 	s.idleDialogs[keyOf(d.id())] = r
 	s.mu.Unlock()
 	s.armIdle(r, d.exp.at)
+	if len(r.watchers) == 0 && !r.cold {
+		// Nobody held: r's state and its rendering kept for the next
+		// watcher go to the store too, as an unwatched presentity's do
+		// (keepState), and come back with the next module call (warm).
+		r.keepState(r.state, r.stored)
+	}
 	return 0
 }
 

@@ -389,12 +389,12 @@ func (s *Server) warm(r *resource) error {
 }
 
 // keepState makes state, at version, r's: held in memory while r has
-// watchers, else left in the store alone (cold). r.mu is held.
+// watchers held, else left in the store alone (cold). r.mu is held.
 func (r *resource) keepState(state []byte, version uint64) {
 	// A deletion stores version 0, as SQLite's restored states have:
 	// the version alone would not tell the two states apart.
 	r.stored, r.reuse = version, nil
-	if r.watcherCount() == 0 && len(state) > 0 {
+	if len(r.watchers) == 0 && len(state) > 0 {
 		r.state, r.cold = nil, true
 		return
 	}
