@@ -146,7 +146,7 @@ type Limits struct {
 	MaxWatchersPerPresentity     int      `toml:"max_watchers_per_presentity"`     // 403 above
 	MaxPublicationsPerPresentity int      `toml:"max_publications_per_presentity"` // 403 above
 	RequestsPerSecondPerSource   int      `toml:"requests_per_second_per_source"`  // 503 + Retry-After above
-	MaxInFlight                  int      `toml:"max_in_flight"`                   // requests being handled or queued at once; 503 + Retry-After above
+	MaxInFlight                  int      `toml:"max_in_flight"`                   // requests being handled or queued at once, less those waiting for their commit while commits keep up (2x in all); 503 + Retry-After above
 	TCPIdleTimeout               Duration `toml:"tcp_idle_timeout"`                // an idle TCP/TLS connection is closed after it
 	// TrustedSources are proxies (CIDRs or addresses) whose requests are
 	// accounted to the client their Vias name, not to the proxy.

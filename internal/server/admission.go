@@ -11,18 +11,17 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// admit applies overload control before any work: at most MaxInFlight
-// requests are handled at once and each source IP gets
-// RequestsPerSecondPerSource; the excess is answered 503 with Retry-After
-// at once, which costs far less than serving it (sipgo alone collapsed
-// under twice its sustainable rate: offered 22,000 SUBSCRIBE/s it completed
-// 4,601/s with 74,365 goroutines). A request it admits counts in
-// s.inFlight until the handler returns.
+// admit applies overload control before any work: past max_in_flight
+// requests (tooBusy) or past RequestsPerSecondPerSource from one source
+// the request is answered 503 with Retry-After at once, which costs far
+// less than serving it (sipgo alone collapsed under twice its sustainable
+// rate: offered 22,000 SUBSCRIBE/s it completed 4,601/s with 74,365
+// goroutines). A request it admits counts in s.inFlight until the handler
+// returns.
 func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
-	n := s.inFlight.Add(1)
-	if max := s.opt.Limits.MaxInFlight; max > 0 && n > int64(max) {
+	if why := s.tooBusy(s.inFlight.Add(1)); why != "" {
 		s.inFlight.Add(-1)
-		s.reply(req, tx, 503, "server busy: max_in_flight requests handled", sip.NewHeader("Retry-After", "1"))
+		s.reply(req, tx, 503, why, sip.NewHeader("Retry-After", "1"))
 		return false
 	}
 	if s.sources != nil {
@@ -38,6 +37,56 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 		}
 	}
 	return true
+}
+
+// inFlightAll is how many times max_in_flight requests may be held in
+// all, those waiting for their commit included.
+const inFlightAll = 2
+
+// commitLagFree is how long the last commit may have waited for requests
+// waiting for theirs to be left out of max_in_flight: a stall of the
+// disk's flush is shorter, and a writer that fell behind is longer.
+const commitLagFree = 100 * time.Millisecond
+
+// tooBusy is why a request that would make n requests held (handled or
+// queued, itself included) is refused, or "". max_in_flight bounds the
+// requests that need the cores. One waiting for its commit does not
+// need them (waitCommit), so while commits keep up (the last waited
+// under commitLagFree) those are not counted, and a stall of the disk's
+// flush, tens of milliseconds with the cores idle, does not refuse what
+// they could serve; when the writer falls behind they count again, or
+// the workers admitted would take the writer's share of the cores and
+// its commits would fall further behind. All together stay under
+// inFlightAll times it, which bounds their memory.
+func (s *Server) tooBusy(n int64) string {
+	max := int64(s.opt.Limits.MaxInFlight)
+	if max <= 0 {
+		return ""
+	}
+	held := n
+	if time.Duration(s.commitLag.Load()) < commitLagFree {
+		held -= s.committing.Load()
+	}
+	switch {
+	case held > max:
+		return "server busy: max_in_flight requests handled and queued"
+	case n > inFlightAll*max:
+		return "server busy: max_in_flight requests handled and queued, most waiting for the store"
+	}
+	return ""
+}
+
+// waitCommit runs commit, a wait for the store's group commit, counted
+// in s.committing, and keeps how long it waited (s.commitLag): the UDP
+// workers grow by one while it waits, so the queue is served during a
+// stall of the disk (udpTransactions.grow).
+func (s *Server) waitCommit(commit func() error) error {
+	s.udp.grow(s.committing.Add(1))
+	start := time.Now()
+	err := commit()
+	s.commitLag.Store(int64(time.Since(start)))
+	s.committing.Add(-1)
+	return err
 }
 
 // trusted reports whether host (an IP address) is a trusted source.

@@ -283,7 +283,7 @@ func (c *change) commit() error {
 			return nil
 		}
 		ctx := c.s.storeContext()
-		err := c.s.store.Commit(ctx, &c.batch)
+		err := c.s.waitCommit(func() error { return c.s.store.Commit(ctx, &c.batch) })
 		if err == nil {
 			return nil
 		}

@@ -21,7 +21,7 @@ import (
 // right there, statelessly (RFC 3261 §8.2.7), and dropped:
 //
 //   - while the server is over max_in_flight (requests handled and
-//     queued) or the source over requests_per_second_per_source, with
+//     queued, less those waiting for their commit: tooBusy) or the source over requests_per_second_per_source, with
 //     503 + Retry-After (for UDP the source's token is taken here, and
 //     admit does not take another);
 //   - a request sipgo's parser refuses, with 400 (a Content-Length beyond
@@ -119,8 +119,8 @@ func (s *Server) refuseEarly(info sip.TransportReadProps, data []byte) ([]byte, 
 // overloaded is 503 and why while the server is over max_in_flight or the
 // datagram's source over its rate, else 0. It takes the source's token.
 func (s *Server) overloaded(info sip.TransportReadProps) (int, string) {
-	if s.opt.Limits.MaxInFlight > 0 && s.inFlight.Load()+int64(len(s.udp.queue)) >= int64(s.opt.Limits.MaxInFlight) {
-		return 503, "server busy: max_in_flight requests handled and queued"
+	if why := s.tooBusy(s.inFlight.Load() + int64(len(s.udp.queue)) + 1); why != "" {
+		return 503, why
 	}
 	if s.sources == nil {
 		return 0, ""

@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,18 +12,25 @@ import (
 
 	"github.com/presenced/presenced/internal/extension"
 	"github.com/presenced/presenced/internal/server"
+	"github.com/presenced/presenced/internal/store"
+	"github.com/presenced/presenced/internal/store/storetest"
 	"github.com/presenced/presenced/sdk/sdktest/siptest"
 )
 
-// rawPublish is a PUBLISH of body from the socket c, built by hand so the
-// test controls every header the refusal must copy.
+// rawPublish is a PUBLISH of body for alice from the socket c, built by
+// hand so the test controls every header the refusal must copy.
 func rawPublish(c net.Conn, branch, callID, body string) error {
+	return rawPublishFor(c, "alice", branch, callID, body)
+}
+
+// rawPublishFor is rawPublish for sip:user@example.com.
+func rawPublishFor(c net.Conn, user, branch, callID, body string) error {
 	local := c.LocalAddr().String()
-	m := "PUBLISH sip:alice@example.com SIP/2.0\r\n" +
+	m := "PUBLISH sip:" + user + "@example.com SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + local + ";branch=" + branch + ";rport\r\n" +
 		"Max-Forwards: 70\r\n" +
-		"From: <sip:alice@example.com>;tag=raw1\r\n" +
-		"t: <sip:alice@example.com>\r\n" + // compact To, no tag
+		"From: <sip:" + user + "@example.com>;tag=raw1\r\n" +
+		"t: <sip:" + user + "@example.com>\r\n" + // compact To, no tag
 		"i: " + callID + "\r\n" +
 		"CSeq: 7 PUBLISH\r\n" +
 		"Event: echo\r\nExpires: 60\r\nContent-Type: text/plain\r\n" +
@@ -117,5 +125,91 @@ func TestOverloadRefusedOnRead(t *testing.T) {
 			t.Fatalf("after the held call: %d", r.StatusCode)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A request waiting for its commit needs no core, so while commits keep
+// up max_in_flight does not count it: while a second connection holds
+// the SQLite file's write lock (as an operator's sqlite3 in a write
+// transaction would; a stall of the disk's flush holds commits the same
+// way), PUBLISHes to distinct presentities past max_in_flight (2) are
+// taken and wait, up to twice it in all; the ones past that are refused
+// 503 in the read loop. Once the lock is let go, every one taken is
+// answered 200. Those commits waited 300 ms, a writer behind: with the
+// lock taken again, requests waiting for their commit count, and the
+// third PUBLISH is refused.
+func TestCommitWaitsOutsideMaxInFlight(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "presenced.db")
+	st, err := store.OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := startWith(t, server.Options{
+		Listen:  []server.Listener{{Transport: "udp", Address: "127.0.0.1:0"}},
+		Modules: []*extension.Module{echo(t)},
+		Store:   st,
+		Limits:  server.Limits{MaxInFlight: 2},
+	})
+	c, err := net.Dial("udp", addrOf(srv, "udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	parser := sip.NewParser()
+	buf := make([]byte, 4096)
+	// round sends sent PUBLISHes under a held write lock, lets it go
+	// and returns each one's answer and the last 503's Warning.
+	round := func(name string, sent int) (codes map[string]int, busy string) {
+		release := storetest.HoldWriteLock(t, path)
+		for i := range sent {
+			if err := rawPublishFor(c, fmt.Sprintf("%s%d", name, i), fmt.Sprintf("z9hG4bK-%s%d", name, i), fmt.Sprintf("%s%d@test", name, i), "hi"); err != nil {
+				t.Fatal(err)
+			}
+			// Each reaches its commit before the next comes: the echo
+			// module's call takes microseconds.
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.AfterFunc(300*time.Millisecond, release)
+		codes = map[string]int{}
+		c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		for len(codes) < sent {
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("answers %v: %v", codes, err)
+			}
+			m, err := parser.ParseSIP(buf[:n])
+			if err != nil {
+				t.Fatalf("unparsable answer: %v\n%s", err, buf[:n])
+			}
+			r := m.(*sip.Response)
+			codes[strings.TrimSuffix(r.CallID().Value(), "@test")] = r.StatusCode
+			if h := r.GetHeader("Warning"); r.StatusCode == 503 && h != nil {
+				busy = h.Value()
+			}
+		}
+		return codes, busy
+	}
+	check := func(codes map[string]int, name string, sent, held int) {
+		t.Helper()
+		for i := range sent {
+			want := 200
+			if i >= held {
+				want = 503
+			}
+			if got := codes[fmt.Sprintf("%s%d", name, i)]; got != want {
+				t.Errorf("PUBLISH %s%d: %d, want %d (all: %v)", name, i, got, want, codes)
+			}
+		}
+	}
+	codes, busy := round("w", 6)
+	check(codes, "w", 6, 4)
+	if !strings.Contains(busy, "waiting for the store") {
+		t.Errorf("503's Warning past twice max_in_flight: %q", busy)
+	}
+	codes, busy = round("x", 3)
+	check(codes, "x", 3, 2)
+	if !strings.Contains(busy, "server busy") || strings.Contains(busy, "waiting for the store") {
+		t.Errorf("503's Warning with the writer behind: %q", busy)
 	}
 }

@@ -65,7 +65,7 @@ type Limits struct {
 	MaxWatchersPerPresentity     int // 403 above
 	MaxPublicationsPerPresentity int // 403 above
 	RequestsPerSecondPerSource   int // 503 + Retry-After above, per source IP
-	MaxInFlight                  int // requests handled or queued at once; 503 + Retry-After above
+	MaxInFlight                  int // requests handled or queued at once, less those waiting for their commit; 503 + Retry-After above (tooBusy)
 	TCPIdleTimeout               time.Duration
 	// TrustedSources are proxies: a request from one is accounted to, and
 	// logged as, the client its Vias name (clientAddr), and one a proxy
@@ -195,9 +195,15 @@ type Server struct {
 	storeLog rateLimit // of "store commit failed" lines: a full disk fails every request
 	storeDue storeDeadline
 	inFlight atomic.Int64
-	sources  *sourceLimiter
-	watching map[hashKey]int // subscriptions per watcher URI (keyOf), under mu
-	lists    lists
+	// committing counts the changes waiting for their commit (waitCommit):
+	// admission leaves them out of max_in_flight while commits keep up
+	// (commitLag, nanoseconds the last one waited), and the UDP workers
+	// are as many more.
+	committing atomic.Int64
+	commitLag  atomic.Int64
+	sources    *sourceLimiter
+	watching   map[hashKey]int // subscriptions per watcher URI (keyOf), under mu
+	lists      lists
 	// renders are the resources whose watchers a change left to render
 	// after its answer (change.renderLater), each with when the first
 	// change they report happened.

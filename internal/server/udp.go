@@ -30,10 +30,12 @@ import (
 // stays with sipgo: its transaction (ACK, Timers G and H) is another
 // machine, and the server only refuses it.
 
-// udpWorkers is how many requests the workers handle at once. A handler
-// blocks while its change waits for the store's group commit and while a
-// module call waits for an instance, so the pool must be larger than the
-// cores by the number of such waits: enough to fill a commit group.
+// udpWorkers is how many requests the workers handle at once, besides
+// those waiting for their commit. A handler blocks while its change waits
+// for the store's group commit and while a module call waits for an
+// instance, so the pool is larger than the cores by the number of such
+// waits; and while a stall of the disk's flush holds more commits than
+// that, one worker more runs for each (grow).
 const udpWorkers = 256
 
 // udpTransactions holds the UDP server transactions and the workers'
@@ -45,6 +47,9 @@ type udpTransactions struct {
 	// seeds of the two hashes of a transaction key: the first finds an
 	// answered transaction, the second, kept in its record, confirms it.
 	seeds [2]maphash.Seed
+
+	handle  func(*udpTx) // set by start, under mu
+	workers atomic.Int64 // running: udpWorkers, and one more for each change waiting for its commit
 
 	mu     sync.Mutex
 	closed bool                 // queue closed: the server is stopping
@@ -356,22 +361,13 @@ func newUDPTransactions(s *Server, queue int) *udpTransactions {
 }
 
 // start runs the workers until close and the sweeper until s.ctx ends.
-// A worker waits on the queue alone: with a select on s.ctx too, every
-// idle worker would be parked on that one channel as well.
 func (l *udpTransactions) start(handle func(*udpTx)) {
+	l.mu.Lock()
+	l.handle = handle
 	for range udpWorkers {
-		l.s.wg.Add(1)
-		go func() {
-			defer l.s.wg.Done()
-			for tx := range l.queue {
-				if l.s.ctx.Err() != nil {
-					tx.finish() // stopping: what is queued is dropped
-					continue
-				}
-				handle(tx)
-			}
-		}()
+		l.spawn()
 	}
+	l.mu.Unlock()
 	l.s.wg.Add(1)
 	go func() {
 		defer l.s.wg.Done()
@@ -386,6 +382,63 @@ func (l *udpTransactions) start(handle func(*udpTx)) {
 			}
 		}
 	}()
+}
+
+// spawn starts a worker, counted in l.workers; under l.mu, while the
+// queue is open (so s.wg, which counts the caller, cannot be done).
+func (l *udpTransactions) spawn() {
+	l.workers.Add(1)
+	l.s.wg.Add(1)
+	go l.work()
+}
+
+// work handles the queue's requests until close, or until the pool is
+// larger than it needs (retire). It waits on the queue alone: with a
+// select on s.ctx too, every idle worker would be parked on that one
+// channel as well.
+func (l *udpTransactions) work() {
+	defer l.s.wg.Done()
+	for tx := range l.queue {
+		if l.s.ctx.Err() != nil {
+			tx.finish() // stopping: what is queued is dropped
+			continue
+		}
+		l.handle(tx)
+		if l.retire() {
+			return
+		}
+	}
+	l.workers.Add(-1)
+}
+
+// grow starts a worker if fewer than udpWorkers would be left beside the
+// committing changes waiting for their commit, so that those waits,
+// which need no core, do not leave the queue unserved. Changes outside
+// the workers (timers, TCP) count too: a worker more than needed only
+// waits on the queue until it retires.
+func (l *udpTransactions) grow(committing int64) {
+	if l.workers.Load() >= udpWorkers+committing {
+		return
+	}
+	l.mu.Lock()
+	if l.handle != nil && !l.closed && l.workers.Load() < udpWorkers+committing {
+		l.spawn()
+	}
+	l.mu.Unlock()
+}
+
+// retire reports whether the worker calling it is one more than the
+// pool needs now, and if so counts it out.
+func (l *udpTransactions) retire() bool {
+	for {
+		n := l.workers.Load()
+		if n <= udpWorkers+l.s.committing.Load() {
+			return false
+		}
+		if l.workers.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 // close stops the workers once the queue is drained; receive takes no

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,101 +10,6 @@ import (
 	"testing"
 	"time"
 )
-
-// holdWriteLock takes the file's write lock from a second connection, as
-// an operator's sqlite3 in a write transaction does, and returns its
-// release.
-func holdWriteLock(t *testing.T, path string) (release func()) {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := db.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
-				t.Error(err)
-			}
-			conn.Close()
-			db.Close()
-		})
-	}
-	t.Cleanup(release)
-	return release
-}
-
-// A Commit whose deadline passes while another process holds the write
-// lock returns an error, and its batch is not written once the lock is
-// released: the server has answered 500 for it.
-func TestSQLiteCommitPastItsDeadlineIsNeverWritten(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "presenced.db")
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	release := holdWriteLock(t, path)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err = s.Commit(ctx, &Batch{Publications: []Publication{pub}})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("commit under a held lock: %v", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("the commit returned after %v, not at its deadline", d)
-	}
-	release()
-	// The writer takes batches in order: once a later one is written, the
-	// abandoned one has been dropped or written.
-	if err := s.Commit(context.Background(), &Batch{Bindings: []Binding{bind}}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s, err = OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	snap, err := s.Load(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(snap.Publications) != 0 || len(snap.Bindings) != 1 {
-		t.Fatalf("after the lock: publications %+v, bindings %+v", snap.Publications, snap.Bindings)
-	}
-}
-
-// A commit that waits for another process's write lock, within its
-// deadline, lands once the lock is released.
-func TestSQLiteCommitWaitsOutAHeldLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "presenced.db")
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	release := holdWriteLock(t, path)
-	time.AfterFunc(300*time.Millisecond, release)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Commit(ctx, &Batch{Publications: []Publication{pub}}); err != nil {
-		t.Fatalf("commit under a lock released in time: %v", err)
-	}
-	snap, err := s.Load(context.Background())
-	if err != nil || len(snap.Publications) != 1 {
-		t.Fatalf("publications %+v, %v", snap.Publications, err)
-	}
-}
 
 // Commits with deadlines from none to a few transactions, so that many
 // end while the writer is taking batches: every one that returned nil is
