@@ -295,12 +295,12 @@ func (s *Server) thawIDs(r *resource, ids []idleID) ([]*dialog, error) {
 		delete(s.idleDialogs, keyOf(p.String()))
 	}
 	s.mu.Unlock()
-	for _, p := range ids {
-		if i := slices.Index(r.idle.ids, p); i >= 0 {
-			r.idle.ids = slices.Delete(r.idle.ids, i, i+1)
-		}
-	}
-	if len(r.idle.ids) == 0 {
+	// ids are some of r.idle.ids, each once: all of them when a change
+	// renders for every watcher, where deleting them one by one was
+	// quadratic in the presentity's idle watchers.
+	if len(ids) < len(r.idle.ids) {
+		r.idle.ids = slices.DeleteFunc(r.idle.ids, func(p idleID) bool { return slices.Contains(ids, p) })
+	} else {
 		r.idle = nil
 	}
 	return ds, nil
