@@ -387,6 +387,54 @@ func TestHeldPoolGrows(t *testing.T) {
 	<-third
 }
 
+// A surplus instance made while a loop held the pool is let go of once
+// it has been idle for the linger, though no call comes to bring it back:
+// after a burst the pool shrinks to Instances, and a call then still
+// finds one.
+func TestIdleSurplusLetGo(t *testing.T) {
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: "hostile", Path: extensiontest.Build(t, hostilePkg), MemoryLimitMB: 32,
+		CallTimeout: hostileTimeout, Instances: 1, MaxInstances: 2,
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	m.SetSurplusLinger(300 * time.Millisecond)
+	fine := func() {
+		t.Helper()
+		if res, err := m.Handle(context.Background(), publishTo("hostile", "other")); err != nil || string(res.State) != "other" {
+			t.Fatalf("call: %+v, %v", res, err)
+		}
+	}
+	// a call that finds none idle makes the first instance, kept for good
+	fine()
+	loop := make(chan error, 1)
+	go func() {
+		_, err := m.Handle(context.Background(), publishTo("hostile", "loop"))
+		loop <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the only instance loops
+	fine()                            // made the surplus instance
+	if st := m.Stats(); st.Instances != 2 {
+		t.Fatalf("%+v: want 2 instances beside the loop", st)
+	}
+	<-loop // the loop's instance is dropped at its deadline
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Stats().Instances != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%+v: the idle surplus instance was kept", m.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fine()
+	if st := m.Stats(); st.Instances != 1 {
+		t.Fatalf("%+v: want the one instance the call made", st)
+	}
+}
+
 // A module that fails After times in a row is not called for a while:
 // calls fail at once with ErrBackoff (neither calls nor failures, and the
 // module never sees them); then one call is let through, whose failure

@@ -26,9 +26,11 @@ type instance struct {
 	stderr   *tailBuffer
 	// surplus: made above the pool's min, when its instances were held
 	// (pool.get), at made, and dropped when it comes back to find one
-	// idle, surplusLinger after made at the earliest.
+	// idle, surplusLinger after made at the earliest, or when it has been
+	// idle since idle for surplusLinger (pool.reap).
 	surplus bool
 	made    time.Time
+	idle    time.Time
 	// done ends the current call's sleeps (see nanosleep, which trusted
 	// modules do not use). Only the goroutine running the call touches it.
 	done <-chan struct{}

@@ -19,7 +19,8 @@ import (
 // growAfter: its instances are held by long calls (a loop running to its
 // deadline), not merely busy, and a call waiting behind them would wait
 // the whole deadline. Such a surplus instance is dropped when it comes
-// back to find another one idle, once it is surplusLinger old. A suspect call (its resource's last call
+// back to find another one idle, once it is surplusLinger old, or once it
+// has been idle for surplusLinger (reap). A suspect call (its resource's last call
 // overran) uses only the first min instances: it neither grows the pool
 // nor takes a surplus instance, which are for the calls the loops would
 // otherwise hold up. Waiting blocks on channels; it never spins.
@@ -29,16 +30,18 @@ type pool struct {
 	base      chan struct{}  // one token per live instance up to min
 	extra     chan struct{}  // one token per live instance above min
 	growAfter time.Duration
+	linger    time.Duration // surplusLinger unless a test shortens it
 	returned  atomic.Uint64 // instances put back or discarded, ever
 	make      func(context.Context) (*instance, error)
 
 	mu     sync.Mutex
 	closed bool
+	reaper bool // a reap is due (armReap)
 }
 
 func newPool(min, max int, growAfter time.Duration, mk func(context.Context) (*instance, error)) *pool {
 	return &pool{idle: make(chan *instance, min), spare: make(chan *instance, max-min),
-		base: make(chan struct{}, min), extra: make(chan struct{}, max-min), growAfter: growAfter, make: mk}
+		base: make(chan struct{}, min), extra: make(chan struct{}, max-min), growAfter: growAfter, linger: surplusLinger, make: mk}
 }
 
 var errClosed = errors.New("extension closed")
@@ -149,17 +152,61 @@ func (p *pool) release(surplus bool) {
 func (p *pool) put(in *instance) {
 	p.mu.Lock()
 	closed := p.closed
+	if !closed && in.surplus {
+		p.armReap()
+	}
 	p.mu.Unlock()
-	if closed || (in.surplus && (len(p.idle) > 0 || len(p.spare) > 0) && time.Since(in.made) >= surplusLinger) {
+	if closed || (in.surplus && (len(p.idle) > 0 || len(p.spare) > 0) && time.Since(in.made) >= p.linger) {
 		p.discard(in)
 		return
 	}
 	p.returned.Add(1)
 	if in.surplus {
+		in.idle = time.Now()
 		p.spare <- in
 	} else {
 		p.idle <- in
 	}
+}
+
+// armReap makes sure a reap comes within linger; under p.mu.
+func (p *pool) armReap() {
+	if !p.reaper {
+		p.reaper = true
+		time.AfterFunc(p.linger, p.reap)
+	}
+}
+
+// reap drops the surplus instances that have been idle for linger. put
+// drops one only when a call brings it back, and once the load that made
+// them is over no call takes them: the pool kept up to max instances
+// (some 8 MiB of linear memory each) for good after a burst.
+func (p *pool) reap() {
+	now := time.Now()
+	for n := len(p.spare); n > 0; n-- {
+		var in *instance
+		select {
+		case in = <-p.spare:
+		default: // calls took the rest
+		}
+		if in == nil {
+			break
+		}
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed || (now.Sub(in.idle) >= p.linger && now.Sub(in.made) >= p.linger) {
+			p.discard(in)
+		} else {
+			p.spare <- in // never blocks: live surplus instances are at most cap(p.spare)
+		}
+	}
+	p.mu.Lock()
+	p.reaper = false
+	if !p.closed && len(p.spare) > 0 {
+		p.armReap()
+	}
+	p.mu.Unlock()
 }
 
 func (p *pool) discard(in *instance) {
