@@ -48,6 +48,23 @@ func loadLimited(t *testing.T, pkg string, memoryMB int, timeout time.Duration, 
 	return m
 }
 
+// loadGrowing loads the hostile module with one instance that may grow to
+// two while a call holds it.
+func loadGrowing(t *testing.T) *extension.Module {
+	t.Helper()
+	m, err := extension.Load(context.Background(), extension.Spec{
+		Name: "hostile", Path: extensiontest.Build(t, hostilePkg), MemoryLimitMB: 32,
+		CallTimeout: hostileTimeout, Instances: 1, MaxInstances: 2,
+		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
 func publishTo(event, body string) *abi.Request {
 	return &abi.Request{Op: abi.OpPublish, Event: event, Resource: "sip:a@example.com",
 		Publication: &abi.Publication{ID: "p1", ContentType: "text/plain", Body: []byte(body)},
@@ -322,16 +339,7 @@ func TestSandbox(t *testing.T) {
 // for its deadline: the pool grows past Instances, up to MaxInstances,
 // and at that cap a call waits as before (ErrBusy when its wait ends).
 func TestHeldPoolGrows(t *testing.T) {
-	m, err := extension.Load(context.Background(), extension.Spec{
-		Name: "hostile", Path: extensiontest.Build(t, hostilePkg), MemoryLimitMB: 32,
-		CallTimeout: hostileTimeout, Instances: 1, MaxInstances: 2,
-		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
+	m := loadGrowing(t)
 	loop := func() chan error {
 		done := make(chan error, 1)
 		go func() {
@@ -392,16 +400,7 @@ func TestHeldPoolGrows(t *testing.T) {
 // after a burst the pool shrinks to Instances, and a call then still
 // finds one.
 func TestIdleSurplusLetGo(t *testing.T) {
-	m, err := extension.Load(context.Background(), extension.Spec{
-		Name: "hostile", Path: extensiontest.Build(t, hostilePkg), MemoryLimitMB: 32,
-		CallTimeout: hostileTimeout, Instances: 1, MaxInstances: 2,
-		CacheDir: filepath.Join(os.TempDir(), "presenced-wasm-cache"),
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
+	m := loadGrowing(t)
 	m.SetSurplusLinger(300 * time.Millisecond)
 	fine := func() {
 		t.Helper()

@@ -26,8 +26,8 @@ type instance struct {
 	stderr   *tailBuffer
 	// surplus: made above the pool's min, when its instances were held
 	// (pool.get), at made, and dropped when it comes back to find one
-	// idle, surplusLinger after made at the earliest, or when it has been
-	// idle since idle for surplusLinger (pool.reap).
+	// idle, surplusLinger after made at the earliest, or once idle (the
+	// time it last went idle) is surplusLinger ago (pool.reap).
 	surplus bool
 	made    time.Time
 	idle    time.Time

@@ -195,7 +195,7 @@ func (p *pool) reap() {
 		p.mu.Lock()
 		closed := p.closed
 		p.mu.Unlock()
-		if closed || (now.Sub(in.idle) >= p.linger && now.Sub(in.made) >= p.linger) {
+		if closed || now.Sub(in.idle) >= p.linger { // idle is after made
 			p.discard(in)
 		} else {
 			p.spare <- in // never blocks: live surplus instances are at most cap(p.spare)
